@@ -1,0 +1,304 @@
+"""Load, merge and validate a run's configuration.
+
+A config is a flat YAML mapping. It uses the reference implementation's keys for the
+ordering (so the authors' own config files work unchanged) plus the tool's own keys
+(inputs, output, format, shard sizes ...). Unknown keys and out-of-range values are
+errors that name the key; nothing silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ReorderError
+from .orderings import ALIASES, METHODS
+
+_UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "KIB": 2**10, "M": 10**6, "MB": 10**6, "MIB": 2**20,
+          "G": 10**9, "GB": 10**9, "GIB": 2**30, "T": 10**12, "TB": 10**12, "TIB": 2**40}
+
+
+def parse_size(value: Any, key: str = "size") -> int:
+    """``256MB`` / ``1.5GiB`` / ``1000000`` -> bytes (int). 0 means "no limit"."""
+    if isinstance(value, bool):
+        raise ReorderError(f"config key '{key}': expected a size like 256MB, got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ReorderError(f"config key '{key}': must be >= 0, got {value!r}")
+        return int(value)
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(value))
+    if not match or match.group(2).upper() not in _UNITS:
+        raise ReorderError(f"config key '{key}': expected a size like 256MB or 1GiB, got {value!r}")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+# ------------------------------------------------------------------ the key table
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    default: Any
+    help: str
+    check: Callable[[str, Any], Any]
+    methods: tuple[str, ...] = ()  # ordering keys: the methods that read it
+
+
+def _bool(key: str, v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    raise ReorderError(f"config key '{key}': expected true or false, got {v!r}")
+
+
+def _int(lo: int) -> Callable[[str, Any], int]:
+    def check(key: str, v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int | float) or int(v) != v:
+            raise ReorderError(f"config key '{key}': expected an integer, got {v!r}")
+        if v < lo:
+            raise ReorderError(f"config key '{key}': must be >= {lo}, got {v!r}")
+        return int(v)
+
+    return check
+
+
+def _float(lo: float, hi: float | None = None) -> Callable[[str, Any], float]:
+    def check(key: str, v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float) or v != v:
+            raise ReorderError(f"config key '{key}': expected a number, got {v!r}")
+        if v < lo or (hi is not None and v > hi):
+            bounds = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+            raise ReorderError(f"config key '{key}': must be {bounds}, got {v!r}")
+        return float(v)
+
+    return check
+
+
+def _str(key: str, v: Any) -> str:
+    if not isinstance(v, str) or not v:
+        raise ReorderError(f"config key '{key}': expected a non-empty string, got {v!r}")
+    return v
+
+
+def _choice(*options: str) -> Callable[[str, Any], str]:
+    def check(key: str, v: Any) -> str:
+        if v not in options:
+            raise ReorderError(f"config key '{key}': expected one of {', '.join(options)}, got {v!r}")
+        return v
+
+    return check
+
+
+def _inputs(key: str, v: Any) -> list[str]:
+    items = [v] if isinstance(v, str) else v
+    if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
+        raise ReorderError(f"config key '{key}': expected a path or a list of paths, got {v!r}")
+    return list(items)
+
+
+def _size(key: str, v: Any) -> int:
+    return parse_size(v, key)
+
+
+def _method(key: str, v: Any) -> str:
+    name = ALIASES.get(v, v)
+    if name not in METHODS:
+        raise ReorderError(f"unknown method {v!r}; choose one of {', '.join(method_names())}")
+    return name
+
+
+_SORTED = ("sorting", "folding", "zigzag", "str", "saw")
+_JIT = ("sorting", "folding", "zigzag", "str", "saw")
+
+ORDERING_KEYS = [
+    Key("score_field", "score", "field holding the score; a dotted path reaches nested fields (metadata.score)",
+        _str, tuple(METHODS)),
+    Key("ascending", True, "true: low scores first; ties always keep input order", _bool, _SORTED),
+    Key("seed", 42, "seed of every random draw", _int(0), tuple(METHODS)),
+    Key("window_size", 0, "JIT: shuffle windows of this many rows after ordering (0 or 1: off)", _int(0), _JIT),
+    Key("folding_layer", 3, "layers L of FO-L (folding) and of the STR/SAW transition regions", _int(1),
+        ("folding", "str", "saw")),
+    Key("zigzag_layer", 3, "layers L of ZIG-L", _int(1), ("zigzag",)),
+    Key("num_sections", 2, "STR/SAW: sections S; S-1 transition regions at round(n*s/S)", _int(1), ("str", "saw")),
+    Key("folding_ratio", 0.225, "STR/SAW: region radius round(n*ratio) on each side of a split", _float(0.0),
+        ("str", "saw")),
+    Key("use_gumbel", False, "sorting: add Gumbel(0,1)*temperature noise to the ranks", _bool, ("sorting",)),
+    Key("temperature", 1.0, "sorting: scale of the Gumbel rank noise", _float(0.0), ("sorting",)),
+    Key("x_pct", 30.0, "segment: percent of rows in the front segment", _float(0.0, 100.0), ("segment",)),
+    Key("y_pct", 30.0, "segment: percent of rows in the back segment", _float(0.0, 100.0), ("segment",)),
+    Key("front_is_high", False, "segment: front segment takes the highest scores", _bool, ("segment",)),
+    Key("back_is_high", True, "segment: back segment takes the highest scores", _bool, ("segment",)),
+]
+
+#: Per-method defaults that differ from the table (the paper's published settings).
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "str": {"num_sections": 2, "folding_layer": 3, "folding_ratio": 0.225},
+    "saw": {"num_sections": 3, "folding_layer": 2, "folding_ratio": 0.075},
+}
+
+TOOL_KEYS = [
+    Key("method", None, "ordering method (the command line's --method wins)", _method),
+    Key("input", None, "input shards: a path, folder or glob, or a list of them (--input wins)", _inputs),
+    Key("output", None, "output folder (--output wins)", _str),
+    Key("format", "parquet", "output format: parquet (zstd), jsonl.zst or jsonl", _choice("parquet", "jsonl.zst", "jsonl")),
+    Key("compression_level", 3, "zstd level of the output (1-22)", _int(1)),
+    Key("shard_size", "256MB", "close an output shard at about this many uncompressed bytes (0: no limit)", _size),
+    Key("shard_rows", 0, "close an output shard at this many rows (0: no limit)", _int(0)),
+    Key("row_group_size", "64MB", "parquet: row groups of about this many uncompressed bytes", _size),
+    Key("row_group_rows", 100_000, "parquet: at most this many rows in a row group", _int(1)),
+    Key("invalid_scores", "error", "rows whose score is missing/null/NaN/inf/not numeric: error, drop, first or last",
+        _choice("error", "drop", "first", "last")),
+    Key("workers", 0, "threads for the rewrite (0: one per core)", _int(0)),
+]
+
+#: Keys the reference's configs carry that change nothing here.
+IGNORED_KEYS = {
+    "name": "descriptive",
+    "version": "descriptive",
+    "description": "descriptive",
+    "reverse_even_layers": "legacy reference key; the current reference ignores it (use method saw for zigzagged regions)",
+}
+
+KEYS: dict[str, Key] = {k.name: k for k in ORDERING_KEYS + TOOL_KEYS}
+
+
+def method_names() -> list[str]:
+    return [*METHODS, *ALIASES]
+
+
+def method_params(method: str) -> list[Key]:
+    return [k for k in ORDERING_KEYS if method in k.methods]
+
+
+def default_for(method: str, key: Key) -> Any:
+    return METHOD_DEFAULTS.get(method, {}).get(key.name, key.default)
+
+
+# ------------------------------------------------------------------ the resolved config
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    method: str
+    params: dict[str, Any]  # the method's resolved ordering parameters (score_field and seed included)
+    inputs: list[str]
+    output: Path
+    format: str
+    compression_level: int
+    shard_size: int
+    shard_rows: int
+    row_group_size: int
+    row_group_rows: int
+    invalid_scores: str
+    workers: int
+    ignored: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def score_field(self) -> str:
+        return self.params["score_field"]
+
+    @property
+    def seed(self) -> int:
+        return self.params["seed"]
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ReorderError(f"{path}: cannot read config: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ReorderError(f"{path}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ReorderError(f"{path}: a config must be a mapping of key: value, got {type(data).__name__}")
+    return data
+
+
+def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
+    """``--set key=value`` pairs; values are read as YAML scalars (``true``, ``3``, ``0.1``)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ReorderError(f"--set expects key=value, got {pair!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            out[key.strip()] = raw
+    return out
+
+
+def resolve(
+    raw: Mapping[str, Any],
+    *,
+    method: str | None = None,
+    inputs: list[str] | None = None,
+    output: str | None = None,
+    base_dir: Path | None = None,
+) -> RunConfig:
+    """Validate ``raw`` (config file merged with --set) and apply command-line values.
+
+    Relative ``input``/``output`` paths in a config file are taken relative to the
+    current directory, like paths given on the command line.
+    """
+    unknown = [k for k in raw if k not in KEYS and k not in IGNORED_KEYS]
+    if unknown:
+        known = ", ".join(sorted(KEYS))
+        raise ReorderError(f"unknown config key '{unknown[0]}' (known keys: {known})")
+    values = {k: KEYS[k].check(k, v) for k, v in raw.items() if k in KEYS and v is not None}
+    chosen = _method("method", method) if method else values.get("method")
+    if not chosen:
+        raise ReorderError("no method: pass --method or set 'method' in the config")
+    ins = inputs or values.get("input")
+    if not ins:
+        raise ReorderError("no input: pass --input or set 'input' in the config")
+    out = output or values.get("output")
+    if not out:
+        raise ReorderError("no output folder: pass --output or set 'output' in the config")
+
+    params = {k.name: values.get(k.name, default_for(chosen, k)) for k in method_params(chosen)}
+    tool = {k.name: values.get(k.name, k.default) for k in TOOL_KEYS}
+    tool["shard_size"] = parse_size(tool["shard_size"], "shard_size")
+    tool["row_group_size"] = parse_size(tool["row_group_size"], "row_group_size")
+    if tool["compression_level"] > 22:
+        raise ReorderError(f"config key 'compression_level': must be <= 22, got {tool['compression_level']}")
+    workers = tool["workers"] or (os.cpu_count() or 1)
+    return RunConfig(
+        method=chosen,
+        params=params,
+        inputs=list(ins),
+        output=Path(out),
+        format=tool["format"],
+        compression_level=tool["compression_level"],
+        shard_size=tool["shard_size"],
+        shard_rows=tool["shard_rows"],
+        row_group_size=tool["row_group_size"] or 64 * 10**6,
+        row_group_rows=tool["row_group_rows"],
+        invalid_scores=tool["invalid_scores"],
+        workers=workers,
+        ignored={k: IGNORED_KEYS[k] for k in raw if k in IGNORED_KEYS},
+    )
+
+
+def load(
+    path: Path,
+    overrides: Iterable[str] = (),
+    *,
+    method: str | None = None,
+    inputs: list[str] | None = None,
+    output: str | None = None,
+) -> RunConfig:
+    raw = read_yaml(path)
+    raw.update(parse_overrides(overrides))
+    return resolve(raw, method=method, inputs=inputs, output=output)
