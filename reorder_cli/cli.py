@@ -1,0 +1,131 @@
+"""The ``reorder`` command line: parse, call, print. No logic lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__, config, manifest, pipeline, stats
+from .errors import ReorderError
+from .orderings import METHODS
+from .progress import Progress
+
+app = typer.Typer(
+    help="Rewrite scored training shards in STR, SAW or baseline order (Dai et al., ACL 2026).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+DESCRIPTIONS = {
+    "shuffle": "Random: a uniform seeded permutation (NumPy default_rng(seed).permutation).",
+    "sorting": "CL: sorted by score (stable), optional Gumbel rank noise, then JIT.",
+    "folding": "FO: the sorted sequence folded into L interleaved layers, then JIT.",
+    "zigzag": "ZIG: like folding, every other layer reversed, then JIT.",
+    "segment": "SEG: front / middle / back segments from the score ends, each shuffled.",
+    "str": "STR (stair): sorted, with the regions around S-1 split points folded; then JIT.",
+    "saw": "SAW: sorted, with the regions around S-1 split points zigzagged; then JIT.",
+}
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"reorder {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")]
+    = False,
+) -> None:
+    """Reorder scored JSONL/Parquet shards for one-pass LLM training."""
+
+
+@app.command()
+def run(
+    config_file: Annotated[Path, typer.Argument(metavar="CONFIG.yaml", help="Method config (YAML).")],
+    method: Annotated[str | None, typer.Option("--method", "-m", help="Ordering method; wins over the config.")]
+    = None,
+    inputs: Annotated[list[str] | None, typer.Option("--input", "-i", help="Input file, folder or glob (repeatable).")]
+    = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Output folder.")] = None,
+    sets: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: key=value (repeatable).")]
+    = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a previous reorder output there.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")] = False,
+) -> None:
+    """Order the rows of scored shards and write them as new shards plus manifest.json."""
+    try:
+        cfg = config.load(config_file, sets or [], method=method, inputs=inputs or None, output=output)
+        for key, why in cfg.ignored.items():
+            if key == "reverse_even_layers":
+                err.print(f"[yellow]note:[/] config key '{key}' is ignored ({why})", highlight=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = pipeline.run(cfg, overwrite=overwrite, progress=Progress(enabled=not quiet, console=err))
+        for w in caught:
+            err.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+    except ReorderError as exc:
+        _fail(str(exc))
+        return
+    if not quiet:
+        t = result.manifest["totals"]
+        rate = t["input_bytes"] / max(result.seconds, 1e-9) / 1e6
+        err.print(
+            f"[green]done[/] {cfg.method}: {t['rows']:,} rows -> {t['shards']} shard(s), "
+            f"{stats._fmt_bytes(t['bytes'])} in {result.output}  ({result.seconds:.1f} s, {rate:.0f} MB/s of input)"
+            + (f"; dropped {t['dropped_rows']:,} invalid" if t["dropped_rows"] else ""),
+            highlight=False,
+        )
+
+
+@app.command("stats")
+def stats_cmd(
+    path: Annotated[Path, typer.Argument(help="An output folder or its manifest.json.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable stats.")] = False,
+) -> None:
+    """Show a finished run: shards, totals, parameters and the score-by-position profile."""
+    try:
+        doc, _ = manifest.read(path)
+    except ReorderError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        sys.stdout.write(json.dumps(stats.summary(doc), indent=2) + "\n")
+        return
+    out.print(stats.header(doc))
+    out.print(stats.shard_table(doc))
+    width = min(out.width, 140)
+    out.print("\n[bold]mean score by output position[/]")
+    out.print(stats.profile_chart(doc["profile"], width=width), highlight=False)
+
+
+@app.command()
+def methods() -> None:
+    """List the ordering methods with their parameters and defaults."""
+    table = Table(show_lines=True)
+    table.add_column("method")
+    table.add_column("what it does")
+    table.add_column("parameters (default)")
+    for name in METHODS:
+        params = "\n".join(
+            f"{k.name} ({config.default_for(name, k)}): {k.help}" for k in config.method_params(name)
+        )
+        label = name + (" (alias stair)" if name == "str" else "")
+        table.add_row(label, DESCRIPTIONS[name], params)
+    out.print(table)

@@ -1,0 +1,1 @@
+"""Shard formats: discovering inputs, reading keys and rows, writing output shards."""

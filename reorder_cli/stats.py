@@ -1,0 +1,107 @@
+"""What ``reorder stats`` shows: tables and a terminal drawing of the score profile."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+_BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def resample(values: list[float | None], width: int) -> list[float | None]:
+    """Average ``values`` down (or repeat them up) to ``width`` columns."""
+    n = len(values)
+    out: list[float | None] = []
+    for c in range(width):
+        a, b = c * n // width, max(c * n // width + 1, (c + 1) * n // width)
+        chunk = [v for v in values[a:b] if v is not None]
+        out.append(sum(chunk) / len(chunk) if chunk else None)
+    return out
+
+
+def profile_chart(profile: dict[str, Any], width: int = 80, height: int = 10) -> str:
+    """Mean score by output position as a column chart of block characters."""
+    values = resample(profile["mean"], max(10, width - 8))
+    known = [v for v in values if v is not None]
+    if not known:
+        return "(no valid scores)"
+    lo, hi = min(known), max(known)
+    span = (hi - lo) or 1.0
+    levels = [None if v is None else (v - lo) / span * height * 8 for v in values]
+    lines = []
+    for row in range(height, 0, -1):
+        label = f"{hi:7.3f} " if row == height else (f"{lo:7.3f} " if row == 1 else " " * 8)
+        cells = []
+        for lv in levels:
+            if lv is None:
+                cells.append(" ")
+                continue
+            fill = lv - (row - 1) * 8
+            cells.append(_BLOCKS[8] if fill >= 8 else _BLOCKS[max(0, int(fill))] if fill > 0 else " ")
+        if row == 1:
+            cells = [c if c != " " or lv is None else _BLOCKS[1] for c, lv in zip(cells, levels, strict=True)]
+        lines.append(label + "".join(cells))
+    lines.append(" " * 8 + "first position" + " " * max(1, len(values) - 27) + "last")
+    return "\n".join(lines)
+
+
+def summary(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The machine-readable stats (``reorder stats --json``)."""
+    totals = manifest["totals"]
+    return {
+        "method": manifest["method"],
+        "params": manifest["params"],
+        "totals": totals,
+        "invalid_scores": manifest["invalid_scores"],
+        "shards": [
+            {k: s[k] for k in ("file", "rows", "bytes", "positions", "score")} for s in manifest["shards"]
+        ],
+        "profile": manifest["profile"],
+    }
+
+
+def shard_table(manifest: dict[str, Any], limit: int = 20) -> Table:
+    shards = manifest["shards"]
+    table = Table(title=f"{len(shards)} shard(s)", title_justify="left")
+    for col in ("file", "rows", "bytes", "positions", "score min", "mean", "max"):
+        table.add_column(col, justify="left" if col == "file" else "right")
+    shown = shards if len(shards) <= limit else shards[: limit // 2] + [None] + shards[-limit // 2 :]
+    for s in shown:
+        if s is None:
+            table.add_row("…", "", "", "", "", "", "")
+            continue
+        sc = s["score"]
+        table.add_row(s["file"], f"{s['rows']:,}", _fmt_bytes(s["bytes"]), f"{s['positions'][0]:,}–{s['positions'][1]:,}",
+                      _fmt(sc["min"]), _fmt(sc["mean"]), _fmt(sc["max"]))
+    t = manifest["totals"]
+    table.add_section()
+    table.add_row("total", f"{t['rows']:,}", _fmt_bytes(t["bytes"]), "", _fmt(t["score"]["min"]),
+                  _fmt(t["score"]["mean"]), _fmt(t["score"]["max"]))
+    return table
+
+
+def header(manifest: dict[str, Any]) -> Text:
+    params = ", ".join(f"{k}={v}" for k, v in manifest["params"].items())
+    t, inv = manifest["totals"], manifest["invalid_scores"]
+    text = Text()
+    text.append(f"method {manifest['method']}", style="bold")
+    text.append(f"  ({params})\n")
+    text.append(f"{t['input_rows']:,} input rows from {len(manifest['inputs'])} file(s) -> {t['rows']:,} rows in "
+                f"{t['shards']} {manifest['output']['format']} shard(s), {_fmt_bytes(t['bytes'])}\n")
+    if inv["count"]:
+        text.append(f"invalid scores: {inv['count']:,} ({inv['policy']}; dropped {inv['dropped']:,})\n")
+    return text
