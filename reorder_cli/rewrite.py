@@ -21,39 +21,74 @@ from .plan import Plan, layout
 from .shards import jsonl, parquet
 from .shards.writers import COMPRESSION, ShardWriter, shard_name
 
-LINE_BATCH_BYTES = 16 << 20
+LINE_BATCH_BYTES = 8 << 20
 
 
-def _groups(plan: Plan, positions: np.ndarray):
-    """Yield (source, rows) per input file in file order, and the permutation that puts
-    the concatenated results back in output order (None when already in order)."""
-    files, rows = plan.locate(positions)
-    if len(files) and files[0] == files[-1] and (files == files[0]).all():
-        return [(plan.sources[int(files[0])], rows)], None
-    by_file = np.argsort(files, kind="stable")
-    sorted_files = files[by_file]
-    cuts = np.flatnonzero(np.diff(sorted_files)) + 1
-    bounds = np.concatenate([[0], cuts, [len(by_file)]])
-    groups = [
-        (plan.sources[int(sorted_files[a])], rows[by_file[a:b]]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-    ]
-    back = np.empty(len(by_file), dtype=np.int64)
-    back[by_file] = np.arange(len(by_file))
-    return groups, back
+class Payload:
+    """Every input row, addressable by its global input index, for the gathers.
+
+    For a Parquet output the inputs are read into one frame and a row group is one
+    ``gather``. For a JSONL output, each batch takes its records from the memory-mapped
+    inputs (file by file, then back into output order), so memory stays at about a
+    batch whatever the size of the data.
+    """
+
+    def __init__(self, plan: Plan, fmt: str, pl_schema: pl.Schema | None):
+        self.plan = plan
+        sources = plan.sources
+        if fmt == "parquet":
+            if all(isinstance(s, parquet.ParquetSource) for s in sources):
+                self.frame = _read_parquet([s.inp.path for s in sources])
+            else:
+                self.frame = pl.concat([s.frame(pl_schema) for s in sources], how="vertical", rechunk=False)
+        else:
+            ends = [(plan.row_starts[i] + r) for i, s in enumerate(sources) if (r := s.unterminated_row()) is not None]
+            self.unterminated = np.array(ends, dtype=np.int64)
+
+    def frame_at(self, positions: np.ndarray) -> pl.DataFrame:
+        return self.frame[self.plan.order[positions]]
+
+    def bytes_at(self, positions: np.ndarray):
+        """The JSONL bytes of the rows at ``positions``, each record ending with '\\n'."""
+        plan = self.plan
+        rows = plan.order[positions]
+        files = np.searchsorted(plan.row_starts, rows, side="right") - 1
+        local = rows - plan.row_starts[files]
+        by_file = np.argsort(files, kind="stable")
+        cuts = np.flatnonzero(np.diff(files[by_file])) + 1
+        parts = [
+            plan.sources[int(files[sel[0]])].take_lines(local[sel]) for sel in np.split(by_file, cuts) if len(sel)
+        ]
+        lines = parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
+        if len(parts) > 1:
+            back = np.empty(len(by_file), dtype=np.int64)
+            back[by_file] = np.arange(len(by_file))
+            lines = lines.take(pa.array(back))
+        data = jsonl.lines_to_bytes(lines)
+        if len(self.unterminated):
+            data = _add_newlines(data, lines, np.flatnonzero(np.isin(rows, self.unterminated)))
+        return data
 
 
-def gather_lines(plan: Plan, positions: np.ndarray) -> pa.LargeBinaryArray:
-    groups, back = _groups(plan, positions)
-    parts = [source.take_lines(rows) for source, rows in groups]
-    lines = parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
-    return lines if back is None else lines.take(pa.array(back))
+def _read_parquet(paths: list[Path]) -> pl.DataFrame:
+    try:
+        return pl.read_parquet(paths)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise ReorderError(f"cannot read the Parquet inputs: {str(exc).splitlines()[0]}") from None
 
 
-def gather_frame(plan: Plan, positions: np.ndarray, schema: pl.Schema | None) -> pl.DataFrame:
-    groups, back = _groups(plan, positions)
-    parts = [source.take_frame(rows, schema) for source, rows in groups]
-    frame = parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical")
-    return frame if back is None else frame[back]
+def _add_newlines(data, lines: pa.LargeBinaryArray, where: np.ndarray):
+    """Insert '\\n' after the records at batch indices ``where`` (files' unterminated last lines)."""
+    if len(where) == 0:
+        return data
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset : lines.offset + len(lines) + 1]
+    ends = offsets[where + 1] - offsets[0]
+    view, pieces, prev = memoryview(data), [], 0
+    for end in ends.tolist():  # at most one a file
+        pieces += [view[prev:end], b"\n"]
+        prev = end
+    pieces.append(view[prev:])
+    return b"".join(pieces)
 
 
 # ------------------------------------------------------------------ output schema
@@ -74,7 +109,7 @@ def output_schema(plan: Plan) -> tuple[pa.Schema, pl.Schema | None]:
             raise ReorderError(
                 f"{other.inp.path}: schema differs from {first.inp.path}; Parquet inputs must share one schema"
             )
-    pl_schema = pl.DataFrame(schema=pl.from_arrow(schema.empty_table()).schema).schema
+    pl_schema = pl.from_arrow(schema.empty_table()).schema
     if inferred is not None:
         extra = [name for name in inferred if name not in pl_schema]
         if extra:
@@ -98,13 +133,24 @@ def _infer_jsonl_schema(sources: list) -> pl.Schema:
 
 def write_shards(plan: Plan, cfg: RunConfig, folder: Path, advance: Callable[[int], None]) -> list[dict]:
     """Write every shard into ``folder``; returns one record a shard, in order."""
-    schemas = output_schema(plan) if cfg.format == "parquet" else (None, None)
+    arrow_schema, pl_schema = output_schema(plan) if cfg.format == "parquet" else (None, None)
+    payload = Payload(plan, cfg.format, pl_schema)
 
     def one(index: int) -> dict:
         start, end = plan.shards[index]
-        writer = ShardWriter(folder / shard_name(index, cfg.format), cfg.format, cfg.compression_level, schemas[0])
+        writer = ShardWriter(folder / shard_name(index, cfg.format), cfg.format, cfg.compression_level, arrow_schema)
         try:
-            _fill(writer, plan, cfg, start, end, schemas, advance)
+            if cfg.format == "parquet":
+                groups = layout(plan.sizes[start:end], cfg.row_group_size, cfg.row_group_rows)
+                prepare = lambda g: _to_arrow(payload.frame_at(np.arange(start + g[0], start + g[1])), arrow_schema)  # noqa: E731
+                for (a, b), table in _prefetched(groups, prepare):
+                    writer.write_table(table)
+                    advance(b - a)
+            else:
+                groups = layout(plan.sizes[start:end], LINE_BATCH_BYTES, 0)
+                for (a, b), data in _prefetched(groups, lambda g: payload.bytes_at(np.arange(start + g[0], start + g[1]))):
+                    writer.write_lines(data)
+                    advance(b - a)
             size, sha = writer.finish()
         except BaseException:
             writer.abort()
@@ -116,17 +162,15 @@ def write_shards(plan: Plan, cfg: RunConfig, folder: Path, advance: Callable[[in
         return list(pool.map(one, range(len(plan.shards))))
 
 
-def _fill(writer: ShardWriter, plan: Plan, cfg: RunConfig, start: int, end: int, schemas, advance) -> None:
-    if cfg.format == "parquet":
-        arrow_schema, pl_schema = schemas
-        for a, b in layout(plan.sizes[start:end], cfg.row_group_size, cfg.row_group_rows):
-            frame = gather_frame(plan, np.arange(start + a, start + b), pl_schema)
-            writer.write_table(_to_arrow(frame, arrow_schema))
-            advance(b - a)
-    else:
-        for a, b in layout(plan.sizes[start:end], LINE_BATCH_BYTES, 0):
-            writer.write_lines(jsonl.lines_to_bytes(gather_lines(plan, np.arange(start + a, start + b))))
-            advance(b - a)
+def _prefetched(groups: list, prepare: Callable):
+    """Yield (group, prepare(group)) in order, preparing the next group while the caller
+    writes the current one (gathering overlaps encoding and compression)."""
+    with ThreadPoolExecutor(1) as ahead:
+        pending = ahead.submit(prepare, groups[0]) if groups else None
+        for i, group in enumerate(groups):
+            result = pending.result()
+            pending = ahead.submit(prepare, groups[i + 1]) if i + 1 < len(groups) else None
+            yield group, result
 
 
 def _to_arrow(frame: pl.DataFrame, schema: pa.Schema) -> pa.Table:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import mmap
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,31 +209,53 @@ def _raise_bad_utf8(data: bytes, local: np.ndarray, keep: np.ndarray, inp: Input
 
 
 class JsonlSource:
-    """Random access to the records of one JSONL file, by record index."""
+    """The records of one JSONL file, for the rewrite, read through a memory map.
+
+    ``take_lines`` copies just the requested records. ``release()`` drops the mapped
+    pages from the process (they stay in the OS page cache), so resident memory stays
+    at about one batch whatever the size of the file.
+    """
 
     def __init__(self, keys: JsonlKeys):
         self.keys = keys
+        self._map: mmap.mmap | None = None
+        self._array: pa.LargeBinaryArray | None = None
+        self._lock = threading.Lock()
 
     @property
     def rows(self) -> int:
         return self.keys.rows
 
+    def _lines(self) -> pa.LargeBinaryArray:
+        with self._lock:
+            if self._array is None:
+                k = self.keys
+                with open(k.data_path, "rb") as fh:
+                    self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+                self._array = pa.LargeBinaryArray.from_buffers(
+                    pa.large_binary(), len(k.line_offsets) - 1,
+                    [None, pa.py_buffer(k.line_offsets), pa.py_buffer(self._map)],
+                )
+            return self._array
+
     def take_lines(self, rows: np.ndarray) -> pa.LargeBinaryArray:
-        """The records ``rows`` (in that order) as binary values that each end with '\\n'."""
-        k = self.keys
-        lines = k.row_lines[rows]
-        with open(k.data_path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            whole = pa.LargeBinaryArray.from_buffers(
-                pa.large_binary(), len(k.line_offsets) - 1, [None, pa.py_buffer(k.line_offsets), pa.py_buffer(mm)]
-            )
-            taken = whole.take(pa.array(lines))
-            del whole
-        if k.missing_final_newline:
-            taken = _fix_last_line(taken, lines == len(k.line_offsets) - 2)
+        """Records ``rows`` in that order; a file's unterminated last line stays so.
+
+        The mapped pages are dropped right after the copy: the kernel maps 64 KiB around
+        every faulting page, so a random read would otherwise keep ~16x its size resident.
+        """
+        taken = self._lines().take(pa.array(self.keys.row_lines[rows]))
+        self.release()
         return taken
 
-    def take_frame(self, rows: np.ndarray, schema: pl.Schema | None) -> pl.DataFrame:
-        data = lines_to_bytes(self.take_lines(rows))
+    def release(self) -> None:
+        if self._map is not None:
+            self._map.madvise(mmap.MADV_DONTNEED)
+
+    def frame(self, schema: pl.Schema | None) -> pl.DataFrame:
+        data = lines_to_bytes(self.take_lines(np.arange(self.rows)))
+        if self.keys.missing_final_newline:
+            data = bytes(data) + b"\n"
         try:
             return pl.read_ndjson(io.BytesIO(data), schema=schema)
         except pl.exceptions.PolarsError as exc:
@@ -241,6 +264,13 @@ class JsonlSource:
                 f"{str(exc).splitlines()[0]}"
             ) from None
 
+    def unterminated_row(self) -> int | None:
+        """Index of the record stored without a final '\\n', if any."""
+        k = self.keys
+        if k.missing_final_newline and self.rows and k.row_lines[-1] == len(k.line_offsets) - 2:
+            return self.rows - 1
+        return None
+
 
 def lines_to_bytes(lines: pa.LargeBinaryArray) -> bytes | pa.Buffer:
     """The concatenated bytes of binary values (what a JSONL shard holds)."""
@@ -248,16 +278,6 @@ def lines_to_bytes(lines: pa.LargeBinaryArray) -> bytes | pa.Buffer:
         return b""
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset : lines.offset + len(lines) + 1]
     return lines.buffers()[2][int(offsets[0]) : int(offsets[-1])]
-
-
-def _fix_last_line(taken: pa.LargeBinaryArray, is_last: np.ndarray) -> pa.LargeBinaryArray:
-    """Give the file's final line (stored without '\\n') its newline; it occurs at most once."""
-    where = np.flatnonzero(is_last)
-    if len(where) == 0:
-        return taken
-    i = int(where[0])
-    fixed = pa.array([taken[i].as_py() + b"\n"], pa.large_binary())
-    return pa.concat_arrays([taken.slice(0, i), fixed, taken.slice(i + 1)])
 
 
 def split_lines(data: bytes) -> pa.LargeBinaryArray:

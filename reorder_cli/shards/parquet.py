@@ -113,7 +113,7 @@ class ParquetSource:
     def rows(self) -> int:
         return self.keys.rows
 
-    def frame(self) -> pl.DataFrame:
+    def frame(self, schema: pl.Schema | None = None) -> pl.DataFrame:
         with self._lock:
             if self._frame is None:
                 try:
@@ -122,8 +122,9 @@ class ParquetSource:
                     raise ReorderError(f"{self.inp.path}: cannot read: {str(exc).splitlines()[0]}") from None
             return self._frame
 
-    def take_frame(self, rows: np.ndarray, schema: pl.Schema | None = None) -> pl.DataFrame:
-        return self.frame()[rows]
-
     def take_lines(self, rows: np.ndarray) -> pa.LargeBinaryArray:
-        return split_lines(self.take_frame(rows).write_ndjson().encode("utf-8"))
+        """Rows as JSON lines (what a JSONL output holds for a Parquet input)."""
+        return split_lines(self.frame()[rows].write_ndjson().encode("utf-8"))
+
+    def unterminated_row(self) -> None:
+        return None
