@@ -25,7 +25,7 @@ from ..errors import ReorderError
 from .discover import InputFile
 from .scores import lookup, python_score, strings_to_float
 
-BLOCK = 32 << 20
+BLOCK = 8 << 20
 _WS = np.frombuffer(b" \t\r\n\x0b\x0c", dtype=np.uint8)
 
 

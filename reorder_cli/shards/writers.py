@@ -46,8 +46,6 @@ class _HashingFile:
         self._fh.flush()
 
     def close(self) -> None:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
         self._fh.close()
 
 
