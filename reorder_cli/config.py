@@ -145,7 +145,8 @@ TOOL_KEYS = [
     Key("method", None, "ordering method (the command line's --method wins)", _method),
     Key("input", None, "input shards: a path, folder or glob, or a list of them (--input wins)", _inputs),
     Key("output", None, "output folder (--output wins)", _str),
-    Key("format", "parquet", "output format: parquet (zstd), jsonl.zst or jsonl", _choice("parquet", "jsonl.zst", "jsonl")),
+    Key("format", "parquet", "output format: parquet (zstd), jsonl.zst or jsonl",
+        _choice("parquet", "jsonl.zst", "jsonl")),
     Key("compression_level", 3, "zstd level of the output (1-22)", _int(1)),
     Key("shard_size", "256MB", "close an output shard at about this many uncompressed bytes (0: no limit)", _size),
     Key("shard_rows", 0, "close an output shard at this many rows (0: no limit)", _int(0)),
@@ -161,7 +162,8 @@ IGNORED_KEYS = {
     "name": "descriptive",
     "version": "descriptive",
     "description": "descriptive",
-    "reverse_even_layers": "legacy reference key; the current reference ignores it (use method saw for zigzagged regions)",
+    "reverse_even_layers": "legacy reference key; the current reference ignores it "
+    "(use method saw for zigzagged regions)",
 }
 
 KEYS: dict[str, Key] = {k.name: k for k in ORDERING_KEYS + TOOL_KEYS}

@@ -125,7 +125,8 @@ def _infer_jsonl_schema(sources: list) -> pl.Schema:
     try:
         return pl.scan_ndjson(paths, infer_schema_length=None).collect_schema()
     except pl.exceptions.PolarsError as exc:
-        raise ReorderError(f"cannot infer one Parquet schema from the JSONL inputs: {str(exc).splitlines()[0]}") from None
+        first_line = str(exc).splitlines()[0]
+        raise ReorderError(f"cannot infer one Parquet schema from the JSONL inputs: {first_line}") from None
 
 
 # ------------------------------------------------------------------ writing
@@ -136,21 +137,23 @@ def write_shards(plan: Plan, cfg: RunConfig, folder: Path, advance: Callable[[in
     arrow_schema, pl_schema = output_schema(plan) if cfg.format == "parquet" else (None, None)
     payload = Payload(plan, cfg.format, pl_schema)
 
+    if cfg.format == "parquet":
+        limits = (cfg.row_group_size, cfg.row_group_rows)  # a batch is a row group
+
+        def prepare(positions: np.ndarray) -> pa.Table:
+            return _to_arrow(payload.frame_at(positions), arrow_schema)
+    else:
+        limits, prepare = (LINE_BATCH_BYTES, 0), payload.bytes_at
+
     def one(index: int) -> dict:
         start, end = plan.shards[index]
         writer = ShardWriter(folder / shard_name(index, cfg.format), cfg.format, cfg.compression_level, arrow_schema)
+        put = writer.write_table if cfg.format == "parquet" else writer.write_lines
+        batches = [np.arange(start + a, start + b) for a, b in layout(plan.sizes[start:end], *limits)]
         try:
-            if cfg.format == "parquet":
-                groups = layout(plan.sizes[start:end], cfg.row_group_size, cfg.row_group_rows)
-                prepare = lambda g: _to_arrow(payload.frame_at(np.arange(start + g[0], start + g[1])), arrow_schema)  # noqa: E731
-                for (a, b), table in _prefetched(groups, prepare):
-                    writer.write_table(table)
-                    advance(b - a)
-            else:
-                groups = layout(plan.sizes[start:end], LINE_BATCH_BYTES, 0)
-                for (a, b), data in _prefetched(groups, lambda g: payload.bytes_at(np.arange(start + g[0], start + g[1]))):
-                    writer.write_lines(data)
-                    advance(b - a)
+            for positions, item in _prefetched(batches, prepare):
+                put(item)
+                advance(len(positions))
             size, sha = writer.finish()
         except BaseException:
             writer.abort()

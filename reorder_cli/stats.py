@@ -85,7 +85,8 @@ def shard_table(manifest: dict[str, Any], limit: int = 20) -> Table:
             table.add_row("…", "", "", "", "", "", "")
             continue
         sc = s["score"]
-        table.add_row(s["file"], f"{s['rows']:,}", _fmt_bytes(s["bytes"]), f"{s['positions'][0]:,}–{s['positions'][1]:,}",
+        first, end = s["positions"]
+        table.add_row(s["file"], f"{s['rows']:,}", _fmt_bytes(s["bytes"]), f"{first:,}–{end:,}",
                       _fmt(sc["min"]), _fmt(sc["mean"]), _fmt(sc["max"]))
     t = manifest["totals"]
     table.add_section()
