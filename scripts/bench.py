@@ -1,0 +1,426 @@
+"""Benchmark ``reorder`` against plain rewrites (the floor), DuckDB ORDER BY and, optionally, the reference code.
+
+Every case runs as its own subprocess, ``--repeat`` times; the table shows the median wall time, the ratio to
+the matching floor (parquet cases vs ``polars rewrite parquet``, jsonl cases vs ``copy jsonl (bytes)``) and the
+median peak RSS of the whole process tree (sampled every 20 ms, children included). With ``--reference`` the
+reorder jsonl cases also get a ratio to the reference run of the same method.
+
+    python scripts/bench.py --docs 200000 --repeat 3
+    python scripts/bench.py --docs 20000 --repeat 1 --cases "reorder,rewrite parquet,copy" --json bench-out/small.json
+    python scripts/bench.py --reference ../data_ordering --workers 2
+
+The corpus (8 JSONL + 8 Parquet shards, made by ``scripts/corpus.py``) is cached in ``--data``; outputs go to
+``--out`` and are removed before every repeat. DuckDB is optional (``pip install duckdb``); its cases are
+skipped when it is missing, and the reference cases are skipped without ``--reference DIR`` (the authors'
+``data_ordering`` folder with ``entry.py``). Logs of every run are kept in ``--out``/_logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from corpus import make_frame, write_corpus  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SHARDS = 8
+SEED = 0
+SAMPLE_SECONDS = 0.02
+STR_SETTINGS = {"num_sections": 2, "folding_layer": 3, "folding_ratio": 0.225}
+SAW_SETTINGS = {"num_sections": 3, "folding_layer": 2, "folding_ratio": 0.075}
+PARQUET_FLOOR = "polars rewrite parquet"
+JSONL_FLOOR = "copy jsonl (bytes)"
+
+# Snippets run as ``python -c SNIPPET OUT FILE...``.
+POLARS_PARQUET = """
+import sys, polars as pl
+pl.read_parquet(sys.argv[2:]).write_parquet(sys.argv[1], compression="zstd")
+"""
+POLARS_JSONL = """
+import sys, polars as pl
+pl.read_ndjson(sys.argv[2:]).write_ndjson(sys.argv[1])
+"""
+COPY_JSONL = """
+import shutil, sys
+with open(sys.argv[1], "wb") as out:
+    for path in sys.argv[2:]:
+        with open(path, "rb") as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+"""
+DUCKDB_PARQUET = """
+import sys, duckdb
+files = ", ".join(repr(f) for f in sys.argv[2:])
+duckdb.sql(f"COPY (SELECT * FROM read_parquet([{files}]) ORDER BY score) TO {sys.argv[1]!r} "
+           "(FORMAT parquet, COMPRESSION zstd)")
+"""
+DUCKDB_JSONL = """
+import sys, duckdb
+files = ", ".join(repr(f) for f in sys.argv[2:])
+duckdb.sql(f"COPY (SELECT * FROM read_json_auto([{files}]) ORDER BY score) TO {sys.argv[1]!r} (FORMAT json)")
+"""
+
+
+@dataclass
+class Case:
+    name: str
+    argv: list[str]
+    floor: str | None = None
+    reference: str | None = None  # the reference case this one is compared with, when it ran
+
+
+@dataclass
+class Result:
+    case: str
+    command: list[str]
+    seconds: list[float] = field(default_factory=list)
+    peak_mb: list[float] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def median_seconds(self) -> float | None:
+        return statistics.median(self.seconds) if self.seconds else None
+
+    @property
+    def median_peak_mb(self) -> float | None:
+        return statistics.median(self.peak_mb) if self.peak_mb else None
+
+
+# --------------------------------------------------------------------------- corpus
+
+
+def shard_paths(data: Path, ext: str) -> list[Path]:
+    return [data / f"part-{i:04d}.{ext}" for i in range(SHARDS)]
+
+
+def ensure_corpus(data: Path, docs: int) -> None:
+    """Write the corpus once; a marker file records that a previous run finished writing it."""
+    marker = data / "corpus.json"
+    wanted = {"docs": docs, "shards": SHARDS, "seed": SEED}
+    if marker.exists() and json.loads(marker.read_text()) == wanted:
+        return
+    print(f"writing corpus of {docs:,} docs to {data} ...", flush=True)
+    write_corpus(make_frame(docs, SEED), data, SHARDS, ["jsonl", "parquet"])
+    marker.write_text(json.dumps(wanted))
+
+
+def ensure_single_jsonl(data: Path) -> Path:
+    """All JSONL shards concatenated into one file (the reference reads a single file)."""
+    single = data / "all.jsonl"
+    if not single.exists():
+        tmp = single.with_suffix(".jsonl.tmp")
+        with tmp.open("wb") as out:
+            for path in shard_paths(data, "jsonl"):
+                with path.open("rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
+        tmp.rename(single)
+    return single
+
+
+def corpus_gb(data: Path, ext: str) -> float:
+    return sum(p.stat().st_size for p in shard_paths(data, ext)) / 1e9
+
+
+# --------------------------------------------------------------------------- cases
+
+
+def reorder_exe() -> list[str]:
+    sibling = Path(sys.executable).with_name("reorder")
+    if sibling.exists():
+        return [str(sibling)]
+    found = shutil.which("reorder")
+    if found is None:
+        raise SystemExit("reorder is not installed (pip install -e .)")
+    return [found]
+
+
+def sets(settings: dict[str, object]) -> list[str]:
+    return [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
+
+
+def reorder_case(method: str, fmt: str, data: Path, out: Path, workers: int | None) -> Case:
+    name = f"reorder {method} {fmt}->{fmt}"
+    extra = {"format": fmt, **(SAW_SETTINGS if method == "saw" else {})}
+    if workers is not None:
+        extra["workers"] = workers
+    argv = [
+        *reorder_exe(),
+        "run",
+        str(REPO / "configs" / "str.yaml"),
+        "--method",
+        method,
+        "--input",
+        str(data / f"part-*.{fmt}"),
+        "--output",
+        str(out / slug(name)),
+        *sets(extra),
+        "--overwrite",
+        "-q",
+    ]
+    floor = PARQUET_FLOOR if fmt == "parquet" else JSONL_FLOOR
+    reference = f"reference {method} jsonl" if fmt == "jsonl" else None
+    return Case(name, argv, floor, reference)
+
+
+def snippet_case(name: str, snippet: str, files: list[Path], out: Path, suffix: str, floor: str) -> Case:
+    target = out / slug(name) / f"out.{suffix}"
+    return Case(name, [sys.executable, "-c", snippet, str(target), *map(str, files)], floor)
+
+
+def reference_case(method: str, ref_dir: Path, single: Path, out: Path) -> Case:
+    name = f"reference {method} jsonl"
+    settings = STR_SETTINGS if method == "str" else SAW_SETTINGS
+    config = out / f"_reference-{method}.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    lines = {"score_field": "score", "ascending": "true", **settings, "window_size": 0, "seed": 42}
+    config.write_text("".join(f"{key}: {value}\n" for key, value in lines.items()))
+    argv = [
+        sys.executable,
+        str(ref_dir / "entry.py"),
+        "--input_data_path",
+        str(single),
+        "--output_data_path",
+        str(out / slug(name) / "out.jsonl"),
+        "--method",
+        "stair" if method == "str" else "saw",
+        "--config_path",
+        str(config),
+    ]
+    return Case(name, argv, JSONL_FLOOR)
+
+
+def build_cases(args: argparse.Namespace, notes: list[str]) -> list[Case]:
+    data, out = args.data, args.out
+    pq_files, js_files = shard_paths(data, "parquet"), shard_paths(data, "jsonl")
+    cases = [reorder_case(m, f, data, out, args.workers) for f in ("parquet", "jsonl") for m in ("str", "saw")]
+    cases += [
+        snippet_case(PARQUET_FLOOR, POLARS_PARQUET, pq_files, out, "parquet", PARQUET_FLOOR),
+        snippet_case(JSONL_FLOOR, COPY_JSONL, js_files, out, "jsonl", JSONL_FLOOR),
+        snippet_case("polars rewrite jsonl", POLARS_JSONL, js_files, out, "jsonl", JSONL_FLOOR),
+    ]
+    if importlib.util.find_spec("duckdb") is not None:
+        cases += [
+            snippet_case("duckdb ORDER BY parquet", DUCKDB_PARQUET, pq_files, out, "parquet", PARQUET_FLOOR),
+            snippet_case("duckdb ORDER BY jsonl", DUCKDB_JSONL, js_files, out, "jsonl", JSONL_FLOOR),
+        ]
+    else:
+        notes.append("duckdb is not installed: duckdb cases skipped (pip install duckdb)")
+    if args.reference is None:
+        notes.append("no --reference DIR: reference cases skipped")
+    elif not (args.reference / "entry.py").exists():
+        notes.append(f"{args.reference}/entry.py not found: reference cases skipped")
+    else:
+        single = ensure_single_jsonl(data)
+        cases += [reference_case(m, args.reference, single, out) for m in ("str", "saw")]
+    return select(cases, args.cases)
+
+
+def select(cases: list[Case], wanted: str | None) -> list[Case]:
+    if not wanted:
+        return cases
+    parts = [p.strip().lower() for p in wanted.split(",") if p.strip()]
+    return [c for c in cases if any(p in c.name.lower() for p in parts)]
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def tree_rss(proc: psutil.Process) -> int:
+    """RSS of ``proc`` plus all its descendants; processes that vanish meanwhile count as zero."""
+    total = 0
+    try:
+        members = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    for member in members:
+        with contextlib.suppress(psutil.Error):
+            total += member.memory_info().rss
+    return total
+
+
+def sample_peak(proc: psutil.Process, done: threading.Event, peak: list[int]) -> None:
+    """Until ``done`` is set, keep the largest tree RSS seen in ``peak[0]``."""
+    while not done.is_set():
+        peak[0] = max(peak[0], tree_rss(proc))
+        done.wait(SAMPLE_SECONDS)
+
+
+def measure(argv: list[str], log: Path) -> tuple[float, float, int]:
+    """Run ``argv``; return (wall seconds, peak tree RSS in MB, exit code). Output goes to ``log``."""
+    done, peak = threading.Event(), [0]
+    with log.open("wb") as sink:
+        start = time.perf_counter()
+        child = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, cwd=REPO)
+        sampler = threading.Thread(target=sample_peak, args=(psutil.Process(child.pid), done, peak))
+        sampler.start()
+        code = child.wait()
+        seconds = time.perf_counter() - start
+        done.set()
+        sampler.join()
+    return seconds, peak[0] / 2**20, code
+
+
+def clean(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+
+
+def run_case(case: Case, out: Path, repeat: int) -> Result:
+    result = Result(case.name, case.argv)
+    logs = out / "_logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    for i in range(repeat):
+        clean(out / slug(case.name))
+        log = logs / f"{slug(case.name)}-{i}.log"
+        seconds, peak_mb, code = measure(case.argv, log)
+        run_log = out / slug(case.name) / "run_log.json"  # reorder's own timings, kept beside the log
+        if run_log.exists():
+            shutil.copy(run_log, log.with_suffix(".run_log.json"))
+        if code != 0:
+            tail = log.read_text(errors="replace").strip().splitlines()[-15:]
+            result.error = f"exit {code}: " + "\n".join(tail)
+            print(f"  {case.name}: FAILED (exit {code}), see {log}", flush=True)
+            break
+        result.seconds.append(seconds)
+        result.peak_mb.append(peak_mb)
+        print(f"  {case.name} [{i + 1}/{repeat}]: {seconds:.2f} s, {peak_mb:,.0f} MB", flush=True)
+    shutil.rmtree(out / slug(case.name), ignore_errors=True)
+    return result
+
+
+# --------------------------------------------------------------------------- report
+
+
+def ratio(result: Result, other: Result | None) -> float | None:
+    if other is None or result.median_seconds is None or not other.median_seconds:
+        return None
+    return result.median_seconds / other.median_seconds
+
+
+def rows(cases: list[Case], results: dict[str, Result]) -> list[dict[str, object]]:
+    table = []
+    for case in cases:
+        res = results[case.name]
+        table.append(
+            {
+                "case": case.name,
+                "median_seconds": res.median_seconds,
+                "floor": case.floor,
+                "vs_floor": ratio(res, results.get(case.floor or "")),
+                "vs_reference": ratio(res, results.get(case.reference or "")),
+                "median_peak_mb": res.median_peak_mb,
+                "repeats": len(res.seconds),
+                "seconds": res.seconds,
+                "peak_mb": res.peak_mb,
+                "command": res.command,
+                "error": res.error,
+            }
+        )
+    return table
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_table(table: list[dict[str, object]], corpus_line: str, notes: list[str]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    with_ref = any(r["vs_reference"] is not None for r in table)
+    grid = Table(title="reorder benchmark")
+    grid.add_column("case")
+    grid.add_column("median s", justify="right")
+    grid.add_column("x floor", justify="right")
+    if with_ref:
+        grid.add_column("x reference", justify="right")
+    grid.add_column("peak RSS MB", justify="right")
+    grid.add_column("repeats", justify="right")
+    for r in table:
+        cells = [
+            str(r["case"]) + (" (FAILED)" if r["error"] else ""),
+            fmt(r["median_seconds"], ".2f"),
+            fmt(r["vs_floor"], ".2f"),
+        ]
+        if with_ref:
+            cells.append(fmt(r["vs_reference"], ".2f"))
+        cells += [fmt(r["median_peak_mb"], ",.0f"), str(r["repeats"])]
+        grid.add_row(*cells)
+    console = Console(width=max(100, shutil.get_terminal_size().columns))
+    console.print(grid)
+    console.print(corpus_line, highlight=False)
+    for note in notes:
+        console.print(f"note: {note}")
+    for r in table:
+        if r["error"]:
+            console.print(f"[red]{escape(str(r['case']))} failed:[/red] {escape(str(r['error']))}", highlight=False)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=200_000, help="documents in the corpus")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per case (the median is reported)")
+    parser.add_argument("--data", type=Path, help="corpus folder (default bench-out/data-DOCS)")
+    parser.add_argument("--out", type=Path, default=Path("bench-out/run"), help="output folder, cleaned per run")
+    parser.add_argument("--cases", help="comma-separated substrings selecting cases")
+    parser.add_argument("--workers", type=int, help="passed to reorder as --set workers=N")
+    parser.add_argument("--reference", type=Path, help="the authors' data_ordering folder (with entry.py)")
+    parser.add_argument("--json", type=Path, help="also save the results here")
+    args = parser.parse_args(argv)
+    args.data = (args.data or Path(f"bench-out/data-{args.docs}")).resolve()
+    args.out = args.out.resolve()
+    args.reference = args.reference.resolve() if args.reference else None
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    ensure_corpus(args.data, args.docs)
+    notes: list[str] = []
+    cases = build_cases(args, notes)
+    if not cases:
+        raise SystemExit(f"no case matches --cases {args.cases!r}")
+    missing = sorted({c.floor for c in cases if c.floor} - {c.name for c in cases})
+    notes += [f"floor {name!r} not selected: its ratios show as -" for name in missing]
+    results = {case.name: run_case(case, args.out, args.repeat) for case in cases}
+    table = rows(cases, results)
+    corpus = {
+        "docs": args.docs,
+        "jsonl_gb": corpus_gb(args.data, "jsonl"),
+        "parquet_gb": corpus_gb(args.data, "parquet"),
+        "cpus": os.cpu_count(),
+    }
+    corpus_line = (
+        f"corpus: {corpus['docs']:,} docs, JSONL {corpus['jsonl_gb']:.2f} GB, "
+        f"Parquet {corpus['parquet_gb']:.2f} GB, {SHARDS} shards each; {corpus['cpus']} CPUs"
+    )
+    print_table(table, corpus_line, notes)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"corpus": corpus, "notes": notes, "results": table}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
