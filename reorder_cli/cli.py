@@ -18,6 +18,7 @@ from typing import Annotated  # noqa: E402
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
+from rich.text import Text  # noqa: E402
 
 from . import __version__, config, manifest, pipeline, stats  # noqa: E402
 from .errors import ReorderError  # noqa: E402
@@ -45,7 +46,7 @@ DESCRIPTIONS = {
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -81,24 +82,24 @@ def run(
         cfg = config.load(config_file, sets or [], method=method, inputs=inputs or None, output=output)
         for key, why in cfg.ignored.items():
             if key == "reverse_even_layers":
-                err.print(f"[yellow]note:[/] config key '{key}' is ignored ({why})", highlight=False)
+                err.print(Text.assemble(("note:", "yellow"), f" config key '{key}' is ignored ({why})"))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = pipeline.run(cfg, overwrite=overwrite, progress=Progress(enabled=not quiet, console=err))
         for w in caught:
-            err.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+            err.print(Text.assemble(("warning:", "yellow"), f" {w.message}"), highlight=False)
     except ReorderError as exc:
         _fail(str(exc))
         return
     if not quiet:
         t = result.manifest["totals"]
         rate = t["input_bytes"] / max(result.seconds, 1e-9) / 1e6
-        err.print(
-            f"[green]done[/] {cfg.method}: {t['rows']:,} rows -> {t['shards']} shard(s), "
-            f"{stats._fmt_bytes(t['bytes'])} in {result.output}  ({result.seconds:.1f} s, {rate:.0f} MB/s of input)"
-            + (f"; dropped {t['dropped_rows']:,} invalid" if t["dropped_rows"] else ""),
-            highlight=False,
+        line = (
+            f" {cfg.method}: {t['rows']:,} rows -> {t['shards']} shard(s), {stats._fmt_bytes(t['bytes'])} in "
+            f"{result.output}  ({result.seconds:.1f} s, {rate:.0f} MB/s of input)"
+            + (f"; dropped {t['dropped_rows']:,} invalid" if t["dropped_rows"] else "")
         )
+        err.print(Text.assemble(("done", "green"), line), highlight=False, soft_wrap=True)
 
 
 @app.command("stats")

@@ -15,10 +15,11 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from . import parquet_output
 from .config import RunConfig
 from .errors import ReorderError
 from .plan import Plan, layout
-from .shards import jsonl, parquet
+from .shards import jsonl
 from .shards.writers import COMPRESSION, ShardWriter, shard_name
 
 LINE_BATCH_BYTES = 8 << 20
@@ -33,20 +34,17 @@ class Payload:
     batch whatever the size of the data.
     """
 
-    def __init__(self, plan: Plan, fmt: str, pl_schema: pl.Schema | None):
+    def __init__(self, plan: Plan, fmt: str):
         self.plan = plan
         sources = plan.sources
         if fmt == "parquet":
-            if all(isinstance(s, parquet.ParquetSource) for s in sources):
-                self.frame = _read_parquet([s.inp.path for s in sources])
-            else:
-                self.frame = pl.concat([s.frame(pl_schema) for s in sources], how="vertical", rechunk=False)
+            self.table = parquet_output.build(plan)
         else:
             ends = [(plan.row_starts[i] + r) for i, s in enumerate(sources) if (r := s.unterminated_row()) is not None]
             self.unterminated = np.array(ends, dtype=np.int64)
 
     def frame_at(self, positions: np.ndarray) -> pl.DataFrame:
-        return self.frame[self.plan.order[positions]]
+        return self.table.rows_at(self.plan, positions)
 
     def bytes_at(self, positions: np.ndarray):
         """The JSONL bytes of the rows at ``positions``, each record ending with '\\n'."""
@@ -70,13 +68,6 @@ class Payload:
         return data
 
 
-def _read_parquet(paths: list[Path]) -> pl.DataFrame:
-    try:
-        return pl.read_parquet(paths)
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        raise ReorderError(f"cannot read the Parquet inputs: {str(exc).splitlines()[0]}") from None
-
-
 def _add_newlines(data, lines: pa.LargeBinaryArray, where: np.ndarray):
     """Insert '\\n' after the records at batch indices ``where`` (files' unterminated last lines)."""
     if len(where) == 0:
@@ -91,51 +82,13 @@ def _add_newlines(data, lines: pa.LargeBinaryArray, where: np.ndarray):
     return b"".join(pieces)
 
 
-# ------------------------------------------------------------------ output schema
-
-
-def output_schema(plan: Plan) -> tuple[pa.Schema, pl.Schema | None]:
-    """The Parquet schema of the output: the Parquet inputs' own schema (they must agree),
-    or, for JSONL inputs, the schema Polars infers from all their records."""
-    pq_sources = [s for s in plan.sources if isinstance(s, parquet.ParquetSource)]
-    js_sources = [s for s in plan.sources if isinstance(s, jsonl.JsonlSource) and s.rows]
-    inferred = _infer_jsonl_schema(js_sources) if js_sources else None
-    if not pq_sources:
-        return pl.DataFrame(schema=inferred).to_arrow().schema, inferred
-    first = pq_sources[0]
-    schema = first.keys.schema.remove_metadata()
-    for other in pq_sources[1:]:
-        if not other.keys.schema.remove_metadata().equals(schema):
-            raise ReorderError(
-                f"{other.inp.path}: schema differs from {first.inp.path}; Parquet inputs must share one schema"
-            )
-    pl_schema = pl.from_arrow(schema.empty_table()).schema
-    if inferred is not None:
-        extra = [name for name in inferred if name not in pl_schema]
-        if extra:
-            raise ReorderError(
-                f"JSONL inputs have field '{extra[0]}' that the Parquet inputs' schema lacks; "
-                "a Parquet output cannot hold it"
-            )
-    return schema, pl_schema
-
-
-def _infer_jsonl_schema(sources: list) -> pl.Schema:
-    paths = [str(s.keys.data_path) for s in sources]
-    try:
-        return pl.scan_ndjson(paths, infer_schema_length=None).collect_schema()
-    except pl.exceptions.PolarsError as exc:
-        first_line = str(exc).splitlines()[0]
-        raise ReorderError(f"cannot infer one Parquet schema from the JSONL inputs: {first_line}") from None
-
-
 # ------------------------------------------------------------------ writing
 
 
 def write_shards(plan: Plan, cfg: RunConfig, folder: Path, advance: Callable[[int], None]) -> list[dict]:
     """Write every shard into ``folder``; returns one record a shard, in order."""
-    arrow_schema, pl_schema = output_schema(plan) if cfg.format == "parquet" else (None, None)
-    payload = Payload(plan, cfg.format, pl_schema)
+    payload = Payload(plan, cfg.format)
+    arrow_schema = payload.table.schema if cfg.format == "parquet" else None
 
     if cfg.format == "parquet":
         limits = (cfg.row_group_size, cfg.row_group_rows)  # a batch is a row group

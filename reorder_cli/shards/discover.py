@@ -42,7 +42,7 @@ def _supported(path: Path) -> bool:
 
 def _expand(arg: str) -> list[Path]:
     path = Path(arg)
-    if any(ch in arg for ch in "*?["):
+    if any(ch in arg for ch in "*?[") and not path.exists():  # an existing name is taken literally
         matches = sorted(Path(p) for p in glob.glob(arg, recursive=True))
         files = [p for p in matches if _supported(p)]
         if not files:

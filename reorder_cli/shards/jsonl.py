@@ -9,7 +9,6 @@ directly through a memory map.
 
 from __future__ import annotations
 
-import io
 import json
 import mmap
 import threading
@@ -251,18 +250,6 @@ class JsonlSource:
     def release(self) -> None:
         if self._map is not None:
             self._map.madvise(mmap.MADV_DONTNEED)
-
-    def frame(self, schema: pl.Schema | None) -> pl.DataFrame:
-        data = lines_to_bytes(self.take_lines(np.arange(self.rows)))
-        if self.keys.missing_final_newline:
-            data = bytes(data) + b"\n"
-        try:
-            return pl.read_ndjson(io.BytesIO(data), schema=schema)
-        except pl.exceptions.PolarsError as exc:
-            raise ReorderError(
-                f"{self.keys.data_path}: a record does not fit the Parquet schema inferred from the inputs: "
-                f"{str(exc).splitlines()[0]}"
-            ) from None
 
     def unterminated_row(self) -> int | None:
         """Index of the record stored without a final '\\n', if any."""

@@ -113,7 +113,7 @@ class ParquetSource:
     def rows(self) -> int:
         return self.keys.rows
 
-    def frame(self, schema: pl.Schema | None = None) -> pl.DataFrame:
+    def frame(self) -> pl.DataFrame:
         with self._lock:
             if self._frame is None:
                 try:
