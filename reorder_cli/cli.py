@@ -137,3 +137,7 @@ def methods() -> None:
         label = name + (" (alias stair)" if name == "str" else "")
         table.add_row(label, DESCRIPTIONS[name], params)
     out.print(table)
+
+
+if __name__ == "__main__":
+    app()
