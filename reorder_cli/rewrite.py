@@ -22,7 +22,7 @@ from .plan import Plan, layout
 from .shards import jsonl
 from .shards.writers import COMPRESSION, ShardWriter, shard_name
 
-LINE_BATCH_BYTES = 8 << 20
+LINE_BATCH_BYTES = 4 << 20
 
 
 class Payload:
