@@ -64,7 +64,14 @@ def main(
     """Reorder scored JSONL/Parquet shards for one-pass LLM training."""
 
 
-@app.command()
+RUN_EPILOG = (
+    "Example: reorder run configs/str.yaml --input 'data/*.parquet' --output data-str --set shard_size=512MB. "
+    "Tool keys (format, shard_size, shard_rows, invalid_scores, workers, ...) are listed in the README; "
+    "method parameters with `reorder methods`."
+)
+
+
+@app.command(epilog=RUN_EPILOG)
 def run(
     config_file: Annotated[Path, typer.Argument(metavar="CONFIG.yaml", help="Method config (YAML).")],
     method: Annotated[str | None, typer.Option("--method", "-m", help="Ordering method; wins over the config.")]
@@ -95,7 +102,7 @@ def run(
         t = result.manifest["totals"]
         rate = t["input_bytes"] / max(result.seconds, 1e-9) / 1e6
         line = (
-            f" {cfg.method}: {t['rows']:,} rows -> {t['shards']} shard(s), {stats._fmt_bytes(t['bytes'])} in "
+            f" {cfg.method}: {t['rows']:,} rows -> {t['shards']} shard(s), {stats.fmt_bytes(t['bytes'])} in "
             f"{result.output}  ({result.seconds:.1f} s, {rate:.0f} MB/s of input)"
             + (f"; dropped {t['dropped_rows']:,} invalid" if t["dropped_rows"] else "")
         )
@@ -123,6 +130,10 @@ def stats_cmd(
     out.print(stats.profile_chart(doc["profile"], width=width), highlight=False)
 
 
+def _yaml(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 @app.command()
 def methods() -> None:
     """List the ordering methods with their parameters and defaults."""
@@ -132,7 +143,7 @@ def methods() -> None:
     table.add_column("parameters (default)")
     for name in METHODS:
         params = "\n".join(
-            f"{k.name} ({config.default_for(name, k)}): {k.help}" for k in config.method_params(name)
+            f"{k.name} ({_yaml(config.default_for(name, k))}): {k.help}" for k in config.method_params(name)
         )
         label = name + (" (alias stair)" if name == "str" else "")
         table.add_row(label, DESCRIPTIONS[name], params)

@@ -247,7 +247,6 @@ def resolve(
     method: str | None = None,
     inputs: list[str] | None = None,
     output: str | None = None,
-    base_dir: Path | None = None,
 ) -> RunConfig:
     """Validate ``raw`` (config file merged with --set) and apply command-line values.
 

@@ -10,7 +10,7 @@ from rich.text import Text
 _BLOCKS = " ▁▂▃▄▅▆▇█"
 
 
-def _fmt_bytes(n: float) -> str:
+def fmt_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -86,11 +86,11 @@ def shard_table(manifest: dict[str, Any], limit: int = 20) -> Table:
             continue
         sc = s["score"]
         first, end = s["positions"]
-        table.add_row(s["file"], f"{s['rows']:,}", _fmt_bytes(s["bytes"]), f"{first:,}–{end:,}",
+        table.add_row(s["file"], f"{s['rows']:,}", fmt_bytes(s["bytes"]), f"{first:,}–{end:,}",
                       _fmt(sc["min"]), _fmt(sc["mean"]), _fmt(sc["max"]))
     t = manifest["totals"]
     table.add_section()
-    table.add_row("total", f"{t['rows']:,}", _fmt_bytes(t["bytes"]), "", _fmt(t["score"]["min"]),
+    table.add_row("total", f"{t['rows']:,}", fmt_bytes(t["bytes"]), "", _fmt(t["score"]["min"]),
                   _fmt(t["score"]["mean"]), _fmt(t["score"]["max"]))
     return table
 
@@ -102,7 +102,7 @@ def header(manifest: dict[str, Any]) -> Text:
     text.append(f"method {manifest['method']}", style="bold")
     text.append(f"  ({params})\n")
     text.append(f"{t['input_rows']:,} input rows from {len(manifest['inputs'])} file(s) -> {t['rows']:,} rows in "
-                f"{t['shards']} {manifest['output']['format']} shard(s), {_fmt_bytes(t['bytes'])}\n")
+                f"{t['shards']} {manifest['output']['format']} shard(s), {fmt_bytes(t['bytes'])}\n")
     if inv["count"]:
         text.append(f"invalid scores: {inv['count']:,} ({inv['policy']}; dropped {inv['dropped']:,})\n")
     return text
