@@ -126,7 +126,7 @@ def rich_rows(n: int, seed: int = 0, prefix: str = "p") -> list[dict]:
 
 
 def params(method: str, **over) -> dict:
-    """Every ordering key with the method's defaults (as tests/test_orderings.py builds it)."""
+    """Every ordering key with the method's defaults, overridden by ``over``."""
     p = {k.name: METHOD_DEFAULTS.get(method, {}).get(k.name, k.default) for k in ORDERING_KEYS}
     p.update(over)
     return p

@@ -10,15 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reorder_cli import orderings
-from reorder_cli.config import METHOD_DEFAULTS, ORDERING_KEYS
 
 from . import oracle
-
-
-def params(method, **over):
-    p = {k.name: METHOD_DEFAULTS.get(method, {}).get(k.name, k.default) for k in ORDERING_KEYS}
-    p.update(over)
-    return p
+from .conftest import params
 
 
 def run(method, scores, **over):
