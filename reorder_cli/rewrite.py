@@ -25,38 +25,25 @@ from .shards.writers import COMPRESSION, ShardWriter, shard_name
 LINE_BATCH_BYTES = 4 << 20
 
 
-class Payload:
-    """Every input row, addressable by its global input index, for the gathers.
+class LineGather:
+    """JSONL bytes of any output positions, taken from the memory-mapped inputs.
 
-    For a Parquet output the inputs are read into one frame and a row group is one
-    ``gather``. For a JSONL output, each batch takes its records from the memory-mapped
-    inputs (file by file, then back into output order), so memory stays at about a
-    batch whatever the size of the data.
+    A batch takes its records file by file and puts them back in output order, so
+    memory stays at about a batch whatever the size of the data.
     """
 
-    def __init__(self, plan: Plan, fmt: str):
+    def __init__(self, plan: Plan):
         self.plan = plan
-        sources = plan.sources
-        if fmt == "parquet":
-            self.table = parquet_output.build(plan)
-        else:
-            ends = [(plan.row_starts[i] + r) for i, s in enumerate(sources) if (r := s.unterminated_row()) is not None]
-            self.unterminated = np.array(ends, dtype=np.int64)
-
-    def frame_at(self, positions: np.ndarray) -> pl.DataFrame:
-        return self.table.rows_at(self.plan, positions)
+        ends = [plan.row_starts[i] + r for i, s in enumerate(plan.sources) if (r := s.unterminated_row()) is not None]
+        self.unterminated = np.array(ends, dtype=np.int64)
 
     def bytes_at(self, positions: np.ndarray):
-        """The JSONL bytes of the rows at ``positions``, each record ending with '\\n'."""
+        """The records at ``positions``, concatenated, each ending with '\\n'."""
         plan = self.plan
-        rows = plan.order[positions]
-        files = np.searchsorted(plan.row_starts, rows, side="right") - 1
-        local = rows - plan.row_starts[files]
+        files, local = plan.locate(positions)
         by_file = np.argsort(files, kind="stable")
         cuts = np.flatnonzero(np.diff(files[by_file])) + 1
-        parts = [
-            plan.sources[int(files[sel[0]])].take_lines(local[sel]) for sel in np.split(by_file, cuts) if len(sel)
-        ]
+        parts = [plan.sources[int(files[sel[0]])].take_lines(local[sel]) for sel in np.split(by_file, cuts)]
         lines = parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
         if len(parts) > 1:
             back = np.empty(len(by_file), dtype=np.int64)
@@ -64,7 +51,7 @@ class Payload:
             lines = lines.take(pa.array(back))
         data = jsonl.lines_to_bytes(lines)
         if len(self.unterminated):
-            data = _add_newlines(data, lines, np.flatnonzero(np.isin(rows, self.unterminated)))
+            data = _add_newlines(data, lines, np.flatnonzero(np.isin(plan.order[positions], self.unterminated)))
         return data
 
 
@@ -87,16 +74,15 @@ def _add_newlines(data, lines: pa.LargeBinaryArray, where: np.ndarray):
 
 def write_shards(plan: Plan, cfg: RunConfig, folder: Path, advance: Callable[[int], None]) -> list[dict]:
     """Write every shard into ``folder``; returns one record a shard, in order."""
-    payload = Payload(plan, cfg.format)
-    arrow_schema = payload.table.schema if cfg.format == "parquet" else None
-
     if cfg.format == "parquet":
+        table = parquet_output.build(plan)
+        arrow_schema = table.schema
         limits = (cfg.row_group_size, cfg.row_group_rows)  # a batch is a row group
 
         def prepare(positions: np.ndarray) -> pa.Table:
-            return _to_arrow(payload.frame_at(positions), arrow_schema)
+            return _to_arrow(table.rows_at(plan, positions), arrow_schema)
     else:
-        limits, prepare = (LINE_BATCH_BYTES, 0), payload.bytes_at
+        arrow_schema, limits, prepare = None, (LINE_BATCH_BYTES, 0), LineGather(plan).bytes_at
 
     def one(index: int) -> dict:
         start, end = plan.shards[index]
