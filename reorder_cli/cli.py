@@ -98,6 +98,9 @@ def run(
     except ReorderError as exc:
         _fail(str(exc))
         return
+    except KeyboardInterrupt:
+        err.print("interrupted; the output folder was left as it was before the run", highlight=False)
+        raise typer.Exit(130) from None
     if not quiet:
         t = result.manifest["totals"]
         rate = t["input_bytes"] / max(result.seconds, 1e-9) / 1e6

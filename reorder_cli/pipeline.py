@@ -89,10 +89,12 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
         for s in shards:
             os.replace(staging / s["file"], out / s["file"])
         manifest.write_atomic(out / manifest.MANIFEST_NAME, manifest.dumps(doc))
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(work, ignore_errors=True)
         if created:
             shutil.rmtree(out, ignore_errors=True)
+        if isinstance(exc, OSError):  # disk full, permission denied, a file vanished ...
+            raise ReorderError(f"{exc.strerror or exc}: {exc.filename or out} (nothing was written)") from None
         raise
     shutil.rmtree(work, ignore_errors=True)
     seconds = time.perf_counter() - started

@@ -3,6 +3,7 @@ names the culprit, and nothing written (no output folder, no shard, no work fold
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -455,3 +456,31 @@ def test_error_shows_the_output_folder_verbatim(tmp_path, config_file, one_input
     (out / "keep.txt").write_text("x")
     msg = fails(config_file, [one_input], out)
     assert "out[v2]" in msg, msg
+
+
+def test_disk_full_while_writing_is_one_line_and_leaves_nothing(tmp_path, config_file, jsonl_corpus, monkeypatch):
+    from reorder_cli.shards import writers
+
+    def no_space(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.tmp))
+
+    monkeypatch.setattr(writers.ShardWriter, "write_lines", no_space)
+    out = tmp_path / "out"
+    msg = fails(config_file, jsonl_corpus.files, out, sets=["format=jsonl"])
+    assert "No space left on device" in msg and "nothing was written" in msg, msg
+    assert_nothing_written(out)
+
+
+def test_previous_output_survives_a_failed_overwrite_on_disk_full(tmp_path, config_file, jsonl_corpus, monkeypatch):
+    from reorder_cli.shards import writers
+
+    out = tmp_path / "out"
+    reorder(config_file, jsonl_corpus.files, out, method="str", sets=["format=jsonl"])
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def no_space(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.tmp))
+
+    monkeypatch.setattr(writers.ShardWriter, "write_lines", no_space)
+    fails(config_file, jsonl_corpus.files, out, sets=["format=jsonl"], extra=["--overwrite"])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
