@@ -74,7 +74,7 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
         work.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         with progress.task("Reading scores", total=sum(f.size for f in files), unit="bytes") as advance:
-            sources = plan.read_keys(files, cfg, work, advance, cfg.workers)
+            sources = plan.read_keys(files, cfg, work, advance)
         the_plan = plan.build(files, sources, cfg)
         timings["plan_seconds"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -84,7 +84,8 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
             shards = rewrite.write_shards(the_plan, cfg, staging, advance)
         timings["rewrite_seconds"] = time.perf_counter() - t0
         doc = manifest.build(the_plan, cfg, shards, out)
-        for path in old:
+        # The old manifest goes first: a folder never holds a manifest whose shards are gone.
+        for path in sorted(old, key=lambda p: p.name != manifest.MANIFEST_NAME):
             path.unlink()
         for s in shards:
             os.replace(staging / s["file"], out / s["file"])

@@ -48,10 +48,8 @@ class Plan:
         return file_index, rows - self.row_starts[file_index]
 
 
-def read_keys(
-    files: list[InputFile], cfg: RunConfig, spill_dir: Path, advance: Callable[[int], None], workers: int
-) -> list:
-    """Scan every input for its keys, ``workers`` files at a time; returns one source a file."""
+def read_keys(files: list[InputFile], cfg: RunConfig, spill_dir: Path, advance: Callable[[int], None]) -> list:
+    """Scan every input for its keys, ``cfg.workers`` files at a time; returns one source a file."""
     fail = cfg.invalid_scores == "error"
 
     def one(item: tuple[int, InputFile]):
@@ -63,7 +61,7 @@ def read_keys(
             spill_dir.mkdir(parents=True, exist_ok=True)
         return jsonl.JsonlSource(jsonl.scan(inp, cfg.score_field, fail, spill, advance))
 
-    with ThreadPoolExecutor(max(1, workers)) as pool:
+    with ThreadPoolExecutor(max(1, cfg.workers)) as pool:
         return list(pool.map(one, enumerate(files)))
 
 
