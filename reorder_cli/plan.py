@@ -115,7 +115,7 @@ def build(files: list[InputFile], sources: list, cfg: RunConfig) -> Plan:
     samples = [
         {"file": str(files[i].path), "where": where, "value": what}
         for i, s in enumerate(sources)
-        for (_, where, what) in s.keys.invalid
+        for where, what in s.keys.invalid
     ][:20]
     out_sizes = sizes[order]
     return Plan(

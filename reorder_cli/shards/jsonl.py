@@ -36,8 +36,7 @@ class JsonlKeys:
     line_offsets: np.ndarray  # int64, n_lines + 1; line i is [off[i], off[i+1]) with its '\n'
     row_lines: np.ndarray  # int64 line index of each record (blank lines are skipped)
     scores: np.ndarray  # float64, NaN where invalid
-    invalid: list[tuple[int, str, str]]  # (row, "line N", what is wrong), at most `keep_invalid`
-    invalid_count: int
+    invalid: list[tuple[str, str]]  # ("line N", what is wrong) of the first invalid rows
     missing_final_newline: bool  # the last line has no '\n'
 
     @property
@@ -122,10 +121,9 @@ def scan(
     offsets: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
     row_lines: list[np.ndarray] = []
     scores: list[np.ndarray] = []
-    invalid: list[tuple[int, str, str]] = []
-    invalid_count = 0
+    invalid: list[tuple[str, str]] = []
     base = 0  # byte offset of the current block in the uncompressed stream
-    lines_before = rows_before = 0
+    lines_before = 0
     last = b"\n"
     for data, at_end in _line_blocks(inp, spill_path, advance):
         ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
@@ -138,14 +136,12 @@ def scan(
             line_no = lines_before + int(rows[i]) + 1
             if fail_on_invalid:
                 raise ReorderError(f"{inp.path}: line {line_no}: invalid score in field '{score_field}': {bad[int(i)]}")
-            invalid_count += 1
             if len(invalid) < keep_invalid:
-                invalid.append((rows_before + int(i), f"line {line_no}", bad[int(i)]))
+                invalid.append((f"line {line_no}", bad[int(i)]))
         offsets.append(base + local[1:])
         row_lines.append(lines_before + rows)
         scores.append(block_scores)
         lines_before += len(ends)
-        rows_before += len(rows)
         base += len(data)
         last = bytes(data[-1:])
     return JsonlKeys(
@@ -154,7 +150,6 @@ def scan(
         row_lines=np.concatenate(row_lines) if row_lines else np.zeros(0, dtype=np.int64),
         scores=np.concatenate(scores) if scores else np.zeros(0, dtype=np.float64),
         invalid=invalid,
-        invalid_count=invalid_count,
         missing_final_newline=base > 0 and last != b"\n",
     )
 

@@ -22,8 +22,7 @@ from .scores import python_score, strings_to_float
 class ParquetKeys:
     scores: np.ndarray  # float64, NaN where invalid
     sizes: np.ndarray  # int64 estimated uncompressed bytes a row (row-group average)
-    invalid: list[tuple[int, str, str]]
-    invalid_count: int
+    invalid: list[tuple[str, str]]  # ("row N", what is wrong) of the first invalid rows
     schema: pa.Schema
 
     @property
@@ -78,9 +77,8 @@ def scan(
         scores[~np.isfinite(scores)] = np.nan
     else:
         scores = strings_to_float(series.cast(pl.String, strict=False))
-    invalid: list[tuple[int, str, str]] = []
+    invalid: list[tuple[str, str]] = []
     bad_rows = np.flatnonzero(np.isnan(scores))
-    count = 0
     for row in bad_rows:  # only invalid (or non-plain-numeric) rows reach Python
         value = series[int(row)]
         scores[row], why = python_score(value)
@@ -88,16 +86,15 @@ def scan(
             continue
         if fail_on_invalid:
             raise ReorderError(f"{inp.path}: row {int(row)}: invalid score in column '{score_field}': {why}")
-        count += 1
         if len(invalid) < keep_invalid:
-            invalid.append((int(row), f"row {int(row)}", why))
+            invalid.append((f"row {int(row)}", why))
     sizes = np.repeat(
         np.array([max(1, meta.row_group(i).total_byte_size // max(1, meta.row_group(i).num_rows))
                   for i in range(meta.num_row_groups)], dtype=np.int64),
         [meta.row_group(i).num_rows for i in range(meta.num_row_groups)],
     )
     advance(inp.size)
-    return ParquetKeys(scores, sizes, invalid, count, pf.schema_arrow)
+    return ParquetKeys(scores, sizes, invalid, pf.schema_arrow)
 
 
 class ParquetSource:
