@@ -22,7 +22,7 @@ from .plan import Plan
 
 BASE_BYTES = 256 << 20
 KEY_BYTES_PER_ROW = 64
-MIN_PIECE = 64 << 10
+MIN_PIECE = 16 << 10
 PIECE_COPIES = 4
 
 

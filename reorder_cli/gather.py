@@ -17,7 +17,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import scatter
+from . import faults, scatter
 from .errors import ReorderError
 from .rewrite import conform_jsonl, to_arrow
 from .shards import jsonl
@@ -74,6 +74,7 @@ def run(stored: StoredPlan, work: WorkDir, settings: dict, shard: int,
                 else:
                     writer.write_lines(jsonl.lines_to_bytes(piece.column(scatter.LINE).combine_chunks()))
                 advance(int(b - a))
+                faults.pause("gather")
             del rows
         size, sha = writer.finish()
     except BaseException:

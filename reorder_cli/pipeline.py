@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import budget, manifest, plan, rewrite, stored_plan, tasks
+from . import budget, faults, manifest, plan, rewrite, stored_plan, tasks
 from .config import RunConfig
 from .errors import ReorderError
 from .progress import Progress
@@ -103,6 +103,7 @@ def _publish(out: Path, work: WorkDir, shards: list[dict], doc: dict) -> None:
         staged = work.shards / s["file"]
         if staged.exists():
             os.replace(staged, out / s["file"])
+            faults.pause("publish")
         elif not (out / s["file"]).exists():
             raise ReorderError(f"{work.root}: shard {s['file']} is missing; re-run with --restart")
     manifest.write_atomic(out / manifest.MANIFEST_NAME, manifest.dumps(doc))
@@ -129,6 +130,7 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
             with progress.task("Reading scores", total=sum(f.size for f in files), unit="bytes") as advance:
                 sources = plan.read_keys(files, cfg, work.root, advance)
             the_plan = plan.build(files, sources, cfg)
+            faults.pause("keys")
             choice = budget.choose(the_plan, cfg, force="out-of-core" if plan_only else None)
             if choice.warning:
                 notes.append(choice.warning)

@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from . import parquet_output
+from . import faults, parquet_output
 from .config import RunConfig
 from .errors import ReorderError
 from .plan import Plan
@@ -98,6 +98,7 @@ def write_shards(plan: Plan, cfg: RunConfig, folder: Path, advance: Callable[[in
             for positions, item in _prefetched(batches, prepare):
                 put(item)
                 advance(len(positions))
+                faults.pause("gather")
             size, sha = writer.finish()
         except BaseException:
             writer.abort()
@@ -105,6 +106,7 @@ def write_shards(plan: Plan, cfg: RunConfig, folder: Path, advance: Callable[[in
         record = {"index": index, "file": writer.path.name, "rows": end - start, "bytes": size, "sha256": sha,
                   "first": start, "compression": COMPRESSION[cfg.format]}
         on_finish(record)
+        faults.pause("gather-done")
         return record
 
     for i in range(len(plan.shards)):

@@ -26,6 +26,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import faults
 from .errors import ReorderError
 from .shards import jsonl
 from .stored_plan import StoredPlan
@@ -82,6 +83,7 @@ def run(stored: StoredPlan, work: WorkDir, task: int, out_format: str, read_byte
                 writer.write_batch(batch.slice(int(lo), int(hi - lo)))
                 buckets.append(int(bucket[lo]))
             rows += len(pos)
+            faults.pause("scatter")
     except BaseException:
         if writer is not None:
             writer.close()

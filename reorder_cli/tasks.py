@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import gather, scatter, stored_plan
+from . import faults, gather, scatter, stored_plan
 from .errors import ReorderError
 from .progress import Progress
 from .stored_plan import StoredPlan
@@ -28,6 +28,7 @@ def scatter_one(stored: StoredPlan, work: WorkDir, task: int, advance: Callable[
     out = _settings(stored)
     record = scatter.run(stored, work, task, out["format"], out["read_bytes"], advance)
     work.finish("scatter", task, record)
+    faults.pause("scatter-done")
     return record
 
 
@@ -37,6 +38,7 @@ def gather_one(stored: StoredPlan, work: WorkDir, shard: int, advance: Callable[
         raise ReorderError(f"gather {shard}: scatter task {missing[0]} has not finished ({len(missing)} pending)")
     record = gather.run(stored, work, _settings(stored), shard, advance)
     work.finish("gather", shard, record)
+    faults.pause("gather-done")
     return record
 
 
