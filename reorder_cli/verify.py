@@ -260,7 +260,7 @@ def _input_files(doc, folder: Path, inputs: list[str] | None, manifest_inputs: b
         paths = [i.get("path") for i in doc.get("inputs") or []]
         if not paths or not all(isinstance(p, str) for p in paths):
             raise ReorderError("manifest.json: no input paths to check against")
-        return discover([str(folder / p) for p in paths])
+        return discover([str((folder / p).resolve()) for p in paths])
     return None
 
 
