@@ -135,7 +135,9 @@ def _plain_name(name: str) -> bool:
 
 
 def _entry_problems(fmt: str, entries: list[dict]) -> list[Problem]:
-    problems, seen, end = [], set(), 0
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    end = 0  # where the previous shard ends
     for i, e in enumerate(entries):
         name = e["file"]
         if not _plain_name(name):
@@ -149,16 +151,34 @@ def _entry_problems(fmt: str, entries: list[dict]) -> list[Problem]:
         if e.get("format") != fmt or e.get("compression") != COMPRESSION[fmt]:
             problems.append(Problem(name, "format", f"{e.get('format')}/{e.get('compression')} in an output of "
                                                     f"{fmt}/{COMPRESSION[fmt]}"))
-        want = [end, end + e["rows"]]
-        if e["positions"] != want:
-            problems.append(Problem(name, "positions", f"{_range(e['positions'])}, but after the shards before it "
-                                                       f"and with {e['rows']:,} rows it should be {_range(want)}"))
-        end += e["rows"]
+        problem = _positions_problem(e["positions"], e["rows"], end)
+        if problem:
+            problems.append(Problem(name, "positions", problem))
+        if _is_range(e["positions"]):
+            end = e["positions"][1]
     return problems
 
 
-def _range(positions: list) -> str:
-    return f"[{', '.join(f'{p:,}' if isinstance(p, int) else repr(p) for p in positions)})"
+def _is_range(positions: list) -> bool:
+    return len(positions) == 2 and all(isinstance(p, int) for p in positions)
+
+
+def _positions_problem(positions: list, rows: int, prev_end: int) -> str | None:
+    """Positions must be [first, first + rows), starting where the previous shard ends."""
+    if not _is_range(positions):
+        return f"{positions!r} is not a [first, end) pair of positions"
+    first, end = positions
+    if first != prev_end:
+        how = "starts" if prev_end == 0 else "leaves a gap" if first > prev_end else "overlaps the shard before"
+        return f"[{first:,}, {end:,}) {how}: it should start at {prev_end:,}"
+    if end - first != rows:
+        return f"[{first:,}, {end:,}) spans {end - first:,} positions, but the shard has {rows:,} rows"
+    return None
+
+
+def _end_of(entries: list[dict]) -> int | None:
+    last = entries[-1]["positions"] if entries else [0, 0]
+    return last[1] if _is_range(last) else None
 
 
 def _total_problems(doc: dict[str, Any], entries: list[dict], digests: list) -> list[Problem]:
@@ -166,15 +186,16 @@ def _total_problems(doc: dict[str, Any], entries: list[dict], digests: list) -> 
     inv = doc.get("invalid_scores") or {}
     inputs = doc.get("inputs") or []
     checks = [
-        ("shards", len(entries), "shards listed"),
-        ("rows", sum(e["rows"] for e in entries), "the shards' rows"),
-        ("bytes", sum(e["bytes"] for e in entries), "the shards' bytes"),
-        ("input_rows", sum(i.get("rows", 0) for i in inputs), "the inputs' rows"),
-        ("input_bytes", sum(i.get("bytes", 0) for i in inputs), "the inputs' bytes"),
+        ("shards", len(entries), "the shards listed"),
+        ("rows", sum(e["rows"] for e in entries), "the sum of the shards' rows"),
+        ("rows", _end_of(entries), "the last shard's end position"),
+        ("bytes", sum(e["bytes"] for e in entries), "the sum of the shards' bytes"),
+        ("input_rows", sum(i.get("rows", 0) for i in inputs), "the sum of the inputs' rows"),
+        ("input_bytes", sum(i.get("bytes", 0) for i in inputs), "the sum of the inputs' bytes"),
         ("dropped_rows", inv.get("dropped"), "invalid_scores.dropped"),
         ("input_rows", (t.get("rows") or 0) + (t.get("dropped_rows") or 0), "rows + dropped_rows"),
     ]
-    problems = [Problem("manifest", "totals", f"{key} is {t.get(key)!r}, but {what} make {want!r}")
+    problems = [Problem("manifest", "totals", f"{key} is {t.get(key)!r}, expected {want!r} ({what})")
                 for key, want, what in checks if t.get(key) != want]
     dropped_ok = inv.get("count") if inv.get("policy") == "drop" else 0
     if inv.get("dropped") != dropped_ok:

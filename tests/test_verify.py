@@ -281,9 +281,10 @@ def test_edited_shard_rows_break_positions_and_totals(pq_out):
     edit_manifest(pq_out, lambda m: m["shards"][1].update(rows=m["shards"][1]["rows"] + 1))
     lines = problems(verify(pq_out))
     assert "00001.parquet: rows: the file holds 300 rows, the manifest says 301" in lines
-    assert has(lines, "00001.parquet", "positions")  # [300, 600) no longer holds 301 rows
-    assert has(lines, "00002.parquet", "positions")
-    assert has(lines, "manifest", "totals")
+    # [300, 600) no longer holds 301 rows; the next shard still starts where this one ends
+    assert "00001.parquet: positions: [300, 600) spans 300 positions, but the shard has 301 rows" in lines
+    assert not has(lines, "00002.parquet", "positions")
+    assert "manifest: totals: rows is 1200, expected 1201 (the sum of the shards' rows)" in lines
 
 
 @pytest.mark.parametrize(("change", "where", "kind"), [
@@ -291,13 +292,16 @@ def test_edited_shard_rows_break_positions_and_totals(pq_out):
     (lambda m: m["shards"][0].update(sha256="0" * 64), "00000.parquet", "sha256"),
     (lambda m: m["shards"][3].update(bytes=m["shards"][3]["bytes"] + 1), "00003.parquet", "size"),
     (lambda m: m["shards"][1].update(positions=[301, 600]), "00001.parquet", "positions"),
+    (lambda m: m["shards"][2].update(positions=[599, 899]), "00002.parquet", "positions"),
+    (lambda m: m["shards"][3].update(positions=[900, 1201]), "manifest", "totals"),
     (lambda m: m["shards"][1].update(file="00009.parquet"), "00009.parquet", "name"),
     (lambda m: m["shards"].__setitem__(slice(0, 2), m["shards"][1::-1]), "00000.parquet", "name"),
     (lambda m: m["totals"].update(rows=1), "manifest", "totals"),
     (lambda m: m["totals"]["score"].update(max=99.0), "manifest", "totals"),
     (lambda m: m["invalid_scores"].update(dropped=3), "manifest", "invalid_scores"),
     (lambda m: m["shards"].pop(), "00003.parquet", "unexpected file"),
-], ids=["score", "sha256", "bytes", "positions", "name", "order", "totals-rows", "totals-score", "dropped", "pop"])
+], ids=["score", "sha256", "bytes", "positions", "overlap", "end", "name", "order", "totals-rows", "totals-score",
+        "dropped", "pop"])
 def test_an_edited_manifest(pq_out, change, where, kind):
     edit_manifest(pq_out, change)
     lines = problems(verify(pq_out))
