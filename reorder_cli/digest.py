@@ -5,7 +5,7 @@ min/mean/max and, on request, its row multiset (``rowhash``). JSONL shards are h
 as their raw bytes go by (one pass); Parquet shards take a raw pass for sha256, then a
 batch-by-batch read. An input file is read for its records, its invalid scores and the
 multiset of the rows a run keeps. Memory stays at about one block of lines (8 MiB) or
-one batch (about 64 MiB) a file, whatever its size.
+one batch (about 16 MiB, or one row group) a file, whatever its size.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from .shards.scores import python_score, strings_to_float
 from .shards.writers import file_sha256
 
 BLOCK = 8 << 20
-BATCH_BYTES = 64 << 20
+BATCH_BYTES = 16 << 20
 MAX_BATCH_ROWS = 65536
 
 
@@ -281,6 +281,13 @@ def _parse(lines: pa.LargeBinaryArray, schema: pl.Schema, inp: InputFile) -> pl.
         raise ReorderError(f"{inp.path}: records do not fit the output's schema: {_first_line(exc)}") from None
 
 
+def _ndjson_lines(frame: pl.DataFrame) -> pa.LargeBinaryArray:
+    """Rows as the JSON lines ``reorder run`` writes for them (Polars' serialisation)."""
+    buf = io.BytesIO()
+    frame.write_ndjson(buf)
+    return jsonl.split_lines(buf.getbuffer())
+
+
 def _parquet_input(inp: InputFile, score_field: str, drop_invalid: bool, schema: pl.Schema | None) -> InputDigest:
     out = InputDigest()
     try:
@@ -293,7 +300,7 @@ def _parquet_input(inp: InputFile, score_field: str, drop_invalid: bool, schema:
             if drop_invalid and invalid.any():
                 frame = frame.filter(pl.Series(~invalid))
             if schema is None:
-                out.multiset.add_lines(jsonl.split_lines(frame.write_ndjson().encode("utf-8")))
+                out.multiset.add_lines(_ndjson_lines(frame))
             else:
                 out.multiset.add_frame(frame.select(list(schema)).cast(dict(schema)))
     except KeyError as exc:
