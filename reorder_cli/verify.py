@@ -57,10 +57,11 @@ class Report:
         return not self.problems
 
     def summary(self) -> str:
-        what = f"{self.shards} shard(s), {self.rows:,} rows, {self.bytes:,} bytes"
         if self.problems:
-            return f"{len(self.problems)} difference(s) found in {what}"
-        return f"all good: {what} match the manifest" + (f"; {self.permutation}" if self.permutation else "")
+            return (f"{len(self.problems)} difference(s) found; {self.shards} shard(s) listed, {self.rows:,} rows and "
+                    f"{self.bytes:,} bytes read")
+        proved = f"; {self.permutation}" if self.permutation else ""
+        return f"all good: {self.shards} shard(s), {self.rows:,} rows, {self.bytes:,} bytes match the manifest{proved}"
 
 
 def verify(
@@ -85,14 +86,14 @@ def verify(
     score_field = doc.get("score_field") or "score"
 
     paths = [folder / e["file"] if _plain_name(e["file"]) else None for e in entries]
-    present = [p for p in paths if p is not None and p.is_file()]
-    total = sum(p.stat().st_size for p in present) + sum(f.size for f in files or [])
+    present = [p if p is not None and p.is_file() else None for p in paths]
+    total = sum(p.stat().st_size for p in present if p) + sum(f.size for f in files or [])
     with progress.task("Verifying", total=total, unit="bytes") as advance:
-        digests = _parallel(workers, [p if p in present else None for p in paths], advance, lambda p: (
+        digests = _parallel(workers, present, advance, lambda p: (
             digest.output_shard(p, fmt, score_field, files is not None)))
         report = Report(len(entries), sum(d.rows or 0 for d in digests if d), sum(d.size for d in digests if d))
         report.problems += _entry_problems(fmt, entries)
-        report.problems += _file_problems(entries, paths, digests, fmt)
+        report.problems += _file_problems(entries, paths, digests)
         report.problems += _total_problems(doc, entries, digests)
         report.problems += _extra_files(folder, entries)
         if files is not None:
@@ -214,7 +215,7 @@ def _total_problems(doc: dict[str, Any], entries: list[dict], digests: list) -> 
 # ------------------------------------------------------------------ the files against their entries
 
 
-def _file_problems(entries: list[dict], paths: list, digests: list, fmt: str) -> list[Problem]:
+def _file_problems(entries: list[dict], paths: list, digests: list) -> list[Problem]:
     problems: list[Problem] = []
     schema = next((d.schema for d in digests if d is not None and d.schema is not None), None)
     for e, path, d in zip(entries, paths, digests, strict=True):
