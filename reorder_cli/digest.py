@@ -221,14 +221,14 @@ def _parquet_shard(path: Path, score_field: str, with_rows: bool) -> ShardDigest
     digest = ShardDigest(path.stat().st_size, file_sha256(path))
     multiset = RowMultiset() if with_rows else None
     try:
-        pf = pq.ParquetFile(path)
-        digest.meta_rows, digest.schema = pf.metadata.num_rows, pf.schema_arrow
         rows = 0
-        for batch in pf.iter_batches(batch_size=_batch_rows(pf.metadata)):
-            rows += batch.num_rows
-            digest.scores.add(batch_scores(batch, score_field))
-            if multiset is not None:
-                multiset.add_frame(pl.from_arrow(batch))
+        with pq.ParquetFile(path) as pf:
+            digest.meta_rows, digest.schema = pf.metadata.num_rows, pf.schema_arrow
+            for batch in pf.iter_batches(batch_size=_batch_rows(pf.metadata)):
+                rows += batch.num_rows
+                digest.scores.add(batch_scores(batch, score_field))
+                if multiset is not None:
+                    multiset.add_frame(pl.from_arrow(batch))
         digest.rows, digest.multiset = rows, multiset
     except KeyError as exc:
         digest.error = str(exc.args[0])
@@ -291,18 +291,18 @@ def _ndjson_lines(frame: pl.DataFrame) -> pa.LargeBinaryArray:
 def _parquet_input(inp: InputFile, score_field: str, drop_invalid: bool, schema: pl.Schema | None) -> InputDigest:
     out = InputDigest()
     try:
-        pf = pq.ParquetFile(inp.path)
-        for batch in pf.iter_batches(batch_size=_batch_rows(pf.metadata)):
-            invalid = np.isnan(batch_scores(batch, score_field))
-            frame = pl.from_arrow(batch)
-            out.rows += frame.height
-            out.invalid += int(invalid.sum())
-            if drop_invalid and invalid.any():
-                frame = frame.filter(pl.Series(~invalid))
-            if schema is None:
-                out.multiset.add_lines(_ndjson_lines(frame))
-            else:
-                out.multiset.add_frame(frame.select(list(schema)).cast(dict(schema)))
+        with pq.ParquetFile(inp.path) as pf:
+            for batch in pf.iter_batches(batch_size=_batch_rows(pf.metadata)):
+                invalid = np.isnan(batch_scores(batch, score_field))
+                frame = pl.from_arrow(batch)
+                out.rows += frame.height
+                out.invalid += int(invalid.sum())
+                if drop_invalid and invalid.any():
+                    frame = frame.filter(pl.Series(~invalid))
+                if schema is None:
+                    out.multiset.add_lines(_ndjson_lines(frame))
+                else:
+                    out.multiset.add_frame(frame.select(list(schema)).cast(dict(schema)))
     except KeyError as exc:
         raise ReorderError(f"{inp.path}: {exc.args[0]}") from None
     except pl.exceptions.ColumnNotFoundError as exc:

@@ -148,8 +148,9 @@ def test_a_good_output_verifies_clean(tmp_path, config_file, jsonl_corpus, parqu
 def test_compressed_and_mixed_inputs(tmp_path, config_file):
     rows_a, rows_b, rows_c = make_rows(120, 1, "a"), make_rows(90, 2, "b"), make_rows(70, 3, "c")
     data_a = b"".join(to_lines(rows_a, seed=1))[:-1]  # the last line without its newline
+    # b: CRLF records (the '\r' is part of a record) and blank lines at the end
     files = [write_bytes(tmp_path / "in" / "a.jsonl.gz", data_a, "gzip"),
-             write_bytes(tmp_path / "in" / "b.jsonl.zst", b"".join(to_lines(rows_b, seed=2)) + b"\n\n", "zstd"),
+             write_bytes(tmp_path / "in" / "b.jsonl.zst", b"".join(to_lines(rows_b, b"\r\n", 2)) + b"\n \n", "zstd"),
              write_parquet(tmp_path / "in" / "c.parquet", rows_c)]
     for fmt in ("jsonl", "parquet"):
         out = make_output(tmp_path, config_file, files, fmt, name=f"out-{fmt}", sets=["shard_rows=100"])
@@ -414,3 +415,23 @@ def test_usage_errors(pq_out, tmp_path, jsonl_corpus):
     assert "no such file or folder" in one_line_error(verify(pq_out, "--input", tmp_path / "nope.jsonl"))
     jsonl_corpus.files[0].unlink()
     assert "no such file or folder" in one_line_error(verify(pq_out, "--with-inputs"))
+
+
+def test_the_row_multiset_ignores_order_and_chunking_but_not_content():
+    from reorder_cli.rowhash import RowMultiset
+
+    lines = [f'{{"id": {i}}}\n'.encode() for i in range(50)]
+
+    def digest(chunks) -> str:
+        m = RowMultiset()
+        for chunk in chunks:
+            part = RowMultiset()
+            part.add_lines(pa.array(chunk, pa.large_binary()))
+            m.merge(part)
+        return m.digest()
+
+    whole = digest([lines])
+    assert digest([lines[::-1]]) == whole
+    assert digest([lines[30:], lines[:7], lines[7:30]]) == whole
+    assert digest([lines[:-1] + [lines[0]]]) != whole  # a row twice, another missing
+    assert digest([lines[:-1]]) != whole
