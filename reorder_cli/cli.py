@@ -20,7 +20,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from rich.text import Text  # noqa: E402
 
-from . import __version__, config, manifest, pipeline, stats, tasks  # noqa: E402
+from . import __version__, config, manifest, pipeline, stats, tasks, verify  # noqa: E402
 from .errors import ReorderError  # noqa: E402
 from .orderings import METHODS  # noqa: E402
 from .progress import Progress  # noqa: E402
@@ -186,6 +186,40 @@ def stats_cmd(
     width = min(out.width, 140)
     out.print("\n[bold]mean score by output position[/]")
     out.print(stats.profile_chart(doc["profile"], width=width), highlight=False)
+
+
+VERIFY_EPILOG = (
+    "Exit code 0: everything matches; 1: differences (one line each); 2: a usage or read error. "
+    "Example: reorder verify data-str --with-inputs"
+)
+
+
+@app.command("verify", epilog=VERIFY_EPILOG)
+def verify_cmd(
+    path: Annotated[Path, typer.Argument(help="An output folder or its manifest.json.")],
+    inputs: Annotated[list[str] | None, typer.Option(
+        "--input", "--inputs", "-i", help="Also prove the output is a permutation of these inputs: file, folder or "
+        "glob (repeatable).")] = None,
+    with_inputs: Annotated[bool, typer.Option(
+        "--with-inputs", help="Also prove it against the inputs the manifest records.")] = False,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Files read at once (0: one per core).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Check an output against its manifest (hashes, rows, positions, scores) and, with inputs, its rows."""
+    try:
+        report = verify.verify(path, inputs=inputs, manifest_inputs=with_inputs, workers=workers,
+                               progress=Progress(enabled=not quiet, console=err))
+    except ReorderError as exc:
+        _fail(str(exc))
+        return
+    for w in report.warnings:
+        err.print(Text.assemble(("warning:", "yellow"), f" {w}"), highlight=False, soft_wrap=True)
+    for problem in report.problems:
+        out.print(Text(str(problem)), highlight=False, soft_wrap=True)
+    style = "green" if report.ok else "bold red"
+    out.print(Text(report.summary(), style=style), highlight=False, soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 def _yaml(value) -> str:
