@@ -23,7 +23,8 @@ from .plan import Plan
 BASE_BYTES = 256 << 20
 KEY_BYTES_PER_ROW = 64
 MIN_PIECE = 16 << 10
-PIECE_COPIES = 4
+PIECE_COPIES = 5
+MAX_READ = 32 << 20  # a scatter piece: big enough to read efficiently, small enough to leave room to buckets
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def out_of_core_pieces(plan: Plan, cfg: RunConfig) -> tuple[int, int, str | None
         warning = (f"a row group (row_group_size {_mb(cfg.row_group_size)}) is larger than a bucket "
                    f"({_mb(piece)}) under memory_limit {_mb(cfg.memory_limit)}; lower row_group_size to stay "
                    "inside the budget")
-    return int(piece), int(piece), warning
+    return int(piece), int(min(piece, MAX_READ)), warning
 
 
 def choose(plan: Plan, cfg: RunConfig, force: str | None = None) -> Choice:

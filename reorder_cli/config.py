@@ -159,6 +159,8 @@ TOOL_KEYS = [
         "data that does not fit is reordered out of core", _size),
     Key("rewrite", "auto", "auto: in memory when the data fits memory_limit, else out of core; "
         "or force in-memory / out-of-core", _choice("auto", "in-memory", "out-of-core")),
+    Key("work_compression", "lz4", "out of core: compression of the scatter files (lz4, zstd or none)",
+        _choice("lz4", "zstd", "none")),
 ]
 
 #: Keys the reference's configs carry that change nothing here.
@@ -216,6 +218,7 @@ class RunConfig:
     workers: int
     memory_limit: int  # bytes; 0 in the config means "derived from the machine"
     rewrite: str = "auto"
+    work_compression: str = "lz4"
     ignored: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -309,6 +312,7 @@ def resolve(
         workers=workers,
         memory_limit=tool["memory_limit"],
         rewrite=tool["rewrite"],
+        work_compression=tool["work_compression"],
         ignored={k: IGNORED_KEYS[k] for k in raw if k in IGNORED_KEYS},
     )
 

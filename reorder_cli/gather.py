@@ -98,7 +98,7 @@ def _bucket(stored: StoredPlan, scattered: _Scattered, k: int, lo: int, hi: int,
             if entry["format"] == "jsonl":
                 table = _parse_lines(table.column(scatter.LINE), schema, stored.schema is not None)
             else:
-                table = to_arrow(pl.from_arrow(table.drop_columns([scatter.POS])), schema)
+                table = _cast(table.drop_columns([scatter.POS]), schema)
             table = table.append_column(scatter.POS, pos)
         parts.append(table)
     table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
@@ -111,6 +111,13 @@ def _bucket(stored: StoredPlan, scattered: _Scattered, k: int, lo: int, hi: int,
             f"({len(got)} rows); the working state is damaged: re-run with --restart"
         )
     return table.drop_columns([scatter.POS])
+
+
+def _cast(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    try:
+        return table.select(schema.names).cast(schema)
+    except (pa.ArrowException, KeyError) as exc:
+        raise ReorderError(f"rows do not fit the output Parquet schema: {exc}") from None
 
 
 def _parse_lines(lines: pa.ChunkedArray, schema: pa.Schema, conform: bool) -> pa.Table:

@@ -34,7 +34,6 @@ from .workdir import WorkDir
 
 POS = "_pos"
 LINE = "line"
-IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 
 
 def data_path(work: WorkDir, task: int) -> Path:
@@ -49,9 +48,15 @@ def schema_path(work: WorkDir, task: int) -> Path:
     return work.scatter / f"{task:05d}.schema.arrow"
 
 
-def run(stored: StoredPlan, work: WorkDir, task: int, out_format: str, read_bytes: int,
+def run(stored: StoredPlan, work: WorkDir, task: int, settings: dict,
         advance: Callable[[int], None] = lambda n: None) -> dict:
-    """Scatter input ``task``; returns its record (rows, bytes written)."""
+    """Scatter input ``task``; returns its record (rows, bytes written).
+
+    ``settings``: the stored plan's output settings (format, read_bytes, work_compression).
+    """
+    out_format, read_bytes = settings["format"], settings["read_bytes"]
+    compression = settings.get("work_compression", "lz4")
+    options = pa.ipc.IpcWriteOptions(compression=None if compression == "none" else compression)
     work.scatter.mkdir(parents=True, exist_ok=True)
     entry = stored.files[task]
     positions = stored.positions_of(task)
@@ -78,7 +83,7 @@ def run(stored: StoredPlan, work: WorkDir, task: int, out_format: str, read_byte
             bucket = np.searchsorted(starts, pos, side="right") - 1
             cuts = np.concatenate([[0], np.flatnonzero(np.diff(bucket)) + 1, [len(pos)]])
             if writer is None:
-                writer = pa.ipc.new_file(str(tmp), batch.schema, options=IPC_OPTIONS)
+                writer = pa.ipc.new_file(str(tmp), batch.schema, options=options)
             for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):  # a loop over buckets
                 writer.write_batch(batch.slice(int(lo), int(hi - lo)))
                 buckets.append(int(bucket[lo]))

@@ -25,8 +25,7 @@ def _settings(stored: StoredPlan):
 
 
 def scatter_one(stored: StoredPlan, work: WorkDir, task: int, advance: Callable[[int], None] = lambda n: None) -> dict:
-    out = _settings(stored)
-    record = scatter.run(stored, work, task, out["format"], out["read_bytes"], advance)
+    record = scatter.run(stored, work, task, _settings(stored), advance)
     work.finish("scatter", task, record)
     faults.pause("scatter-done")
     return record
