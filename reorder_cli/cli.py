@@ -227,7 +227,7 @@ def preview_cmd(
         sys.stdout.write(json.dumps(preview.summary(result), indent=2) + "\n")
         return
     out.print(f"[bold]preview[/]: {result.input_rows:,} rows from {len(result.files)} file(s), scores read and "
-              f"ordered in {result.seconds:.1f} s; nothing written", highlight=False)
+              f"ordered in {result.seconds:.1f} s; nothing written", highlight=False, soft_wrap=True)
     _show_metrics([(o.method, o.metrics) for o in result.orders])
     width = min(out.width, 140)
     for title, o in zip(titles, result.orders, strict=True):

@@ -4,6 +4,7 @@ and list where they disagree with the manifest."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,11 @@ def check(doc: dict[str, Any], per_shard: list[np.ndarray]) -> tuple[dict[str, A
     return again, differences(mine, {k: again[k] for k in mine})
 
 
-def describe(paths: list[str], limit: int = 6) -> str:
-    """A one-line summary of the differing paths."""
-    shown = ", ".join(paths[:limit])
-    return f"{len(paths)} value(s) differ: {shown}" + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
+def describe(paths: list[str]) -> str:
+    """A one-line summary of the differing paths, grouped by section (shards, profile, metrics ...)."""
+    groups: dict[str, list[str]] = {}
+    for p in paths:
+        groups.setdefault(re.split(r"[.\[ ]", p, maxsplit=1)[0], []).append(p)
+    parts = [f"{name} ({len(items)}: {', '.join(items[:2])}{', ...' if len(items) > 2 else ''})"
+             for name, items in groups.items()]
+    return f"{len(paths)} value(s) differ: " + "; ".join(parts)
