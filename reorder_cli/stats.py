@@ -84,8 +84,8 @@ def metrics_table(rows: list[tuple[str, dict[str, Any]]]) -> Table:
     for label, m in rows:
         b, c, j = m["boundary"], m["cycles"], m["continuity"]
         table.add_row(label, _f2(b["start"]), _f2(b["end"]), str(c["rises"]), str(c["falls"]),
-                      _quarters(c["quarter_range"]), _f2(j["max_jump"]), _f2(j["mean_jump"]),
-                      _f2(m["local_diversity"]))
+                      _quarters(c["quarter_range"]), _fmt(j["max_jump"]), _fmt(j["mean_jump"]),
+                      _fmt(m["local_diversity"]))
     return table
 
 

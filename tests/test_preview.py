@@ -114,17 +114,11 @@ def test_preview_table_and_profiles(tmp_path, config_file, jsonl_corpus):
     assert text.count("mean score by output position") == 3 and "first position" in text
 
 
-def test_preview_compressed_jsonl_spills_nothing(tmp_path, config_file, jsonl_corpus, monkeypatch):
-    import tempfile
-
-    zst = [write_jsonl(tmp_path / "z" / f"{f.stem}.jsonl.zst", jsonl_corpus.lines[:0] + [f.read_bytes()], "zstd")
-           for f in jsonl_corpus.files]
-    spill_area = tmp_path / "tmp"
-    spill_area.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(spill_area))
+def test_preview_of_compressed_jsonl_matches_plain_and_leaves_nothing(tmp_path, config_file, jsonl_corpus):
+    zst = [write_jsonl(tmp_path / "z" / f"{f.stem}.jsonl.zst", [f.read_bytes()], "zstd") for f in jsonl_corpus.files]
     before = listing(tmp_path)
     plain = preview_json(config_file, "--input", tmp_path / "in", "--method", "saw")
-    packed = preview_json(config_file, "--input", *sum((["--input", z] for z in zst[1:]), [zst[0]]), "--method", "saw")
+    packed = preview_json(config_file, *[x for z in zst for x in ("--input", z)], "--method", "saw")
     assert listing(tmp_path) == before
     assert packed["orders"] == plain["orders"]
 
