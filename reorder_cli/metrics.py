@@ -22,13 +22,14 @@ import numpy as np
 from .errors import ReorderError
 
 CHUNK_ROWS = 1 << 22
+NOISE_FLOOR = 5.0  # rises and falls smaller than this many standard errors of a bin mean are noise
 
 
 @dataclass(frozen=True)
 class Params:
     window: int = 1024  # rows in a window (about a batch)
     boundary_pct: float = 5.0  # the first and the last k percent of positions
-    cycle_threshold: float = 0.25  # a rise or fall counts when it exceeds this many sigma
+    cycle_threshold: float = 0.25  # a rise or fall counts when it exceeds this many sigma (and the noise floor)
     bins: int = 200  # at most this many bins (of whole windows) in the smoothed profile
 
     def __post_init__(self) -> None:
@@ -156,7 +157,9 @@ def compute(scores, params: Params | None = None, chunk_rows: int = CHUNK_ROWS) 
     nbins = max(1, min(params.bins, windows))
     group = (np.arange(nbins, dtype=np.int64) * windows) // nbins
     profile = np.add.reduceat(sums, group) / np.add.reduceat(counts, group)
-    rises, falls = _turns(profile, params.cycle_threshold * sigma)
+    # A move must also clear the noise of a random order's bin means (sigma / sqrt(rows a bin)).
+    threshold = max(params.cycle_threshold, NOISE_FLOOR / np.sqrt(n / nbins)) * sigma
+    rises, falls = _turns(profile, threshold)
     with np.errstate(invalid="ignore"):
         quarters = (acc.quarter_hi - acc.quarter_lo) / (hi - lo)
 

@@ -61,7 +61,8 @@ def profile_chart(profile: dict[str, Any], width: int = 80, height: int = 10) ->
 
 METRIC_LEGEND = (
     "start/end: mean score of the first/last {boundary_pct:g}% of positions vs the global mean, in sigma · "
-    "rises/falls: moves of the smoothed profile by more than {cycle_threshold:g} sigma · quarters: score range "
+    "rises/falls: moves of the smoothed profile by more than {cycle_threshold:g} sigma (and 5 standard errors) · "
+    "quarters: score range "
     "each quarter of training covers, as a fraction of the whole range · jumps: between consecutive windows' mean "
     "scores, in sigma · local div.: mean std inside windows of {window:,} rows / global std"
 )

@@ -35,7 +35,8 @@ def test_sorted_by_hand():
     # every window {2k, 2k+1} has std 0.5
     assert r["local_diversity"] == pytest.approx(0.5 / sigma, abs=1e-6)
     assert r["cycles"]["quarter_range"] == pytest.approx([1 / 7] * 4, abs=1e-6)
-    assert (r["cycles"]["rises"], r["cycles"]["falls"]) == (1, 0)
+    # the profile climbs 6 / sigma = 2.6 sigma, below the noise floor of 2-row bins (5 / sqrt(2) = 3.5 sigma)
+    assert (r["cycles"]["rises"], r["cycles"]["falls"]) == (0, 0)
 
 
 def test_shuffled_by_hand():
@@ -46,25 +47,28 @@ def test_shuffled_by_hand():
     assert r["local_diversity"] == pytest.approx(1 / sigma, abs=1e-6)
     assert r["continuity"]["max_jump"] == pytest.approx(1 / sigma, abs=1e-6)
     assert r["cycles"]["quarter_range"] == [0.0, 0.0, 0.0, 0.0]  # one row a quarter
-    assert (r["cycles"]["rises"], r["cycles"]["falls"]) == (1, 0)
+    assert (r["cycles"]["rises"], r["cycles"]["falls"]) == (0, 0)
 
 
 def test_sawtooth_by_hand():
-    # three teeth 0..9; windows of 5 have means 2, 7, 2, 7, 2, 7 and std sqrt(2)
-    teeth = np.tile(np.arange(10), 3)
-    r = m(teeth, window=5, boundary_pct=10)
-    sigma = math.sqrt(99 / 12)
+    # three teeth 0..999 in windows of 100: window means 49.5, 149.5, ..., 949.5, three times;
+    # every window holds 100 consecutive integers (std sqrt((100**2 - 1) / 12))
+    teeth = np.tile(np.arange(1000), 3)
+    r = m(teeth, window=100, boundary_pct=10)
+    sigma = math.sqrt((1000**2 - 1) / 12)
     assert r["std"] == pytest.approx(sigma, abs=1e-6)
-    assert r["boundary"]["start"] == pytest.approx((1 - 4.5) / sigma, abs=1e-6)  # first 3 rows: 0 1 2
-    assert r["boundary"]["end"] == pytest.approx((8 - 4.5) / sigma, abs=1e-6)  # last 3 rows: 7 8 9
-    assert r["continuity"]["max_jump"] == pytest.approx(5 / sigma, abs=1e-6)
-    assert r["continuity"]["mean_jump"] == pytest.approx(5 / sigma, abs=1e-6)
-    assert r["local_diversity"] == pytest.approx(math.sqrt(2) / sigma, abs=1e-6)
+    assert r["boundary"]["start"] == pytest.approx((149.5 - 499.5) / sigma, abs=1e-6)  # first 300 rows: 0..299
+    assert r["boundary"]["end"] == pytest.approx((849.5 - 499.5) / sigma, abs=1e-6)  # last 300 rows: 700..999
+    assert r["continuity"]["max_jump"] == pytest.approx(900 / sigma, abs=1e-6)  # 949.5 -> 49.5
+    assert r["continuity"]["mean_jump"] == pytest.approx((27 * 100 + 2 * 900) / 29 / sigma, abs=1e-6)
+    assert r["local_diversity"] == pytest.approx(math.sqrt((100**2 - 1) / 12) / sigma, abs=1e-6)
+    # 30 bins of 100 rows: each tooth climbs 900 and falls 900 (3.1 sigma, above the 0.5 sigma noise floor)
     assert (r["cycles"]["rises"], r["cycles"]["falls"]) == (3, 2)
-    # quarters [0,7) [7,15) [15,22) [22,30): ranges 6, 9, 9, 7 of 9
-    assert r["cycles"]["quarter_range"] == pytest.approx([6 / 9, 1, 1, 7 / 9], abs=1e-6)
-    # a threshold above the tooth height (5 / sigma = 1.74 sigma) sees no cycle
-    assert m(teeth, window=5, cycle_threshold=1.8)["cycles"]["falls"] == 0
+    # quarters [0,750) [750,1500) [1500,2250) [2250,3000): ranges 749, 999, 999, 749 of 999
+    assert r["cycles"]["quarter_range"] == pytest.approx([749 / 999, 1, 1, 749 / 999], abs=1e-6)
+    # a threshold above the tooth height sees no cycle
+    assert m(teeth, window=100, cycle_threshold=3.2)["cycles"]["falls"] == 0
+    assert m(teeth, window=100, cycle_threshold=3.0)["cycles"]["falls"] == 2
 
 
 @pytest.mark.parametrize("values", [[3.5] * 50, [0.7]])
@@ -143,6 +147,16 @@ def test_random_has_high_local_diversity_and_no_boundary_sharpening(scores):
     assert abs(r["boundary"]["start"]) < 0.15 and abs(r["boundary"]["end"]) < 0.15
     assert r["cycles"]["falls"] == 0
     assert min(r["cycles"]["quarter_range"]) > 0.7  # every quarter sees most of the range
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_small_windows_do_not_turn_noise_into_cycles(seed):
+    """2,000 random scores in 20 bins of 100 rows: the bin means wander by sigma/10, and the
+    noise floor (5 standard errors, 0.5 sigma here) keeps that from counting as cycles."""
+    values = np.random.default_rng(seed).normal(size=2000)
+    cycles = m(values, window=100)["cycles"]
+    assert (cycles["rises"], cycles["falls"]) == (0, 0)
+    assert m(np.sort(values), window=100)["cycles"]["rises"] == 1
 
 
 def test_sorting_has_maximal_boundary_sharpening_and_no_local_diversity(scores):
