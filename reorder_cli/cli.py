@@ -20,7 +20,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from rich.text import Text  # noqa: E402
 
-from . import __version__, config, deep, manifest, metrics, pipeline, plot, preview, stats  # noqa: E402
+from . import __version__, config, deep, manifest, metrics, pipeline, plot, preview, stats, tasks  # noqa: E402
 from .errors import ReorderError  # noqa: E402
 from .orderings import METHODS  # noqa: E402
 from .progress import Progress  # noqa: E402
@@ -82,33 +82,88 @@ def run(
     sets: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: key=value (repeatable).")]
     = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a previous reorder output there.")] = False,
+    memory_limit: Annotated[str | None, typer.Option(
+        "--memory-limit", help="Memory budget of the whole run, e.g. 2GB (default: half the machine's memory).")]
+    = None,
+    workers: Annotated[int | None, typer.Option("--workers", "-w", help="Tasks at once (default: one per core).")]
+    = None,
+    keep_work: Annotated[bool, typer.Option("--keep-work", help="Keep OUTPUT/.reorder after success.")] = False,
+    restart: Annotated[bool, typer.Option("--restart", help="Discard an unfinished earlier run instead of resuming.")]
+    = False,
+    plan_only: Annotated[bool, typer.Option(
+        "--plan-only", help="Plan an out-of-core run and stop; run its tasks with `reorder task`.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")] = False,
 ) -> None:
-    """Order the rows of scored shards and write them as new shards plus manifest.json."""
+    """Order the rows of scored shards and write them as new shards plus manifest.json.
+
+    A killed or failed run keeps its finished work in OUTPUT/.reorder; the same command resumes it.
+    """
+    extra = [f"memory_limit={memory_limit}"] * (memory_limit is not None) + [f"workers={workers}"] * (
+        workers is not None)
     try:
-        cfg = config.load(config_file, sets or [], method=method, inputs=inputs or None, output=output)
+        cfg = config.load(config_file, [*(sets or []), *extra], method=method, inputs=inputs or None, output=output)
         for key, why in cfg.ignored.items():
             if key == "reverse_even_layers":
                 err.print(Text.assemble(("note:", "yellow"), f" config key '{key}' is ignored ({why})"))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = pipeline.run(cfg, overwrite=overwrite, progress=Progress(enabled=not quiet, console=err))
+            result = pipeline.run(cfg, overwrite=overwrite, progress=Progress(enabled=not quiet, console=err),
+                                  keep_work=keep_work, restart=restart, plan_only=plan_only)
         _warn(caught)
     except ReorderError as exc:
         _fail(str(exc))
         return
     except KeyboardInterrupt:
-        err.print("interrupted; the output folder was left as it was before the run", highlight=False)
+        kept = (cfg.output / pipeline.WORK_DIR).exists()
+        err.print("interrupted; " + (f"finished work is kept in {cfg.output / pipeline.WORK_DIR}: re-run the same "
+                  "command to resume" if kept else "the output folder was left as it was before the run"),
+                  highlight=False)
         raise typer.Exit(130) from None
+    for note in result.notes:
+        if note.startswith(("memory_limit", "a row group")):
+            err.print(Text.assemble(("warning:", "yellow"), f" {note}"), highlight=False, soft_wrap=True)
+    if plan_only:
+        err.print(Text.assemble(("planned", "green"), f" {result.notes[-1]}; run each with `reorder task "
+                                f"{cfg.output} scatter I`, then `gather J`, then this command again to publish"),
+                  highlight=False, soft_wrap=True)
+        return
     if not quiet:
         t = result.manifest["totals"]
         rate = t["input_bytes"] / max(result.seconds, 1e-9) / 1e6
         line = (
             f" {cfg.method}: {t['rows']:,} rows -> {t['shards']} shard(s), {stats.fmt_bytes(t['bytes'])} in "
-            f"{result.output}  ({result.seconds:.1f} s, {rate:.0f} MB/s of input)"
+            f"{result.output}  ({result.seconds:.1f} s, {rate:.0f} MB/s of input, {result.path})"
             + (f"; dropped {t['dropped_rows']:,} invalid" if t["dropped_rows"] else "")
         )
         err.print(Text.assemble(("done", "green"), line), highlight=False, soft_wrap=True)
+
+
+@app.command("task")
+def task_cmd(
+    output: Annotated[Path, typer.Argument(help="The output folder of a run planned with --plan-only.")],
+    phase: Annotated[str | None, typer.Argument(help="scatter or gather (omit to list the tasks).")] = None,
+    index: Annotated[int | None, typer.Argument(help="Task index (an input file for scatter, a shard for gather).")]
+    = None,
+) -> None:
+    """Run one task of a planned out-of-core run (for cluster array jobs), or list them.
+
+    Every scatter task must finish before any gather task; then `reorder run` with the
+    same arguments publishes the shards and the manifest.
+    """
+    try:
+        if phase is None:
+            for name, counts in tasks.status(output).items():
+                total = counts["tasks"]
+                out.print(f"{name}: {counts['finished']} of {total} finished (indices 0..{total - 1})")
+            return
+        if index is None:
+            raise ReorderError("give the task index: reorder task OUTPUT PHASE INDEX")
+        record = tasks.run_one(output, phase, index)
+    except ReorderError as exc:
+        _fail(str(exc))
+        return
+    state = "already finished" if record.get("skipped") else "finished"
+    err.print(Text.assemble(("done", "green"), f" {phase} {index} {state}: {record['rows']:,} rows"), highlight=False)
 
 
 PlotFile = Annotated[Path | None, typer.Option("--plot", help="Write a score-by-position picture (PNG) here.")]

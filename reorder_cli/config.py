@@ -154,7 +154,11 @@ TOOL_KEYS = [
     Key("row_group_rows", 100_000, "parquet: at most this many rows in a row group", _int(1)),
     Key("invalid_scores", "error", "rows whose score is missing/null/NaN/inf/not numeric: error, drop, first or last",
         _choice("error", "drop", "first", "last")),
-    Key("workers", 0, "threads for the rewrite (0: one per core)", _int(0)),
+    Key("workers", 0, "tasks run at once (0: one per core); the output does not depend on it", _int(0)),
+    Key("memory_limit", 0, "memory budget of the whole run, e.g. 2GB (0: half the machine's memory); "
+        "data that does not fit is reordered out of core", _size),
+    Key("rewrite", "auto", "auto: in memory when the data fits memory_limit, else out of core; "
+        "or force in-memory / out-of-core", _choice("auto", "in-memory", "out-of-core")),
 ]
 
 #: Keys the reference's configs carry that change nothing here.
@@ -181,6 +185,18 @@ def default_for(method: str, key: Key) -> Any:
     return METHOD_DEFAULTS.get(method, {}).get(key.name, key.default)
 
 
+def default_memory_limit() -> int:
+    """Half the memory this process may use: the machine's, or its cgroup's limit if lower."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        raw = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if raw.isdigit():
+            total = min(total, int(raw))
+    except OSError:
+        pass
+    return total // 2
+
+
 # ------------------------------------------------------------------ the resolved config
 
 
@@ -198,6 +214,8 @@ class RunConfig:
     row_group_rows: int
     invalid_scores: str
     workers: int
+    memory_limit: int  # bytes; 0 in the config means "derived from the machine"
+    rewrite: str = "auto"
     ignored: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -272,6 +290,7 @@ def resolve(
     tool = {k.name: values.get(k.name, k.default) for k in TOOL_KEYS}
     tool["shard_size"] = parse_size(tool["shard_size"], "shard_size")
     tool["row_group_size"] = parse_size(tool["row_group_size"], "row_group_size")
+    tool["memory_limit"] = parse_size(tool["memory_limit"], "memory_limit") or default_memory_limit()
     if tool["compression_level"] > 22:
         raise ReorderError(f"config key 'compression_level': must be <= 22, got {tool['compression_level']}")
     workers = tool["workers"] or (os.cpu_count() or 1)
@@ -288,6 +307,8 @@ def resolve(
         row_group_rows=tool["row_group_rows"],
         invalid_scores=tool["invalid_scores"],
         workers=workers,
+        memory_limit=tool["memory_limit"],
+        rewrite=tool["rewrite"],
         ignored={k: IGNORED_KEYS[k] for k in raw if k in IGNORED_KEYS},
     )
 

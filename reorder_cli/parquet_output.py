@@ -55,7 +55,7 @@ def build(plan: Plan) -> OutputTable:
     else:
         pl_schema = pl.from_arrow(arrow_schema.empty_table()).schema
         if js_frame is not None:
-            js_frame = _conform(js_frame, pl_schema)
+            js_frame = conform(js_frame, pl_schema)
         frame = _assemble(plan, is_pq, local_kept, js, js_frame)
     index = None if kept.all() else (np.cumsum(kept) - 1).astype(np.int64)
     return OutputTable(frame, arrow_schema, index)
@@ -96,7 +96,7 @@ def _parse_jsonl(sources: list[tuple[jsonl.JsonlSource, np.ndarray]]) -> pl.Data
         raise ReorderError(f"cannot convert the JSONL records to Parquet: {str(exc).splitlines()[0]}") from None
 
 
-def _conform(frame: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
+def conform(frame: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
     extra = [name for name in frame.columns if name not in schema]
     if extra:
         raise ReorderError(

@@ -24,6 +24,10 @@ class Progress:
         self.enabled = enabled
         self.console = console or Console(stderr=True)
 
+    def note(self, text: str) -> None:
+        if self.enabled:
+            self.console.print(f"[dim]{text}[/]", highlight=False)
+
     @contextmanager
     def task(self, label: str, total: int, unit: str = "rows") -> Iterator[Callable[[int], None]]:
         """A bar for one phase; yields a thread-safe ``advance(n)``."""

@@ -15,14 +15,13 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from . import parquet_output
+from . import faults, parquet_output
 from .config import RunConfig
 from .errors import ReorderError
-from .plan import Plan, layout
+from .plan import Plan
 from .shards import jsonl
 from .shards.writers import COMPRESSION, ShardWriter, shard_name
-
-LINE_BATCH_BYTES = 4 << 20
+from .stored_plan import shard_batches
 
 
 class LineGather:
@@ -72,36 +71,50 @@ def _add_newlines(data, lines: pa.LargeBinaryArray, where: np.ndarray):
 # ------------------------------------------------------------------ writing
 
 
-def write_shards(plan: Plan, cfg: RunConfig, folder: Path, advance: Callable[[int], None]) -> list[dict]:
-    """Write every shard into ``folder``; returns one record a shard, in order."""
-    if cfg.format == "parquet":
+def write_shards(plan: Plan, cfg: RunConfig, folder: Path, advance: Callable[[int], None],
+                 finished: Callable[[int], dict | None] = lambda i: None,
+                 on_finish: Callable[[dict], None] = lambda record: None) -> list[dict]:
+    """Write every shard into ``folder``; returns one record a shard, in order.
+
+    Shards ``finished`` already knows (from an earlier, interrupted run) are not
+    written again; ``on_finish`` hears of every shard as soon as it is complete.
+    """
+    todo = [i for i in range(len(plan.shards)) if finished(i) is None]
+    if todo and cfg.format == "parquet":
         table = parquet_output.build(plan)
         arrow_schema = table.schema
-        limits = (cfg.row_group_size, cfg.row_group_rows)  # a batch is a row group
 
         def prepare(positions: np.ndarray) -> pa.Table:
-            return _to_arrow(table.rows_at(plan, positions), arrow_schema)
+            return to_arrow(table.rows_at(plan, positions), arrow_schema)
     else:
-        arrow_schema, limits, prepare = None, (LINE_BATCH_BYTES, 0), LineGather(plan).bytes_at
+        arrow_schema, prepare = None, LineGather(plan).bytes_at
 
     def one(index: int) -> dict:
         start, end = plan.shards[index]
         writer = ShardWriter(folder / shard_name(index, cfg.format), cfg.format, cfg.compression_level, arrow_schema)
         put = writer.write_table if cfg.format == "parquet" else writer.write_lines
-        batches = [np.arange(start + a, start + b) for a, b in layout(plan.sizes[start:end], *limits)]
+        batches = [np.arange(a, b) for a, b in shard_batches(plan.sizes, start, end, cfg)]
         try:
             for positions, item in _prefetched(batches, prepare):
                 put(item)
                 advance(len(positions))
+                faults.pause("gather")
             size, sha = writer.finish()
         except BaseException:
             writer.abort()
             raise
-        return {"index": index, "file": writer.path.name, "rows": end - start, "bytes": size, "sha256": sha,
-                "first": start, "compression": COMPRESSION[cfg.format]}
+        record = {"index": index, "file": writer.path.name, "rows": end - start, "bytes": size, "sha256": sha,
+                  "first": start, "compression": COMPRESSION[cfg.format]}
+        on_finish(record)
+        faults.pause("gather-done")
+        return record
 
+    for i in range(len(plan.shards)):
+        if i not in todo:
+            advance(plan.shards[i][1] - plan.shards[i][0])
     with ThreadPoolExecutor(max(1, cfg.workers)) as pool:
-        return list(pool.map(one, range(len(plan.shards))))
+        written = dict(zip(todo, pool.map(one, todo), strict=True))
+    return [written[i] if i in written else finished(i) for i in range(len(plan.shards))]
 
 
 def _prefetched(groups: list, prepare: Callable):
@@ -115,9 +128,15 @@ def _prefetched(groups: list, prepare: Callable):
             yield group, result
 
 
-def _to_arrow(frame: pl.DataFrame, schema: pa.Schema) -> pa.Table:
+def to_arrow(frame: pl.DataFrame, schema: pa.Schema) -> pa.Table:
+    """Rows as one-chunk Arrow columns of the output schema (chunking must not change the bytes)."""
     table = frame.to_arrow()
     try:
-        return table.select(schema.names).cast(schema)
+        return table.select(schema.names).cast(schema).combine_chunks()
     except (pa.ArrowException, KeyError) as exc:
         raise ReorderError(f"rows do not fit the output Parquet schema: {exc}") from None
+
+
+def conform_jsonl(frame: pl.DataFrame, schema: pa.Schema) -> pl.DataFrame:
+    """JSONL records parsed by Polars, cast to the Parquet inputs' schema."""
+    return parquet_output.conform(frame, pl.from_arrow(schema.empty_table()).schema)

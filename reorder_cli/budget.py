@@ -1,0 +1,77 @@
+"""How much memory a run may use, which rewrite path fits it, and how big its pieces are.
+
+The estimate of a run's peak is ``BASE_BYTES`` (the interpreter and libraries) plus
+``KEY_BYTES_PER_ROW`` for every input row (the plan) plus what the rewrite holds:
+
+- in memory, a Parquet output or Parquet inputs hold the rows being written, about
+  twice their uncompressed size; a JSONL-to-JSONL rewrite reads through memory maps
+  and needs the data to fit the page cache, counted once;
+- out of core, each worker holds one scatter piece (``read_bytes``) or one bucket
+  (``bucket_bytes``) at a time, about three times over while it is converted, sorted
+  and written; both are sized from what the budget leaves per worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import RunConfig
+from .plan import Plan
+
+BASE_BYTES = 256 << 20
+KEY_BYTES_PER_ROW = 64
+MIN_PIECE = 16 << 10
+PIECE_COPIES = 4
+
+
+@dataclass(frozen=True)
+class Choice:
+    path: str  # "in-memory" or "out-of-core"
+    reason: str
+    in_memory_bytes: int  # estimated peak of the in-memory path
+    bucket_bytes: int = 0
+    read_bytes: int = 0
+    warning: str | None = None
+
+
+def payload_bytes(plan: Plan) -> int:
+    return int(np.sum(plan.sizes, dtype=np.int64))
+
+
+def in_memory_bytes(plan: Plan, cfg: RunConfig) -> int:
+    lines_only = cfg.format != "parquet" and all(f.format == "jsonl" for f in plan.files)
+    return BASE_BYTES + KEY_BYTES_PER_ROW * plan.input_rows + (1 if lines_only else 2) * payload_bytes(plan)
+
+
+def out_of_core_pieces(plan: Plan, cfg: RunConfig) -> tuple[int, int, str | None]:
+    """(bucket_bytes, read_bytes, warning): pieces that keep every worker inside the budget."""
+    spare = cfg.memory_limit - BASE_BYTES - KEY_BYTES_PER_ROW * plan.input_rows
+    piece = spare // max(1, cfg.workers) // PIECE_COPIES
+    warning = None
+    if piece < MIN_PIECE:
+        piece = MIN_PIECE
+        least = BASE_BYTES + KEY_BYTES_PER_ROW * plan.input_rows + cfg.workers * PIECE_COPIES * MIN_PIECE
+        warning = (f"memory_limit {_mb(cfg.memory_limit)} is below the least this run needs ({_mb(least)}); "
+                   "going on with the smallest pieces")
+    elif cfg.format == "parquet" and piece < cfg.row_group_size:
+        warning = (f"a row group (row_group_size {_mb(cfg.row_group_size)}) is larger than a bucket "
+                   f"({_mb(piece)}) under memory_limit {_mb(cfg.memory_limit)}; lower row_group_size to stay "
+                   "inside the budget")
+    return int(piece), int(piece), warning
+
+
+def choose(plan: Plan, cfg: RunConfig, force: str | None = None) -> Choice:
+    need = in_memory_bytes(plan, cfg)
+    mode = force or cfg.rewrite
+    if mode == "in-memory" or (mode == "auto" and need <= cfg.memory_limit):
+        why = "forced" if mode == "in-memory" else f"fits: ~{_mb(need)} of {_mb(cfg.memory_limit)}"
+        return Choice("in-memory", why, need)
+    bucket, read, warning = out_of_core_pieces(plan, cfg)
+    why = "forced" if mode == "out-of-core" else f"needs ~{_mb(need)} in memory, limit {_mb(cfg.memory_limit)}"
+    return Choice("out-of-core", why, need, bucket, read, warning)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.0f} MB" if n >= 1e6 else f"{n / 1e3:,.0f} kB"

@@ -1,0 +1,23 @@
+"""Fault injection for the kill-and-resume tests.
+
+With ``REORDER_PAUSE_AT=<point>`` in the environment, the process stops at that named
+point, touches the file ``REORDER_PAUSE_FLAG`` and sleeps, so that a test can kill it
+there with SIGKILL. Without the variable, :func:`pause` does nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+POINTS = ("keys", "scatter", "scatter-done", "gather", "gather-done", "publish")
+
+
+def pause(point: str) -> None:
+    if os.environ.get("REORDER_PAUSE_AT") != point:
+        return
+    flag = os.environ.get("REORDER_PAUSE_FLAG")
+    if flag:
+        Path(flag).write_text(point)
+    time.sleep(float(os.environ.get("REORDER_PAUSE_SECONDS", "60")))

@@ -1,0 +1,125 @@
+"""Gather: the second pass of the out-of-core rewrite, one task an output shard.
+
+For each bucket of its shard, a task reads the bucket's record batches from every
+scatter file, sorts the rows by output position, checks that every position of the
+bucket is there exactly once, and writes the rows in the same batches (row groups) as
+the in-memory path, so both paths give the same bytes. Memory: about two buckets.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from functools import cached_property
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import faults, scatter
+from .errors import ReorderError
+from .rewrite import conform_jsonl, to_arrow
+from .shards import jsonl
+from .shards.writers import COMPRESSION, ShardWriter, shard_name
+from .stored_plan import StoredPlan
+from .workdir import WorkDir
+
+
+class _Scattered:
+    """The scatter files, opened lazily; which record batches hold which bucket."""
+
+    def __init__(self, stored: StoredPlan, work: WorkDir):
+        self.stored, self.work = stored, work
+        self.index = [np.load(scatter.index_path(work, t)) for t in range(stored.scatter_tasks)]
+        self._readers: dict[int, pa.ipc.RecordBatchFileReader] = {}
+
+    def batches(self, task: int, bucket: int) -> list[pa.RecordBatch]:
+        ids = np.flatnonzero(self.index[task] == bucket)
+        if not len(ids):
+            return []
+        if task not in self._readers:
+            self._readers[task] = pa.ipc.open_file(pa.memory_map(str(scatter.data_path(self.work, task))))
+        reader = self._readers[task]
+        return [reader.get_batch(int(i)) for i in ids]
+
+    @cached_property
+    def jsonl_schema(self) -> pa.Schema | None:
+        """The output schema of JSONL-only inputs: merged from what each scatter task inferred."""
+        return scatter.merge_schemas([scatter.read_schema(scatter.schema_path(self.work, t))
+                                      for t in range(self.stored.scatter_tasks)])
+
+
+def run(stored: StoredPlan, work: WorkDir, settings: dict, shard: int,
+        advance: Callable[[int], None] = lambda n: None) -> dict:
+    """Write output shard ``shard`` into ``work.shards``; returns its record for the manifest.
+
+    ``settings``: the stored plan's output settings (format, compression_level).
+    """
+    fmt = settings["format"]
+    scattered = _Scattered(stored, work)
+    schema = stored.schema if fmt != "parquet" or stored.schema is not None else scattered.jsonl_schema
+    start, end = stored.shards[shard]
+    writer = ShardWriter(work.shards / shard_name(shard, fmt), fmt, settings["compression_level"],
+                         schema if fmt == "parquet" else None)
+    try:
+        for k in stored.shard_buckets(shard):  # a loop over buckets, then over write batches
+            lo, hi = stored.bucket_range(int(k))
+            rows = _bucket(stored, scattered, int(k), lo, hi, fmt, schema)
+            _, first, last = stored.buckets[k]
+            for a, b in stored.batches[first:last]:
+                piece = rows.slice(int(a - lo), int(b - a))
+                if fmt == "parquet":
+                    writer.write_table(piece.combine_chunks())
+                else:
+                    writer.write_lines(jsonl.lines_to_bytes(piece.column(scatter.LINE).combine_chunks()))
+                advance(int(b - a))
+                faults.pause("gather")
+            del rows
+        size, sha = writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    return {"index": shard, "file": writer.path.name, "rows": end - start, "bytes": size, "sha256": sha,
+            "first": start, "compression": COMPRESSION[fmt]}
+
+
+def _bucket(stored: StoredPlan, scattered: _Scattered, k: int, lo: int, hi: int, fmt: str,
+            schema: pa.Schema | None) -> pa.Table:
+    """The rows of positions [lo, hi), in position order, as they will be written."""
+    parts = []
+    for t, entry in enumerate(stored.files):  # a loop over input files
+        batches = scattered.batches(t, k)
+        if not batches:
+            continue
+        table = pa.Table.from_batches(batches)
+        if fmt == "parquet":
+            pos = table.column(scatter.POS)
+            if entry["format"] == "jsonl":
+                table = _parse_lines(table.column(scatter.LINE), schema, stored.schema is not None)
+            else:
+                table = to_arrow(pl.from_arrow(table.drop_columns([scatter.POS])), schema)
+            table = table.append_column(scatter.POS, pos)
+        parts.append(table)
+    table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    order = pc.sort_indices(table.column(scatter.POS))
+    table = table.take(order)
+    got = table.column(scatter.POS).to_numpy()
+    if len(got) != hi - lo or not np.array_equal(got, np.arange(lo, hi, dtype=np.int64)):
+        raise ReorderError(
+            f"bucket {k}: the scattered rows do not cover positions {lo}..{hi - 1} exactly once "
+            f"({len(got)} rows); the working state is damaged: re-run with --restart"
+        )
+    return table.drop_columns([scatter.POS])
+
+
+def _parse_lines(lines: pa.ChunkedArray, schema: pa.Schema, conform: bool) -> pa.Table:
+    data = bytes(jsonl.lines_to_bytes(lines.combine_chunks()))
+    try:
+        if conform:  # Parquet inputs define the schema: parse, then cast (as the in-memory path does)
+            frame = conform_jsonl(pl.read_ndjson(io.BytesIO(data), infer_schema_length=None), schema)
+        else:
+            frame = pl.read_ndjson(io.BytesIO(data), schema=pl.from_arrow(schema.empty_table()).schema)
+    except pl.exceptions.PolarsError as exc:
+        raise ReorderError(f"cannot convert the JSONL records to Parquet: {str(exc).splitlines()[0]}") from None
+    return to_arrow(frame, schema)

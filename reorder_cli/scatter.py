@@ -1,0 +1,186 @@
+"""Scatter: the first pass of the out-of-core rewrite, one task an input file.
+
+A task reads its input front to back in bounded pieces, tags every kept row with its
+output position, and appends the rows to one Arrow IPC file, grouped by bucket:
+
+    scatter/NNNNN.arrow         record batches, rows sorted by position inside each
+    scatter/NNNNN.buckets.npy   the bucket of each record batch, in file order
+    scatter/NNNNN.schema.arrow  (JSONL inputs, Parquet output without Parquet inputs)
+                                the Arrow schema inferred from the task's records
+
+Rows are carried as they will be written: the original line bytes for a JSONL output
+(and for every JSONL input, parsed later by the gather for a Parquet output), the
+columns of the file for a Parquet input with a Parquet output. Files are written under
+a temporary name and renamed; the task's marker is written by the caller, last.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import faults
+from .errors import ReorderError
+from .shards import jsonl
+from .stored_plan import StoredPlan
+from .workdir import WorkDir
+
+POS = "_pos"
+LINE = "line"
+IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+
+
+def data_path(work: WorkDir, task: int) -> Path:
+    return work.scatter / f"{task:05d}.arrow"
+
+
+def index_path(work: WorkDir, task: int) -> Path:
+    return work.scatter / f"{task:05d}.buckets.npy"
+
+
+def schema_path(work: WorkDir, task: int) -> Path:
+    return work.scatter / f"{task:05d}.schema.arrow"
+
+
+def run(stored: StoredPlan, work: WorkDir, task: int, out_format: str, read_bytes: int,
+        advance: Callable[[int], None] = lambda n: None) -> dict:
+    """Scatter input ``task``; returns its record (rows, bytes written)."""
+    work.scatter.mkdir(parents=True, exist_ok=True)
+    entry = stored.files[task]
+    positions = stored.positions_of(task)
+    starts = stored.bucket_starts()
+    infer = entry["format"] == "jsonl" and out_format == "parquet" and stored.schema is None
+    as_lines = entry["format"] == "jsonl" or out_format != "parquet"
+    pieces = _jsonl_pieces(stored, task, read_bytes) if entry["format"] == "jsonl" \
+        else _parquet_pieces(entry, read_bytes, as_lines)
+    final, tmp = data_path(work, task), data_path(work, task).with_suffix(".arrow.tmp")
+    writer, buckets, schemas, rows = None, [], [], 0
+    try:
+        for first, table in pieces:
+            pos = positions[first : first + table.num_rows]
+            advance(table.num_rows)
+            keep = np.flatnonzero(pos >= 0)
+            by_pos = keep[np.argsort(pos[keep], kind="stable")]
+            if not len(by_pos):
+                continue
+            pos = pos[by_pos]
+            table = table.take(pa.array(by_pos)).combine_chunks()
+            if infer:
+                schemas.append(_infer(table.column(LINE).chunk(0)))
+            batch = table.append_column(POS, pa.array(pos)).to_batches()[0]
+            bucket = np.searchsorted(starts, pos, side="right") - 1
+            cuts = np.concatenate([[0], np.flatnonzero(np.diff(bucket)) + 1, [len(pos)]])
+            if writer is None:
+                writer = pa.ipc.new_file(str(tmp), batch.schema, options=IPC_OPTIONS)
+            for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):  # a loop over buckets
+                writer.write_batch(batch.slice(int(lo), int(hi - lo)))
+                buckets.append(int(bucket[lo]))
+            rows += len(pos)
+            faults.pause("scatter")
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    if writer is not None:
+        writer.close()
+        os.replace(tmp, final)
+    if infer:
+        merged = merge_schemas(schemas)
+        _write_bytes(schema_path(work, task), merged.serialize().to_pybytes() if merged is not None else b"")
+    idx_tmp = work.scatter / f"{task:05d}.buckets.tmp.npy"
+    np.save(idx_tmp, np.asarray(buckets, dtype=np.int64))
+    os.replace(idx_tmp, index_path(work, task))
+    return {"rows": rows, "bytes": final.stat().st_size if writer is not None else 0}
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------ reading an input in pieces
+
+
+def _parquet_pieces(entry: dict, read_bytes: int, as_lines: bool) -> Iterator[tuple[int, pa.Table]]:
+    path = entry["path"]
+    try:
+        pf = pq.ParquetFile(path)
+        meta = pf.metadata
+        total = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        rows_per_piece = max(1, int(read_bytes // max(1, total // max(1, meta.num_rows))))
+        first = 0
+        for batch in pf.iter_batches(batch_size=rows_per_piece, use_threads=False):
+            table = pa.Table.from_batches([batch])
+            if as_lines:
+                text = pl.from_arrow(table).write_ndjson().encode("utf-8")
+                table = pa.table({LINE: jsonl.split_lines(text)})
+            yield first, table
+            first += batch.num_rows
+    except (OSError, pa.ArrowException) as exc:
+        raise ReorderError(f"{path}: cannot read: {exc}") from None
+
+
+def _jsonl_pieces(stored: StoredPlan, task: int, read_bytes: int) -> Iterator[tuple[int, pa.Table]]:
+    """Records of a JSONL input in pieces of about ``read_bytes``, read sequentially."""
+    entry = stored.files[task]
+    records = np.load(stored.folder / f"records-{task:05d}.npy", mmap_mode="r")
+    n = len(records)
+    if n == 0:
+        return
+    targets = np.arange(1, int(records[-1, 1]) // max(1, read_bytes) + 2, dtype=np.int64) * read_bytes
+    cuts = np.unique(np.concatenate([[0], np.searchsorted(records[:, 0], targets), [n]]))
+    with open(entry["data_path"], "rb") as fh:
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True):  # a loop over pieces, never rows
+            rec = np.array(records[a:b])
+            base = int(rec[0, 0])
+            fh.seek(base)
+            data = fh.read(int(rec[-1, 1]) - base)
+            lines = _records_array(data, rec - base)
+            if entry.get("unterminated") and b == n:
+                last = lines[len(lines) - 1].as_py() + b"\n"
+                lines = pa.concat_arrays([lines.slice(0, len(lines) - 1), pa.array([last], pa.large_binary())])
+            yield int(a), pa.table({LINE: lines})
+
+
+def _records_array(data: bytes, rec: np.ndarray) -> pa.LargeBinaryArray:
+    """Binary values data[start:end] for each (start, end) row of ``rec`` (increasing)."""
+    if len(rec) == 1 or np.array_equal(rec[1:, 0], rec[:-1, 1]):  # contiguous: no copy
+        offsets = np.concatenate([rec[:, 0], rec[-1:, 1]]).astype(np.int64)
+        return pa.LargeBinaryArray.from_buffers(
+            pa.large_binary(), len(rec), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    segments = pa.LargeBinaryArray.from_buffers(  # records and the blank lines between them
+        pa.large_binary(), 2 * len(rec) - 1, [None, pa.py_buffer(rec.ravel().astype(np.int64)), pa.py_buffer(data)])
+    return segments.take(pa.array(np.arange(0, 2 * len(rec), 2)))
+
+
+# ------------------------------------------------------------------ schemas of JSONL records
+
+
+def _infer(lines: pa.LargeBinaryArray) -> pa.Schema:
+    data = jsonl.lines_to_bytes(lines)
+    try:
+        return pl.read_ndjson(io.BytesIO(bytes(data)), infer_schema_length=None).head(0).to_arrow().schema
+    except pl.exceptions.PolarsError as exc:
+        raise ReorderError(f"cannot convert the JSONL records to Parquet: {str(exc).splitlines()[0]}") from None
+
+
+def merge_schemas(schemas: list[pa.Schema | None]) -> pa.Schema | None:
+    """One schema for all: fields in order of first appearance, types widened as Polars does."""
+    frames = [pl.from_arrow(s.empty_table()) for s in schemas if s is not None]
+    if not frames:
+        return None
+    return pl.concat(frames, how="diagonal_relaxed").head(0).to_arrow().schema
+
+
+def read_schema(path: Path) -> pa.Schema | None:
+    data = path.read_bytes()
+    return pa.ipc.read_schema(pa.py_buffer(data)) if data else None

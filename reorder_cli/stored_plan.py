@@ -1,0 +1,190 @@
+"""The plan of an out-of-core run, stored under ``OUTPUT/.reorder/plan/``.
+
+Everything a scatter or gather task needs lives in these files, not in the memory of
+the process that planned the run, so any process (``reorder task``, a cluster job) can
+run any task by its index:
+
+    plan.json          inputs, shards, write batches, buckets, output settings
+    order.npy          input row (global index) at each output position
+    scores.npy         score at each output position
+    sizes.npy          estimated bytes at each output position
+    position.npy       output position of each input row (-1: dropped)
+    records-NNNNN.npy  JSONL input NNNNN: [start, end) bytes of each record
+    schema.arrow       the output's Arrow schema (Parquet outputs with Parquet inputs)
+
+A *batch* is what the writer writes at once (a Parquet row group, a few MB of JSONL):
+the same batches as the in-memory path, which is why both give the same bytes. A
+*bucket* is a run of consecutive batches of one shard, at most ``bucket_bytes``: the
+unit a gather task holds in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .config import RunConfig
+from .plan import Plan, layout
+from .shards import jsonl, parquet
+from .shards.discover import InputFile
+from .workdir import WorkDir, read_json, write_json
+
+LINE_BATCH_BYTES = 4 << 20
+
+
+def batch_limits(cfg: RunConfig) -> tuple[int, int]:
+    """(bytes, rows) of one write batch: a Parquet row group, or a few MB of JSONL."""
+    return (cfg.row_group_size, cfg.row_group_rows) if cfg.format == "parquet" else (LINE_BATCH_BYTES, 0)
+
+
+def shard_batches(sizes: np.ndarray, start: int, end: int, cfg: RunConfig) -> list[tuple[int, int]]:
+    """The write batches of the shard [start, end), as absolute positions."""
+    return [(start + a, start + b) for a, b in layout(np.asarray(sizes[start:end]), *batch_limits(cfg))]
+
+
+@dataclass
+class StoredSource:
+    """What the manifest needs of an input once the keys pass is over."""
+
+    rows: int
+
+
+@dataclass
+class StoredPlan:
+    folder: Path
+    meta: dict[str, Any]
+    batches: np.ndarray  # (B, 2) int64 [start, end) positions of every write batch, in order
+    schema: pa.Schema | None = field(default=None)
+
+    # ---------------------------------------------------------------- the task graph
+
+    @property
+    def files(self) -> list[dict[str, Any]]:
+        return self.meta["files"]
+
+    @property
+    def shards(self) -> list[tuple[int, int]]:
+        return [tuple(s) for s in self.meta["shards"]]
+
+    @property
+    def buckets(self) -> np.ndarray:
+        """(K, 3) int64: shard, first batch, end batch of every bucket, in order."""
+        return np.asarray(self.meta["buckets"], dtype=np.int64).reshape(-1, 3)
+
+    def bucket_range(self, k: int) -> tuple[int, int]:
+        _, first, end = self.buckets[k]
+        return int(self.batches[first, 0]), int(self.batches[end - 1, 1])
+
+    def bucket_starts(self) -> np.ndarray:
+        return self.batches[self.buckets[:, 1], 0]
+
+    def shard_buckets(self, shard: int) -> np.ndarray:
+        return np.flatnonzero(self.buckets[:, 0] == shard)
+
+    @property
+    def scatter_tasks(self) -> int:
+        return len(self.files)
+
+    @property
+    def gather_tasks(self) -> int:
+        return len(self.meta["shards"])
+
+    def positions_of(self, task: int) -> np.ndarray:
+        """Output position of every row of input ``task`` (-1: dropped)."""
+        a, b = self.meta["row_starts"][task], self.meta["row_starts"][task + 1]
+        return np.array(np.load(self.folder / "position.npy", mmap_mode="r")[a:b])
+
+    def records_of(self, task: int) -> np.ndarray:
+        return np.load(self.folder / f"records-{task:05d}.npy")
+
+    def array(self, name: str) -> np.ndarray:
+        return np.load(self.folder / f"{name}.npy", mmap_mode="r")
+
+    def as_plan(self, files: list[InputFile]) -> Plan:
+        """A :class:`Plan` for the manifest, its arrays memory-mapped from disk."""
+        m = self.meta
+        return Plan(
+            files=files, sources=[StoredSource(f["rows"]) for f in m["files"]],
+            row_starts=np.asarray(m["row_starts"], dtype=np.int64), order=self.array("order"),
+            scores=self.array("scores"), sizes=self.array("sizes"), shards=self.shards,
+            invalid_count=m["invalid_count"], invalid_samples=m["invalid_samples"], dropped=m["dropped"],
+        )
+
+
+def _save(folder: Path, name: str, array: np.ndarray) -> None:
+    tmp = folder / f"{name}.tmp.npy"
+    np.save(tmp, array)
+    os.replace(tmp, folder / f"{name}.npy")
+
+
+def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_bytes: int,
+          schema: pa.Schema | None) -> StoredPlan:
+    """Write the plan of an out-of-core run; plan.json goes last and marks it complete."""
+    folder = work.plan
+    folder.mkdir(parents=True, exist_ok=True)
+    position = np.full(plan.input_rows, -1, dtype=np.int64)
+    position[plan.order] = np.arange(plan.rows, dtype=np.int64)
+    for name, array in (("order", plan.order), ("scores", plan.scores), ("sizes", plan.sizes),
+                        ("position", position)):
+        _save(folder, name, array)
+    del position
+    files = []
+    for i, (inp, source) in enumerate(zip(plan.files, plan.sources, strict=True)):
+        entry = {"path": str(inp.path), "format": inp.format, "compression": inp.compression, "rows": source.rows}
+        if isinstance(source, jsonl.JsonlSource):
+            k = source.keys
+            records = np.stack([k.line_offsets[k.row_lines], k.line_offsets[k.row_lines + 1]], axis=1)
+            _save(folder, f"records-{i:05d}", records.astype(np.int64))
+            entry.update(data_path=str(k.data_path), unterminated=source.unterminated_row() is not None)
+        files.append(entry)
+    if schema is not None:
+        tmp = folder / "schema.arrow.tmp"
+        tmp.write_bytes(schema.serialize().to_pybytes())
+        os.replace(tmp, folder / "schema.arrow")
+
+    batches, buckets = [], []
+    sizes = np.asarray(plan.sizes)
+    for s, (start, end) in enumerate(plan.shards):  # a loop over shards and buckets, never rows
+        first = len(batches)
+        shard = shard_batches(sizes, start, end, cfg)
+        batches += shard
+        cum = np.cumsum(sizes[start:end], dtype=np.int64)
+        batch_bytes = np.diff(np.concatenate([[0], cum[[b - 1 - start for _, b in shard]]]))
+        for a, b in layout(batch_bytes, bucket_bytes, 0):
+            buckets.append([s, first + a, first + b])
+    _save(folder, "batches", np.asarray(batches, dtype=np.int64).reshape(-1, 2))
+    meta = {
+        "files": files,
+        "row_starts": [int(x) for x in plan.row_starts],
+        "shards": [list(map(int, s)) for s in plan.shards],
+        "buckets": buckets,
+        "bucket_bytes": int(bucket_bytes),
+        "output": {"format": cfg.format, "compression_level": cfg.compression_level, "read_bytes": int(read_bytes)},
+        "invalid_count": plan.invalid_count,
+        "invalid_samples": plan.invalid_samples,
+        "dropped": plan.dropped,
+    }
+    write_json(folder / "plan.json", meta)
+    return load(work)
+
+
+def load(work: WorkDir) -> StoredPlan | None:
+    """The stored plan, or None when there is none (or it was never completed)."""
+    folder = work.plan
+    if not (folder / "plan.json").exists():
+        return None
+    schema_file = folder / "schema.arrow"
+    schema = pa.ipc.read_schema(pa.py_buffer(schema_file.read_bytes())) if schema_file.exists() else None
+    return StoredPlan(folder, read_json(folder / "plan.json"), np.load(folder / "batches.npy"), schema)
+
+
+def output_schema(plan: Plan) -> pa.Schema | None:
+    """The Parquet inputs' shared schema (None when every input is JSONL)."""
+    from .parquet_output import _parquet_schema
+
+    return _parquet_schema([s for s in plan.sources if isinstance(s, parquet.ParquetSource)])

@@ -1,0 +1,163 @@
+"""A run's working state under ``OUTPUT/.reorder/``: what makes a run resumable.
+
+    state.json        who the state belongs to: the run's identity (config + inputs)
+    plan/             the stored plan (out-of-core runs): arrays and plan.json
+    scatter/          one bucket file a scatter task (out-of-core runs)
+    shards/           finished output shards, waiting to be published
+    done/             one marker a finished task: ``scatter-00003.json``, ``gather-00012.json``
+    input-NNNNN.jsonl decompressed copies of .gz / .zst JSONL inputs
+
+Every file is written under a temporary name and renamed when complete; a task's
+marker is written last, so a task either has a marker and complete outputs, or is run
+again. A re-run with the same identity resumes; with another one it refuses and says
+what changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import RunConfig
+from .errors import ReorderError
+from .shards.discover import InputFile
+
+WORK_DIR = ".reorder"
+STATE = "state.json"
+
+#: Config fields that change the output (``workers`` and ``memory_limit`` do not).
+_OUTPUT_FIELDS = ("method", "params", "format", "compression_level", "shard_size", "shard_rows",
+                  "row_group_size", "row_group_rows", "invalid_scores")
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (temporary name, fsync, rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def input_fingerprint(path: Path) -> str:
+    """sha256 of the size, first MiB and last MiB of a file (see manifest.fingerprint)."""
+    from .manifest import fingerprint  # manifest imports plan; keep this module light
+
+    return fingerprint(path)
+
+
+def identity(cfg: RunConfig, files: list[InputFile]) -> dict[str, Any]:
+    """What the output depends on: the tool version, the config, and every input file."""
+    return {
+        "tool_version": __version__,
+        "config": {name: getattr(cfg, name) for name in _OUTPUT_FIELDS},
+        "inputs": [{"path": str(f.path.resolve()), "bytes": f.size, "fingerprint": input_fingerprint(f.path)}
+                   for f in files],
+    }
+
+
+def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Plain descriptions of what differs between two identities."""
+    why = []
+    if old.get("tool_version") != new["tool_version"]:
+        why.append(f"reorder version {old.get('tool_version')} -> {new['tool_version']}")
+    old_cfg, new_cfg = old.get("config", {}), new["config"]
+    for name in _OUTPUT_FIELDS:
+        a, b = old_cfg.get(name), new_cfg[name]
+        if name == "params" and isinstance(a, dict):
+            why += [f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif a != b:
+            why.append(f"{name} {a!r} -> {b!r}")
+    old_in = {i["path"]: i for i in old.get("inputs", [])}
+    new_in = {i["path"]: i for i in new["inputs"]}
+    if list(old_in) != list(new_in):
+        added, removed = set(new_in) - set(old_in), set(old_in) - set(new_in)
+        why += [f"input added: {p}" for p in sorted(added)] + [f"input removed: {p}" for p in sorted(removed)]
+        if not added and not removed:
+            why.append("inputs listed in another order")
+    why += [f"input changed: {p}" for p, i in new_in.items() if p in old_in and old_in[p] != i]
+    return why
+
+
+class WorkDir:
+    def __init__(self, output: Path):
+        self.root = output / WORK_DIR
+
+    @property
+    def plan(self) -> Path:
+        return self.root / "plan"
+
+    @property
+    def scatter(self) -> Path:
+        return self.root / "scatter"
+
+    @property
+    def shards(self) -> Path:
+        return self.root / "shards"
+
+    @property
+    def done(self) -> Path:
+        return self.root / "done"
+
+    def spill(self, index: int) -> Path:
+        return self.root / f"input-{index:05d}.jsonl"
+
+    def open(self, ident: dict[str, Any], restart: bool = False) -> bool:
+        """Claim the folder for the run ``ident``; True when there is earlier work to resume.
+
+        A folder left by a run with another identity is refused (or, with ``restart``,
+        cleared). One without ``state.json`` was killed before it started: it is cleared.
+        """
+        state = self.root / STATE
+        if state.exists() and not restart:
+            try:
+                old = read_json(state)
+            except (OSError, ValueError):
+                old = None
+            if old == ident:
+                return True
+            if old is not None:
+                why = differences(old, ident) or ["the saved state is unreadable"]
+                raise ReorderError(
+                    f"{self.root}: holds an unfinished run with another config or inputs ({'; '.join(why[:4])}); "
+                    "re-run with the same config to resume, or pass --restart to discard it"
+                )
+        if self.root.exists():
+            shutil.rmtree(self.root)
+        for folder in (self.root, self.done, self.shards):
+            folder.mkdir(parents=True, exist_ok=True)
+        write_json(state, ident)
+        return False
+
+    def ensure(self) -> None:
+        for folder in (self.root, self.done, self.shards):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def marker(self, phase: str, index: int) -> Path:
+        return self.done / f"{phase}-{index:05d}.json"
+
+    def finished(self, phase: str, index: int) -> dict[str, Any] | None:
+        path = self.marker(phase, index)
+        return read_json(path) if path.exists() else None
+
+    def finish(self, phase: str, index: int, record: dict[str, Any]) -> None:
+        write_json(self.marker(phase, index), record)
+
+    def count_finished(self, phase: str) -> int:
+        return len(list(self.done.glob(f"{phase}-*.json"))) if self.done.exists() else 0
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def size(self) -> int:
+        """Bytes currently held (for the run log)."""
+        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file()) if self.root.exists() else 0
