@@ -20,7 +20,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from rich.text import Text  # noqa: E402
 
-from . import __version__, config, manifest, pipeline, stats, tasks, verify  # noqa: E402
+from . import __version__, config, deep, manifest, metrics, pipeline, plot, preview, stats, tasks, verify  # noqa: E402
 from .errors import ReorderError  # noqa: E402
 from .orderings import METHODS  # noqa: E402
 from .progress import Progress  # noqa: E402
@@ -109,8 +109,7 @@ def run(
             warnings.simplefilter("always")
             result = pipeline.run(cfg, overwrite=overwrite, progress=Progress(enabled=not quiet, console=err),
                                   keep_work=keep_work, restart=restart, plan_only=plan_only)
-        for w in caught:
-            err.print(Text.assemble(("warning:", "yellow"), f" {w.message}"), highlight=False)
+        _warn(caught)
     except ReorderError as exc:
         _fail(str(exc))
         return
@@ -167,25 +166,130 @@ def task_cmd(
     err.print(Text.assemble(("done", "green"), f" {phase} {index} {state}: {record['rows']:,} rows"), highlight=False)
 
 
+PlotFile = Annotated[Path | None, typer.Option("--plot", help="Write a score-by-position picture (PNG) here.")]
+PlotSize = Annotated[str | None, typer.Option(
+    "--plot-size", metavar="WxH", help="Picture size in pixels (default 1200 wide, 300 a panel, at least 400 tall).")]
+
+
+def _warn(caught: list) -> None:
+    for w in caught:
+        err.print(Text.assemble(("warning:", "yellow"), f" {w.message}"), highlight=False)
+
+
+def _show_metrics(rows: list[tuple[str, dict]]) -> None:
+    out.print(stats.metrics_table(rows))
+    out.print(Text(stats.metrics_legend(rows[0][1]), style="dim"), soft_wrap=False)
+
+
 @app.command("stats")
 def stats_cmd(
     path: Annotated[Path, typer.Argument(help="An output folder or its manifest.json.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable stats.")] = False,
+    deep_check: Annotated[bool, typer.Option(
+        "--deep", help="Re-read the shards' scores, recompute profile and metrics, compare with the manifest.")]
+    = False,
+    plot_file: PlotFile = None,
+    plot_size: PlotSize = None,
 ) -> None:
-    """Show a finished run: shards, totals, parameters and the score-by-position profile."""
+    """Show a finished run: shards, totals, parameters, guidance metrics and the score-by-position profile.
+
+    Reads only the manifest, unless --deep or --plot ask for the shards' scores."""
+    differences: list[str] = []
     try:
-        doc, _ = manifest.read(path)
+        doc, folder = manifest.read(path)
+        size = plot.parse_size(plot_size) if plot_size else None
+        if plot_file:
+            plot.require()
+        per_shard = deep.shard_scores(doc, folder) if deep_check or plot_file else []
+        recomputed, differences = deep.check(doc, per_shard) if deep_check else (None, [])
+        if plot_file:
+            scores = deep.concat(per_shard)
+            title = f"{doc['method']} ({stats.params_line(doc['params'])})"
+            plot.write_png(plot_file, [(title, scores, manifest.profile(scores))], size)
+    except ReorderError as exc:
+        _fail(str(exc))
+        return
+    found = doc.get("metrics") or (recomputed or {}).get("metrics")
+    if as_json:
+        extra = {"deep": {"differences": differences}} if deep_check else {}
+        sys.stdout.write(json.dumps({**stats.summary(doc), "metrics": found, **extra}, indent=2) + "\n")
+    else:
+        out.print(stats.header(doc))
+        out.print(stats.shard_table(doc))
+        if found:
+            _show_metrics([(doc["method"], found)])
+        else:
+            out.print("guidance metrics: not recorded in this manifest (reorder stats --deep computes them)")
+        width = min(out.width, 140)
+        out.print("\n[bold]mean score by output position[/]")
+        out.print(stats.profile_chart(doc["profile"], width=width), highlight=False)
+        if plot_file:
+            err.print(f"picture: {plot_file}", highlight=False)
+    if differences:
+        _fail(f"{path}: the shards disagree with the manifest: {deep.describe(differences)}")
+    if deep_check and not as_json:
+        err.print(f"deep check: {len(doc['shards'])} shard(s) re-read; scores, profile and metrics match the manifest",
+                  highlight=False)
+
+
+PREVIEW_EPILOG = (
+    "Example: reorder preview configs/str.yaml --input 'data/*.parquet' --compare str,saw,sorting,shuffle "
+    "--plot curves.png. With --compare, every method takes the config's values where the config sets them "
+    "and its own defaults elsewhere."
+)
+
+
+@app.command("preview", epilog=PREVIEW_EPILOG)
+def preview_cmd(
+    config_file: Annotated[Path, typer.Argument(metavar="CONFIG.yaml", help="Method config (YAML).")],
+    method: Annotated[str | None, typer.Option("--method", "-m", help="Ordering method; wins over the config.")]
+    = None,
+    inputs: Annotated[list[str] | None, typer.Option("--input", "-i", help="Input file, folder or glob (repeatable).")]
+    = None,
+    sets: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: key=value (repeatable).")]
+    = None,
+    compare: Annotated[str | None, typer.Option(
+        "--compare", "-c", help="Several methods side by side, comma-separated: str,saw,sorting,shuffle.")] = None,
+    window: Annotated[int, typer.Option("--window", help="Rows in a window (about a batch) for the metrics.")]
+    = metrics.Params.window,
+    boundary_pct: Annotated[float, typer.Option(
+        "--boundary-pct", help="Boundary sharpening looks at the first and last this many percent of positions.")]
+    = metrics.Params.boundary_pct,
+    plot_file: PlotFile = None,
+    plot_size: PlotSize = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics and profiles as JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Show the order a run would give (profile and guidance metrics) from the scores alone; writes no shards."""
+    try:
+        params = metrics.Params(window=window, boundary_pct=boundary_pct)
+        size = plot.parse_size(plot_size) if plot_size else None
+        if plot_file:
+            plot.require()
+        cfgs = preview.configs(config_file, sets or [], method=method, compare=compare, inputs=inputs or None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = preview.run(cfgs, params, Progress(enabled=not (quiet or as_json), console=err))
+        _warn(caught)
+        titles = [f"{o.method} ({stats.params_line(o.params)})" for o in result.orders]
+        if plot_file:
+            plot.write_png(plot_file, [(t, o.scores, o.profile) for t, o in zip(titles, result.orders, strict=True)],
+                           size)
     except ReorderError as exc:
         _fail(str(exc))
         return
     if as_json:
-        sys.stdout.write(json.dumps(stats.summary(doc), indent=2) + "\n")
+        sys.stdout.write(json.dumps(preview.summary(result), indent=2) + "\n")
         return
-    out.print(stats.header(doc))
-    out.print(stats.shard_table(doc))
+    out.print(f"[bold]preview[/]: {result.input_rows:,} rows from {len(result.files)} file(s), scores read and "
+              f"ordered in {result.seconds:.1f} s; nothing written", highlight=False, soft_wrap=True)
+    _show_metrics([(o.method, o.metrics) for o in result.orders])
     width = min(out.width, 140)
-    out.print("\n[bold]mean score by output position[/]")
-    out.print(stats.profile_chart(doc["profile"], width=width), highlight=False)
+    for title, o in zip(titles, result.orders, strict=True):
+        out.print(f"\n[bold]{title}[/]: mean score by output position", highlight=False)
+        out.print(stats.profile_chart(o.profile, width=width), highlight=False)
+    if plot_file:
+        err.print(f"picture: {plot_file}", highlight=False)
 
 
 VERIFY_EPILOG = (

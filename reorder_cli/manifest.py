@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from . import __version__, metrics
 from .config import RunConfig
 from .errors import ReorderError
 from .plan import Plan
@@ -112,6 +112,7 @@ def build(plan: Plan, cfg: RunConfig, shards: list[dict], out_dir: Path) -> dict
             "input_bytes": sum(f.size for f in plan.files), "score": score_summary(plan.scores),
         },
         "profile": profile(plan.scores),
+        "metrics": metrics.compute(plan.scores),
     }
 
 

@@ -59,6 +59,45 @@ def profile_chart(profile: dict[str, Any], width: int = 80, height: int = 10) ->
     return "\n".join(lines)
 
 
+METRIC_LEGEND = (
+    "start/end: mean score of the first/last {boundary_pct:g}% of positions vs the global mean, in sigma · "
+    "rises/falls: moves of the smoothed profile by more than {cycle_threshold:g} sigma (and 5 standard errors) · "
+    "quarters: score range "
+    "each quarter of training covers, as a fraction of the whole range · jumps: between consecutive windows' mean "
+    "scores, in sigma · local div.: mean std inside windows of {window:,} rows / global std"
+)
+
+
+def _quarters(values: list[float | None]) -> str:
+    return " ".join("-" if v is None else f"{v:.2f}" for v in values)
+
+
+def _f2(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def metrics_table(rows: list[tuple[str, dict[str, Any]]]) -> Table:
+    """One row an order (label, metrics) and one column a metric."""
+    table = Table(title="guidance metrics", title_justify="left", box=None, pad_edge=False)
+    columns = ("order", "start", "end", "rises", "falls", "quarter ranges", "max\njump", "mean\njump", "local\ndiv.")
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("order", "quarter ranges") else "right", no_wrap=True)
+    for label, m in rows:
+        b, c, j = m["boundary"], m["cycles"], m["continuity"]
+        table.add_row(label, _f2(b["start"]), _f2(b["end"]), str(c["rises"]), str(c["falls"]),
+                      _quarters(c["quarter_range"]), _fmt(j["max_jump"]), _fmt(j["mean_jump"]),
+                      _fmt(m["local_diversity"]))
+    return table
+
+
+def metrics_legend(metrics: dict[str, Any]) -> str:
+    return METRIC_LEGEND.format(**metrics["params"])
+
+
+def params_line(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items() if k not in ("score_field",))
+
+
 def summary(manifest: dict[str, Any]) -> dict[str, Any]:
     """The machine-readable stats (``reorder stats --json``)."""
     totals = manifest["totals"]
@@ -71,6 +110,7 @@ def summary(manifest: dict[str, Any]) -> dict[str, Any]:
             {k: s[k] for k in ("file", "rows", "bytes", "positions", "score")} for s in manifest["shards"]
         ],
         "profile": manifest["profile"],
+        "metrics": manifest.get("metrics"),
     }
 
 
