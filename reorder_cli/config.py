@@ -159,7 +159,8 @@ TOOL_KEYS = [
         "data that does not fit is reordered out of core", _size),
     Key("rewrite", "auto", "auto: in memory when the data fits memory_limit, else out of core; "
         "or force in-memory / out-of-core", _choice("auto", "in-memory", "out-of-core")),
-    Key("work_compression", "lz4", "out of core: compression of the scatter files (lz4, zstd or none)",
+    Key("work_compression", "none", "out of core: compression of the scatter files: none (fastest), lz4 (about "
+        "30% less temporary space, more CPU) or zstd",
         _choice("lz4", "zstd", "none")),
 ]
 
@@ -218,7 +219,7 @@ class RunConfig:
     workers: int
     memory_limit: int  # bytes; 0 in the config means "derived from the machine"
     rewrite: str = "auto"
-    work_compression: str = "lz4"
+    work_compression: str = "none"
     ignored: dict[str, str] = field(default_factory=dict)
 
     @property

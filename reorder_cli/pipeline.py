@@ -27,8 +27,10 @@ from .workdir import WORK_DIR, WorkDir, identity, read_json
 RUN_LOG = "run_log.json"
 PUBLISHING = "publishing"
 _OURS = re.compile(r"^\d{5}\.(parquet|jsonl|jsonl\.zst)$")
-#: Fraction of the uncompressed rows that scatter files (lz4) and compressed shards take, for the disk check.
-SCATTER_RATIO, COMPRESSED_RATIO = 0.8, 0.6
+#: Fraction of the uncompressed rows that scatter files (by work_compression) and compressed shards take,
+#: for the disk check: generous guesses for text.
+SCATTER_RATIO = {"none": 1.05, "lz4": 0.75, "zstd": 0.5}
+COMPRESSED_RATIO = 0.4
 
 
 @dataclass
@@ -81,7 +83,7 @@ def _check_disk(work: WorkDir, the_plan: plan.Plan, cfg: RunConfig, path: str) -
     rows_bytes = budget.payload_bytes(the_plan)
     need = int(rows_bytes * (1.0 if cfg.format == "jsonl" else COMPRESSED_RATIO))
     if path == "out-of-core":
-        need += int(rows_bytes * SCATTER_RATIO)
+        need += int(rows_bytes * SCATTER_RATIO[cfg.work_compression])
     free = shutil.disk_usage(work.root).free
     if need > free:
         raise ReorderError(

@@ -55,7 +55,7 @@ def run(stored: StoredPlan, work: WorkDir, task: int, settings: dict,
     ``settings``: the stored plan's output settings (format, read_bytes, work_compression).
     """
     out_format, read_bytes = settings["format"], settings["read_bytes"]
-    compression = settings.get("work_compression", "lz4")
+    compression = settings.get("work_compression", "none")
     options = pa.ipc.IpcWriteOptions(compression=None if compression == "none" else compression)
     work.scatter.mkdir(parents=True, exist_ok=True)
     entry = stored.files[task]

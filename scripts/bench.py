@@ -8,9 +8,14 @@ reorder jsonl cases also get a ratio to the reference run of the same method.
     python scripts/bench.py --docs 200000 --repeat 3
     python scripts/bench.py --docs 20000 --repeat 1 --cases "reorder,rewrite parquet,copy" --json bench-out/small.json
     python scripts/bench.py --reference ../data_ordering --workers 2
+    python scripts/bench.py --docs 2000000 --shards 32 --formats parquet --memory-limit 1500MB --repeat 3
 
-The corpus (8 JSONL + 8 Parquet shards, made by ``scripts/corpus.py``) is cached in ``--data``; outputs go to
-``--out`` and are removed before every repeat. DuckDB is optional (``pip install duckdb``); its cases are
+With ``--memory-limit`` the reorder cases also run under that budget (out of core when the data does not fit),
+once per worker count of ``--budget-workers``; the table then shows which path ran and the temporary disk
+space the run used (``run_log.json``).
+
+The corpus (``--shards`` JSONL and/or Parquet shards, made by ``scripts/corpus.py``) is cached in ``--data``;
+outputs go to ``--out`` and are removed before every repeat. DuckDB is optional (``pip install duckdb``); its cases are
 skipped when it is missing, and the reference cases are skipped without ``--reference DIR`` (the authors'
 ``data_ordering`` folder with ``entry.py``). Logs of every run are kept in ``--out``/_logs.
 """
@@ -38,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpus import make_frame, write_corpus  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-SHARDS = 8
+SHARDS = 8  # default of --shards
 SEED = 0
 SAMPLE_SECONDS = 0.02
 STR_SETTINGS = {"num_sections": 2, "folding_layer": 3, "folding_ratio": 0.225}
@@ -89,6 +94,8 @@ class Result:
     command: list[str]
     seconds: list[float] = field(default_factory=list)
     peak_mb: list[float] = field(default_factory=list)
+    work_gb: list[float] = field(default_factory=list)  # reorder's temporary space (run_log.json)
+    path: str | None = None  # the rewrite path reorder took
     error: str | None = None
 
     @property
@@ -107,14 +114,17 @@ def shard_paths(data: Path, ext: str) -> list[Path]:
     return [data / f"part-{i:04d}.{ext}" for i in range(SHARDS)]
 
 
-def ensure_corpus(data: Path, docs: int) -> None:
+def ensure_corpus(data: Path, docs: int, formats: list[str]) -> None:
     """Write the corpus once; a marker file records that a previous run finished writing it."""
     marker = data / "corpus.json"
     wanted = {"docs": docs, "shards": SHARDS, "seed": SEED}
-    if marker.exists() and json.loads(marker.read_text()) == wanted:
+    same = marker.exists() and json.loads(marker.read_text()) == wanted
+    missing = [f for f in formats if not same or not all(p.exists() for p in shard_paths(data, f))]
+    if not missing:
         return
-    print(f"writing corpus of {docs:,} docs to {data} ...", flush=True)
-    write_corpus(make_frame(docs, SEED), data, SHARDS, ["jsonl", "parquet"])
+    print(f"writing corpus of {docs:,} docs ({', '.join(missing)}) to {data} ...", flush=True)
+    marker.unlink(missing_ok=True)
+    write_corpus(make_frame(docs, SEED), data, SHARDS, missing)
     marker.write_text(json.dumps(wanted))
 
 
@@ -152,11 +162,14 @@ def sets(settings: dict[str, object]) -> list[str]:
     return [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
 
 
-def reorder_case(method: str, fmt: str, data: Path, out: Path, workers: int | None) -> Case:
-    name = f"reorder {method} {fmt}->{fmt}"
+def reorder_case(method: str, fmt: str, data: Path, out: Path, workers: int | None,
+                 memory_limit: str | None = None) -> Case:
+    name = f"reorder {method} {fmt}->{fmt}" + (f" limit {memory_limit} w{workers}" if memory_limit else "")
     extra = {"format": fmt, **(SAW_SETTINGS if method == "saw" else {})}
     if workers is not None:
         extra["workers"] = workers
+    if memory_limit:
+        extra["memory_limit"] = memory_limit
     argv = [
         *reorder_exe(),
         "run",
@@ -172,7 +185,7 @@ def reorder_case(method: str, fmt: str, data: Path, out: Path, workers: int | No
         "-q",
     ]
     floor = PARQUET_FLOOR if fmt == "parquet" else JSONL_FLOOR
-    reference = f"reference {method} jsonl" if fmt == "jsonl" else None
+    reference = f"reference {method} jsonl" if fmt == "jsonl" and not memory_limit else None
     return Case(name, argv, floor, reference)
 
 
@@ -206,20 +219,25 @@ def reference_case(method: str, ref_dir: Path, single: Path, out: Path) -> Case:
 def build_cases(args: argparse.Namespace, notes: list[str]) -> list[Case]:
     data, out = args.data, args.out
     pq_files, js_files = shard_paths(data, "parquet"), shard_paths(data, "jsonl")
-    cases = [reorder_case(m, f, data, out, args.workers) for f in ("parquet", "jsonl") for m in ("str", "saw")]
-    cases += [
-        snippet_case(PARQUET_FLOOR, POLARS_PARQUET, pq_files, out, "parquet", PARQUET_FLOOR),
-        snippet_case(JSONL_FLOOR, COPY_JSONL, js_files, out, "jsonl", JSONL_FLOOR),
-        snippet_case("polars rewrite jsonl", POLARS_JSONL, js_files, out, "jsonl", JSONL_FLOOR),
-    ]
-    if importlib.util.find_spec("duckdb") is not None:
+    formats = [f for f in ("parquet", "jsonl") if f in args.formats]
+    cases = [reorder_case(m, f, data, out, args.workers) for f in formats for m in ("str", "saw")]
+    if args.memory_limit:
+        cases += [reorder_case(m, f, data, out, w, args.memory_limit)
+                  for f in formats for m in ("str", "saw") for w in args.budget_workers]
+    if "parquet" in formats:
+        cases.append(snippet_case(PARQUET_FLOOR, POLARS_PARQUET, pq_files, out, "parquet", PARQUET_FLOOR))
+    if "jsonl" in formats:
         cases += [
-            snippet_case("duckdb ORDER BY parquet", DUCKDB_PARQUET, pq_files, out, "parquet", PARQUET_FLOOR),
-            snippet_case("duckdb ORDER BY jsonl", DUCKDB_JSONL, js_files, out, "jsonl", JSONL_FLOOR),
+            snippet_case(JSONL_FLOOR, COPY_JSONL, js_files, out, "jsonl", JSONL_FLOOR),
+            snippet_case("polars rewrite jsonl", POLARS_JSONL, js_files, out, "jsonl", JSONL_FLOOR),
         ]
+    if importlib.util.find_spec("duckdb") is not None:
+        cases += [snippet_case(f"duckdb ORDER BY {f}", DUCKDB_PARQUET if f == "parquet" else DUCKDB_JSONL,
+                               shard_paths(data, f), out, f, PARQUET_FLOOR if f == "parquet" else JSONL_FLOOR)
+                  for f in formats]
     else:
         notes.append("duckdb is not installed: duckdb cases skipped (pip install duckdb)")
-    if args.reference is None:
+    if args.reference is None or "jsonl" not in formats:
         notes.append("no --reference DIR: reference cases skipped")
     elif not (args.reference / "entry.py").exists():
         notes.append(f"{args.reference}/entry.py not found: reference cases skipped")
@@ -294,6 +312,9 @@ def run_case(case: Case, out: Path, repeat: int) -> Result:
         run_log = out / slug(case.name) / "run_log.json"  # reorder's own timings, kept beside the log
         if run_log.exists():
             shutil.copy(run_log, log.with_suffix(".run_log.json"))
+            facts = json.loads(run_log.read_text())
+            result.path = facts.get("path")
+            result.work_gb.append(facts.get("work_bytes", 0) / 1e9)
         if code != 0:
             tail = log.read_text(errors="replace").strip().splitlines()[-15:]
             result.error = f"exit {code}: " + "\n".join(tail)
@@ -327,6 +348,8 @@ def rows(cases: list[Case], results: dict[str, Result]) -> list[dict[str, object
                 "vs_floor": ratio(res, results.get(case.floor or "")),
                 "vs_reference": ratio(res, results.get(case.reference or "")),
                 "median_peak_mb": res.median_peak_mb,
+                "path": res.path,
+                "work_gb": max(res.work_gb) if res.work_gb else None,
                 "repeats": len(res.seconds),
                 "seconds": res.seconds,
                 "peak_mb": res.peak_mb,
@@ -354,6 +377,8 @@ def print_table(table: list[dict[str, object]], corpus_line: str, notes: list[st
     if with_ref:
         grid.add_column("x reference", justify="right")
     grid.add_column("peak RSS MB", justify="right")
+    grid.add_column("path")
+    grid.add_column("temp GB", justify="right")
     grid.add_column("repeats", justify="right")
     for r in table:
         cells = [
@@ -363,7 +388,7 @@ def print_table(table: list[dict[str, object]], corpus_line: str, notes: list[st
         ]
         if with_ref:
             cells.append(fmt(r["vs_reference"], ".2f"))
-        cells += [fmt(r["median_peak_mb"], ",.0f"), str(r["repeats"])]
+        cells += [fmt(r["median_peak_mb"], ",.0f"), str(r["path"] or ""), fmt(r["work_gb"], ".2f"), str(r["repeats"])]
         grid.add_row(*cells)
     console = Console(width=max(100, shutil.get_terminal_size().columns))
     console.print(grid)
@@ -379,6 +404,7 @@ def print_table(table: list[dict[str, object]], corpus_line: str, notes: list[st
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    global SHARDS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=200_000, help="documents in the corpus")
     parser.add_argument("--repeat", type=int, default=3, help="runs per case (the median is reported)")
@@ -388,7 +414,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, help="passed to reorder as --set workers=N")
     parser.add_argument("--reference", type=Path, help="the authors' data_ordering folder (with entry.py)")
     parser.add_argument("--json", type=Path, help="also save the results here")
+    parser.add_argument("--shards", type=int, default=SHARDS, help="shards a format in the corpus")
+    parser.add_argument("--formats", default="jsonl,parquet", help="corpus formats to write and benchmark")
+    parser.add_argument("--memory-limit", help="also run the reorder cases under this budget, e.g. 1500MB")
+    parser.add_argument("--budget-workers", default="1,2", help="worker counts for the budget cases")
     args = parser.parse_args(argv)
+    args.formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    args.budget_workers = [int(w) for w in args.budget_workers.split(",")]
+    SHARDS = args.shards
     args.data = (args.data or Path(f"bench-out/data-{args.docs}")).resolve()
     args.out = args.out.resolve()
     args.reference = args.reference.resolve() if args.reference else None
@@ -397,7 +430,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    ensure_corpus(args.data, args.docs)
+    ensure_corpus(args.data, args.docs, args.formats)
     notes: list[str] = []
     cases = build_cases(args, notes)
     if not cases:
@@ -408,14 +441,11 @@ def main(argv: list[str] | None = None) -> None:
     table = rows(cases, results)
     corpus = {
         "docs": args.docs,
-        "jsonl_gb": corpus_gb(args.data, "jsonl"),
-        "parquet_gb": corpus_gb(args.data, "parquet"),
+        **{f"{f}_gb": corpus_gb(args.data, f) for f in args.formats},
         "cpus": os.cpu_count(),
     }
-    corpus_line = (
-        f"corpus: {corpus['docs']:,} docs, JSONL {corpus['jsonl_gb']:.2f} GB, "
-        f"Parquet {corpus['parquet_gb']:.2f} GB, {SHARDS} shards each; {corpus['cpus']} CPUs"
-    )
+    sizes = ", ".join(f"{f} {corpus[f + '_gb']:.2f} GB" for f in args.formats)
+    corpus_line = f"corpus: {corpus['docs']:,} docs, {sizes}, {SHARDS} shards each; {corpus['cpus']} CPUs"
     print_table(table, corpus_line, notes)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
