@@ -249,3 +249,13 @@ def test_killed_at_any_point_the_same_command_resumes_to_identical_output(tmp_pa
     assert_clean(out)
     if point not in ("keys",) and not (path == "in-memory" and point == "gather"):
         assert run_log(out)["resumed"] is True
+
+
+@pytest.mark.parametrize("compression", ["lz4", "zstd"])
+def test_work_compression_does_not_change_the_bytes(tmp_path, config_file, mixed_inputs, compression):
+    sets = ["format=parquet", "shard_rows=200", "row_group_rows=30", *OOC]
+    reorder(config_file, mixed_inputs, tmp_path / "none", method="saw", sets=sets)
+    reorder(config_file, mixed_inputs, tmp_path / compression, method="saw",
+            sets=[*sets, f"work_compression={compression}"], extra=["--keep-work"])
+    assert snapshot(tmp_path / compression) == snapshot(tmp_path / "none")
+    assert (tmp_path / compression / ".reorder" / "scatter" / "00000.arrow").exists()
