@@ -88,7 +88,8 @@ def _bucket(stored: StoredPlan, scattered: _Scattered, k: int, lo: int, hi: int,
             schema: pa.Schema | None) -> pa.Table:
     """The rows of positions [lo, hi), in position order, as they will be written."""
     parts = []
-    for t, entry in enumerate(stored.files):  # a loop over input files
+    for t, (file, _, _) in enumerate(stored.slices):  # a loop over scatter tasks
+        entry = stored.files[file]
         batches = scattered.batches(t, k)
         if not batches:
             continue

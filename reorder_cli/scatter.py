@@ -58,13 +58,14 @@ def run(stored: StoredPlan, work: WorkDir, task: int, settings: dict,
     compression = settings.get("work_compression", "none")
     options = pa.ipc.IpcWriteOptions(compression=None if compression == "none" else compression)
     work.scatter.mkdir(parents=True, exist_ok=True)
-    entry = stored.files[task]
+    file, first_row, end_row = stored.slices[task]
+    entry = stored.files[file]
     positions = stored.positions_of(task)
     starts = stored.bucket_starts()
     infer = entry["format"] == "jsonl" and out_format == "parquet" and stored.schema is None
     as_lines = entry["format"] == "jsonl" or out_format != "parquet"
-    pieces = _jsonl_pieces(stored, task, read_bytes) if entry["format"] == "jsonl" \
-        else _parquet_pieces(entry, read_bytes, as_lines)
+    pieces = _jsonl_pieces(stored, file, first_row, end_row, read_bytes) if entry["format"] == "jsonl" \
+        else _parquet_pieces(entry, first_row, end_row, read_bytes, as_lines)
     final, tmp = data_path(work, task), data_path(work, task).with_suffix(".arrow.tmp")
     writer, buckets, schemas, rows = None, [], [], 0
     try:
@@ -115,15 +116,19 @@ def _write_bytes(path: Path, data: bytes) -> None:
 # ------------------------------------------------------------------ reading an input in pieces
 
 
-def _parquet_pieces(entry: dict, read_bytes: int, as_lines: bool) -> Iterator[tuple[int, pa.Table]]:
+def _parquet_pieces(entry: dict, first_row: int, end_row: int, read_bytes: int,
+                    as_lines: bool) -> Iterator[tuple[int, pa.Table]]:
+    """Rows [first_row, end_row) (whole row groups) in pieces; yields (row within the slice, rows)."""
     path = entry["path"]
     try:
         pf = pq.ParquetFile(path)
         meta = pf.metadata
+        starts = np.concatenate([[0], np.cumsum([meta.row_group(g).num_rows for g in range(meta.num_row_groups)])])
+        groups = [g for g in range(meta.num_row_groups) if first_row <= starts[g] < end_row]
         total = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
         rows_per_piece = max(1, int(read_bytes // max(1, total // max(1, meta.num_rows))))
         first = 0
-        for batch in pf.iter_batches(batch_size=rows_per_piece, use_threads=False):
+        for batch in pf.iter_batches(batch_size=rows_per_piece, row_groups=groups, use_threads=False):
             table = pa.Table.from_batches([batch])
             if as_lines:
                 text = pl.from_arrow(table).write_ndjson().encode("utf-8")
@@ -134,14 +139,17 @@ def _parquet_pieces(entry: dict, read_bytes: int, as_lines: bool) -> Iterator[tu
         raise ReorderError(f"{path}: cannot read: {exc}") from None
 
 
-def _jsonl_pieces(stored: StoredPlan, task: int, read_bytes: int) -> Iterator[tuple[int, pa.Table]]:
-    """Records of a JSONL input in pieces of about ``read_bytes``, read sequentially."""
-    entry = stored.files[task]
-    records = np.load(stored.folder / f"records-{task:05d}.npy", mmap_mode="r")
-    n = len(records)
+def _jsonl_pieces(stored: StoredPlan, file: int, first_row: int, end_row: int,
+                  read_bytes: int) -> Iterator[tuple[int, pa.Table]]:
+    """Records [first_row, end_row) of a JSONL input in pieces of about ``read_bytes``, read
+    sequentially; yields (row within the slice, records)."""
+    entry = stored.files[file]
+    records = np.load(stored.folder / f"records-{file:05d}.npy", mmap_mode="r")[first_row:end_row]
+    n, rows = len(records), entry["rows"]
     if n == 0:
         return
-    targets = np.arange(1, int(records[-1, 1]) // max(1, read_bytes) + 2, dtype=np.int64) * read_bytes
+    base = int(records[0, 0])
+    targets = base + np.arange(1, (int(records[-1, 1]) - base) // max(1, read_bytes) + 2, dtype=np.int64) * read_bytes
     cuts = np.unique(np.concatenate([[0], np.searchsorted(records[:, 0], targets), [n]]))
     with open(entry["data_path"], "rb") as fh:
         for a, b in zip(cuts[:-1], cuts[1:], strict=True):  # a loop over pieces, never rows
@@ -150,7 +158,7 @@ def _jsonl_pieces(stored: StoredPlan, task: int, read_bytes: int) -> Iterator[tu
             fh.seek(base)
             data = fh.read(int(rec[-1, 1]) - base)
             lines = _records_array(data, rec - base)
-            if entry.get("unterminated") and b == n:
+            if entry.get("unterminated") and first_row + b == rows:
                 last = lines[len(lines) - 1].as_py() + b"\n"
                 lines = pa.concat_arrays([lines.slice(0, len(lines) - 1), pa.array([last], pa.large_binary())])
             yield int(a), pa.table({LINE: lines})

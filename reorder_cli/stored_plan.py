@@ -35,6 +35,9 @@ from .shards.discover import InputFile
 from .workdir import WorkDir, read_json, write_json
 
 LINE_BATCH_BYTES = 4 << 20
+#: A scatter task reads one input file, or a slice of about this many (uncompressed) bytes of a
+#: bigger one (whole row groups for Parquet), so that big files scatter in parallel too.
+SCATTER_SLICE_BYTES = 1 << 30
 
 
 def batch_limits(cfg: RunConfig) -> tuple[int, int]:
@@ -87,20 +90,23 @@ class StoredPlan:
         return np.flatnonzero(self.buckets[:, 0] == shard)
 
     @property
+    def slices(self) -> list[tuple[int, int, int]]:
+        """(input file, first row, end row) of every scatter task."""
+        return [tuple(s) for s in self.meta["slices"]]
+
+    @property
     def scatter_tasks(self) -> int:
-        return len(self.files)
+        return len(self.meta["slices"])
 
     @property
     def gather_tasks(self) -> int:
         return len(self.meta["shards"])
 
     def positions_of(self, task: int) -> np.ndarray:
-        """Output position of every row of input ``task`` (-1: dropped)."""
-        a, b = self.meta["row_starts"][task], self.meta["row_starts"][task + 1]
-        return np.array(np.load(self.folder / "position.npy", mmap_mode="r")[a:b])
-
-    def records_of(self, task: int) -> np.ndarray:
-        return np.load(self.folder / f"records-{task:05d}.npy")
+        """Output position of every row of scatter task ``task`` (-1: dropped)."""
+        file, first, end = self.slices[task]
+        base = self.meta["row_starts"][file]
+        return np.array(np.load(self.folder / "position.npy", mmap_mode="r")[base + first : base + end])
 
     def array(self, name: str) -> np.ndarray:
         return np.load(self.folder / f"{name}.npy", mmap_mode="r")
@@ -133,7 +139,7 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
                         ("position", position)):
         _save(folder, name, array)
     del position
-    files = []
+    files, slices = [], []
     for i, (inp, source) in enumerate(zip(plan.files, plan.sources, strict=True)):
         entry = {"path": str(inp.path), "format": inp.format, "compression": inp.compression, "rows": source.rows}
         if isinstance(source, jsonl.JsonlSource):
@@ -141,7 +147,14 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
             records = np.stack([k.line_offsets[k.row_lines], k.line_offsets[k.row_lines + 1]], axis=1)
             _save(folder, f"records-{i:05d}", records.astype(np.int64))
             entry.update(data_path=str(k.data_path), unterminated=source.unterminated_row() is not None)
+            cuts = _cuts(np.diff(records, axis=1).ravel(), np.arange(source.rows + 1))
+        else:
+            meta = parquet.open_file(inp).metadata
+            counts = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+            ends = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+            cuts = _cuts(source.keys.sizes, ends)
         files.append(entry)
+        slices += [[i, int(a), int(b)] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
     if schema is not None:
         tmp = folder / "schema.arrow.tmp"
         tmp.write_bytes(schema.serialize().to_pybytes())
@@ -160,6 +173,7 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
     _save(folder, "batches", np.asarray(batches, dtype=np.int64).reshape(-1, 2))
     meta = {
         "files": files,
+        "slices": slices,
         "row_starts": [int(x) for x in plan.row_starts],
         "shards": [list(map(int, s)) for s in plan.shards],
         "buckets": buckets,
@@ -172,6 +186,19 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
     }
     write_json(folder / "plan.json", meta)
     return load(work)
+
+
+def _cuts(row_sizes: np.ndarray, allowed: np.ndarray) -> list[int]:
+    """Row boundaries of the slices of one file: at ``allowed`` boundaries (every row, or the
+    row-group starts), each slice about ``SCATTER_SLICE_BYTES``; [0, rows] for a small file."""
+    rows = int(allowed[-1])
+    cum = np.concatenate([[0], np.cumsum(row_sizes, dtype=np.int64)])
+    if rows == 0 or cum[-1] <= SCATTER_SLICE_BYTES:
+        return [0, rows]
+    at = cum[allowed]  # bytes before each allowed boundary
+    targets = np.arange(1, int(cum[-1] // SCATTER_SLICE_BYTES) + 1, dtype=np.int64) * SCATTER_SLICE_BYTES
+    picks = allowed[np.clip(np.searchsorted(at, targets), 0, len(allowed) - 1)]
+    return sorted({0, rows, *map(int, picks)})
 
 
 def load(work: WorkDir) -> StoredPlan | None:

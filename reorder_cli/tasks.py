@@ -52,9 +52,8 @@ def finished_shard(work: WorkDir, shard: int) -> dict | None:
 
 def run_all(stored: StoredPlan, work: WorkDir, workers: int, progress: Progress) -> list[dict]:
     """Run every unfinished task, ``workers`` at a time; returns the shard records in order."""
-    rows = stored.meta["row_starts"]
     todo = [t for t in range(stored.scatter_tasks) if work.finished("scatter", t) is None]
-    total = sum(rows[t + 1] - rows[t] for t in todo)
+    total = sum(stored.slices[t][2] - stored.slices[t][1] for t in todo)
     with progress.task("Scattering rows", total=total, unit="rows") as advance, \
             ThreadPoolExecutor(max(1, workers)) as pool:
         list(pool.map(lambda t: scatter_one(stored, work, t, advance), todo))

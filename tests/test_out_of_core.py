@@ -259,3 +259,29 @@ def test_work_compression_does_not_change_the_bytes(tmp_path, config_file, mixed
             sets=[*sets, f"work_compression={compression}"], extra=["--keep-work"])
     assert snapshot(tmp_path / compression) == snapshot(tmp_path / "none")
     assert (tmp_path / compression / ".reorder" / "scatter" / "00000.arrow").exists()
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_big_inputs_scatter_in_slices(tmp_path, config_file, mixed_inputs, monkeypatch, fmt):
+    from reorder_cli import stored_plan
+
+    pq_file = write_parquet(tmp_path / "in" / "p.parquet",
+                            [{k: v for k, v in r.items()} for r in make_rows(300, seed=5, prefix="q")],
+                            row_group_size=25)
+    inputs = [*mixed_inputs, pq_file] if fmt == "jsonl" else [*mixed_inputs[:1], pq_file]
+    sets = [f"format={fmt}", "shard_rows=130", "row_group_rows=30"]
+    reorder(config_file, inputs, tmp_path / "mem", method="str", sets=[*sets, "rewrite=in-memory"])
+    monkeypatch.setattr(stored_plan, "SCATTER_SLICE_BYTES", 9_000)
+    out = tmp_path / "ooc"
+    reorder(config_file, inputs, out, method="str", sets=[*sets, *OOC], extra=["--plan-only"])
+    slices = json.loads((out / ".reorder" / "plan" / "plan.json").read_text())["slices"]
+    assert len(slices) > 3 * len(inputs)
+    by_file = {}
+    for file, first, end in slices:
+        by_file.setdefault(file, []).append((first, end))
+    pq_index = inputs.index(pq_file)
+    assert all(first % 25 == 0 for first, _ in by_file[pq_index])  # whole row groups
+    for file, parts in by_file.items():  # slices tile every file
+        assert parts[0][0] == 0 and all(a[1] == b[0] for a, b in zip(parts, parts[1:], strict=False))
+    reorder(config_file, inputs, out, method="str", sets=[*sets, *OOC])
+    assert snapshot(out) == snapshot(tmp_path / "mem")
