@@ -281,7 +281,7 @@ def test_big_inputs_scatter_in_slices(tmp_path, config_file, mixed_inputs, monke
         by_file.setdefault(file, []).append((first, end))
     pq_index = inputs.index(pq_file)
     assert all(first % 25 == 0 for first, _ in by_file[pq_index])  # whole row groups
-    for file, parts in by_file.items():  # slices tile every file
+    for parts in by_file.values():  # slices tile every file
         assert parts[0][0] == 0 and all(a[1] == b[0] for a, b in zip(parts, parts[1:], strict=False))
     reorder(config_file, inputs, out, method="str", sets=[*sets, *OOC])
     assert snapshot(out) == snapshot(tmp_path / "mem")
