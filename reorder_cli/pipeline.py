@@ -22,6 +22,7 @@ from .config import RunConfig
 from .errors import ReorderError
 from .progress import Progress
 from .shards.discover import InputFile, discover
+from .stats import fmt_bytes
 from .workdir import WORK_DIR, WorkDir, identity, read_json
 
 RUN_LOG = "run_log.json"
@@ -152,7 +153,7 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
             notes.append(f"resuming: {work.count_finished('scatter')} scatter and "
                          f"{work.count_finished('gather')} gather tasks were already finished")
         temp = _check_disk(work, the_plan, cfg, path)
-        notes.append(f"rewrite path: {path} ({reason}); temporary space needed: about {temp / 1e9:.2f} GB")
+        notes.append(f"rewrite path: {path} ({reason}); temporary space needed: about {fmt_bytes(temp)}")
         progress.note(notes[-1])
         t0 = time.perf_counter()
         if stored is not None:
