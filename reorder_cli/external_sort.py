@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .keyfiles import ROW, append, read_records
+from .keyfiles import ROW, read_records, take
 
-KEYED = np.dtype([("key", "<f8"), ("rec", ROW)])
+#: A row with its sort key, as partition files hold them.
+KEYED = np.dtype([("key", "<f8"), *((name, ROW.fields[name][0]) for name in ROW.names)])
 
 Chunks = Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]
 Sink = Callable[[np.ndarray], None]
@@ -37,6 +38,12 @@ Sink = Callable[[np.ndarray], None]
 SCAN_BYTES = 160
 #: Bytes per row of a partition sorted in memory: records 32, key copy 8, argsort 8 + merge buffer 4, output.
 SORT_BYTES = 64
+#: Rows of a scan chunk or an output piece at most: buffers of a few MB, which the allocator
+#: reuses instead of mapping fresh pages for every chunk (page faults cost as much as the work).
+PIECE_ROWS = 1 << 19
+#: Partitions of one partitioning pass at most (with heavy-value partitions, 3x as many files
+#: can be open at once). Larger inputs give oversized partitions, partitioned again.
+MAX_PARTS = 128
 SAMPLE_MIN, SAMPLE_MAX = 4096, 1 << 20
 
 
@@ -54,14 +61,14 @@ class ExternalSort:
 
     def __init__(self, work_dir: Path, memory_bytes: int, stats: SortStats | None = None) -> None:
         self.work_dir = Path(work_dir)
-        self.chunk_rows = max(8, memory_bytes // SCAN_BYTES)
+        self.chunk_rows = min(PIECE_ROWS, max(8, memory_bytes // SCAN_BYTES))
         self.partition_rows = max(8, memory_bytes // SORT_BYTES)
         self.stats = stats or SortStats()
         self._serial = 0
 
     def parts(self, count: int) -> int:
         """Partitions to aim for: half full on average, so sampling error rarely overflows one."""
-        return max(2, math.ceil(2 * count / self.partition_rows))
+        return min(MAX_PARTS, max(2, math.ceil(2 * count / self.partition_rows)))
 
     def sort(self, chunks: Chunks, count: int, sink: Sink, splitters: np.ndarray | None = None) -> None:
         """Sink the ``count`` rows of ``chunks()`` stably sorted by key. With ``splitters``
@@ -91,28 +98,33 @@ class ExternalSort:
         files = [self.work_dir / f"part-{self._serial}-{i:05d}.bin" for i in range(nparts)]
         counts = np.zeros(nparts, dtype=np.int64)
         lows, highs = np.full(nparts, np.inf), np.full(nparts, -np.inf)
-        for keys, rows in chunks:
-            part = np.searchsorted(splitters, keys, side="right")
-            by_part = np.argsort(part, kind="stable")
-            keyed = np.empty(len(keys), dtype=KEYED)
-            keyed["key"], keyed["rec"] = keys, rows
-            keyed = keyed[by_part]
-            sizes = np.bincount(part, minlength=nparts)
-            present = np.flatnonzero(sizes)
-            starts = (np.cumsum(sizes) - sizes)[present]
-            lows[present] = np.minimum(lows[present], np.minimum.reduceat(keyed["key"], starts))
-            highs[present] = np.maximum(highs[present], np.maximum.reduceat(keyed["key"], starts))
-            counts += sizes
-            for p, start in zip(present.tolist(), starts.tolist(), strict=True):  # a loop over partitions
-                self.stats.spilled_bytes += append(files[p], keyed[start : start + sizes[p]])
-        self.stats.partitions += int(np.count_nonzero(counts))
+        handles: dict[int, object] = {}
+        try:
+            for keys, rows in chunks:
+                part = np.searchsorted(splitters, keys, side="right").astype(np.uint16)  # radix-sortable
+                keyed = take(keyed_rows(keys, rows), np.argsort(part, kind="stable"))
+                sizes = np.bincount(part, minlength=nparts)
+                present = np.flatnonzero(sizes)
+                starts = (np.cumsum(sizes) - sizes)[present]
+                lows[present] = np.minimum(lows[present], np.minimum.reduceat(keyed["key"], starts))
+                highs[present] = np.maximum(highs[present], np.maximum.reduceat(keyed["key"], starts))
+                counts += sizes
+                for p, start in zip(present.tolist(), starts.tolist(), strict=True):  # a loop over partitions
+                    if p not in handles:
+                        handles[p] = open(files[p], "wb")  # noqa: SIM115 (closed below)
+                    keyed[start : start + sizes[p]].tofile(handles[p])
+                    self.stats.spilled_bytes += int(sizes[p]) * KEYED.itemsize
+        finally:
+            for handle in handles.values():
+                handle.close()
+        self.stats.partitions += len(handles)
         return files, counts, lows, highs
 
     def _finish(self, path: Path, count: int, low: float, high: float, sink: Sink, depth: int) -> None:
         if low == high:  # one key value: stream order is sorted order
             self.stats.single_key_partitions += 1
             for _, rows in _file_chunks(path, count, self.chunk_rows):
-                sink(np.ascontiguousarray(rows))
+                sink(rows)
         elif count <= self.partition_rows:
             self._sort_loaded(read_records(path, KEYED, 0, count), sink)
         else:
@@ -123,21 +135,36 @@ class ExternalSort:
             self._sort(chunks, count, sink, cut_between(splitters, low, high), depth + 1)
 
     def _sort_loaded(self, keyed: np.ndarray, sink: Sink) -> None:
-        by_key = np.argsort(keyed["key"], kind="stable")
-        piece = max(1, self.partition_rows // 4)
-        for start in range(0, len(by_key), piece):  # a loop over output pieces
-            sink(keyed["rec"][by_key[start : start + piece]])
+        by_key = np.argsort(np.ascontiguousarray(keyed["key"]), kind="stable")
+        for start in range(0, len(by_key), self.chunk_rows):  # a loop over output pieces
+            sink(plain_rows(take(keyed, by_key[start : start + self.chunk_rows])))
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def keyed_rows(keys: np.ndarray, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """:data:`KEYED` records from keys and :data:`ROW` records (into ``out`` if given)."""
+    out = np.empty(len(keys), dtype=KEYED) if out is None else out
+    out["key"] = keys
+    for name in ROW.names:
+        out[name] = rows[name]
+    return out
+
+
+def plain_rows(keyed: np.ndarray) -> np.ndarray:
+    """The :data:`ROW` records of :data:`KEYED` ones (a contiguous copy without the key)."""
+    rows = np.empty(len(keyed), dtype=ROW)
+    for name in ROW.names:
+        rows[name] = keyed[name]
+    return rows
 
 
 def _load(chunks: Iterator, count: int) -> np.ndarray:
     keyed = np.empty(count, dtype=KEYED)
     filled = 0
     for keys, rows in chunks:
-        keyed["key"][filled : filled + len(keys)] = keys
-        keyed["rec"][filled : filled + len(keys)] = rows
+        keyed_rows(keys, rows, keyed[filled : filled + len(keys)])
         filled += len(keys)
     if filled != count:
         raise AssertionError(f"sort stream gave {filled} rows, expected {count}")
@@ -147,7 +174,7 @@ def _load(chunks: Iterator, count: int) -> np.ndarray:
 def _file_chunks(path: Path, count: int, chunk_rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     for start in range(0, count, chunk_rows):
         keyed = read_records(path, KEYED, start, min(chunk_rows, count - start))
-        yield keyed["key"], keyed["rec"]
+        yield keyed["key"], plain_rows(keyed)
 
 
 def sample_keys(chunks: Iterator, count: int, parts: int) -> np.ndarray:

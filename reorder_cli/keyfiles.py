@@ -70,6 +70,13 @@ class NpyWriter:
         self.tmp.unlink(missing_ok=True)
 
 
+def take(records: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``records[index]`` for a contiguous structured array, copying whole records at once
+    (NumPy's fancy indexing of a structured dtype copies field by field, several times slower)."""
+    whole = np.dtype((np.void, records.dtype.itemsize))
+    return records.view(whole)[index].view(records.dtype)
+
+
 def read_records(path: Path, dtype: np.dtype, start: int, count: int, header: int = 0) -> np.ndarray:
     """``count`` records from record ``start`` of a file of ``dtype`` records after ``header`` bytes."""
     if count <= 0:
@@ -103,8 +110,8 @@ def gather(path: Path, ranks: np.ndarray) -> np.ndarray:
     lo, hi = int(ranks.min()), int(ranks.max())
     span = hi - lo + 1
     if span <= 4 * len(ranks):
-        return read_records(path, ROW, lo, span)[ranks - lo]
+        return take(read_records(path, ROW, lo, span), ranks - lo)
     mapped = np.memmap(path, dtype=ROW, mode="r", offset=lo * ROW.itemsize, shape=(span,))
-    out = mapped[ranks - lo]  # a copy; the mapping is released with its last reference, here
+    out = np.asarray(take(mapped, ranks - lo))  # a copy; the mapping is released with its last reference, here
     del mapped
     return out

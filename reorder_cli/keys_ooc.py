@@ -35,7 +35,7 @@ import numpy as np
 
 from .errors import ReorderError
 from .external_sort import ExternalSort, SortStats, choose_splitters, uniform_splitters
-from .keyfiles import ROW, NpyColumn, NpyWriter, append, gather, read_records
+from .keyfiles import ROW, NpyColumn, NpyWriter, append, gather, read_records, take
 from .orderings import random_order, segment_sizes, transition_spans
 from .rank_maps import RankMap, window_shuffle
 
@@ -43,9 +43,10 @@ from .rank_maps import RankMap, window_shuffle
 #: costliest method), and the fixed part of it; measured by ``scripts/bench_keys.py``.
 IN_MEMORY_BYTES_PER_ROW = 120
 IN_MEMORY_CONSTANT = 64 << 20
-#: Bytes a row while arranging: the gathered rows, the ranks, the JIT permutation, the
-#: output copies; plus 24 a rank of reach (a FO-L chunk of positions reads L times as many ranks).
-ARRANGE_BYTES = 96
+#: Bytes a row while arranging (measured peak ~130 with L = 3): the ranks and their arithmetic,
+#: the gathered rows, the JIT permutation, the output copies; plus 24 a rank of reach, read or
+#: mapped (a chunk of FO-L positions reaches L times as many ranks; one 4 KiB page a row at most).
+ARRANGE_BYTES = 144
 #: Bytes a row of the segments that must be shuffled together with Python's random.shuffle.
 PICK_BYTES = 120
 
@@ -177,7 +178,8 @@ class _KeysRun:
             scores = self.scores.read(start, min(self.chunk_rows, n - start))
             valid = ~np.isnan(scores)
             keys = scores[valid]
-            picked.append(-keys[(-seen) % step :: step] if descending else keys[(-seen) % step :: step])
+            sample = keys[(-seen) % step :: step]
+            picked.append(-sample if descending else sample.copy())  # a copy: a view would keep the chunk
             seen += len(keys)
             if len(keys) < len(scores):
                 self.spilled += append(self.invalid, self.rows(start, scores, ~valid))
@@ -299,7 +301,7 @@ class _KeysRun:
             else:
                 rows = gather(ranked, ranks.ranks(start, stop))
             if rng is not None:
-                rows = rows[window_shuffle(rng, stop - start, window)]
+                rows = take(rows, window_shuffle(rng, stop - start, window))
             out.write(rows)
 
     def segment(self, ranked: Path, out: _Output) -> None:
@@ -318,7 +320,7 @@ class _KeysRun:
             first = m - k if front_high else 0
             picks = list(range(k))
             random.Random(p["seed"]).shuffle(picks)  # the reference's draw, replayed as orderings.segment does
-            selected = read_records(ranked, ROW, first, k)[np.asarray(picks, dtype=np.int64)]
+            selected = take(read_records(ranked, ROW, first, k), np.asarray(picks, dtype=np.int64))
             del picks
             parts = [selected[:n_front], (0, m - k) if front_high else (k, m), selected[n_front:]]
         else:
@@ -328,7 +330,7 @@ class _KeysRun:
         rng = np.random.default_rng(p["seed"])
         for part in parts:  # front, middle, back: one generator, in this order
             if isinstance(part, np.ndarray):
-                out.write(part[random_order(len(part), rng)])
+                out.write(take(part, random_order(len(part), rng)))
             else:
                 start, stop = part
 
