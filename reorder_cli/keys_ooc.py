@@ -39,10 +39,13 @@ from .keyfiles import ROW, NpyColumn, NpyWriter, append, gather, read_records, t
 from .orderings import random_order, segment_sizes, transition_spans
 from .rank_maps import RankMap, window_shuffle
 
-#: Peak bytes a row of ``plan.build`` in memory (scores, sizes and every intermediate of the
-#: costliest method), and the fixed part of it; measured by ``scripts/bench_keys.py``.
-IN_MEMORY_BYTES_PER_ROW = 120
-IN_MEMORY_CONSTANT = 64 << 20
+#: Peak bytes a row of ``plan.build``'s keys work in memory: the sources' scores and sizes (16),
+#: their concatenation, the ordering's intermediates and the plan's three arrays. Traced with
+#: NumPy's allocations at 4M rows: 73 (shuffle) to 97 (str/saw with JIT), 102 for a same-end
+#: segment taking 60% of the rows (Python's shuffle list), up to ~130 when it takes them all.
+#: Other per-row data the sources keep (JSONL line offsets) is not included.
+IN_MEMORY_BYTES_PER_ROW = 128
+IN_MEMORY_CONSTANT = 64 << 20  # Python, NumPy and the allocator's slack
 #: Bytes a row while arranging (measured peak ~130 with L = 3): the ranks and their arithmetic,
 #: the gathered rows, the JIT permutation, the output copies; plus 24 a rank of reach, read or
 #: mapped (a chunk of FO-L positions reaches L times as many ranks; one 4 KiB page a row at most).
