@@ -249,8 +249,9 @@ class _KeysRun:
         for first in range(start, stop, self.chunk_rows):  # a loop over chunks
             yield read_records(path, ROW, first, min(self.chunk_rows, stop - first))
 
-    def random_keys(self, seed_or_rng) -> Callable[[np.ndarray], np.ndarray]:
-        rng = np.random.default_rng(seed_or_rng)
+    def random_keys(self, seed: int) -> Callable[[np.ndarray], np.ndarray]:
+        """Keys of ``orderings.random_order``: one ``default_rng(seed).random()`` draw a row, in order."""
+        rng = np.random.default_rng(seed)
         return lambda scores: rng.random(len(scores))
 
     def gumbel_chunks(self, ranked: Path) -> Callable[[], Iterator]:
