@@ -89,7 +89,7 @@ score_lists = st.one_of(
 )
 
 
-@settings(max_examples=70, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     scores=score_lists,
     method=st.sampled_from(METHODS),
