@@ -73,24 +73,42 @@ def gumbel_jitter(m: int, temperature: float, seed: int) -> np.ndarray:
     return np.argsort(noisy, kind="stable").astype(np.int64)
 
 
+def transition_spans(n: int, num_sections: int, folding_ratio: float) -> list[tuple[int, int]]:
+    """The STR/SAW transition regions ``[start, end)`` on ranks 0..n-1, in order, never overlapping.
+
+    Ranks outside every region keep their place; the rest of ORDERINGS.md's cursor walk
+    (rows between regions emitted unchanged) follows from that.
+    """
+    if n == 0 or num_sections == 1 or folding_ratio == 0:
+        return []
+    splits = [round(n * s / num_sections) for s in range(1, num_sections)]
+    radius = round(n * folding_ratio)
+    spans, cursor = [], 0
+    for split in splits:  # a loop over sections, never over rows
+        start, end = max(cursor, split - radius), min(n, split + radius)
+        if end > start:
+            spans.append((start, end))
+        cursor = max(cursor, end)
+    return spans
+
+
 def transition_regions(n: int, num_sections: int, folding_ratio: float, layers: int, zig: bool) -> np.ndarray:
     """STR (``zig=False``) / SAW (``zig=True``) on ranks 0..n-1, before jitter."""
     ranks = np.arange(n, dtype=np.int64)
-    if n == 0 or num_sections == 1 or folding_ratio == 0:
-        return ranks
     transform = zigzag if zig else fold
-    splits = [round(n * s / num_sections) for s in range(1, num_sections)]
-    radius = round(n * folding_ratio)
-    pieces, cursor = [], 0
-    for split in splits:  # a loop over sections, never over rows
-        start, end = max(cursor, split - radius), min(n, split + radius)
-        if cursor < start:
-            pieces.append(ranks[cursor:start])
-        if end > start:
-            pieces.append(start + transform(end - start, layers))
-        cursor = max(cursor, end)
-    pieces.append(ranks[cursor:])
-    return np.concatenate(pieces)
+    for start, end in transition_spans(n, num_sections, folding_ratio):
+        ranks[start:end] = start + transform(end - start, layers)
+    return ranks
+
+
+def random_order(m: int, rng: np.random.Generator) -> np.ndarray:
+    """A uniform random order of ``m`` items: stable argsort of ``m`` ``rng.random()`` draws.
+
+    Drawn key by key, so the same generator gives the same order whether the keys are drawn
+    at once or chunk by chunk (what lets the out-of-core plan reproduce it). Equal keys
+    (about m**2 / 2**54 pairs) keep their order.
+    """
+    return np.argsort(rng.random(m), kind="stable").astype(np.int64)
 
 
 # ---------------------------------------------------------------- methods
@@ -101,8 +119,8 @@ def _then_jitter(order: np.ndarray, p: Mapping[str, Any]) -> np.ndarray:
 
 
 def shuffle(scores: np.ndarray, p: Mapping[str, Any]) -> np.ndarray:
-    """Random: ``numpy.random.default_rng(seed).permutation(n)``."""
-    return np.random.default_rng(p["seed"]).permutation(len(scores)).astype(np.int64)
+    """Random: :func:`random_order` with ``numpy.random.default_rng(seed)``."""
+    return random_order(len(scores), np.random.default_rng(p["seed"]))
 
 
 def sorting(scores: np.ndarray, p: Mapping[str, Any]) -> np.ndarray:
@@ -154,7 +172,8 @@ def segment(scores: np.ndarray, p: Mapping[str, Any]) -> np.ndarray:
     Membership matches the reference. When both segments come from the same end, the
     reference splits that end with Python's ``random.Random(seed).shuffle``; only that
     draw is replayed in Python (about 0.5 us a selected row), everything else uses
-    NumPy. Order inside each segment comes from ``default_rng(seed)``.
+    NumPy. Order inside each segment: :func:`random_order` with one ``default_rng(seed)``,
+    front, middle and back in turn.
     """
     n = len(scores)
     asc = sorted_order(scores, ascending=True)
@@ -175,7 +194,7 @@ def segment(scores: np.ndarray, p: Mapping[str, Any]) -> np.ndarray:
         front, rest = take(asc, n_front, bool(p["front_is_high"]))
         back, middle = take(rest, n_back, bool(p["back_is_high"]))
     rng = np.random.default_rng(p["seed"])
-    return np.concatenate([part[rng.permutation(len(part))] for part in (front, middle, back)]).astype(np.int64)
+    return np.concatenate([part[random_order(len(part), rng)] for part in (front, middle, back)]).astype(np.int64)
 
 
 METHODS: dict[str, Callable[[np.ndarray, Mapping[str, Any]], np.ndarray]] = {

@@ -2,7 +2,9 @@
 
 Written the way the paper's reference script works (Python lists, ``sorted`` with
 ``reverse=True``, ``rng.shuffle`` on lists), so the vectorised engine can be checked
-against it row for row on arbitrary inputs.
+against it row for row on arbitrary inputs. ``shuffle`` and the order inside ``segment``'s
+segments (free in ORDERINGS.md) follow this tool's definition: each sequence sorted by one
+``Generator.random()`` key an item.
 """
 
 from __future__ import annotations
@@ -62,7 +64,18 @@ def cross(seq, sections, ratio, layers, mode):
     return out
 
 
+def random_order(seq, rng):
+    """``seq`` sorted by one ``rng.random()`` key an item, drawn in sequence order (ties keep order)."""
+    keys = rng.random(len(seq))
+    return [seq[i] for i in sorted(range(len(seq)), key=lambda i: keys[i])]
+
+
 def order(method, scores, p):
+    if method == "shuffle":
+        return random_order(list(range(len(scores))), np.random.default_rng(p["seed"]))
+    if method == "segment":
+        rng = np.random.default_rng(p["seed"])
+        return [i for part in segment_parts(scores, p) for i in random_order(part, rng)]
     if method == "sorting":
         seq = sorted_rows(scores, p["ascending"])
         if p.get("use_gumbel"):
@@ -83,7 +96,12 @@ def order(method, scores, p):
 
 
 def segment_members(scores, p):
-    """Front, middle and back as sets of row indices (the order inside is free)."""
+    """Front, middle and back as sets of row indices (the reference leaves the order inside free)."""
+    return tuple(set(part) for part in segment_parts(scores, p))
+
+
+def segment_parts(scores, p):
+    """Front, middle and back as lists, in the order before each is shuffled."""
     n = len(scores)
     seq = sorted_rows(scores, True)
     rng = random.Random(p["seed"])
@@ -104,4 +122,4 @@ def segment_members(scores, p):
     else:
         front, rest = take(seq, n_front, p["front_is_high"])
         back, middle = take(rest, n_back, p["back_is_high"])
-    return set(front), set(middle), set(back)
+    return front, middle, back

@@ -165,6 +165,30 @@ def test_every_method_is_a_permutation(scores, method, layers, sections, ratio, 
     assert np.array_equal(np.sort(got), np.arange(len(scores)))
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    scores=scores_strategy,
+    x=st.sampled_from([0, 10, 30, 50, 100]),
+    y=st.sampled_from([0, 10, 45.5, 100]),
+    front_high=st.booleans(),
+    back_high=st.booleans(),
+    seed=st.integers(0, 2**32),
+)
+def test_shuffle_and_segment_order_match_oracle(scores, x, y, front_high, back_high, seed):
+    """The tool's own definition of the free orders: sort by one ``random()`` key an item."""
+    p = params("segment", x_pct=x, y_pct=y, front_is_high=front_high, back_is_high=back_high, seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        assert run("segment", scores, **p) == oracle.order("segment", scores, p)
+    assert run("shuffle", scores, seed=seed) == oracle.order("shuffle", scores, params("shuffle", seed=seed))
+
+
+def test_random_order_draws_chunk_by_chunk():
+    rng = np.random.default_rng(5)
+    keys = np.concatenate([rng.random(k) for k in (3, 0, 700, 297)])
+    assert np.array_equal(orderings.random_order(1000, np.random.default_rng(5)), np.argsort(keys, kind="stable"))
+
+
 def test_shuffle_is_seeded():
     a = run("shuffle", range(100), seed=1)
     assert a == run("shuffle", range(100), seed=1)
