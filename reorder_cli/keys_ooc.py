@@ -209,7 +209,7 @@ class _KeysRun:
                 jittered = self.spill / "gumbel.bin"
                 sink = out.write if window <= 1 else self.appender(jittered)
                 self.sorter.sort(self.gumbel_chunks(ranked), m, sink)
-                ranked.unlink()
+                ranked.unlink(missing_ok=True)
                 ranked = jittered
             if window > 1:
                 self.arrange(ranked, RankMap([]), window, out)
