@@ -1,14 +1,16 @@
 """How much memory a run may use, which rewrite path fits it, and how big its pieces are.
 
-The estimate of a run's peak is ``BASE_BYTES`` (the interpreter and libraries) plus
-``KEY_BYTES_PER_ROW`` for every input row (the plan) plus what the rewrite holds:
+The estimate of a run's peak is ``BASE_BYTES`` (the interpreter and libraries) plus the
+keys (``keys_ooc.IN_MEMORY_BYTES_PER_ROW`` an input row while the plan is built in
+memory; when they do not fit, the plan is built out of core within the rest of the
+budget) plus what the rewrite holds:
 
 - in memory, a Parquet output or Parquet inputs hold the rows being written, about
   twice their uncompressed size; a JSONL-to-JSONL rewrite reads through memory maps
   and needs the data to fit the page cache, counted once;
-- out of core, each worker holds one scatter piece (``read_bytes``) or one bucket
-  (``bucket_bytes``) at a time, about three times over while it is converted, sorted
-  and written; both are sized from what the budget leaves per worker.
+- out of core, the plan is stored and leaves memory; each worker holds one scatter
+  piece (``read_bytes``) or one bucket (``bucket_bytes``) at a time, about
+  ``PIECE_COPIES`` times over while it is converted, sorted and written.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import keys_ooc
 from .config import RunConfig
 from .plan import Plan
 
 BASE_BYTES = 256 << 20
-KEY_BYTES_PER_ROW = 64
 MIN_PIECE = 16 << 10
+MIN_KEYS_BUDGET = 64 << 10
 PIECE_COPIES = 5
 MAX_READ = 32 << 20  # a scatter piece: big enough to read efficiently, small enough to leave room to buckets
 
@@ -43,17 +46,26 @@ def payload_bytes(plan: Plan) -> int:
 
 def in_memory_bytes(plan: Plan, cfg: RunConfig) -> int:
     lines_only = cfg.format != "parquet" and all(f.format == "jsonl" for f in plan.files)
-    return BASE_BYTES + KEY_BYTES_PER_ROW * plan.input_rows + (1 if lines_only else 2) * payload_bytes(plan)
+    keys = keys_ooc.IN_MEMORY_BYTES_PER_ROW * plan.input_rows
+    return BASE_BYTES + keys + (1 if lines_only else 2) * payload_bytes(plan)
+
+
+def keys_budget(cfg: RunConfig) -> int:
+    """What the keys pass may hold: the budget less the interpreter and libraries."""
+    return max(cfg.memory_limit - BASE_BYTES, MIN_KEYS_BUDGET)
 
 
 def out_of_core_pieces(plan: Plan, cfg: RunConfig) -> tuple[int, int, str | None]:
-    """(bucket_bytes, read_bytes, warning): pieces that keep every worker inside the budget."""
-    spare = cfg.memory_limit - BASE_BYTES - KEY_BYTES_PER_ROW * plan.input_rows
+    """(bucket_bytes, read_bytes, warning): pieces that keep every worker inside the budget.
+
+    The plan leaves memory before the rewrite (it is stored, then memory-mapped), so the
+    pieces share all of the budget but the interpreter and libraries."""
+    spare = cfg.memory_limit - BASE_BYTES
     piece = spare // max(1, cfg.workers) // PIECE_COPIES
     warning = None
     if piece < MIN_PIECE:
         piece = MIN_PIECE
-        least = BASE_BYTES + KEY_BYTES_PER_ROW * plan.input_rows + cfg.workers * PIECE_COPIES * MIN_PIECE
+        least = BASE_BYTES + cfg.workers * PIECE_COPIES * MIN_PIECE
         warning = (f"memory_limit {_mb(cfg.memory_limit)} is below the least this run needs ({_mb(least)}); "
                    "going on with the smallest pieces")
     elif cfg.format == "parquet" and piece < cfg.row_group_size:

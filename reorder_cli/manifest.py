@@ -24,6 +24,7 @@ from .shards.writers import COMPRESSION
 MANIFEST_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 PROFILE_BINS = 200
+SUMMARY_CHUNK = 1 << 22  # rows read at once when summarising scores
 _FINGERPRINT_SPAN = 1 << 20
 
 
@@ -44,11 +45,24 @@ def _num(x: float) -> float | None:
     return None if x is None or not np.isfinite(x) else round(float(x), 6)
 
 
+def _stats(scores: np.ndarray, start: int, end: int) -> tuple[int, float, float, float]:
+    """(valid rows, sum, min, max) of scores[start:end], read a chunk at a time (the scores may
+    be a memory-mapped file of any size); NaN min/max when no row is valid."""
+    count, total, low, high = 0, 0.0, np.nan, np.nan
+    for a in range(start, end, SUMMARY_CHUNK):  # a loop over chunks
+        part = np.asarray(scores[a : min(end, a + SUMMARY_CHUNK)])
+        valid = part[~np.isnan(part)]
+        if len(valid):
+            count, total = count + len(valid), total + float(valid.sum())
+            low, high = np.fmin(low, valid.min()), np.fmax(high, valid.max())
+    return count, total, low, high
+
+
 def score_summary(scores: np.ndarray) -> dict[str, Any]:
-    valid = scores[~np.isnan(scores)]
-    if len(valid) == 0:
+    count, total, low, high = _stats(scores, 0, len(scores))
+    if count == 0:
         return {"min": None, "mean": None, "max": None}
-    return {"min": _num(valid.min()), "mean": _num(valid.mean()), "max": _num(valid.max())}
+    return {"min": _num(low), "mean": _num(total / count), "max": _num(high)}
 
 
 def profile(scores: np.ndarray, bins: int = PROFILE_BINS) -> dict[str, Any]:
@@ -56,18 +70,13 @@ def profile(scores: np.ndarray, bins: int = PROFILE_BINS) -> dict[str, Any]:
     n = len(scores)
     bins = max(1, min(bins, n))
     edges = (np.arange(bins + 1, dtype=np.int64) * n) // bins
-    starts = edges[:-1]
-    valid = ~np.isnan(scores)
-    counts = np.add.reduceat(valid.astype(np.int64), starts)
-    sums = np.add.reduceat(np.where(valid, scores, 0.0), starts)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = sums / counts
+    parts = [_stats(scores, int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]  # 200 bins
     return {
         "bins": int(bins),
         "edges": edges.tolist(),
-        "mean": [_num(v) for v in means],
-        "min": [_num(v) for v in np.fmin.reduceat(scores, starts)],
-        "max": [_num(v) for v in np.fmax.reduceat(scores, starts)],
+        "mean": [_num(total / count) if count else None for count, total, _, _ in parts],
+        "min": [_num(low) for _, _, low, _ in parts],
+        "max": [_num(high) for _, _, _, high in parts],
     }
 
 
@@ -96,7 +105,8 @@ def build(plan: Plan, cfg: RunConfig, shards: list[dict], out_dir: Path) -> dict
         "seed": cfg.seed,
         "invalid_scores": {
             "policy": cfg.invalid_scores, "count": plan.invalid_count, "dropped": plan.dropped,
-            "samples": [{**s, "file": rel(s["file"])} for s in plan.invalid_samples],
+            "samples": [{"file": rel(s["file"]), "where": s["where"], "value": s["value"]}
+                        for s in plan.invalid_samples],
         },
         "output": {
             "format": cfg.format, "compression": COMPRESSION[cfg.format], "compression_level": cfg.compression_level,

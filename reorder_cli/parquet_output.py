@@ -69,15 +69,18 @@ def _read_parquet(paths: list) -> pl.DataFrame:
 
 
 def _parquet_schema(sources: list[parquet.ParquetSource]) -> pa.Schema | None:
-    if not sources:
+    return check_same_schema([(s.inp.path, s.keys.schema) for s in sources])
+
+
+def check_same_schema(schemas: list[tuple]) -> pa.Schema | None:
+    """The one schema (without metadata) that every (path, schema) shares; None for none."""
+    if not schemas:
         return None
-    first = sources[0]
-    schema = first.keys.schema.remove_metadata()
-    for other in sources[1:]:
-        if not other.keys.schema.remove_metadata().equals(schema):
-            raise ReorderError(
-                f"{other.inp.path}: schema differs from {first.inp.path}; Parquet inputs must share one schema"
-            )
+    first_path, first = schemas[0]
+    schema = first.remove_metadata()
+    for path, other in schemas[1:]:
+        if not other.remove_metadata().equals(schema):
+            raise ReorderError(f"{path}: schema differs from {first_path}; Parquet inputs must share one schema")
     return schema
 
 

@@ -129,18 +129,28 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
     try:
         t0 = time.perf_counter()
         stored = stored_plan.load(work) if resumed else None
+        keys_out_of_core = stored is not None and (work.plan / "keys-scores.npy").exists()
         if stored is None:
+            keys_budget = budget.keys_budget(cfg)
             with progress.task("Reading scores", total=sum(f.size for f in files), unit="bytes") as advance:
-                sources = plan.read_keys(files, cfg, work.root, advance)
-            the_plan = plan.build(files, sources, cfg)
+                sources = plan.read_keys(files, cfg, work.root, advance, keys_budget)
+            keys_out_of_core = plan.spilled(sources)
+            if keys_out_of_core:
+                with progress.task("Ordering keys out of core", total=1, unit="steps"):
+                    the_plan = plan.build_out_of_core(files, sources, cfg, work.plan, keys_budget)
+            else:
+                the_plan = plan.build(files, sources, cfg)
+            del sources
             faults.pause("keys")
-            choice = budget.choose(the_plan, cfg, force="out-of-core" if plan_only else None)
+            choice = budget.choose(the_plan, cfg, force="out-of-core" if plan_only or keys_out_of_core else None)
             if choice.warning:
                 notes.append(choice.warning)
             if choice.path == "out-of-core":
                 stored = stored_plan.store(the_plan, cfg, work, choice.bucket_bytes, choice.read_bytes,
-                                           stored_plan.output_schema(the_plan))
-            path, reason = choice.path, choice.reason
+                                           stored_plan.output_schema(the_plan), keys_budget)
+                the_plan = stored.as_plan(files)  # the keys leave memory for the rewrite
+            path = choice.path
+            reason = "the keys do not fit memory_limit" if keys_out_of_core else choice.reason
         else:
             the_plan, path, reason = stored.as_plan(files), "out-of-core", "resumed from the stored plan"
         timings["plan_seconds"] = time.perf_counter() - t0
@@ -182,6 +192,7 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
         work.remove()
     seconds = time.perf_counter() - started
     log = {"seconds": round(seconds, 3), **{k: round(v, 3) for k, v in timings.items()}, "path": path,
+           "keys": "out-of-core" if keys_out_of_core else "in-memory",
            "workers": cfg.workers, "memory_limit": cfg.memory_limit, "rows": the_plan.rows, "shards": len(shards),
            "work_bytes": work_bytes, "resumed": resumed}
     manifest.write_atomic(out / RUN_LOG, json.dumps(log, indent=2) + "\n")

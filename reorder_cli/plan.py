@@ -6,18 +6,26 @@ for every output position, which input row goes there, and where shards begin an
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
+from . import keys_ooc
 from .config import RunConfig
 from .errors import ReorderError
+from .keyfiles import NpyColumn, NpyWriter
 from .orderings import order_rows
 from .shards import jsonl, parquet
 from .shards.discover import InputFile
+
+#: Rows a chunk when streaming keys from disk.
+CHUNK_ROWS = 1 << 22
 
 
 @dataclass
@@ -48,21 +56,87 @@ class Plan:
         return file_index, rows - self.row_starts[file_index]
 
 
-def read_keys(files: list[InputFile], cfg: RunConfig, spill_dir: Path, advance: Callable[[int], None]) -> list:
-    """Scan every input for its keys, ``cfg.workers`` files at a time; returns one source a file."""
+@dataclass
+class SpilledSource:
+    """An input whose keys were written to ``folder`` instead of being kept in memory:
+    ``scores-NNNNN.npy``, ``sizes-NNNNN.npy`` and, for JSONL, ``records-NNNNN.npy`` (the
+    [start, end) bytes of every record in ``data_path``)."""
+
+    inp: InputFile
+    index: int
+    folder: Path
+    rows: int
+    invalid: list[tuple[str, str]]
+    schema: pa.Schema | None = None  # Parquet inputs
+    data_path: Path | None = None  # JSONL inputs: the bytes (the input, or its decompressed copy)
+    unterminated: bool = False  # JSONL inputs: the last record has no newline
+
+    def path(self, name: str) -> Path:
+        return self.folder / f"{name}-{self.index:05d}.npy"
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+def spill(source, index: int, folder: Path) -> SpilledSource:
+    """Write a source's keys to ``folder`` and return what is left of it in memory."""
+    folder.mkdir(parents=True, exist_ok=True)
+    keys = source.keys
+    out = SpilledSource(source.inp if isinstance(source, parquet.ParquetSource) else None, index, folder,
+                        source.rows, keys.invalid)
+    _save(out.path("scores"), keys.scores)
+    _save(out.path("sizes"), _row_sizes(source))
+    if isinstance(source, parquet.ParquetSource):
+        out.schema = keys.schema
+    else:
+        records = np.stack([keys.line_offsets[keys.row_lines], keys.line_offsets[keys.row_lines + 1]], axis=1)
+        _save(out.path("records"), records.astype(np.int64))
+        out.data_path, out.unterminated = Path(keys.data_path), source.unterminated_row() is not None
+    return out
+
+
+def read_keys(files: list[InputFile], cfg: RunConfig, spill_dir: Path, advance: Callable[[int], None],
+              keys_budget: int = 0) -> list:
+    """Scan every input for its keys, ``cfg.workers`` files at a time; returns one source a file.
+
+    With ``keys_budget``, once the rows read so far no longer fit it in memory
+    (:func:`keys_ooc.keys_fit`), every source's keys go to ``spill_dir/keys/`` instead
+    (:class:`SpilledSource`) and the plan is built out of core.
+    """
     fail = cfg.invalid_scores == "error"
+    sources: dict[int, object] = {}
+    state = {"rows": 0, "spilling": False}
+    lock = threading.Lock()
+    folder = spill_dir / "keys"
 
     def one(item: tuple[int, InputFile]):
         i, inp = item
         if inp.format == "parquet":
-            return parquet.ParquetSource(inp, parquet.scan(inp, cfg.score_field, fail, advance))
-        spill = spill_dir / f"input-{i:05d}.jsonl" if inp.compression else None
-        if spill is not None:
-            spill_dir.mkdir(parents=True, exist_ok=True)
-        return jsonl.JsonlSource(jsonl.scan(inp, cfg.score_field, fail, spill, advance))
+            source = parquet.ParquetSource(inp, parquet.scan(inp, cfg.score_field, fail, advance))
+        else:
+            data = spill_dir / f"input-{i:05d}.jsonl" if inp.compression else None
+            if data is not None:
+                spill_dir.mkdir(parents=True, exist_ok=True)
+            source = jsonl.JsonlSource(jsonl.scan(inp, cfg.score_field, fail, data, advance))
+            source.inp = inp
+        with lock:
+            state["rows"] += source.rows
+            if keys_budget and not state["spilling"] and not keys_ooc.keys_fit(state["rows"], keys_budget):
+                state["spilling"] = True
+                for j in list(sources):
+                    sources[j] = spill(sources[j], j, folder)
+            sources[i] = spill(source, i, folder) if state["spilling"] else source
 
     with ThreadPoolExecutor(max(1, cfg.workers)) as pool:
-        return list(pool.map(one, enumerate(files)))
+        list(pool.map(one, enumerate(files)))
+    return [sources[i] for i in range(len(files))]
+
+
+def spilled(sources: list) -> bool:
+    return any(isinstance(s, SpilledSource) for s in sources)
 
 
 def _row_sizes(source) -> np.ndarray:
@@ -70,13 +144,15 @@ def _row_sizes(source) -> np.ndarray:
     return keys.row_sizes() if isinstance(source, jsonl.JsonlSource) else keys.sizes
 
 
-def layout(sizes: np.ndarray, max_bytes: int, max_rows: int) -> list[tuple[int, int]]:
+def layout(sizes: np.ndarray, max_bytes: int, max_rows: int, ends: np.ndarray | None = None) -> list[tuple[int, int]]:
     """Cut positions 0..n into consecutive pieces of at most ``max_bytes`` (estimated) and
-    ``max_rows`` rows; every piece holds at least one row. 0 means "no limit"."""
+    ``max_rows`` rows; every piece holds at least one row. 0 means "no limit".
+
+    ``ends``: the running total of ``sizes``, when it is already at hand (on disk)."""
     n = len(sizes)
     if n == 0:
         return []
-    ends = np.cumsum(sizes, dtype=np.int64)
+    ends = np.cumsum(sizes, dtype=np.int64) if ends is None else ends
     pieces, start = [], 0
     while start < n:  # a loop over pieces, never over rows
         end = n
@@ -130,3 +206,52 @@ def build(files: list[InputFile], sources: list, cfg: RunConfig) -> Plan:
         invalid_samples=samples,
         dropped=dropped,
     )
+
+
+# ------------------------------------------------------------------ the plan out of core
+
+
+def build_out_of_core(files: list[InputFile], sources: list, cfg: RunConfig, folder: Path,
+                      memory_bytes: int) -> Plan:
+    """:func:`build`'s plan for keys that do not fit in memory: the same arrays, computed by
+    :func:`keys_ooc.order_out_of_core` into ``folder`` and memory-mapped from there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = [s if isinstance(s, SpilledSource) else spill(s, i, folder / "keys") for i, s in enumerate(sources)]
+    counts = np.array([s.rows for s in sources], dtype=np.int64)
+    row_starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    n = int(row_starts[-1])
+    if n == 0:
+        raise ReorderError("the inputs hold no rows (" + ", ".join(str(f.path) for f in files[:3]) + ")")
+    for name, dtype in (("scores", np.float64), ("sizes", np.int64)):
+        writer = NpyWriter(folder / f"keys-{name}.npy", dtype, n)
+        for s in sources:  # a loop over files, then over chunks
+            column = NpyColumn(s.path(name), dtype)
+            for start in range(0, s.rows, CHUNK_ROWS):
+                writer.write(column.read(start, min(CHUNK_ROWS, s.rows - start)))
+        writer.close()
+    *paths, stats = keys_ooc.order_out_of_core(
+        folder / "keys-scores.npy", folder / "keys-sizes.npy", cfg.method, cfg.params, cfg.invalid_scores,
+        memory_bytes, folder)
+    order, scores, sizes = (np.load(path, mmap_mode="r") for path in paths)
+    if len(order) == 0:
+        raise ReorderError("no row has a valid score; nothing to write (see invalid_scores)")
+    invalid = stats["rows"] - stats["valid"]
+    ends = _running_total(sizes, folder / "plan-ends.npy")
+    samples = [{"file": str(files[i].path), "where": where, "value": what}
+               for i, s in enumerate(sources) for where, what in s.invalid][:20]
+    return Plan(
+        files=files, sources=sources, row_starts=row_starts, order=order, scores=scores, sizes=sizes,
+        shards=layout(sizes, cfg.shard_size, cfg.shard_rows, ends), invalid_count=int(invalid),
+        invalid_samples=samples, dropped=int(invalid) if cfg.invalid_scores == "drop" else 0,
+    )
+
+
+def _running_total(sizes: np.ndarray, path: Path) -> np.ndarray:
+    """The cumulative sum of ``sizes``, written to ``path`` a chunk at a time and memory-mapped."""
+    writer, total = NpyWriter(path, np.int64, len(sizes)), 0
+    for start in range(0, len(sizes), CHUNK_ROWS):
+        part = np.cumsum(sizes[start : start + CHUNK_ROWS], dtype=np.int64) + total
+        writer.write(part)
+        total = int(part[-1])
+    writer.close()
+    return np.load(path, mmap_mode="r")

@@ -29,7 +29,8 @@ import numpy as np
 import pyarrow as pa
 
 from .config import RunConfig
-from .plan import Plan, layout
+from .keyfiles import NpyWriter, append
+from .plan import CHUNK_ROWS, Plan, SpilledSource, layout
 from .shards import jsonl, parquet
 from .shards.discover import InputFile
 from .workdir import WorkDir, read_json, write_json
@@ -123,36 +124,80 @@ class StoredPlan:
 
 
 def _save(folder: Path, name: str, array: np.ndarray) -> None:
-    tmp = folder / f"{name}.tmp.npy"
-    np.save(tmp, array)
-    os.replace(tmp, folder / f"{name}.npy")
+    """``folder/NAME.npy``; an array already on disk (an out-of-core plan's) is written a chunk at a time."""
+    if not isinstance(array, np.memmap):
+        tmp = folder / f"{name}.tmp.npy"
+        np.save(tmp, array)
+        os.replace(tmp, folder / f"{name}.npy")
+        return
+    writer = NpyWriter(folder / f"{name}.npy", array.dtype, len(array))
+    for start in range(0, len(array), CHUNK_ROWS):
+        writer.write(np.asarray(array[start : start + CHUNK_ROWS]))
+    writer.close()
+
+
+def _positions(plan: Plan, folder: Path, memory_bytes: int) -> None:
+    """``position.npy``: the output position of every input row (-1: dropped), the inverse of
+    ``plan.order``. In memory when it fits; otherwise the positions are partitioned by input
+    row into ranges that fit, and each range is filled in memory and appended."""
+    n_in = plan.input_rows
+    if not isinstance(plan.order, np.memmap) or n_in * 16 <= memory_bytes:
+        position = np.full(n_in, -1, dtype=np.int64)
+        position[np.asarray(plan.order)] = np.arange(plan.rows, dtype=np.int64)
+        _save(folder, "position", position)
+        return
+    span = max(1, memory_bytes // 32)  # input rows a range: its positions, and the pairs that fill it
+    parts = [folder / f"position-part-{k:05d}.bin" for k in range(-(-n_in // span))]
+    pair = np.dtype([("row", "<i8"), ("pos", "<i8")])
+    step = max(1, span // 2)
+    for start in range(0, plan.rows, step):  # pass 1: (row, position) pairs, by range of rows
+        rows = np.asarray(plan.order[start : start + step])
+        pairs = np.empty(len(rows), dtype=pair)
+        pairs["row"], pairs["pos"] = rows, np.arange(start, start + len(rows), dtype=np.int64)
+        which = rows // span
+        by = np.argsort(which, kind="stable")
+        cuts = np.flatnonzero(np.diff(which[by])) + 1
+        for group in np.split(by, cuts):  # a loop over ranges
+            append(parts[int(which[group[0]])], pairs[group])
+    writer = NpyWriter(folder / "position.npy", np.int64, n_in)
+    for k, part in enumerate(parts):  # pass 2: fill each range in memory
+        lo = k * span
+        filled = np.full(min(span, n_in - lo), -1, dtype=np.int64)
+        if part.exists():
+            pairs = np.fromfile(part, dtype=pair)
+            filled[pairs["row"] - lo] = pairs["pos"]
+            part.unlink()
+        writer.write(filled)
+    writer.close()
 
 
 def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_bytes: int,
-          schema: pa.Schema | None) -> StoredPlan:
+          schema: pa.Schema | None, memory_bytes: int) -> StoredPlan:
     """Write the plan of an out-of-core run; plan.json goes last and marks it complete."""
     folder = work.plan
     folder.mkdir(parents=True, exist_ok=True)
-    position = np.full(plan.input_rows, -1, dtype=np.int64)
-    position[plan.order] = np.arange(plan.rows, dtype=np.int64)
-    for name, array in (("order", plan.order), ("scores", plan.scores), ("sizes", plan.sizes),
-                        ("position", position)):
+    for name, array in (("order", plan.order), ("scores", plan.scores), ("sizes", plan.sizes)):
         _save(folder, name, array)
-    del position
+    _positions(plan, folder, memory_bytes)
     files, slices = [], []
     for i, (inp, source) in enumerate(zip(plan.files, plan.sources, strict=True)):
         entry = {"path": str(inp.path), "format": inp.format, "compression": inp.compression, "rows": source.rows}
-        if isinstance(source, jsonl.JsonlSource):
+        if isinstance(source, SpilledSource):
+            if inp.format == "jsonl":
+                os.replace(source.path("records"), folder / f"records-{i:05d}.npy")
+                records = np.load(folder / f"records-{i:05d}.npy", mmap_mode="r")
+                entry.update(data_path=str(source.data_path), unterminated=source.unterminated)
+                cuts = _cuts(records[:, 1] - records[:, 0], np.arange(source.rows + 1))
+            else:
+                cuts = _cuts(np.load(source.path("sizes"), mmap_mode="r"), _group_starts(inp))
+        elif isinstance(source, jsonl.JsonlSource):
             k = source.keys
             records = np.stack([k.line_offsets[k.row_lines], k.line_offsets[k.row_lines + 1]], axis=1)
             _save(folder, f"records-{i:05d}", records.astype(np.int64))
             entry.update(data_path=str(k.data_path), unterminated=source.unterminated_row() is not None)
             cuts = _cuts(np.diff(records, axis=1).ravel(), np.arange(source.rows + 1))
         else:
-            meta = parquet.open_file(inp).metadata
-            counts = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
-            ends = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
-            cuts = _cuts(source.keys.sizes, ends)
+            cuts = _cuts(source.keys.sizes, _group_starts(inp))
         files.append(entry)
         slices += [[i, int(a), int(b)] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
     if schema is not None:
@@ -188,6 +233,13 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
     return load(work)
 
 
+def _group_starts(inp: InputFile) -> np.ndarray:
+    """First row of every row group of a Parquet file, and its row count last."""
+    meta = parquet.open_file(inp).metadata
+    counts = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    return np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
+
+
 def _cuts(row_sizes: np.ndarray, allowed: np.ndarray) -> list[int]:
     """Row boundaries of the slices of one file: at ``allowed`` boundaries (every row, or the
     row-group starts), each slice about ``SCATTER_SLICE_BYTES``; [0, rows] for a small file."""
@@ -213,6 +265,7 @@ def load(work: WorkDir) -> StoredPlan | None:
 
 def output_schema(plan: Plan) -> pa.Schema | None:
     """The Parquet inputs' shared schema (None when every input is JSONL)."""
-    from .parquet_output import _parquet_schema
+    from .parquet_output import check_same_schema
 
-    return _parquet_schema([s for s in plan.sources if isinstance(s, parquet.ParquetSource)])
+    return check_same_schema([(f.path, s.schema if isinstance(s, SpilledSource) else s.keys.schema)
+                              for f, s in zip(plan.files, plan.sources, strict=True) if f.format == "parquet"])

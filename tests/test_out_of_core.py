@@ -30,7 +30,8 @@ from .conftest import (
     write_parquet,
 )
 
-OOC = ["rewrite=out-of-core", "memory_limit=1"]  # the smallest pieces: many buckets, many scatter pieces
+OOC = ["rewrite=out-of-core", "memory_limit=1"]  # the smallest pieces: many buckets; the keys out of core too
+OOC_PAYLOAD = ["rewrite=out-of-core"]  # the keys in memory, the rows out of core
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -63,14 +64,18 @@ def mixed_inputs(tmp_path) -> list[Path]:
     return files
 
 
+@pytest.mark.parametrize("keys", ["in-memory", "out-of-core"])
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl", "jsonl.zst"])
 @pytest.mark.parametrize("method", ["str", "saw", "shuffle"])
-def test_out_of_core_gives_the_bytes_of_the_in_memory_path(tmp_path, config_file, mixed_inputs, fmt, method):
+def test_out_of_core_gives_the_bytes_of_the_in_memory_path(tmp_path, config_file, mixed_inputs, fmt, method, keys):
     sets = [f"format={fmt}", "shard_size=40kB", "row_group_rows=37", "window_size=25"]
     reorder(config_file, mixed_inputs, tmp_path / "mem", method=method, sets=[*sets, "rewrite=in-memory"])
-    reorder(config_file, mixed_inputs, tmp_path / "ooc", method=method, sets=[*sets, *OOC])
+    reorder(config_file, mixed_inputs, tmp_path / "ooc", method=method,
+            sets=[*sets, *(OOC if keys == "out-of-core" else OOC_PAYLOAD)])
     assert run_log(tmp_path / "mem")["path"] == "in-memory"
+    assert run_log(tmp_path / "mem")["keys"] == "in-memory"
     assert run_log(tmp_path / "ooc")["path"] == "out-of-core"
+    assert run_log(tmp_path / "ooc")["keys"] == keys
     assert len(shard_files(tmp_path / "mem")) > 3
     assert snapshot(tmp_path / "ooc") == snapshot(tmp_path / "mem")
     assert_clean(tmp_path / "ooc")
