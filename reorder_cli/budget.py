@@ -21,6 +21,7 @@ import numpy as np
 
 from . import keys_ooc
 from .config import RunConfig
+from .keyfiles import DiskArray
 from .plan import Plan
 
 BASE_BYTES = 256 << 20
@@ -41,7 +42,10 @@ class Choice:
 
 
 def payload_bytes(plan: Plan) -> int:
-    return int(np.sum(plan.sizes, dtype=np.int64))
+    sizes = plan.sizes
+    if isinstance(sizes, DiskArray):
+        return sum(int(np.sum(chunk, dtype=np.int64)) for chunk in sizes.chunks(1 << 20))
+    return int(np.sum(sizes, dtype=np.int64))
 
 
 def in_memory_bytes(plan: Plan, cfg: RunConfig) -> int:

@@ -39,7 +39,7 @@ class _Scattered:
         if not len(ids):
             return []
         if task not in self._readers:
-            self._readers[task] = pa.ipc.open_file(pa.memory_map(str(scatter.data_path(self.work, task))))
+            self._readers[task] = pa.ipc.open_file(pa.OSFile(str(scatter.data_path(self.work, task))))
         reader = self._readers[task]
         return [reader.get_batch(int(i)) for i in ids]
 

@@ -24,7 +24,7 @@ from .shards.writers import COMPRESSION
 MANIFEST_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 PROFILE_BINS = 200
-SUMMARY_CHUNK = 1 << 22  # rows read at once when summarising scores
+SUMMARY_CHUNK = 1 << 20  # rows read at once when summarising scores
 _FINGERPRINT_SPAN = 1 << 20
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import ReorderError
 
-CHUNK_ROWS = 1 << 22
+CHUNK_ROWS = 1 << 20
 NOISE_FLOOR = 5.0  # rises and falls smaller than this many standard errors of a bin mean are noise
 
 

@@ -19,13 +19,13 @@ import pyarrow as pa
 from . import keys_ooc
 from .config import RunConfig
 from .errors import ReorderError
-from .keyfiles import NpyColumn, NpyWriter
+from .keyfiles import DiskArray, NpyColumn, NpyWriter
 from .orderings import order_rows
 from .shards import jsonl, parquet
 from .shards.discover import InputFile
 
 #: Rows a chunk when streaming keys from disk.
-CHUNK_ROWS = 1 << 22
+CHUNK_ROWS = 1 << 20
 
 
 @dataclass
@@ -149,13 +149,17 @@ def layout(sizes: np.ndarray, max_bytes: int, max_rows: int, ends: np.ndarray | 
     ``max_rows`` rows; every piece holds at least one row. 0 means "no limit".
 
     ``ends``: the running total of ``sizes``, when it is already at hand (on disk)."""
-    n = len(sizes)
-    if n == 0:
+    if len(sizes) == 0:
         return []
-    ends = np.cumsum(sizes, dtype=np.int64) if ends is None else ends
-    pieces, start = [], 0
-    while start < n:  # a loop over pieces, never over rows
-        end = n
+    return layout_between(np.cumsum(sizes, dtype=np.int64) if ends is None else ends, 0, len(sizes),
+                          max_bytes, max_rows)
+
+
+def layout_between(ends: np.ndarray, start: int, stop: int, max_bytes: int, max_rows: int) -> list[tuple[int, int]]:
+    """:func:`layout` of positions [start, stop), given the running total ``ends`` of all sizes."""
+    pieces = []
+    while start < stop:  # a loop over pieces, never over rows
+        end = stop
         if max_bytes:
             base = ends[start - 1] if start else 0
             end = min(end, int(np.searchsorted(ends, base + max_bytes, side="right")))
@@ -232,7 +236,8 @@ def build_out_of_core(files: list[InputFile], sources: list, cfg: RunConfig, fol
     *paths, stats = keys_ooc.order_out_of_core(
         folder / "keys-scores.npy", folder / "keys-sizes.npy", cfg.method, cfg.params, cfg.invalid_scores,
         memory_bytes, folder)
-    order, scores, sizes = (np.load(path, mmap_mode="r") for path in paths)
+    order, scores, sizes = (DiskArray(path, dtype) for path, dtype in zip(paths, (np.int64, np.float64, np.int64),
+                                                                          strict=True))
     if len(order) == 0:
         raise ReorderError("no row has a valid score; nothing to write (see invalid_scores)")
     invalid = stats["rows"] - stats["valid"]
@@ -246,11 +251,12 @@ def build_out_of_core(files: list[InputFile], sources: list, cfg: RunConfig, fol
     )
 
 
-def _running_total(sizes: np.ndarray, path: Path) -> np.ndarray:
-    """The cumulative sum of ``sizes``, written to ``path`` a chunk at a time and memory-mapped."""
+def _running_total(sizes: DiskArray, path: Path) -> np.ndarray:
+    """The cumulative sum of ``sizes``, written to ``path`` a chunk at a time and memory-mapped
+    (:func:`layout` only binary-searches it)."""
     writer, total = NpyWriter(path, np.int64, len(sizes)), 0
-    for start in range(0, len(sizes), CHUNK_ROWS):
-        part = np.cumsum(sizes[start : start + CHUNK_ROWS], dtype=np.int64) + total
+    for chunk in sizes.chunks(CHUNK_ROWS):
+        part = np.cumsum(chunk, dtype=np.int64) + total
         writer.write(part)
         total = int(part[-1])
     writer.close()

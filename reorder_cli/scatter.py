@@ -33,6 +33,9 @@ from .stored_plan import StoredPlan
 from .workdir import WorkDir
 
 POS = "_pos"
+#: Rows a scatter piece at most: with tiny rows, per-row bookkeeping (positions, sort
+#: indices) would otherwise outweigh the bytes the piece was sized by.
+MAX_PIECE_ROWS = 1 << 16
 LINE = "line"
 
 
@@ -126,7 +129,7 @@ def _parquet_pieces(entry: dict, first_row: int, end_row: int, read_bytes: int,
         starts = np.concatenate([[0], np.cumsum([meta.row_group(g).num_rows for g in range(meta.num_row_groups)])])
         groups = [g for g in range(meta.num_row_groups) if first_row <= starts[g] < end_row]
         total = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-        rows_per_piece = max(1, int(read_bytes // max(1, total // max(1, meta.num_rows))))
+        rows_per_piece = min(MAX_PIECE_ROWS, max(1, int(read_bytes // max(1, total // max(1, meta.num_rows)))))
         first = 0
         for batch in pf.iter_batches(batch_size=rows_per_piece, row_groups=groups, use_threads=False):
             table = pa.Table.from_batches([batch])
@@ -150,7 +153,8 @@ def _jsonl_pieces(stored: StoredPlan, file: int, first_row: int, end_row: int,
         return
     base = int(records[0, 0])
     targets = base + np.arange(1, (int(records[-1, 1]) - base) // max(1, read_bytes) + 2, dtype=np.int64) * read_bytes
-    cuts = np.unique(np.concatenate([[0], np.searchsorted(records[:, 0], targets), [n]]))
+    by_rows = np.arange(0, n, MAX_PIECE_ROWS)
+    cuts = np.unique(np.concatenate([[0], np.searchsorted(records[:, 0], targets), by_rows, [n]]))
     with open(entry["data_path"], "rb") as fh:
         for a, b in zip(cuts[:-1], cuts[1:], strict=True):  # a loop over pieces, never rows
             rec = np.array(records[a:b])

@@ -29,8 +29,8 @@ import numpy as np
 import pyarrow as pa
 
 from .config import RunConfig
-from .keyfiles import NpyWriter, append
-from .plan import CHUNK_ROWS, Plan, SpilledSource, layout
+from .keyfiles import DiskArray, NpyWriter, append
+from .plan import CHUNK_ROWS, Plan, SpilledSource, layout, layout_between
 from .shards import jsonl, parquet
 from .shards.discover import InputFile
 from .workdir import WorkDir, read_json, write_json
@@ -39,6 +39,8 @@ LINE_BATCH_BYTES = 4 << 20
 #: A scatter task reads one input file, or a slice of about this many (uncompressed) bytes of a
 #: bigger one (whole row groups for Parquet), so that big files scatter in parallel too.
 SCATTER_SLICE_BYTES = 1 << 30
+#: Bytes a row costs a gather beyond its estimated size: its position, sort index and offsets.
+ROW_OVERHEAD = 32
 
 
 def batch_limits(cfg: RunConfig) -> tuple[int, int]:
@@ -46,8 +48,12 @@ def batch_limits(cfg: RunConfig) -> tuple[int, int]:
     return (cfg.row_group_size, cfg.row_group_rows) if cfg.format == "parquet" else (LINE_BATCH_BYTES, 0)
 
 
-def shard_batches(sizes: np.ndarray, start: int, end: int, cfg: RunConfig) -> list[tuple[int, int]]:
-    """The write batches of the shard [start, end), as absolute positions."""
+def shard_batches(sizes: np.ndarray, start: int, end: int, cfg: RunConfig,
+                  ends: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """The write batches of the shard [start, end), as absolute positions (the same whether
+    the running total of all sizes, ``ends``, is given or not)."""
+    if ends is not None:
+        return layout_between(ends, start, end, *batch_limits(cfg))
     return [(start + a, start + b) for a, b in layout(np.asarray(sizes[start:end]), *batch_limits(cfg))]
 
 
@@ -109,11 +115,11 @@ class StoredPlan:
         base = self.meta["row_starts"][file]
         return np.array(np.load(self.folder / "position.npy", mmap_mode="r")[base + first : base + end])
 
-    def array(self, name: str) -> np.ndarray:
-        return np.load(self.folder / f"{name}.npy", mmap_mode="r")
+    def array(self, name: str) -> DiskArray:
+        return DiskArray(self.folder / f"{name}.npy", np.float64 if name == "scores" else np.int64)
 
     def as_plan(self, files: list[InputFile]) -> Plan:
-        """A :class:`Plan` for the manifest, its arrays memory-mapped from disk."""
+        """A :class:`Plan` for the manifest, its arrays read from disk on demand."""
         m = self.meta
         return Plan(
             files=files, sources=[StoredSource(f["rows"]) for f in m["files"]],
@@ -125,14 +131,14 @@ class StoredPlan:
 
 def _save(folder: Path, name: str, array: np.ndarray) -> None:
     """``folder/NAME.npy``; an array already on disk (an out-of-core plan's) is written a chunk at a time."""
-    if not isinstance(array, np.memmap):
+    if not isinstance(array, DiskArray):
         tmp = folder / f"{name}.tmp.npy"
         np.save(tmp, array)
         os.replace(tmp, folder / f"{name}.npy")
         return
     writer = NpyWriter(folder / f"{name}.npy", array.dtype, len(array))
-    for start in range(0, len(array), CHUNK_ROWS):
-        writer.write(np.asarray(array[start : start + CHUNK_ROWS]))
+    for chunk in array.chunks(CHUNK_ROWS):
+        writer.write(chunk)
     writer.close()
 
 
@@ -141,15 +147,15 @@ def _positions(plan: Plan, folder: Path, memory_bytes: int) -> None:
     ``plan.order``. In memory when it fits; otherwise the positions are partitioned by input
     row into ranges that fit, and each range is filled in memory and appended."""
     n_in = plan.input_rows
-    if not isinstance(plan.order, np.memmap) or n_in * 16 <= memory_bytes:
+    if not isinstance(plan.order, DiskArray) or n_in * 16 <= memory_bytes:
         position = np.full(n_in, -1, dtype=np.int64)
         position[np.asarray(plan.order)] = np.arange(plan.rows, dtype=np.int64)
         _save(folder, "position", position)
         return
-    span = max(1, memory_bytes // 32)  # input rows a range: its positions, and the pairs that fill it
+    span = max(1, memory_bytes // 64)  # input rows a range: its positions (8 B), the pairs that fill it (16 B) ...
     parts = [folder / f"position-part-{k:05d}.bin" for k in range(-(-n_in // span))]
     pair = np.dtype([("row", "<i8"), ("pos", "<i8")])
-    step = max(1, span // 2)
+    step = max(1, span // 4)
     for start in range(0, plan.rows, step):  # pass 1: (row, position) pairs, by range of rows
         rows = np.asarray(plan.order[start : start + step])
         pairs = np.empty(len(rows), dtype=pair)
@@ -206,13 +212,15 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
         os.replace(tmp, folder / "schema.arrow")
 
     batches, buckets = [], []
-    sizes = np.asarray(plan.sizes)
+    ends_file = folder / "plan-ends.npy"  # the running total of sizes, when the keys went out of core
+    ends = np.load(ends_file, mmap_mode="r") if ends_file.exists() else np.cumsum(plan.sizes, dtype=np.int64)
     for s, (start, end) in enumerate(plan.shards):  # a loop over shards and buckets, never rows
         first = len(batches)
-        shard = shard_batches(sizes, start, end, cfg)
+        shard = shard_batches(plan.sizes, start, end, cfg, ends)
         batches += shard
-        cum = np.cumsum(sizes[start:end], dtype=np.int64)
-        batch_bytes = np.diff(np.concatenate([[0], cum[[b - 1 - start for _, b in shard]]]))
+        before = int(ends[start - 1]) if start else 0
+        batch_bytes = np.diff(np.concatenate([[before], ends[[b - 1 for _, b in shard]]]))
+        batch_bytes += ROW_OVERHEAD * np.diff(np.asarray([start] + [b for _, b in shard]))
         for a, b in layout(batch_bytes, bucket_bytes, 0):
             buckets.append([s, first + a, first + b])
     _save(folder, "batches", np.asarray(batches, dtype=np.int64).reshape(-1, 2))
