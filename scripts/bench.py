@@ -167,9 +167,12 @@ def sets(settings: dict[str, object]) -> list[str]:
 
 
 def reorder_case(method: str, fmt: str, data: Path, out: Path, workers: int | None,
-                 memory_limit: str | None = None) -> Case:
+                 memory_limit: str | None = None, rewrite: str | None = None) -> Case:
     name = f"reorder {method} {fmt}->{fmt}" + (f" limit {memory_limit} w{workers}" if memory_limit else "")
+    name += f" {rewrite}" if rewrite else ""
     extra = {"format": fmt, **(SAW_SETTINGS if method == "saw" else {})}
+    if rewrite:
+        extra["rewrite"] = rewrite
     if workers is not None:
         extra["workers"] = workers
     if memory_limit:
@@ -225,6 +228,9 @@ def build_cases(args: argparse.Namespace, notes: list[str]) -> list[Case]:
     pq_files, js_files = shard_paths(data, "parquet"), shard_paths(data, "jsonl")
     formats = [f for f in ("parquet", "jsonl") if f in args.formats]
     cases = [reorder_case(m, f, data, out, args.workers) for f in formats for m in ("str", "saw")]
+    if args.in_memory:
+        cases += [reorder_case(m, f, data, out, args.workers, rewrite="in-memory")
+                  for f in formats for m in ("str", "saw")]
     if args.memory_limit:
         cases += [reorder_case(m, f, data, out, w, args.memory_limit)
                   for f in formats for m in ("str", "saw") for w in args.budget_workers]
@@ -423,6 +429,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--formats", default="jsonl,parquet", help="corpus formats to write and benchmark")
     parser.add_argument("--memory-limit", help="also run the reorder cases under this budget, e.g. 1500MB")
     parser.add_argument("--budget-workers", default="1,2", help="worker counts for the budget cases")
+    parser.add_argument("--in-memory", action="store_true", help="also run the reorder cases forced in memory")
     args = parser.parse_args(argv)
     args.formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     args.budget_workers = [int(w) for w in args.budget_workers.split(",")]
