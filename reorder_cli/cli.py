@@ -142,7 +142,7 @@ def run(
 def task_cmd(
     output: Annotated[Path, typer.Argument(help="The output folder of a run planned with --plan-only.")],
     phase: Annotated[str | None, typer.Argument(help="scatter or gather (omit to list the tasks).")] = None,
-    index: Annotated[int | None, typer.Argument(help="Task index (an input file for scatter, a shard for gather).")]
+    index: Annotated[int | None, typer.Argument(help="Task index (an input slice for scatter, a shard for gather).")]
     = None,
 ) -> None:
     """Run one task of a planned out-of-core run (for cluster array jobs), or list them.
