@@ -28,6 +28,7 @@ BASE_BYTES = 256 << 20
 MIN_PIECE = 16 << 10
 MIN_KEYS_BUDGET = 64 << 10
 PIECE_COPIES = 5
+MAX_BUCKET = 128 << 20  # bigger buckets only cost memory: sorting and writing them is no faster
 MAX_READ = 32 << 20  # a scatter piece: big enough to read efficiently, small enough to leave room to buckets
 
 
@@ -72,11 +73,11 @@ def out_of_core_pieces(plan: Plan, cfg: RunConfig) -> tuple[int, int, str | None
         least = BASE_BYTES + cfg.workers * PIECE_COPIES * MIN_PIECE
         warning = (f"memory_limit {_mb(cfg.memory_limit)} is below the least this run needs ({_mb(least)}); "
                    "going on with the smallest pieces")
-    elif cfg.format == "parquet" and piece < cfg.row_group_size:
+    elif cfg.format == "parquet" and min(piece, MAX_BUCKET) < cfg.row_group_size:
         warning = (f"a row group (row_group_size {_mb(cfg.row_group_size)}) is larger than a bucket "
                    f"({_mb(piece)}) under memory_limit {_mb(cfg.memory_limit)}; lower row_group_size to stay "
                    "inside the budget")
-    return int(piece), int(min(piece, MAX_READ)), warning
+    return int(min(piece, MAX_BUCKET)), int(min(piece, MAX_READ)), warning
 
 
 def choose(plan: Plan, cfg: RunConfig, force: str | None = None) -> Choice:

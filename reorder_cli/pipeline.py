@@ -167,7 +167,7 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
         progress.note(notes[-1])
         t0 = time.perf_counter()
         if stored is not None:
-            shards = tasks.run_all(stored, work, cfg.workers, progress)
+            shards = tasks.run_all(stored, work, cfg.workers, progress, timings)
         else:
             with progress.task("Writing shards", total=the_plan.rows, unit="rows") as advance:
                 shards = rewrite.write_shards(

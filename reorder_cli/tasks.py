@@ -7,6 +7,7 @@ never run again; every gather needs every scatter finished first.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -50,18 +51,25 @@ def finished_shard(work: WorkDir, shard: int) -> dict | None:
     return record if staged.exists() or published.exists() else None
 
 
-def run_all(stored: StoredPlan, work: WorkDir, workers: int, progress: Progress) -> list[dict]:
-    """Run every unfinished task, ``workers`` at a time; returns the shard records in order."""
+def run_all(stored: StoredPlan, work: WorkDir, workers: int, progress: Progress,
+            timings: dict[str, float] | None = None) -> list[dict]:
+    """Run every unfinished task, ``workers`` at a time; returns the shard records in order
+    (and the seconds of each phase in ``timings``)."""
+    timings = {} if timings is None else timings
+    t0 = time.perf_counter()
     todo = [t for t in range(stored.scatter_tasks) if work.finished("scatter", t) is None]
     total = sum(stored.slices[t][2] - stored.slices[t][1] for t in todo)
     with progress.task("Scattering rows", total=total, unit="rows") as advance, \
             ThreadPoolExecutor(max(1, workers)) as pool:
         list(pool.map(lambda t: scatter_one(stored, work, t, advance), todo))
+    timings["scatter_seconds"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     todo = [j for j in range(stored.gather_tasks) if finished_shard(work, j) is None]
     total = sum(stored.shards[j][1] - stored.shards[j][0] for j in todo)
     with progress.task("Writing shards", total=total, unit="rows") as advance, \
             ThreadPoolExecutor(max(1, workers)) as pool:
         list(pool.map(lambda j: gather_one(stored, work, j, advance), todo))
+    timings["gather_seconds"] = time.perf_counter() - t0
     return [work.finished("gather", j) for j in range(stored.gather_tasks)]
 
 
