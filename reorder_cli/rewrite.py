@@ -18,6 +18,7 @@ import pyarrow as pa
 from . import faults, parquet_output
 from .config import RunConfig
 from .errors import ReorderError
+from .parallel import run_parallel
 from .plan import Plan
 from .shards import jsonl
 from .shards.writers import COMPRESSION, ShardWriter, shard_name
@@ -112,8 +113,7 @@ def write_shards(plan: Plan, cfg: RunConfig, folder: Path, advance: Callable[[in
     for i in range(len(plan.shards)):
         if i not in todo:
             advance(plan.shards[i][1] - plan.shards[i][0])
-    with ThreadPoolExecutor(max(1, cfg.workers)) as pool:
-        written = dict(zip(todo, pool.map(one, todo), strict=True))
+    written = dict(zip(todo, run_parallel(one, todo, cfg.workers), strict=True))
     return [written[i] if i in written else finished(i) for i in range(len(plan.shards))]
 
 

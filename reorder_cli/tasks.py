@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import faults, gather, scatter, stored_plan
 from .errors import ReorderError
+from .parallel import run_parallel
 from .progress import Progress
 from .stored_plan import StoredPlan
 from .workdir import WorkDir
@@ -59,16 +59,14 @@ def run_all(stored: StoredPlan, work: WorkDir, workers: int, progress: Progress,
     t0 = time.perf_counter()
     todo = [t for t in range(stored.scatter_tasks) if work.finished("scatter", t) is None]
     total = sum(stored.slices[t][2] - stored.slices[t][1] for t in todo)
-    with progress.task("Scattering rows", total=total, unit="rows") as advance, \
-            ThreadPoolExecutor(max(1, workers)) as pool:
-        list(pool.map(lambda t: scatter_one(stored, work, t, advance), todo))
+    with progress.task("Scattering rows", total=total, unit="rows") as advance:
+        run_parallel(lambda t: scatter_one(stored, work, t, advance), todo, workers)
     timings["scatter_seconds"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     todo = [j for j in range(stored.gather_tasks) if finished_shard(work, j) is None]
     total = sum(stored.shards[j][1] - stored.shards[j][0] for j in todo)
-    with progress.task("Writing shards", total=total, unit="rows") as advance, \
-            ThreadPoolExecutor(max(1, workers)) as pool:
-        list(pool.map(lambda j: gather_one(stored, work, j, advance), todo))
+    with progress.task("Writing shards", total=total, unit="rows") as advance:
+        run_parallel(lambda j: gather_one(stored, work, j, advance), todo, workers)
     timings["gather_seconds"] = time.perf_counter() - t0
     return [work.finished("gather", j) for j in range(stored.gather_tasks)]
 

@@ -290,3 +290,33 @@ def test_big_inputs_scatter_in_slices(tmp_path, config_file, mixed_inputs, monke
         assert parts[0][0] == 0 and all(a[1] == b[0] for a, b in zip(parts, parts[1:], strict=False))
     reorder(config_file, inputs, out, method="str", sets=[*sets, *OOC])
     assert snapshot(out) == snapshot(tmp_path / "mem")
+
+
+def test_a_full_disk_keeps_the_finished_tasks_and_the_same_command_resumes(tmp_path, config_file, mixed_inputs,
+                                                                           monkeypatch):
+    import errno
+
+    from reorder_cli import gather
+
+    sets = ["format=parquet", "shard_rows=150", "row_group_rows=40", *OOC, "workers=1"]
+    reorder(config_file, mixed_inputs, tmp_path / "clean", method="saw", sets=sets)
+    real_run, calls = gather.run, []
+
+    def full_on_the_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device", "00002.parquet.tmp")
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(gather, "run", full_on_the_third)
+    out = tmp_path / "out"
+    msg = one_line_error(reorder(config_file, mixed_inputs, out, method="saw", sets=sets, ok=False))
+    assert "No space left on device" in msg and "re-run the same command to resume" in msg, msg
+    done = sorted(p.name for p in (out / ".reorder" / "done").glob("gather-*.json"))
+    shards = len(shard_files(tmp_path / "clean"))
+    assert "gather-00002.json" not in done and 2 <= len(done) <= 3 < shards, (done, shards)  # the rest cancelled
+    monkeypatch.setattr(gather, "run", real_run)
+    reorder(config_file, mixed_inputs, out, method="saw", sets=sets)
+    assert run_log(out)["resumed"] is True
+    assert snapshot(out) == snapshot(tmp_path / "clean")
+    assert_clean(out)
