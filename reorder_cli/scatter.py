@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from . import faults
 from .errors import ReorderError
 from .shards import jsonl
+from .shards.writers import temporary
 from .stored_plan import StoredPlan
 from .workdir import WorkDir
 
@@ -69,7 +70,8 @@ def run(stored: StoredPlan, work: WorkDir, task: int, settings: dict,
     as_lines = entry["format"] == "jsonl" or out_format != "parquet"
     pieces = _jsonl_pieces(stored, file, first_row, end_row, read_bytes) if entry["format"] == "jsonl" \
         else _parquet_pieces(entry, first_row, end_row, read_bytes, as_lines)
-    final, tmp = data_path(work, task), data_path(work, task).with_suffix(".arrow.tmp")
+    final = data_path(work, task)
+    tmp = temporary(final)
     writer, buckets, schemas, rows = None, [], [], 0
     try:
         for first, table in pieces:
@@ -104,14 +106,15 @@ def run(stored: StoredPlan, work: WorkDir, task: int, settings: dict,
     if infer:
         merged = merge_schemas(schemas)
         _write_bytes(schema_path(work, task), merged.serialize().to_pybytes() if merged is not None else b"")
-    idx_tmp = work.scatter / f"{task:05d}.buckets.tmp.npy"
-    np.save(idx_tmp, np.asarray(buckets, dtype=np.int64))
+    idx_tmp = temporary(index_path(work, task))
+    with open(idx_tmp, "wb") as fh:
+        np.save(fh, np.asarray(buckets, dtype=np.int64))
     os.replace(idx_tmp, index_path(work, task))
     return {"rows": rows, "bytes": final.stat().st_size if writer is not None else 0}
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temporary(path)
     tmp.write_bytes(data)
     os.replace(tmp, path)
 

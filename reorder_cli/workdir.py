@@ -25,6 +25,7 @@ from . import __version__
 from .config import RunConfig
 from .errors import ReorderError
 from .shards.discover import InputFile
+from .shards.writers import temporary
 
 WORK_DIR = ".reorder"
 STATE = "state.json"
@@ -36,7 +37,7 @@ _OUTPUT_FIELDS = ("method", "params", "format", "compression_level", "shard_size
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temporary name, fsync, rename)."""
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temporary(path)
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=1, sort_keys=True)
         fh.flush()

@@ -1,10 +1,11 @@
-"""Output shard writers. Each writes to ``NAME.tmp`` and renames to ``NAME`` on success,
+"""Output shard writers. Each writes to a temporary name and renames to ``NAME`` on success,
 so a shard file either exists complete or not at all."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,6 +14,12 @@ import zstandard
 
 EXTENSIONS = {"parquet": ".parquet", "jsonl.zst": ".jsonl.zst", "jsonl": ".jsonl"}
 COMPRESSION = {"parquet": "zstd", "jsonl.zst": "zstd", "jsonl": None}
+
+
+def temporary(path: Path) -> Path:
+    """A temporary name beside ``path``, unique to this process and thread, so that two
+    processes running the same task (a retried cluster job) never write the same file."""
+    return path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
 
 
 def shard_name(index: int, fmt: str) -> str:
@@ -54,7 +61,7 @@ class ShardWriter:
 
     def __init__(self, path: Path, fmt: str, level: int, schema: pa.Schema | None = None):
         self.path, self.fmt = path, fmt
-        self.tmp = path.with_name(path.name + ".tmp")
+        self.tmp = temporary(path)
         if fmt == "parquet":
             self._pq = pq.ParquetWriter(self.tmp, schema, compression="zstd", compression_level=level)
         else:
