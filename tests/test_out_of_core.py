@@ -320,3 +320,25 @@ def test_a_full_disk_keeps_the_finished_tasks_and_the_same_command_resumes(tmp_p
     assert run_log(out)["resumed"] is True
     assert snapshot(out) == snapshot(tmp_path / "clean")
     assert_clean(out)
+
+
+def test_a_task_run_twice_at_once_is_harmless(tmp_path, config_file, mixed_inputs):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from reorder_cli import stored_plan, tasks
+    from reorder_cli.workdir import WorkDir
+
+    sets = ["format=jsonl", "shard_rows=200"]
+    reorder(config_file, mixed_inputs, tmp_path / "direct", method="saw", sets=sets)
+    out = tmp_path / "twice"
+    reorder(config_file, mixed_inputs, out, method="saw", sets=sets, extra=["--plan-only"])
+    work = WorkDir(out)
+    stored = stored_plan.load(work)
+    for phase, count, one in (("scatter", stored.scatter_tasks, tasks.scatter_one),
+                              ("gather", stored.gather_tasks, tasks.gather_one)):
+        with ThreadPoolExecutor(2) as pool:  # every task twice, the two copies side by side
+            list(pool.map(lambda i, one=one: one(stored, work, i // 2), range(2 * count)))
+        assert work.count_finished(phase) == count
+    reorder(config_file, mixed_inputs, out, method="saw", sets=sets)
+    assert snapshot(out) == snapshot(tmp_path / "direct")
+    assert_clean(out)
