@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from . import faults, scatter
 from .errors import ReorderError
-from .rewrite import conform_jsonl, to_arrow
+from .rewrite import cast_to, conform_jsonl, to_arrow
 from .shards import jsonl
 from .shards.writers import COMPRESSION, ShardWriter, shard_name
 from .stored_plan import StoredPlan
@@ -99,7 +99,7 @@ def _bucket(stored: StoredPlan, scattered: _Scattered, k: int, lo: int, hi: int,
             if entry["format"] == "jsonl":
                 table = _parse_lines(table.column(scatter.LINE), schema, stored.schema is not None)
             else:
-                table = _cast(table.drop_columns([scatter.POS]), schema)
+                table = cast_to(table.drop_columns([scatter.POS]), schema)
             table = table.append_column(scatter.POS, pos)
         parts.append(table)
     table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
@@ -112,13 +112,6 @@ def _bucket(stored: StoredPlan, scattered: _Scattered, k: int, lo: int, hi: int,
             f"({len(got)} rows); the working state is damaged: re-run with --restart"
         )
     return table.drop_columns([scatter.POS])
-
-
-def _cast(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    try:
-        return table.select(schema.names).cast(schema)
-    except (pa.ArrowException, KeyError) as exc:
-        raise ReorderError(f"rows do not fit the output Parquet schema: {exc}") from None
 
 
 def _parse_lines(lines: pa.ChunkedArray, schema: pa.Schema, conform: bool) -> pa.Table:

@@ -23,7 +23,7 @@ from .errors import ReorderError
 from .progress import Progress
 from .shards.discover import InputFile, discover
 from .stats import fmt_bytes
-from .workdir import WORK_DIR, WorkDir, identity, read_json
+from .workdir import WORK_DIR, WorkDir, identity
 
 RUN_LOG = "run_log.json"
 PUBLISHING = "publishing"
@@ -67,16 +67,9 @@ def _check_output(out: Path, files: list[InputFile], inputs: list[str], overwrit
         )
 
 
-def _resumable(work: WorkDir, ident: dict, restart: bool) -> tuple[bool, bool]:
-    """(same run's state is there, it had started publishing)."""
-    state = work.root / "state.json"
-    if restart or not state.exists():
-        return False, False
-    try:
-        same = read_json(state) == ident
-    except (OSError, ValueError):
-        same = False
-    return same, same and (work.root / PUBLISHING).exists()
+def _publishing(work: WorkDir, ident: dict, restart: bool) -> bool:
+    """Whether this same run had started publishing when it stopped."""
+    return not restart and (work.root / PUBLISHING).exists() and work.saved_identity() == ident
 
 
 def _check_disk(work: WorkDir, the_plan: plan.Plan, cfg: RunConfig, path: str) -> int:
@@ -120,8 +113,7 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
     out = cfg.output
     work = WorkDir(out)
     ident = identity(cfg, files)
-    _, publishing = _resumable(work, ident, restart)
-    _check_output(out, files, cfg.inputs, overwrite, publishing)
+    _check_output(out, files, cfg.inputs, overwrite, _publishing(work, ident, restart))
     created = not out.exists()
     resumed = work.open(ident, restart)
     notes: list[str] = []

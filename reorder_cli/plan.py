@@ -75,7 +75,8 @@ class SpilledSource:
         return self.folder / f"{name}-{self.index:05d}.npy"
 
 
-def _save(path: Path, array: np.ndarray) -> None:
+def save_npy(path: Path, array: np.ndarray) -> None:
+    """``np.save`` under a temporary name, then renamed."""
     tmp = path.with_name(path.name + ".tmp.npy")
     np.save(tmp, array)
     os.replace(tmp, path)
@@ -87,13 +88,12 @@ def spill(source, index: int, folder: Path) -> SpilledSource:
     keys = source.keys
     out = SpilledSource(source.inp if isinstance(source, parquet.ParquetSource) else None, index, folder,
                         source.rows, keys.invalid)
-    _save(out.path("scores"), keys.scores)
-    _save(out.path("sizes"), _row_sizes(source))
+    save_npy(out.path("scores"), keys.scores)
+    save_npy(out.path("sizes"), _row_sizes(source))
     if isinstance(source, parquet.ParquetSource):
         out.schema = keys.schema
     else:
-        records = np.stack([keys.line_offsets[keys.row_lines], keys.line_offsets[keys.row_lines + 1]], axis=1)
-        _save(out.path("records"), records.astype(np.int64))
+        save_npy(out.path("records"), keys.records())
         out.data_path, out.unterminated = Path(keys.data_path), source.unterminated_row() is not None
     return out
 

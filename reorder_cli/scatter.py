@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from . import faults
 from .errors import ReorderError
 from .shards import jsonl
-from .shards.writers import temporary
+from .shards.writers import temporary, write_bytes_atomic
 from .stored_plan import StoredPlan
 from .workdir import WorkDir
 
@@ -105,18 +105,12 @@ def run(stored: StoredPlan, work: WorkDir, task: int, settings: dict,
         os.replace(tmp, final)
     if infer:
         merged = merge_schemas(schemas)
-        _write_bytes(schema_path(work, task), merged.serialize().to_pybytes() if merged is not None else b"")
+        write_bytes_atomic(schema_path(work, task), merged.serialize().to_pybytes() if merged is not None else b"")
     idx_tmp = temporary(index_path(work, task))
     with open(idx_tmp, "wb") as fh:
         np.save(fh, np.asarray(buckets, dtype=np.int64))
     os.replace(idx_tmp, index_path(work, task))
     return {"rows": rows, "bytes": final.stat().st_size if writer is not None else 0}
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = temporary(path)
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------ reading an input in pieces

@@ -30,9 +30,10 @@ import pyarrow as pa
 
 from .config import RunConfig
 from .keyfiles import DiskArray, NpyWriter, append
-from .plan import CHUNK_ROWS, Plan, SpilledSource, layout, layout_between
+from .plan import CHUNK_ROWS, Plan, SpilledSource, layout, layout_between, save_npy
 from .shards import jsonl, parquet
 from .shards.discover import InputFile
+from .shards.writers import write_bytes_atomic
 from .workdir import WorkDir, read_json, write_json
 
 LINE_BATCH_BYTES = 4 << 20
@@ -132,9 +133,7 @@ class StoredPlan:
 def _save(folder: Path, name: str, array: np.ndarray) -> None:
     """``folder/NAME.npy``; an array already on disk (an out-of-core plan's) is written a chunk at a time."""
     if not isinstance(array, DiskArray):
-        tmp = folder / f"{name}.tmp.npy"
-        np.save(tmp, array)
-        os.replace(tmp, folder / f"{name}.npy")
+        save_npy(folder / f"{name}.npy", array)
         return
     writer = NpyWriter(folder / f"{name}.npy", array.dtype, len(array))
     for chunk in array.chunks(CHUNK_ROWS):
@@ -198,8 +197,8 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
                 cuts = _cuts(np.load(source.path("sizes"), mmap_mode="r"), _group_starts(inp))
         elif isinstance(source, jsonl.JsonlSource):
             k = source.keys
-            records = np.stack([k.line_offsets[k.row_lines], k.line_offsets[k.row_lines + 1]], axis=1)
-            _save(folder, f"records-{i:05d}", records.astype(np.int64))
+            records = k.records()
+            _save(folder, f"records-{i:05d}", records)
             entry.update(data_path=str(k.data_path), unterminated=source.unterminated_row() is not None)
             cuts = _cuts(np.diff(records, axis=1).ravel(), np.arange(source.rows + 1))
         else:
@@ -207,9 +206,7 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
         files.append(entry)
         slices += [[i, int(a), int(b)] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
     if schema is not None:
-        tmp = folder / "schema.arrow.tmp"
-        tmp.write_bytes(schema.serialize().to_pybytes())
-        os.replace(tmp, folder / "schema.arrow")
+        write_bytes_atomic(folder / "schema.arrow", schema.serialize().to_pybytes())
 
     batches, buckets = [], []
     ends_file = folder / "plan-ends.npy"  # the running total of sizes, when the keys went out of core

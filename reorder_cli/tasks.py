@@ -71,12 +71,17 @@ def run_all(stored: StoredPlan, work: WorkDir, workers: int, progress: Progress,
     return [work.finished("gather", j) for j in range(stored.gather_tasks)]
 
 
-def run_one(output: Path, phase: str, index: int) -> dict:
-    """Run one task of the planned run in ``output`` (``reorder task``)."""
+def _planned(output: Path) -> tuple[WorkDir, StoredPlan]:
     work = WorkDir(Path(output))
     stored = stored_plan.load(work)
     if stored is None:
         raise ReorderError(f"{output}: no stored plan in {work.root}; run `reorder run --plan-only` first")
+    return work, stored
+
+
+def run_one(output: Path, phase: str, index: int) -> dict:
+    """Run one task of the planned run in ``output`` (``reorder task``)."""
+    work, stored = _planned(output)
     if phase not in PHASES:
         raise ReorderError(f"unknown phase {phase!r}; choose scatter or gather")
     count = stored.scatter_tasks if phase == "scatter" else stored.gather_tasks
@@ -91,9 +96,6 @@ def run_one(output: Path, phase: str, index: int) -> dict:
 
 def status(output: Path) -> dict:
     """Tasks of the planned run in ``output`` and how many have finished."""
-    work = WorkDir(Path(output))
-    stored = stored_plan.load(work)
-    if stored is None:
-        raise ReorderError(f"{output}: no stored plan in {work.root}; run `reorder run --plan-only` first")
+    work, stored = _planned(output)
     return {phase: {"tasks": stored.scatter_tasks if phase == "scatter" else stored.gather_tasks,
                     "finished": work.count_finished(phase)} for phase in PHASES}

@@ -109,35 +109,33 @@ class WorkDir:
     def done(self) -> Path:
         return self.root / "done"
 
-    def spill(self, index: int) -> Path:
-        return self.root / f"input-{index:05d}.jsonl"
-
     def open(self, ident: dict[str, Any], restart: bool = False) -> bool:
         """Claim the folder for the run ``ident``; True when there is earlier work to resume.
 
         A folder left by a run with another identity is refused (or, with ``restart``,
         cleared). One without ``state.json`` was killed before it started: it is cleared.
         """
-        state = self.root / STATE
-        if state.exists() and not restart:
-            try:
-                old = read_json(state)
-            except (OSError, ValueError):
-                old = None
-            if old == ident:
-                return True
-            if old is not None:
-                why = differences(old, ident) or ["the saved state is unreadable"]
-                raise ReorderError(
-                    f"{self.root}: holds an unfinished run with another config or inputs ({'; '.join(why[:4])}); "
-                    "re-run with the same config to resume, or pass --restart to discard it"
-                )
+        old = None if restart else self.saved_identity()
+        if old == ident:
+            return True
+        if old is not None:
+            why = differences(old, ident) or ["its saved state differs"]
+            raise ReorderError(
+                f"{self.root}: holds an unfinished run with another config or inputs ({'; '.join(why[:4])}); "
+                "re-run with the same config to resume, or pass --restart to discard it"
+            )
         if self.root.exists():
             shutil.rmtree(self.root)
-        for folder in (self.root, self.done, self.shards):
-            folder.mkdir(parents=True, exist_ok=True)
-        write_json(state, ident)
+        self.ensure()
+        write_json(self.root / STATE, ident)
         return False
+
+    def saved_identity(self) -> dict[str, Any] | None:
+        """The identity in ``state.json`` (None when there is none or it is unreadable)."""
+        try:
+            return read_json(self.root / STATE)
+        except (OSError, ValueError):
+            return None
 
     def ensure(self) -> None:
         for folder in (self.root, self.done, self.shards):

@@ -43,6 +43,10 @@ class JsonlKeys:
     def rows(self) -> int:
         return len(self.row_lines)
 
+    def records(self) -> np.ndarray:
+        """(rows, 2) int64: the [start, end) bytes of every record, newline included."""
+        return np.stack([self.line_offsets[self.row_lines], self.line_offsets[self.row_lines + 1]], axis=1)
+
     def row_sizes(self) -> np.ndarray:
         """Uncompressed bytes of each record, newline included."""
         return (self.line_offsets[self.row_lines + 1] - self.line_offsets[self.row_lines]).astype(np.int64)

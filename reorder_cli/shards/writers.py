@@ -22,6 +22,13 @@ def temporary(path: Path) -> Path:
     return path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
 
 
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """``path`` holds ``data`` in full or does not change."""
+    tmp = temporary(path)
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 def shard_name(index: int, fmt: str) -> str:
     return f"{index:05d}{EXTENSIONS[fmt]}"
 
