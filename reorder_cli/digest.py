@@ -25,9 +25,9 @@ import pyarrow.parquet as pq
 
 from .errors import ReorderError
 from .rowhash import RowMultiset
-from .shards import jsonl
+from .shards import json_rows, jsonl, parquet
 from .shards.discover import InputFile
-from .shards.scores import python_score, strings_to_float
+from .shards.scores import check_score_type, python_score, strings_to_float
 from .shards.writers import file_sha256
 
 BLOCK = 8 << 20
@@ -133,11 +133,15 @@ def _line_blocks(stream) -> Iterator[tuple[memoryview, bool]]:
 class _Records:
     lines: pa.LargeBinaryArray  # the records, each ending with '\n'
     scores: np.ndarray  # float64, NaN where invalid
+    line_numbers: np.ndarray  # 1-based line of each record in its file
     lines_read: int  # lines of the block, blank ones included
     unterminated: bool  # the block's last record had no '\n' (one was added)
 
 
-def _records(data, at_end: bool, score_field: str, inp: InputFile, lines_before: int) -> _Records:
+def _records(data, at_end: bool, score_field: str, inp: InputFile, lines_before: int, skip_bom: bool) -> _Records:
+    """The records of a block. ``skip_bom``: the block starts an input file, whose leading
+    byte-order mark is not part of its first record (as in the keys pass); an output shard
+    has none, so there it is an error like any other."""
     arr = np.frombuffer(data, dtype=np.uint8)
     ends = np.flatnonzero(arr == 10) + 1
     unterminated = bool(at_end and (len(ends) == 0 or ends[-1] != len(data)))
@@ -145,9 +149,11 @@ def _records(data, at_end: bool, score_field: str, inp: InputFile, lines_before:
         data = bytes(data) + b"\n"
         ends = np.append(ends, len(data))
     local = np.concatenate([[0], ends]).astype(np.int64)
+    if skip_bom:
+        jsonl.skip_bom(data, local)
     keep, scores, _ = jsonl._block_scores(data, local, jsonl.json_path(score_field), score_field, inp, lines_before)
     lines = jsonl._lines_array(data, local).filter(pa.array(keep))
-    return _Records(lines, scores, len(ends), unterminated and bool(keep[-1]))
+    return _Records(lines, scores, np.flatnonzero(keep) + lines_before + 1, len(ends), unterminated and bool(keep[-1]))
 
 
 def batch_scores(batch: pa.RecordBatch, score_field: str) -> np.ndarray:
@@ -159,6 +165,10 @@ def batch_scores(batch: pa.RecordBatch, score_field: str) -> np.ndarray:
     for part in parts[1:]:
         column = pc.struct_field(column, part)
     series = pl.Series(column)
+    try:
+        check_score_type(series.dtype, "the shard", score_field)
+    except ValueError as exc:
+        raise KeyError(str(exc).removeprefix("the shard: ")) from None
     if series.dtype == pl.Boolean or series.dtype.is_numeric():
         scores = series.cast(pl.Float64).to_numpy().astype(np.float64, copy=True)
         scores[~np.isfinite(scores)] = np.nan
@@ -199,7 +209,7 @@ def _jsonl_shard(path: Path, fmt: str, score_field: str, with_rows: bool) -> Sha
     try:
         stream = pa.input_stream(reader, compression="zstd") if fmt == "jsonl.zst" else reader
         for data, at_end in _line_blocks(stream):
-            rec = _records(data, at_end, score_field, inp, lines)
+            rec = _records(data, at_end, score_field, inp, lines, skip_bom=False)
             rows += len(rec.lines)
             lines += rec.lines_read
             unterminated |= rec.unterminated
@@ -225,6 +235,7 @@ def _parquet_shard(path: Path, score_field: str, with_rows: bool) -> ShardDigest
         with pq.ParquetFile(path) as pf:
             digest.meta_rows, digest.schema = pf.metadata.num_rows, pf.schema_arrow
             for batch in pf.iter_batches(batch_size=_batch_rows(pf.metadata)):
+                parquet.validate_batch(batch, path, rows)
                 rows += batch.num_rows
                 digest.scores.add(batch_scores(batch, score_field))
                 if multiset is not None:
@@ -232,6 +243,8 @@ def _parquet_shard(path: Path, score_field: str, with_rows: bool) -> ShardDigest
         digest.rows, digest.multiset = rows, multiset
     except KeyError as exc:
         digest.error = str(exc.args[0])
+    except ReorderError as exc:
+        digest.error = str(exc).removeprefix(f"{path}: ")
     except (OSError, pa.ArrowException, pl.exceptions.PolarsError) as exc:
         digest.error = f"not a readable Parquet file: {_first_line(exc)}"
     return digest
@@ -240,11 +253,12 @@ def _parquet_shard(path: Path, score_field: str, with_rows: bool) -> ShardDigest
 # ------------------------------------------------------------------ inputs
 
 
-def input_file(inp: InputFile, score_field: str, drop_invalid: bool, schema: pl.Schema | None) -> InputDigest:
+def input_file(inp: InputFile, score_field: str, drop_invalid: bool, schema: pa.Schema | None) -> InputDigest:
     """Records, invalid scores and the multiset of the rows a run writes from one input.
 
     ``schema`` None hashes rows as JSONL records (a Parquet row as Polars serialises it);
-    a schema hashes row values in it (JSONL records are parsed with it).
+    a schema (the output's Arrow schema) hashes row values in it (JSONL records are
+    converted to it by the rules of the run, ``json_rows``).
     Unreadable input raises ``ReorderError``.
     """
     if inp.format == "parquet":
@@ -252,33 +266,30 @@ def input_file(inp: InputFile, score_field: str, drop_invalid: bool, schema: pl.
     return _jsonl_input(inp, score_field, drop_invalid, schema)
 
 
-def _jsonl_input(inp: InputFile, score_field: str, drop_invalid: bool, schema: pl.Schema | None) -> InputDigest:
+def _jsonl_input(inp: InputFile, score_field: str, drop_invalid: bool, schema: pa.Schema | None) -> InputDigest:
     out = InputDigest()
     lines = 0
     try:
         stream = pa.input_stream(str(inp.path), compression=inp.compression)
         with stream:
             for data, at_end in _line_blocks(stream):
-                rec = _records(data, at_end, score_field, inp, lines)
+                rec = _records(data, at_end, score_field, inp, lines, skip_bom=lines == 0)
                 lines += rec.lines_read
                 invalid = np.isnan(rec.scores)
                 out.rows += len(rec.lines)
                 out.invalid += int(invalid.sum())
-                kept = rec.lines.filter(pa.array(~invalid)) if drop_invalid and invalid.any() else rec.lines
+                kept, numbers = rec.lines, rec.line_numbers
+                if drop_invalid and invalid.any():
+                    kept, numbers = kept.filter(pa.array(~invalid)), numbers[~invalid]
                 if schema is None:
                     out.multiset.add_lines(kept)
                 elif len(kept):
-                    out.multiset.add_frame(_parse(kept, schema, inp))
+                    table = json_rows.to_table(jsonl.lines_to_bytes(kept), schema,
+                                               lambda i, n=numbers: f"{inp.path}: line {int(n[i])}")
+                    out.multiset.add_frame(pl.from_arrow(table))
     except (OSError, pa.ArrowException) as exc:
         raise ReorderError(f"{inp.path}: cannot read: {_first_line(exc)}") from None
     return out
-
-
-def _parse(lines: pa.LargeBinaryArray, schema: pl.Schema, inp: InputFile) -> pl.DataFrame:
-    try:
-        return pl.read_ndjson(io.BytesIO(jsonl.lines_to_bytes(lines)), schema=schema)
-    except pl.exceptions.PolarsError as exc:
-        raise ReorderError(f"{inp.path}: records do not fit the output's schema: {_first_line(exc)}") from None
 
 
 def _ndjson_lines(frame: pl.DataFrame) -> pa.LargeBinaryArray:
@@ -288,11 +299,13 @@ def _ndjson_lines(frame: pl.DataFrame) -> pa.LargeBinaryArray:
     return jsonl.split_lines(buf.getbuffer())
 
 
-def _parquet_input(inp: InputFile, score_field: str, drop_invalid: bool, schema: pl.Schema | None) -> InputDigest:
+def _parquet_input(inp: InputFile, score_field: str, drop_invalid: bool, schema: pa.Schema | None) -> InputDigest:
     out = InputDigest()
+    columns = None if schema is None else pl.from_arrow(schema.empty_table()).schema
     try:
         with pq.ParquetFile(inp.path) as pf:
             for batch in pf.iter_batches(batch_size=_batch_rows(pf.metadata)):
+                parquet.validate_batch(batch, inp.path, out.rows)
                 invalid = np.isnan(batch_scores(batch, score_field))
                 frame = pl.from_arrow(batch)
                 out.rows += frame.height
@@ -302,7 +315,7 @@ def _parquet_input(inp: InputFile, score_field: str, drop_invalid: bool, schema:
                 if schema is None:
                     out.multiset.add_lines(_ndjson_lines(frame))
                 else:
-                    out.multiset.add_frame(frame.select(list(schema)).cast(dict(schema)))
+                    out.multiset.add_frame(frame.select(list(columns)).cast(dict(columns)))
     except KeyError as exc:
         raise ReorderError(f"{inp.path}: {exc.args[0]}") from None
     except pl.exceptions.ColumnNotFoundError as exc:

@@ -8,19 +8,17 @@ the in-memory path, so both paths give the same bytes. Memory: about two buckets
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from functools import cached_property
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import faults, scatter
 from .errors import ReorderError
-from .rewrite import cast_to, conform_jsonl, to_arrow
-from .shards import jsonl
+from .rewrite import cast_to
+from .shards import json_rows, jsonl
 from .shards.writers import COMPRESSION, ShardWriter, shard_name
 from .stored_plan import StoredPlan
 from .workdir import WorkDir
@@ -97,7 +95,7 @@ def _bucket(stored: StoredPlan, scattered: _Scattered, k: int, lo: int, hi: int,
         if fmt == "parquet":
             pos = table.column(scatter.POS)
             if entry["format"] == "jsonl":
-                table = _parse_lines(table.column(scatter.LINE), schema, stored.schema is not None)
+                table = _parse_lines(stored, t, table.column(scatter.LINE), pos, schema)
             else:
                 table = cast_to(table.drop_columns([scatter.POS]), schema)
             table = table.append_column(scatter.POS, pos)
@@ -114,13 +112,13 @@ def _bucket(stored: StoredPlan, scattered: _Scattered, k: int, lo: int, hi: int,
     return table.drop_columns([scatter.POS])
 
 
-def _parse_lines(lines: pa.ChunkedArray, schema: pa.Schema, conform: bool) -> pa.Table:
-    data = bytes(jsonl.lines_to_bytes(lines.combine_chunks()))
-    try:
-        if conform:  # Parquet inputs define the schema: parse, then cast (as the in-memory path does)
-            frame = conform_jsonl(pl.read_ndjson(io.BytesIO(data), infer_schema_length=None), schema)
-        else:
-            frame = pl.read_ndjson(io.BytesIO(data), schema=pl.from_arrow(schema.empty_table()).schema)
-    except pl.exceptions.PolarsError as exc:
-        raise ReorderError(f"cannot convert the JSONL records to Parquet: {str(exc).splitlines()[0]}") from None
-    return to_arrow(frame, schema)
+def _parse_lines(stored: StoredPlan, task: int, lines: pa.ChunkedArray, pos: pa.ChunkedArray,
+                 schema: pa.Schema) -> pa.Table:
+    """Scattered JSONL records as rows of the output schema (``json_rows``: exactly, or an error)."""
+    file, first_row, _ = stored.slices[task]
+
+    def where(i: int) -> str:  # the error path: output position -> record -> line
+        row = int(np.flatnonzero(stored.positions_of(task) == pos[i].as_py())[0])
+        return scatter.line_of(stored, file, first_row + row)
+
+    return json_rows.to_table(jsonl.lines_to_bytes(lines.combine_chunks()), schema, where).combine_chunks()

@@ -4,15 +4,13 @@ Only the rows that will be written (the plan's rows; dropped rows never count) a
 read, so a dropped row can neither break the conversion nor shape the schema.
 
 - Parquet inputs keep their own Arrow schema (they must all share it).
-- JSONL records are parsed by Polars, all files at once, so the inferred schema covers
-  every record (an int in one file and a float in another gives a float; a field
-  missing somewhere is null there).
+- JSONL records are converted by ``shards.json_rows``, all files at once, so the
+  inferred schema covers every record; every value must fit its column exactly.
 - Mixed inputs use the Parquet schema; a JSONL field it lacks is an error.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +19,7 @@ import pyarrow as pa
 
 from .errors import ReorderError
 from .plan import Plan
-from .shards import jsonl, parquet
+from .shards import json_rows, jsonl, parquet
 
 
 @dataclass
@@ -43,28 +41,27 @@ def build(plan: Plan) -> OutputTable:
     ]
     is_pq = [isinstance(s, parquet.ParquetSource) for s in plan.sources]
     arrow_schema = _parquet_schema([s for s, p in zip(plan.sources, is_pq, strict=True) if p])
-    js = [(s, rows) for s, rows, p in zip(plan.sources, local_kept, is_pq, strict=True) if not p]
-    js_frame = _parse_jsonl(js) if js else None
+    js = [(s, rows, f.path) for s, rows, p, f in zip(plan.sources, local_kept, is_pq, plan.files, strict=True)
+          if not p]
+    js_frame, js_schema = _parse_jsonl(js, arrow_schema) if js else (None, None)
 
     if all(is_pq):  # one read: Polars reads the files in parallel
-        frame = _read_parquet([s.inp.path for s in plan.sources])
+        frame = _read_parquet([s.inp for s in plan.sources])
         frame = frame if kept.all() else frame.filter(pl.Series(kept))
     elif arrow_schema is None:  # JSONL inputs only
-        frame = js_frame
-        arrow_schema = frame.head(0).to_arrow().schema
+        frame, arrow_schema = js_frame, js_schema
     else:
-        pl_schema = pl.from_arrow(arrow_schema.empty_table()).schema
-        if js_frame is not None:
-            js_frame = conform(js_frame, pl_schema)
         frame = _assemble(plan, is_pq, local_kept, js, js_frame)
     index = None if kept.all() else (np.cumsum(kept) - 1).astype(np.int64)
     return OutputTable(frame, arrow_schema, index)
 
 
-def _read_parquet(paths: list) -> pl.DataFrame:
+def _read_parquet(inputs: list) -> pl.DataFrame:
     try:
-        return pl.read_parquet(paths)
+        return pl.read_parquet([inp.path for inp in inputs])
     except (OSError, pl.exceptions.PolarsError) as exc:
+        for inp in inputs:  # the error path: name the file (and the row) at fault
+            parquet.check_readable(inp)
         raise ReorderError(f"cannot read the Parquet inputs: {str(exc).splitlines()[0]}") from None
 
 
@@ -73,47 +70,81 @@ def _parquet_schema(sources: list[parquet.ParquetSource]) -> pa.Schema | None:
 
 
 def check_same_schema(schemas: list[tuple]) -> pa.Schema | None:
-    """The one schema (without metadata) that every (path, schema) shares; None for none."""
+    """The one schema (without metadata) that every (path, schema) shares; None for none.
+
+    Fields must have the same names, order and types; they may differ in nullability
+    alone, and a field nullable in any input is nullable in the output.
+    """
     if not schemas:
         return None
     first_path, first = schemas[0]
     schema = first.remove_metadata()
     for path, other in schemas[1:]:
-        if not other.remove_metadata().equals(schema):
-            raise ReorderError(f"{path}: schema differs from {first_path}; Parquet inputs must share one schema")
+        other = other.remove_metadata()
+        if other.names != schema.names:
+            raise ReorderError(
+                f"{path}: columns {', '.join(other.names)} differ from {first_path}'s "
+                f"({', '.join(schema.names)}); Parquet inputs must share one schema"
+            )
+        fields = []
+        for mine, theirs in zip(schema, other, strict=True):
+            merged = _merge_nullable(mine.type, theirs.type)
+            if merged is None:
+                raise ReorderError(
+                    f"{path}: column '{mine.name}' is {theirs.type}, but {mine.type} in {first_path}; "
+                    "Parquet inputs must share one schema (cast one of them)"
+                )
+            fields.append(pa.field(mine.name, merged, mine.nullable or theirs.nullable))
+        schema = pa.schema(fields)
     return schema
 
 
-def _parse_jsonl(sources: list[tuple[jsonl.JsonlSource, np.ndarray]]) -> pl.DataFrame:
-    pieces = []
-    for source, rows in sources:
+def _merge_nullable(a: pa.DataType, b: pa.DataType) -> pa.DataType | None:
+    """``a`` and ``b`` made one type when they differ at most in their fields' nullability."""
+    if a.equals(b):
+        return a
+    if pa.types.is_struct(a) and pa.types.is_struct(b) and [f.name for f in a] == [f.name for f in b]:
+        fields = []
+        for fa, fb in zip(a, b, strict=True):
+            t = _merge_nullable(fa.type, fb.type)
+            if t is None:
+                return None
+            fields.append(pa.field(fa.name, t, fa.nullable or fb.nullable))
+        return pa.struct(fields)
+    for is_list, make in ((pa.types.is_list, pa.list_), (pa.types.is_large_list, pa.large_list)):
+        if is_list(a) and is_list(b):
+            t = _merge_nullable(a.value_type, b.value_type)
+            if t is None:
+                return None
+            return make(pa.field(a.value_field.name, t, a.value_field.nullable or b.value_field.nullable))
+    return None
+
+
+def _parse_jsonl(sources: list[tuple[jsonl.JsonlSource, np.ndarray, object]],
+                 schema: pa.Schema | None) -> tuple[pl.DataFrame, pa.Schema]:
+    """The kept records of every JSONL source as rows of ``schema`` (None: the inferred one)."""
+    pieces, files, lines = [], [], []
+    for source, rows, _ in sources:
         if not len(rows):
             continue
         pieces.append(bytes(jsonl.lines_to_bytes(source.take_lines(rows))))
         source.release()
         if source.unterminated_row() is not None and rows[-1] == source.rows - 1:
             pieces.append(b"\n")  # the file's last line has no newline; rows are in file order
-    try:
-        return pl.read_ndjson(io.BytesIO(b"".join(pieces)), infer_schema_length=None)
-    except pl.exceptions.PolarsError as exc:
-        raise ReorderError(f"cannot convert the JSONL records to Parquet: {str(exc).splitlines()[0]}") from None
+        files.append(np.full(len(rows), len(files), dtype=np.int64))
+        lines.append(source.keys.row_lines[rows] + 1)
+    named = [path for _, rows, path in sources if len(rows)]
+    at_file = np.concatenate(files) if files else np.zeros(0, dtype=np.int64)
+    at_line = np.concatenate(lines) if lines else np.zeros(0, dtype=np.int64)
 
+    def where(i: int) -> str:
+        return f"{named[int(at_file[i])]}: line {int(at_line[i])}"
 
-def conform(frame: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
-    extra = [name for name in frame.columns if name not in schema]
-    if extra:
-        raise ReorderError(
-            f"JSONL inputs have field '{extra[0]}' that the Parquet inputs' schema lacks; "
-            "a Parquet output cannot hold it"
-        )
-    try:
-        return frame.select(
-            pl.col(name).cast(dtype) if name in frame.columns else pl.lit(None, dtype=dtype).alias(name)
-            for name, dtype in schema.items()
-        )
-    except pl.exceptions.PolarsError as exc:
-        first_line = str(exc).splitlines()[0]
-        raise ReorderError(f"JSONL records do not fit the Parquet inputs' schema: {first_line}") from None
+    data = b"".join(pieces)
+    schema = schema if schema is not None else json_rows.infer_schema(data, where)
+    if schema is None:  # no record at all
+        return pl.DataFrame(), pa.schema([])
+    return pl.from_arrow(json_rows.to_table(data, schema, where)), schema
 
 
 def _assemble(plan: Plan, is_pq: list[bool], local_kept: list[np.ndarray], js, js_frame) -> pl.DataFrame:

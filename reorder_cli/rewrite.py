@@ -139,8 +139,3 @@ def cast_to(table: pa.Table, schema: pa.Schema) -> pa.Table:
         return table.select(schema.names).cast(schema)
     except (pa.ArrowException, KeyError) as exc:
         raise ReorderError(f"rows do not fit the output Parquet schema: {exc}") from None
-
-
-def conform_jsonl(frame: pl.DataFrame, schema: pa.Schema) -> pl.DataFrame:
-    """JSONL records parsed by Polars, cast to the Parquet inputs' schema."""
-    return parquet_output.conform(frame, pl.from_arrow(schema.empty_table()).schema)

@@ -16,7 +16,6 @@ a temporary name and renamed; the task's marker is written by the caller, last.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ import pyarrow.parquet as pq
 
 from . import faults
 from .errors import ReorderError
-from .shards import jsonl
+from .shards import json_rows, jsonl, parquet
 from .shards.writers import temporary, write_bytes_atomic
 from .stored_plan import StoredPlan
 from .workdir import WorkDir
@@ -84,7 +83,8 @@ def run(stored: StoredPlan, work: WorkDir, task: int, settings: dict,
             pos = pos[by_pos]
             table = table.take(pa.array(by_pos)).combine_chunks()
             if infer:
-                schemas.append(_infer(table.column(LINE).chunk(0)))
+                at = first_row + first + by_pos
+                schemas.append(_infer(table.column(LINE).chunk(0), lambda i, at=at: line_of(stored, file, int(at[i]))))
             batch = table.append_column(POS, pa.array(pos)).to_batches()[0]
             bucket = np.searchsorted(starts, pos, side="right") - 1
             cuts = np.concatenate([[0], np.flatnonzero(np.diff(bucket)) + 1, [len(pos)]])
@@ -129,6 +129,7 @@ def _parquet_pieces(entry: dict, first_row: int, end_row: int, read_bytes: int,
         rows_per_piece = min(MAX_PIECE_ROWS, max(1, int(read_bytes // max(1, total // max(1, meta.num_rows)))))
         first = 0
         for batch in pf.iter_batches(batch_size=rows_per_piece, row_groups=groups, use_threads=False):
+            parquet.validate_batch(batch, path, first_row + first)
             table = pa.Table.from_batches([batch])
             if as_lines:
                 text = pl.from_arrow(table).write_ndjson().encode("utf-8")
@@ -179,12 +180,24 @@ def _records_array(data: bytes, rec: np.ndarray) -> pa.LargeBinaryArray:
 # ------------------------------------------------------------------ schemas of JSONL records
 
 
-def _infer(lines: pa.LargeBinaryArray) -> pa.Schema:
-    data = jsonl.lines_to_bytes(lines)
-    try:
-        return pl.read_ndjson(io.BytesIO(bytes(data)), infer_schema_length=None).head(0).to_arrow().schema
-    except pl.exceptions.PolarsError as exc:
-        raise ReorderError(f"cannot convert the JSONL records to Parquet: {str(exc).splitlines()[0]}") from None
+def line_of(stored: StoredPlan, file: int, record: int) -> str:
+    """"path: line N" of record ``record`` of JSONL input ``file`` (the error path only: the
+    newlines before the record are counted, a block at a time)."""
+    entry = stored.files[file]
+    start = int(np.load(stored.folder / f"records-{file:05d}.npy", mmap_mode="r")[record, 0])
+    newlines, done = 0, 0
+    with open(entry["data_path"], "rb") as fh:
+        while done < start:
+            block = fh.read(min(8 << 20, start - done))
+            if not block:
+                break
+            newlines += block.count(b"\n")
+            done += len(block)
+    return f"{entry['path']}: line {newlines + 1}"
+
+
+def _infer(lines: pa.LargeBinaryArray, where: Callable[[int], str]) -> pa.Schema | None:
+    return json_rows.infer_schema(jsonl.lines_to_bytes(lines), where)
 
 
 def merge_schemas(schemas: list[pa.Schema | None]) -> pa.Schema | None:
@@ -192,7 +205,11 @@ def merge_schemas(schemas: list[pa.Schema | None]) -> pa.Schema | None:
     frames = [pl.from_arrow(s.empty_table()) for s in schemas if s is not None]
     if not frames:
         return None
-    return pl.concat(frames, how="diagonal_relaxed").head(0).to_arrow().schema
+    try:
+        return pl.concat(frames, how="diagonal_relaxed").head(0).to_arrow().schema
+    except pl.exceptions.PolarsError as exc:  # e.g. a field that is a number in one file and an object in another
+        raise ReorderError(f"the JSONL inputs' fields have types that conflict between files: "
+                           f"{str(exc).splitlines()[0]}") from None
 
 
 def read_schema(path: Path) -> pa.Schema | None:

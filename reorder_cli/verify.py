@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 from . import digest, manifest
 from .errors import ReorderError
 from .progress import Progress
@@ -294,7 +292,7 @@ def _check_permutation(report: Report, doc, folder: Path, fmt: str, files: list[
         if arrow is None:
             report.problems.append(Problem("output", "not a permutation", "no readable shard to compare rows with"))
             return
-        schema = pl.from_arrow(arrow.empty_table()).schema
+        schema = arrow
     inv = doc.get("invalid_scores") or {}
     score_field = doc.get("score_field") or "score"
     drop = inv.get("policy") == "drop"

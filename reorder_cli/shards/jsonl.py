@@ -26,6 +26,17 @@ from .scores import lookup, python_score, strings_to_float
 
 BLOCK = 8 << 20
 _WS = np.frombuffer(b" \t\r\n\x0b\x0c", dtype=np.uint8)
+BOM = b"\xef\xbb\xbf"
+
+
+def skip_bom(data, local: np.ndarray) -> bool:
+    """A UTF-8 byte-order mark that starts the file is not part of the first record: make the
+    first line start after it (``local``: the block's line offsets, its first block). True if
+    there was one."""
+    if bytes(data[:3]) == BOM:
+        local[0] = 3
+        return True
+    return False
 
 
 @dataclass
@@ -134,6 +145,8 @@ def scan(
         if at_end and (len(ends) == 0 or ends[-1] != len(data)):
             ends = np.append(ends, len(data))  # a final line without '\n'
         local = np.concatenate([[0], ends]).astype(np.int64)
+        if base == 0 and skip_bom(data, local):
+            offsets[0] = local[:1].copy()
         keep, block_scores, bad = _block_scores(data, local, path, score_field, inp, lines_before)
         rows = np.flatnonzero(keep)
         for i in np.flatnonzero(np.isnan(block_scores)):  # only invalid rows reach Python
@@ -170,6 +183,7 @@ def _block_scores(
     """(is-record mask over lines, scores of the records, descriptions of invalid ones)."""
     arr = np.frombuffer(data, dtype=np.uint8)
     starts, lengths = local[:-1], np.diff(local)
+    _refuse_bom(arr, starts, inp, lines_before)
     keep = np.ones(len(starts), dtype=bool)
     maybe_blank = np.flatnonzero((lengths <= 1) | np.isin(arr[np.minimum(starts, len(arr) - 1)], _WS))
     for i in maybe_blank:  # rare: lines that are empty or start with whitespace
@@ -191,10 +205,23 @@ def _block_scores(
             raise ReorderError(
                 f"{inp.path}: line {lines_before + li + 1}: malformed JSON: {exc.args[0].split(':')[0]}"
             ) from None
+        if not isinstance(record, dict):
+            raise ReorderError(f"{inp.path}: line {lines_before + li + 1}: not a JSON object (a record is one "
+                               "object a line)")
         scores[i], why = python_score(lookup(record, score_field))
         if why is not None:
             bad[int(i)] = why
     return keep, scores, bad
+
+
+def _refuse_bom(arr: np.ndarray, starts: np.ndarray, inp: InputFile, lines_before: int) -> None:
+    """A byte-order mark anywhere but at the very start of the file is an error."""
+    s = starts[starts + 3 <= len(arr)]
+    hit = np.flatnonzero((arr[s] == 0xEF) & (arr[s + 1] == 0xBB) & (arr[s + 2] == 0xBF))
+    if len(hit):
+        line = lines_before + int(np.searchsorted(starts, s[hit[0]])) + 1
+        raise ReorderError(f"{inp.path}: line {line}: starts with a UTF-8 byte-order mark; only the first line of a "
+                           "file may (remove it: it is not part of the record)")
 
 
 def _raise_bad_utf8(data: bytes, local: np.ndarray, keep: np.ndarray, inp: InputFile, lines_before: int) -> None:

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from ..errors import ReorderError
 from .discover import InputFile
 from .jsonl import split_lines
-from .scores import python_score, strings_to_float
+from .scores import check_score_type, python_score, strings_to_float
 
 
 @dataclass
@@ -44,6 +44,9 @@ def _score_column(pf: pq.ParquetFile, inp: InputFile, score_field: str) -> pa.Ch
     if parts[0] in schema.names:
         field_type = schema.field(parts[0]).type
         for part in parts[1:]:
+            if pa.types.is_list(field_type) or pa.types.is_large_list(field_type):
+                raise ReorderError(f"{inp.path}: score_field '{score_field}' reaches into a list ({field_type}); "
+                                   "a score must be one number a row")
             if not pa.types.is_struct(field_type) or field_type.get_field_index(part) < 0:
                 field_type = None
                 break
@@ -72,6 +75,10 @@ def scan(
     meta = pf.metadata
     column = _score_column(pf, inp, score_field)
     series = pl.Series(column.combine_chunks() if column.num_chunks != 1 else column.chunk(0))
+    try:
+        check_score_type(series.dtype, str(inp.path), score_field)
+    except ValueError as exc:
+        raise ReorderError(str(exc)) from None
     if series.dtype == pl.Boolean or series.dtype.is_numeric():
         scores = series.cast(pl.Float64).to_numpy().astype(np.float64, copy=True)
         scores[~np.isfinite(scores)] = np.nan
@@ -97,6 +104,66 @@ def scan(
     return ParquetKeys(scores, sizes, invalid, pf.schema_arrow)
 
 
+def validate_batch(batch: pa.RecordBatch, path, first_row: int) -> None:
+    """A one-line error naming the row and the column when ``batch`` holds invalid values
+    (a string that is not UTF-8: a corrupt or bit-flipped file). Arrow checks in bulk; the
+    bisection to the row runs only on the error path."""
+    try:
+        batch.validate(full=True)
+        return
+    except pa.ArrowInvalid:
+        pass
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):  # a loop over columns
+        try:
+            column.validate(full=True)
+            continue
+        except pa.ArrowInvalid as exc:
+            message = str(exc)
+        lo = _first_invalid(column)
+        why = "a string that is not valid UTF-8" if "utf" in message.lower() else message.splitlines()[0]
+        raise ReorderError(f"{path}: row {first_row + lo}: column '{name}': {why} (the file is corrupt)")
+    raise ReorderError(f"{path}: rows {first_row}..{first_row + batch.num_rows - 1}: invalid values (the file is "
+                       "corrupt)")
+
+
+def _first_invalid(column: pa.Array) -> int:
+    """Index of the first value of ``column`` that fails full validation (the error path)."""
+    if pa.types.is_struct(column.type):  # a struct's slice keeps whole children: look at them
+        bad = [_first_invalid(child) for child in column.flatten()]
+        return min((b for b in bad if b >= 0), default=0)
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):  # likewise a list's values
+        bad = _first_invalid(column.flatten())
+        offsets = column.offsets.to_numpy()
+        return int(np.searchsorted(offsets - offsets[0], bad, side="right") - 1) if bad >= 0 else 0
+    try:
+        column.validate(full=True)
+        return -1
+    except pa.ArrowInvalid:
+        pass
+    lo, hi = 0, len(column)  # column[lo:hi] holds a bad value; find the first
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            column.slice(lo, mid - lo).validate(full=True)
+            lo = mid
+        except pa.ArrowInvalid:
+            hi = mid
+    return lo
+
+
+def check_readable(inp: InputFile) -> None:
+    """Read ``inp`` through, batch by batch, and raise a one-line error naming what is wrong."""
+    try:
+        with pq.ParquetFile(inp.path) as pf:
+            row = 0
+            for batch in pf.iter_batches(batch_size=65536, use_threads=False):
+                validate_batch(batch, inp.path, row)
+                row += batch.num_rows
+    except (OSError, pa.ArrowException) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ReorderError(f"{inp.path}: not a readable Parquet file: {first}") from None
+
+
 class ParquetSource:
     """Rows of one Parquet file by index. The file is read whole, once, on first use."""
 
@@ -116,6 +183,7 @@ class ParquetSource:
                 try:
                     self._frame = pl.read_parquet(self.inp.path)
                 except (OSError, pl.exceptions.PolarsError) as exc:
+                    check_readable(self.inp)  # the error path: name the row at fault
                     raise ReorderError(f"{self.inp.path}: cannot read: {str(exc).splitlines()[0]}") from None
             return self._frame
 

@@ -37,11 +37,20 @@ def python_score(value: Any) -> tuple[float, str | None]:
         score = float(value)
     except (TypeError, ValueError):
         return math.nan, f"{_short(value)} (not a number)"
+    except OverflowError:  # an integer beyond float64: as infinite as it gets
+        return math.nan, f"{_short(value)} (too large for a float)"
     if math.isnan(score):
         return math.nan, f"{_short(value)} (NaN)"
     if math.isinf(score):
         return math.nan, f"{_short(value)} (infinite)"
     return score, None
+
+
+def check_score_type(dtype: pl.DataType, where: str, field: str) -> None:
+    """A score column holds numbers, booleans or numeric strings; a list or struct is refused."""
+    if dtype.is_nested() or dtype == pl.Binary or dtype.is_temporal():
+        raise ValueError(f"{where}: column '{field}' is {dtype}, not numbers; score_field must name a "
+                         "number (or numeric string) column, e.g. a struct's number field as 'a.b'")
 
 
 def _short(value: Any) -> str:
