@@ -121,4 +121,5 @@ def _parse_lines(stored: StoredPlan, task: int, lines: pa.ChunkedArray, pos: pa.
         row = int(np.flatnonzero(stored.positions_of(task) == pos[i].as_py())[0])
         return scatter.line_of(stored, file, first_row + row)
 
-    return json_rows.to_table(jsonl.lines_to_bytes(lines.combine_chunks()), schema, where).combine_chunks()
+    inferred = stored.schema is None  # JSONL inputs only: the schema was inferred from the records
+    return json_rows.to_table(jsonl.lines_to_bytes(lines.combine_chunks()), schema, where, inferred).combine_chunks()

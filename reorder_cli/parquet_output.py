@@ -141,10 +141,11 @@ def _parse_jsonl(sources: list[tuple[jsonl.JsonlSource, np.ndarray, object]],
         return f"{named[int(at_file[i])]}: line {int(at_line[i])}"
 
     data = b"".join(pieces)
-    schema = schema if schema is not None else json_rows.infer_schema(data, where)
+    inferred = schema is None
+    schema = json_rows.infer_schema(data, where) if inferred else schema
     if schema is None:  # no record at all
         return pl.DataFrame(), pa.schema([])
-    return pl.from_arrow(json_rows.to_table(data, schema, where)), schema
+    return pl.from_arrow(json_rows.to_table(data, schema, where, inferred)), schema
 
 
 def _assemble(plan: Plan, is_pq: list[bool], local_kept: list[np.ndarray], js, js_frame) -> pl.DataFrame:

@@ -59,43 +59,40 @@ def infer_schema(data, where: Locate) -> pa.Schema | None:
         return None
     try:
         schema = pl.scan_ndjson(io.BytesIO(bytes(data)), infer_schema_length=None).collect_schema()
-    except pl.exceptions.PolarsError:
+    except pl.exceptions.PolarsError as exc:
         _raise_conflict(data, where)
+        raise ReorderError(f"{where(0)}...: cannot convert to Parquet: {str(exc).splitlines()[0]}") from None
     # Integers beyond 64 bits have no Parquet type: an int64 column makes the strict parse name them.
     fields = {name: pl.Int64 if dtype in (pl.Int128, pl.UInt128) else dtype for name, dtype in schema.items()}
     return pl.DataFrame(schema=fields).to_arrow().schema
 
 
 def _raise_conflict(data, where: Locate) -> None:
-    """The first record Polars cannot type together with the records before it."""
+    """The first record whose field types conflict with the records before it (Arrow's
+    inference is strict about JSON kinds); returns when there is none."""
     records = _records(data)
 
-    def fails(k: int) -> bool:
+    def fails(k: int) -> str | None:  # the error of the first k records, if any
         try:
-            pl.scan_ndjson(io.BytesIO(bytes(data[: records[k - 1][1]])), infer_schema_length=None).collect_schema()
-        except pl.exceptions.PolarsError:
-            return True
-        return False
+            pj.read_json(io.BytesIO(bytes(data[: records[k - 1][1]])),
+                         read_options=pj.ReadOptions(block_size=max(1 << 22, records[k - 1][1] + 1)))
+        except pa.ArrowException as exc:
+            return str(exc)
+        return None
 
-    lo, hi = 1, len(records)  # fails(hi); the answer is the smallest k with fails(k)
-    if fails(1):
-        hi = 1
+    if not records or fails(len(records)) is None:
+        return
+    lo, hi = 0, len(records)  # fails(hi), not fails(lo)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if fails(mid) else (mid, hi)
-    bad = hi - 1
-    line = bytes(data[records[bad][0] : records[bad][1]])
-    why = "its fields' types conflict with earlier records"
-    try:
-        pj.read_json(io.BytesIO(bytes(data[: records[bad][1]])))
-    except pa.ArrowException as exc:
-        m = _COLUMN.search(str(exc))
-        if m:
-            why = (f"field '{_field(m.group(1))}': a JSON {m.group(3)} where earlier records have a {m.group(2)}; "
-                   "a Parquet column holds one type (make the field's type the same in every record)")
-    if why.startswith("its"):
-        why = _describe(line, None) or why
-    raise ReorderError(f"{where(bad)}: cannot convert to Parquet: {why}")
+    message = fails(hi) or ""
+    line = bytes(data[records[hi - 1][0] : records[hi - 1][1]])
+    m = _COLUMN.search(message)
+    why = (f"field '{_field(m.group(1))}': a JSON {m.group(3)} where earlier records have a {m.group(2)}; "
+           "a Parquet column holds one type (give the field one type in every record)") if m else (
+        _describe(line, None) or "its fields' types conflict with earlier records")
+    raise ReorderError(f"{where(hi - 1)}: cannot convert to Parquet: {why}")
 
 
 # ------------------------------------------------------------------ records -> rows of a schema
@@ -151,14 +148,19 @@ def _read(data, schema: pa.Schema) -> pa.Table:
     )
 
 
-def to_table(data, schema: pa.Schema, where: Locate) -> pa.Table:
-    """``data`` (newline-terminated records, no blank line) as rows of ``schema``, exactly."""
+def to_table(data, schema: pa.Schema, where: Locate, inferred: bool = False) -> pa.Table:
+    """``data`` (newline-terminated records, no blank line) as rows of ``schema``, exactly.
+
+    ``inferred``: the schema was inferred from these records, so a refused record is
+    described as a conflict with the records before it where that is what it is."""
     if not len(data):
         return schema.empty_table()
     readable = _schema_of(schema, _readable)
     try:
         table = _read(data, readable)
     except pa.ArrowException:
+        if inferred:
+            _raise_conflict(data, where)
         _raise_first_bad(data, readable, where)
     if any(_has(f.type, pa.types.is_floating) for f in schema):
         _check_floats(data, readable, table, where)
