@@ -20,10 +20,14 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from rich.text import Text  # noqa: E402
 
-from . import __version__, config, deep, manifest, metrics, pipeline, plot, preview, stats, tasks, verify  # noqa: E402
-from .errors import ReorderError  # noqa: E402
-from .orderings import METHODS  # noqa: E402
-from .progress import Progress  # noqa: E402
+from reorder_cli import __version__, config, pipeline  # noqa: E402
+from reorder_cli.errors import ReorderError  # noqa: E402
+from reorder_cli.inspect import deep, plot, preview, stats, verify  # noqa: E402
+from reorder_cli.methods.orderings import METHODS  # noqa: E402
+from reorder_cli.metrics import guidance as metrics  # noqa: E402
+from reorder_cli.publish import manifest  # noqa: E402
+from reorder_cli.rewrite import tasks  # noqa: E402
+from reorder_cli.util.progress import Progress  # noqa: E402
 
 app = typer.Typer(
     help="Rewrite scored training shards in STR, SAW or baseline order (Dai et al., ACL 2026).",

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from .errors import ReorderError
-from .orderings import ALIASES, METHODS
+from reorder_cli.errors import ReorderError
+from reorder_cli.methods.orderings import ALIASES, METHODS
 
 _UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "KIB": 2**10, "M": 10**6, "MB": 10**6, "MIB": 2**20,
           "G": 10**9, "GB": 10**9, "GIB": 2**30, "T": 10**12, "TB": 10**12, "TIB": 2**40}

@@ -17,13 +17,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import budget, faults, manifest, plan, rewrite, stored_plan, tasks
-from .config import RunConfig
-from .errors import ReorderError
-from .progress import Progress
-from .shards.discover import InputFile, discover
-from .stats import fmt_bytes
-from .workdir import WORK_DIR, WorkDir, identity
+from reorder_cli.config import RunConfig
+from reorder_cli.errors import ReorderError
+from reorder_cli.formats.discover import InputFile, discover
+from reorder_cli.inspect.stats import fmt_bytes
+from reorder_cli.plan import build as plan
+from reorder_cli.plan import stored as stored_plan
+from reorder_cli.publish import manifest
+from reorder_cli.rewrite import budget, tasks
+from reorder_cli.rewrite import in_memory as rewrite
+from reorder_cli.util import faults
+from reorder_cli.util.progress import Progress
+from reorder_cli.workdir import WORK_DIR, WorkDir, identity
 
 RUN_LOG = "run_log.json"
 PUBLISHING = "publishing"

@@ -21,11 +21,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .config import RunConfig
-from .errors import ReorderError
-from .shards.discover import InputFile
-from .shards.writers import temporary
+from reorder_cli import __version__
+from reorder_cli.config import RunConfig
+from reorder_cli.errors import ReorderError
+from reorder_cli.formats.discover import InputFile
+from reorder_cli.formats.writers import temporary
 
 WORK_DIR = ".reorder"
 STATE = "state.json"
@@ -51,7 +51,7 @@ def read_json(path: Path) -> Any:
 
 def input_fingerprint(path: Path) -> str:
     """sha256 of the size, first MiB and last MiB of a file (see manifest.fingerprint)."""
-    from .manifest import fingerprint  # manifest imports plan; keep this module light
+    from reorder_cli.publish.manifest import fingerprint
 
     return fingerprint(path)
 

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reorder_cli import orderings
 from reorder_cli.errors import ReorderError
-from reorder_cli.external_sort import ExternalSort, choose_splitters, cut_between
-from reorder_cli.keyfiles import ROW
-from reorder_cli.keys_ooc import ARRANGE_BYTES, OUTPUT_NAMES, PICK_BYTES, keys_fit, order_out_of_core
-from reorder_cli.rank_maps import RankMap, layered_ranks, window_shuffle
+from reorder_cli.methods import orderings
+from reorder_cli.methods.rank_maps import RankMap, layered_ranks, window_shuffle
+from reorder_cli.plan.external_sort import ExternalSort, choose_splitters, cut_between
+from reorder_cli.plan.keys_ooc import ARRANGE_BYTES, OUTPUT_NAMES, PICK_BYTES, keys_fit, order_out_of_core
+from reorder_cli.util.npy import ROW
 
 from .conftest import params
 

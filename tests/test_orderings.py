@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reorder_cli import orderings
+from reorder_cli.methods import orderings
 
 from . import oracle
 from .conftest import params

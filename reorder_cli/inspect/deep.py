@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from . import manifest, metrics
-from .errors import ReorderError
-from .score_reader import read_sources
-from .shards.discover import InputFile, classify
+from reorder_cli.errors import ReorderError
+from reorder_cli.formats.discover import InputFile, classify
+from reorder_cli.metrics import guidance as metrics
+from reorder_cli.plan.score_reader import read_sources
+from reorder_cli.publish import manifest
 
 TOLERANCE = 1e-6
 

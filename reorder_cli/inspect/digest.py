@@ -23,12 +23,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .errors import ReorderError
-from .rowhash import RowMultiset
-from .shards import jsonl
-from .shards.discover import InputFile
-from .shards.scores import python_score, strings_to_float
-from .shards.writers import file_sha256
+from reorder_cli.errors import ReorderError
+from reorder_cli.formats import jsonl
+from reorder_cli.formats.discover import InputFile
+from reorder_cli.formats.scores import python_score, strings_to_float
+from reorder_cli.formats.writers import file_sha256
+from reorder_cli.inspect.rowhash import RowMultiset
 
 BLOCK = 8 << 20
 BATCH_BYTES = 16 << 20

@@ -22,12 +22,13 @@ from typing import Any
 
 import polars as pl
 
-from . import digest, manifest
-from .errors import ReorderError
-from .progress import Progress
-from .rowhash import RowMultiset
-from .shards.discover import InputFile, discover
-from .shards.writers import COMPRESSION, EXTENSIONS, shard_name
+from reorder_cli.errors import ReorderError
+from reorder_cli.formats.discover import InputFile, discover
+from reorder_cli.formats.writers import COMPRESSION, EXTENSIONS, shard_name
+from reorder_cli.inspect import digest
+from reorder_cli.inspect.rowhash import RowMultiset
+from reorder_cli.publish import manifest
+from reorder_cli.util.progress import Progress
 
 SHARD_LIKE = re.compile(r"^\d+\.(parquet|jsonl|jsonl\.zst|jsonl\.gz)$")
 _SHARD_KEYS = {"file": str, "rows": int, "bytes": int, "sha256": str, "positions": list, "score": dict}

@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..errors import ReorderError
-from .discover import InputFile
-from .jsonl import split_lines
-from .scores import python_score, strings_to_float
+from reorder_cli.errors import ReorderError
+from reorder_cli.formats.discover import InputFile
+from reorder_cli.formats.jsonl import split_lines
+from reorder_cli.formats.scores import python_score, strings_to_float
 
 
 @dataclass

@@ -33,11 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ReorderError
-from .external_sort import ExternalSort, SortStats, choose_splitters, uniform_splitters
-from .keyfiles import ROW, NpyColumn, NpyWriter, append, gather, read_records, take
-from .orderings import random_order, segment_sizes, transition_spans
-from .rank_maps import RankMap, window_shuffle
+from reorder_cli.errors import ReorderError
+from reorder_cli.methods.orderings import random_order, segment_sizes, transition_spans
+from reorder_cli.methods.rank_maps import RankMap, window_shuffle
+from reorder_cli.plan.external_sort import ExternalSort, SortStats, choose_splitters, uniform_splitters
+from reorder_cli.util.npy import ROW, NpyColumn, NpyWriter, append, gather, read_records, take
 
 #: Peak bytes a row of ``plan.build``'s keys work in memory: the sources' scores and sizes (16),
 #: their concatenation, the ordering's intermediates and the plan's three arrays. Traced with

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from . import keys_ooc
-from .config import RunConfig
-from .errors import ReorderError
-from .keyfiles import DiskArray, NpyColumn, NpyWriter
-from .orderings import order_rows
-from .shards import jsonl, parquet
-from .shards.discover import InputFile
+from reorder_cli.config import RunConfig
+from reorder_cli.errors import ReorderError
+from reorder_cli.formats import jsonl, parquet
+from reorder_cli.formats.discover import InputFile
+from reorder_cli.methods.orderings import order_rows
+from reorder_cli.plan import keys_ooc
+from reorder_cli.util.npy import DiskArray, NpyColumn, NpyWriter
 
 #: Rows a chunk when streaming keys from disk.
 CHUNK_ROWS = 1 << 20

@@ -14,12 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from . import config, manifest, metrics, plan
-from .config import RunConfig
-from .errors import ReorderError
-from .progress import Progress
-from .score_reader import read_sources
-from .shards.discover import InputFile, discover
+from reorder_cli import config
+from reorder_cli.config import RunConfig
+from reorder_cli.errors import ReorderError
+from reorder_cli.formats.discover import InputFile, discover
+from reorder_cli.metrics import guidance as metrics
+from reorder_cli.plan import build as plan
+from reorder_cli.plan.score_reader import read_sources
+from reorder_cli.publish import manifest
+from reorder_cli.util.progress import Progress
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ReorderError
+from reorder_cli.errors import ReorderError
 
 MAX_POINTS = 50_000
 DPI = 100

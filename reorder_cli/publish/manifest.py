@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, metrics
-from .config import RunConfig
-from .errors import ReorderError
-from .plan import Plan
-from .shards.writers import COMPRESSION
+from reorder_cli import __version__
+from reorder_cli.config import RunConfig
+from reorder_cli.errors import ReorderError
+from reorder_cli.formats.writers import COMPRESSION
+from reorder_cli.metrics import guidance as metrics
+from reorder_cli.plan.build import Plan
 
 MANIFEST_VERSION = 1
 MANIFEST_NAME = "manifest.json"

@@ -15,14 +15,15 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from . import faults, parquet_output
-from .config import RunConfig
-from .errors import ReorderError
-from .parallel import run_parallel
-from .plan import Plan
-from .shards import jsonl
-from .shards.writers import COMPRESSION, ShardWriter, shard_name
-from .stored_plan import shard_batches
+from reorder_cli.config import RunConfig
+from reorder_cli.errors import ReorderError
+from reorder_cli.formats import jsonl
+from reorder_cli.formats.writers import COMPRESSION, ShardWriter, shard_name
+from reorder_cli.plan.build import Plan
+from reorder_cli.plan.stored import shard_batches
+from reorder_cli.rewrite import table as parquet_output
+from reorder_cli.util import faults
+from reorder_cli.util.parallel import run_parallel
 
 
 class LineGather:

@@ -11,12 +11,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import faults, gather, scatter, stored_plan
-from .errors import ReorderError
-from .parallel import run_parallel
-from .progress import Progress
-from .stored_plan import StoredPlan
-from .workdir import WorkDir
+from reorder_cli.errors import ReorderError
+from reorder_cli.plan import stored as stored_plan
+from reorder_cli.plan.stored import StoredPlan
+from reorder_cli.rewrite import gather, scatter
+from reorder_cli.util import faults
+from reorder_cli.util.parallel import run_parallel
+from reorder_cli.util.progress import Progress
+from reorder_cli.workdir import WorkDir
 
 PHASES = ("scatter", "gather")
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from .shards import jsonl, parquet
-from .shards.discover import InputFile
+from reorder_cli.formats import jsonl, parquet
+from reorder_cli.formats.discover import InputFile
 
 
 def read_sources(

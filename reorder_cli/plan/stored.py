@@ -28,13 +28,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .config import RunConfig
-from .keyfiles import DiskArray, NpyWriter, append
-from .plan import CHUNK_ROWS, Plan, SpilledSource, layout, layout_between, save_npy
-from .shards import jsonl, parquet
-from .shards.discover import InputFile
-from .shards.writers import write_bytes_atomic
-from .workdir import WorkDir, read_json, write_json
+from reorder_cli.config import RunConfig
+from reorder_cli.formats import jsonl, parquet
+from reorder_cli.formats.discover import InputFile
+from reorder_cli.formats.writers import write_bytes_atomic
+from reorder_cli.plan.build import CHUNK_ROWS, Plan, SpilledSource, layout, layout_between, save_npy
+from reorder_cli.util.npy import DiskArray, NpyWriter, append
+from reorder_cli.workdir import WorkDir, read_json, write_json
 
 LINE_BATCH_BYTES = 4 << 20
 #: A scatter task reads one input file, or a slice of about this many (uncompressed) bytes of a
@@ -270,7 +270,7 @@ def load(work: WorkDir) -> StoredPlan | None:
 
 def output_schema(plan: Plan) -> pa.Schema | None:
     """The Parquet inputs' shared schema (None when every input is JSONL)."""
-    from .parquet_output import check_same_schema
+    from reorder_cli.rewrite.table import check_same_schema
 
     return check_same_schema([(f.path, s.schema if isinstance(s, SpilledSource) else s.keys.schema)
                               for f, s in zip(plan.files, plan.sources, strict=True) if f.format == "parquet"])

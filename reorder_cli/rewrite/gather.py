@@ -17,13 +17,14 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import faults, scatter
-from .errors import ReorderError
-from .rewrite import cast_to, conform_jsonl, to_arrow
-from .shards import jsonl
-from .shards.writers import COMPRESSION, ShardWriter, shard_name
-from .stored_plan import StoredPlan
-from .workdir import WorkDir
+from reorder_cli.errors import ReorderError
+from reorder_cli.formats import jsonl
+from reorder_cli.formats.writers import COMPRESSION, ShardWriter, shard_name
+from reorder_cli.plan.stored import StoredPlan
+from reorder_cli.rewrite import scatter
+from reorder_cli.rewrite.in_memory import cast_to, conform_jsonl, to_arrow
+from reorder_cli.util import faults
+from reorder_cli.workdir import WorkDir
 
 
 class _Scattered:

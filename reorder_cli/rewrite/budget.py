@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import keys_ooc
-from .config import RunConfig
-from .keyfiles import DiskArray
-from .plan import Plan
-from .stored_plan import LINE_BATCH_BYTES
+from reorder_cli.config import RunConfig
+from reorder_cli.plan import keys_ooc
+from reorder_cli.plan.build import Plan
+from reorder_cli.plan.stored import LINE_BATCH_BYTES
+from reorder_cli.util.npy import DiskArray
 
 BASE_BYTES = 256 << 20
 MIN_PIECE = 16 << 10

@@ -10,7 +10,7 @@ import glob
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ReorderError
+from reorder_cli.errors import ReorderError
 
 SUFFIXES = {
     ".jsonl": ("jsonl", None),

@@ -20,9 +20,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from ..errors import ReorderError
-from .discover import InputFile
-from .scores import lookup, python_score, strings_to_float
+from reorder_cli.errors import ReorderError
+from reorder_cli.formats.discover import InputFile
+from reorder_cli.formats.scores import lookup, python_score, strings_to_float
 
 BLOCK = 8 << 20
 _WS = np.frombuffer(b" \t\r\n\x0b\x0c", dtype=np.uint8)

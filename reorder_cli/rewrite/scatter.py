@@ -26,12 +26,12 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import faults
-from .errors import ReorderError
-from .shards import jsonl
-from .shards.writers import temporary, write_bytes_atomic
-from .stored_plan import StoredPlan
-from .workdir import WorkDir
+from reorder_cli.errors import ReorderError
+from reorder_cli.formats import jsonl
+from reorder_cli.formats.writers import temporary, write_bytes_atomic
+from reorder_cli.plan.stored import StoredPlan
+from reorder_cli.util import faults
+from reorder_cli.workdir import WorkDir
 
 POS = "_pos"
 #: Rows a scatter piece at most: with tiny rows, per-row bookkeeping (positions, sort

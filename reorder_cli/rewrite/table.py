@@ -19,9 +19,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from .errors import ReorderError
-from .plan import Plan
-from .shards import jsonl, parquet
+from reorder_cli.errors import ReorderError
+from reorder_cli.formats import jsonl, parquet
+from reorder_cli.plan.build import Plan
 
 
 @dataclass

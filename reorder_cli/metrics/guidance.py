@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ReorderError
+from reorder_cli.errors import ReorderError
 
 CHUNK_ROWS = 1 << 20
 NOISE_FLOOR = 5.0  # rises and falls smaller than this many standard errors of a bin mean are noise

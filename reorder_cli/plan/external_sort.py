@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .keyfiles import ROW, read_records, take
+from reorder_cli.util.npy import ROW, read_records, take
 
 #: A row with its sort key, as partition files hold them.
 KEYED = np.dtype([("key", "<f8"), *((name, ROW.fields[name][0]) for name in ROW.names)])
