@@ -58,7 +58,7 @@ def run_case(case: str, folder: Path, memory: int) -> None:
         *_, stats = order_out_of_core(folder / "scores.npy", folder / "sizes.npy", method, PARAMS, "last", memory, out)
         print("stats", stats)
     elif kind == "inmem":
-        from reorder_cli.methods.orderings import order_rows
+        from reorder_cli.methods import order_rows
 
         scores, sizes = np.load(folder / "scores.npy"), np.load(folder / "sizes.npy")
         valid = ~np.isnan(scores)

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reorder_cli import methods
 from reorder_cli.errors import ReorderError
 from reorder_cli.methods import orderings
 from reorder_cli.methods.rank_maps import RankMap, layered_ranks, window_shuffle
@@ -21,14 +22,14 @@ from reorder_cli.util.npy import ROW
 
 from .conftest import params
 
-METHODS = sorted(orderings.METHODS)
+METHODS = sorted(methods.METHODS)
 
 
 def in_memory(scores, sizes, method, p, policy):
     """What plan.build computes: order, scores and sizes at each output position."""
     valid = ~np.isnan(scores)
     valid_rows = np.flatnonzero(valid)
-    order = valid_rows[orderings.order_rows(method, scores[valid_rows], p)]
+    order = valid_rows[methods.order_rows(method, scores[valid_rows], p)]
     invalid = np.flatnonzero(~valid)
     if policy == "first":
         order = np.concatenate([invalid, order])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from reorder_cli.errors import ReorderError
-from reorder_cli.methods.orderings import order_rows
+from reorder_cli.methods import order_rows
 from reorder_cli.metrics import guidance as metrics
 
 from .conftest import params

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reorder_cli.methods.orderings import order_rows
+from reorder_cli.methods import order_rows
 from reorder_cli.metrics import guidance as metrics
 
 from .conftest import (

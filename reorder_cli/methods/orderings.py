@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -195,20 +195,3 @@ def segment(scores: np.ndarray, p: Mapping[str, Any]) -> np.ndarray:
         back, middle = take(rest, n_back, bool(p["back_is_high"]))
     rng = np.random.default_rng(p["seed"])
     return np.concatenate([part[random_order(len(part), rng)] for part in (front, middle, back)]).astype(np.int64)
-
-
-METHODS: dict[str, Callable[[np.ndarray, Mapping[str, Any]], np.ndarray]] = {
-    "shuffle": shuffle,
-    "sorting": sorting,
-    "folding": folding,
-    "zigzag": zigzagging,
-    "segment": segment,
-    "str": stair,
-    "saw": saw,
-}
-ALIASES = {"stair": "str"}
-
-
-def order_rows(method: str, scores: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
-    """The permutation for ``method`` (a canonical name) on ``scores``."""
-    return METHODS[method](np.asarray(scores, dtype=np.float64), params)

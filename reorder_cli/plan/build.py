@@ -20,7 +20,7 @@ from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats import jsonl, parquet
 from reorder_cli.formats.discover import InputFile
-from reorder_cli.methods.orderings import order_rows
+from reorder_cli.methods import order_rows
 from reorder_cli.plan import keys_ooc
 from reorder_cli.util.npy import DiskArray, NpyColumn, NpyWriter
 

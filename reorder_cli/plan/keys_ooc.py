@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from reorder_cli.errors import ReorderError
-from reorder_cli.methods.orderings import random_order, segment_sizes, transition_spans
+from reorder_cli.methods import METHODS
+from reorder_cli.methods.orderings import random_order, segment_sizes
 from reorder_cli.methods.rank_maps import RankMap, window_shuffle
 from reorder_cli.plan.external_sort import ExternalSort, SortStats, choose_splitters, uniform_splitters
 from reorder_cli.util.npy import ROW, NpyColumn, NpyWriter, append, gather, read_records, take
@@ -204,23 +205,16 @@ class _KeysRun:
         self.sorter.sort(by_score, m, self.appender(ranked), splitters)
         if method == "segment":
             self.segment(ranked, out)
-        elif method == "sorting":
-            if p.get("use_gumbel"):
+        else:
+            if method == "sorting" and p.get("use_gumbel"):
                 jittered = self.spill / "gumbel.bin"
                 sink = out.write if window <= 1 else self.appender(jittered)
                 self.sorter.sort(self.gumbel_chunks(ranked), m, sink)
                 ranked.unlink(missing_ok=True)
                 ranked = jittered
-            if window > 1:
-                self.arrange(ranked, RankMap([]), window, out)
-        elif method in ("folding", "zigzag"):
-            layers = p["folding_layer"] if method == "folding" else p["zigzag_layer"]
-            self.arrange(ranked, RankMap([(0, m)], layers, zig=method == "zigzag"), window, out)
-        elif method in ("str", "saw"):
-            spans = transition_spans(m, p["num_sections"], p["folding_ratio"])
-            self.arrange(ranked, RankMap(spans, p["folding_layer"], zig=method == "saw"), window, out)
-        else:
-            raise ValueError(f"unknown method {method!r}")
+                if window <= 1:
+                    return
+            self.arrange(ranked, METHODS[method].rank_map(m, p), window, out)
 
     # ------------------------------------------------------------ streams
 
