@@ -5,40 +5,21 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
+from reorder_cli.util.atomic import temporary
+from reorder_cli.util.hashing import file_sha256
+
 EXTENSIONS = {"parquet": ".parquet", "jsonl.zst": ".jsonl.zst", "jsonl": ".jsonl"}
 COMPRESSION = {"parquet": "zstd", "jsonl.zst": "zstd", "jsonl": None}
 
 
-def temporary(path: Path) -> Path:
-    """A temporary name beside ``path``, unique to this process and thread, so that two
-    processes running the same task (a retried cluster job) never write the same file."""
-    return path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """``path`` holds ``data`` in full or does not change."""
-    tmp = temporary(path)
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def shard_name(index: int, fmt: str) -> str:
     return f"{index:05d}{EXTENSIONS[fmt]}"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(8 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class _HashingFile:

@@ -27,8 +27,8 @@ from reorder_cli.errors import ReorderError
 from reorder_cli.formats import jsonl
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.formats.scores import python_score, strings_to_float
-from reorder_cli.formats.writers import file_sha256
 from reorder_cli.inspect.rowhash import RowMultiset
+from reorder_cli.util.hashing import file_sha256
 
 BLOCK = 8 << 20
 BATCH_BYTES = 16 << 20

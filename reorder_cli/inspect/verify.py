@@ -28,6 +28,7 @@ from reorder_cli.formats.writers import COMPRESSION, EXTENSIONS, shard_name
 from reorder_cli.inspect import digest
 from reorder_cli.inspect.rowhash import RowMultiset
 from reorder_cli.publish import manifest
+from reorder_cli.util.hashing import fingerprint
 from reorder_cli.util.progress import Progress
 
 SHARD_LIKE = re.compile(r"^\d+\.(parquet|jsonl|jsonl\.zst|jsonl\.gz)$")
@@ -334,7 +335,7 @@ def _input_warnings(doc, folder: Path, files: list[InputFile], found: list) -> l
             warnings.append(f"{f.path}: not an input of this run (the manifest does not list it)")
             continue
         seen.add(f.path.resolve())
-        if entry.get("fingerprint") != manifest.fingerprint(f.path):
+        if entry.get("fingerprint") != fingerprint(f.path):
             warnings.append(f"{f.path}: changed since the run (its fingerprint differs from the manifest's)")
         if entry.get("rows") != d.rows:
             warnings.append(f"{f.path}: {d.rows:,} rows, the manifest says {entry.get('rows')!r}")

@@ -6,7 +6,6 @@ for every output position, which input row goes there, and where shards begin an
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +21,7 @@ from reorder_cli.formats import jsonl, parquet
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.methods import order_rows
 from reorder_cli.plan import keys_ooc
+from reorder_cli.util import atomic
 from reorder_cli.util.npy import DiskArray, NpyColumn, NpyWriter
 
 #: Rows a chunk when streaming keys from disk.
@@ -75,25 +75,18 @@ class SpilledSource:
         return self.folder / f"{name}-{self.index:05d}.npy"
 
 
-def save_npy(path: Path, array: np.ndarray) -> None:
-    """``np.save`` under a temporary name, then renamed."""
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
-
-
 def spill(source, index: int, folder: Path) -> SpilledSource:
     """Write a source's keys to ``folder`` and return what is left of it in memory."""
     folder.mkdir(parents=True, exist_ok=True)
     keys = source.keys
     out = SpilledSource(source.inp if isinstance(source, parquet.ParquetSource) else None, index, folder,
                         source.rows, keys.invalid)
-    save_npy(out.path("scores"), keys.scores)
-    save_npy(out.path("sizes"), _row_sizes(source))
+    atomic.save_npy(out.path("scores"), keys.scores)
+    atomic.save_npy(out.path("sizes"), _row_sizes(source))
     if isinstance(source, parquet.ParquetSource):
         out.schema = keys.schema
     else:
-        save_npy(out.path("records"), keys.records())
+        atomic.save_npy(out.path("records"), keys.records())
         out.data_path, out.unterminated = Path(keys.data_path), source.unterminated_row() is not None
     return out
 

@@ -31,10 +31,10 @@ import pyarrow as pa
 from reorder_cli.config import RunConfig
 from reorder_cli.formats import jsonl, parquet
 from reorder_cli.formats.discover import InputFile
-from reorder_cli.formats.writers import write_bytes_atomic
-from reorder_cli.plan.build import CHUNK_ROWS, Plan, SpilledSource, layout, layout_between, save_npy
+from reorder_cli.plan.build import CHUNK_ROWS, Plan, SpilledSource, layout, layout_between
+from reorder_cli.util import atomic
 from reorder_cli.util.npy import DiskArray, NpyWriter, append
-from reorder_cli.workdir import WorkDir, read_json, write_json
+from reorder_cli.workdir import WorkDir, read_json
 
 LINE_BATCH_BYTES = 4 << 20
 #: A scatter task reads one input file, or a slice of about this many (uncompressed) bytes of a
@@ -133,7 +133,7 @@ class StoredPlan:
 def _save(folder: Path, name: str, array: np.ndarray) -> None:
     """``folder/NAME.npy``; an array already on disk (an out-of-core plan's) is written a chunk at a time."""
     if not isinstance(array, DiskArray):
-        save_npy(folder / f"{name}.npy", array)
+        atomic.save_npy(folder / f"{name}.npy", array)
         return
     writer = NpyWriter(folder / f"{name}.npy", array.dtype, len(array))
     for chunk in array.chunks(CHUNK_ROWS):
@@ -206,7 +206,7 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
         files.append(entry)
         slices += [[i, int(a), int(b)] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
     if schema is not None:
-        write_bytes_atomic(folder / "schema.arrow", schema.serialize().to_pybytes())
+        atomic.write_bytes(folder / "schema.arrow", schema.serialize().to_pybytes())
 
     batches, buckets = [], []
     ends_file = folder / "plan-ends.npy"  # the running total of sizes, when the keys went out of core
@@ -234,7 +234,7 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
         "invalid_samples": plan.invalid_samples,
         "dropped": plan.dropped,
     }
-    write_json(folder / "plan.json", meta)
+    atomic.write_json(folder / "plan.json", meta)
     return load(work)
 
 

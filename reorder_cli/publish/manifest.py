@@ -7,7 +7,6 @@ Paths are relative to the manifest's folder.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -21,25 +20,12 @@ from reorder_cli.errors import ReorderError
 from reorder_cli.formats.writers import COMPRESSION
 from reorder_cli.metrics import guidance as metrics
 from reorder_cli.plan.build import Plan
+from reorder_cli.util.hashing import fingerprint
 
 MANIFEST_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 PROFILE_BINS = 200
 SUMMARY_CHUNK = 1 << 20  # rows read at once when summarising scores
-_FINGERPRINT_SPAN = 1 << 20
-
-
-def fingerprint(path: Path) -> str:
-    """sha256 of the file size, its first MiB and its last MiB: cheap, and changes when a
-    file is replaced, truncated, appended to or rewritten (a Parquet footer is at the end)."""
-    size = path.stat().st_size
-    digest = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as fh:
-        digest.update(fh.read(_FINGERPRINT_SPAN))
-        if size > _FINGERPRINT_SPAN:
-            fh.seek(max(_FINGERPRINT_SPAN, size - _FINGERPRINT_SPAN))
-            digest.update(fh.read())
-    return "sha256-ends:" + digest.hexdigest()
 
 
 def _num(x: float) -> float | None:
@@ -129,15 +115,6 @@ def build(plan: Plan, cfg: RunConfig, shards: list[dict], out_dir: Path) -> dict
 
 def dumps(manifest: dict[str, Any]) -> str:
     return json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def read(path: Path) -> tuple[dict[str, Any], Path]:

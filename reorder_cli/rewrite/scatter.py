@@ -28,9 +28,9 @@ import pyarrow.parquet as pq
 
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats import jsonl
-from reorder_cli.formats.writers import temporary, write_bytes_atomic
 from reorder_cli.plan.stored import StoredPlan
-from reorder_cli.util import faults
+from reorder_cli.util import atomic, faults
+from reorder_cli.util.atomic import temporary
 from reorder_cli.workdir import WorkDir
 
 POS = "_pos"
@@ -105,11 +105,8 @@ def run(stored: StoredPlan, work: WorkDir, task: int, settings: dict,
         os.replace(tmp, final)
     if infer:
         merged = merge_schemas(schemas)
-        write_bytes_atomic(schema_path(work, task), merged.serialize().to_pybytes() if merged is not None else b"")
-    idx_tmp = temporary(index_path(work, task))
-    with open(idx_tmp, "wb") as fh:
-        np.save(fh, np.asarray(buckets, dtype=np.int64))
-    os.replace(idx_tmp, index_path(work, task))
+        atomic.write_bytes(schema_path(work, task), merged.serialize().to_pybytes() if merged is not None else b"")
+    atomic.save_npy(index_path(work, task), np.asarray(buckets, dtype=np.int64))
     return {"rows": rows, "bytes": final.stat().st_size if writer is not None else 0}
 
 

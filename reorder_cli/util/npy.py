@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from reorder_cli.util.atomic import temporary
+
 #: One row of the plan: its global input index, its score and its estimated size in bytes.
 ROW = np.dtype([("row", "<i8"), ("score", "<f8"), ("size", "<i8")])
 
@@ -49,7 +51,7 @@ class NpyWriter:
         self.dtype = np.dtype(dtype)
         self.length = length
         self.written = 0
-        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.tmp = temporary(self.path)
         self.file = open(self.tmp, "wb")  # noqa: SIM115 (closed in close/abort)
         header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (length,)}
         np.lib.format.write_array_header_1_0(self.file, header)
