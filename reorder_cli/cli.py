@@ -20,10 +20,14 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from rich.text import Text  # noqa: E402
 
-from . import __version__, config, deep, manifest, metrics, pipeline, plot, preview, stats, tasks, verify  # noqa: E402
-from .errors import ReorderError  # noqa: E402
-from .orderings import METHODS  # noqa: E402
-from .progress import Progress  # noqa: E402
+from reorder_cli import __version__, config, pipeline  # noqa: E402
+from reorder_cli.errors import ReorderError  # noqa: E402
+from reorder_cli.inspect import deep, plot, preview, stats, verify  # noqa: E402
+from reorder_cli.methods import METHODS  # noqa: E402
+from reorder_cli.metrics import guidance as metrics  # noqa: E402
+from reorder_cli.publish import manifest  # noqa: E402
+from reorder_cli.rewrite import tasks  # noqa: E402
+from reorder_cli.util.progress import Progress  # noqa: E402
 
 app = typer.Typer(
     help="Rewrite scored training shards in STR, SAW or baseline order (Dai et al., ACL 2026).",
@@ -33,17 +37,6 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True)
-
-DESCRIPTIONS = {
-    "shuffle": "Random: a uniform seeded permutation (NumPy default_rng(seed).permutation).",
-    "sorting": "CL: sorted by score (stable), optional Gumbel rank noise, then JIT.",
-    "folding": "FO: the sorted sequence folded into L interleaved layers, then JIT.",
-    "zigzag": "ZIG: like folding, every other layer reversed, then JIT.",
-    "segment": "SEG: front / middle / back segments from the score ends, each shuffled.",
-    "str": "STR (stair): sorted, with the regions around S-1 split points folded; then JIT.",
-    "saw": "SAW: sorted, with the regions around S-1 split points zigzagged; then JIT.",
-}
-
 
 def _fail(message: str) -> None:
     err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
@@ -337,12 +330,12 @@ def methods() -> None:
     table.add_column("method")
     table.add_column("what it does")
     table.add_column("parameters (default)")
-    for name in METHODS:
+    for name, m in METHODS.items():
         params = "\n".join(
             f"{k.name} ({_yaml(config.default_for(name, k))}): {k.help}" for k in config.method_params(name)
         )
-        label = name + (" (alias stair)" if name == "str" else "")
-        table.add_row(label, DESCRIPTIONS[name], params)
+        label = name + "".join(f" (alias {a})" for a in m.aliases)
+        table.add_row(label, m.description, params)
     out.print(table)
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from .errors import ReorderError
-from .orderings import ALIASES, METHODS
+from reorder_cli import methods as registry
+from reorder_cli.errors import ReorderError
 
 _UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "KIB": 2**10, "M": 10**6, "MB": 10**6, "MIB": 2**20,
           "G": 10**9, "GB": 10**9, "GIB": 2**30, "T": 10**12, "TB": 10**12, "TIB": 2**40}
@@ -47,7 +47,11 @@ class Key:
     default: Any
     help: str
     check: Callable[[str, Any], Any]
-    methods: tuple[str, ...] = ()  # ordering keys: the methods that read it
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The methods that read this key (none for the tool's own keys): the registry says."""
+        return tuple(m.name for m in registry.METHODS.values() if self.name in m.keys)
 
 
 def _bool(key: str, v: Any) -> bool:
@@ -106,40 +110,29 @@ def _size(key: str, v: Any) -> int:
 
 
 def _method(key: str, v: Any) -> str:
-    name = ALIASES.get(v, v)
-    if name not in METHODS:
-        raise ReorderError(f"unknown method {v!r}; choose one of {', '.join(method_names())}")
+    name = registry.canonical(v) if isinstance(v, str) else None
+    if name is None:
+        raise ReorderError(f"unknown method {v!r}; choose one of {', '.join(registry.names())}")
     return name
 
 
-_SORTED = ("sorting", "folding", "zigzag", "str", "saw")
-_JIT = ("sorting", "folding", "zigzag", "str", "saw")
-
 ORDERING_KEYS = [
     Key("score_field", "score", "field holding the score; a dotted path reaches nested fields (metadata.score)",
-        _str, tuple(METHODS)),
-    Key("ascending", True, "true: low scores first; ties always keep input order", _bool, _SORTED),
-    Key("seed", 42, "seed of every random draw", _int(0), tuple(METHODS)),
-    Key("window_size", 0, "JIT: shuffle windows of this many rows after ordering (0 or 1: off)", _int(0), _JIT),
-    Key("folding_layer", 3, "layers L of FO-L (folding) and of the STR/SAW transition regions", _int(1),
-        ("folding", "str", "saw")),
-    Key("zigzag_layer", 3, "layers L of ZIG-L", _int(1), ("zigzag",)),
-    Key("num_sections", 2, "STR/SAW: sections S; S-1 transition regions at round(n*s/S)", _int(1), ("str", "saw")),
-    Key("folding_ratio", 0.225, "STR/SAW: region radius round(n*ratio) on each side of a split", _float(0.0),
-        ("str", "saw")),
-    Key("use_gumbel", False, "sorting: add Gumbel(0,1)*temperature noise to the ranks", _bool, ("sorting",)),
-    Key("temperature", 1.0, "sorting: scale of the Gumbel rank noise", _float(0.0), ("sorting",)),
-    Key("x_pct", 30.0, "segment: percent of rows in the front segment", _float(0.0, 100.0), ("segment",)),
-    Key("y_pct", 30.0, "segment: percent of rows in the back segment", _float(0.0, 100.0), ("segment",)),
-    Key("front_is_high", False, "segment: front segment takes the highest scores", _bool, ("segment",)),
-    Key("back_is_high", True, "segment: back segment takes the highest scores", _bool, ("segment",)),
+        _str),
+    Key("ascending", True, "true: low scores first; ties always keep input order", _bool),
+    Key("seed", 42, "seed of every random draw", _int(0)),
+    Key("window_size", 0, "JIT: shuffle windows of this many rows after ordering (0 or 1: off)", _int(0)),
+    Key("folding_layer", 3, "layers L of FO-L (folding) and of the STR/SAW transition regions", _int(1)),
+    Key("zigzag_layer", 3, "layers L of ZIG-L", _int(1)),
+    Key("num_sections", 2, "STR/SAW: sections S; S-1 transition regions at round(n*s/S)", _int(1)),
+    Key("folding_ratio", 0.225, "STR/SAW: region radius round(n*ratio) on each side of a split", _float(0.0)),
+    Key("use_gumbel", False, "sorting: add Gumbel(0,1)*temperature noise to the ranks", _bool),
+    Key("temperature", 1.0, "sorting: scale of the Gumbel rank noise", _float(0.0)),
+    Key("x_pct", 30.0, "segment: percent of rows in the front segment", _float(0.0, 100.0)),
+    Key("y_pct", 30.0, "segment: percent of rows in the back segment", _float(0.0, 100.0)),
+    Key("front_is_high", False, "segment: front segment takes the highest scores", _bool),
+    Key("back_is_high", True, "segment: back segment takes the highest scores", _bool),
 ]
-
-#: Per-method defaults that differ from the table (the paper's published settings).
-METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "str": {"num_sections": 2, "folding_layer": 3, "folding_ratio": 0.225},
-    "saw": {"num_sections": 3, "folding_layer": 2, "folding_ratio": 0.075},
-}
 
 TOOL_KEYS = [
     Key("method", None, "ordering method (the command line's --method wins)", _method),
@@ -176,16 +169,14 @@ IGNORED_KEYS = {
 KEYS: dict[str, Key] = {k.name: k for k in ORDERING_KEYS + TOOL_KEYS}
 
 
-def method_names() -> list[str]:
-    return [*METHODS, *ALIASES]
-
-
 def method_params(method: str) -> list[Key]:
-    return [k for k in ORDERING_KEYS if method in k.methods]
+    """The ordering keys ``method`` reads, in the key table's order."""
+    return [k for k in ORDERING_KEYS if k.name in registry.METHODS[method].keys]
 
 
 def default_for(method: str, key: Key) -> Any:
-    return METHOD_DEFAULTS.get(method, {}).get(key.name, key.default)
+    """``key``'s default for ``method``: the paper's setting where the registry has one, else the table's."""
+    return registry.METHODS[method].defaults.get(key.name, key.default)
 
 
 def default_memory_limit() -> int:

@@ -17,13 +17,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import budget, faults, manifest, plan, rewrite, stored_plan, tasks
-from .config import RunConfig
-from .errors import ReorderError
-from .progress import Progress
-from .shards.discover import InputFile, discover
-from .stats import fmt_bytes
-from .workdir import WORK_DIR, WorkDir, identity
+from reorder_cli.config import RunConfig
+from reorder_cli.errors import ReorderError
+from reorder_cli.formats.discover import InputFile, discover
+from reorder_cli.inspect.stats import fmt_bytes
+from reorder_cli.plan import build as plan
+from reorder_cli.plan import stored as stored_plan
+from reorder_cli.publish import manifest
+from reorder_cli.rewrite import budget, tasks
+from reorder_cli.rewrite import in_memory as rewrite
+from reorder_cli.util import atomic, faults
+from reorder_cli.util.progress import Progress
+from reorder_cli.workdir import WORK_DIR, WorkDir, identity
 
 RUN_LOG = "run_log.json"
 PUBLISHING = "publishing"
@@ -102,7 +107,7 @@ def _publish(out: Path, work: WorkDir, shards: list[dict], doc: dict) -> None:
             faults.pause("publish")
         elif not (out / s["file"]).exists():
             raise ReorderError(f"{work.root}: shard {s['file']} is missing; re-run with --restart")
-    manifest.write_atomic(out / manifest.MANIFEST_NAME, manifest.dumps(doc))
+    atomic.write_text(out / manifest.MANIFEST_NAME, manifest.dumps(doc))
 
 
 def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = None, *, keep_work: bool = False,
@@ -187,7 +192,7 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
            "keys": "out-of-core" if keys_out_of_core else "in-memory",
            "workers": cfg.workers, "memory_limit": cfg.memory_limit, "rows": the_plan.rows, "shards": len(shards),
            "work_bytes": work_bytes, "resumed": resumed}
-    manifest.write_atomic(out / RUN_LOG, json.dumps(log, indent=2) + "\n")
+    atomic.write_text(out / RUN_LOG, json.dumps(log, indent=2) + "\n")
     return Result(doc, out, seconds, path, notes)
 
 

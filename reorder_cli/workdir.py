@@ -16,16 +16,16 @@ what changed.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .config import RunConfig
-from .errors import ReorderError
-from .shards.discover import InputFile
-from .shards.writers import temporary
+from reorder_cli import __version__
+from reorder_cli.config import RunConfig
+from reorder_cli.errors import ReorderError
+from reorder_cli.formats.discover import InputFile
+from reorder_cli.util import atomic
+from reorder_cli.util.hashing import fingerprint
 
 WORK_DIR = ".reorder"
 STATE = "state.json"
@@ -35,25 +35,8 @@ _OUTPUT_FIELDS = ("method", "params", "format", "compression_level", "shard_size
                   "row_group_size", "row_group_rows", "invalid_scores")
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temporary name, fsync, rename)."""
-    tmp = temporary(path)
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def input_fingerprint(path: Path) -> str:
-    """sha256 of the size, first MiB and last MiB of a file (see manifest.fingerprint)."""
-    from .manifest import fingerprint  # manifest imports plan; keep this module light
-
-    return fingerprint(path)
 
 
 def identity(cfg: RunConfig, files: list[InputFile]) -> dict[str, Any]:
@@ -61,7 +44,7 @@ def identity(cfg: RunConfig, files: list[InputFile]) -> dict[str, Any]:
     return {
         "tool_version": __version__,
         "config": {name: getattr(cfg, name) for name in _OUTPUT_FIELDS},
-        "inputs": [{"path": str(f.path.resolve()), "bytes": f.size, "fingerprint": input_fingerprint(f.path)}
+        "inputs": [{"path": str(f.path.resolve()), "bytes": f.size, "fingerprint": fingerprint(f.path)}
                    for f in files],
     }
 
@@ -127,7 +110,7 @@ class WorkDir:
         if self.root.exists():
             shutil.rmtree(self.root)
         self.ensure()
-        write_json(self.root / STATE, ident)
+        atomic.write_json(self.root / STATE, ident)
         return False
 
     def saved_identity(self) -> dict[str, Any] | None:
@@ -149,7 +132,7 @@ class WorkDir:
         return read_json(path) if path.exists() else None
 
     def finish(self, phase: str, index: int, record: dict[str, Any]) -> None:
-        write_json(self.marker(phase, index), record)
+        atomic.write_json(self.marker(phase, index), record)
 
     def count_finished(self, phase: str) -> int:
         return len(list(self.done.glob(f"{phase}-*.json"))) if self.done.exists() else 0

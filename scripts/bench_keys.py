@@ -53,12 +53,12 @@ def run_case(case: str, folder: Path, memory: int) -> None:
     out = folder / f"out-{case}"
     out.mkdir(exist_ok=True)
     if kind == "ooc":
-        from reorder_cli.keys_ooc import order_out_of_core
+        from reorder_cli.plan.keys_ooc import order_out_of_core
 
         *_, stats = order_out_of_core(folder / "scores.npy", folder / "sizes.npy", method, PARAMS, "last", memory, out)
         print("stats", stats)
     elif kind == "inmem":
-        from reorder_cli.orderings import order_rows
+        from reorder_cli.methods import order_rows
 
         scores, sizes = np.load(folder / "scores.npy"), np.load(folder / "sizes.npy")
         valid = ~np.isnan(scores)

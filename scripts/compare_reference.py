@@ -22,7 +22,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from reorder_cli.orderings import segment_sizes  # noqa: E402
+from reorder_cli.methods.orderings import segment_sizes  # noqa: E402
 
 # (reference method name, reorder method, parameters)
 CASES = [

@@ -22,7 +22,7 @@ import zstandard
 from typer.testing import CliRunner
 
 from reorder_cli.cli import app
-from reorder_cli.config import METHOD_DEFAULTS, ORDERING_KEYS
+from reorder_cli.config import ORDERING_KEYS, default_for
 
 from . import oracle
 
@@ -127,7 +127,7 @@ def rich_rows(n: int, seed: int = 0, prefix: str = "p") -> list[dict]:
 
 def params(method: str, **over) -> dict:
     """Every ordering key with the method's defaults, overridden by ``over``."""
-    p = {k.name: METHOD_DEFAULTS.get(method, {}).get(k.name, k.default) for k in ORDERING_KEYS}
+    p = {k.name: default_for(method, k) for k in ORDERING_KEYS}
     p.update(over)
     return p
 

@@ -459,7 +459,7 @@ def test_error_shows_the_output_folder_verbatim(tmp_path, config_file, one_input
 
 
 def test_disk_full_while_writing_is_one_line_and_leaves_nothing(tmp_path, config_file, jsonl_corpus, monkeypatch):
-    from reorder_cli.shards import writers
+    from reorder_cli.formats import writers
 
     def no_space(self, data):
         raise OSError(errno.ENOSPC, "No space left on device", str(self.tmp))
@@ -472,7 +472,7 @@ def test_disk_full_while_writing_is_one_line_and_leaves_nothing(tmp_path, config
 
 
 def test_previous_output_survives_a_failed_overwrite_on_disk_full(tmp_path, config_file, jsonl_corpus, monkeypatch):
-    from reorder_cli.shards import writers
+    from reorder_cli.formats import writers
 
     out = tmp_path / "out"
     reorder(config_file, jsonl_corpus.files, out, method="str", sets=["format=jsonl"])

@@ -12,23 +12,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reorder_cli import orderings
+from reorder_cli import methods
 from reorder_cli.errors import ReorderError
-from reorder_cli.external_sort import ExternalSort, choose_splitters, cut_between
-from reorder_cli.keyfiles import ROW
-from reorder_cli.keys_ooc import ARRANGE_BYTES, OUTPUT_NAMES, PICK_BYTES, keys_fit, order_out_of_core
-from reorder_cli.rank_maps import RankMap, layered_ranks, window_shuffle
+from reorder_cli.methods import orderings
+from reorder_cli.methods.rank_maps import RankMap, layered_ranks, window_shuffle
+from reorder_cli.plan.external_sort import ExternalSort, choose_splitters, cut_between
+from reorder_cli.plan.keys_ooc import ARRANGE_BYTES, OUTPUT_NAMES, PICK_BYTES, keys_fit, order_out_of_core
+from reorder_cli.util.npy import ROW
 
 from .conftest import params
 
-METHODS = sorted(orderings.METHODS)
+METHODS = sorted(methods.METHODS)
 
 
 def in_memory(scores, sizes, method, p, policy):
     """What plan.build computes: order, scores and sizes at each output position."""
     valid = ~np.isnan(scores)
     valid_rows = np.flatnonzero(valid)
-    order = valid_rows[orderings.order_rows(method, scores[valid_rows], p)]
+    order = valid_rows[methods.order_rows(method, scores[valid_rows], p)]
     invalid = np.flatnonzero(~valid)
     if policy == "first":
         order = np.concatenate([invalid, order])

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from reorder_cli import metrics
 from reorder_cli.errors import ReorderError
-from reorder_cli.orderings import order_rows
+from reorder_cli.methods import order_rows
+from reorder_cli.metrics import guidance as metrics
 
 from .conftest import params
 

@@ -9,14 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reorder_cli import orderings
+from reorder_cli import methods
+from reorder_cli.methods import orderings
 
 from . import oracle
 from .conftest import params
 
 
 def run(method, scores, **over):
-    return orderings.order_rows(method, np.asarray(scores, dtype=float), params(method, **over)).tolist()
+    return methods.order_rows(method, np.asarray(scores, dtype=float), params(method, **over)).tolist()
 
 
 # ---------------------------------------------------------------- worked examples
@@ -115,7 +116,7 @@ def test_matches_oracle(scores, method, ascending, layers, sections, ratio, wind
         method, ascending=ascending, folding_layer=layers, zigzag_layer=layers, num_sections=sections,
         folding_ratio=ratio, window_size=window, seed=seed, use_gumbel=gumbel, temperature=2.0,
     )
-    got = orderings.order_rows(method, np.asarray(scores, dtype=float), p).tolist()
+    got = methods.order_rows(method, np.asarray(scores, dtype=float), p).tolist()
     assert got == oracle.order(method, scores, p)
 
 
@@ -132,7 +133,7 @@ def test_segment_membership_matches_oracle(scores, x, y, front_high, back_high, 
     p = params("segment", x_pct=x, y_pct=y, front_is_high=front_high, back_is_high=back_high, seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        got = orderings.order_rows("segment", np.asarray(scores, dtype=float), p).tolist()
+        got = methods.order_rows("segment", np.asarray(scores, dtype=float), p).tolist()
         front, middle, back = oracle.segment_members(scores, p)
     assert sorted(got) == list(range(len(scores)))
     assert set(got[: len(front)]) == front
@@ -146,7 +147,7 @@ def test_segment_membership_matches_oracle(scores, x, y, front_high, back_high, 
 @settings(max_examples=200, deadline=None)
 @given(
     scores=st.lists(st.floats(-1e6, 1e6, allow_nan=False), max_size=300) | scores_strategy,
-    method=st.sampled_from(sorted(orderings.METHODS)),
+    method=st.sampled_from(sorted(methods.METHODS)),
     layers=st.integers(1, 400),
     sections=st.integers(1, 400),
     ratio=st.floats(0, 3),
@@ -160,7 +161,7 @@ def test_every_method_is_a_permutation(scores, method, layers, sections, ratio, 
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        got = orderings.order_rows(method, np.asarray(scores, dtype=float), p)
+        got = methods.order_rows(method, np.asarray(scores, dtype=float), p)
     assert got.dtype == np.int64
     assert np.array_equal(np.sort(got), np.arange(len(scores)))
 

@@ -268,7 +268,7 @@ def test_work_compression_does_not_change_the_bytes(tmp_path, config_file, mixed
 
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
 def test_big_inputs_scatter_in_slices(tmp_path, config_file, mixed_inputs, monkeypatch, fmt):
-    from reorder_cli import stored_plan
+    from reorder_cli.plan import stored as stored_plan
 
     pq_file = write_parquet(tmp_path / "in" / "p.parquet",
                             [{k: v for k, v in r.items()} for r in make_rows(300, seed=5, prefix="q")],
@@ -296,7 +296,7 @@ def test_a_full_disk_keeps_the_finished_tasks_and_the_same_command_resumes(tmp_p
                                                                            monkeypatch):
     import errno
 
-    from reorder_cli import gather
+    from reorder_cli.rewrite import gather
 
     sets = ["format=parquet", "shard_rows=150", "row_group_rows=40", *OOC, "workers=1"]
     reorder(config_file, mixed_inputs, tmp_path / "clean", method="saw", sets=sets)
@@ -325,7 +325,8 @@ def test_a_full_disk_keeps_the_finished_tasks_and_the_same_command_resumes(tmp_p
 def test_a_task_run_twice_at_once_is_harmless(tmp_path, config_file, mixed_inputs):
     from concurrent.futures import ThreadPoolExecutor
 
-    from reorder_cli import stored_plan, tasks
+    from reorder_cli.plan import stored as stored_plan
+    from reorder_cli.rewrite import tasks
     from reorder_cli.workdir import WorkDir
 
     sets = ["format=jsonl", "shard_rows=200"]

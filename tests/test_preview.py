@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reorder_cli import metrics
-from reorder_cli.orderings import order_rows
+from reorder_cli.methods import order_rows
+from reorder_cli.metrics import guidance as metrics
 
 from .conftest import (
     expected_order,
@@ -203,7 +203,7 @@ def test_missing_plot_extra(tmp_path, config_file, jsonl_corpus, monkeypatch):
 
 
 def test_sample_positions_are_uniform_and_deterministic():
-    from reorder_cli.plot import sample_positions
+    from reorder_cli.inspect.plot import sample_positions
 
     a = sample_positions(1_000_000, 50_000)
     assert np.array_equal(a, sample_positions(1_000_000, 50_000))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from reorder_cli.orderings import METHODS
+from reorder_cli.methods import METHODS
 
 from .conftest import expected_order, invoke, make_rows, one_line_error, read_manifest, reorder, to_lines, write_jsonl
 

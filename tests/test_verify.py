@@ -418,7 +418,7 @@ def test_usage_errors(pq_out, tmp_path, jsonl_corpus):
 
 
 def test_the_row_multiset_ignores_order_and_chunking_but_not_content():
-    from reorder_cli.rowhash import RowMultiset
+    from reorder_cli.inspect.rowhash import RowMultiset
 
     lines = [f'{{"id": {i}}}\n'.encode() for i in range(50)]
 

@@ -1,0 +1,246 @@
+"""Parquet shards: the keys pass reads the score column alone; the rewrite reads rows."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from reorder_cli.errors import ReorderError
+from reorder_cli.formats.discover import InputFile
+from reorder_cli.formats.jsonl import split_lines
+from reorder_cli.formats.scores import check_score_type, python_score, strings_to_float
+
+
+@dataclass
+class ParquetKeys:
+    scores: np.ndarray  # float64, NaN where invalid
+    sizes: np.ndarray  # int64 estimated uncompressed bytes a row (row-group average)
+    invalid: list[tuple[str, str]]  # ("row N", what is wrong) of the first invalid rows
+    schema: pa.Schema
+
+    @property
+    def rows(self) -> int:
+        return len(self.scores)
+
+
+def open_file(inp: InputFile) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(inp.path)
+    except (OSError, pa.ArrowException) as exc:
+        raise ReorderError(f"{inp.path}: not a readable Parquet file: {exc}") from None
+
+
+def _score_column(pf: pq.ParquetFile, inp: InputFile, score_field: str) -> pa.ChunkedArray:
+    parts = score_field.split(".")
+    schema = pf.schema_arrow
+    field_type = None
+    if parts[0] in schema.names:
+        field_type = schema.field(parts[0]).type
+        for part in parts[1:]:
+            if pa.types.is_list(field_type) or pa.types.is_large_list(field_type):
+                raise ReorderError(f"{inp.path}: score_field '{score_field}' reaches into a list ({field_type}); "
+                                   "a score must be one number a row")
+            if not pa.types.is_struct(field_type) or field_type.get_field_index(part) < 0:
+                field_type = None
+                break
+            field_type = field_type.field(part).type
+    if field_type is None:
+        raise ReorderError(
+            f"{inp.path}: no column '{score_field}' (columns: {', '.join(schema.names)})"
+        )
+    try:
+        column = pf.read(columns=[score_field]).column(0)
+    except (OSError, pa.ArrowException) as exc:
+        raise ReorderError(f"{inp.path}: cannot read column '{score_field}': {exc}") from None
+    for part in parts[1:]:
+        column = pc.struct_field(column, part)
+    return column
+
+
+def scan(
+    inp: InputFile,
+    score_field: str,
+    fail_on_invalid: bool,
+    advance: Callable[[int], None] = lambda n: None,
+    keep_invalid: int = 20,
+) -> ParquetKeys:
+    pf = open_file(inp)
+    meta = pf.metadata
+    column = _score_column(pf, inp, score_field)
+    series = pl.Series(column.combine_chunks() if column.num_chunks != 1 else column.chunk(0))
+    try:
+        check_score_type(series.dtype, str(inp.path), score_field)
+    except ValueError as exc:
+        raise ReorderError(str(exc)) from None
+    if series.dtype == pl.Boolean or series.dtype.is_numeric():
+        scores = series.cast(pl.Float64).to_numpy().astype(np.float64, copy=True)
+        scores[~np.isfinite(scores)] = np.nan
+    else:
+        scores = strings_to_float(series.cast(pl.String, strict=False))
+    invalid: list[tuple[str, str]] = []
+    bad_rows = np.flatnonzero(np.isnan(scores))
+    for row in bad_rows:  # only invalid (or non-plain-numeric) rows reach Python
+        value = series[int(row)]
+        scores[row], why = python_score(value)
+        if why is None:
+            continue
+        if fail_on_invalid:
+            raise ReorderError(f"{inp.path}: row {int(row)}: invalid score in column '{score_field}': {why}")
+        if len(invalid) < keep_invalid:
+            invalid.append((f"row {int(row)}", why))
+    sizes = np.repeat(
+        np.array([max(1, meta.row_group(i).total_byte_size // max(1, meta.row_group(i).num_rows))
+                  for i in range(meta.num_row_groups)], dtype=np.int64),
+        [meta.row_group(i).num_rows for i in range(meta.num_row_groups)],
+    )
+    advance(inp.size)
+    return ParquetKeys(scores, sizes, invalid, pf.schema_arrow)
+
+
+def validate_batch(batch: pa.RecordBatch, path, first_row: int) -> None:
+    """A one-line error naming the row and the column when ``batch`` holds invalid values
+    (a string that is not UTF-8: a corrupt or bit-flipped file). Arrow checks in bulk; the
+    bisection to the row runs only on the error path."""
+    try:
+        batch.validate(full=True)
+        return
+    except pa.ArrowInvalid:
+        pass
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):  # a loop over columns
+        try:
+            column.validate(full=True)
+            continue
+        except pa.ArrowInvalid as exc:
+            message = str(exc)
+        lo = _first_invalid(column)
+        why = "a string that is not valid UTF-8" if "utf" in message.lower() else message.splitlines()[0]
+        raise ReorderError(f"{path}: row {first_row + lo}: column '{name}': {why} (the file is corrupt)")
+    raise ReorderError(f"{path}: rows {first_row}..{first_row + batch.num_rows - 1}: invalid values (the file is "
+                       "corrupt)")
+
+
+def _first_invalid(column: pa.Array) -> int:
+    """Index of the first value of ``column`` that fails full validation (the error path)."""
+    if pa.types.is_struct(column.type):  # a struct's slice keeps whole children: look at them
+        bad = [_first_invalid(child) for child in column.flatten()]
+        return min((b for b in bad if b >= 0), default=0)
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):  # likewise a list's values
+        bad = _first_invalid(column.flatten())
+        offsets = column.offsets.to_numpy()
+        return int(np.searchsorted(offsets - offsets[0], bad, side="right") - 1) if bad >= 0 else 0
+    try:
+        column.validate(full=True)
+        return -1
+    except pa.ArrowInvalid:
+        pass
+    lo, hi = 0, len(column)  # column[lo:hi] holds a bad value; find the first
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            column.slice(lo, mid - lo).validate(full=True)
+            lo = mid
+        except pa.ArrowInvalid:
+            hi = mid
+    return lo
+
+
+def check_readable(inp: InputFile) -> None:
+    """Read ``inp`` through, batch by batch, and raise a one-line error naming what is wrong."""
+    try:
+        with pq.ParquetFile(inp.path) as pf:
+            row = 0
+            for batch in pf.iter_batches(batch_size=65536, use_threads=False):
+                validate_batch(batch, inp.path, row)
+                row += batch.num_rows
+    except (OSError, pa.ArrowException) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ReorderError(f"{inp.path}: not a readable Parquet file: {first}") from None
+
+
+class ParquetSource:
+    """Rows of one Parquet file by index. The file is read whole, once, on first use."""
+
+    def __init__(self, inp: InputFile, keys: ParquetKeys):
+        self.inp = inp
+        self.keys = keys
+        self._frame: pl.DataFrame | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def rows(self) -> int:
+        return self.keys.rows
+
+    def frame(self) -> pl.DataFrame:
+        with self._lock:
+            if self._frame is None:
+                try:
+                    self._frame = pl.read_parquet(self.inp.path)
+                except (OSError, pl.exceptions.PolarsError) as exc:
+                    check_readable(self.inp)  # the error path: name the row at fault
+                    raise ReorderError(f"{self.inp.path}: cannot read: {str(exc).splitlines()[0]}") from None
+            return self._frame
+
+    def take_lines(self, rows: np.ndarray) -> pa.LargeBinaryArray:
+        """Rows as JSON lines (what a JSONL output holds for a Parquet input)."""
+        return split_lines(self.frame()[rows].write_ndjson().encode("utf-8"))
+
+    def unterminated_row(self) -> None:
+        return None
+
+
+def check_same_schema(schemas: list[tuple]) -> pa.Schema | None:
+    """The one schema (without metadata) that every (path, schema) shares; None for none.
+
+    Fields must have the same names, order and types; they may differ in nullability
+    alone, and a field nullable in any input is nullable in the output.
+    """
+    if not schemas:
+        return None
+    first_path, first = schemas[0]
+    schema = first.remove_metadata()
+    for path, other in schemas[1:]:
+        other = other.remove_metadata()
+        if other.names != schema.names:
+            raise ReorderError(
+                f"{path}: columns {', '.join(other.names)} differ from {first_path}'s "
+                f"({', '.join(schema.names)}); Parquet inputs must share one schema"
+            )
+        fields = []
+        for mine, theirs in zip(schema, other, strict=True):
+            merged = _merge_nullable(mine.type, theirs.type)
+            if merged is None:
+                raise ReorderError(
+                    f"{path}: column '{mine.name}' is {theirs.type}, but {mine.type} in {first_path}; "
+                    "Parquet inputs must share one schema (cast one of them)"
+                )
+            fields.append(pa.field(mine.name, merged, mine.nullable or theirs.nullable))
+        schema = pa.schema(fields)
+    return schema
+
+
+def _merge_nullable(a: pa.DataType, b: pa.DataType) -> pa.DataType | None:
+    """``a`` and ``b`` made one type when they differ at most in their fields' nullability."""
+    if a.equals(b):
+        return a
+    if pa.types.is_struct(a) and pa.types.is_struct(b) and [f.name for f in a] == [f.name for f in b]:
+        fields = []
+        for fa, fb in zip(a, b, strict=True):
+            t = _merge_nullable(fa.type, fb.type)
+            if t is None:
+                return None
+            fields.append(pa.field(fa.name, t, fa.nullable or fb.nullable))
+        return pa.struct(fields)
+    for is_list, make in ((pa.types.is_list, pa.list_), (pa.types.is_large_list, pa.large_list)):
+        if is_list(a) and is_list(b):
+            t = _merge_nullable(a.value_type, b.value_type)
+            if t is None:
+                return None
+            return make(pa.field(a.value_field.name, t, a.value_field.nullable or b.value_field.nullable))
+    return None

@@ -1,0 +1,86 @@
+"""Output shard writers. Each writes to a temporary name and renames to ``NAME`` on success,
+so a shard file either exists complete or not at all."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zstandard
+
+from reorder_cli.util.atomic import temporary
+from reorder_cli.util.hashing import file_sha256
+
+EXTENSIONS = {"parquet": ".parquet", "jsonl.zst": ".jsonl.zst", "jsonl": ".jsonl"}
+COMPRESSION = {"parquet": "zstd", "jsonl.zst": "zstd", "jsonl": None}
+
+
+def shard_name(index: int, fmt: str) -> str:
+    return f"{index:05d}{EXTENSIONS[fmt]}"
+
+
+class _HashingFile:
+    """A binary file that hashes and counts what is written through it."""
+
+    def __init__(self, path: Path):
+        self._fh = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        self._fh.write(data)
+        n = memoryview(data).nbytes
+        self.size += n
+        return n
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class ShardWriter:
+    """Write one shard; ``finish()`` returns (bytes, sha256) after the atomic rename."""
+
+    def __init__(self, path: Path, fmt: str, level: int, schema: pa.Schema | None = None):
+        self.path, self.fmt = path, fmt
+        self.tmp = temporary(path)
+        if fmt == "parquet":
+            self._pq = pq.ParquetWriter(self.tmp, schema, compression="zstd", compression_level=level)
+        else:
+            self._file = _HashingFile(self.tmp)
+            self._zstd = zstandard.ZstdCompressor(level=level).stream_writer(self._file, closefd=False) \
+                if fmt == "jsonl.zst" else None
+
+    def write_lines(self, data) -> None:
+        (self._zstd or self._file).write(data)
+
+    def write_table(self, table: pa.Table) -> None:
+        self._pq.write_table(table, row_group_size=max(1, table.num_rows))
+
+    def finish(self) -> tuple[int, str]:
+        if self.fmt == "parquet":
+            self._pq.close()
+            size, sha = self.tmp.stat().st_size, file_sha256(self.tmp)
+        else:
+            if self._zstd is not None:
+                self._zstd.close()
+            self._file.close()
+            size, sha = self._file.size, self._file.digest.hexdigest()
+        os.replace(self.tmp, self.path)
+        return size, sha
+
+    def abort(self) -> None:
+        try:
+            if self.fmt == "parquet":
+                self._pq.close()
+            else:
+                self._file.close()
+        except Exception:  # noqa: BLE001 - best effort before removing the partial file
+            pass
+        self.tmp.unlink(missing_ok=True)

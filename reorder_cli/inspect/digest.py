@@ -1,0 +1,325 @@
+"""Reading shard files back, streaming, for ``reorder verify``.
+
+An output shard is read once for what it holds: size, sha256, records, score
+min/mean/max and, on request, its row multiset (``rowhash``). JSONL shards are hashed
+as their raw bytes go by (one pass); Parquet shards take a raw pass for sha256, then a
+batch-by-batch read. An input file is read for its records, its invalid scores and the
+multiset of the rows a run keeps. Memory stays at about one block of lines (8 MiB) or
+one batch (about 16 MiB, or one row group) a file, whatever its size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from reorder_cli.errors import ReorderError
+from reorder_cli.formats import json_rows, jsonl, parquet
+from reorder_cli.formats.discover import InputFile
+from reorder_cli.formats.scores import check_score_type, python_score, strings_to_float
+from reorder_cli.inspect.rowhash import RowMultiset
+from reorder_cli.util.hashing import file_sha256
+
+BLOCK = 8 << 20
+BATCH_BYTES = 16 << 20
+MAX_BATCH_ROWS = 65536
+
+
+@dataclass
+class ScoreStats:
+    """min / mean / max of the valid scores, accumulated block by block."""
+
+    count: int = 0
+    total: float = 0.0
+    lo: float = math.inf
+    hi: float = -math.inf
+
+    def add(self, scores: np.ndarray) -> None:
+        valid = scores[~np.isnan(scores)]
+        if len(valid):
+            self.count += len(valid)
+            self.total += float(valid.sum())
+            self.lo = min(self.lo, float(valid.min()))
+            self.hi = max(self.hi, float(valid.max()))
+
+    def merge(self, other: ScoreStats) -> None:
+        self.count += other.count
+        self.total += other.total
+        self.lo, self.hi = min(self.lo, other.lo), max(self.hi, other.hi)
+
+    def summary(self) -> dict[str, float | None]:
+        if not self.count:
+            return {"min": None, "mean": None, "max": None}
+        return {"min": self.lo, "mean": self.total / self.count, "max": self.hi}
+
+
+@dataclass
+class ShardDigest:
+    size: int
+    sha256: str
+    rows: int | None = None  # records read from the file (None: unreadable)
+    meta_rows: int | None = None  # Parquet: the footer's row count
+    scores: ScoreStats = field(default_factory=ScoreStats)
+    multiset: RowMultiset | None = None
+    schema: pa.Schema | None = None  # Parquet
+    unterminated: bool = False  # JSONL: the last record lacks its '\n'
+    error: str | None = None
+
+
+@dataclass
+class InputDigest:
+    rows: int = 0  # records in the file
+    invalid: int = 0  # records whose score is invalid
+    multiset: RowMultiset = field(default_factory=RowMultiset)  # the rows a run writes
+
+
+# ------------------------------------------------------------------ shared readers
+
+
+class _HashingReader:
+    """A raw binary file that hashes and counts what is read through it."""
+
+    def __init__(self, path: Path):
+        self._fh = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._fh.read(n)
+        self.digest.update(data)
+        self.size += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def drain(self) -> None:
+        while self.read(BLOCK):
+            pass
+
+    def close(self) -> None:
+        self.closed = True
+        self._fh.close()
+
+
+def _line_blocks(stream) -> Iterator[tuple[memoryview, bool]]:
+    """(block, at_end): pieces of the stream ending on a line boundary (or at its end)."""
+    carry = b""
+    while True:
+        block = stream.read(BLOCK)
+        data = carry + block if carry else block
+        if not block:
+            if data:
+                yield memoryview(data), True
+            return
+        cut = data.rfind(b"\n") + 1
+        carry = data[cut:]
+        if cut:
+            yield memoryview(data)[:cut], False
+
+
+@dataclass
+class _Records:
+    lines: pa.LargeBinaryArray  # the records, each ending with '\n'
+    scores: np.ndarray  # float64, NaN where invalid
+    line_numbers: np.ndarray  # 1-based line of each record in its file
+    lines_read: int  # lines of the block, blank ones included
+    unterminated: bool  # the block's last record had no '\n' (one was added)
+
+
+def _records(data, at_end: bool, score_field: str, inp: InputFile, lines_before: int, skip_bom: bool) -> _Records:
+    """The records of a block. ``skip_bom``: the block starts an input file, whose leading
+    byte-order mark is not part of its first record (as in the keys pass); an output shard
+    has none, so there it is an error like any other."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(arr == 10) + 1
+    unterminated = bool(at_end and (len(ends) == 0 or ends[-1] != len(data)))
+    if unterminated:
+        data = bytes(data) + b"\n"
+        ends = np.append(ends, len(data))
+    local = np.concatenate([[0], ends]).astype(np.int64)
+    if skip_bom:
+        jsonl.skip_bom(data, local)
+    keep, scores, _ = jsonl._block_scores(data, local, jsonl.json_path(score_field), score_field, inp, lines_before)
+    lines = jsonl._lines_array(data, local).filter(pa.array(keep))
+    return _Records(lines, scores, np.flatnonzero(keep) + lines_before + 1, len(ends), unterminated and bool(keep[-1]))
+
+
+def batch_scores(batch: pa.RecordBatch, score_field: str) -> np.ndarray:
+    """Scores of a Parquet batch by the same rules as the keys pass (NaN where invalid)."""
+    parts = score_field.split(".")
+    if parts[0] not in batch.schema.names:
+        raise KeyError(f"no column '{score_field}'")
+    column = batch.column(parts[0])
+    for part in parts[1:]:
+        column = pc.struct_field(column, part)
+    series = pl.Series(column)
+    try:
+        check_score_type(series.dtype, "the shard", score_field)
+    except ValueError as exc:
+        raise KeyError(str(exc).removeprefix("the shard: ")) from None
+    if series.dtype == pl.Boolean or series.dtype.is_numeric():
+        scores = series.cast(pl.Float64).to_numpy().astype(np.float64, copy=True)
+        scores[~np.isfinite(scores)] = np.nan
+        return scores
+    scores = strings_to_float(series.cast(pl.String, strict=False))
+    for row in np.flatnonzero(np.isnan(scores)):  # only invalid (or unusual) values reach Python
+        scores[row] = python_score(series[int(row)])[0]
+    return scores
+
+
+def _batch_rows(meta: pq.FileMetaData) -> int:
+    """Rows a batch so that a batch is about BATCH_BYTES uncompressed."""
+    rows = max(1, meta.num_rows)
+    total = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    return int(min(MAX_BATCH_ROWS, max(1, BATCH_BYTES // max(1, total // rows))))
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+# ------------------------------------------------------------------ output shards
+
+
+def output_shard(path: Path, fmt: str, score_field: str, with_rows: bool) -> ShardDigest:
+    """Read one output shard back; a file that cannot be read gets ``error`` set."""
+    if fmt == "parquet":
+        return _parquet_shard(path, score_field, with_rows)
+    return _jsonl_shard(path, fmt, score_field, with_rows)
+
+
+def _jsonl_shard(path: Path, fmt: str, score_field: str, with_rows: bool) -> ShardDigest:
+    reader = _HashingReader(path)
+    inp = InputFile(path, "jsonl", "zstd" if fmt == "jsonl.zst" else None, 0)
+    stats, multiset = ScoreStats(), RowMultiset() if with_rows else None
+    rows = lines = 0
+    unterminated = False
+    try:
+        stream = pa.input_stream(reader, compression="zstd") if fmt == "jsonl.zst" else reader
+        for data, at_end in _line_blocks(stream):
+            rec = _records(data, at_end, score_field, inp, lines, skip_bom=False)
+            rows += len(rec.lines)
+            lines += rec.lines_read
+            unterminated |= rec.unterminated
+            stats.add(rec.scores)
+            if multiset is not None:
+                multiset.add_lines(rec.lines)
+        reader.drain()
+    except ReorderError as exc:
+        return ShardDigest(path.stat().st_size, file_sha256(path), error=str(exc).removeprefix(f"{path}: "))
+    except (OSError, pa.ArrowException) as exc:
+        return ShardDigest(path.stat().st_size, file_sha256(path), error=f"cannot decompress: {_first_line(exc)}")
+    finally:
+        reader.close()
+    return ShardDigest(reader.size, reader.digest.hexdigest(), rows=rows, scores=stats, multiset=multiset,
+                       unterminated=unterminated)
+
+
+def _parquet_shard(path: Path, score_field: str, with_rows: bool) -> ShardDigest:
+    digest = ShardDigest(path.stat().st_size, file_sha256(path))
+    multiset = RowMultiset() if with_rows else None
+    try:
+        rows = 0
+        with pq.ParquetFile(path) as pf:
+            digest.meta_rows, digest.schema = pf.metadata.num_rows, pf.schema_arrow
+            for batch in pf.iter_batches(batch_size=_batch_rows(pf.metadata)):
+                parquet.validate_batch(batch, path, rows)
+                rows += batch.num_rows
+                digest.scores.add(batch_scores(batch, score_field))
+                if multiset is not None:
+                    multiset.add_frame(pl.from_arrow(batch))
+        digest.rows, digest.multiset = rows, multiset
+    except KeyError as exc:
+        digest.error = str(exc.args[0])
+    except ReorderError as exc:
+        digest.error = str(exc).removeprefix(f"{path}: ")
+    except (OSError, pa.ArrowException, pl.exceptions.PolarsError) as exc:
+        digest.error = f"not a readable Parquet file: {_first_line(exc)}"
+    return digest
+
+
+# ------------------------------------------------------------------ inputs
+
+
+def input_file(inp: InputFile, score_field: str, drop_invalid: bool, schema: pa.Schema | None) -> InputDigest:
+    """Records, invalid scores and the multiset of the rows a run writes from one input.
+
+    ``schema`` None hashes rows as JSONL records (a Parquet row as Polars serialises it);
+    a schema (the output's Arrow schema) hashes row values in it (JSONL records are
+    converted to it by the rules of the run, ``json_rows``).
+    Unreadable input raises ``ReorderError``.
+    """
+    if inp.format == "parquet":
+        return _parquet_input(inp, score_field, drop_invalid, schema)
+    return _jsonl_input(inp, score_field, drop_invalid, schema)
+
+
+def _jsonl_input(inp: InputFile, score_field: str, drop_invalid: bool, schema: pa.Schema | None) -> InputDigest:
+    out = InputDigest()
+    lines = 0
+    try:
+        stream = pa.input_stream(str(inp.path), compression=inp.compression)
+        with stream:
+            for data, at_end in _line_blocks(stream):
+                rec = _records(data, at_end, score_field, inp, lines, skip_bom=lines == 0)
+                lines += rec.lines_read
+                invalid = np.isnan(rec.scores)
+                out.rows += len(rec.lines)
+                out.invalid += int(invalid.sum())
+                kept, numbers = rec.lines, rec.line_numbers
+                if drop_invalid and invalid.any():
+                    kept, numbers = kept.filter(pa.array(~invalid)), numbers[~invalid]
+                if schema is None:
+                    out.multiset.add_lines(kept)
+                elif len(kept):
+                    table = json_rows.to_table(jsonl.lines_to_bytes(kept), schema,
+                                               lambda i, n=numbers: f"{inp.path}: line {int(n[i])}")
+                    out.multiset.add_frame(pl.from_arrow(table))
+    except (OSError, pa.ArrowException) as exc:
+        raise ReorderError(f"{inp.path}: cannot read: {_first_line(exc)}") from None
+    return out
+
+
+def _ndjson_lines(frame: pl.DataFrame) -> pa.LargeBinaryArray:
+    """Rows as the JSON lines ``reorder run`` writes for them (Polars' serialisation)."""
+    buf = io.BytesIO()
+    frame.write_ndjson(buf)
+    return jsonl.split_lines(buf.getbuffer())
+
+
+def _parquet_input(inp: InputFile, score_field: str, drop_invalid: bool, schema: pa.Schema | None) -> InputDigest:
+    out = InputDigest()
+    columns = None if schema is None else pl.from_arrow(schema.empty_table()).schema
+    try:
+        with pq.ParquetFile(inp.path) as pf:
+            for batch in pf.iter_batches(batch_size=_batch_rows(pf.metadata)):
+                parquet.validate_batch(batch, inp.path, out.rows)
+                invalid = np.isnan(batch_scores(batch, score_field))
+                frame = pl.from_arrow(batch)
+                out.rows += frame.height
+                out.invalid += int(invalid.sum())
+                if drop_invalid and invalid.any():
+                    frame = frame.filter(pl.Series(~invalid))
+                if schema is None:
+                    out.multiset.add_lines(_ndjson_lines(frame))
+                else:
+                    out.multiset.add_frame(frame.select(list(columns)).cast(dict(columns)))
+    except KeyError as exc:
+        raise ReorderError(f"{inp.path}: {exc.args[0]}") from None
+    except pl.exceptions.ColumnNotFoundError as exc:
+        raise ReorderError(f"{inp.path}: does not fit the output's schema: {_first_line(exc)}") from None
+    except (OSError, pa.ArrowException, pl.exceptions.PolarsError) as exc:
+        raise ReorderError(f"{inp.path}: not a readable Parquet file: {_first_line(exc)}") from None
+    return out

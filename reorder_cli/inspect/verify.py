@@ -1,0 +1,343 @@
+"""``reorder verify``: check a finished output without trusting the run's bookkeeping.
+
+Every shard the manifest lists is read back (``digest``) and compared with its entry:
+present, size, sha256, records, score min/mean/max, readable; the entries themselves
+must be consistent (names in training order, contiguous positions, totals), and no
+shard-like file may sit in the folder unlisted. Given the inputs, the output's rows
+must also be a permutation of the input rows (less those a ``drop`` policy left out),
+shown with an order-independent multiset hash (``rowhash``). Every difference found is
+reported, not just the first.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reorder_cli.errors import ReorderError
+from reorder_cli.formats.discover import InputFile, discover
+from reorder_cli.formats.writers import COMPRESSION, EXTENSIONS, shard_name
+from reorder_cli.inspect import digest
+from reorder_cli.inspect.rowhash import RowMultiset
+from reorder_cli.publish import manifest
+from reorder_cli.util.hashing import fingerprint
+from reorder_cli.util.progress import Progress
+
+SHARD_LIKE = re.compile(r"^\d+\.(parquet|jsonl|jsonl\.zst|jsonl\.gz)$")
+_SHARD_KEYS = {"file": str, "rows": int, "bytes": int, "sha256": str, "positions": list, "score": dict}
+
+
+@dataclass(frozen=True)
+class Problem:
+    where: str  # a shard's file name, an input path, "manifest" or "output"
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.kind}: {self.detail}"
+
+
+@dataclass
+class Report:
+    shards: int
+    rows: int
+    bytes: int
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    permutation: str | None = None  # what the inputs check proved (None: not run)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        if self.problems:
+            return (f"{len(self.problems)} difference(s) found; {self.shards} shard(s) listed, {self.rows:,} rows and "
+                    f"{self.bytes:,} bytes read")
+        proved = f"; {self.permutation}" if self.permutation else ""
+        return f"all good: {self.shards} shard(s), {self.rows:,} rows, {self.bytes:,} bytes match the manifest{proved}"
+
+
+def verify(
+    path: Path,
+    inputs: list[str] | None = None,
+    manifest_inputs: bool = False,
+    workers: int = 0,
+    progress: Progress | None = None,
+) -> Report:
+    """Check the output at ``path`` (a folder or its manifest.json); see the module doc.
+
+    ``inputs`` (files, folders, globs) or ``manifest_inputs`` (the manifest's own input
+    paths) add the permutation proof. Usage and input read errors raise ``ReorderError``.
+    """
+    if inputs and manifest_inputs:
+        raise ReorderError("give --input or --with-inputs, not both")
+    progress = progress or Progress(enabled=False)
+    doc, folder = manifest.read(path)
+    fmt, entries = _layout(doc)
+    files = _input_files(doc, folder, inputs, manifest_inputs)
+    workers = max(1, workers or (os.cpu_count() or 1))
+    score_field = doc.get("score_field") or "score"
+
+    paths = [folder / e["file"] if _plain_name(e["file"]) else None for e in entries]
+    present = [p if p is not None and p.is_file() else None for p in paths]
+    total = sum(p.stat().st_size for p in present if p) + sum(f.size for f in files or [])
+    with progress.task("Verifying", total=total, unit="bytes") as advance:
+        digests = _parallel(workers, present, advance, lambda p: (
+            digest.output_shard(p, fmt, score_field, files is not None)))
+        report = Report(len(entries), sum(d.rows or 0 for d in digests if d), sum(d.size for d in digests if d))
+        report.problems += _entry_problems(fmt, entries)
+        report.problems += _file_problems(entries, paths, digests)
+        report.problems += _total_problems(doc, entries, digests)
+        report.problems += _extra_files(folder, entries)
+        if files is not None:
+            _check_permutation(report, doc, folder, fmt, files, digests, workers, advance)
+    return report
+
+
+def _parallel(workers: int, items: list, advance: Callable[[int], None], fn: Callable) -> list:
+    def one(item):
+        if item is None:
+            return None
+        result = fn(item)
+        advance(item.size if isinstance(item, InputFile) else item.stat().st_size)
+        return result
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, items))
+
+
+# ------------------------------------------------------------------ the manifest's own consistency
+
+
+def _layout(doc: dict[str, Any]) -> tuple[str, list[dict]]:
+    """The output format and the shard entries; a manifest without them cannot be checked."""
+    fmt = (doc.get("output") or {}).get("format")
+    if fmt not in EXTENSIONS:
+        raise ReorderError(f"manifest.json: output format {fmt!r} is not one of {', '.join(EXTENSIONS)}")
+    entries = doc.get("shards")
+    if not isinstance(entries, list):
+        raise ReorderError("manifest.json: no 'shards' list")
+    for i, e in enumerate(entries):
+        for key, kind in _SHARD_KEYS.items():
+            if not isinstance(e, dict) or not isinstance(e.get(key), kind):
+                raise ReorderError(f"manifest.json: shard {i} has no valid '{key}'")
+    return fmt, entries
+
+
+def _plain_name(name: str) -> bool:
+    return name == Path(name).name and not name.startswith(".")
+
+
+def _entry_problems(fmt: str, entries: list[dict]) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    end = 0  # where the previous shard ends
+    for i, e in enumerate(entries):
+        name = e["file"]
+        if not _plain_name(name):
+            problems.append(Problem(name, "name", "not a file name inside the output folder"))
+        elif name in seen:
+            problems.append(Problem(name, "name", "listed twice in the manifest"))
+        elif name != shard_name(i, fmt):
+            problems.append(Problem(name, "name", f"shard {i} should be {shard_name(i, fmt)} (file-name order "
+                                                  "is the training order)"))
+        seen.add(name)
+        if e.get("format") != fmt or e.get("compression") != COMPRESSION[fmt]:
+            problems.append(Problem(name, "format", f"{e.get('format')}/{e.get('compression')} in an output of "
+                                                    f"{fmt}/{COMPRESSION[fmt]}"))
+        problem = _positions_problem(e["positions"], e["rows"], end)
+        if problem:
+            problems.append(Problem(name, "positions", problem))
+        if _is_range(e["positions"]):
+            end = e["positions"][1]
+    return problems
+
+
+def _is_range(positions: list) -> bool:
+    return len(positions) == 2 and all(isinstance(p, int) for p in positions)
+
+
+def _positions_problem(positions: list, rows: int, prev_end: int) -> str | None:
+    """Positions must be [first, first + rows), starting where the previous shard ends."""
+    if not _is_range(positions):
+        return f"{positions!r} is not a [first, end) pair of positions"
+    first, end = positions
+    if first != prev_end:
+        how = "starts" if prev_end == 0 else "leaves a gap" if first > prev_end else "overlaps the shard before"
+        return f"[{first:,}, {end:,}) {how}: it should start at {prev_end:,}"
+    if end - first != rows:
+        return f"[{first:,}, {end:,}) spans {end - first:,} positions, but the shard has {rows:,} rows"
+    return None
+
+
+def _end_of(entries: list[dict]) -> int | None:
+    last = entries[-1]["positions"] if entries else [0, 0]
+    return last[1] if _is_range(last) else None
+
+
+def _total_problems(doc: dict[str, Any], entries: list[dict], digests: list) -> list[Problem]:
+    t = doc.get("totals") or {}
+    inv = doc.get("invalid_scores") or {}
+    inputs = doc.get("inputs") or []
+    checks = [
+        ("shards", len(entries), "the shards listed"),
+        ("rows", sum(e["rows"] for e in entries), "the sum of the shards' rows"),
+        ("rows", _end_of(entries), "the last shard's end position"),
+        ("bytes", sum(e["bytes"] for e in entries), "the sum of the shards' bytes"),
+        ("input_rows", sum(i.get("rows", 0) for i in inputs), "the sum of the inputs' rows"),
+        ("input_bytes", sum(i.get("bytes", 0) for i in inputs), "the sum of the inputs' bytes"),
+        ("dropped_rows", inv.get("dropped"), "invalid_scores.dropped"),
+        ("input_rows", (t.get("rows") or 0) + (t.get("dropped_rows") or 0), "rows + dropped_rows"),
+    ]
+    problems = [Problem("manifest", "totals", f"{key} is {t.get(key)!r}, expected {want!r} ({what})")
+                for key, want, what in checks if t.get(key) != want]
+    dropped_ok = inv.get("count") if inv.get("policy") == "drop" else 0
+    if inv.get("dropped") != dropped_ok:
+        problems.append(Problem("manifest", "invalid_scores", f"dropped is {inv.get('dropped')!r} with policy "
+                                                              f"{inv.get('policy')!r} and count {inv.get('count')!r}"))
+    if all(d is not None and d.error is None for d in digests):
+        stats = digest.ScoreStats()
+        for d in digests:
+            stats.merge(d.scores)
+        if not _same_scores(stats.summary(), t.get("score")):
+            problems.append(Problem("manifest", "totals", f"score {_scores(t.get('score'))}, but the shards hold "
+                                                          f"{_scores(stats.summary())}"))
+    return problems
+
+
+# ------------------------------------------------------------------ the files against their entries
+
+
+def _file_problems(entries: list[dict], paths: list, digests: list) -> list[Problem]:
+    problems: list[Problem] = []
+    schema = next((d.schema for d in digests if d is not None and d.schema is not None), None)
+    for e, path, d in zip(entries, paths, digests, strict=True):
+        name = e["file"]
+        if path is None:
+            continue  # already reported as a bad name
+        if d is None:
+            problems.append(Problem(name, "missing", "the manifest lists it but there is no such file"))
+            continue
+        if d.size != e["bytes"]:
+            problems.append(Problem(name, "size", f"{d.size:,} bytes, the manifest says {e['bytes']:,}"))
+        if d.sha256 != e["sha256"]:
+            problems.append(Problem(name, "sha256", f"{d.sha256[:16]}… differs from the manifest's "
+                                                    f"{e['sha256'][:16]}… (content changed)"))
+        if d.error is not None:
+            problems.append(Problem(name, "unreadable", d.error))
+            continue
+        if d.rows != e["rows"]:
+            problems.append(Problem(name, "rows", f"the file holds {d.rows:,} rows, the manifest says {e['rows']:,}"))
+        if d.meta_rows is not None and d.meta_rows != d.rows:
+            problems.append(Problem(name, "rows", f"the Parquet footer says {d.meta_rows:,} rows, {d.rows:,} read"))
+        if d.unterminated:
+            problems.append(Problem(name, "truncated", "the last record has no newline"))
+        if not _same_scores(d.scores.summary(), e["score"]):
+            problems.append(Problem(name, "score", f"the file holds {_scores(d.scores.summary())}, the manifest "
+                                                   f"says {_scores(e['score'])}"))
+        if d.schema is not None and schema is not None and not d.schema.remove_metadata().equals(
+                schema.remove_metadata()):
+            problems.append(Problem(name, "schema", "differs from the first shard's schema"))
+    return problems
+
+
+def _close(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if not isinstance(b, int | float):
+        return False
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6)  # the manifest rounds to 6 decimals
+
+
+def _same_scores(got: dict, want) -> bool:
+    return isinstance(want, dict) and all(_close(got[k], want.get(k)) for k in ("min", "mean", "max"))
+
+
+def _scores(s) -> str:
+    if not isinstance(s, dict):
+        return repr(s)
+    return "min/mean/max " + "/".join("-" if s.get(k) is None else f"{s[k]:.6g}" for k in ("min", "mean", "max"))
+
+
+def _extra_files(folder: Path, entries: list[dict]) -> list[Problem]:
+    listed = {e["file"] for e in entries}
+    return [Problem(p.name, "unexpected file", "a shard-like file that the manifest does not list")
+            for p in sorted(folder.iterdir()) if SHARD_LIKE.match(p.name) and p.name not in listed and p.is_file()]
+
+
+# ------------------------------------------------------------------ the permutation proof
+
+
+def _input_files(doc, folder: Path, inputs: list[str] | None, manifest_inputs: bool) -> list[InputFile] | None:
+    if inputs:
+        return discover(inputs)
+    if manifest_inputs:
+        paths = [i.get("path") for i in doc.get("inputs") or []]
+        if not paths or not all(isinstance(p, str) for p in paths):
+            raise ReorderError("manifest.json: no input paths to check against")
+        return discover([str((folder / p).resolve()) for p in paths])
+    return None
+
+
+def _check_permutation(report: Report, doc, folder: Path, fmt: str, files: list[InputFile], digests: list,
+                       workers: int, advance: Callable[[int], None]) -> None:
+    schema = None
+    if fmt == "parquet":  # rows compare by value, in the output's schema
+        arrow = next((d.schema for d in digests if d is not None and d.schema is not None), None)
+        if arrow is None:
+            report.problems.append(Problem("output", "not a permutation", "no readable shard to compare rows with"))
+            return
+        schema = arrow
+    inv = doc.get("invalid_scores") or {}
+    score_field = doc.get("score_field") or "score"
+    drop = inv.get("policy") == "drop"
+    found = _parallel(workers, files, advance, lambda f: digest.input_file(f, score_field, drop, schema))
+    report.warnings += _input_warnings(doc, folder, files, found)
+
+    ins, outs = RowMultiset(), RowMultiset()
+    for d in found:
+        ins.merge(d.multiset)
+    for d in digests:
+        if d is not None and d.multiset is not None:
+            outs.merge(d.multiset)
+    invalid = sum(d.invalid for d in found)
+    if invalid != inv.get("count"):
+        report.problems.append(Problem("inputs", "invalid scores", f"{invalid:,} input rows have an invalid score, "
+                                                                   f"the manifest counted {inv.get('count')!r}"))
+    dropped = invalid if drop else 0
+    read = f"{ins.rows + dropped:,} input rows" + (f", {dropped:,} dropped as invalid" if drop else "")
+    if ins != outs:
+        how = "the rows differ" if ins.rows == outs.rows else "the row counts differ"
+        incomplete = any(d is None or d.error is not None for d in digests)
+        report.problems.append(Problem("output", "not a permutation", (
+            f"{outs.rows:,} output rows vs {read}: {how} (row multiset hash {outs.digest()} vs {ins.digest()})"
+            + ("; some shards could not be read" if incomplete else ""))))
+    else:
+        report.permutation = f"the output is a permutation of the inputs ({read}; row multiset hash {ins.digest()})"
+
+
+def _input_warnings(doc, folder: Path, files: list[InputFile], found: list) -> list[str]:
+    """Inputs that are not those of the run, or changed since (fingerprint, rows)."""
+    recorded = {(folder / i["path"]).resolve(): i for i in doc.get("inputs") or [] if isinstance(i.get("path"), str)}
+    warnings, seen = [], set()
+    for f, d in zip(files, found, strict=True):
+        entry = recorded.get(f.path.resolve())
+        if entry is None:
+            warnings.append(f"{f.path}: not an input of this run (the manifest does not list it)")
+            continue
+        seen.add(f.path.resolve())
+        if entry.get("fingerprint") != fingerprint(f.path):
+            warnings.append(f"{f.path}: changed since the run (its fingerprint differs from the manifest's)")
+        if entry.get("rows") != d.rows:
+            warnings.append(f"{f.path}: {d.rows:,} rows, the manifest says {entry.get('rows')!r}")
+    for path, entry in recorded.items():
+        if path not in seen:
+            warnings.append(f"{entry['path']}: an input of the run that was not given")
+    return warnings

@@ -1,0 +1,256 @@
+"""The keys pass: scores of every row -> the output order -> the shard layout.
+
+Reads only scores (and line offsets for JSONL); never the documents. The result says,
+for every output position, which input row goes there, and where shards begin and end.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from reorder_cli.config import RunConfig
+from reorder_cli.errors import ReorderError
+from reorder_cli.formats import jsonl, parquet
+from reorder_cli.formats.discover import InputFile
+from reorder_cli.methods import order_rows
+from reorder_cli.plan import keys_ooc
+from reorder_cli.util import atomic
+from reorder_cli.util.npy import DiskArray, NpyColumn, NpyWriter
+
+#: Rows a chunk when streaming keys from disk.
+CHUNK_ROWS = 1 << 20
+
+
+@dataclass
+class Plan:
+    files: list[InputFile]
+    sources: list  # one JsonlSource / ParquetSource per input file
+    row_starts: np.ndarray  # int64, len(files)+1: global index of each file's first row
+    order: np.ndarray  # int64 global input index at each output position
+    scores: np.ndarray  # float64 score at each output position (NaN for invalid rows kept)
+    sizes: np.ndarray  # int64 estimated uncompressed bytes at each output position
+    shards: list[tuple[int, int]]  # [start, end) output positions of each shard
+    invalid_count: int
+    invalid_samples: list[dict]  # {"file", "where", "value"}
+    dropped: int
+
+    @property
+    def rows(self) -> int:
+        return len(self.order)
+
+    @property
+    def input_rows(self) -> int:
+        return int(self.row_starts[-1])
+
+    def locate(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(file index, row within file) of the rows at these output positions."""
+        rows = self.order[positions]
+        file_index = np.searchsorted(self.row_starts, rows, side="right") - 1
+        return file_index, rows - self.row_starts[file_index]
+
+
+@dataclass
+class SpilledSource:
+    """An input whose keys were written to ``folder`` instead of being kept in memory:
+    ``scores-NNNNN.npy``, ``sizes-NNNNN.npy`` and, for JSONL, ``records-NNNNN.npy`` (the
+    [start, end) bytes of every record in ``data_path``)."""
+
+    inp: InputFile
+    index: int
+    folder: Path
+    rows: int
+    invalid: list[tuple[str, str]]
+    schema: pa.Schema | None = None  # Parquet inputs
+    data_path: Path | None = None  # JSONL inputs: the bytes (the input, or its decompressed copy)
+    unterminated: bool = False  # JSONL inputs: the last record has no newline
+
+    def path(self, name: str) -> Path:
+        return self.folder / f"{name}-{self.index:05d}.npy"
+
+
+def spill(source, index: int, folder: Path) -> SpilledSource:
+    """Write a source's keys to ``folder`` and return what is left of it in memory."""
+    folder.mkdir(parents=True, exist_ok=True)
+    keys = source.keys
+    out = SpilledSource(source.inp if isinstance(source, parquet.ParquetSource) else None, index, folder,
+                        source.rows, keys.invalid)
+    atomic.save_npy(out.path("scores"), keys.scores)
+    atomic.save_npy(out.path("sizes"), _row_sizes(source))
+    if isinstance(source, parquet.ParquetSource):
+        out.schema = keys.schema
+    else:
+        atomic.save_npy(out.path("records"), keys.records())
+        out.data_path, out.unterminated = Path(keys.data_path), source.unterminated_row() is not None
+    return out
+
+
+def read_keys(files: list[InputFile], cfg: RunConfig, spill_dir: Path, advance: Callable[[int], None],
+              keys_budget: int = 0) -> list:
+    """Scan every input for its keys, ``cfg.workers`` files at a time; returns one source a file.
+
+    With ``keys_budget``, once the rows read so far no longer fit it in memory
+    (:func:`keys_ooc.keys_fit`), every source's keys go to ``spill_dir/keys/`` instead
+    (:class:`SpilledSource`) and the plan is built out of core.
+    """
+    fail = cfg.invalid_scores == "error"
+    sources: dict[int, object] = {}
+    state = {"rows": 0, "spilling": False}
+    lock = threading.Lock()
+    folder = spill_dir / "keys"
+
+    def one(item: tuple[int, InputFile]):
+        i, inp = item
+        if inp.format == "parquet":
+            source = parquet.ParquetSource(inp, parquet.scan(inp, cfg.score_field, fail, advance))
+        else:
+            data = spill_dir / f"input-{i:05d}.jsonl" if inp.compression else None
+            if data is not None:
+                spill_dir.mkdir(parents=True, exist_ok=True)
+            source = jsonl.JsonlSource(jsonl.scan(inp, cfg.score_field, fail, data, advance))
+            source.inp = inp
+        with lock:
+            state["rows"] += source.rows
+            if keys_budget and not state["spilling"] and not keys_ooc.keys_fit(state["rows"], keys_budget):
+                state["spilling"] = True
+                for j in list(sources):
+                    sources[j] = spill(sources[j], j, folder)
+            sources[i] = spill(source, i, folder) if state["spilling"] else source
+
+    with ThreadPoolExecutor(max(1, cfg.workers)) as pool:
+        list(pool.map(one, enumerate(files)))
+    return [sources[i] for i in range(len(files))]
+
+
+def spilled(sources: list) -> bool:
+    return any(isinstance(s, SpilledSource) for s in sources)
+
+
+def _row_sizes(source) -> np.ndarray:
+    keys = source.keys
+    return keys.row_sizes() if isinstance(source, jsonl.JsonlSource) else keys.sizes
+
+
+def layout(sizes: np.ndarray, max_bytes: int, max_rows: int, ends: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """Cut positions 0..n into consecutive pieces of at most ``max_bytes`` (estimated) and
+    ``max_rows`` rows; every piece holds at least one row. 0 means "no limit".
+
+    ``ends``: the running total of ``sizes``, when it is already at hand (on disk)."""
+    if len(sizes) == 0:
+        return []
+    return layout_between(np.cumsum(sizes, dtype=np.int64) if ends is None else ends, 0, len(sizes),
+                          max_bytes, max_rows)
+
+
+def layout_between(ends: np.ndarray, start: int, stop: int, max_bytes: int, max_rows: int) -> list[tuple[int, int]]:
+    """:func:`layout` of positions [start, stop), given the running total ``ends`` of all sizes."""
+    pieces = []
+    while start < stop:  # a loop over pieces, never over rows
+        end = stop
+        if max_bytes:
+            base = ends[start - 1] if start else 0
+            end = min(end, int(np.searchsorted(ends, base + max_bytes, side="right")))
+        if max_rows:
+            end = min(end, start + max_rows)
+        end = max(end, start + 1)
+        pieces.append((start, end))
+        start = end
+    return pieces
+
+
+def build(files: list[InputFile], sources: list, cfg: RunConfig) -> Plan:
+    counts = np.array([s.rows for s in sources], dtype=np.int64)
+    row_starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    if row_starts[-1] == 0:
+        raise ReorderError("the inputs hold no rows (" + ", ".join(str(f.path) for f in files[:3]) + ")")
+    scores = np.concatenate([s.keys.scores for s in sources])
+    sizes = np.concatenate([_row_sizes(s) for s in sources])
+    valid = ~np.isnan(scores)
+    valid_rows = np.flatnonzero(valid)
+    order = valid_rows[order_rows(cfg.method, scores[valid_rows], cfg.params)]
+    invalid_rows = np.flatnonzero(~valid)
+    dropped = 0
+    if len(invalid_rows):
+        if cfg.invalid_scores == "first":
+            order = np.concatenate([invalid_rows, order])
+        elif cfg.invalid_scores == "last":
+            order = np.concatenate([order, invalid_rows])
+        else:
+            dropped = len(invalid_rows)
+    if len(order) == 0:
+        raise ReorderError("no row has a valid score; nothing to write (see invalid_scores)")
+    samples = [
+        {"file": str(files[i].path), "where": where, "value": what}
+        for i, s in enumerate(sources)
+        for where, what in s.keys.invalid
+    ][:20]
+    out_sizes = sizes[order]
+    return Plan(
+        files=files,
+        sources=sources,
+        row_starts=row_starts,
+        order=order.astype(np.int64),
+        scores=scores[order],
+        sizes=out_sizes,
+        shards=layout(out_sizes, cfg.shard_size, cfg.shard_rows),
+        invalid_count=int(len(invalid_rows)),
+        invalid_samples=samples,
+        dropped=dropped,
+    )
+
+
+# ------------------------------------------------------------------ the plan out of core
+
+
+def build_out_of_core(files: list[InputFile], sources: list, cfg: RunConfig, folder: Path,
+                      memory_bytes: int) -> Plan:
+    """:func:`build`'s plan for keys that do not fit in memory: the same arrays, computed by
+    :func:`keys_ooc.order_out_of_core` into ``folder`` and memory-mapped from there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = [s if isinstance(s, SpilledSource) else spill(s, i, folder / "keys") for i, s in enumerate(sources)]
+    counts = np.array([s.rows for s in sources], dtype=np.int64)
+    row_starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    n = int(row_starts[-1])
+    if n == 0:
+        raise ReorderError("the inputs hold no rows (" + ", ".join(str(f.path) for f in files[:3]) + ")")
+    for name, dtype in (("scores", np.float64), ("sizes", np.int64)):
+        writer = NpyWriter(folder / f"keys-{name}.npy", dtype, n)
+        for s in sources:  # a loop over files, then over chunks
+            column = NpyColumn(s.path(name), dtype)
+            for start in range(0, s.rows, CHUNK_ROWS):
+                writer.write(column.read(start, min(CHUNK_ROWS, s.rows - start)))
+        writer.close()
+    *paths, stats = keys_ooc.order_out_of_core(
+        folder / "keys-scores.npy", folder / "keys-sizes.npy", cfg.method, cfg.params, cfg.invalid_scores,
+        memory_bytes, folder)
+    order, scores, sizes = (DiskArray(path, dtype) for path, dtype in zip(paths, (np.int64, np.float64, np.int64),
+                                                                          strict=True))
+    if len(order) == 0:
+        raise ReorderError("no row has a valid score; nothing to write (see invalid_scores)")
+    invalid = stats["rows"] - stats["valid"]
+    ends = _running_total(sizes, folder / "plan-ends.npy")
+    samples = [{"file": str(files[i].path), "where": where, "value": what}
+               for i, s in enumerate(sources) for where, what in s.invalid][:20]
+    return Plan(
+        files=files, sources=sources, row_starts=row_starts, order=order, scores=scores, sizes=sizes,
+        shards=layout(sizes, cfg.shard_size, cfg.shard_rows, ends), invalid_count=int(invalid),
+        invalid_samples=samples, dropped=int(invalid) if cfg.invalid_scores == "drop" else 0,
+    )
+
+
+def _running_total(sizes: DiskArray, path: Path) -> np.ndarray:
+    """The cumulative sum of ``sizes``, written to ``path`` a chunk at a time and memory-mapped
+    (:func:`layout` only binary-searches it)."""
+    writer, total = NpyWriter(path, np.int64, len(sizes)), 0
+    for chunk in sizes.chunks(CHUNK_ROWS):
+        part = np.cumsum(chunk, dtype=np.int64) + total
+        writer.write(part)
+        total = int(part[-1])
+    writer.close()
+    return np.load(path, mmap_mode="r")

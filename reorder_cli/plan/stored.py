@@ -1,0 +1,274 @@
+"""The plan of an out-of-core run, stored under ``OUTPUT/.reorder/plan/``.
+
+Everything a scatter or gather task needs lives in these files, not in the memory of
+the process that planned the run, so any process (``reorder task``, a cluster job) can
+run any task by its index:
+
+    plan.json          inputs, shards, write batches, buckets, output settings
+    order.npy          input row (global index) at each output position
+    scores.npy         score at each output position
+    sizes.npy          estimated bytes at each output position
+    position.npy       output position of each input row (-1: dropped)
+    records-NNNNN.npy  JSONL input NNNNN: [start, end) bytes of each record
+    schema.arrow       the output's Arrow schema (Parquet outputs with Parquet inputs)
+
+A *batch* is what the writer writes at once (a Parquet row group, a few MB of JSONL):
+the same batches as the in-memory path, which is why both give the same bytes. A
+*bucket* is a run of consecutive batches of one shard, at most ``bucket_bytes``: the
+unit a gather task holds in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from reorder_cli.config import RunConfig
+from reorder_cli.formats import jsonl, parquet
+from reorder_cli.formats.discover import InputFile
+from reorder_cli.plan.build import CHUNK_ROWS, Plan, SpilledSource, layout, layout_between
+from reorder_cli.util import atomic
+from reorder_cli.util.npy import DiskArray, NpyWriter, append
+from reorder_cli.workdir import WorkDir, read_json
+
+LINE_BATCH_BYTES = 4 << 20
+#: A scatter task reads one input file, or a slice of about this many (uncompressed) bytes of a
+#: bigger one (whole row groups for Parquet), so that big files scatter in parallel too.
+SCATTER_SLICE_BYTES = 1 << 30
+#: Bytes a row costs a gather beyond its estimated size: its position, sort index and offsets.
+ROW_OVERHEAD = 32
+
+
+def batch_limits(cfg: RunConfig) -> tuple[int, int]:
+    """(bytes, rows) of one write batch: a Parquet row group, or a few MB of JSONL."""
+    return (cfg.row_group_size, cfg.row_group_rows) if cfg.format == "parquet" else (LINE_BATCH_BYTES, 0)
+
+
+def shard_batches(sizes: np.ndarray, start: int, end: int, cfg: RunConfig,
+                  ends: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """The write batches of the shard [start, end), as absolute positions (the same whether
+    the running total of all sizes, ``ends``, is given or not)."""
+    if ends is not None:
+        return layout_between(ends, start, end, *batch_limits(cfg))
+    return [(start + a, start + b) for a, b in layout(np.asarray(sizes[start:end]), *batch_limits(cfg))]
+
+
+@dataclass
+class StoredSource:
+    """What the manifest needs of an input once the keys pass is over."""
+
+    rows: int
+
+
+@dataclass
+class StoredPlan:
+    folder: Path
+    meta: dict[str, Any]
+    batches: np.ndarray  # (B, 2) int64 [start, end) positions of every write batch, in order
+    schema: pa.Schema | None = field(default=None)
+
+    # ---------------------------------------------------------------- the task graph
+
+    @property
+    def files(self) -> list[dict[str, Any]]:
+        return self.meta["files"]
+
+    @property
+    def shards(self) -> list[tuple[int, int]]:
+        return [tuple(s) for s in self.meta["shards"]]
+
+    @property
+    def buckets(self) -> np.ndarray:
+        """(K, 3) int64: shard, first batch, end batch of every bucket, in order."""
+        return np.asarray(self.meta["buckets"], dtype=np.int64).reshape(-1, 3)
+
+    def bucket_range(self, k: int) -> tuple[int, int]:
+        _, first, end = self.buckets[k]
+        return int(self.batches[first, 0]), int(self.batches[end - 1, 1])
+
+    def bucket_starts(self) -> np.ndarray:
+        return self.batches[self.buckets[:, 1], 0]
+
+    def shard_buckets(self, shard: int) -> np.ndarray:
+        return np.flatnonzero(self.buckets[:, 0] == shard)
+
+    @property
+    def slices(self) -> list[tuple[int, int, int]]:
+        """(input file, first row, end row) of every scatter task."""
+        return [tuple(s) for s in self.meta["slices"]]
+
+    @property
+    def scatter_tasks(self) -> int:
+        return len(self.meta["slices"])
+
+    @property
+    def gather_tasks(self) -> int:
+        return len(self.meta["shards"])
+
+    def positions_of(self, task: int) -> np.ndarray:
+        """Output position of every row of scatter task ``task`` (-1: dropped)."""
+        file, first, end = self.slices[task]
+        base = self.meta["row_starts"][file]
+        return np.array(np.load(self.folder / "position.npy", mmap_mode="r")[base + first : base + end])
+
+    def array(self, name: str) -> DiskArray:
+        return DiskArray(self.folder / f"{name}.npy", np.float64 if name == "scores" else np.int64)
+
+    def as_plan(self, files: list[InputFile]) -> Plan:
+        """A :class:`Plan` for the manifest, its arrays read from disk on demand."""
+        m = self.meta
+        return Plan(
+            files=files, sources=[StoredSource(f["rows"]) for f in m["files"]],
+            row_starts=np.asarray(m["row_starts"], dtype=np.int64), order=self.array("order"),
+            scores=self.array("scores"), sizes=self.array("sizes"), shards=self.shards,
+            invalid_count=m["invalid_count"], invalid_samples=m["invalid_samples"], dropped=m["dropped"],
+        )
+
+
+def _save(folder: Path, name: str, array: np.ndarray) -> None:
+    """``folder/NAME.npy``; an array already on disk (an out-of-core plan's) is written a chunk at a time."""
+    if not isinstance(array, DiskArray):
+        atomic.save_npy(folder / f"{name}.npy", array)
+        return
+    writer = NpyWriter(folder / f"{name}.npy", array.dtype, len(array))
+    for chunk in array.chunks(CHUNK_ROWS):
+        writer.write(chunk)
+    writer.close()
+
+
+def _positions(plan: Plan, folder: Path, memory_bytes: int) -> None:
+    """``position.npy``: the output position of every input row (-1: dropped), the inverse of
+    ``plan.order``. In memory when it fits; otherwise the positions are partitioned by input
+    row into ranges that fit, and each range is filled in memory and appended."""
+    n_in = plan.input_rows
+    if not isinstance(plan.order, DiskArray) or n_in * 16 <= memory_bytes:
+        position = np.full(n_in, -1, dtype=np.int64)
+        position[np.asarray(plan.order)] = np.arange(plan.rows, dtype=np.int64)
+        _save(folder, "position", position)
+        return
+    span = max(1, memory_bytes // 64)  # input rows a range: its positions (8 B), the pairs that fill it (16 B) ...
+    parts = [folder / f"position-part-{k:05d}.bin" for k in range(-(-n_in // span))]
+    pair = np.dtype([("row", "<i8"), ("pos", "<i8")])
+    step = max(1, span // 4)
+    for start in range(0, plan.rows, step):  # pass 1: (row, position) pairs, by range of rows
+        rows = np.asarray(plan.order[start : start + step])
+        pairs = np.empty(len(rows), dtype=pair)
+        pairs["row"], pairs["pos"] = rows, np.arange(start, start + len(rows), dtype=np.int64)
+        which = rows // span
+        by = np.argsort(which, kind="stable")
+        cuts = np.flatnonzero(np.diff(which[by])) + 1
+        for group in np.split(by, cuts):  # a loop over ranges
+            append(parts[int(which[group[0]])], pairs[group])
+    writer = NpyWriter(folder / "position.npy", np.int64, n_in)
+    for k, part in enumerate(parts):  # pass 2: fill each range in memory
+        lo = k * span
+        filled = np.full(min(span, n_in - lo), -1, dtype=np.int64)
+        if part.exists():
+            pairs = np.fromfile(part, dtype=pair)
+            filled[pairs["row"] - lo] = pairs["pos"]
+            part.unlink()
+        writer.write(filled)
+    writer.close()
+
+
+def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_bytes: int,
+          schema: pa.Schema | None, memory_bytes: int) -> StoredPlan:
+    """Write the plan of an out-of-core run; plan.json goes last and marks it complete."""
+    folder = work.plan
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, array in (("order", plan.order), ("scores", plan.scores), ("sizes", plan.sizes)):
+        _save(folder, name, array)
+    _positions(plan, folder, memory_bytes)
+    files, slices = [], []
+    for i, (inp, source) in enumerate(zip(plan.files, plan.sources, strict=True)):
+        entry = {"path": str(inp.path), "format": inp.format, "compression": inp.compression, "rows": source.rows}
+        if isinstance(source, SpilledSource):
+            if inp.format == "jsonl":
+                os.replace(source.path("records"), folder / f"records-{i:05d}.npy")
+                records = np.load(folder / f"records-{i:05d}.npy", mmap_mode="r")
+                entry.update(data_path=str(source.data_path), unterminated=source.unterminated)
+                cuts = _cuts(records[:, 1] - records[:, 0], np.arange(source.rows + 1))
+            else:
+                cuts = _cuts(np.load(source.path("sizes"), mmap_mode="r"), _group_starts(inp))
+        elif isinstance(source, jsonl.JsonlSource):
+            k = source.keys
+            records = k.records()
+            _save(folder, f"records-{i:05d}", records)
+            entry.update(data_path=str(k.data_path), unterminated=source.unterminated_row() is not None)
+            cuts = _cuts(np.diff(records, axis=1).ravel(), np.arange(source.rows + 1))
+        else:
+            cuts = _cuts(source.keys.sizes, _group_starts(inp))
+        files.append(entry)
+        slices += [[i, int(a), int(b)] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    if schema is not None:
+        atomic.write_bytes(folder / "schema.arrow", schema.serialize().to_pybytes())
+
+    batches, buckets = [], []
+    ends_file = folder / "plan-ends.npy"  # the running total of sizes, when the keys went out of core
+    ends = np.load(ends_file, mmap_mode="r") if ends_file.exists() else np.cumsum(plan.sizes, dtype=np.int64)
+    for s, (start, end) in enumerate(plan.shards):  # a loop over shards and buckets, never rows
+        first = len(batches)
+        shard = shard_batches(plan.sizes, start, end, cfg, ends)
+        batches += shard
+        before = int(ends[start - 1]) if start else 0
+        batch_bytes = np.diff(np.concatenate([[before], ends[[b - 1 for _, b in shard]]]))
+        batch_bytes += ROW_OVERHEAD * np.diff(np.asarray([start] + [b for _, b in shard]))
+        for a, b in layout(batch_bytes, bucket_bytes, 0):
+            buckets.append([s, first + a, first + b])
+    _save(folder, "batches", np.asarray(batches, dtype=np.int64).reshape(-1, 2))
+    meta = {
+        "files": files,
+        "slices": slices,
+        "row_starts": [int(x) for x in plan.row_starts],
+        "shards": [list(map(int, s)) for s in plan.shards],
+        "buckets": buckets,
+        "bucket_bytes": int(bucket_bytes),
+        "output": {"format": cfg.format, "compression_level": cfg.compression_level, "read_bytes": int(read_bytes),
+                   "work_compression": cfg.work_compression},
+        "invalid_count": plan.invalid_count,
+        "invalid_samples": plan.invalid_samples,
+        "dropped": plan.dropped,
+    }
+    atomic.write_json(folder / "plan.json", meta)
+    return load(work)
+
+
+def _group_starts(inp: InputFile) -> np.ndarray:
+    """First row of every row group of a Parquet file, and its row count last."""
+    meta = parquet.open_file(inp).metadata
+    counts = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    return np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
+
+
+def _cuts(row_sizes: np.ndarray, allowed: np.ndarray) -> list[int]:
+    """Row boundaries of the slices of one file: at ``allowed`` boundaries (every row, or the
+    row-group starts), each slice about ``SCATTER_SLICE_BYTES``; [0, rows] for a small file."""
+    rows = int(allowed[-1])
+    cum = np.concatenate([[0], np.cumsum(row_sizes, dtype=np.int64)])
+    if rows == 0 or cum[-1] <= SCATTER_SLICE_BYTES:
+        return [0, rows]
+    at = cum[allowed]  # bytes before each allowed boundary
+    targets = np.arange(1, int(cum[-1] // SCATTER_SLICE_BYTES) + 1, dtype=np.int64) * SCATTER_SLICE_BYTES
+    picks = allowed[np.clip(np.searchsorted(at, targets), 0, len(allowed) - 1)]
+    return sorted({0, rows, *map(int, picks)})
+
+
+def load(work: WorkDir) -> StoredPlan | None:
+    """The stored plan, or None when there is none (or it was never completed)."""
+    folder = work.plan
+    if not (folder / "plan.json").exists():
+        return None
+    schema_file = folder / "schema.arrow"
+    schema = pa.ipc.read_schema(pa.py_buffer(schema_file.read_bytes())) if schema_file.exists() else None
+    return StoredPlan(folder, read_json(folder / "plan.json"), np.load(folder / "batches.npy"), schema)
+
+
+def output_schema(plan: Plan) -> pa.Schema | None:
+    """The Parquet inputs' shared schema (None when every input is JSONL)."""
+    return parquet.check_same_schema([(f.path, s.schema if isinstance(s, SpilledSource) else s.keys.schema)
+                              for f, s in zip(plan.files, plan.sources, strict=True) if f.format == "parquet"])

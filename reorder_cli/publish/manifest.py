@@ -1,0 +1,133 @@
+"""The manifest: the contract between a finished run and the trainer that reads it.
+
+Versioned JSON, written last and atomically. No timestamps or host facts inside, so the
+same inputs and config give a byte-identical file; timings go to ``run_log.json``.
+Paths are relative to the manifest's folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reorder_cli import __version__
+from reorder_cli.config import RunConfig
+from reorder_cli.errors import ReorderError
+from reorder_cli.formats.writers import COMPRESSION
+from reorder_cli.metrics import guidance as metrics
+from reorder_cli.plan.build import Plan
+from reorder_cli.util.hashing import fingerprint
+
+MANIFEST_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+PROFILE_BINS = 200
+SUMMARY_CHUNK = 1 << 20  # rows read at once when summarising scores
+
+
+def _num(x: float) -> float | None:
+    return None if x is None or not np.isfinite(x) else round(float(x), 6)
+
+
+def _stats(scores: np.ndarray, start: int, end: int) -> tuple[int, float, float, float]:
+    """(valid rows, sum, min, max) of scores[start:end], read a chunk at a time (the scores may
+    be a memory-mapped file of any size); NaN min/max when no row is valid."""
+    count, total, low, high = 0, 0.0, np.nan, np.nan
+    for a in range(start, end, SUMMARY_CHUNK):  # a loop over chunks
+        part = np.asarray(scores[a : min(end, a + SUMMARY_CHUNK)])
+        valid = part[~np.isnan(part)]
+        if len(valid):
+            count, total = count + len(valid), total + float(valid.sum())
+            low, high = np.fmin(low, valid.min()), np.fmax(high, valid.max())
+    return count, total, low, high
+
+
+def score_summary(scores: np.ndarray) -> dict[str, Any]:
+    count, total, low, high = _stats(scores, 0, len(scores))
+    if count == 0:
+        return {"min": None, "mean": None, "max": None}
+    return {"min": _num(low), "mean": _num(total / count), "max": _num(high)}
+
+
+def profile(scores: np.ndarray, bins: int = PROFILE_BINS) -> dict[str, Any]:
+    """Score by output position in ``bins`` equal slices: mean, min and max of each."""
+    n = len(scores)
+    bins = max(1, min(bins, n))
+    edges = (np.arange(bins + 1, dtype=np.int64) * n) // bins
+    parts = [_stats(scores, int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]  # 200 bins
+    return {
+        "bins": int(bins),
+        "edges": edges.tolist(),
+        "mean": [_num(total / count) if count else None for count, total, _, _ in parts],
+        "min": [_num(low) for _, _, low, _ in parts],
+        "max": [_num(high) for _, _, _, high in parts],
+    }
+
+
+def build(plan: Plan, cfg: RunConfig, shards: list[dict], out_dir: Path) -> dict[str, Any]:
+    rel = lambda p: os.path.relpath(Path(p).resolve(), out_dir.resolve())  # noqa: E731
+    shard_entries = []
+    for s in shards:
+        start, end = s["first"], s["first"] + s["rows"]
+        shard_entries.append({
+            "file": s["file"], "format": cfg.format, "compression": s["compression"], "rows": s["rows"],
+            "bytes": s["bytes"], "sha256": s["sha256"], "positions": [start, end],
+            "score": score_summary(plan.scores[start:end]),
+        })
+    inputs = []
+    for f, source in zip(plan.files, plan.sources, strict=True):
+        inputs.append({
+            "path": rel(f.path), "format": f.format, "compression": f.compression, "rows": int(source.rows),
+            "bytes": f.size, "fingerprint": fingerprint(f.path),
+        })
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "tool": {"name": "reorder", "version": __version__},
+        "method": cfg.method,
+        "params": cfg.params,
+        "score_field": cfg.score_field,
+        "seed": cfg.seed,
+        "invalid_scores": {
+            "policy": cfg.invalid_scores, "count": plan.invalid_count, "dropped": plan.dropped,
+            "samples": [{"file": rel(s["file"]), "where": s["where"], "value": s["value"]}
+                        for s in plan.invalid_samples],
+        },
+        "output": {
+            "format": cfg.format, "compression": COMPRESSION[cfg.format], "compression_level": cfg.compression_level,
+            "shard_size": cfg.shard_size, "shard_rows": cfg.shard_rows,
+            **({"row_group_size": cfg.row_group_size, "row_group_rows": cfg.row_group_rows}
+               if cfg.format == "parquet" else {}),
+        },
+        "inputs": inputs,
+        "shards": shard_entries,
+        "totals": {
+            "input_rows": plan.input_rows, "rows": plan.rows, "dropped_rows": plan.dropped,
+            "shards": len(shard_entries), "bytes": sum(s["bytes"] for s in shard_entries),
+            "input_bytes": sum(f.size for f in plan.files), "score": score_summary(plan.scores),
+        },
+        "profile": profile(plan.scores),
+        "metrics": metrics.compute(plan.scores),
+    }
+
+
+def dumps(manifest: dict[str, Any]) -> str:
+    return json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+
+
+def read(path: Path) -> tuple[dict[str, Any], Path]:
+    """Load a manifest from its file or its folder; returns (manifest, its folder)."""
+    path = Path(path)
+    file = path / MANIFEST_NAME if path.is_dir() else path
+    if not file.exists():
+        raise ReorderError(f"{path}: no {MANIFEST_NAME} here (is this a reorder output folder?)")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ReorderError(f"{file}: not a readable manifest: {exc}") from None
+    version = data.get("manifest_version") if isinstance(data, dict) else None
+    if version != MANIFEST_VERSION:
+        raise ReorderError(f"{file}: manifest_version {version!r} is not supported (expected {MANIFEST_VERSION})")
+    return data, file.parent

@@ -1,0 +1,103 @@
+"""The out-of-core rewrite as independent tasks: scatter ``i`` (input file i) and gather
+``j`` (output shard j). A task reads and writes only files under ``OUTPUT/.reorder/``,
+so any process can run any task: ``reorder run`` runs them all, ``workers`` at a time;
+``reorder task`` runs one (a cluster array job). A finished task leaves a marker and is
+never run again; every gather needs every scatter finished first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from reorder_cli.errors import ReorderError
+from reorder_cli.plan import stored as stored_plan
+from reorder_cli.plan.stored import StoredPlan
+from reorder_cli.rewrite import gather, scatter
+from reorder_cli.util import faults
+from reorder_cli.util.parallel import run_parallel
+from reorder_cli.util.progress import Progress
+from reorder_cli.workdir import WorkDir
+
+PHASES = ("scatter", "gather")
+
+
+def _settings(stored: StoredPlan):
+    return stored.meta["output"]
+
+
+def scatter_one(stored: StoredPlan, work: WorkDir, task: int, advance: Callable[[int], None] = lambda n: None) -> dict:
+    record = scatter.run(stored, work, task, _settings(stored), advance)
+    work.finish("scatter", task, record)
+    faults.pause("scatter-done")
+    return record
+
+
+def gather_one(stored: StoredPlan, work: WorkDir, shard: int, advance: Callable[[int], None] = lambda n: None) -> dict:
+    missing = [t for t in range(stored.scatter_tasks) if work.finished("scatter", t) is None]
+    if missing:
+        raise ReorderError(f"gather {shard}: scatter task {missing[0]} has not finished ({len(missing)} pending)")
+    record = gather.run(stored, work, _settings(stored), shard, advance)
+    work.finish("gather", shard, record)
+    faults.pause("gather-done")
+    return record
+
+
+def finished_shard(work: WorkDir, shard: int) -> dict | None:
+    """A shard's record if its task finished and its file is still staged or already published."""
+    record = work.finished("gather", shard)
+    if record is None:
+        return None
+    staged, published = work.shards / record["file"], work.root.parent / record["file"]
+    return record if staged.exists() or published.exists() else None
+
+
+def run_all(stored: StoredPlan, work: WorkDir, workers: int, progress: Progress,
+            timings: dict[str, float] | None = None) -> list[dict]:
+    """Run every unfinished task, ``workers`` at a time; returns the shard records in order
+    (and the seconds of each phase in ``timings``)."""
+    timings = {} if timings is None else timings
+    t0 = time.perf_counter()
+    todo = [t for t in range(stored.scatter_tasks) if work.finished("scatter", t) is None]
+    total = sum(stored.slices[t][2] - stored.slices[t][1] for t in todo)
+    with progress.task("Scattering rows", total=total, unit="rows") as advance:
+        run_parallel(lambda t: scatter_one(stored, work, t, advance), todo, workers)
+    timings["scatter_seconds"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    todo = [j for j in range(stored.gather_tasks) if finished_shard(work, j) is None]
+    total = sum(stored.shards[j][1] - stored.shards[j][0] for j in todo)
+    with progress.task("Writing shards", total=total, unit="rows") as advance:
+        run_parallel(lambda j: gather_one(stored, work, j, advance), todo, workers)
+    timings["gather_seconds"] = time.perf_counter() - t0
+    return [work.finished("gather", j) for j in range(stored.gather_tasks)]
+
+
+def _planned(output: Path) -> tuple[WorkDir, StoredPlan]:
+    work = WorkDir(Path(output))
+    stored = stored_plan.load(work)
+    if stored is None:
+        raise ReorderError(f"{output}: no stored plan in {work.root}; run `reorder run --plan-only` first")
+    return work, stored
+
+
+def run_one(output: Path, phase: str, index: int) -> dict:
+    """Run one task of the planned run in ``output`` (``reorder task``)."""
+    work, stored = _planned(output)
+    if phase not in PHASES:
+        raise ReorderError(f"unknown phase {phase!r}; choose scatter or gather")
+    count = stored.scatter_tasks if phase == "scatter" else stored.gather_tasks
+    if not 0 <= index < count:
+        raise ReorderError(f"{phase} task {index} does not exist; this run has {phase} tasks 0..{count - 1}")
+    done = work.finished(phase, index)
+    if done is not None:
+        return {**done, "skipped": True}
+    work.ensure()
+    return scatter_one(stored, work, index) if phase == "scatter" else gather_one(stored, work, index)
+
+
+def status(output: Path) -> dict:
+    """Tasks of the planned run in ``output`` and how many have finished."""
+    work, stored = _planned(output)
+    return {phase: {"tasks": stored.scatter_tasks if phase == "scatter" else stored.gather_tasks,
+                    "finished": work.count_finished(phase)} for phase in PHASES}

@@ -1,1 +1,0 @@
-"""Shard formats: discovering inputs, reading keys and rows, writing output shards."""

@@ -1,0 +1,30 @@
+"""File digests: the full sha256 of a file, and a cheap fingerprint of its size and ends."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+_FINGERPRINT_SPAN = 1 << 20
+_READ = 8 << 20
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_READ):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fingerprint(path: Path) -> str:
+    """sha256 of the file size, its first MiB and its last MiB: cheap, and changes when a
+    file is replaced, truncated, appended to or rewritten (a Parquet footer is at the end)."""
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as fh:
+        digest.update(fh.read(_FINGERPRINT_SPAN))
+        if size > _FINGERPRINT_SPAN:
+            fh.seek(max(_FINGERPRINT_SPAN, size - _FINGERPRINT_SPAN))
+            digest.update(fh.read())
+    return "sha256-ends:" + digest.hexdigest()
