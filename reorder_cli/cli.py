@@ -105,6 +105,7 @@ def run(
         for key, why in cfg.ignored.items():
             if key == "reverse_even_layers":
                 err.print(Text.assemble(("note:", "yellow"), f" config key '{key}' is ignored ({why})"))
+        _warn_unused([cfg])
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = pipeline.run(cfg, overwrite=overwrite, progress=Progress(enabled=not quiet, console=err),
@@ -169,6 +170,15 @@ def task_cmd(
 PlotFile = Annotated[Path | None, typer.Option("--plot", help="Write a score-by-position picture (PNG) here.")]
 PlotSize = Annotated[str | None, typer.Option(
     "--plot-size", metavar="WxH", help="Picture size in pixels (default 1200 wide, 300 a panel, at least 400 tall).")]
+
+
+def _warn_unused(cfgs: list[config.RunConfig]) -> None:
+    """A warning a config key that none of the chosen methods reads."""
+    for key, users in cfgs[0].unused.items():
+        if all(key in c.unused for c in cfgs):
+            chosen = ", ".join(c.method for c in cfgs)
+            err.print(Text.assemble(("warning:", "yellow"), f" config key '{key}' is not used by method {chosen}; "
+                                    f"it is read by: {', '.join(users)}"), highlight=False, soft_wrap=True)
 
 
 def _warn(caught: list) -> None:
@@ -267,6 +277,7 @@ def preview_cmd(
         if plot_file:
             plot.require()
         cfgs = preview.configs(config_file, sets or [], method=method, compare=compare, inputs=inputs or None)
+        _warn_unused(cfgs)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = preview.run(cfgs, params, Progress(enabled=not (quiet or as_json), console=err))

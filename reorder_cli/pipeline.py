@@ -55,6 +55,9 @@ def _check_output(out: Path, files: list[InputFile], inputs: list[str], overwrit
             raise ReorderError(f"{out}: the output folder holds the input {f.path}; choose another")
     if out.exists() and not out.is_dir():
         raise ReorderError(f"{out}: exists and is not a folder")
+    blocker = next((p for p in out.absolute().parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ReorderError(f"{out}: cannot be created, because {blocker} is a file, not a folder")
     present = [p for p in out.iterdir() if p.name != WORK_DIR] if out.exists() else []
     if not present:
         return
@@ -114,8 +117,12 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
     work = WorkDir(out)
     ident = identity(cfg, files)
     _check_output(out, files, cfg.inputs, overwrite, _publishing(work, ident, restart))
-    created = not out.exists()
-    resumed = work.open(ident, restart)
+    created = _new_root(out)
+    try:
+        resumed = work.open(ident, restart)
+    except OSError as exc:
+        _discard(work, out, created)
+        raise ReorderError(f"{out}: cannot create the output folder: {exc.strerror or exc}") from None
     notes: list[str] = []
     timings: dict[str, float] = {}
     try:
@@ -196,7 +203,21 @@ def has_progress(work: WorkDir) -> bool:
     return (work.plan / "plan.json").exists() or bool(work.count_finished("scatter") + work.count_finished("gather"))
 
 
-def _discard(work: WorkDir, out: Path, created: bool) -> None:
+def _new_root(out: Path) -> Path | None:
+    """The outermost folder of ``out`` that does not exist yet (the run creates it and its
+    children), or None when ``out`` exists."""
+    if out.exists():
+        return None
+    new = out
+    for parent in out.absolute().parents:
+        if parent.exists():
+            break
+        new = parent
+    return new
+
+
+def _discard(work: WorkDir, out: Path, created: Path | None) -> None:
+    """Remove the working state, and every folder the run created."""
     work.remove()
-    if created:
-        shutil.rmtree(out, ignore_errors=True)
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)

@@ -186,12 +186,14 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
     _positions(plan, folder, memory_bytes)
     files, slices = [], []
     for i, (inp, source) in enumerate(zip(plan.files, plan.sources, strict=True)):
-        entry = {"path": str(inp.path), "format": inp.format, "compression": inp.compression, "rows": source.rows}
+        # Absolute paths, so that a task runs from any working directory (``reorder task``).
+        entry = {"path": str(inp.path.absolute()), "format": inp.format, "compression": inp.compression,
+                 "rows": source.rows}
         if isinstance(source, SpilledSource):
             if inp.format == "jsonl":
                 os.replace(source.path("records"), folder / f"records-{i:05d}.npy")
                 records = np.load(folder / f"records-{i:05d}.npy", mmap_mode="r")
-                entry.update(data_path=str(source.data_path), unterminated=source.unterminated)
+                entry.update(data_path=str(Path(source.data_path).absolute()), unterminated=source.unterminated)
                 cuts = _cuts(records[:, 1] - records[:, 0], np.arange(source.rows + 1))
             else:
                 cuts = _cuts(np.load(source.path("sizes"), mmap_mode="r"), _group_starts(inp))
@@ -199,7 +201,8 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
             k = source.keys
             records = k.records()
             _save(folder, f"records-{i:05d}", records)
-            entry.update(data_path=str(k.data_path), unterminated=source.unterminated_row() is not None)
+            entry.update(data_path=str(Path(k.data_path).absolute()),
+                         unterminated=source.unterminated_row() is not None)
             cuts = _cuts(np.diff(records, axis=1).ravel(), np.arange(source.rows + 1))
         else:
             cuts = _cuts(source.keys.sizes, _group_starts(inp))
