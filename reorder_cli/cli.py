@@ -120,6 +120,9 @@ def run(
                   "command to resume" if kept else "the output folder was left as it was before the run"),
                   highlight=False)
         raise typer.Exit(130) from None
+    if result.path == "already done":
+        err.print(Text.assemble(("done", "green"), f" {result.notes[0]}"), highlight=False, soft_wrap=True)
+        return
     for note in result.notes:
         if note.startswith(("memory_limit", "a row group")):
             err.print(Text.assemble(("warning:", "yellow"), f" {note}"), highlight=False, soft_wrap=True)

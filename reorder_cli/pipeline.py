@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import budget, faults, manifest, plan, rewrite, stored_plan, tasks
+from . import budget, faults, manifest, plan, rerun, rewrite, stored_plan, tasks
 from .config import RunConfig
 from .errors import ReorderError
 from .progress import Progress
@@ -116,7 +116,20 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
     out = cfg.output
     work = WorkDir(out)
     ident = identity(cfg, files)
-    _check_output(out, files, cfg.inputs, overwrite, _publishing(work, ident, restart))
+    publishing = _publishing(work, ident, restart)
+    done = None if plan_only or publishing else rerun.finished(out, ident, cfg.workers)
+    if done is not None:
+        if not done.other_run and not done.changes:  # the same command again: nothing to do
+            note = (f"nothing to do: {out} already holds the output of this run ({len(done.doc['shards'])} shard(s); "
+                    "sizes and sha256 match its manifest)")
+            return Result(done.doc, out, time.perf_counter() - started, "already done", [note])
+        if not overwrite:
+            raise ReorderError(
+                f"{out}: holds the output of this run, but it changed since: {'; '.join(done.changes[:4])}; pass "
+                "--overwrite to redo the run" if done.changes else
+                f"{out}: already holds files, the output of another run ({'; '.join(done.other_run[:4])}); pass "
+                "--overwrite to replace them, or choose another output folder")
+    _check_output(out, files, cfg.inputs, overwrite, publishing)
     created = _new_root(out)
     try:
         resumed = work.open(ident, restart)

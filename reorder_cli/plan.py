@@ -6,7 +6,6 @@ for every output position, which input row goes there, and where shards begin an
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +18,7 @@ import pyarrow as pa
 from . import keys_ooc
 from .config import RunConfig
 from .errors import ReorderError
-from .keyfiles import DiskArray, NpyColumn, NpyWriter
+from .keyfiles import DiskArray, NpyColumn, NpyWriter, save_npy
 from .orderings import order_rows
 from .shards import jsonl, parquet
 from .shards.discover import InputFile
@@ -73,13 +72,6 @@ class SpilledSource:
 
     def path(self, name: str) -> Path:
         return self.folder / f"{name}-{self.index:05d}.npy"
-
-
-def save_npy(path: Path, array: np.ndarray) -> None:
-    """``np.save`` under a temporary name, then renamed."""
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
 
 
 def spill(source, index: int, folder: Path) -> SpilledSource:
