@@ -186,7 +186,7 @@ def _warn_unused(cfgs: list[config.RunConfig]) -> None:
 
 def _warn(caught: list) -> None:
     for w in caught:
-        err.print(Text.assemble(("warning:", "yellow"), f" {w.message}"), highlight=False)
+        err.print(Text.assemble(("warning:", "yellow"), f" {w.message}"), highlight=False, soft_wrap=True)
 
 
 def _show_metrics(rows: list[tuple[str, dict]]) -> None:

@@ -32,6 +32,8 @@ _OURS = re.compile(r"^\d{5}\.(parquet|jsonl|jsonl\.zst)$")
 #: for the disk check: generous guesses for text.
 SCATTER_RATIO = {"none": 1.05, "lz4": 0.75, "zstd": 0.5}
 COMPRESSED_RATIO = 0.4
+#: Names of skipped input files kept in run_log.json (all are counted).
+SKIPPED_LOGGED = 100
 
 
 @dataclass
@@ -112,23 +114,24 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
         restart: bool = False, plan_only: bool = False) -> Result:
     progress = progress or Progress(enabled=False)
     started = time.perf_counter()
-    files = discover(cfg.inputs)
+    skipped: list[str] = []  # files inside folders or globs not read for their extension
+    files = discover(cfg.inputs, skipped)
     out = cfg.output
     work = WorkDir(out)
     ident = identity(cfg, files)
     publishing = _publishing(work, ident, restart)
-    done = None if plan_only or publishing else rerun.finished(out, ident, cfg.workers)
+    # the same command again on a finished output: nothing to do (--overwrite redoes it)
+    done = None if plan_only or publishing or overwrite else rerun.finished(out, ident, cfg.workers)
     if done is not None:
-        if not done.other_run and not done.changes:  # the same command again: nothing to do
+        if not done.other_run and not done.changes:
             note = (f"nothing to do: {out} already holds the output of this run ({len(done.doc['shards'])} shard(s); "
                     "sizes and sha256 match its manifest)")
             return Result(done.doc, out, time.perf_counter() - started, "already done", [note])
-        if not overwrite:
-            raise ReorderError(
-                f"{out}: holds the output of this run, but it changed since: {'; '.join(done.changes[:4])}; pass "
-                "--overwrite to redo the run" if done.changes else
-                f"{out}: already holds files, the output of another run ({'; '.join(done.other_run[:4])}); pass "
-                "--overwrite to replace them, or choose another output folder")
+        raise ReorderError(
+            f"{out}: holds the output of this run, but it changed since: {'; '.join(done.changes[:4])}; pass "
+            "--overwrite to redo the run" if done.changes else
+            f"{out}: already holds files, the output of another run ({'; '.join(done.other_run[:4])}); pass "
+            "--overwrite to replace them, or choose another output folder")
     _check_output(out, files, cfg.inputs, overwrite, publishing)
     created = _new_root(out)
     try:
@@ -206,7 +209,8 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
     log = {"seconds": round(seconds, 3), **{k: round(v, 3) for k, v in timings.items()}, "path": path,
            "keys": "out-of-core" if keys_out_of_core else "in-memory",
            "workers": cfg.workers, "memory_limit": cfg.memory_limit, "rows": the_plan.rows, "shards": len(shards),
-           "work_bytes": work_bytes, "resumed": resumed}
+           "work_bytes": work_bytes, "resumed": resumed,
+           "skipped_inputs": {"count": len(skipped), "files": skipped[:SKIPPED_LOGGED]}}
     manifest.write_atomic(out / RUN_LOG, json.dumps(log, indent=2) + "\n")
     return Result(doc, out, seconds, path, notes)
 

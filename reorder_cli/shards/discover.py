@@ -153,7 +153,7 @@ def discover(args: list[str], skipped: list[str] | None = None) -> list[InputFil
             key = (st.st_dev, st.st_ino)
             if key in seen:
                 other = seen[key]
-                if other.resolve() == path.resolve():
+                if other.absolute() == path.absolute():
                     raise ReorderError(f"{path}: given twice (also via {other}); each input row must appear once")
                 raise ReorderError(f"{path}: the same file as {other} (a hard link or symlink to it); each input row "
                                    "must appear once, so give only one of them")
