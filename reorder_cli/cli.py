@@ -98,6 +98,7 @@ def run(
         for key, why in cfg.ignored.items():
             if key == "reverse_even_layers":
                 err.print(Text.assemble(("note:", "yellow"), f" config key '{key}' is ignored ({why})"))
+        _warn_unused([cfg])
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = pipeline.run(cfg, overwrite=overwrite, progress=Progress(enabled=not quiet, console=err),
@@ -112,6 +113,9 @@ def run(
                   "command to resume" if kept else "the output folder was left as it was before the run"),
                   highlight=False)
         raise typer.Exit(130) from None
+    if result.path == "already done":
+        err.print(Text.assemble(("done", "green"), f" {result.notes[0]}"), highlight=False, soft_wrap=True)
+        return
     for note in result.notes:
         if note.startswith(("memory_limit", "a row group")):
             err.print(Text.assemble(("warning:", "yellow"), f" {note}"), highlight=False, soft_wrap=True)
@@ -164,9 +168,18 @@ PlotSize = Annotated[str | None, typer.Option(
     "--plot-size", metavar="WxH", help="Picture size in pixels (default 1200 wide, 300 a panel, at least 400 tall).")]
 
 
+def _warn_unused(cfgs: list[config.RunConfig]) -> None:
+    """A warning a config key that none of the chosen methods reads."""
+    for key, users in cfgs[0].unused.items():
+        if all(key in c.unused for c in cfgs):
+            chosen = ", ".join(c.method for c in cfgs)
+            err.print(Text.assemble(("warning:", "yellow"), f" config key '{key}' is not used by method {chosen}; "
+                                    f"it is read by: {', '.join(users)}"), highlight=False, soft_wrap=True)
+
+
 def _warn(caught: list) -> None:
     for w in caught:
-        err.print(Text.assemble(("warning:", "yellow"), f" {w.message}"), highlight=False)
+        err.print(Text.assemble(("warning:", "yellow"), f" {w.message}"), highlight=False, soft_wrap=True)
 
 
 def _show_metrics(rows: list[tuple[str, dict]]) -> None:
@@ -260,6 +273,7 @@ def preview_cmd(
         if plot_file:
             plot.require()
         cfgs = preview.configs(config_file, sets or [], method=method, compare=compare, inputs=inputs or None)
+        _warn_unused(cfgs)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = preview.run(cfgs, params, Progress(enabled=not (quiet or as_json), console=err))

@@ -8,6 +8,7 @@ errors that name the key; nothing silently falls back to a default.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -29,6 +30,8 @@ def parse_size(value: Any, key: str = "size") -> int:
     if isinstance(value, bool):
         raise ReorderError(f"config key '{key}': expected a size like 256MB, got {value!r}")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ReorderError(f"config key '{key}': expected a size like 256MB, got {value!r}")
         if value < 0:
             raise ReorderError(f"config key '{key}': must be >= 0, got {value!r}")
         return int(value)
@@ -62,7 +65,7 @@ def _bool(key: str, v: Any) -> bool:
 
 def _int(lo: int) -> Callable[[str, Any], int]:
     def check(key: str, v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int | float) or int(v) != v:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or int(v) != v:
             raise ReorderError(f"config key '{key}': expected an integer, got {v!r}")
         if v < lo:
             raise ReorderError(f"config key '{key}': must be >= {lo}, got {v!r}")
@@ -73,8 +76,8 @@ def _int(lo: int) -> Callable[[str, Any], int]:
 
 def _float(lo: float, hi: float | None = None) -> Callable[[str, Any], float]:
     def check(key: str, v: Any) -> float:
-        if isinstance(v, bool) or not isinstance(v, int | float) or v != v:
-            raise ReorderError(f"config key '{key}': expected a number, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise ReorderError(f"config key '{key}': expected a finite number, got {v!r}")
         if v < lo or (hi is not None and v > hi):
             bounds = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
             raise ReorderError(f"config key '{key}': must be {bounds}, got {v!r}")
@@ -212,6 +215,7 @@ class RunConfig:
     rewrite: str = "auto"
     work_compression: str = "none"
     ignored: dict[str, str] = field(default_factory=dict)
+    unused: dict[str, tuple[str, ...]] = field(default_factory=dict)  # key -> the methods that read it
 
     @property
     def score_field(self) -> str:
@@ -222,13 +226,35 @@ class RunConfig:
         return self.params["seed"]
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a mapping holding the same key twice (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                line = key_node.start_mark.line + 1
+                if isinstance(key, str | int | float | bool) and key in seen:
+                    raise _DuplicateKey(f"key '{key}' is given twice (lines {seen[key]} and {line}); keep one")
+                if isinstance(key, str | int | float | bool):
+                    seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ReorderError(f"{path}: cannot read config: {exc.strerror or exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except _DuplicateKey as exc:
+        raise ReorderError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -270,7 +296,11 @@ def resolve(
     if unknown:
         known = ", ".join(sorted(KEYS))
         raise ReorderError(f"unknown config key '{unknown[0]}' (known keys: {known})")
-    values = {k: KEYS[k].check(k, v) for k, v in raw.items() if k in KEYS and v is not None}
+    empty = [k for k, v in raw.items() if k in KEYS and v is None]
+    if empty:
+        raise ReorderError(f"config key '{empty[0]}': no value (null); give a value, or remove the key to use its "
+                           "default")
+    values = {k: KEYS[k].check(k, v) for k, v in raw.items() if k in KEYS}
     chosen = _method("method", method) if method else values.get("method")
     if not chosen:
         raise ReorderError("no method: pass --method or set 'method' in the config")
@@ -306,7 +336,13 @@ def resolve(
         rewrite=tool["rewrite"],
         work_compression=tool["work_compression"],
         ignored={k: IGNORED_KEYS[k] for k in raw if k in IGNORED_KEYS},
+        unused=unused_keys(raw, chosen),
     )
+
+
+def unused_keys(raw: Mapping[str, Any], method: str) -> dict[str, tuple[str, ...]]:
+    """Ordering keys set in ``raw`` that ``method`` does not read, with the methods that read each."""
+    return {k: KEYS[k].methods for k in raw if k in KEYS and KEYS[k].methods and method not in KEYS[k].methods}
 
 
 def load(

@@ -23,7 +23,7 @@ from reorder_cli.formats.discover import InputFile, discover
 from reorder_cli.inspect.stats import fmt_bytes
 from reorder_cli.plan import build as plan
 from reorder_cli.plan import stored as stored_plan
-from reorder_cli.publish import manifest
+from reorder_cli.publish import manifest, rerun
 from reorder_cli.rewrite import budget, tasks
 from reorder_cli.rewrite import in_memory as rewrite
 from reorder_cli.util import atomic, faults
@@ -37,6 +37,8 @@ _OURS = re.compile(r"^\d{5}\.(parquet|jsonl|jsonl\.zst)$")
 #: for the disk check: generous guesses for text.
 SCATTER_RATIO = {"none": 1.05, "lz4": 0.75, "zstd": 0.5}
 COMPRESSED_RATIO = 0.4
+#: Names of skipped input files kept in run_log.json (all are counted).
+SKIPPED_LOGGED = 100
 
 
 @dataclass
@@ -60,6 +62,9 @@ def _check_output(out: Path, files: list[InputFile], inputs: list[str], overwrit
             raise ReorderError(f"{out}: the output folder holds the input {f.path}; choose another")
     if out.exists() and not out.is_dir():
         raise ReorderError(f"{out}: exists and is not a folder")
+    blocker = next((p for p in out.absolute().parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ReorderError(f"{out}: cannot be created, because {blocker} is a file, not a folder")
     present = [p for p in out.iterdir() if p.name != WORK_DIR] if out.exists() else []
     if not present:
         return
@@ -114,13 +119,31 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
         restart: bool = False, plan_only: bool = False) -> Result:
     progress = progress or Progress(enabled=False)
     started = time.perf_counter()
-    files = discover(cfg.inputs)
+    skipped: list[str] = []  # files inside folders or globs not read for their extension
+    files = discover(cfg.inputs, skipped)
     out = cfg.output
     work = WorkDir(out)
     ident = identity(cfg, files)
-    _check_output(out, files, cfg.inputs, overwrite, _publishing(work, ident, restart))
-    created = not out.exists()
-    resumed = work.open(ident, restart)
+    publishing = _publishing(work, ident, restart)
+    # the same command again on a finished output: nothing to do (--overwrite redoes it)
+    done = None if plan_only or publishing or overwrite else rerun.finished(out, ident, cfg.workers)
+    if done is not None:
+        if not done.other_run and not done.changes:
+            note = (f"nothing to do: {out} already holds the output of this run ({len(done.doc['shards'])} shard(s); "
+                    "sizes and sha256 match its manifest)")
+            return Result(done.doc, out, time.perf_counter() - started, "already done", [note])
+        raise ReorderError(
+            f"{out}: holds the output of this run, but it changed since: {'; '.join(done.changes[:4])}; pass "
+            "--overwrite to redo the run" if done.changes else
+            f"{out}: already holds files, the output of another run ({'; '.join(done.other_run[:4])}); pass "
+            "--overwrite to replace them, or choose another output folder")
+    _check_output(out, files, cfg.inputs, overwrite, publishing)
+    created = _new_root(out)
+    try:
+        resumed = work.open(ident, restart)
+    except OSError as exc:
+        _discard(work, out, created)
+        raise ReorderError(f"{out}: cannot create the output folder: {exc.strerror or exc}") from None
     notes: list[str] = []
     timings: dict[str, float] = {}
     try:
@@ -191,7 +214,8 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
     log = {"seconds": round(seconds, 3), **{k: round(v, 3) for k, v in timings.items()}, "path": path,
            "keys": "out-of-core" if keys_out_of_core else "in-memory",
            "workers": cfg.workers, "memory_limit": cfg.memory_limit, "rows": the_plan.rows, "shards": len(shards),
-           "work_bytes": work_bytes, "resumed": resumed}
+           "work_bytes": work_bytes, "resumed": resumed,
+           "skipped_inputs": {"count": len(skipped), "files": skipped[:SKIPPED_LOGGED]}}
     atomic.write_text(out / RUN_LOG, json.dumps(log, indent=2) + "\n")
     return Result(doc, out, seconds, path, notes)
 
@@ -201,7 +225,21 @@ def has_progress(work: WorkDir) -> bool:
     return (work.plan / "plan.json").exists() or bool(work.count_finished("scatter") + work.count_finished("gather"))
 
 
-def _discard(work: WorkDir, out: Path, created: bool) -> None:
+def _new_root(out: Path) -> Path | None:
+    """The outermost folder of ``out`` that does not exist yet (the run creates it and its
+    children), or None when ``out`` exists."""
+    if out.exists():
+        return None
+    new = out
+    for parent in out.absolute().parents:
+        if parent.exists():
+            break
+        new = parent
+    return new
+
+
+def _discard(work: WorkDir, out: Path, created: Path | None) -> None:
+    """Remove the working state, and every folder the run created."""
     work.remove()
-    if created:
-        shutil.rmtree(out, ignore_errors=True)
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)

@@ -2,11 +2,20 @@
 
 Order is the "input order" of ORDERINGS.md: arguments in the order given; a folder or a
 glob expands to its matching files sorted by path.
+
+Discovery neither hangs nor guesses: a folder (or a ``**`` glob) is walked following
+links, but each directory once, so a symlink loop ends the walk (with a warning naming
+the link); an empty argument is an error, not the current folder; files inside a folder
+that are skipped for their extension are named (a warning, and the caller's ``skipped``
+list); and one file reached under two names (a hard link or a symlink) is refused.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import glob
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +27,9 @@ SUFFIXES = {
     ".jsonl.zst": ("jsonl", "zstd"),
     ".parquet": ("parquet", None),
 }
+KNOWN = ".jsonl, .jsonl.gz, .jsonl.zst or .parquet"
+#: Names of skipped files shown in the warning (all of them are counted).
+SHOWN_SKIPPED = 5
 
 
 @dataclass(frozen=True)
@@ -40,38 +52,117 @@ def _supported(path: Path) -> bool:
     return path.is_file() and not path.name.startswith(".") and classify(path) is not None
 
 
-def _expand(arg: str) -> list[Path]:
+def _walk(root: Path) -> tuple[list[Path], list[Path]]:
+    """Every file under ``root`` (links followed, each directory once, ``.reorder`` folders
+    left out), and the directory links skipped because their target was already visited."""
+    files: list[Path] = []
+    revisits: list[Path] = []
+    st = root.stat()
+    seen = {(st.st_dev, st.st_ino)}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):  # a loop over directories
+        keep = []
+        for name in sorted(dirnames):
+            if name == ".reorder":
+                continue
+            sub = Path(dirpath) / name
+            try:
+                s = sub.stat()
+            except OSError:
+                continue  # vanished or unreadable: os.walk would skip it too
+            if (s.st_dev, s.st_ino) in seen:
+                revisits.append(sub)
+                continue
+            seen.add((s.st_dev, s.st_ino))
+            keep.append(name)
+        dirnames[:] = keep
+        files += [Path(dirpath) / f for f in filenames]
+    return files, revisits
+
+
+def _glob_match(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
+    """Glob's rules on path components: ``**`` spans any number of folders, a wildcard
+    never matches a leading dot unless the pattern has one."""
+    if not pattern:
+        return not parts
+    head = pattern[0]
+    if head == "**":
+        return any(_glob_match(parts[i:], pattern[1:]) for i in range(len(parts) + 1)
+                   if not any(p.startswith(".") for p in parts[:i]))
+    if not parts or not fnmatch.fnmatchcase(parts[0], head):
+        return False
+    return (not parts[0].startswith(".") or head.startswith(".")) and _glob_match(parts[1:], pattern[1:])
+
+
+def _recursive_glob(arg: str) -> tuple[list[Path], list[Path]]:
+    """The files a ``**`` pattern matches, walking its fixed prefix with :func:`_walk`."""
+    parts = Path(arg).parts
+    fixed = next(i for i, p in enumerate(parts) if any(ch in p for ch in "*?["))
+    base = Path(*parts[:fixed]) if fixed else Path(".")
+    if not base.is_dir():
+        return [], []
+    found, revisits = _walk(base)
+    return [p for p in found if _glob_match(p.relative_to(base).parts, parts[fixed:])], revisits
+
+
+def _expand(arg: str, skipped: list[str]) -> list[Path]:
+    if not arg.strip():
+        raise ReorderError("an input argument is empty (an unset shell variable?); name a file, folder or glob")
     path = Path(arg)
+    revisits: list[Path] = []
     if any(ch in arg for ch in "*?[") and not path.exists():  # an existing name is taken literally
-        matches = sorted(Path(p) for p in glob.glob(arg, recursive=True))
-        files = [p for p in matches if _supported(p)]
-        if not files:
-            raise ReorderError(f"{arg}: the pattern matches no .jsonl, .jsonl.gz, .jsonl.zst or .parquet file")
-        return files
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if _supported(p) and ".reorder" not in p.parts)
-        if not files:
-            raise ReorderError(f"{arg}: the folder holds no .jsonl, .jsonl.gz, .jsonl.zst or .parquet file")
-        return files
-    if not path.exists():
+        if "**" in path.parts:
+            matches, revisits = _recursive_glob(arg)
+        else:
+            matches = [Path(p) for p in glob.glob(arg)]
+        found = sorted(p for p in matches if p.is_file())
+        if not any(_supported(p) for p in found):
+            raise ReorderError(f"{arg}: the pattern matches no {KNOWN} file")
+    elif path.is_dir():
+        found, revisits = _walk(path)
+        found = sorted(found)
+        if not any(_supported(p) for p in found):
+            raise ReorderError(f"{arg}: the folder holds no {KNOWN} file")
+    elif not path.exists():
         raise ReorderError(f"{arg}: no such file or folder")
-    if classify(path) is None:
-        raise ReorderError(f"{arg}: unknown extension; expected .jsonl, .jsonl.gz, .jsonl.zst or .parquet")
-    return [path]
+    elif classify(path) is None:
+        raise ReorderError(f"{arg}: unknown extension; expected {KNOWN}")
+    else:
+        return [path]
+    if revisits:
+        warnings.warn(f"{arg}: skipped {len(revisits)} folder link(s) leading to a folder already read (a symlink "
+                      f"loop or a second name), e.g. {revisits[0]}; each folder is read once", stacklevel=3)
+    skipped += [str(p) for p in found if not p.name.startswith(".") and p.is_file() and classify(p) is None]
+    return [p for p in found if _supported(p)]
 
 
-def discover(args: list[str]) -> list[InputFile]:
-    """The input files in input order; a file named twice is an error (it would duplicate rows)."""
+def discover(args: list[str], skipped: list[str] | None = None) -> list[InputFile]:
+    """The input files in input order.
+
+    A file named twice, or reached under two names (same device and inode), is an error
+    (it would duplicate rows). Files inside folders or globs skipped for their extension
+    are warned about and appended to ``skipped``.
+    """
     if not args:
         raise ReorderError("no input given")
+    skipped = [] if skipped is None else skipped
     files: list[InputFile] = []
-    seen: dict[Path, str] = {}
+    seen: dict[tuple[int, int], Path] = {}
     for arg in args:
-        for path in _expand(arg):
-            key = path.resolve()
+        for path in _expand(arg, skipped):
+            st = path.stat()
+            key = (st.st_dev, st.st_ino)
             if key in seen:
-                raise ReorderError(f"{path}: given twice (also via {seen[key]}); each input row must appear once")
-            seen[key] = arg
+                other = seen[key]
+                if other.absolute() == path.absolute():
+                    raise ReorderError(f"{path}: given twice (also via {other}); each input row must appear once")
+                raise ReorderError(f"{path}: the same file as {other} (a hard link or symlink to it); each input row "
+                                   "must appear once, so give only one of them")
+            seen[key] = path
             fmt, compression = classify(path)  # type: ignore[misc]
-            files.append(InputFile(path, fmt, compression, path.stat().st_size))
+            files.append(InputFile(path, fmt, compression, st.st_size))
+    if skipped:
+        shown = ", ".join(skipped[:SHOWN_SKIPPED]) + (f" and {len(skipped) - SHOWN_SKIPPED} more"
+                                                       if len(skipped) > SHOWN_SKIPPED else "")
+        warnings.warn(f"skipped {len(skipped)} file(s) of an unknown extension (only {KNOWN} are read): {shown}",
+                      stacklevel=2)
     return files

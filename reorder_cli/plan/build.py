@@ -21,8 +21,7 @@ from reorder_cli.formats import jsonl, parquet
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.methods import order_rows
 from reorder_cli.plan import keys_ooc
-from reorder_cli.util import atomic
-from reorder_cli.util.npy import DiskArray, NpyColumn, NpyWriter
+from reorder_cli.util.npy import DiskArray, NpyColumn, NpyWriter, save_npy
 
 #: Rows a chunk when streaming keys from disk.
 CHUNK_ROWS = 1 << 20
@@ -81,12 +80,12 @@ def spill(source, index: int, folder: Path) -> SpilledSource:
     keys = source.keys
     out = SpilledSource(source.inp if isinstance(source, parquet.ParquetSource) else None, index, folder,
                         source.rows, keys.invalid)
-    atomic.save_npy(out.path("scores"), keys.scores)
-    atomic.save_npy(out.path("sizes"), _row_sizes(source))
+    save_npy(out.path("scores"), keys.scores)
+    save_npy(out.path("sizes"), _row_sizes(source))
     if isinstance(source, parquet.ParquetSource):
         out.schema = keys.schema
     else:
-        atomic.save_npy(out.path("records"), keys.records())
+        save_npy(out.path("records"), keys.records())
         out.data_path, out.unterminated = Path(keys.data_path), source.unterminated_row() is not None
     return out
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reorder_cli.util.npy import ROW, read_records, take
+from reorder_cli.util.npy import ROW, read_records, take, write_array, writing
 
 #: A row with its sort key, as partition files hold them.
 KEYED = np.dtype([("key", "<f8"), *((name, ROW.fields[name][0]) for name in ROW.names)])
@@ -112,11 +112,12 @@ class ExternalSort:
                 for p, start in zip(present.tolist(), starts.tolist(), strict=True):  # a loop over partitions
                     if p not in handles:
                         handles[p] = open(files[p], "wb")  # noqa: SIM115 (closed below)
-                    keyed[start : start + sizes[p]].tofile(handles[p])
+                    write_array(handles[p], keyed[start : start + sizes[p]], files[p])
                     self.stats.spilled_bytes += int(sizes[p]) * KEYED.itemsize
         finally:
-            for handle in handles.values():
-                handle.close()
+            for p, handle in handles.items():
+                with writing(files[p]):
+                    handle.close()
         self.stats.partitions += len(handles)
         return files, counts, lows, highs
 

@@ -33,7 +33,7 @@ from reorder_cli.formats import jsonl, parquet
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.plan.build import CHUNK_ROWS, Plan, SpilledSource, layout, layout_between
 from reorder_cli.util import atomic
-from reorder_cli.util.npy import DiskArray, NpyWriter, append
+from reorder_cli.util.npy import DiskArray, NpyWriter, append, save_npy
 from reorder_cli.workdir import WorkDir, read_json
 
 LINE_BATCH_BYTES = 4 << 20
@@ -133,7 +133,7 @@ class StoredPlan:
 def _save(folder: Path, name: str, array: np.ndarray) -> None:
     """``folder/NAME.npy``; an array already on disk (an out-of-core plan's) is written a chunk at a time."""
     if not isinstance(array, DiskArray):
-        atomic.save_npy(folder / f"{name}.npy", array)
+        save_npy(folder / f"{name}.npy", array)
         return
     writer = NpyWriter(folder / f"{name}.npy", array.dtype, len(array))
     for chunk in array.chunks(CHUNK_ROWS):
@@ -186,12 +186,14 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
     _positions(plan, folder, memory_bytes)
     files, slices = [], []
     for i, (inp, source) in enumerate(zip(plan.files, plan.sources, strict=True)):
-        entry = {"path": str(inp.path), "format": inp.format, "compression": inp.compression, "rows": source.rows}
+        # Absolute paths, so that a task runs from any working directory (``reorder task``).
+        entry = {"path": str(inp.path.absolute()), "format": inp.format, "compression": inp.compression,
+                 "rows": source.rows}
         if isinstance(source, SpilledSource):
             if inp.format == "jsonl":
                 os.replace(source.path("records"), folder / f"records-{i:05d}.npy")
                 records = np.load(folder / f"records-{i:05d}.npy", mmap_mode="r")
-                entry.update(data_path=str(source.data_path), unterminated=source.unterminated)
+                entry.update(data_path=str(Path(source.data_path).absolute()), unterminated=source.unterminated)
                 cuts = _cuts(records[:, 1] - records[:, 0], np.arange(source.rows + 1))
             else:
                 cuts = _cuts(np.load(source.path("sizes"), mmap_mode="r"), _group_starts(inp))
@@ -199,7 +201,8 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
             k = source.keys
             records = k.records()
             _save(folder, f"records-{i:05d}", records)
-            entry.update(data_path=str(k.data_path), unterminated=source.unterminated_row() is not None)
+            entry.update(data_path=str(Path(k.data_path).absolute()),
+                         unterminated=source.unterminated_row() is not None)
             cuts = _cuts(np.diff(records, axis=1).ravel(), np.arange(source.rows + 1))
         else:
             cuts = _cuts(source.keys.sizes, _group_starts(inp))

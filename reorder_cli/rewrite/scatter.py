@@ -30,6 +30,7 @@ from reorder_cli.formats import json_rows, jsonl, parquet
 from reorder_cli.plan.stored import StoredPlan
 from reorder_cli.util import atomic, faults
 from reorder_cli.util.atomic import temporary
+from reorder_cli.util.npy import save_npy
 from reorder_cli.workdir import WorkDir
 
 POS = "_pos"
@@ -106,7 +107,7 @@ def run(stored: StoredPlan, work: WorkDir, task: int, settings: dict,
     if infer:
         merged = merge_schemas(schemas)
         atomic.write_bytes(schema_path(work, task), merged.serialize().to_pybytes() if merged is not None else b"")
-    atomic.save_npy(index_path(work, task), np.asarray(buckets, dtype=np.int64))
+    save_npy(index_path(work, task), np.asarray(buckets, dtype=np.int64))
     return {"rows": rows, "bytes": final.stat().st_size if writer is not None else 0}
 
 

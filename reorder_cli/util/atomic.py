@@ -16,8 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
-
 TMP_SUFFIX = ".tmp"
 
 
@@ -63,7 +61,3 @@ def write_json(path: Path, data: Any) -> None:
     with open_atomic(path, "w") as fh:
         json.dump(data, fh, indent=1, sort_keys=True)
 
-
-def save_npy(path: Path, array: np.ndarray) -> None:
-    with open_atomic(path, "wb") as fh:
-        np.save(fh, array)

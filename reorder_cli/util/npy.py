@@ -12,15 +12,45 @@ Two kinds of file:
 
 from __future__ import annotations
 
+import errno
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from reorder_cli.util import atomic
 from reorder_cli.util.atomic import temporary
 
 #: One row of the plan: its global input index, its score and its estimated size in bytes.
 ROW = np.dtype([("row", "<i8"), ("score", "<f8"), ("size", "<i8")])
+
+
+@contextmanager
+def writing(path: str | os.PathLike):
+    """Name ``path`` in an ``OSError`` raised while writing it (a full disk says so, with the file)."""
+    try:
+        yield
+    except OSError as exc:
+        code = exc.errno or errno.EIO
+        raise OSError(code, exc.strerror or os.strerror(code), str(path)) from None
+
+
+def write_array(fh, values: np.ndarray, path: str | os.PathLike) -> None:
+    """Write ``values``' bytes to the open file ``fh``. Unlike ``ndarray.tofile`` (whose short
+    write says only "N requested and M written"), a full disk raises ``OSError(ENOSPC)`` naming ``path``."""
+    data = np.ascontiguousarray(values)
+    with writing(path):
+        fh.write(memoryview(data.reshape(-1).view(np.uint8)))
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    """A ``.npy`` file, written atomically (:mod:`reorder_cli.util.atomic`)."""
+    array = np.ascontiguousarray(array)
+    header = {"descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False, "shape": array.shape}
+    with writing(path), atomic.open_atomic(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, header)
+        write_array(fh, array, path)
 
 
 class NpyColumn:
@@ -54,14 +84,16 @@ class NpyWriter:
         self.tmp = temporary(self.path)
         self.file = open(self.tmp, "wb")  # noqa: SIM115 (closed in close/abort)
         header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (length,)}
-        np.lib.format.write_array_header_1_0(self.file, header)
+        with writing(self.tmp):
+            np.lib.format.write_array_header_1_0(self.file, header)
 
     def write(self, values: np.ndarray) -> None:
-        np.ascontiguousarray(values, dtype=self.dtype).tofile(self.file)
+        write_array(self.file, np.asarray(values, dtype=self.dtype), self.tmp)
         self.written += len(values)
 
     def close(self) -> Path:
-        self.file.close()
+        with writing(self.tmp):
+            self.file.close()
         if self.written != self.length:
             raise AssertionError(f"{self.path}: wrote {self.written} values, expected {self.length}")
         os.replace(self.tmp, self.path)
@@ -95,8 +127,8 @@ def record_count(path: Path, dtype: np.dtype) -> int:
 
 def append(path: Path, records: np.ndarray) -> int:
     """Append ``records`` to a raw record file; returns the bytes written."""
-    with open(path, "ab") as f:
-        np.ascontiguousarray(records).tofile(f)
+    with writing(path), open(path, "ab") as f:
+        write_array(f, records, path)
     return records.nbytes
 
 

@@ -1,0 +1,94 @@
+"""Recognise the re-run of a finished run, so that running the same command twice is safe.
+
+A finished output folder holds ``manifest.json``, which records everything the output
+depends on (the run's identity, :func:`workdir.identity`): the tool version, the method
+and its parameters, the output settings, the invalid-score policy and every input's
+path, size and fingerprint. So the identity is read back from the manifest itself; the
+manifest needs no extra field and stays byte-identical. The shards are then checked
+against the manifest (present, size, sha256; no unlisted shard).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reorder_cli.errors import ReorderError
+from reorder_cli.publish import manifest
+from reorder_cli.util.hashing import file_sha256
+from reorder_cli.workdir import differences
+
+_SHARD = re.compile(r"^\d{5}\.(parquet|jsonl|jsonl\.zst)$")
+_ROW_GROUP = ("row_group_size", "row_group_rows")
+
+
+@dataclass
+class Finished:
+    """The finished run in an output folder, compared with the run about to start."""
+
+    doc: dict[str, Any]
+    other_run: list[str] = field(default_factory=list)  # how its identity differs (empty: the same run)
+    changes: list[str] = field(default_factory=list)  # how its shards differ from its manifest
+
+
+def _comparable(ident: dict[str, Any]) -> dict[str, Any]:
+    """An identity with the settings that do not apply to its format left out."""
+    config = dict(ident["config"])
+    if config.get("format") != "parquet":
+        config.update(dict.fromkeys(_ROW_GROUP))
+    return {**ident, "config": config}
+
+
+def recorded_identity(doc: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """The identity of the run that wrote the manifest ``doc`` in ``folder``."""
+    out = doc["output"]
+    config = {"method": doc["method"], "params": doc["params"], "format": out["format"],
+              "compression_level": out["compression_level"], "shard_size": out["shard_size"],
+              "shard_rows": out["shard_rows"], "invalid_scores": doc["invalid_scores"]["policy"],
+              **{k: out.get(k) for k in _ROW_GROUP}}
+    base = folder.resolve()
+    inputs = [{"path": os.path.normpath(base / i["path"]), "bytes": i["bytes"], "fingerprint": i["fingerprint"]}
+              for i in doc["inputs"]]
+    return _comparable({"tool_version": doc["tool"]["version"], "config": config, "inputs": inputs})
+
+
+def shard_changes(doc: dict[str, Any], folder: Path, workers: int = 1) -> list[str]:
+    """How the shards in ``folder`` differ from the manifest: missing, resized, altered or unlisted."""
+    entries = doc["shards"]
+
+    def check(entry: dict[str, Any]) -> str | None:
+        path = folder / entry["file"]
+        if not path.is_file():
+            return f"{entry['file']} is missing"
+        size = path.stat().st_size
+        if size != entry["bytes"]:
+            return f"{entry['file']} has {size:,} bytes, the manifest says {entry['bytes']:,}"
+        if file_sha256(path) != entry["sha256"]:
+            return f"{entry['file']} was altered (its sha256 differs from the manifest's)"
+        return None
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        changes = [c for c in pool.map(check, entries) if c]
+    listed = {e["file"] for e in entries}
+    changes += [f"{p.name} is not in the manifest" for p in sorted(folder.iterdir())
+                if _SHARD.match(p.name) and p.name not in listed]
+    return changes
+
+
+def finished(out: Path, ident: dict[str, Any], workers: int = 1) -> Finished | None:
+    """The finished run in ``out`` (None when there is no readable manifest)."""
+    if not (out / manifest.MANIFEST_NAME).is_file():
+        return None
+    try:
+        doc, folder = manifest.read(out)
+        recorded = recorded_identity(doc, folder)
+    except (ReorderError, KeyError, TypeError):
+        return None  # not a manifest this version can compare: the usual output-folder rules apply
+    why = differences(recorded, _comparable(ident))
+    if why:
+        return Finished(doc, other_run=why)
+    return Finished(doc, changes=shard_changes(doc, folder, workers))
