@@ -101,7 +101,8 @@ def largest_batch(plan: Plan, cfg: RunConfig) -> int:
         limit = min(limit, cfg.shard_size)
     total, largest = _sizes_summary(plan)
     rows = min(plan.rows, cfg.row_group_rows) if cfg.format == "parquet" else plan.rows
-    return int(min(limit, total) + largest + ROW_OVERHEAD * min(rows, max(1, limit // 16)))
+    rows = min(rows, 2 * limit * plan.rows // max(1, total) + 1)  # rows of about the mean size
+    return int(min(limit, total) + largest + ROW_OVERHEAD * rows)
 
 
 def largest_input_group(plan: Plan) -> int:
@@ -195,10 +196,10 @@ def choose(plan: Plan, cfg: RunConfig, force: str | None = None) -> Choice:
 
 # ------------------------------------------------------------------ temporary disk space
 
-#: Fraction of the uncompressed rows that scatter files (by work_compression) and compressed shards take:
-#: generous guesses for text.
+#: Fraction of the uncompressed rows that scatter files take (by work_compression): generous guesses for text.
 SCATTER_RATIO = {"none": 1.05, "lz4": 0.75, "zstd": 0.5}
-COMPRESSED_RATIO = 0.4
+#: Compressed shards: at most about the rows themselves (data that does not compress), plus their metadata.
+COMPRESSED_RATIO = 1.05
 #: A JSON line of a Parquet row is longer than the row's Arrow bytes (field names, quotes, escapes).
 JSON_RATIO = 1.5
 #: Bytes an input row costs the stored plan and the keys files: order, scores, sizes, positions, the
