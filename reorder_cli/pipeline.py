@@ -9,6 +9,7 @@ it; bad input or a changed config never leaves half-written output behind.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -33,10 +34,6 @@ from reorder_cli.workdir import WORK_DIR, WorkDir, identity
 RUN_LOG = "run_log.json"
 PUBLISHING = "publishing"
 _OURS = re.compile(r"^\d{5}\.(parquet|jsonl|jsonl\.zst)$")
-#: Fraction of the uncompressed rows that scatter files (by work_compression) and compressed shards take,
-#: for the disk check: generous guesses for text.
-SCATTER_RATIO = {"none": 1.05, "lz4": 0.75, "zstd": 0.5}
-COMPRESSED_RATIO = 0.4
 #: Names of skipped input files kept in run_log.json (all are counted).
 SKIPPED_LOGGED = 100
 
@@ -80,21 +77,6 @@ def _check_output(out: Path, files: list[InputFile], inputs: list[str], overwrit
 def _publishing(work: WorkDir, ident: dict, restart: bool) -> bool:
     """Whether this same run had started publishing when it stopped."""
     return not restart and (work.root / PUBLISHING).exists() and work.saved_identity() == ident
-
-
-def _check_disk(work: WorkDir, the_plan: plan.Plan, cfg: RunConfig, path: str) -> int:
-    """Temporary space the rewrite needs; fails early when the disk cannot hold it."""
-    rows_bytes = budget.payload_bytes(the_plan)
-    need = int(rows_bytes * (1.0 if cfg.format == "jsonl" else COMPRESSED_RATIO))
-    if path == "out-of-core":
-        need += int(rows_bytes * SCATTER_RATIO[cfg.work_compression])
-    free = shutil.disk_usage(work.root).free
-    if need > free:
-        raise ReorderError(
-            f"{work.root}: the rewrite needs about {need / 1e9:.2f} GB of temporary space, "
-            f"but only {free / 1e9:.2f} GB is free there"
-        )
-    return need
 
 
 def _publish(out: Path, work: WorkDir, shards: list[dict], doc: dict) -> None:
@@ -165,6 +147,7 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
             choice = budget.choose(the_plan, cfg, force="out-of-core" if plan_only or keys_out_of_core else None)
             if choice.warning:
                 notes.append(choice.warning)
+            cfg = dataclasses.replace(cfg, workers=choice.workers)
             if choice.path == "out-of-core":
                 stored = stored_plan.store(the_plan, cfg, work, choice.bucket_bytes, choice.read_bytes,
                                            stored_plan.output_schema(the_plan), keys_budget)
@@ -173,6 +156,7 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
             reason = "the keys do not fit memory_limit" if keys_out_of_core else choice.reason
         else:
             the_plan, path, reason = stored.as_plan(files), "out-of-core", "resumed from the stored plan"
+            cfg = dataclasses.replace(cfg, workers=budget.resumed_workers(stored.meta["bucket_bytes"], cfg))
         timings["plan_seconds"] = time.perf_counter() - t0
         if plan_only:
             counts = tasks.status(out)
@@ -182,7 +166,7 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
         if resumed:
             notes.append(f"resuming: {work.count_finished('scatter')} scatter and "
                          f"{work.count_finished('gather')} gather tasks were already finished")
-        temp = _check_disk(work, the_plan, cfg, path)
+        temp = budget.check_disk(work.root, the_plan, cfg, path, work.size())
         notes.append(f"rewrite path: {path} ({reason}); temporary space needed: about {fmt_bytes(temp)}")
         progress.note(notes[-1])
         t0 = time.perf_counter()

@@ -26,6 +26,13 @@ from reorder_cli.config import ORDERING_KEYS, default_for
 
 from . import oracle
 
+
+@pytest.fixture(autouse=True)
+def _small_pieces_below_the_memory_floor(monkeypatch):
+    """Tests of the out-of-core mechanics use ``memory_limit=1`` for the smallest pieces (many buckets
+    from tiny data); a real run refuses a budget below its floor (tests/hostile/test_budget.py)."""
+    monkeypatch.setenv("REORDER_TEST_BELOW_FLOOR", "1")
+
 SHARD_RE = re.compile(r"^\d{5}\.(parquet|jsonl|jsonl\.zst)$")
 WORDS = ["alpha", "beta", "gamma", "delta", "épsilon", "zeta", "η", "θήτα", "中文", "😀", 'quo"te', "back\\slash",
          "tab\tchar", "line\u2028sep", "data", "model", "token", "order", "stair", "saw"]

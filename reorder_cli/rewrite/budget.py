@@ -1,35 +1,58 @@
-"""How much memory a run may use, which rewrite path fits it, and how big its pieces are.
+"""How much memory a run may use, which rewrite path fits it, how big its pieces are, how
+many workers fit, and how much temporary disk space it needs.
 
-The estimate of a run's peak is ``BASE_BYTES`` (the interpreter and libraries) plus the
-keys (``keys_ooc.IN_MEMORY_BYTES_PER_ROW`` an input row while the plan is built in
-memory; when they do not fit, the plan is built out of core within the rest of the
-budget) plus what the rewrite holds:
+The promise: the peak resident memory of the whole run (all threads) stays within
+``memory_limit`` plus ``SLACK_BYTES``, or the run refuses before it writes anything, naming
+the smallest budget that works. The estimate of a run's peak is ``BASE_BYTES`` (the
+interpreter and libraries) plus the keys (``keys_ooc.IN_MEMORY_BYTES_PER_ROW`` an input
+row while the plan is built in memory; when they do not fit, the plan is built out of
+core within the rest of the budget) plus what the rewrite holds:
 
 - in memory, Parquet inputs are held once (1.15 times their estimated uncompressed
   size, measured), JSONL inputs for a Parquet output twice (lines and table), and each
   worker holds a few write batches; a JSONL-to-JSONL rewrite reads through memory maps
   and needs the data to fit the page cache, counted once;
 - out of core, the plan is stored and leaves memory; each worker holds one scatter
-  piece (``read_bytes``) or one bucket (``bucket_bytes``) at a time, about
-  ``PIECE_COPIES`` times over while it is converted, sorted and written.
+  piece (``read_bytes``, plus ``GROUP_COPIES`` decoded input row groups for Parquet
+  inputs) or one bucket (``bucket_bytes``, never less than the largest write batch: a
+  Parquet output row group) at a time, about ``PIECE_COPIES`` times over while it is
+  converted, sorted and written.
+
+A write batch (output row group) and an input row group cannot be split, and the bytes
+written must not depend on the budget, so when a worker's least need does not fit
+``workers`` times the run uses fewer workers (and says so), and when it does not fit
+once it refuses. The factors were calibrated with ``scripts/calibrate_budget.py``.
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from reorder_cli.config import RunConfig
+from reorder_cli.errors import ReorderError
+from reorder_cli.formats import parquet
 from reorder_cli.plan import keys_ooc
 from reorder_cli.plan.build import Plan
-from reorder_cli.plan.stored import LINE_BATCH_BYTES
+from reorder_cli.plan.stored import LINE_BATCH_BYTES, ROW_OVERHEAD
+from reorder_cli.util import faults
 from reorder_cli.util.npy import DiskArray
 
 BASE_BYTES = 256 << 20
 MIN_PIECE = 16 << 10
 MIN_KEYS_BUDGET = 64 << 10
 PIECE_COPIES = 5
+#: A scatter piece of a Parquet input converted to JSON lines (a JSONL output): the table, its JSON text,
+#: the bytes, the lines and their sorted copy (measured).
+LINES_COPIES = 8
+#: A Parquet input row group is decoded whole while it is read in pieces: its pages and its columns.
+GROUP_COPIES = 2
+#: What the whole run may exceed ``memory_limit`` by (allocator slack, thread stacks, the page cache of
+#: memory maps counted as resident): measured, see the README's memory table.
+SLACK_BYTES = 64 << 20
 MAX_BUCKET = 128 << 20  # bigger buckets only cost memory: sorting and writing them is no faster
 MAX_READ = 32 << 20  # a scatter piece: big enough to read efficiently, small enough to leave room to buckets
 
@@ -42,6 +65,7 @@ class Choice:
     bucket_bytes: int = 0
     read_bytes: int = 0
     warning: str | None = None
+    workers: int = 1  # workers that fit the budget (at most the config's)
 
 
 def payload_bytes(plan: Plan) -> int:
@@ -60,7 +84,7 @@ def in_memory_bytes(plan: Plan, cfg: RunConfig) -> int:
         factor = 2.0  # JSONL parsed whole for a Parquet output: the lines and the table
     else:
         factor = 1.15  # Parquet rows held once, plus allocator slack
-    batch = cfg.row_group_size if cfg.format == "parquet" else LINE_BATCH_BYTES
+    batch = largest_batch(plan, cfg)
     keys = keys_ooc.IN_MEMORY_BYTES_PER_ROW * plan.input_rows
     return int(BASE_BYTES + keys + factor * payload_bytes(plan) + cfg.workers * PIECE_COPIES * batch)
 
@@ -70,24 +94,94 @@ def keys_budget(cfg: RunConfig) -> int:
     return max(cfg.memory_limit - BASE_BYTES, MIN_KEYS_BUDGET)
 
 
-def out_of_core_pieces(plan: Plan, cfg: RunConfig) -> tuple[int, int, str | None]:
-    """(bucket_bytes, read_bytes, warning): pieces that keep every worker inside the budget.
+def largest_batch(plan: Plan, cfg: RunConfig) -> int:
+    """An upper bound of the bytes of one write batch (a Parquet row group, a block of JSONL lines),
+    as a gather holds it: at most the configured batch, a shard and all the rows, and one row more."""
+    limit = cfg.row_group_size if cfg.format == "parquet" else LINE_BATCH_BYTES
+    if cfg.shard_size:
+        limit = min(limit, cfg.shard_size)
+    total, largest = _sizes_summary(plan)
+    rows = min(plan.rows, cfg.row_group_rows) if cfg.format == "parquet" else plan.rows
+    rows = min(rows, 2 * limit * plan.rows // max(1, total) + 1)  # rows of about the mean size
+    return int(min(limit, total) + largest + ROW_OVERHEAD * rows)
+
+
+def largest_input_group(plan: Plan) -> int:
+    """Uncompressed bytes of the largest row group of the Parquet inputs (0 for JSONL inputs)."""
+    sizes = [0]
+    for f in plan.files:
+        if f.format == "parquet":
+            meta = parquet.open_file(f).metadata
+            sizes += [meta.row_group(g).total_byte_size for g in range(meta.num_row_groups)]
+    return int(max(sizes))
+
+
+def _sizes_summary(plan: Plan) -> tuple[int, int]:
+    """(sum, max) of the rows' estimated sizes."""
+    sizes = plan.sizes
+    if isinstance(sizes, DiskArray):
+        total = largest = 0
+        for chunk in sizes.chunks(1 << 20):
+            total += int(np.sum(chunk, dtype=np.int64))
+            largest = max(largest, int(np.max(chunk, initial=0)))
+        return total, largest
+    return int(np.sum(sizes, dtype=np.int64)), int(np.max(sizes, initial=0))
+
+
+@dataclass(frozen=True)
+class _Worker:
+    """What one out-of-core worker holds at least: the largest write batch, the largest input group."""
+
+    batch: int
+    group: int
+    read_copies: int
+
+    def least(self) -> int:
+        gather = PIECE_COPIES * max(MIN_PIECE, self.batch)
+        scatter = self.read_copies * MIN_PIECE + GROUP_COPIES * self.group
+        return max(gather, scatter)
+
+    def why(self, cfg: RunConfig) -> str:
+        if PIECE_COPIES * self.batch >= GROUP_COPIES * self.group:
+            what = f"output row groups of up to {_mb(self.batch)}" if cfg.format == "parquet" \
+                else f"write blocks of {_mb(self.batch)}"
+            return what + (" (lower row_group_size to need less)" if cfg.format == "parquet" else "")
+        return f"input row groups of up to {_mb(self.group)} (inputs written with smaller row groups need less)"
+
+
+def out_of_core_pieces(plan: Plan, cfg: RunConfig) -> tuple[int, int, int, str | None]:
+    """(bucket_bytes, read_bytes, workers, warning): pieces and workers that keep the run inside the budget.
 
     The plan leaves memory before the rewrite (it is stored, then memory-mapped), so the
-    pieces share all of the budget but the interpreter and libraries."""
+    pieces share all of the budget but the interpreter and libraries. Refuses (ReorderError)
+    when even one worker does not fit."""
+    lines = cfg.format != "parquet" and any(f.format == "parquet" for f in plan.files)
+    worker = _Worker(largest_batch(plan, cfg), largest_input_group(plan), LINES_COPIES if lines else PIECE_COPIES)
     spare = cfg.memory_limit - BASE_BYTES
-    piece = spare // max(1, cfg.workers) // PIECE_COPIES
+    least = worker.least()
+    fit = spare // least if spare > 0 else 0
     warning = None
-    if piece < MIN_PIECE:
-        piece = MIN_PIECE
-        least = BASE_BYTES + cfg.workers * PIECE_COPIES * MIN_PIECE
-        warning = (f"memory_limit {_mb(cfg.memory_limit)} is below the least this run needs ({_mb(least)}); "
-                   "going on with the smallest pieces")
-    elif cfg.format == "parquet" and min(piece, MAX_BUCKET) < cfg.row_group_size:
-        warning = (f"a row group (row_group_size {_mb(cfg.row_group_size)}) is larger than a bucket "
-                   f"({_mb(piece)}) under memory_limit {_mb(cfg.memory_limit)}; lower row_group_size to stay "
-                   "inside the budget")
-    return int(min(piece, MAX_BUCKET)), int(min(piece, MAX_READ)), warning
+    if fit < 1:
+        if not faults.below_floor_allowed():
+            raise ReorderError(
+                f"memory_limit {_mb(cfg.memory_limit)} is below the {_mb(BASE_BYTES + least)} this run needs "
+                f"with 1 worker ({_mb(BASE_BYTES)} for the runtime, {_mb(least)} for {worker.why(cfg)}); "
+                f"raise --memory-limit to at least {_mb(BASE_BYTES + least)}")
+        fit = cfg.workers  # tests of the out-of-core mechanics: the smallest pieces, whatever the budget
+    workers = max(1, min(cfg.workers, fit))
+    if workers < cfg.workers:
+        warning = (f"memory_limit {_mb(cfg.memory_limit)} fits {workers} of {cfg.workers} workers: each holds at "
+                   f"least {_mb(least)} for {worker.why(cfg)}; running {workers} (about "
+                   f"{_mb(BASE_BYTES + cfg.workers * least)} would run {cfg.workers})")
+    per_worker = max(0, spare) // workers
+    bucket = max(MIN_PIECE, per_worker // PIECE_COPIES)
+    read = max(MIN_PIECE, (per_worker - GROUP_COPIES * worker.group) // worker.read_copies)
+    return int(min(bucket, MAX_BUCKET)), int(min(read, MAX_READ)), workers, warning
+
+
+def resumed_workers(bucket_bytes: int, cfg: RunConfig) -> int:
+    """Workers that fit the budget when a stored plan (its buckets sized by the run that planned it) resumes."""
+    return max(1, min(cfg.workers, (cfg.memory_limit - BASE_BYTES) // max(1, PIECE_COPIES * bucket_bytes)))
 
 
 def choose(plan: Plan, cfg: RunConfig, force: str | None = None) -> Choice:
@@ -95,10 +189,54 @@ def choose(plan: Plan, cfg: RunConfig, force: str | None = None) -> Choice:
     mode = force or cfg.rewrite
     if mode == "in-memory" or (mode == "auto" and need <= cfg.memory_limit):
         why = "forced" if mode == "in-memory" else f"fits: ~{_mb(need)} of {_mb(cfg.memory_limit)}"
-        return Choice("in-memory", why, need)
-    bucket, read, warning = out_of_core_pieces(plan, cfg)
+        return Choice("in-memory", why, need, workers=cfg.workers)
+    bucket, read, workers, warning = out_of_core_pieces(plan, cfg)
     why = "forced" if mode == "out-of-core" else f"needs ~{_mb(need)} in memory, limit {_mb(cfg.memory_limit)}"
-    return Choice("out-of-core", why, need, bucket, read, warning)
+    return Choice("out-of-core", why, need, bucket, read, warning, workers)
+
+
+# ------------------------------------------------------------------ temporary disk space
+
+#: Fraction of the uncompressed rows that scatter files take (by work_compression): generous guesses for text.
+SCATTER_RATIO = {"none": 1.05, "lz4": 0.75, "zstd": 0.5}
+#: Compressed shards: at most about the rows themselves (data that does not compress), plus their metadata.
+COMPRESSED_RATIO = 1.05
+#: A JSON line of a Parquet row is longer than the row's Arrow bytes (field names, quotes, escapes).
+JSON_RATIO = 1.5
+#: Bytes an input row costs the stored plan and the keys files: order, scores, sizes, positions, the
+#: running total, the batches, JSONL record offsets (16) and the keys spilled by the keys pass.
+PLAN_BYTES_PER_ROW = 96
+#: Bytes a row costs a scatter file beyond its own: its position, offsets, the batches' headers.
+SCATTER_BYTES_PER_ROW = 24
+
+
+def temporary_bytes(plan: Plan, cfg: RunConfig, path: str) -> int:
+    """Bytes the work folder holds at most: the staged shards; out of core, the plan and the scatter
+    files too; and the decompressed copies of compressed JSONL inputs."""
+    rows_bytes = payload_bytes(plan)
+    text = JSON_RATIO if any(f.format == "parquet" for f in plan.files) else 1.0
+    shards = {"parquet": COMPRESSED_RATIO, "jsonl.zst": COMPRESSED_RATIO * text, "jsonl": text}[cfg.format]
+    need = rows_bytes * shards
+    if path == "out-of-core":
+        lines = cfg.format != "parquet" or any(f.format == "jsonl" for f in plan.files)
+        need += rows_bytes * SCATTER_RATIO[cfg.work_compression] * (text if lines else 1.0)
+        need += (PLAN_BYTES_PER_ROW + SCATTER_BYTES_PER_ROW) * plan.input_rows
+    if any(f.format == "jsonl" and f.compression for f in plan.files):
+        need += rows_bytes  # decompressed to the work folder during the keys pass (at most all the rows)
+    return int(need)
+
+
+def check_disk(root: Path, plan: Plan, cfg: RunConfig, path: str, held: int = 0) -> int:
+    """The temporary space the run needs (:func:`temporary_bytes`); fails early, with the sizes, when
+    the disk holding ``root`` cannot take what is still to be written (``held``: already there)."""
+    need = temporary_bytes(plan, cfg, path)
+    free = shutil.disk_usage(root).free
+    if need - held > free:
+        raise ReorderError(
+            f"{root}: the rewrite needs about {need / 1e9:.2f} GB of temporary space, "
+            f"but only {free / 1e9:.2f} GB is free there"
+        )
+    return need
 
 
 def _mb(n: int) -> str:
