@@ -28,6 +28,7 @@ from reorder_cli.metrics import guidance as metrics  # noqa: E402
 from reorder_cli.publish import manifest  # noqa: E402
 from reorder_cli.rewrite import tasks  # noqa: E402
 from reorder_cli.util.progress import Progress  # noqa: E402
+from reorder_cli.util.units import fmt_bytes  # noqa: E402
 
 app = typer.Typer(
     help="Rewrite scored training shards in STR, SAW or baseline order (Dai et al., ACL 2026).",
@@ -113,13 +114,12 @@ def run(
                   "command to resume" if kept else "the output folder was left as it was before the run"),
                   highlight=False)
         raise typer.Exit(130) from None
-    if result.path == "already done":
+    if result.status == "already done":
         err.print(Text.assemble(("done", "green"), f" {result.notes[0]}"), highlight=False, soft_wrap=True)
         return
-    for note in result.notes:
-        if note.startswith(("memory_limit", "a row group")):
-            err.print(Text.assemble(("warning:", "yellow"), f" {note}"), highlight=False, soft_wrap=True)
-    if plan_only:
+    for warning in result.warnings:
+        err.print(Text.assemble(("warning:", "yellow"), f" {warning}"), highlight=False, soft_wrap=True)
+    if result.status == "planned":
         err.print(Text.assemble(("planned", "green"), f" {result.notes[-1]}; run each with `reorder task "
                                 f"{cfg.output} scatter I`, then `gather J`, then this command again to publish"),
                   highlight=False, soft_wrap=True)
@@ -128,7 +128,7 @@ def run(
         t = result.manifest["totals"]
         rate = t["input_bytes"] / max(result.seconds, 1e-9) / 1e6
         line = (
-            f" {cfg.method}: {t['rows']:,} rows -> {t['shards']} shard(s), {stats.fmt_bytes(t['bytes'])} in "
+            f" {cfg.method}: {t['rows']:,} rows -> {t['shards']} shard(s), {fmt_bytes(t['bytes'])} in "
             f"{result.output}  ({result.seconds:.1f} s, {rate:.0f} MB/s of input, {result.path})"
             + (f"; dropped {t['dropped_rows']:,} invalid" if t["dropped_rows"] else "")
         )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,26 +19,7 @@ import yaml
 
 from reorder_cli import methods as registry
 from reorder_cli.errors import ReorderError
-
-_UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "KIB": 2**10, "M": 10**6, "MB": 10**6, "MIB": 2**20,
-          "G": 10**9, "GB": 10**9, "GIB": 2**30, "T": 10**12, "TB": 10**12, "TIB": 2**40}
-
-
-def parse_size(value: Any, key: str = "size") -> int:
-    """``256MB`` / ``1.5GiB`` / ``1000000`` -> bytes (int). 0 means "no limit"."""
-    if isinstance(value, bool):
-        raise ReorderError(f"config key '{key}': expected a size like 256MB, got {value!r}")
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ReorderError(f"config key '{key}': expected a size like 256MB, got {value!r}")
-        if value < 0:
-            raise ReorderError(f"config key '{key}': must be >= 0, got {value!r}")
-        return int(value)
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(value))
-    if not match or match.group(2).upper() not in _UNITS:
-        raise ReorderError(f"config key '{key}': expected a size like 256MB or 1GiB, got {value!r}")
-    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
-
+from reorder_cli.util.units import parse_size
 
 # ------------------------------------------------------------------ the key table
 

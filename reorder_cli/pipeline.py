@@ -10,220 +10,147 @@ it; bad input or a changed config never leaves half-written output behind.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from reorder_cli.config import RunConfig
-from reorder_cli.errors import ReorderError
 from reorder_cli.formats.discover import InputFile, discover
-from reorder_cli.inspect.stats import fmt_bytes
 from reorder_cli.plan import build as plan
 from reorder_cli.plan import stored as stored_plan
-from reorder_cli.publish import manifest, rerun
+from reorder_cli.plan.build import Plan
+from reorder_cli.plan.stored import StoredPlan
+from reorder_cli.publish import manifest, output
 from reorder_cli.rewrite import budget, tasks
 from reorder_cli.rewrite import in_memory as rewrite
-from reorder_cli.util import atomic, faults
+from reorder_cli.util import faults
 from reorder_cli.util.progress import Progress
+from reorder_cli.util.units import fmt_bytes
 from reorder_cli.workdir import WORK_DIR, WorkDir, identity
 
-RUN_LOG = "run_log.json"
-PUBLISHING = "publishing"
-_OURS = re.compile(r"^\d{5}\.(parquet|jsonl|jsonl\.zst)$")
+__all__ = ["WORK_DIR", "RunResult", "run"]
+
 #: Names of skipped input files kept in run_log.json (all are counted).
 SKIPPED_LOGGED = 100
 
 
 @dataclass
-class Result:
+class RunResult:
+    """What a run did: ``status`` is "done", "already done" or "planned"; ``warnings`` are for the
+    user's attention (shown as warnings), ``notes`` are information."""
+
+    status: str
     manifest: dict
     output: Path
     seconds: float
-    path: str = ""
+    path: str = ""  # the rewrite path: "in-memory" or "out-of-core"
+    warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
-def _check_output(out: Path, files: list[InputFile], inputs: list[str], overwrite: bool, publishing: bool) -> None:
-    """Refuse dangerous output folders and folders holding files we may not replace."""
-    out_abs = out.resolve()
-    for arg in inputs:
-        p = Path(arg)
-        if p.is_dir() and (out_abs == p.resolve() or p.resolve() in out_abs.parents):
-            raise ReorderError(f"{out}: the output folder is inside the input folder {arg}; choose another")
-    for f in files:
-        if out_abs in f.path.resolve().parents:
-            raise ReorderError(f"{out}: the output folder holds the input {f.path}; choose another")
-    if out.exists() and not out.is_dir():
-        raise ReorderError(f"{out}: exists and is not a folder")
-    blocker = next((p for p in out.absolute().parents if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        raise ReorderError(f"{out}: cannot be created, because {blocker} is a file, not a folder")
-    present = [p for p in out.iterdir() if p.name != WORK_DIR] if out.exists() else []
-    if not present:
-        return
-    if not overwrite and not publishing:
-        raise ReorderError(f"{out}: the output folder already holds files; pass --overwrite to replace them")
-    foreign = [p.name for p in present if not (_OURS.match(p.name) or p.name in (manifest.MANIFEST_NAME, RUN_LOG))]
-    if foreign:
-        raise ReorderError(
-            f"{out}: --overwrite replaces only files reorder wrote, but the folder also holds {foreign[0]!r}"
-        )
-
-
-def _publishing(work: WorkDir, ident: dict, restart: bool) -> bool:
-    """Whether this same run had started publishing when it stopped."""
-    return not restart and (work.root / PUBLISHING).exists() and work.saved_identity() == ident
-
-
-def _publish(out: Path, work: WorkDir, shards: list[dict], doc: dict) -> None:
-    """Move the staged shards into place and write the manifest; safe to repeat after a kill."""
-    (work.root / PUBLISHING).touch()
-    new = {s["file"] for s in shards}
-    (out / manifest.MANIFEST_NAME).unlink(missing_ok=True)  # never a manifest whose shards are gone
-    for p in out.iterdir():
-        if p.is_file() and (_OURS.match(p.name) and p.name not in new or p.name == RUN_LOG):
-            p.unlink()
-    for s in shards:
-        staged = work.shards / s["file"]
-        if staged.exists():
-            os.replace(staged, out / s["file"])
-            faults.pause("publish")
-        elif not (out / s["file"]).exists():
-            raise ReorderError(f"{work.root}: shard {s['file']} is missing; re-run with --restart")
-    atomic.write_text(out / manifest.MANIFEST_NAME, manifest.dumps(doc))
+@dataclass
+class _Planned:
+    plan: Plan
+    stored: StoredPlan | None  # the stored plan, when the rewrite runs out of core
+    cfg: RunConfig  # with the worker count the budget allows
+    path: str
+    reason: str
+    keys_out_of_core: bool
 
 
 def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = None, *, keep_work: bool = False,
-        restart: bool = False, plan_only: bool = False) -> Result:
+        restart: bool = False, plan_only: bool = False) -> RunResult:
+    """The stages of a run in order: inputs, output folder, plan, rewrite, publish."""
     progress = progress or Progress(enabled=False)
-    started = time.perf_counter()
+    started, timings = time.perf_counter(), {}
     skipped: list[str] = []  # files inside folders or globs not read for their extension
     files = discover(cfg.inputs, skipped)
-    out = cfg.output
-    work = WorkDir(out)
-    ident = identity(cfg, files)
-    publishing = _publishing(work, ident, restart)
-    # the same command again on a finished output: nothing to do (--overwrite redoes it)
-    done = None if plan_only or publishing or overwrite else rerun.finished(out, ident, cfg.workers)
+    out, work, ident = cfg.output, WorkDir(cfg.output), identity(cfg, files)
+    publishing = output.is_publishing(work, ident, restart)
+    done = None if plan_only or publishing or overwrite else output.already_done(out, ident, cfg.workers)
     if done is not None:
-        if not done.other_run and not done.changes:
-            note = (f"nothing to do: {out} already holds the output of this run ({len(done.doc['shards'])} shard(s); "
-                    "sizes and sha256 match its manifest)")
-            return Result(done.doc, out, time.perf_counter() - started, "already done", [note])
-        raise ReorderError(
-            f"{out}: holds the output of this run, but it changed since: {'; '.join(done.changes[:4])}; pass "
-            "--overwrite to redo the run" if done.changes else
-            f"{out}: already holds files, the output of another run ({'; '.join(done.other_run[:4])}); pass "
-            "--overwrite to replace them, or choose another output folder")
-    _check_output(out, files, cfg.inputs, overwrite, publishing)
-    created = _new_root(out)
-    try:
-        resumed = work.open(ident, restart)
-    except OSError as exc:
-        _discard(work, out, created)
-        raise ReorderError(f"{out}: cannot create the output folder: {exc.strerror or exc}") from None
-    notes: list[str] = []
-    timings: dict[str, float] = {}
-    try:
-        t0 = time.perf_counter()
-        stored = stored_plan.load(work) if resumed else None
-        keys_out_of_core = stored is not None and (work.plan / "keys-scores.npy").exists()
-        if stored is None:
-            keys_budget = budget.keys_budget(cfg)
-            with progress.task("Reading scores", total=sum(f.size for f in files), unit="bytes") as advance:
-                sources = plan.read_keys(files, cfg, work.root, advance, keys_budget)
-            keys_out_of_core = plan.spilled(sources)
-            if keys_out_of_core:
-                with progress.task("Ordering keys out of core", total=1, unit="steps"):
-                    the_plan = plan.build_out_of_core(files, sources, cfg, work.plan, keys_budget)
-            else:
-                the_plan = plan.build(files, sources, cfg)
-            del sources
-            faults.pause("keys")
-            choice = budget.choose(the_plan, cfg, force="out-of-core" if plan_only or keys_out_of_core else None)
-            if choice.warning:
-                notes.append(choice.warning)
-            cfg = dataclasses.replace(cfg, workers=choice.workers)
-            if choice.path == "out-of-core":
-                stored = stored_plan.store(the_plan, cfg, work, choice.bucket_bytes, choice.read_bytes,
-                                           stored_plan.output_schema(the_plan), keys_budget)
-                the_plan = stored.as_plan(files)  # the keys leave memory for the rewrite
-            path = choice.path
-            reason = "the keys do not fit memory_limit" if keys_out_of_core else choice.reason
-        else:
-            the_plan, path, reason = stored.as_plan(files), "out-of-core", "resumed from the stored plan"
-            cfg = dataclasses.replace(cfg, workers=budget.resumed_workers(stored.meta["bucket_bytes"], cfg))
-        timings["plan_seconds"] = time.perf_counter() - t0
+        note = (f"nothing to do: {out} already holds the output of this run ({len(done['shards'])} shard(s); "
+                "sizes and sha256 match its manifest)")
+        return RunResult("already done", done, out, time.perf_counter() - started, notes=[note])
+    output.check(out, files, cfg.inputs, overwrite, publishing)
+    result = RunResult("done", {}, out, 0.0)
+    with output.claimed(out, work, ident, restart) as resumed:
+        planned = _plan(files, cfg, work, resumed, plan_only, progress, result, timings)
         if plan_only:
             counts = tasks.status(out)
-            notes.append(f"planned {counts['scatter']['tasks']} scatter and {counts['gather']['tasks']} gather "
-                         f"tasks in {work.root}")
-            return Result({}, out, time.perf_counter() - started, "planned", notes)
-        if resumed:
-            notes.append(f"resuming: {work.count_finished('scatter')} scatter and "
-                         f"{work.count_finished('gather')} gather tasks were already finished")
-        temp = budget.check_disk(work.root, the_plan, cfg, path, work.size())
-        notes.append(f"rewrite path: {path} ({reason}); temporary space needed: about {fmt_bytes(temp)}")
-        progress.note(notes[-1])
-        t0 = time.perf_counter()
-        if stored is not None:
-            shards = tasks.run_all(stored, work, cfg.workers, progress, timings)
-        else:
-            with progress.task("Writing shards", total=the_plan.rows, unit="rows") as advance:
-                shards = rewrite.write_shards(
-                    the_plan, cfg, work.shards, advance, lambda i: tasks.finished_shard(work, i),
-                    lambda record: work.finish("gather", record["index"], record))
-        timings["rewrite_seconds"] = time.perf_counter() - t0
+            result.notes.append(f"{counts['scatter']['tasks']} scatter and {counts['gather']['tasks']} gather "
+                                f"tasks in {work.root}")
+            result.status, result.seconds = "planned", time.perf_counter() - started
+            return result
+        shards = _rewrite(planned, work, resumed, progress, result, timings)
         work_bytes = work.size()
-        doc = manifest.build(the_plan, cfg, shards, out)
-        _publish(out, work, shards, doc)
-    except BaseException as exc:
-        # Bad input or config fails again on a re-run: leave nothing. A kill, Ctrl-C or a full
-        # disk keeps the finished tasks, so that the same command resumes.
-        kept = not isinstance(exc, ReorderError) and has_progress(work)
-        if not kept:
-            _discard(work, out, created)
-        if isinstance(exc, OSError):  # disk full, permission denied, a file vanished ...
-            what = (f"finished tasks are kept in {work.root}; re-run the same command to resume" if kept
-                    else "nothing was written")
-            raise ReorderError(f"{exc.strerror or exc}: {exc.filename or out} ({what})") from None
-        raise
+        result.manifest = manifest.build(planned.plan, planned.cfg, shards, out)
+        output.publish(out, work, shards, result.manifest)
     if not keep_work:
         work.remove()
-    seconds = time.perf_counter() - started
-    log = {"seconds": round(seconds, 3), **{k: round(v, 3) for k, v in timings.items()}, "path": path,
-           "keys": "out-of-core" if keys_out_of_core else "in-memory",
-           "workers": cfg.workers, "memory_limit": cfg.memory_limit, "rows": the_plan.rows, "shards": len(shards),
-           "work_bytes": work_bytes, "resumed": resumed,
-           "skipped_inputs": {"count": len(skipped), "files": skipped[:SKIPPED_LOGGED]}}
-    atomic.write_text(out / RUN_LOG, json.dumps(log, indent=2) + "\n")
-    return Result(doc, out, seconds, path, notes)
+    result.seconds, result.path = time.perf_counter() - started, planned.path
+    output.write_run_log(out, {
+        "seconds": round(result.seconds, 3), **{k: round(v, 3) for k, v in timings.items()}, "path": planned.path,
+        "keys": "out-of-core" if planned.keys_out_of_core else "in-memory", "workers": planned.cfg.workers,
+        "memory_limit": cfg.memory_limit, "rows": planned.plan.rows, "shards": len(shards),
+        "work_bytes": work_bytes, "resumed": resumed,
+        "skipped_inputs": {"count": len(skipped), "files": skipped[:SKIPPED_LOGGED]}})
+    return result
 
 
-def has_progress(work: WorkDir) -> bool:
-    """Whether the working state holds anything a re-run would reuse."""
-    return (work.plan / "plan.json").exists() or bool(work.count_finished("scatter") + work.count_finished("gather"))
+def _plan(files: list[InputFile], cfg: RunConfig, work: WorkDir, resumed: bool, plan_only: bool,
+          progress: Progress, result: RunResult, timings: dict[str, float]) -> _Planned:
+    """Keys -> order -> layout, and the rewrite path that fits the budget; a resumed run reloads its plan."""
+    t0 = time.perf_counter()
+    stored = stored_plan.load(work) if resumed else None
+    if stored is not None:
+        cfg = dataclasses.replace(cfg, workers=budget.resumed_workers(stored.meta["bucket_bytes"], cfg))
+        keys_ooc = work.plan_keys("scores").exists()
+        planned = _Planned(stored.as_plan(files), stored, cfg, "out-of-core", "resumed from the stored plan", keys_ooc)
+    else:
+        keys_budget = budget.keys_budget(cfg)
+        with progress.task("Reading scores", total=sum(f.size for f in files), unit="bytes") as advance:
+            sources = plan.read_keys(files, cfg, work, advance, keys_budget)
+        keys_ooc = plan.spilled(sources)
+        if keys_ooc:
+            with progress.task("Ordering keys out of core", total=1, unit="steps"):
+                the_plan = plan.build_out_of_core(files, sources, cfg, work, keys_budget)
+        else:
+            the_plan = plan.build(files, sources, cfg)
+        del sources
+        faults.pause("keys")
+        choice = budget.choose(the_plan, cfg, force="out-of-core" if plan_only or keys_ooc else None)
+        if choice.warning:
+            result.warnings.append(choice.warning)
+        cfg = dataclasses.replace(cfg, workers=choice.workers)
+        if choice.path == "out-of-core":
+            stored = stored_plan.store(the_plan, cfg, work, choice.bucket_bytes, choice.read_bytes,
+                                       stored_plan.output_schema(the_plan), keys_budget)
+            the_plan = stored.as_plan(files)  # the keys leave memory for the rewrite
+        reason = "the keys do not fit memory_limit" if keys_ooc else choice.reason
+        planned = _Planned(the_plan, stored, cfg, choice.path, reason, keys_ooc)
+    timings["plan_seconds"] = time.perf_counter() - t0
+    return planned
 
 
-def _new_root(out: Path) -> Path | None:
-    """The outermost folder of ``out`` that does not exist yet (the run creates it and its
-    children), or None when ``out`` exists."""
-    if out.exists():
-        return None
-    new = out
-    for parent in out.absolute().parents:
-        if parent.exists():
-            break
-        new = parent
-    return new
-
-
-def _discard(work: WorkDir, out: Path, created: Path | None) -> None:
-    """Remove the working state, and every folder the run created."""
-    work.remove()
-    if created is not None:
-        shutil.rmtree(created, ignore_errors=True)
+def _rewrite(planned: _Planned, work: WorkDir, resumed: bool, progress: Progress, result: RunResult,
+             timings: dict[str, float]) -> list[dict]:
+    """Every output shard, staged in the work folder: in memory, or by the scatter and gather tasks."""
+    cfg = planned.cfg
+    if resumed:
+        result.notes.append(f"resuming: {work.count_finished('scatter')} scatter and "
+                            f"{work.count_finished('gather')} gather tasks were already finished")
+    temp = budget.check_disk(work.root, planned.plan, cfg, planned.path, work.size())
+    result.notes.append(f"rewrite path: {planned.path} ({planned.reason}); temporary space needed: about "
+                        f"{fmt_bytes(temp)}")
+    progress.note(result.notes[-1])
+    t0 = time.perf_counter()
+    if planned.stored is not None:
+        shards = tasks.run_all(planned.stored, work, cfg.workers, progress, timings)
+    else:
+        with progress.task("Writing shards", total=planned.plan.rows, unit="rows") as advance:
+            shards = rewrite.write_shards(
+                planned.plan, cfg, work.shards, advance, lambda i: tasks.finished_shard(work, i),
+                lambda record: work.finish("gather", record["index"], record))
+    timings["rewrite_seconds"] = time.perf_counter() - t0
+    return shards

@@ -92,6 +92,44 @@ class WorkDir:
     def done(self) -> Path:
         return self.root / "done"
 
+    @property
+    def keys(self) -> Path:
+        """Keys read from each input, spilled when they outgrow the budget."""
+        return self.root / "keys"
+
+    def decompressed(self, index: int) -> Path:
+        """The decompressed copy of compressed JSONL input ``index``."""
+        return self.root / f"input-{index:05d}.jsonl"
+
+    @property
+    def publishing(self) -> Path:
+        """Marker: the run had started moving its shards into place."""
+        return self.root / "publishing"
+
+    # the stored plan (plan/stored.py) and the keys ordered out of core (plan/build.py)
+    def plan_file(self, name: str) -> Path:
+        """``plan.json``, ``schema.arrow``, ``batches.npy`` or one of the plan's arrays (``NAME.npy``)."""
+        return self.plan / name
+
+    def plan_keys(self, name: str) -> Path:
+        """A column of the keys ordered out of core: ``keys-scores.npy``, ``keys-sizes.npy``."""
+        return self.plan / f"keys-{name}.npy"
+
+    # the scatter tasks' outputs (rewrite/scatter.py)
+    def scatter_data(self, task: int) -> Path:
+        return self.scatter / f"{task:05d}.arrow"
+
+    def scatter_buckets(self, task: int) -> Path:
+        return self.scatter / f"{task:05d}.buckets.npy"
+
+    def scatter_schema(self, task: int) -> Path:
+        return self.scatter / f"{task:05d}.schema.arrow"
+
+    def has_progress(self) -> bool:
+        """Whether the working state holds anything a re-run would reuse."""
+        return self.plan_file("plan.json").exists() or bool(self.count_finished("scatter")
+                                                            + self.count_finished("gather"))
+
     def open(self, ident: dict[str, Any], restart: bool = False) -> bool:
         """Claim the folder for the run ``ident``; True when there is earlier work to resume.
 

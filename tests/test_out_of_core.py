@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,8 +15,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from reorder_cli import pipeline
 
 from .conftest import (
     RICH_SCHEMA,
@@ -160,7 +159,7 @@ def test_keep_work_keeps_the_working_state(tmp_path, config_file, mixed_inputs):
 
 
 def test_the_disk_check_fails_early(tmp_path, config_file, mixed_inputs, monkeypatch):
-    monkeypatch.setattr(pipeline.shutil, "disk_usage", lambda path: type("U", (), {"free": 1000})())
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: type("U", (), {"free": 1000})())
     msg = one_line_error(reorder(config_file, mixed_inputs, tmp_path / "o", method="str", sets=OOC, ok=False))
     assert "temporary space" in msg and "0.00 GB is free" in msg, msg
     assert not (tmp_path / "o").exists()

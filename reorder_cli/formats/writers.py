@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,8 +19,16 @@ EXTENSIONS = {"parquet": ".parquet", "jsonl.zst": ".jsonl.zst", "jsonl": ".jsonl
 COMPRESSION = {"parquet": "zstd", "jsonl.zst": "zstd", "jsonl": None}
 
 
+_SHARD_NAME = re.compile(r"^\d{5}\.(parquet|jsonl|jsonl\.zst)$")
+
+
 def shard_name(index: int, fmt: str) -> str:
     return f"{index:05d}{EXTENSIONS[fmt]}"
+
+
+def is_shard_name(name: str) -> bool:
+    """Whether ``name`` is the name of an output shard (``00012.parquet``)."""
+    return _SHARD_NAME.match(name) is not None
 
 
 class _HashingFile:

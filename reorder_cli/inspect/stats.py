@@ -7,15 +7,9 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from reorder_cli.util.units import fmt_bytes
+
 _BLOCKS = " ▁▂▃▄▅▆▇█"
-
-
-def fmt_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
 
 
 def _fmt(x: float | None) -> str:

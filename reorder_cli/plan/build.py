@@ -22,6 +22,7 @@ from reorder_cli.formats.discover import InputFile
 from reorder_cli.methods import order_rows
 from reorder_cli.plan import keys_ooc
 from reorder_cli.util.npy import DiskArray, NpyColumn, NpyWriter, save_npy
+from reorder_cli.workdir import WorkDir
 
 #: Rows a chunk when streaming keys from disk.
 CHUNK_ROWS = 1 << 20
@@ -90,7 +91,7 @@ def spill(source, index: int, folder: Path) -> SpilledSource:
     return out
 
 
-def read_keys(files: list[InputFile], cfg: RunConfig, spill_dir: Path, advance: Callable[[int], None],
+def read_keys(files: list[InputFile], cfg: RunConfig, work: WorkDir, advance: Callable[[int], None],
               keys_budget: int = 0) -> list:
     """Scan every input for its keys, ``cfg.workers`` files at a time; returns one source a file.
 
@@ -102,16 +103,16 @@ def read_keys(files: list[InputFile], cfg: RunConfig, spill_dir: Path, advance: 
     sources: dict[int, object] = {}
     state = {"rows": 0, "spilling": False}
     lock = threading.Lock()
-    folder = spill_dir / "keys"
+    folder = work.keys
 
     def one(item: tuple[int, InputFile]):
         i, inp = item
         if inp.format == "parquet":
             source = parquet.ParquetSource(inp, parquet.scan(inp, cfg.score_field, fail, advance))
         else:
-            data = spill_dir / f"input-{i:05d}.jsonl" if inp.compression else None
+            data = work.decompressed(i) if inp.compression else None
             if data is not None:
-                spill_dir.mkdir(parents=True, exist_ok=True)
+                work.root.mkdir(parents=True, exist_ok=True)
             source = jsonl.JsonlSource(jsonl.scan(inp, cfg.score_field, fail, data, advance))
             source.inp = inp
         with lock:
@@ -207,26 +208,28 @@ def build(files: list[InputFile], sources: list, cfg: RunConfig) -> Plan:
 # ------------------------------------------------------------------ the plan out of core
 
 
-def build_out_of_core(files: list[InputFile], sources: list, cfg: RunConfig, folder: Path,
+def build_out_of_core(files: list[InputFile], sources: list, cfg: RunConfig, work: WorkDir,
                       memory_bytes: int) -> Plan:
     """:func:`build`'s plan for keys that do not fit in memory: the same arrays, computed by
     :func:`keys_ooc.order_out_of_core` into ``folder`` and memory-mapped from there."""
+    folder = work.plan
     folder.mkdir(parents=True, exist_ok=True)
-    sources = [s if isinstance(s, SpilledSource) else spill(s, i, folder / "keys") for i, s in enumerate(sources)]
+    sources = [s if isinstance(s, SpilledSource) else spill(s, i, work.plan_file("keys"))
+               for i, s in enumerate(sources)]
     counts = np.array([s.rows for s in sources], dtype=np.int64)
     row_starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     n = int(row_starts[-1])
     if n == 0:
         raise ReorderError("the inputs hold no rows (" + ", ".join(str(f.path) for f in files[:3]) + ")")
     for name, dtype in (("scores", np.float64), ("sizes", np.int64)):
-        writer = NpyWriter(folder / f"keys-{name}.npy", dtype, n)
+        writer = NpyWriter(work.plan_keys(name), dtype, n)
         for s in sources:  # a loop over files, then over chunks
             column = NpyColumn(s.path(name), dtype)
             for start in range(0, s.rows, CHUNK_ROWS):
                 writer.write(column.read(start, min(CHUNK_ROWS, s.rows - start)))
         writer.close()
     *paths, stats = keys_ooc.order_out_of_core(
-        folder / "keys-scores.npy", folder / "keys-sizes.npy", cfg.method, cfg.params, cfg.invalid_scores,
+        work.plan_keys("scores"), work.plan_keys("sizes"), cfg.method, cfg.params, cfg.invalid_scores,
         memory_bytes, folder)
     order, scores, sizes = (DiskArray(path, dtype) for path, dtype in zip(paths, (np.int64, np.float64, np.int64),
                                                                           strict=True))

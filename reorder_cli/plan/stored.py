@@ -209,7 +209,7 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
         files.append(entry)
         slices += [[i, int(a), int(b)] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
     if schema is not None:
-        atomic.write_bytes(folder / "schema.arrow", schema.serialize().to_pybytes())
+        atomic.write_bytes(work.plan_file("schema.arrow"), schema.serialize().to_pybytes())
 
     batches, buckets = [], []
     ends_file = folder / "plan-ends.npy"  # the running total of sizes, when the keys went out of core
@@ -237,7 +237,7 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
         "invalid_samples": plan.invalid_samples,
         "dropped": plan.dropped,
     }
-    atomic.write_json(folder / "plan.json", meta)
+    atomic.write_json(work.plan_file("plan.json"), meta)
     return load(work)
 
 
@@ -263,12 +263,12 @@ def _cuts(row_sizes: np.ndarray, allowed: np.ndarray) -> list[int]:
 
 def load(work: WorkDir) -> StoredPlan | None:
     """The stored plan, or None when there is none (or it was never completed)."""
-    folder = work.plan
-    if not (folder / "plan.json").exists():
+    if not work.plan_file("plan.json").exists():
         return None
-    schema_file = folder / "schema.arrow"
+    schema_file = work.plan_file("schema.arrow")
     schema = pa.ipc.read_schema(pa.py_buffer(schema_file.read_bytes())) if schema_file.exists() else None
-    return StoredPlan(folder, read_json(folder / "plan.json"), np.load(folder / "batches.npy"), schema)
+    return StoredPlan(work.plan, read_json(work.plan_file("plan.json")), np.load(work.plan_file("batches.npy")),
+                      schema)
 
 
 def output_schema(plan: Plan) -> pa.Schema | None:

@@ -11,18 +11,17 @@ against the manifest (present, size, sha256; no unlisted shard).
 from __future__ import annotations
 
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reorder_cli.errors import ReorderError
+from reorder_cli.formats.writers import is_shard_name
 from reorder_cli.publish import manifest
 from reorder_cli.util.hashing import file_sha256
 from reorder_cli.workdir import differences
 
-_SHARD = re.compile(r"^\d{5}\.(parquet|jsonl|jsonl\.zst)$")
 _ROW_GROUP = ("row_group_size", "row_group_rows")
 
 
@@ -75,7 +74,7 @@ def shard_changes(doc: dict[str, Any], folder: Path, workers: int = 1) -> list[s
         changes = [c for c in pool.map(check, entries) if c]
     listed = {e["file"] for e in entries}
     changes += [f"{p.name} is not in the manifest" for p in sorted(folder.iterdir())
-                if _SHARD.match(p.name) and p.name not in listed]
+                if is_shard_name(p.name) and p.name not in listed]
     return changes
 
 

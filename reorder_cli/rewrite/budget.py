@@ -40,6 +40,7 @@ from reorder_cli.plan.build import Plan
 from reorder_cli.plan.stored import LINE_BATCH_BYTES, ROW_OVERHEAD
 from reorder_cli.util import faults
 from reorder_cli.util.npy import DiskArray
+from reorder_cli.util.units import fmt_mb
 
 BASE_BYTES = 256 << 20
 MIN_PIECE = 16 << 10
@@ -143,10 +144,10 @@ class _Worker:
 
     def why(self, cfg: RunConfig) -> str:
         if PIECE_COPIES * self.batch >= GROUP_COPIES * self.group:
-            what = f"output row groups of up to {_mb(self.batch)}" if cfg.format == "parquet" \
-                else f"write blocks of {_mb(self.batch)}"
+            what = f"output row groups of up to {fmt_mb(self.batch)}" if cfg.format == "parquet" \
+                else f"write blocks of {fmt_mb(self.batch)}"
             return what + (" (lower row_group_size to need less)" if cfg.format == "parquet" else "")
-        return f"input row groups of up to {_mb(self.group)} (inputs written with smaller row groups need less)"
+        return f"input row groups of up to {fmt_mb(self.group)} (inputs written with smaller row groups need less)"
 
 
 def out_of_core_pieces(plan: Plan, cfg: RunConfig) -> tuple[int, int, int, str | None]:
@@ -164,15 +165,15 @@ def out_of_core_pieces(plan: Plan, cfg: RunConfig) -> tuple[int, int, int, str |
     if fit < 1:
         if not faults.below_floor_allowed():
             raise ReorderError(
-                f"memory_limit {_mb(cfg.memory_limit)} is below the {_mb(BASE_BYTES + least)} this run needs "
-                f"with 1 worker ({_mb(BASE_BYTES)} for the runtime, {_mb(least)} for {worker.why(cfg)}); "
-                f"raise --memory-limit to at least {_mb(BASE_BYTES + least)}")
+                f"memory_limit {fmt_mb(cfg.memory_limit)} is below the {fmt_mb(BASE_BYTES + least)} this run needs "
+                f"with 1 worker ({fmt_mb(BASE_BYTES)} for the runtime, {fmt_mb(least)} for {worker.why(cfg)}); "
+                f"raise --memory-limit to at least {fmt_mb(BASE_BYTES + least)}")
         fit = cfg.workers  # tests of the out-of-core mechanics: the smallest pieces, whatever the budget
     workers = max(1, min(cfg.workers, fit))
     if workers < cfg.workers:
-        warning = (f"memory_limit {_mb(cfg.memory_limit)} fits {workers} of {cfg.workers} workers: each holds at "
-                   f"least {_mb(least)} for {worker.why(cfg)}; running {workers} (about "
-                   f"{_mb(BASE_BYTES + cfg.workers * least)} would run {cfg.workers})")
+        warning = (f"memory_limit {fmt_mb(cfg.memory_limit)} fits {workers} of {cfg.workers} workers: each holds at "
+                   f"least {fmt_mb(least)} for {worker.why(cfg)}; running {workers} (about "
+                   f"{fmt_mb(BASE_BYTES + cfg.workers * least)} would run {cfg.workers})")
     per_worker = max(0, spare) // workers
     bucket = max(MIN_PIECE, per_worker // PIECE_COPIES)
     read = max(MIN_PIECE, (per_worker - GROUP_COPIES * worker.group) // worker.read_copies)
@@ -188,10 +189,10 @@ def choose(plan: Plan, cfg: RunConfig, force: str | None = None) -> Choice:
     need = in_memory_bytes(plan, cfg)
     mode = force or cfg.rewrite
     if mode == "in-memory" or (mode == "auto" and need <= cfg.memory_limit):
-        why = "forced" if mode == "in-memory" else f"fits: ~{_mb(need)} of {_mb(cfg.memory_limit)}"
+        why = "forced" if mode == "in-memory" else f"fits: ~{fmt_mb(need)} of {fmt_mb(cfg.memory_limit)}"
         return Choice("in-memory", why, need, workers=cfg.workers)
     bucket, read, workers, warning = out_of_core_pieces(plan, cfg)
-    why = "forced" if mode == "out-of-core" else f"needs ~{_mb(need)} in memory, limit {_mb(cfg.memory_limit)}"
+    why = "forced" if mode == "out-of-core" else f"needs ~{fmt_mb(need)} in memory, limit {fmt_mb(cfg.memory_limit)}"
     return Choice("out-of-core", why, need, bucket, read, warning, workers)
 
 
@@ -239,5 +240,4 @@ def check_disk(root: Path, plan: Plan, cfg: RunConfig, path: str, held: int = 0)
     return need
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1e6:,.0f} MB" if n >= 1e6 else f"{n / 1e3:,.0f} kB"
+

@@ -30,7 +30,7 @@ class _Scattered:
 
     def __init__(self, stored: StoredPlan, work: WorkDir):
         self.stored, self.work = stored, work
-        self.index = [np.load(scatter.index_path(work, t)) for t in range(stored.scatter_tasks)]
+        self.index = [np.load(work.scatter_buckets(t)) for t in range(stored.scatter_tasks)]
         self._readers: dict[int, pa.ipc.RecordBatchFileReader] = {}
 
     def batches(self, task: int, bucket: int) -> list[pa.RecordBatch]:
@@ -38,14 +38,14 @@ class _Scattered:
         if not len(ids):
             return []
         if task not in self._readers:
-            self._readers[task] = pa.ipc.open_file(pa.OSFile(str(scatter.data_path(self.work, task))))
+            self._readers[task] = pa.ipc.open_file(pa.OSFile(str(self.work.scatter_data(task))))
         reader = self._readers[task]
         return [reader.get_batch(int(i)) for i in ids]
 
     @cached_property
     def jsonl_schema(self) -> pa.Schema | None:
         """The output schema of JSONL-only inputs: merged from what each scatter task inferred."""
-        return scatter.merge_schemas([scatter.read_schema(scatter.schema_path(self.work, t))
+        return scatter.merge_schemas([scatter.read_schema(self.work.scatter_schema(t))
                                       for t in range(self.stored.scatter_tasks)])
 
 

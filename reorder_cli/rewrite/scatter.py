@@ -40,18 +40,6 @@ MAX_PIECE_ROWS = 1 << 16
 LINE = "line"
 
 
-def data_path(work: WorkDir, task: int) -> Path:
-    return work.scatter / f"{task:05d}.arrow"
-
-
-def index_path(work: WorkDir, task: int) -> Path:
-    return work.scatter / f"{task:05d}.buckets.npy"
-
-
-def schema_path(work: WorkDir, task: int) -> Path:
-    return work.scatter / f"{task:05d}.schema.arrow"
-
-
 def run(stored: StoredPlan, work: WorkDir, task: int, settings: dict,
         advance: Callable[[int], None] = lambda n: None) -> dict:
     """Scatter input ``task``; returns its record (rows, bytes written).
@@ -70,7 +58,7 @@ def run(stored: StoredPlan, work: WorkDir, task: int, settings: dict,
     as_lines = entry["format"] == "jsonl" or out_format != "parquet"
     pieces = _jsonl_pieces(stored, file, first_row, end_row, read_bytes) if entry["format"] == "jsonl" \
         else _parquet_pieces(entry, first_row, end_row, read_bytes, as_lines)
-    final = data_path(work, task)
+    final = work.scatter_data(task)
     tmp = temporary(final)
     writer, buckets, schemas, rows = None, [], [], 0
     try:
@@ -106,8 +94,8 @@ def run(stored: StoredPlan, work: WorkDir, task: int, settings: dict,
         os.replace(tmp, final)
     if infer:
         merged = merge_schemas(schemas)
-        atomic.write_bytes(schema_path(work, task), merged.serialize().to_pybytes() if merged is not None else b"")
-    save_npy(index_path(work, task), np.asarray(buckets, dtype=np.int64))
+        atomic.write_bytes(work.scatter_schema(task), merged.serialize().to_pybytes() if merged is not None else b"")
+    save_npy(work.scatter_buckets(task), np.asarray(buckets, dtype=np.int64))
     return {"rows": rows, "bytes": final.stat().st_size if writer is not None else 0}
 
 
