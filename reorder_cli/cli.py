@@ -9,26 +9,18 @@ import os
 # Must be set before Polars is first imported.
 os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:1000,muzzy_decay_ms:0")
 
-import json  # noqa: E402
-import sys  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Annotated  # noqa: E402
 
 import typer  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-from rich.text import Text  # noqa: E402
 
-from reorder_cli import __version__, config, pipeline  # noqa: E402
+from reorder_cli import __version__, config, pipeline, render  # noqa: E402
 from reorder_cli.errors import ReorderError  # noqa: E402
 from reorder_cli.inspect import deep, plot, preview, stats, verify  # noqa: E402
-from reorder_cli.methods import METHODS  # noqa: E402
 from reorder_cli.metrics import guidance as metrics  # noqa: E402
-from reorder_cli.publish import manifest  # noqa: E402
 from reorder_cli.rewrite import tasks  # noqa: E402
 from reorder_cli.util.progress import Progress  # noqa: E402
-from reorder_cli.util.units import fmt_bytes  # noqa: E402
 
 app = typer.Typer(
     help="Rewrite scored training shards in STR, SAW or baseline order (Dai et al., ACL 2026).",
@@ -36,17 +28,16 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+
 
 def _fail(message: str) -> None:
-    err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+    render.error(message)
     raise typer.Exit(2)
 
 
 def _version(value: bool) -> None:
     if value:
-        out.print(f"reorder {__version__}")
+        render.out.print(f"reorder {__version__}")
         raise typer.Exit()
 
 
@@ -96,43 +87,20 @@ def run(
         workers is not None)
     try:
         cfg = config.load(config_file, [*(sets or []), *extra], method=method, inputs=inputs or None, output=output)
-        for key, why in cfg.ignored.items():
-            if key == "reverse_even_layers":
-                err.print(Text.assemble(("note:", "yellow"), f" config key '{key}' is ignored ({why})"))
-        _warn_unused([cfg])
+        render.ignored_keys(cfg)
+        render.unused_keys([cfg])
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = pipeline.run(cfg, overwrite=overwrite, progress=Progress(enabled=not quiet, console=err),
+            result = pipeline.run(cfg, overwrite=overwrite, progress=Progress(enabled=not quiet, console=render.err),
                                   keep_work=keep_work, restart=restart, plan_only=plan_only)
         _warn(caught)
     except ReorderError as exc:
         _fail(str(exc))
         return
     except KeyboardInterrupt:
-        kept = (cfg.output / pipeline.WORK_DIR).exists()
-        err.print("interrupted; " + (f"finished work is kept in {cfg.output / pipeline.WORK_DIR}: re-run the same "
-                  "command to resume" if kept else "the output folder was left as it was before the run"),
-                  highlight=False)
+        render.interrupted(cfg.output / pipeline.WORK_DIR)
         raise typer.Exit(130) from None
-    if result.status == "already done":
-        err.print(Text.assemble(("done", "green"), f" {result.notes[0]}"), highlight=False, soft_wrap=True)
-        return
-    for warning in result.warnings:
-        err.print(Text.assemble(("warning:", "yellow"), f" {warning}"), highlight=False, soft_wrap=True)
-    if result.status == "planned":
-        err.print(Text.assemble(("planned", "green"), f" {result.notes[-1]}; run each with `reorder task "
-                                f"{cfg.output} scatter I`, then `gather J`, then this command again to publish"),
-                  highlight=False, soft_wrap=True)
-        return
-    if not quiet:
-        t = result.manifest["totals"]
-        rate = t["input_bytes"] / max(result.seconds, 1e-9) / 1e6
-        line = (
-            f" {cfg.method}: {t['rows']:,} rows -> {t['shards']} shard(s), {fmt_bytes(t['bytes'])} in "
-            f"{result.output}  ({result.seconds:.1f} s, {rate:.0f} MB/s of input, {result.path})"
-            + (f"; dropped {t['dropped_rows']:,} invalid" if t["dropped_rows"] else "")
-        )
-        err.print(Text.assemble(("done", "green"), line), highlight=False, soft_wrap=True)
+    render.run_result(result, cfg, quiet)
 
 
 @app.command("task")
@@ -149,9 +117,7 @@ def task_cmd(
     """
     try:
         if phase is None:
-            for name, counts in tasks.status(output).items():
-                total = counts["tasks"]
-                out.print(f"{name}: {counts['finished']} of {total} finished (indices 0..{total - 1})")
+            render.task_list(tasks.status(output))
             return
         if index is None:
             raise ReorderError("give the task index: reorder task OUTPUT PHASE INDEX")
@@ -159,8 +125,7 @@ def task_cmd(
     except ReorderError as exc:
         _fail(str(exc))
         return
-    state = "already finished" if record.get("skipped") else "finished"
-    err.print(Text.assemble(("done", "green"), f" {phase} {index} {state}: {record['rows']:,} rows"), highlight=False)
+    render.task_done(phase, index, record)
 
 
 PlotFile = Annotated[Path | None, typer.Option("--plot", help="Write a score-by-position picture (PNG) here.")]
@@ -168,23 +133,9 @@ PlotSize = Annotated[str | None, typer.Option(
     "--plot-size", metavar="WxH", help="Picture size in pixels (default 1200 wide, 300 a panel, at least 400 tall).")]
 
 
-def _warn_unused(cfgs: list[config.RunConfig]) -> None:
-    """A warning a config key that none of the chosen methods reads."""
-    for key, users in cfgs[0].unused.items():
-        if all(key in c.unused for c in cfgs):
-            chosen = ", ".join(c.method for c in cfgs)
-            err.print(Text.assemble(("warning:", "yellow"), f" config key '{key}' is not used by method {chosen}; "
-                                    f"it is read by: {', '.join(users)}"), highlight=False, soft_wrap=True)
-
-
 def _warn(caught: list) -> None:
     for w in caught:
-        err.print(Text.assemble(("warning:", "yellow"), f" {w.message}"), highlight=False, soft_wrap=True)
-
-
-def _show_metrics(rows: list[tuple[str, dict]]) -> None:
-    out.print(stats.metrics_table(rows))
-    out.print(Text(stats.metrics_legend(rows[0][1]), style="dim"), soft_wrap=False)
+        render.warning(str(w.message))
 
 
 @app.command("stats")
@@ -200,42 +151,20 @@ def stats_cmd(
     """Show a finished run: shards, totals, parameters, guidance metrics and the score-by-position profile.
 
     Reads only the manifest, unless --deep or --plot ask for the shards' scores."""
-    differences: list[str] = []
     try:
-        doc, folder = manifest.read(path)
-        size = plot.parse_size(plot_size) if plot_size else None
-        if plot_file:
-            plot.require()
-        per_shard = deep.shard_scores(doc, folder) if deep_check or plot_file else []
-        recomputed, differences = deep.check(doc, per_shard) if deep_check else (None, [])
-        if plot_file:
-            scores = deep.concat(per_shard)
-            title = f"{doc['method']} ({stats.params_line(doc['params'])})"
-            plot.write_png(plot_file, [(title, scores, manifest.profile(scores))], size)
+        view = stats.read(path, deep_check, plot_file, plot.parse_size(plot_size) if plot_size else None)
     except ReorderError as exc:
         _fail(str(exc))
         return
-    found = doc.get("metrics") or (recomputed or {}).get("metrics")
     if as_json:
-        extra = {"deep": {"differences": differences}} if deep_check else {}
-        sys.stdout.write(json.dumps({**stats.summary(doc), "metrics": found, **extra}, indent=2) + "\n")
+        extra = {"deep": {"differences": view.differences}} if deep_check else {}
+        render.as_json({**stats.summary(view.doc), "metrics": view.metrics, **extra})
     else:
-        out.print(stats.header(doc))
-        out.print(stats.shard_table(doc))
-        if found:
-            _show_metrics([(doc["method"], found)])
-        else:
-            out.print("guidance metrics: not recorded in this manifest (reorder stats --deep computes them)")
-        width = min(out.width, 140)
-        out.print("\n[bold]mean score by output position[/]")
-        out.print(stats.profile_chart(doc["profile"], width=width), highlight=False)
-        if plot_file:
-            err.print(f"picture: {plot_file}", highlight=False)
-    if differences:
-        _fail(f"{path}: the shards disagree with the manifest: {deep.describe(differences)}")
+        render.stats(view, plot_file)
+    if view.differences:
+        _fail(f"{path}: the shards disagree with the manifest: {deep.describe(view.differences)}")
     if deep_check and not as_json:
-        err.print(f"deep check: {len(doc['shards'])} shard(s) re-read; scores, profile and metrics match the manifest",
-                  highlight=False)
+        render.deep_ok(view)
 
 
 PREVIEW_EPILOG = (
@@ -270,33 +199,20 @@ def preview_cmd(
     try:
         params = metrics.Params(window=window, boundary_pct=boundary_pct)
         size = plot.parse_size(plot_size) if plot_size else None
-        if plot_file:
-            plot.require()
         cfgs = preview.configs(config_file, sets or [], method=method, compare=compare, inputs=inputs or None)
-        _warn_unused(cfgs)
+        render.unused_keys(cfgs)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = preview.run(cfgs, params, Progress(enabled=not (quiet or as_json), console=err))
+            result = preview.run(cfgs, params, Progress(enabled=not (quiet or as_json), console=render.err),
+                                 plot_file, size)
         _warn(caught)
-        titles = [f"{o.method} ({stats.params_line(o.params)})" for o in result.orders]
-        if plot_file:
-            plot.write_png(plot_file, [(t, o.scores, o.profile) for t, o in zip(titles, result.orders, strict=True)],
-                           size)
     except ReorderError as exc:
         _fail(str(exc))
         return
     if as_json:
-        sys.stdout.write(json.dumps(preview.summary(result), indent=2) + "\n")
-        return
-    out.print(f"[bold]preview[/]: {result.input_rows:,} rows from {len(result.files)} file(s), scores read and "
-              f"ordered in {result.seconds:.1f} s; nothing written", highlight=False, soft_wrap=True)
-    _show_metrics([(o.method, o.metrics) for o in result.orders])
-    width = min(out.width, 140)
-    for title, o in zip(titles, result.orders, strict=True):
-        out.print(f"\n[bold]{title}[/]: mean score by output position", highlight=False)
-        out.print(stats.profile_chart(o.profile, width=width), highlight=False)
-    if plot_file:
-        err.print(f"picture: {plot_file}", highlight=False)
+        render.as_json(preview.summary(result))
+    else:
+        render.preview(result, plot_file)
 
 
 VERIFY_EPILOG = (
@@ -319,38 +235,19 @@ def verify_cmd(
     """Check an output against its manifest (hashes, rows, positions, scores) and, with inputs, its rows."""
     try:
         report = verify.verify(path, inputs=inputs, manifest_inputs=with_inputs, workers=workers,
-                               progress=Progress(enabled=not quiet, console=err))
+                               progress=Progress(enabled=not quiet, console=render.err))
     except ReorderError as exc:
         _fail(str(exc))
         return
-    for w in report.warnings:
-        err.print(Text.assemble(("warning:", "yellow"), f" {w}"), highlight=False, soft_wrap=True)
-    for problem in report.problems:
-        out.print(Text(str(problem)), highlight=False, soft_wrap=True)
-    style = "green" if report.ok else "bold red"
-    out.print(Text(report.summary(), style=style), highlight=False, soft_wrap=True)
+    render.verify(report)
     if not report.ok:
         raise typer.Exit(1)
-
-
-def _yaml(value) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 @app.command()
 def methods() -> None:
     """List the ordering methods with their parameters and defaults."""
-    table = Table(show_lines=True)
-    table.add_column("method")
-    table.add_column("what it does")
-    table.add_column("parameters (default)")
-    for name, m in METHODS.items():
-        params = "\n".join(
-            f"{k.name} ({_yaml(config.default_for(name, k))}): {k.help}" for k in config.method_params(name)
-        )
-        label = name + "".join(f" (alias {a})" for a in m.aliases)
-        table.add_row(label, m.description, params)
-    out.print(table)
+    render.methods_table()
 
 
 if __name__ == "__main__":

@@ -21,6 +21,11 @@ DPI = 100
 MISSING = "plotting needs the optional extra: pip install 'reorder[plot]'"
 
 
+def title(method: str, params: dict[str, Any]) -> str:
+    """A panel's title: the method and its parameters (the score field left out)."""
+    return f"{method} ({', '.join(f'{k}={v}' for k, v in params.items() if k != 'score_field')})"
+
+
 def require() -> None:
     """Fail early, before any long work, when matplotlib is not installed."""
     try:

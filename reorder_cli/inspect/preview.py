@@ -18,6 +18,7 @@ from reorder_cli import config
 from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats.discover import InputFile, discover
+from reorder_cli.inspect import plot
 from reorder_cli.metrics import guidance as metrics
 from reorder_cli.plan import build as plan
 from reorder_cli.plan.score_reader import read_sources
@@ -58,7 +59,12 @@ def configs(
     return [config.load(config_file, sets, method=m, inputs=inputs, output=os.devnull) for m in names]
 
 
-def run(cfgs: list[RunConfig], params: metrics.Params, progress: Progress | None = None) -> Preview:
+def run(cfgs: list[RunConfig], params: metrics.Params, progress: Progress | None = None,
+        plot_file: Path | None = None, plot_size: tuple[int, int] | None = None) -> Preview:
+    """Read the scores once, order them by every config's method and measure each order; with
+    ``plot_file``, draw one panel a method."""
+    if plot_file:
+        plot.require()
     progress = progress or Progress(enabled=False)
     started = time.perf_counter()
     first = cfgs[0]
@@ -71,6 +77,8 @@ def run(cfgs: list[RunConfig], params: metrics.Params, progress: Progress | None
         orders.append(Ordered(cfg.method, cfg.params, p.scores, p.dropped,
                               metrics.compute(p.scores, params), manifest.profile(p.scores)))
     input_rows = int(sum(s.rows for s in sources))
+    if plot_file:
+        plot.write_png(plot_file, [(plot.title(o.method, o.params), o.scores, o.profile) for o in orders], plot_size)
     return Preview(files, input_rows, time.perf_counter() - started, orders)
 
 

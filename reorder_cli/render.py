@@ -1,0 +1,276 @@
+"""All terminal output: tables, the terminal drawing of a score profile, summary, warning and error lines.
+
+The commands in :mod:`reorder_cli.cli` call one function of the package and hand its result here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from reorder_cli.config import RunConfig, default_for, method_params
+from reorder_cli.inspect.plot import title
+from reorder_cli.inspect.preview import Preview
+from reorder_cli.inspect.stats import Stats
+from reorder_cli.inspect.verify import Report
+from reorder_cli.methods import METHODS
+from reorder_cli.pipeline import RunResult
+from reorder_cli.util.units import fmt_bytes
+
+_BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def resample(values: list[float | None], width: int) -> list[float | None]:
+    """Average ``values`` down (or repeat them up) to ``width`` columns."""
+    n = len(values)
+    out: list[float | None] = []
+    for c in range(width):
+        a, b = c * n // width, max(c * n // width + 1, (c + 1) * n // width)
+        chunk = [v for v in values[a:b] if v is not None]
+        out.append(sum(chunk) / len(chunk) if chunk else None)
+    return out
+
+
+def profile_chart(profile: dict[str, Any], width: int = 80, height: int = 10) -> str:
+    """Mean score by output position as a column chart of block characters."""
+    values = resample(profile["mean"], max(10, width - 8))
+    known = [v for v in values if v is not None]
+    if not known:
+        return "(no valid scores)"
+    lo, hi = min(known), max(known)
+    span = (hi - lo) or 1.0
+    levels = [None if v is None else (v - lo) / span * height * 8 for v in values]
+    lines = []
+    for row in range(height, 0, -1):
+        label = f"{hi:7.3f} " if row == height else (f"{lo:7.3f} " if row == 1 else " " * 8)
+        cells = []
+        for lv in levels:
+            if lv is None:
+                cells.append(" ")
+                continue
+            fill = lv - (row - 1) * 8
+            cells.append(_BLOCKS[8] if fill >= 8 else _BLOCKS[max(0, int(fill))] if fill > 0 else " ")
+        if row == 1:
+            cells = [c if c != " " or lv is None else _BLOCKS[1] for c, lv in zip(cells, levels, strict=True)]
+        lines.append(label + "".join(cells))
+    lines.append(" " * 8 + "first position" + " " * max(1, len(values) - 27) + "last")
+    return "\n".join(lines)
+
+
+METRIC_LEGEND = (
+    "start/end: mean score of the first/last {boundary_pct:g}% of positions vs the global mean, in sigma · "
+    "rises/falls: moves of the smoothed profile by more than {cycle_threshold:g} sigma (and 5 standard errors) · "
+    "quarters: score range "
+    "each quarter of training covers, as a fraction of the whole range · jumps: between consecutive windows' mean "
+    "scores, in sigma · local div.: mean std inside windows of {window:,} rows / global std"
+)
+
+
+def _quarters(values: list[float | None]) -> str:
+    return " ".join("-" if v is None else f"{v:.2f}" for v in values)
+
+
+def _f2(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def metrics_table(rows: list[tuple[str, dict[str, Any]]]) -> Table:
+    """One row an order (label, metrics) and one column a metric."""
+    table = Table(title="guidance metrics", title_justify="left", box=None, pad_edge=False)
+    columns = ("order", "start", "end", "rises", "falls", "quarter ranges", "max\njump", "mean\njump", "local\ndiv.")
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("order", "quarter ranges") else "right", no_wrap=True)
+    for label, m in rows:
+        b, c, j = m["boundary"], m["cycles"], m["continuity"]
+        table.add_row(label, _f2(b["start"]), _f2(b["end"]), str(c["rises"]), str(c["falls"]),
+                      _quarters(c["quarter_range"]), _fmt(j["max_jump"]), _fmt(j["mean_jump"]),
+                      _fmt(m["local_diversity"]))
+    return table
+
+
+def metrics_legend(metrics: dict[str, Any]) -> str:
+    return METRIC_LEGEND.format(**metrics["params"])
+
+
+def shard_table(manifest: dict[str, Any], limit: int = 20) -> Table:
+    shards = manifest["shards"]
+    table = Table(title=f"{len(shards)} shard(s)", title_justify="left")
+    for col in ("file", "rows", "bytes", "positions", "score min", "mean", "max"):
+        table.add_column(col, justify="left" if col == "file" else "right")
+    shown = shards if len(shards) <= limit else shards[: limit // 2] + [None] + shards[-limit // 2 :]
+    for s in shown:
+        if s is None:
+            table.add_row("…", "", "", "", "", "", "")
+            continue
+        sc = s["score"]
+        first, end = s["positions"]
+        table.add_row(s["file"], f"{s['rows']:,}", fmt_bytes(s["bytes"]), f"{first:,}–{end:,}",
+                      _fmt(sc["min"]), _fmt(sc["mean"]), _fmt(sc["max"]))
+    t = manifest["totals"]
+    table.add_section()
+    table.add_row("total", f"{t['rows']:,}", fmt_bytes(t["bytes"]), "", _fmt(t["score"]["min"]),
+                  _fmt(t["score"]["mean"]), _fmt(t["score"]["max"]))
+    return table
+
+
+def header(manifest: dict[str, Any]) -> Text:
+    params = ", ".join(f"{k}={v}" for k, v in manifest["params"].items())
+    t, inv = manifest["totals"], manifest["invalid_scores"]
+    text = Text()
+    text.append(f"method {manifest['method']}", style="bold")
+    text.append(f"  ({params})\n")
+    text.append(f"{t['input_rows']:,} input rows from {len(manifest['inputs'])} file(s) -> {t['rows']:,} rows in "
+                f"{t['shards']} {manifest['output']['format']} shard(s), {fmt_bytes(t['bytes'])}\n")
+    if inv["count"]:
+        text.append(f"invalid scores: {inv['count']:,} ({inv['policy']}; dropped {inv['dropped']:,})\n")
+    return text
+
+
+# ------------------------------------------------------------------ lines and views of the commands
+
+out = Console()
+err = Console(stderr=True)
+
+
+def error(message: str) -> None:
+    err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+
+
+def warning(message: str) -> None:
+    err.print(Text.assemble(("warning:", "yellow"), f" {message}"), highlight=False, soft_wrap=True)
+
+
+def note(message: str) -> None:
+    err.print(Text.assemble(("note:", "yellow"), f" {message}"), highlight=False, soft_wrap=True)
+
+
+def done(message: str, label: str = "done") -> None:
+    err.print(Text.assemble((label, "green"), f" {message}"), highlight=False, soft_wrap=True)
+
+
+def info(message: str) -> None:
+    err.print(message, highlight=False, soft_wrap=True)
+
+
+def unused_keys(cfgs: list[RunConfig]) -> None:
+    """A warning a config key that none of the chosen methods reads."""
+    for key, users in cfgs[0].unused.items():
+        if all(key in c.unused for c in cfgs):
+            chosen = ", ".join(c.method for c in cfgs)
+            warning(f"config key '{key}' is not used by method {chosen}; it is read by: {', '.join(users)}")
+
+
+def ignored_keys(cfg: RunConfig) -> None:
+    for key, why in cfg.ignored.items():
+        if key == "reverse_even_layers":
+            note(f"config key '{key}' is ignored ({why})")
+
+
+def run_result(result: RunResult, cfg: RunConfig, quiet: bool) -> None:
+    """The lines after ``reorder run``: warnings, then what was done."""
+    if result.status == "already done":
+        done(result.notes[0])
+        return
+    for text in result.warnings:
+        warning(text)
+    if result.status == "planned":
+        done(f"{result.notes[-1]}; run each with `reorder task {cfg.output} scatter I`, then `gather J`, then this "
+             "command again to publish", label="planned")
+        return
+    if quiet:
+        return
+    t = result.manifest["totals"]
+    rate = t["input_bytes"] / max(result.seconds, 1e-9) / 1e6
+    done(f"{cfg.method}: {t['rows']:,} rows -> {t['shards']} shard(s), {fmt_bytes(t['bytes'])} in "
+         f"{result.output}  ({result.seconds:.1f} s, {rate:.0f} MB/s of input, {result.path})"
+         + (f"; dropped {t['dropped_rows']:,} invalid" if t["dropped_rows"] else ""))
+
+
+def interrupted(work_root: Path) -> None:
+    info("interrupted; " + (f"finished work is kept in {work_root}: re-run the same command to resume"
+                            if work_root.exists() else "the output folder was left as it was before the run"))
+
+
+def task_list(status: dict[str, dict[str, int]]) -> None:
+    for name, counts in status.items():
+        total = counts["tasks"]
+        out.print(f"{name}: {counts['finished']} of {total} finished (indices 0..{total - 1})")
+
+
+def task_done(phase: str, index: int, record: dict[str, Any]) -> None:
+    state = "already finished" if record.get("skipped") else "finished"
+    err.print(Text.assemble(("done", "green"), f" {phase} {index} {state}: {record['rows']:,} rows"), highlight=False)
+
+
+def metrics(rows: list[tuple[str, dict]]) -> None:
+    out.print(metrics_table(rows))
+    out.print(Text(metrics_legend(rows[0][1]), style="dim"), soft_wrap=False)
+
+
+def as_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def stats(view: Stats, plot_file: Path | None) -> None:
+    doc = view.doc
+    out.print(header(doc))
+    out.print(shard_table(doc))
+    if view.metrics:
+        metrics([(doc["method"], view.metrics)])
+    else:
+        out.print("guidance metrics: not recorded in this manifest (reorder stats --deep computes them)")
+    width = min(out.width, 140)
+    out.print("\n[bold]mean score by output position[/]")
+    out.print(profile_chart(doc["profile"], width=width), highlight=False)
+    if plot_file:
+        info(f"picture: {plot_file}")
+
+
+def deep_ok(view: Stats) -> None:
+    info(f"deep check: {len(view.doc['shards'])} shard(s) re-read; scores, profile and metrics match the manifest")
+
+
+def preview(result: Preview, plot_file: Path | None) -> None:
+    out.print(f"[bold]preview[/]: {result.input_rows:,} rows from {len(result.files)} file(s), scores read and "
+              f"ordered in {result.seconds:.1f} s; nothing written", highlight=False, soft_wrap=True)
+    metrics([(o.method, o.metrics) for o in result.orders])
+    width = min(out.width, 140)
+    for o in result.orders:
+        out.print(f"\n[bold]{title(o.method, o.params)}[/]: mean score by output position", highlight=False)
+        out.print(profile_chart(o.profile, width=width), highlight=False)
+    if plot_file:
+        info(f"picture: {plot_file}")
+
+
+def verify(report: Report) -> None:
+    for text in report.warnings:
+        warning(text)
+    for problem in report.problems:
+        out.print(Text(str(problem)), highlight=False, soft_wrap=True)
+    out.print(Text(report.summary(), style="green" if report.ok else "bold red"), highlight=False, soft_wrap=True)
+
+
+def _yaml(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def methods_table() -> None:
+    """Every method of the registry with its parameters and defaults."""
+    table = Table(show_lines=True)
+    table.add_column("method")
+    table.add_column("what it does")
+    table.add_column("parameters (default)")
+    for name, m in METHODS.items():
+        params = "\n".join(f"{k.name} ({_yaml(default_for(name, k))}): {k.help}" for k in method_params(name))
+        table.add_row(name + "".join(f" (alias {a})" for a in m.aliases), m.description, params)
+    out.print(table)
