@@ -110,7 +110,8 @@ def _plan(files: list[InputFile], cfg: RunConfig, work: WorkDir, resumed: bool, 
     else:
         keys_budget = budget.keys_budget(cfg)
         with progress.task("Reading scores", total=sum(f.size for f in files), unit="bytes") as advance:
-            sources = plan.read_keys(files, cfg, work, advance, keys_budget)
+            sources = plan.read_keys(files, cfg.score_field, cfg.invalid_scores == "error", cfg.workers, advance,
+                                     work, keys_budget)
         keys_ooc = plan.spilled(sources)
         if keys_ooc:
             with progress.task("Ordering keys out of core", total=1, unit="steps"):

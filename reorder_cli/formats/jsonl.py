@@ -241,7 +241,8 @@ class JsonlSource:
     at about one batch whatever the size of the file.
     """
 
-    def __init__(self, keys: JsonlKeys):
+    def __init__(self, inp: InputFile, keys: JsonlKeys):
+        self.inp = inp
         self.keys = keys
         self._map: mmap.mmap | None = None
         self._array: pa.LargeBinaryArray | None = None
@@ -250,6 +251,20 @@ class JsonlSource:
     @property
     def rows(self) -> int:
         return self.keys.rows
+
+    @property
+    def invalid(self) -> list[tuple[str, str]]:
+        return self.keys.invalid
+
+    @property
+    def schema(self) -> None:
+        return None
+
+    def scores(self) -> np.ndarray:
+        return self.keys.scores
+
+    def row_sizes(self) -> np.ndarray:
+        return self.keys.row_sizes()
 
     def _lines(self) -> pa.LargeBinaryArray:
         with self._lock:

@@ -177,6 +177,20 @@ class ParquetSource:
     def rows(self) -> int:
         return self.keys.rows
 
+    @property
+    def invalid(self) -> list[tuple[str, str]]:
+        return self.keys.invalid
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self.keys.schema
+
+    def scores(self) -> np.ndarray:
+        return self.keys.scores
+
+    def row_sizes(self) -> np.ndarray:
+        return self.keys.sizes
+
     def frame(self) -> pl.DataFrame:
         with self._lock:
             if self._frame is None:

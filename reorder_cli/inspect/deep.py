@@ -13,7 +13,7 @@ import numpy as np
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats.discover import InputFile, classify
 from reorder_cli.metrics import guidance as metrics
-from reorder_cli.plan.score_reader import read_sources
+from reorder_cli.plan.build import read_keys
 from reorder_cli.publish import manifest
 
 TOLERANCE = 1e-6
@@ -28,8 +28,8 @@ def shard_scores(doc: dict[str, Any], folder: Path, workers: int = 0) -> list[np
         if not path.is_file() or kind is None:
             raise ReorderError(f"{path}: a shard listed in the manifest is missing")
         files.append(InputFile(path, kind[0], kind[1], path.stat().st_size))
-    sources = read_sources(files, doc["score_field"], False, workers or os.cpu_count() or 1)
-    return [src.keys.scores for src in sources]
+    sources = read_keys(files, doc["score_field"], False, workers or os.cpu_count() or 1)
+    return [src.scores() for src in sources]
 
 
 def concat(per_shard: list[np.ndarray]) -> np.ndarray:

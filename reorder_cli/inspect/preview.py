@@ -21,7 +21,6 @@ from reorder_cli.formats.discover import InputFile, discover
 from reorder_cli.inspect import plot
 from reorder_cli.metrics import guidance as metrics
 from reorder_cli.plan import build as plan
-from reorder_cli.plan.score_reader import read_sources
 from reorder_cli.publish import manifest
 from reorder_cli.util.progress import Progress
 
@@ -70,7 +69,7 @@ def run(cfgs: list[RunConfig], params: metrics.Params, progress: Progress | None
     first = cfgs[0]
     files = discover(first.inputs)
     with progress.task("Reading scores", total=sum(f.size for f in files), unit="bytes") as advance:
-        sources = read_sources(files, first.score_field, first.invalid_scores == "error", first.workers, advance)
+        sources = plan.read_keys(files, first.score_field, first.invalid_scores == "error", first.workers, advance)
     orders = []
     for cfg in cfgs:  # a loop over methods
         p = plan.build(files, sources, cfg)

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
-from reorder_cli.formats import jsonl, parquet
+from reorder_cli.formats import KeySource, jsonl, open_keys
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.methods import order_rows
 from reorder_cli.plan import keys_ooc
@@ -31,7 +31,7 @@ CHUNK_ROWS = 1 << 20
 @dataclass
 class Plan:
     files: list[InputFile]
-    sources: list  # one JsonlSource / ParquetSource per input file
+    sources: list[KeySource]  # one per input file
     row_starts: np.ndarray  # int64, len(files)+1: global index of each file's first row
     order: np.ndarray  # int64 global input index at each output position
     scores: np.ndarray  # float64 score at each output position (NaN for invalid rows kept)
@@ -74,67 +74,61 @@ class SpilledSource:
     def path(self, name: str) -> Path:
         return self.folder / f"{name}-{self.index:05d}.npy"
 
+    def scores(self) -> np.ndarray:
+        return np.load(self.path("scores"))
 
-def spill(source, index: int, folder: Path) -> SpilledSource:
+    def row_sizes(self) -> np.ndarray:
+        return np.load(self.path("sizes"))
+
+
+def spill(source: KeySource, index: int, folder: Path) -> SpilledSource:
     """Write a source's keys to ``folder`` and return what is left of it in memory."""
     folder.mkdir(parents=True, exist_ok=True)
-    keys = source.keys
-    out = SpilledSource(source.inp if isinstance(source, parquet.ParquetSource) else None, index, folder,
-                        source.rows, keys.invalid)
-    save_npy(out.path("scores"), keys.scores)
-    save_npy(out.path("sizes"), _row_sizes(source))
-    if isinstance(source, parquet.ParquetSource):
-        out.schema = keys.schema
-    else:
-        save_npy(out.path("records"), keys.records())
-        out.data_path, out.unterminated = Path(keys.data_path), source.unterminated_row() is not None
+    out = SpilledSource(source.inp, index, folder, source.rows, source.invalid, source.schema)
+    save_npy(out.path("scores"), source.scores())
+    save_npy(out.path("sizes"), source.row_sizes())
+    if isinstance(source, jsonl.JsonlSource):  # the byte ranges the rewrite reads records by
+        save_npy(out.path("records"), source.keys.records())
+        out.data_path, out.unterminated = Path(source.keys.data_path), source.unterminated_row() is not None
     return out
 
 
-def read_keys(files: list[InputFile], cfg: RunConfig, work: WorkDir, advance: Callable[[int], None],
-              keys_budget: int = 0) -> list:
-    """Scan every input for its keys, ``cfg.workers`` files at a time; returns one source a file.
+def read_keys(files: list[InputFile], score_field: str, fail_on_invalid: bool, workers: int,
+              advance: Callable[[int], None] = lambda n: None, work: WorkDir | None = None,
+              keys_budget: int = 0) -> list[KeySource]:
+    """Scan every input for its keys, ``workers`` files at a time; returns one source a file.
 
+    With a work folder, compressed JSONL is decompressed there once (so a rewrite can map it);
+    without one (``preview``, ``stats --deep``) it is read as a stream and nothing is written.
     With ``keys_budget``, once the rows read so far no longer fit it in memory
-    (:func:`keys_ooc.keys_fit`), every source's keys go to ``spill_dir/keys/`` instead
+    (:func:`keys_ooc.keys_fit`), every source's keys go to ``work.keys`` instead
     (:class:`SpilledSource`) and the plan is built out of core.
     """
-    fail = cfg.invalid_scores == "error"
-    sources: dict[int, object] = {}
+    sources: dict[int, KeySource] = {}
     state = {"rows": 0, "spilling": False}
     lock = threading.Lock()
-    folder = work.keys
 
     def one(item: tuple[int, InputFile]):
         i, inp = item
-        if inp.format == "parquet":
-            source = parquet.ParquetSource(inp, parquet.scan(inp, cfg.score_field, fail, advance))
-        else:
-            data = work.decompressed(i) if inp.compression else None
-            if data is not None:
-                work.root.mkdir(parents=True, exist_ok=True)
-            source = jsonl.JsonlSource(jsonl.scan(inp, cfg.score_field, fail, data, advance))
-            source.inp = inp
+        data = work.decompressed(i) if work is not None and inp.format == "jsonl" and inp.compression else None
+        if data is not None:
+            work.root.mkdir(parents=True, exist_ok=True)
+        source = open_keys(inp, score_field, fail_on_invalid, data, advance)
         with lock:
             state["rows"] += source.rows
             if keys_budget and not state["spilling"] and not keys_ooc.keys_fit(state["rows"], keys_budget):
                 state["spilling"] = True
                 for j in list(sources):
-                    sources[j] = spill(sources[j], j, folder)
-            sources[i] = spill(source, i, folder) if state["spilling"] else source
+                    sources[j] = spill(sources[j], j, work.keys)
+            sources[i] = spill(source, i, work.keys) if state["spilling"] else source
 
-    with ThreadPoolExecutor(max(1, cfg.workers)) as pool:
+    with ThreadPoolExecutor(max(1, workers)) as pool:
         list(pool.map(one, enumerate(files)))
     return [sources[i] for i in range(len(files))]
 
 
 def spilled(sources: list) -> bool:
     return any(isinstance(s, SpilledSource) for s in sources)
-
-
-def _row_sizes(source) -> np.ndarray:
-    keys = source.keys
-    return keys.row_sizes() if isinstance(source, jsonl.JsonlSource) else keys.sizes
 
 
 def layout(sizes: np.ndarray, max_bytes: int, max_rows: int, ends: np.ndarray | None = None) -> list[tuple[int, int]]:
@@ -169,8 +163,8 @@ def build(files: list[InputFile], sources: list, cfg: RunConfig) -> Plan:
     row_starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     if row_starts[-1] == 0:
         raise ReorderError("the inputs hold no rows (" + ", ".join(str(f.path) for f in files[:3]) + ")")
-    scores = np.concatenate([s.keys.scores for s in sources])
-    sizes = np.concatenate([_row_sizes(s) for s in sources])
+    scores = np.concatenate([s.scores() for s in sources])
+    sizes = np.concatenate([s.row_sizes() for s in sources])
     valid = ~np.isnan(scores)
     valid_rows = np.flatnonzero(valid)
     order = valid_rows[order_rows(cfg.method, scores[valid_rows], cfg.params)]
@@ -188,7 +182,7 @@ def build(files: list[InputFile], sources: list, cfg: RunConfig) -> Plan:
     samples = [
         {"file": str(files[i].path), "where": where, "value": what}
         for i, s in enumerate(sources)
-        for where, what in s.keys.invalid
+        for where, what in s.invalid
     ][:20]
     out_sizes = sizes[order]
     return Plan(

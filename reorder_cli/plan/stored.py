@@ -205,7 +205,7 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
                          unterminated=source.unterminated_row() is not None)
             cuts = _cuts(np.diff(records, axis=1).ravel(), np.arange(source.rows + 1))
         else:
-            cuts = _cuts(source.keys.sizes, _group_starts(inp))
+            cuts = _cuts(source.row_sizes(), _group_starts(inp))
         files.append(entry)
         slices += [[i, int(a), int(b)] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
     if schema is not None:
@@ -273,5 +273,5 @@ def load(work: WorkDir) -> StoredPlan | None:
 
 def output_schema(plan: Plan) -> pa.Schema | None:
     """The Parquet inputs' shared schema (None when every input is JSONL)."""
-    return parquet.check_same_schema([(f.path, s.schema if isinstance(s, SpilledSource) else s.keys.schema)
-                              for f, s in zip(plan.files, plan.sources, strict=True) if f.format == "parquet"])
+    return parquet.check_same_schema([(f.path, s.schema) for f, s in zip(plan.files, plan.sources, strict=True)
+                                      if f.format == "parquet"])

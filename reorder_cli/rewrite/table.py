@@ -39,7 +39,7 @@ def build(plan: Plan) -> OutputTable:
     local_kept = [
         np.flatnonzero(kept[plan.row_starts[i] : plan.row_starts[i + 1]]) for i in range(len(plan.sources))
     ]
-    is_pq = [isinstance(s, parquet.ParquetSource) for s in plan.sources]
+    is_pq = [f.format == "parquet" for f in plan.files]
     arrow_schema = _parquet_schema([s for s, p in zip(plan.sources, is_pq, strict=True) if p])
     js = [(s, rows, f.path) for s, rows, p, f in zip(plan.sources, local_kept, is_pq, plan.files, strict=True)
           if not p]
@@ -66,7 +66,7 @@ def _read_parquet(inputs: list) -> pl.DataFrame:
 
 
 def _parquet_schema(sources: list[parquet.ParquetSource]) -> pa.Schema | None:
-    return parquet.check_same_schema([(s.inp.path, s.keys.schema) for s in sources])
+    return parquet.check_same_schema([(s.inp.path, s.schema) for s in sources])
 
 
 def _parse_jsonl(sources: list[tuple[jsonl.JsonlSource, np.ndarray, object]],
