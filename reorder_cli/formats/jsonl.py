@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import mmap
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,29 +94,40 @@ def _line_blocks(inp: InputFile, spill_path: Path | None, advance: Callable[[int
                 pos, size = pos + cut, BLOCK
     stream = pa.input_stream(str(inp.path), compression=inp.compression)
     spill = open(spill_path, "wb") if spill_path else None  # noqa: SIM115
-    carry = b""
+
+    def read(n: int) -> bytes:
+        try:
+            block = stream.read(n)
+        except (OSError, pa.ArrowException) as exc:
+            raise ReorderError(f"{inp.path}: cannot decompress ({inp.compression}): {exc}") from None
+        if spill is not None:
+            spill.write(block)
+        return block
+
     try:
-        while True:
-            try:
-                block = stream.read(BLOCK)
-            except (OSError, pa.ArrowException) as exc:
-                raise ReorderError(f"{inp.path}: cannot decompress ({inp.compression}): {exc}") from None
-            if spill is not None:
-                spill.write(block)
-            data = carry + block if carry else block
-            if not block:
-                if data:
-                    yield memoryview(data), True
-                advance(inp.size)
-                return
-            cut = data.rfind(b"\n") + 1
-            carry = data[cut:]
-            if cut:
-                yield memoryview(data)[:cut], False
+        yield from stream_blocks(read)
+        advance(inp.size)
     finally:
         stream.close()
         if spill is not None:
             spill.close()
+
+
+def stream_blocks(read: Callable[[int], bytes]) -> Iterator[tuple[memoryview, bool]]:
+    """(block, at_end): consecutive pieces of a stream (``read(n)`` gives its next bytes) that end
+    on a line boundary, the last one at the end of the stream."""
+    carry = b""
+    while True:
+        block = read(BLOCK)
+        data = carry + block if carry else block
+        if not block:
+            if data:
+                yield memoryview(data), True
+            return
+        cut = data.rfind(b"\n") + 1
+        carry = data[cut:]
+        if cut:
+            yield memoryview(data)[:cut], False
 
 
 def scan(
@@ -147,9 +158,9 @@ def scan(
         local = np.concatenate([[0], ends]).astype(np.int64)
         if base == 0 and skip_bom(data, local):
             offsets[0] = local[:1].copy()
-        keep, block_scores, bad = _block_scores(data, local, path, score_field, inp, lines_before)
+        keep, found, bad = block_scores(data, local, path, score_field, inp, lines_before)
         rows = np.flatnonzero(keep)
-        for i in np.flatnonzero(np.isnan(block_scores)):  # only invalid rows reach Python
+        for i in np.flatnonzero(np.isnan(found)):  # only invalid rows reach Python
             line_no = lines_before + int(rows[i]) + 1
             if fail_on_invalid:
                 raise ReorderError(f"{inp.path}: line {line_no}: invalid score in field '{score_field}': {bad[int(i)]}")
@@ -157,7 +168,7 @@ def scan(
                 invalid.append((f"line {line_no}", bad[int(i)]))
         offsets.append(base + local[1:])
         row_lines.append(lines_before + rows)
-        scores.append(block_scores)
+        scores.append(found)
         lines_before += len(ends)
         base += len(data)
         last = bytes(data[-1:])
@@ -171,13 +182,13 @@ def scan(
     )
 
 
-def _lines_array(data: bytes, local: np.ndarray) -> pa.LargeBinaryArray:
+def lines_array(data: bytes, local: np.ndarray) -> pa.LargeBinaryArray:
     return pa.LargeBinaryArray.from_buffers(
         pa.large_binary(), len(local) - 1, [None, pa.py_buffer(local), pa.py_buffer(data)]
     )
 
 
-def _block_scores(
+def block_scores(
     data: bytes, local: np.ndarray, path: str, score_field: str, inp: InputFile, lines_before: int
 ) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
     """(is-record mask over lines, scores of the records, descriptions of invalid ones)."""
@@ -188,7 +199,7 @@ def _block_scores(
     maybe_blank = np.flatnonzero((lengths <= 1) | np.isin(arr[np.minimum(starts, len(arr) - 1)], _WS))
     for i in maybe_blank:  # rare: lines that are empty or start with whitespace
         keep[i] = bool(bytes(data[starts[i] : starts[i] + lengths[i]]).strip())
-    lines = pl.Series(_lines_array(data, local)).filter(pl.Series(keep))
+    lines = pl.Series(lines_array(data, local)).filter(pl.Series(keep))
     try:
         text = lines.cast(pl.String)
     except pl.exceptions.PolarsError:
@@ -312,4 +323,4 @@ def split_lines(data: bytes) -> pa.LargeBinaryArray:
     """Bytes of newline-terminated records -> one binary value a record."""
     arr = np.frombuffer(data, dtype=np.uint8)
     ends = np.flatnonzero(arr == 10) + 1
-    return _lines_array(data, np.concatenate([[0], ends]).astype(np.int64))
+    return lines_array(data, np.concatenate([[0], ends]).astype(np.int64))

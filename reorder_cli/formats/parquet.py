@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.formats.jsonl import split_lines
-from reorder_cli.formats.scores import check_score_type, python_score, strings_to_float
+from reorder_cli.formats.scores import check_score_type, series_scores
 
 
 @dataclass
@@ -56,10 +56,16 @@ def _score_column(pf: pq.ParquetFile, inp: InputFile, score_field: str) -> pa.Ch
             f"{inp.path}: no column '{score_field}' (columns: {', '.join(schema.names)})"
         )
     try:
-        column = pf.read(columns=[score_field]).column(0)
+        return nested_column(pf.read(columns=[score_field]), score_field)
     except (OSError, pa.ArrowException) as exc:
         raise ReorderError(f"{inp.path}: cannot read column '{score_field}': {exc}") from None
-    for part in parts[1:]:
+
+
+def nested_column(data: pa.Table | pa.RecordBatch, dotted: str):
+    """The column ``a`` of ``data``, or its struct field ``a.b.c`` for a dotted path."""
+    first, *rest = dotted.split(".")
+    column = data.column(first)
+    for part in rest:
         column = pc.struct_field(column, part)
     return column
 
@@ -79,22 +85,11 @@ def scan(
         check_score_type(series.dtype, str(inp.path), score_field)
     except ValueError as exc:
         raise ReorderError(str(exc)) from None
-    if series.dtype == pl.Boolean or series.dtype.is_numeric():
-        scores = series.cast(pl.Float64).to_numpy().astype(np.float64, copy=True)
-        scores[~np.isfinite(scores)] = np.nan
-    else:
-        scores = strings_to_float(series.cast(pl.String, strict=False))
-    invalid: list[tuple[str, str]] = []
-    bad_rows = np.flatnonzero(np.isnan(scores))
-    for row in bad_rows:  # only invalid (or non-plain-numeric) rows reach Python
-        value = series[int(row)]
-        scores[row], why = python_score(value)
-        if why is None:
-            continue
-        if fail_on_invalid:
-            raise ReorderError(f"{inp.path}: row {int(row)}: invalid score in column '{score_field}': {why}")
-        if len(invalid) < keep_invalid:
-            invalid.append((f"row {int(row)}", why))
+    scores, bad = series_scores(series)
+    if bad and fail_on_invalid:
+        row, why = next(iter(bad.items()))
+        raise ReorderError(f"{inp.path}: row {row}: invalid score in column '{score_field}': {why}")
+    invalid = [(f"row {row}", why) for row, why in list(bad.items())[:keep_invalid]]
     sizes = np.repeat(
         np.array([max(1, meta.row_group(i).total_byte_size // max(1, meta.row_group(i).num_rows))
                   for i in range(meta.num_row_groups)], dtype=np.int64),

@@ -63,3 +63,21 @@ def strings_to_float(values: pl.Series) -> np.ndarray:
     out = values.cast(pl.Float64, strict=False).to_numpy().astype(np.float64, copy=False)
     out = np.where(np.isfinite(out), out, np.nan)
     return out
+
+
+def series_scores(series: pl.Series) -> tuple[np.ndarray, dict[int, str]]:
+    """Scores of a column of values (a Parquet score column, or a batch of it) by the reference's
+    ``float(value)`` rule: (float64 scores, NaN where invalid; {row: what is wrong} for those).
+
+    Numbers and numeric strings go through Polars; only invalid or unusual values reach Python."""
+    if series.dtype == pl.Boolean or series.dtype.is_numeric():
+        scores = series.cast(pl.Float64).to_numpy().astype(np.float64, copy=True)
+        scores[~np.isfinite(scores)] = np.nan
+    else:
+        scores = strings_to_float(series.cast(pl.String, strict=False))
+    bad: dict[int, str] = {}
+    for row in np.flatnonzero(np.isnan(scores)).tolist():
+        scores[row], why = python_score(series[row])
+        if why is not None:
+            bad[row] = why
+    return scores, bad

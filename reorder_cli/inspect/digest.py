@@ -13,24 +13,21 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats import json_rows, jsonl, parquet
 from reorder_cli.formats.discover import InputFile
-from reorder_cli.formats.scores import check_score_type, python_score, strings_to_float
+from reorder_cli.formats.scores import check_score_type, series_scores
 from reorder_cli.inspect.rowhash import RowMultiset
 from reorder_cli.util.hashing import file_sha256
 
-BLOCK = 8 << 20
 BATCH_BYTES = 16 << 20
 MAX_BATCH_ROWS = 65536
 
@@ -105,28 +102,12 @@ class _HashingReader:
         return True
 
     def drain(self) -> None:
-        while self.read(BLOCK):
+        while self.read(jsonl.BLOCK):
             pass
 
     def close(self) -> None:
         self.closed = True
         self._fh.close()
-
-
-def _line_blocks(stream) -> Iterator[tuple[memoryview, bool]]:
-    """(block, at_end): pieces of the stream ending on a line boundary (or at its end)."""
-    carry = b""
-    while True:
-        block = stream.read(BLOCK)
-        data = carry + block if carry else block
-        if not block:
-            if data:
-                yield memoryview(data), True
-            return
-        cut = data.rfind(b"\n") + 1
-        carry = data[cut:]
-        if cut:
-            yield memoryview(data)[:cut], False
 
 
 @dataclass
@@ -151,32 +132,21 @@ def _records(data, at_end: bool, score_field: str, inp: InputFile, lines_before:
     local = np.concatenate([[0], ends]).astype(np.int64)
     if skip_bom:
         jsonl.skip_bom(data, local)
-    keep, scores, _ = jsonl._block_scores(data, local, jsonl.json_path(score_field), score_field, inp, lines_before)
-    lines = jsonl._lines_array(data, local).filter(pa.array(keep))
+    keep, scores, _ = jsonl.block_scores(data, local, jsonl.json_path(score_field), score_field, inp, lines_before)
+    lines = jsonl.lines_array(data, local).filter(pa.array(keep))
     return _Records(lines, scores, np.flatnonzero(keep) + lines_before + 1, len(ends), unterminated and bool(keep[-1]))
 
 
 def batch_scores(batch: pa.RecordBatch, score_field: str) -> np.ndarray:
     """Scores of a Parquet batch by the same rules as the keys pass (NaN where invalid)."""
-    parts = score_field.split(".")
-    if parts[0] not in batch.schema.names:
+    if score_field.split(".")[0] not in batch.schema.names:
         raise KeyError(f"no column '{score_field}'")
-    column = batch.column(parts[0])
-    for part in parts[1:]:
-        column = pc.struct_field(column, part)
-    series = pl.Series(column)
+    series = pl.Series(parquet.nested_column(batch, score_field))
     try:
         check_score_type(series.dtype, "the shard", score_field)
     except ValueError as exc:
         raise KeyError(str(exc).removeprefix("the shard: ")) from None
-    if series.dtype == pl.Boolean or series.dtype.is_numeric():
-        scores = series.cast(pl.Float64).to_numpy().astype(np.float64, copy=True)
-        scores[~np.isfinite(scores)] = np.nan
-        return scores
-    scores = strings_to_float(series.cast(pl.String, strict=False))
-    for row in np.flatnonzero(np.isnan(scores)):  # only invalid (or unusual) values reach Python
-        scores[row] = python_score(series[int(row)])[0]
-    return scores
+    return series_scores(series)[0]
 
 
 def _batch_rows(meta: pq.FileMetaData) -> int:
@@ -208,7 +178,7 @@ def _jsonl_shard(path: Path, fmt: str, score_field: str, with_rows: bool) -> Sha
     unterminated = False
     try:
         stream = pa.input_stream(reader, compression="zstd") if fmt == "jsonl.zst" else reader
-        for data, at_end in _line_blocks(stream):
+        for data, at_end in jsonl.stream_blocks(stream.read):
             rec = _records(data, at_end, score_field, inp, lines, skip_bom=False)
             rows += len(rec.lines)
             lines += rec.lines_read
@@ -272,7 +242,7 @@ def _jsonl_input(inp: InputFile, score_field: str, drop_invalid: bool, schema: p
     try:
         stream = pa.input_stream(str(inp.path), compression=inp.compression)
         with stream:
-            for data, at_end in _line_blocks(stream):
+            for data, at_end in jsonl.stream_blocks(stream.read):
                 rec = _records(data, at_end, score_field, inp, lines, skip_bom=lines == 0)
                 lines += rec.lines_read
                 invalid = np.isnan(rec.scores)
