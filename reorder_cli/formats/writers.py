@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -53,8 +54,24 @@ class _HashingFile:
         self._fh.close()
 
 
+@dataclass(frozen=True)
+class ShardRecord:
+    """A finished shard, as its task marker and the manifest record it."""
+
+    index: int
+    file: str
+    rows: int
+    bytes: int
+    sha256: str
+    first: int  # its first position in the order
+    compression: str | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 class ShardWriter:
-    """Write one shard; ``finish()`` returns (bytes, sha256) after the atomic rename."""
+    """Write one shard; ``finish()`` renames it into place and returns its :class:`ShardRecord` (as a dict)."""
 
     def __init__(self, path: Path, fmt: str, level: int, schema: pa.Schema | None = None):
         self.path, self.fmt = path, fmt
@@ -72,7 +89,8 @@ class ShardWriter:
     def write_table(self, table: pa.Table) -> None:
         self._pq.write_table(table, row_group_size=max(1, table.num_rows))
 
-    def finish(self) -> tuple[int, str]:
+    def finish(self, index: int, first: int, rows: int) -> dict:
+        """Close the shard ``index`` (positions [first, first + rows)) and move it into place."""
         if self.fmt == "parquet":
             self._pq.close()
             size, sha = self.tmp.stat().st_size, file_sha256(self.tmp)
@@ -82,7 +100,7 @@ class ShardWriter:
             self._file.close()
             size, sha = self._file.size, self._file.digest.hexdigest()
         os.replace(self.tmp, self.path)
-        return size, sha
+        return ShardRecord(index, self.path.name, rows, size, sha, first, COMPRESSION[self.fmt]).to_dict()
 
     def abort(self) -> None:
         try:

@@ -13,8 +13,8 @@ import numpy as np
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats.discover import InputFile, classify
 from reorder_cli.metrics import guidance as metrics
+from reorder_cli.metrics import summary
 from reorder_cli.plan.build import read_keys
-from reorder_cli.publish import manifest
 
 TOLERANCE = 1e-6
 
@@ -47,9 +47,9 @@ def recompute(doc: dict[str, Any], per_shard: list[np.ndarray]) -> dict[str, Any
     scores = concat(per_shard)
     return {
         "rows": len(scores),
-        "shards": [{"rows": len(s), "score": manifest.score_summary(s)} for s in per_shard],
-        "score": manifest.score_summary(scores),
-        "profile": manifest.profile(scores),
+        "shards": [{"rows": len(s), "score": summary.score_summary(s)} for s in per_shard],
+        "score": summary.score_summary(scores),
+        "profile": summary.profile(scores),
         "metrics": metrics.compute(scores, metric_params(doc)),
     }
 

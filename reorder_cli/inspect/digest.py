@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,38 +25,11 @@ from reorder_cli.formats import json_rows, jsonl, parquet
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.formats.scores import check_score_type, series_scores
 from reorder_cli.inspect.rowhash import RowMultiset
+from reorder_cli.metrics.summary import ScoreStats
 from reorder_cli.util.hashing import file_sha256
 
 BATCH_BYTES = 16 << 20
 MAX_BATCH_ROWS = 65536
-
-
-@dataclass
-class ScoreStats:
-    """min / mean / max of the valid scores, accumulated block by block."""
-
-    count: int = 0
-    total: float = 0.0
-    lo: float = math.inf
-    hi: float = -math.inf
-
-    def add(self, scores: np.ndarray) -> None:
-        valid = scores[~np.isnan(scores)]
-        if len(valid):
-            self.count += len(valid)
-            self.total += float(valid.sum())
-            self.lo = min(self.lo, float(valid.min()))
-            self.hi = max(self.hi, float(valid.max()))
-
-    def merge(self, other: ScoreStats) -> None:
-        self.count += other.count
-        self.total += other.total
-        self.lo, self.hi = min(self.lo, other.lo), max(self.hi, other.hi)
-
-    def summary(self) -> dict[str, float | None]:
-        if not self.count:
-            return {"min": None, "mean": None, "max": None}
-        return {"min": self.lo, "mean": self.total / self.count, "max": self.hi}
 
 
 @dataclass

@@ -20,8 +20,8 @@ from reorder_cli.errors import ReorderError
 from reorder_cli.formats.discover import InputFile, discover
 from reorder_cli.inspect import plot
 from reorder_cli.metrics import guidance as metrics
+from reorder_cli.metrics.summary import profile
 from reorder_cli.plan import build as plan
-from reorder_cli.publish import manifest
 from reorder_cli.util.progress import Progress
 
 
@@ -74,7 +74,7 @@ def run(cfgs: list[RunConfig], params: metrics.Params, progress: Progress | None
     for cfg in cfgs:  # a loop over methods
         p = plan.build(files, sources, cfg)
         orders.append(Ordered(cfg.method, cfg.params, p.scores, p.dropped,
-                              metrics.compute(p.scores, params), manifest.profile(p.scores)))
+                              metrics.compute(p.scores, params), profile(p.scores)))
     input_rows = int(sum(s.rows for s in sources))
     if plot_file:
         plot.write_png(plot_file, [(plot.title(o.method, o.params), o.scores, o.profile) for o in orders], plot_size)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from reorder_cli.inspect import deep, plot
+from reorder_cli.metrics.summary import profile
 from reorder_cli.publish import manifest
 
 
@@ -31,7 +32,7 @@ def read(path: Path, deep_check: bool = False, plot_file: Path | None = None,
     recomputed, differences = deep.check(doc, per_shard) if deep_check else (None, [])
     if plot_file:
         scores = deep.concat(per_shard)
-        plot.write_png(plot_file, [(plot.title(doc["method"], doc["params"]), scores, manifest.profile(scores))],
+        plot.write_png(plot_file, [(plot.title(doc["method"], doc["params"]), scores, profile(scores))],
                        plot_size)
     found = doc.get("metrics") or (recomputed or {}).get("metrics")
     return Stats(doc, found, deep_check, differences)

@@ -25,6 +25,7 @@ from reorder_cli.formats.discover import InputFile, discover
 from reorder_cli.formats.writers import COMPRESSION, EXTENSIONS, shard_name
 from reorder_cli.inspect import digest
 from reorder_cli.inspect.rowhash import RowMultiset
+from reorder_cli.metrics.summary import ScoreStats
 from reorder_cli.publish import manifest
 from reorder_cli.util.hashing import fingerprint
 from reorder_cli.util.progress import Progress
@@ -203,7 +204,7 @@ def _total_problems(doc: dict[str, Any], entries: list[dict], digests: list) -> 
         problems.append(Problem("manifest", "invalid_scores", f"dropped is {inv.get('dropped')!r} with policy "
                                                               f"{inv.get('policy')!r} and count {inv.get('count')!r}"))
     if all(d is not None and d.error is None for d in digests):
-        stats = digest.ScoreStats()
+        stats = ScoreStats()
         for d in digests:
             stats.merge(d.scores)
         if not _same_scores(stats.summary(), t.get("score")):

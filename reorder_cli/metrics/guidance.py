@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from reorder_cli.errors import ReorderError
+from reorder_cli.metrics.summary import rounded
+from reorder_cli.util.npy import CHUNK_ROWS
 
-CHUNK_ROWS = 1 << 20
 NOISE_FLOOR = 5.0  # rises and falls smaller than this many standard errors of a bin mean are noise
 
 
@@ -39,11 +40,6 @@ class Params:
             raise ReorderError(f"--boundary-pct must be in (0, 50], got {self.boundary_pct:g}")
         if self.cycle_threshold <= 0 or self.bins < 1:
             raise ReorderError("cycle_threshold must be > 0 and bins >= 1")
-
-
-def rounded(x: float | None) -> float | None:
-    """Floats as the manifest stores them: 6 decimals, ``None`` for non-finite values."""
-    return None if x is None or not np.isfinite(x) else round(float(x), 6)
 
 
 def _chunks(scores, chunk_rows: int):

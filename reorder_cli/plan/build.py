@@ -21,11 +21,8 @@ from reorder_cli.formats import KeySource, jsonl, open_keys
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.methods import order_rows
 from reorder_cli.plan import keys_ooc
-from reorder_cli.util.npy import DiskArray, NpyColumn, NpyWriter, save_npy
+from reorder_cli.util.npy import CHUNK_ROWS, DiskArray, NpyColumn, NpyWriter, save_npy
 from reorder_cli.workdir import WorkDir
-
-#: Rows a chunk when streaming keys from disk.
-CHUNK_ROWS = 1 << 20
 
 
 @dataclass

@@ -31,9 +31,9 @@ import pyarrow as pa
 from reorder_cli.config import RunConfig
 from reorder_cli.formats import jsonl, parquet
 from reorder_cli.formats.discover import InputFile
-from reorder_cli.plan.build import CHUNK_ROWS, Plan, SpilledSource, layout, layout_between
+from reorder_cli.plan.build import Plan, SpilledSource, layout, layout_between
 from reorder_cli.util import atomic
-from reorder_cli.util.npy import DiskArray, NpyWriter, append, save_npy
+from reorder_cli.util.npy import CHUNK_ROWS, DiskArray, NpyWriter, append, save_npy
 from reorder_cli.workdir import WorkDir, read_json
 
 LINE_BATCH_BYTES = 4 << 20

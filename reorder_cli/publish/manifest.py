@@ -12,59 +12,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from reorder_cli import __version__
 from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats.writers import COMPRESSION
 from reorder_cli.metrics import guidance as metrics
+from reorder_cli.metrics.summary import profile, score_summary
 from reorder_cli.plan.build import Plan
 from reorder_cli.util.hashing import fingerprint
 
 MANIFEST_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-PROFILE_BINS = 200
-SUMMARY_CHUNK = 1 << 20  # rows read at once when summarising scores
-
-
-def _num(x: float) -> float | None:
-    return None if x is None or not np.isfinite(x) else round(float(x), 6)
-
-
-def _stats(scores: np.ndarray, start: int, end: int) -> tuple[int, float, float, float]:
-    """(valid rows, sum, min, max) of scores[start:end], read a chunk at a time (the scores may
-    be a memory-mapped file of any size); NaN min/max when no row is valid."""
-    count, total, low, high = 0, 0.0, np.nan, np.nan
-    for a in range(start, end, SUMMARY_CHUNK):  # a loop over chunks
-        part = np.asarray(scores[a : min(end, a + SUMMARY_CHUNK)])
-        valid = part[~np.isnan(part)]
-        if len(valid):
-            count, total = count + len(valid), total + float(valid.sum())
-            low, high = np.fmin(low, valid.min()), np.fmax(high, valid.max())
-    return count, total, low, high
-
-
-def score_summary(scores: np.ndarray) -> dict[str, Any]:
-    count, total, low, high = _stats(scores, 0, len(scores))
-    if count == 0:
-        return {"min": None, "mean": None, "max": None}
-    return {"min": _num(low), "mean": _num(total / count), "max": _num(high)}
-
-
-def profile(scores: np.ndarray, bins: int = PROFILE_BINS) -> dict[str, Any]:
-    """Score by output position in ``bins`` equal slices: mean, min and max of each."""
-    n = len(scores)
-    bins = max(1, min(bins, n))
-    edges = (np.arange(bins + 1, dtype=np.int64) * n) // bins
-    parts = [_stats(scores, int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]  # 200 bins
-    return {
-        "bins": int(bins),
-        "edges": edges.tolist(),
-        "mean": [_num(total / count) if count else None for count, total, _, _ in parts],
-        "min": [_num(low) for _, _, low, _ in parts],
-        "max": [_num(high) for _, _, _, high in parts],
-    }
 
 
 def build(plan: Plan, cfg: RunConfig, shards: list[dict], out_dir: Path) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from reorder_cli.plan import keys_ooc
 from reorder_cli.plan.build import Plan
 from reorder_cli.plan.stored import LINE_BATCH_BYTES, ROW_OVERHEAD
 from reorder_cli.util import faults
-from reorder_cli.util.npy import DiskArray
+from reorder_cli.util.npy import CHUNK_ROWS, DiskArray
 from reorder_cli.util.units import fmt_mb
 
 BASE_BYTES = 256 << 20
@@ -72,7 +72,7 @@ class Choice:
 def payload_bytes(plan: Plan) -> int:
     sizes = plan.sizes
     if isinstance(sizes, DiskArray):
-        return sum(int(np.sum(chunk, dtype=np.int64)) for chunk in sizes.chunks(1 << 20))
+        return sum(int(np.sum(chunk, dtype=np.int64)) for chunk in sizes.chunks(CHUNK_ROWS))
     return int(np.sum(sizes, dtype=np.int64))
 
 
@@ -122,7 +122,7 @@ def _sizes_summary(plan: Plan) -> tuple[int, int]:
     sizes = plan.sizes
     if isinstance(sizes, DiskArray):
         total = largest = 0
-        for chunk in sizes.chunks(1 << 20):
+        for chunk in sizes.chunks(CHUNK_ROWS):
             total += int(np.sum(chunk, dtype=np.int64))
             largest = max(largest, int(np.max(chunk, initial=0)))
         return total, largest

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats import json_rows, jsonl
-from reorder_cli.formats.writers import COMPRESSION, ShardWriter, shard_name
+from reorder_cli.formats.writers import ShardWriter, shard_name
 from reorder_cli.plan.stored import StoredPlan
 from reorder_cli.rewrite import scatter
 from reorder_cli.rewrite.in_memory import cast_to
@@ -75,12 +75,10 @@ def run(stored: StoredPlan, work: WorkDir, settings: dict, shard: int,
                 advance(int(b - a))
                 faults.pause("gather")
             del rows
-        size, sha = writer.finish()
+        return writer.finish(shard, start, end - start)
     except BaseException:
         writer.abort()
         raise
-    return {"index": shard, "file": writer.path.name, "rows": end - start, "bytes": size, "sha256": sha,
-            "first": start, "compression": COMPRESSION[fmt]}
 
 
 def _bucket(stored: StoredPlan, scattered: _Scattered, k: int, lo: int, hi: int, fmt: str,

@@ -18,7 +18,7 @@ import pyarrow as pa
 from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats import jsonl
-from reorder_cli.formats.writers import COMPRESSION, ShardWriter, shard_name
+from reorder_cli.formats.writers import ShardWriter, shard_name
 from reorder_cli.plan.build import Plan
 from reorder_cli.plan.stored import shard_batches
 from reorder_cli.rewrite import table as parquet_output
@@ -101,12 +101,10 @@ def write_shards(plan: Plan, cfg: RunConfig, folder: Path, advance: Callable[[in
                 put(item)
                 advance(len(positions))
                 faults.pause("gather")
-            size, sha = writer.finish()
+            record = writer.finish(index, start, end - start)
         except BaseException:
             writer.abort()
             raise
-        record = {"index": index, "file": writer.path.name, "rows": end - start, "bytes": size, "sha256": sha,
-                  "first": start, "compression": COMPRESSION[cfg.format]}
         on_finish(record)
         faults.pause("gather-done")
         return record

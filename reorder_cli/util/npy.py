@@ -23,6 +23,9 @@ from reorder_cli.util import atomic
 from reorder_cli.util.atomic import temporary
 
 #: One row of the plan: its global input index, its score and its estimated size in bytes.
+#: Rows read at once from an array on disk (scores, sizes, orders), wherever arrays are streamed.
+CHUNK_ROWS = 1 << 20
+
 ROW = np.dtype([("row", "<i8"), ("score", "<f8"), ("size", "<i8")])
 
 
