@@ -253,3 +253,19 @@ def _merge_nullable(a: pa.DataType, b: pa.DataType) -> pa.DataType | None:
                 return None
             return make(pa.field(a.value_field.name, t, a.value_field.nullable or b.value_field.nullable))
     return None
+
+
+# ------------------------------------------------------------------ the output schema
+
+
+def to_arrow(frame: pl.DataFrame, schema: pa.Schema) -> pa.Table:
+    """Rows as one-chunk Arrow columns of the output schema (chunking must not change the bytes)."""
+    return cast_to(frame.to_arrow(), schema).combine_chunks()
+
+
+def cast_to(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """The table's columns of ``schema``, cast to it; a one-line error when they do not fit."""
+    try:
+        return table.select(schema.names).cast(schema)
+    except (pa.ArrowException, KeyError) as exc:
+        raise ReorderError(f"rows do not fit the output Parquet schema: {exc}") from None

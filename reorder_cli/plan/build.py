@@ -21,6 +21,7 @@ from reorder_cli.formats import KeySource, jsonl, open_keys
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.methods import order_rows
 from reorder_cli.plan import keys_ooc
+from reorder_cli.plan.layout import layout
 from reorder_cli.util.npy import CHUNK_ROWS, DiskArray, NpyColumn, NpyWriter, save_npy
 from reorder_cli.workdir import WorkDir
 
@@ -126,33 +127,6 @@ def read_keys(files: list[InputFile], score_field: str, fail_on_invalid: bool, w
 
 def spilled(sources: list) -> bool:
     return any(isinstance(s, SpilledSource) for s in sources)
-
-
-def layout(sizes: np.ndarray, max_bytes: int, max_rows: int, ends: np.ndarray | None = None) -> list[tuple[int, int]]:
-    """Cut positions 0..n into consecutive pieces of at most ``max_bytes`` (estimated) and
-    ``max_rows`` rows; every piece holds at least one row. 0 means "no limit".
-
-    ``ends``: the running total of ``sizes``, when it is already at hand (on disk)."""
-    if len(sizes) == 0:
-        return []
-    return layout_between(np.cumsum(sizes, dtype=np.int64) if ends is None else ends, 0, len(sizes),
-                          max_bytes, max_rows)
-
-
-def layout_between(ends: np.ndarray, start: int, stop: int, max_bytes: int, max_rows: int) -> list[tuple[int, int]]:
-    """:func:`layout` of positions [start, stop), given the running total ``ends`` of all sizes."""
-    pieces = []
-    while start < stop:  # a loop over pieces, never over rows
-        end = stop
-        if max_bytes:
-            base = ends[start - 1] if start else 0
-            end = min(end, int(np.searchsorted(ends, base + max_bytes, side="right")))
-        if max_rows:
-            end = min(end, start + max_rows)
-        end = max(end, start + 1)
-        pieces.append((start, end))
-        start = end
-    return pieces
 
 
 def build(files: list[InputFile], sources: list, cfg: RunConfig) -> Plan:

@@ -31,31 +31,17 @@ import pyarrow as pa
 from reorder_cli.config import RunConfig
 from reorder_cli.formats import jsonl, parquet
 from reorder_cli.formats.discover import InputFile
-from reorder_cli.plan.build import Plan, SpilledSource, layout, layout_between
+from reorder_cli.plan.build import Plan, SpilledSource
+from reorder_cli.plan.layout import layout, shard_batches
 from reorder_cli.util import atomic
 from reorder_cli.util.npy import CHUNK_ROWS, DiskArray, NpyWriter, append, save_npy
 from reorder_cli.workdir import WorkDir, read_json
 
-LINE_BATCH_BYTES = 4 << 20
 #: A scatter task reads one input file, or a slice of about this many (uncompressed) bytes of a
 #: bigger one (whole row groups for Parquet), so that big files scatter in parallel too.
 SCATTER_SLICE_BYTES = 1 << 30
 #: Bytes a row costs a gather beyond its estimated size: its position, sort index and offsets.
 ROW_OVERHEAD = 32
-
-
-def batch_limits(cfg: RunConfig) -> tuple[int, int]:
-    """(bytes, rows) of one write batch: a Parquet row group, or a few MB of JSONL."""
-    return (cfg.row_group_size, cfg.row_group_rows) if cfg.format == "parquet" else (LINE_BATCH_BYTES, 0)
-
-
-def shard_batches(sizes: np.ndarray, start: int, end: int, cfg: RunConfig,
-                  ends: np.ndarray | None = None) -> list[tuple[int, int]]:
-    """The write batches of the shard [start, end), as absolute positions (the same whether
-    the running total of all sizes, ``ends``, is given or not)."""
-    if ends is not None:
-        return layout_between(ends, start, end, *batch_limits(cfg))
-    return [(start + a, start + b) for a, b in layout(np.asarray(sizes[start:end]), *batch_limits(cfg))]
 
 
 @dataclass

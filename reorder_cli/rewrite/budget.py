@@ -37,7 +37,8 @@ from reorder_cli.errors import ReorderError
 from reorder_cli.formats import parquet
 from reorder_cli.plan import keys_ooc
 from reorder_cli.plan.build import Plan
-from reorder_cli.plan.stored import LINE_BATCH_BYTES, ROW_OVERHEAD
+from reorder_cli.plan.layout import LINE_BATCH_BYTES
+from reorder_cli.plan.stored import ROW_OVERHEAD
 from reorder_cli.util import faults
 from reorder_cli.util.npy import CHUNK_ROWS, DiskArray
 from reorder_cli.util.units import fmt_mb

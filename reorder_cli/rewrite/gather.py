@@ -16,11 +16,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from reorder_cli.errors import ReorderError
-from reorder_cli.formats import json_rows, jsonl
+from reorder_cli.formats import json_rows, jsonl, parquet
 from reorder_cli.formats.writers import ShardWriter, shard_name
 from reorder_cli.plan.stored import StoredPlan
 from reorder_cli.rewrite import scatter
-from reorder_cli.rewrite.in_memory import cast_to
 from reorder_cli.util import faults
 from reorder_cli.workdir import WorkDir
 
@@ -96,7 +95,7 @@ def _bucket(stored: StoredPlan, scattered: _Scattered, k: int, lo: int, hi: int,
             if entry["format"] == "jsonl":
                 table = _parse_lines(stored, t, table.column(scatter.LINE), pos, schema)
             else:
-                table = cast_to(table.drop_columns([scatter.POS]), schema)
+                table = parquet.cast_to(table.drop_columns([scatter.POS]), schema)
             table = table.append_column(scatter.POS, pos)
         parts.append(table)
     table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]

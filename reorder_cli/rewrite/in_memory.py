@@ -12,15 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 
 from reorder_cli.config import RunConfig
-from reorder_cli.errors import ReorderError
-from reorder_cli.formats import jsonl
+from reorder_cli.formats import jsonl, parquet
 from reorder_cli.formats.writers import ShardWriter, shard_name
 from reorder_cli.plan.build import Plan
-from reorder_cli.plan.stored import shard_batches
+from reorder_cli.plan.layout import shard_batches
 from reorder_cli.rewrite import table as parquet_output
 from reorder_cli.util import faults
 from reorder_cli.util.parallel import run_parallel
@@ -87,7 +85,7 @@ def write_shards(plan: Plan, cfg: RunConfig, folder: Path, advance: Callable[[in
         arrow_schema = table.schema
 
         def prepare(positions: np.ndarray) -> pa.Table:
-            return to_arrow(table.rows_at(plan, positions), arrow_schema)
+            return parquet.to_arrow(table.rows_at(plan, positions), arrow_schema)
     else:
         arrow_schema, prepare = None, LineGather(plan).bytes_at
 
@@ -125,16 +123,3 @@ def _prefetched(groups: list, prepare: Callable):
             result = pending.result()
             pending = ahead.submit(prepare, groups[i + 1]) if i + 1 < len(groups) else None
             yield group, result
-
-
-def to_arrow(frame: pl.DataFrame, schema: pa.Schema) -> pa.Table:
-    """Rows as one-chunk Arrow columns of the output schema (chunking must not change the bytes)."""
-    return cast_to(frame.to_arrow(), schema).combine_chunks()
-
-
-def cast_to(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """The table's columns of ``schema``, cast to it; a one-line error when they do not fit."""
-    try:
-        return table.select(schema.names).cast(schema)
-    except (pa.ArrowException, KeyError) as exc:
-        raise ReorderError(f"rows do not fit the output Parquet schema: {exc}") from None
