@@ -94,7 +94,7 @@ def run(
         "--plan-only", help="Plan an out-of-core run and stop; run its tasks with `reorder task`.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")] = False,
 ) -> None:
-    """Order the rows of scored shards and write them as new shards plus manifest.json.
+    """Order the rows of scored shards and write them as new shards plus .manifest.json.
 
     A killed or failed run keeps its finished work in OUTPUT/.reorder; the same command resumes it.
     """
@@ -183,7 +183,7 @@ def _show_metrics(rows: list[tuple[str, dict]]) -> None:
 
 @app.command("stats")
 def stats_cmd(
-    path: Annotated[Path, typer.Argument(help="An output folder or its manifest.json.")],
+    path: Annotated[Path, typer.Argument(help="An output folder or its .manifest.json.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable stats.")] = False,
     deep_check: Annotated[bool, typer.Option(
         "--deep", help="Re-read the shards' scores, recompute profile and metrics, compare with the manifest.")]
@@ -300,7 +300,7 @@ VERIFY_EPILOG = (
 
 @app.command("verify", epilog=VERIFY_EPILOG)
 def verify_cmd(
-    path: Annotated[Path, typer.Argument(help="An output folder or its manifest.json.")],
+    path: Annotated[Path, typer.Argument(help="An output folder or its .manifest.json.")],
     inputs: Annotated[list[str] | None, typer.Option(
         "--input", "--inputs", "-i", help="Also prove the output is a permutation of these inputs: file, folder or "
         "glob (repeatable).")] = None,

@@ -25,7 +25,7 @@ from .shards.discover import InputFile, discover
 from .stats import fmt_bytes
 from .workdir import WORK_DIR, WorkDir, identity
 
-RUN_LOG = "run_log.json"
+RUN_LOG = manifest.RUN_LOG_NAME
 PUBLISHING = "publishing"
 _OURS = re.compile(r"^\d{5}\.(parquet|jsonl|jsonl\.zst)$")
 #: Fraction of the uncompressed rows that scatter files (by work_compression) and compressed shards take,
@@ -60,7 +60,7 @@ def _check_output(out: Path, files: list[InputFile], inputs: list[str], overwrit
         return
     if not overwrite and not publishing:
         raise ReorderError(f"{out}: the output folder already holds files; pass --overwrite to replace them")
-    foreign = [p.name for p in present if not (_OURS.match(p.name) or p.name in (manifest.MANIFEST_NAME, RUN_LOG))]
+    foreign = [p.name for p in present if not (_OURS.match(p.name) or p.name in manifest.BOOKKEEPING)]
     if foreign:
         raise ReorderError(
             f"{out}: --overwrite replaces only files reorder wrote, but the folder also holds {foreign[0]!r}"
@@ -91,9 +91,10 @@ def _publish(out: Path, work: WorkDir, shards: list[dict], doc: dict) -> None:
     """Move the staged shards into place and write the manifest; safe to repeat after a kill."""
     (work.root / PUBLISHING).touch()
     new = {s["file"] for s in shards}
-    (out / manifest.MANIFEST_NAME).unlink(missing_ok=True)  # never a manifest whose shards are gone
+    for name in manifest.MANIFEST_NAMES:
+        (out / name).unlink(missing_ok=True)  # never a manifest whose shards are gone
     for p in out.iterdir():
-        if p.is_file() and (_OURS.match(p.name) and p.name not in new or p.name == RUN_LOG):
+        if p.is_file() and (_OURS.match(p.name) and p.name not in new or p.name in manifest.RUN_LOG_NAMES):
             p.unlink()
     for s in shards:
         staged = work.shards / s["file"]

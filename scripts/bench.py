@@ -12,7 +12,7 @@ reorder jsonl cases also get a ratio to the reference run of the same method.
 
 With ``--memory-limit`` the reorder cases also run under that budget (out of core when the data does not fit),
 once per worker count of ``--budget-workers``; the table then shows which path ran and the temporary disk
-space the run used (``run_log.json``).
+space the run used (``.run_log.json``).
 
 The corpus (``--shards`` JSONL and/or Parquet shards, made by ``scripts/corpus.py``) is cached in ``--data``;
 outputs go to ``--out`` and are removed before every repeat. DuckDB is optional (``pip install duckdb``); its cases are
@@ -98,7 +98,7 @@ class Result:
     command: list[str]
     seconds: list[float] = field(default_factory=list)
     peak_mb: list[float] = field(default_factory=list)
-    work_gb: list[float] = field(default_factory=list)  # reorder's temporary space (run_log.json)
+    work_gb: list[float] = field(default_factory=list)  # reorder's temporary space (.run_log.json)
     path: str | None = None  # the rewrite path reorder took
     error: str | None = None
 
@@ -320,7 +320,7 @@ def run_case(case: Case, out: Path, repeat: int) -> Result:
         clean(out / slug(case.name))
         log = logs / f"{slug(case.name)}-{i}.log"
         seconds, peak_mb, code = measure(case.argv, log)
-        run_log = out / slug(case.name) / "run_log.json"  # reorder's own timings, kept beside the log
+        run_log = out / slug(case.name) / ".run_log.json"  # reorder's own timings, kept beside the log
         if run_log.exists():
             shutil.copy(run_log, log.with_suffix(".run_log.json"))
             facts = json.loads(run_log.read_text())
