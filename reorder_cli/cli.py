@@ -20,7 +20,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from rich.text import Text  # noqa: E402
 
-from . import __version__, config, deep, manifest, metrics, pipeline, plot, preview, stats, tasks, verify  # noqa: E402
+from . import __version__, audit, config, deep, manifest, metrics, pipeline, plot, preview, stats, tasks, verify  # noqa: E402
 from .errors import ReorderError  # noqa: E402
 from .orderings import METHODS  # noqa: E402
 from .progress import Progress  # noqa: E402
@@ -323,6 +323,60 @@ def verify_cmd(
     style = "green" if report.ok else "bold red"
     out.print(Text(report.summary(), style=style), highlight=False, soft_wrap=True)
     if not report.ok:
+        raise typer.Exit(1)
+
+
+AUDIT_EPILOG = (
+    "LOG: JSONL, one line per optimizer step or per (step, rank): {\"step\": S, \"ids\": [...]} (several files "
+    "are pooled). Exit code 0: the order held; 1: it did not; 2: a usage or read error. "
+    "Example: reorder audit data-str audit.rank*.jsonl"
+)
+
+
+@app.command("audit", epilog=AUDIT_EPILOG)
+def audit_cmd(
+    path: Annotated[Path, typer.Argument(help="The output folder the trainer read.")],
+    logs: Annotated[list[Path], typer.Argument(metavar="LOG...", help="What the trainer consumed (JSONL).")],
+    id_field: Annotated[str, typer.Option("--id-field", help="Field of the rows that the log's ids are.")] = "id",
+    positions: Annotated[bool, typer.Option("--positions", help="The log's ids are positions in the order.")]
+    = False,
+    global_batch: Annotated[int | None, typer.Option(
+        "--global-batch", "-g", help="Samples a step consumes (default: inferred, the most common).")] = None,
+    start_sample: Annotated[int, typer.Option(
+        "--start-sample", help="Samples consumed before the log's first step (a resumed run).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    plot_file: PlotFile = None,
+) -> None:
+    """Check what a trainer consumed against the order: every step must take exactly its window."""
+    try:
+        if plot_file:
+            plot.require()
+        report = audit.audit(path, logs, id_field=id_field, positions=positions, global_batch=global_batch,
+                             start_sample=start_sample)
+        if plot_file:
+            audit.write_plot(plot_file, report, str(path))
+    except ReorderError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_json(), indent=2, default=str) + "\n")
+    else:
+        r = report
+        out.print(f"{r.steps:,} step(s), {r.samples:,} samples; global batch {r.global_batch:,} "
+                  f"({'given' if global_batch else 'inferred'}), {r.ranks_per_step} log line(s) a step",
+                  highlight=False)
+        out.print(f"in their window: {r.in_window:.4%}; largest displacement: {r.max_displacement} step(s)",
+                  highlight=False)
+        out.print(f"never seen: {r.never_seen:,}; seen twice: {r.seen_twice:,}; not in the output: {r.unknown:,}; "
+                  f"steps of the wrong size: {r.short_steps:,}", highlight=False)
+        for kind, items in r.examples.items():
+            if items:
+                out.print(Text(f"  {kind}: {', '.join(map(str, items))}"), highlight=False, soft_wrap=True)
+        if plot_file:
+            err.print(f"picture: {plot_file}", highlight=False)
+        verdict = "the order held" if r.held else f"the order broke, first at step {r.first_bad_step}"
+        out.print(Text(verdict, style="green" if r.held else "bold red"), highlight=False)
+    if not report.held:
         raise typer.Exit(1)
 
 
