@@ -75,14 +75,14 @@ def out(tmp_path, config_file, parquet_corpus):
 def test_ddp_gloo_windows_workers_and_resume_with_another_world_size(tmp_path, out):
     ids = ids_in_order(out)
     # W = 2: (b, k, num_workers, start sample, steps or None for all)
-    two = [(3, 1, 0, 0, None), (3, 2, 2, 0, None), (2, 2, 2, 0, 7)]
+    two = [(3, 1, 0, 0, None), (3, 2, 2, 0, 8), (2, 2, 2, 0, 7)]
     got = spawn(tmp_path, 2, out, two)
     for cfg, run in zip(two, got, strict=True):
         check(ids, run, 2, cfg[0], cfg[1], cfg[3], cfg[4])
     resume_at = got[2]["state"]["samples_consumed"]
     assert resume_at == 7 * 2 * 2 * 2
     # W = 3, and the W = 2 run above resumed on 3 ranks with another b and k
-    three = [(2, 1, 2, 0, None), (4, 2, 0, 0, None), (3, 2, 2, resume_at, None)]
+    three = [(2, 1, 2, 0, 8), (4, 2, 0, 0, None), (3, 2, 2, resume_at, 6)]
     got3 = spawn(tmp_path, 3, out, three)
     for cfg, run in zip(three, got3, strict=True):
         check(ids, run, 3, cfg[0], cfg[1], cfg[3], cfg[4])
