@@ -122,6 +122,15 @@ for row in load_dataset("parquet", data_files=shards, split="train", streaming=T
     n += 1
 report(n, t0)
 """,
+    "loader: datasets streaming, DataLoader 2 workers": """
+from torch.utils.data import DataLoader
+from datasets import load_dataset
+t0 = time.perf_counter(); n = 0
+stream = load_dataset("parquet", data_files=shards, split="train", streaming=True)
+for batch in DataLoader(stream, batch_size=32, num_workers=2, collate_fn=lambda rows: rows):
+    n += len(batch)
+report(n, t0)
+""",
     "loader: datasets map-style (incl. Arrow cache build)": """
 import tempfile
 from datasets import load_dataset
@@ -299,9 +308,10 @@ def loader_cases(data: Path, notes: list[str]) -> list[Case]:
     target = ensure_loader_output(data)
     cases = []
     for name, body in LOADER_SNIPPETS.items():
-        needs = "torch" if "DataLoader" in name else "datasets" if "datasets" in name else None
-        if needs and importlib.util.find_spec(needs) is None:
-            notes.append(f"{needs} is not installed: {name!r} skipped (pip install -e '.[trainer]')")
+        needs = [m for m in ("torch", "datasets") if m in name or m == "torch" and "DataLoader" in name]
+        missing = [m for m in needs if importlib.util.find_spec(m) is None]
+        if missing:
+            notes.append(f"{missing[0]} is not installed: {name!r} skipped (pip install -e '.[trainer]')")
             continue
         cases.append(Case(name, [sys.executable, "-c", LOADER_PRELUDE + body, str(target)]))
     return cases

@@ -214,3 +214,38 @@ def test_hf_datasets_reads_exactly_the_shards_in_order(tmp_path, config_file, pa
     assert datasets.load_dataset(str(out), split="train", cache_dir=cache)["id"] == want
     stream = datasets.load_dataset(str(out), split="train", streaming=True)
     assert [r["id"] for r in stream] == want
+
+
+MEMORY_PROBE = """
+import sys, pyarrow as pa
+from reorder_cli.loader import OrderedReader
+n = sum(1 for _ in OrderedReader(sys.argv[1], micro_batch_size=8))
+print(n, pa.default_memory_pool().max_memory())
+"""
+
+
+def test_reader_memory_is_bounded_by_a_row_group_not_a_shard(tmp_path, config_file):
+    """One 40k-row shard (about 20 MB of text) in row groups of 1,000 rows: the reader's peak Arrow
+    allocation stays near one row group, far below the shard."""
+    import subprocess
+    import sys
+
+    from .conftest import write_parquet
+
+    rows = [{"id": f"d{i}", "text": f"{i:08d}" * 64, "score": (i * 7919) % 1000 / 10} for i in range(40_000)]
+    inp = write_parquet(tmp_path / "in" / "big.parquet", rows, row_group_size=5000)
+    out = tmp_path / "out"
+    reorder(config_file, [inp], out, method="sorting", sets=["row_group_rows=1000", "shard_size=0"])
+    meta = pq.ParquetFile(shard_files(out)[0]).metadata
+    assert meta.num_row_groups == 40
+    shard_bytes = sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
+    done = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(out)], capture_output=True, text=True, check=True)
+    n, peak = map(int, done.stdout.split())
+    assert n == 40_000
+    assert peak < shard_bytes / 4, (peak, shard_bytes)
+    # the control: reading the shard whole allocates about the shard
+    whole = "import sys, pyarrow as pa, pyarrow.parquet as pq; pq.read_table(sys.argv[1]); " \
+            "print(pa.default_memory_pool().max_memory())"
+    done = subprocess.run([sys.executable, "-c", whole, str(shard_files(out)[0])], capture_output=True, text=True,
+                          check=True)
+    assert int(done.stdout) > shard_bytes / 2

@@ -24,6 +24,7 @@ from ..digest import _line_blocks
 from ..errors import ReorderError
 from ..shards.writers import file_sha256
 
+PYLIST_ROWS = 1024  # rows turned into Python dicts at once
 Select = Callable[[int, int], np.ndarray]  # (lo, hi) -> sorted positions wanted in [lo, hi)
 
 
@@ -117,7 +118,9 @@ class Source:
                     table = pf.read_row_group(g, columns=self.columns)
                     if len(want) < b - a:
                         table = table.take(pa.array(want - a))
-                    yield table.to_pylist()
+                    for i in range(0, table.num_rows, PYLIST_ROWS):  # Python objects for a slice at a time
+                        yield table.slice(i, PYLIST_ROWS).to_pylist()
+                    del table
 
     def _jsonl(self, shard: Shard, select: Select) -> Iterator[list[dict]]:
         row = shard.first
