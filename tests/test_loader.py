@@ -249,3 +249,30 @@ def test_reader_memory_is_bounded_by_a_row_group_not_a_shard(tmp_path, config_fi
     done = subprocess.run([sys.executable, "-c", whole, str(shard_files(out)[0])], capture_output=True, text=True,
                           check=True)
     assert int(done.stdout) > shard_bytes / 2
+
+
+def test_hf_datasets_pitfalls_the_readme_names(tmp_path, config_file, parquet_corpus, monkeypatch):
+    """split_dataset_by_node and set_epoch on a real output, as the README's recipes say."""
+    datasets = pytest.importorskip("datasets")
+    from datasets.distributed import split_dataset_by_node
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "out"
+    reorder(config_file, parquet_corpus.files, out, method="str", sets=["shard_rows=70"])  # 8 shards
+    ids = ids_in_order(out)
+    shards = [f.name for f in shard_files(out)]
+    assert len(shards) == 8
+    stream = datasets.load_dataset(str(out), split="train", streaming=True)
+    # n_shards % W == 0: whole shards per rank (rank 1 starts mid-curriculum)
+    rank1 = [r["id"] for r in split_dataset_by_node(stream, rank=1, world_size=4)]
+    assert rank1 == ids[70:140] + ids[350:420]  # shards r and r + W
+    # otherwise every rank reads all and keeps rows i % W == r: strided, the order holds
+    rank1 = [r["id"] for r in split_dataset_by_node(stream, rank=1, world_size=3)]
+    assert rank1 == ids[1::3]
+    # map-style: one contiguous chunk per rank
+    table = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "hf"))
+    assert split_dataset_by_node(table, rank=1, world_size=2)["id"] == ids[280:]
+    # set_epoch(1) permutes the shard order even without .shuffle()
+    stream.set_epoch(1)
+    again = [r["id"] for r in stream]
+    assert sorted(again) == sorted(ids) and again != ids
