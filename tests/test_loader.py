@@ -276,3 +276,14 @@ def test_hf_datasets_pitfalls_the_readme_names(tmp_path, config_file, parquet_co
     stream.set_epoch(1)
     again = [r["id"] for r in stream]
     assert sorted(again) == sorted(ids) and again != ids
+
+
+def test_without_torch_the_torch_datasets_name_the_extra():
+    import subprocess
+    import sys
+
+    probe = ("import sys; sys.modules['torch'] = None\n"
+             "from reorder_cli.loader import OrderedReader, Layout  # the pure-Python part still imports\n"
+             "try:\n    from reorder_cli.loader import OrderedDataset\nexcept ImportError as exc:\n    print(exc)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "the torch datasets need the optional extra: pip install 'reorder[torch]'"

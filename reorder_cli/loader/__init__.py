@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 from .layout import Layout
 from .reader import OrderedReader
 from .source import Source
@@ -19,8 +17,10 @@ TORCH_HINT = "the torch datasets need the optional extra: pip install 'reorder[t
 
 def __getattr__(name: str):
     if name in ("OrderedDataset", "OrderedMapDataset"):
-        if importlib.util.find_spec("torch") is None:
-            raise ImportError(TORCH_HINT)
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise ImportError(TORCH_HINT) from None
         from . import torch_data
 
         return getattr(torch_data, name)
