@@ -17,7 +17,7 @@ import typer  # noqa: E402
 
 from reorder_cli import __version__, config, pipeline, render  # noqa: E402
 from reorder_cli.errors import ReorderError  # noqa: E402
-from reorder_cli.inspect import deep, plot, preview, stats, verify  # noqa: E402
+from reorder_cli.inspect import audit, deep, plot, preview, stats, verify  # noqa: E402
 from reorder_cli.metrics import guidance as metrics  # noqa: E402
 from reorder_cli.rewrite import tasks  # noqa: E402
 from reorder_cli.util.progress import Progress  # noqa: E402
@@ -79,7 +79,7 @@ def run(
         "--plan-only", help="Plan an out-of-core run and stop; run its tasks with `reorder task`.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")] = False,
 ) -> None:
-    """Order the rows of scored shards and write them as new shards plus manifest.json.
+    """Order the rows of scored shards and write them as new shards plus .manifest.json.
 
     A killed or failed run keeps its finished work in OUTPUT/.reorder; the same command resumes it.
     """
@@ -140,7 +140,7 @@ def _warn(caught: list) -> None:
 
 @app.command("stats")
 def stats_cmd(
-    path: Annotated[Path, typer.Argument(help="An output folder or its manifest.json.")],
+    path: Annotated[Path, typer.Argument(help="An output folder or its .manifest.json.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable stats.")] = False,
     deep_check: Annotated[bool, typer.Option(
         "--deep", help="Re-read the shards' scores, recompute profile and metrics, compare with the manifest.")]
@@ -223,7 +223,7 @@ VERIFY_EPILOG = (
 
 @app.command("verify", epilog=VERIFY_EPILOG)
 def verify_cmd(
-    path: Annotated[Path, typer.Argument(help="An output folder or its manifest.json.")],
+    path: Annotated[Path, typer.Argument(help="An output folder or its .manifest.json.")],
     inputs: Annotated[list[str] | None, typer.Option(
         "--input", "--inputs", "-i", help="Also prove the output is a permutation of these inputs: file, folder or "
         "glob (repeatable).")] = None,
@@ -241,6 +241,46 @@ def verify_cmd(
         return
     render.verify(report)
     if not report.ok:
+        raise typer.Exit(1)
+
+
+AUDIT_EPILOG = (
+    "LOG: JSONL, one line per optimizer step or per (step, rank): {\"step\": S, \"ids\": [...]} (several files "
+    "are pooled). Exit code 0: the order held; 1: it did not; 2: a usage or read error. "
+    "Example: reorder audit data-str audit.rank*.jsonl"
+)
+
+
+@app.command("audit", epilog=AUDIT_EPILOG)
+def audit_cmd(
+    path: Annotated[Path, typer.Argument(help="The output folder the trainer read.")],
+    logs: Annotated[list[Path], typer.Argument(metavar="LOG...", help="What the trainer consumed (JSONL).")],
+    id_field: Annotated[str, typer.Option("--id-field", help="Field of the rows that the log's ids are.")] = "id",
+    positions: Annotated[bool, typer.Option("--positions", help="The log's ids are positions in the order.")]
+    = False,
+    global_batch: Annotated[int | None, typer.Option(
+        "--global-batch", "-g", help="Samples a step consumes (default: inferred, the most common).")] = None,
+    start_sample: Annotated[int, typer.Option(
+        "--start-sample", help="Samples consumed before the log's first step (a resumed run).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    plot_file: PlotFile = None,
+) -> None:
+    """Check what a trainer consumed against the order: every step must take exactly its window."""
+    try:
+        if plot_file:
+            plot.require()
+        report = audit.audit(path, logs, id_field=id_field, positions=positions, global_batch=global_batch,
+                             start_sample=start_sample)
+        if plot_file:
+            audit.write_plot(plot_file, report, str(path))
+    except ReorderError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        render.as_json(report.to_json())
+    else:
+        render.audit(report, global_batch is not None, plot_file)
+    if not report.held:
         raise typer.Exit(1)
 
 

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from reorder_cli.config import RunConfig, default_for, method_params
+from reorder_cli.inspect.audit import Report as AuditReport
 from reorder_cli.inspect.plot import title
 from reorder_cli.inspect.preview import Preview
 from reorder_cli.inspect.stats import Stats
@@ -218,7 +219,7 @@ def metrics(rows: list[tuple[str, dict]]) -> None:
 
 
 def as_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 def stats(view: Stats, plot_file: Path | None) -> None:
@@ -274,3 +275,21 @@ def methods_table() -> None:
         params = "\n".join(f"{k.name} ({_yaml(default_for(name, k))}): {k.help}" for k in method_params(name))
         table.add_row(name + "".join(f" (alias {a})" for a in m.aliases), m.description, params)
     out.print(table)
+
+
+def audit(report: AuditReport, batch_given: bool, plot_file: Path | None) -> None:
+    """What ``reorder audit`` found: the window contract held, or where it broke."""
+    r = report
+    out.print(f"{r.steps:,} step(s), {r.samples:,} samples; global batch {r.global_batch:,} "
+              f"({'given' if batch_given else 'inferred'}), {r.ranks_per_step} log line(s) a step", highlight=False)
+    out.print(f"in their window: {r.in_window:.4%}; largest displacement: {r.max_displacement} step(s)",
+              highlight=False)
+    out.print(f"never seen: {r.never_seen:,}; seen twice: {r.seen_twice:,}; not in the output: {r.unknown:,}; "
+              f"steps of the wrong size: {r.short_steps:,}", highlight=False)
+    for kind, items in r.examples.items():
+        if items:
+            out.print(Text(f"  {kind}: {', '.join(map(str, items))}"), highlight=False, soft_wrap=True)
+    if plot_file:
+        info(f"picture: {plot_file}")
+    verdict = "the order held" if r.held else f"the order broke, first at step {r.first_bad_step}"
+    out.print(Text(verdict, style="green" if r.held else "bold red"), highlight=False)

@@ -9,10 +9,16 @@ reorder jsonl cases also get a ratio to the reference run of the same method.
     python scripts/bench.py --docs 20000 --repeat 1 --cases "reorder,rewrite parquet,copy" --json bench-out/small.json
     python scripts/bench.py --reference ../data_ordering --workers 2
     python scripts/bench.py --docs 2000000 --shards 32 --formats parquet --memory-limit 1500MB --repeat 3
+    python scripts/bench.py --docs 200000 --formats parquet --loaders --repeat 3
+
+With ``--loaders`` the cases instead read the STR output of the Parquet corpus row by row (rows as dicts, all
+columns): reorder's ``OrderedReader`` (one process) and ``OrderedDataset`` in a DataLoader with 2 workers, HF
+``datasets`` streaming and map-style (its Arrow cache build included), and plain pyarrow; the table adds the rows
+per second of the iteration alone.
 
 With ``--memory-limit`` the reorder cases also run under that budget (out of core when the data does not fit),
 once per worker count of ``--budget-workers``; the table then shows which path ran and the temporary disk
-space the run used (``run_log.json``).
+space the run used (``.run_log.json``).
 
 The corpus (``--shards`` JSONL and/or Parquet shards, made by ``scripts/corpus.py``) is cached in ``--data``;
 outputs go to ``--out`` and are removed before every repeat. DuckDB is optional (``pip install duckdb``); its cases are
@@ -83,6 +89,68 @@ files = ", ".join(repr(f) for f in sys.argv[2:])
 duckdb.sql(f"COPY (SELECT * FROM read_json_auto([{files}]) ORDER BY score) TO {sys.argv[1]!r} (FORMAT json)")
 """
 
+# Loader cases: read the reorder output (sys.argv[1]) row by row as dicts, the way a DataLoader worker does;
+# each prints "LOADER {rows, seconds}" timed around the iteration alone (start-up excluded).
+LOADER_PRELUDE = """
+import glob, json, sys, time
+out = sys.argv[1]
+shards = sorted(glob.glob(out + "/*.parquet"))
+def report(rows, t0):
+    print("LOADER " + json.dumps({"rows": rows, "seconds": time.perf_counter() - t0}))
+"""
+LOADER_SNIPPETS = {
+    "loader: reorder OrderedReader": """
+from reorder_cli.loader import OrderedReader
+t0 = time.perf_counter(); n = 0
+for row in OrderedReader(out, micro_batch_size=32):
+    n += 1
+report(n, t0)
+""",
+    "loader: reorder OrderedDataset, DataLoader 2 workers": """
+from torch.utils.data import DataLoader
+from reorder_cli.loader import OrderedDataset
+t0 = time.perf_counter(); n = 0
+for batch in DataLoader(OrderedDataset(out, micro_batch_size=32), batch_size=32, num_workers=2,
+                        collate_fn=lambda rows: rows):
+    n += len(batch)
+report(n, t0)
+""",
+    "loader: datasets streaming": """
+from datasets import load_dataset
+t0 = time.perf_counter(); n = 0
+for row in load_dataset("parquet", data_files=shards, split="train", streaming=True):
+    n += 1
+report(n, t0)
+""",
+    "loader: datasets streaming, DataLoader 2 workers": """
+from torch.utils.data import DataLoader
+from datasets import load_dataset
+t0 = time.perf_counter(); n = 0
+stream = load_dataset("parquet", data_files=shards, split="train", streaming=True)
+for batch in DataLoader(stream, batch_size=32, num_workers=2, collate_fn=lambda rows: rows):
+    n += len(batch)
+report(n, t0)
+""",
+    "loader: datasets map-style (incl. Arrow cache build)": """
+import tempfile
+from datasets import load_dataset
+t0 = time.perf_counter(); n = 0
+with tempfile.TemporaryDirectory(dir=out + "/..") as cache:
+    for row in load_dataset("parquet", data_files=shards, split="train", cache_dir=cache):
+        n += 1
+report(n, t0)
+""",
+    "loader: pyarrow iter_batches + to_pylist": """
+import pyarrow.parquet as pq
+t0 = time.perf_counter(); n = 0
+for path in shards:
+    for batch in pq.ParquetFile(path).iter_batches():
+        for row in batch.to_pylist():
+            n += 1
+report(n, t0)
+""",
+}
+
 
 @dataclass
 class Case:
@@ -98,7 +166,8 @@ class Result:
     command: list[str]
     seconds: list[float] = field(default_factory=list)
     peak_mb: list[float] = field(default_factory=list)
-    work_gb: list[float] = field(default_factory=list)  # reorder's temporary space (run_log.json)
+    work_gb: list[float] = field(default_factory=list)  # reorder's temporary space (.run_log.json)
+    rows_per_s: list[float] = field(default_factory=list)  # loader cases: rows / iteration seconds
     path: str | None = None  # the rewrite path reorder took
     error: str | None = None
 
@@ -223,8 +292,35 @@ def reference_case(method: str, ref_dir: Path, single: Path, out: Path) -> Case:
     return Case(name, argv, JSONL_FLOOR)
 
 
+def ensure_loader_output(data: Path) -> Path:
+    """The STR output (Parquet, default shards and row groups) of the Parquet corpus, written once."""
+    target = data / "reordered-str"
+    from reorder_cli import manifest
+
+    if not (target / manifest.MANIFEST_NAME).exists():
+        print(f"writing the STR output the loader cases read to {target} ...", flush=True)
+        subprocess.run([*reorder_exe(), "run", str(REPO / "configs" / "str.yaml"), "--input",
+                        str(data / "part-*.parquet"), "--output", str(target), "--overwrite", "-q"], check=True)
+    return target
+
+
+def loader_cases(data: Path, notes: list[str]) -> list[Case]:
+    target = ensure_loader_output(data)
+    cases = []
+    for name, body in LOADER_SNIPPETS.items():
+        needs = [m for m in ("torch", "datasets") if m in name or m == "torch" and "DataLoader" in name]
+        missing = [m for m in needs if importlib.util.find_spec(m) is None]
+        if missing:
+            notes.append(f"{missing[0]} is not installed: {name!r} skipped (pip install -e '.[trainer]')")
+            continue
+        cases.append(Case(name, [sys.executable, "-c", LOADER_PRELUDE + body, str(target)]))
+    return cases
+
+
 def build_cases(args: argparse.Namespace, notes: list[str]) -> list[Case]:
     data, out = args.data, args.out
+    if args.loaders:
+        return select(loader_cases(data, notes), args.cases)
     pq_files, js_files = shard_paths(data, "parquet"), shard_paths(data, "jsonl")
     formats = [f for f in ("parquet", "jsonl") if f in args.formats]
     cases = [reorder_case(m, f, data, out, args.workers) for f in formats for m in ("str", "saw")]
@@ -320,7 +416,7 @@ def run_case(case: Case, out: Path, repeat: int) -> Result:
         clean(out / slug(case.name))
         log = logs / f"{slug(case.name)}-{i}.log"
         seconds, peak_mb, code = measure(case.argv, log)
-        run_log = out / slug(case.name) / "run_log.json"  # reorder's own timings, kept beside the log
+        run_log = out / slug(case.name) / ".run_log.json"  # reorder's own timings, kept beside the log
         if run_log.exists():
             shutil.copy(run_log, log.with_suffix(".run_log.json"))
             facts = json.loads(run_log.read_text())
@@ -333,6 +429,10 @@ def run_case(case: Case, out: Path, repeat: int) -> Result:
             break
         result.seconds.append(seconds)
         result.peak_mb.append(peak_mb)
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("LOADER "):
+                facts = json.loads(line[len("LOADER "):])
+                result.rows_per_s.append(facts["rows"] / facts["seconds"])
         print(f"  {case.name} [{i + 1}/{repeat}]: {seconds:.2f} s, {peak_mb:,.0f} MB", flush=True)
     shutil.rmtree(out / slug(case.name), ignore_errors=True)
     return result
@@ -361,6 +461,7 @@ def rows(cases: list[Case], results: dict[str, Result]) -> list[dict[str, object
                 "median_peak_mb": res.median_peak_mb,
                 "path": res.path,
                 "work_gb": max(res.work_gb) if res.work_gb else None,
+                "rows_per_s": statistics.median(res.rows_per_s) if res.rows_per_s else None,
                 "repeats": len(res.seconds),
                 "seconds": res.seconds,
                 "peak_mb": res.peak_mb,
@@ -381,12 +482,15 @@ def print_table(table: list[dict[str, object]], corpus_line: str, notes: list[st
     from rich.table import Table
 
     with_ref = any(r["vs_reference"] is not None for r in table)
+    with_rows = any(r["rows_per_s"] is not None for r in table)
     grid = Table(title="reorder benchmark")
     grid.add_column("case")
     grid.add_column("median s", justify="right")
     grid.add_column("x floor", justify="right")
     if with_ref:
         grid.add_column("x reference", justify="right")
+    if with_rows:
+        grid.add_column("rows/s", justify="right")
     grid.add_column("peak RSS MB", justify="right")
     grid.add_column("path")
     grid.add_column("temp GB", justify="right")
@@ -399,6 +503,8 @@ def print_table(table: list[dict[str, object]], corpus_line: str, notes: list[st
         ]
         if with_ref:
             cells.append(fmt(r["vs_reference"], ".2f"))
+        if with_rows:
+            cells.append(fmt(r["rows_per_s"], ",.0f"))
         cells += [fmt(r["median_peak_mb"], ",.0f"), str(r["path"] or ""), fmt(r["work_gb"], ".2f"), str(r["repeats"])]
         grid.add_row(*cells)
     console = Console(width=max(100, shutil.get_terminal_size().columns))
@@ -430,6 +536,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memory-limit", help="also run the reorder cases under this budget, e.g. 1500MB")
     parser.add_argument("--budget-workers", default="1,2", help="worker counts for the budget cases")
     parser.add_argument("--in-memory", action="store_true", help="also run the reorder cases forced in memory")
+    parser.add_argument("--loaders", action="store_true",
+                        help="instead: read the STR output with reorder's loader, HF datasets and pyarrow (rows/s)")
     args = parser.parse_args(argv)
     args.formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     args.budget_workers = [int(w) for w in args.budget_workers.split(",")]

@@ -78,7 +78,7 @@ def measure(cmd: list[str], interval: float = 0.005) -> tuple[int, int, str, flo
 def digest(out: Path) -> str:
     h = hashlib.sha256()
     for p in sorted(out.iterdir()):
-        if p.is_file() and p.name != "run_log.json":
+        if p.is_file() and p.name != ".run_log.json":
             h.update(p.name.encode())
             h.update(hashlib.sha256(p.read_bytes()).digest())
     return h.hexdigest()[:16]
@@ -122,7 +122,7 @@ def main() -> None:
             code, peak, err, seconds = measure(cmd)
             limit = parse_size(budget)
             if code == 0:
-                log = json.loads((out / "run_log.json").read_text())
+                log = json.loads((out / ".run_log.json").read_text())
                 same = digest(out)
                 first = first or same
                 result, path, workers = "ok", log["path"], log["workers"]

@@ -216,7 +216,7 @@ def read_parquet_out(folder: Path) -> pa.Table:
 
 
 def read_manifest(folder: Path) -> dict:
-    return json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
+    return json.loads((Path(folder) / ".manifest.json").read_text(encoding="utf-8"))
 
 
 def ids_of_lines(lines: list[bytes]) -> list[str]:

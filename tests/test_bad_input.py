@@ -261,7 +261,7 @@ def test_output_folder_with_files_needs_overwrite(tmp_path, config_file, one_inp
     # with --overwrite the previous reorder output is replaced, shard for shard
     reorder(config_file, [one_input], out, method="saw", extra=["--overwrite"])
     assert [p.name for p in shard_files(out)] == ["00000.parquet"]
-    assert sorted(p.name for p in out.iterdir()) == ["00000.parquet", "manifest.json", "run_log.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".manifest.json", ".run_log.json", "00000.parquet"]
     assert read_manifest(out)["method"] == "saw"
 
 

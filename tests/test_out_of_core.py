@@ -35,11 +35,11 @@ OOC_PAYLOAD = ["rewrite=out-of-core"]  # the keys in memory, the rows out of cor
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file a finished run leaves (shards and manifest), by name."""
-    return {p.name: p.read_bytes() for p in [*shard_files(folder), folder / "manifest.json"]}
+    return {p.name: p.read_bytes() for p in [*shard_files(folder), folder / ".manifest.json"]}
 
 
 def run_log(folder: Path) -> dict:
-    return json.loads((folder / "run_log.json").read_text())
+    return json.loads((folder / ".run_log.json").read_text())
 
 
 def assert_clean(folder: Path) -> None:
@@ -246,7 +246,7 @@ def test_killed_at_any_point_the_same_command_resumes_to_identical_output(tmp_pa
         args += ["--set", s]
     _run_until_killed(args, point, tmp_path / "paused")
     assert (out / ".reorder" / "state.json").exists()
-    assert not (out / "manifest.json").exists()
+    assert not (out / ".manifest.json").exists()
     result = invoke(*args)  # the same command, no --overwrite
     assert result.exit_code == 0, result.output
     assert snapshot(out) == snapshot(tmp_path / "clean")

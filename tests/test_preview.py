@@ -231,7 +231,7 @@ def test_deep_agrees_with_a_fresh_output(finished):
 
 
 def test_deep_reports_a_tampered_manifest(finished):
-    path = finished / "manifest.json"
+    path = finished / ".manifest.json"
     m = json.loads(path.read_text())
     m["metrics"]["local_diversity"] += 0.01
     m["profile"]["mean"][3] += 1
@@ -259,7 +259,7 @@ def test_deep_reports_a_missing_shard(finished):
 
 def test_manifest_without_metrics(finished):
     """A manifest written before metrics existed: stats says so; --deep computes them."""
-    path = finished / "manifest.json"
+    path = finished / ".manifest.json"
     m = json.loads(path.read_text())
     recorded = m.pop("metrics")
     path.write_text(json.dumps(m))

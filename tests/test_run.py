@@ -421,7 +421,7 @@ def test_manifest_matches_files_and_rows(tmp_path, config_file, jsonl_corpus, fm
         assert prof["mean"][b] == pytest.approx(sum(chunk) / len(chunk), abs=1e-6)
         assert prof["min"][b] == pytest.approx(min(chunk)) and prof["max"][b] == pytest.approx(max(chunk))
 
-    log = json.loads((out / "run_log.json").read_text())
+    log = json.loads((out / ".run_log.json").read_text())
     assert log["rows"] == n and log["shards"] == len(m["shards"])
     assert not (out / ".reorder").exists()
 
@@ -444,7 +444,7 @@ def test_two_runs_are_byte_identical(tmp_path, config_file, jsonl_corpus, method
     assert len(a) == 4
     assert [p.name for p in a] == [p.name for p in b]
     assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
-    assert (tmp_path / "a" / "manifest.json").read_bytes() == (tmp_path / "b" / "manifest.json").read_bytes()
+    assert (tmp_path / "a" / ".manifest.json").read_bytes() == (tmp_path / "b" / ".manifest.json").read_bytes()
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
@@ -457,7 +457,7 @@ def test_workers_do_not_change_the_bytes(tmp_path, jsonl_corpus, fmt):
         assert cfg.workers == workers
         result = pipeline.run(cfg)
         assert result.manifest["totals"]["rows"] == len(jsonl_corpus.rows)
-        docs[workers] = ([p.read_bytes() for p in shard_files(out)], (out / "manifest.json").read_bytes())
+        docs[workers] = ([p.read_bytes() for p in shard_files(out)], (out / ".manifest.json").read_bytes())
     assert len(docs[1][0]) == 12
     assert docs[1] == docs[2]
 
@@ -642,7 +642,7 @@ def test_manifest_is_strict_json_with_invalid_rows_kept(tmp_path, config_file, i
     files, _, rows, bad = invalid_corpus
     sets = ["invalid_scores=first", "shard_rows=5", "format=jsonl"]
     reorder(config_file, files, tmp_path / "out", method="sorting", sets=sets)
-    text = (tmp_path / "out" / "manifest.json").read_text()
+    text = (tmp_path / "out" / ".manifest.json").read_text()
 
     def no_constants(name):
         raise AssertionError(f"manifest.json holds {name}, which is not JSON")

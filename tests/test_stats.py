@@ -44,7 +44,7 @@ def test_stats_shows_method_shards_and_profile(finished):
 
 def test_stats_accepts_the_manifest_file(finished):
     a = invoke("stats", finished)
-    b = invoke("stats", finished / "manifest.json")
+    b = invoke("stats", finished / ".manifest.json")
     assert a.exit_code == b.exit_code == 0
     assert a.stdout == b.stdout
 
@@ -87,7 +87,7 @@ def test_stats_without_manifest(tmp_path):
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "00000.parquet").write_bytes(b"x")
     msg = one_line_error(invoke("stats", tmp_path / "plain"))
-    assert "manifest.json" in msg and "plain" in msg
+    assert ".manifest.json" in msg and "plain" in msg
     msg = one_line_error(invoke("stats", tmp_path / "missing"))
     assert "missing" in msg
     one_line_error(invoke("stats", tmp_path / "plain", "--json"))

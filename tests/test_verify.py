@@ -104,13 +104,13 @@ def forge_manifest(out: Path) -> None:
     m["inputs"][-1]["rows"] += end - t["rows"]
     t.update(rows=end, input_rows=end + t["dropped_rows"], bytes=sum(s["bytes"] for s in m["shards"]),
              score=summary(every))
-    (out / "manifest.json").write_text(json.dumps(m, indent=2))
+    (out / ".manifest.json").write_text(json.dumps(m, indent=2))
 
 
 def edit_manifest(out: Path, change) -> None:
     m = read_manifest(out)
     change(m)
-    (out / "manifest.json").write_text(json.dumps(m, indent=2))
+    (out / ".manifest.json").write_text(json.dumps(m, indent=2))
 
 
 @pytest.fixture
@@ -142,7 +142,7 @@ def test_a_good_output_verifies_clean(tmp_path, config_file, jsonl_corpus, parqu
         assert f"{len(corpus.rows):,} input rows" in clean(result, permutation=True)
         assert result.stderr.strip() == ""
     each = [x for f in corpus.files for x in ("-i", f)]
-    clean(verify(out / "manifest.json", "--inputs", *each[1:], "--workers", "1"), permutation=True)
+    clean(verify(out / ".manifest.json", "--inputs", *each[1:], "--workers", "1"), permutation=True)
 
 
 def test_compressed_and_mixed_inputs(tmp_path, config_file):
@@ -158,7 +158,7 @@ def test_compressed_and_mixed_inputs(tmp_path, config_file):
 
 
 def test_verify_ignores_the_work_folder_and_run_log(any_out):
-    assert (any_out / "run_log.json").is_file()
+    assert (any_out / ".run_log.json").is_file()
     work = any_out / ".reorder"
     work.mkdir()
     shutil.copy(shard(any_out, 0), work / shard(any_out, 0).name)
@@ -312,7 +312,7 @@ def test_an_edited_manifest(pq_out, change, where, kind):
 def test_a_broken_manifest_is_a_usage_error(pq_out, tmp_path):
     edit_manifest(pq_out, lambda m: m["shards"][0].pop("sha256"))
     assert "shard 0 has no valid 'sha256'" in one_line_error(verify(pq_out))
-    assert "no manifest.json here" in one_line_error(verify(tmp_path))
+    assert "no .manifest.json here" in one_line_error(verify(tmp_path))
 
 
 # ------------------------------------------------------------------ the permutation proof

@@ -72,7 +72,7 @@ def verify(
     workers: int = 0,
     progress: Progress | None = None,
 ) -> Report:
-    """Check the output at ``path`` (a folder or its manifest.json); see the module doc.
+    """Check the output at ``path`` (a folder or its manifest); see the module doc.
 
     ``inputs`` (files, folders, globs) or ``manifest_inputs`` (the manifest's own input
     paths) add the permutation proof. Usage and input read errors raise ``ReorderError``.
@@ -121,14 +121,14 @@ def _layout(doc: dict[str, Any]) -> tuple[str, list[dict]]:
     """The output format and the shard entries; a manifest without them cannot be checked."""
     fmt = (doc.get("output") or {}).get("format")
     if fmt not in EXTENSIONS:
-        raise ReorderError(f"manifest.json: output format {fmt!r} is not one of {', '.join(EXTENSIONS)}")
+        raise ReorderError(f"the manifest: output format {fmt!r} is not one of {', '.join(EXTENSIONS)}")
     entries = doc.get("shards")
     if not isinstance(entries, list):
-        raise ReorderError("manifest.json: no 'shards' list")
+        raise ReorderError("the manifest: no 'shards' list")
     for i, e in enumerate(entries):
         for key, kind in _SHARD_KEYS.items():
             if not isinstance(e, dict) or not isinstance(e.get(key), kind):
-                raise ReorderError(f"manifest.json: shard {i} has no valid '{key}'")
+                raise ReorderError(f"the manifest: shard {i} has no valid '{key}'")
     return fmt, entries
 
 
@@ -282,7 +282,7 @@ def _input_files(doc, folder: Path, inputs: list[str] | None, manifest_inputs: b
     if manifest_inputs:
         paths = [i.get("path") for i in doc.get("inputs") or []]
         if not paths or not all(isinstance(p, str) for p in paths):
-            raise ReorderError("manifest.json: no input paths to check against")
+            raise ReorderError("the manifest: no input paths to check against")
         return discover([str((folder / p).resolve()) for p in paths])
     return None
 

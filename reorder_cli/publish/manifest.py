@@ -1,8 +1,13 @@
 """The manifest: the contract between a finished run and the trainer that reads it.
 
 Versioned JSON, written last and atomically. No timestamps or host facts inside, so the
-same inputs and config give a byte-identical file; timings go to ``run_log.json``.
+same inputs and config give a byte-identical file; timings go to the run log.
 Paths are relative to the manifest's folder.
+
+The bookkeeping files are hidden (names starting with ``.``), so the output folder reads as a
+dataset of exactly its shards: pyarrow (and pandas) skip names starting with ``.`` or ``_``,
+Hugging Face ``datasets`` skips names starting with ``.`` (``data_files.py``, hidden files).
+Outputs written before 0.1.0 used ``manifest.json`` and ``run_log.json``; they are still read.
 """
 
 from __future__ import annotations
@@ -22,7 +27,13 @@ from reorder_cli.plan.build import Plan
 from reorder_cli.util.hashing import fingerprint
 
 MANIFEST_VERSION = 1
-MANIFEST_NAME = "manifest.json"
+MANIFEST_NAME = ".manifest.json"
+RUN_LOG_NAME = ".run_log.json"
+LEGACY_MANIFEST_NAME = "manifest.json"
+LEGACY_RUN_LOG_NAME = "run_log.json"
+MANIFEST_NAMES = (MANIFEST_NAME, LEGACY_MANIFEST_NAME)  # looked for in this order
+RUN_LOG_NAMES = (RUN_LOG_NAME, LEGACY_RUN_LOG_NAME)
+BOOKKEEPING = (*MANIFEST_NAMES, *RUN_LOG_NAMES)  # every file of an output folder that is not a shard
 
 
 def build(plan: Plan, cfg: RunConfig, shards: list[dict], out_dir: Path) -> dict[str, Any]:
@@ -75,10 +86,19 @@ def dumps(manifest: dict[str, Any]) -> str:
     return json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
 
 
+def find(folder: Path) -> Path:
+    """The manifest file of an output folder: the current name, else the legacy one (or the current
+    name when there is none)."""
+    for name in MANIFEST_NAMES:
+        if (Path(folder) / name).exists():
+            return Path(folder) / name
+    return Path(folder) / MANIFEST_NAME
+
+
 def read(path: Path) -> tuple[dict[str, Any], Path]:
     """Load a manifest from its file or its folder; returns (manifest, its folder)."""
     path = Path(path)
-    file = path / MANIFEST_NAME if path.is_dir() else path
+    file = find(path) if path.is_dir() else path
     if not file.exists():
         raise ReorderError(f"{path}: no {MANIFEST_NAME} here (is this a reorder output folder?)")
     try:

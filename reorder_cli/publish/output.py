@@ -21,8 +21,6 @@ from reorder_cli.publish import manifest, rerun
 from reorder_cli.util import atomic, faults
 from reorder_cli.workdir import WORK_DIR, WorkDir
 
-RUN_LOG = "run_log.json"
-
 
 def check(out: Path, files: list[InputFile], inputs: list[str], overwrite: bool, publishing: bool) -> None:
     """Refuse dangerous output folders and folders holding files we may not replace."""
@@ -44,7 +42,7 @@ def check(out: Path, files: list[InputFile], inputs: list[str], overwrite: bool,
         return
     if not overwrite and not publishing:
         raise ReorderError(f"{out}: the output folder already holds files; pass --overwrite to replace them")
-    foreign = [p.name for p in present if not (is_shard_name(p.name) or p.name in (manifest.MANIFEST_NAME, RUN_LOG))]
+    foreign = [p.name for p in present if not (is_shard_name(p.name) or p.name in manifest.BOOKKEEPING)]
     if foreign:
         raise ReorderError(
             f"{out}: --overwrite replaces only files reorder wrote, but the folder also holds {foreign[0]!r}"
@@ -122,9 +120,10 @@ def publish(out: Path, work: WorkDir, shards: list[dict], doc: dict) -> None:
     """Move the staged shards into place and write the manifest; safe to repeat after a kill."""
     work.publishing.touch()
     new = {s["file"] for s in shards}
-    (out / manifest.MANIFEST_NAME).unlink(missing_ok=True)  # never a manifest whose shards are gone
+    for name in manifest.MANIFEST_NAMES:
+        (out / name).unlink(missing_ok=True)  # never a manifest whose shards are gone
     for p in out.iterdir():
-        if p.is_file() and (is_shard_name(p.name) and p.name not in new or p.name == RUN_LOG):
+        if p.is_file() and (is_shard_name(p.name) and p.name not in new or p.name in manifest.RUN_LOG_NAMES):
             p.unlink()
     for s in shards:
         staged = work.shards / s["file"]
@@ -137,5 +136,5 @@ def publish(out: Path, work: WorkDir, shards: list[dict], doc: dict) -> None:
 
 
 def write_run_log(out: Path, log: dict[str, Any]) -> None:
-    """``run_log.json``: timings and the path taken, apart from the byte-reproducible manifest."""
-    atomic.write_text(out / RUN_LOG, manifest.dumps(log))
+    """The run log: timings and the path taken, apart from the byte-reproducible manifest."""
+    atomic.write_text(out / manifest.RUN_LOG_NAME, manifest.dumps(log))

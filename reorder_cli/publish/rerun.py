@@ -1,6 +1,6 @@
 """Recognise the re-run of a finished run, so that running the same command twice is safe.
 
-A finished output folder holds ``manifest.json``, which records everything the output
+A finished output folder holds its manifest (``.manifest.json``), which records everything the output
 depends on (the run's identity, :func:`workdir.identity`): the tool version, the method
 and its parameters, the output settings, the invalid-score policy and every input's
 path, size and fingerprint. So the identity is read back from the manifest itself; the
@@ -80,7 +80,7 @@ def shard_changes(doc: dict[str, Any], folder: Path, workers: int = 1) -> list[s
 
 def finished(out: Path, ident: dict[str, Any], workers: int = 1) -> Finished | None:
     """The finished run in ``out`` (None when there is no readable manifest)."""
-    if not (out / manifest.MANIFEST_NAME).is_file():
+    if not manifest.find(out).is_file():
         return None
     try:
         doc, folder = manifest.read(out)

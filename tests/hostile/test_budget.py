@@ -53,11 +53,11 @@ def parquet_inputs(tmp_path) -> list[Path]:
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in [*shard_files(folder), folder / "manifest.json"]}
+    return {p.name: p.read_bytes() for p in [*shard_files(folder), folder / ".manifest.json"]}
 
 
 def run_log(folder: Path) -> dict:
-    return json.loads((folder / "run_log.json").read_text())
+    return json.loads((folder / ".run_log.json").read_text())
 
 
 def least_budget(message: str) -> str:

@@ -266,7 +266,7 @@ def test_huge_integer_score(tmp_path, config_file):
     assert "h.jsonl: line 4:" in err and "too large" in err, err
     out = tmp_path / "twin"
     reorder(config_file, [src], out, method="str", sets=["invalid_scores=drop"])
-    assert json.loads((out / "manifest.json").read_text())["totals"]["rows"] == 3
+    assert json.loads((out / ".manifest.json").read_text())["totals"]["rows"] == 3
 
 
 # ------------------------------------------------------------------ empty JSONL next to Parquet
@@ -278,7 +278,7 @@ def test_blank_jsonl_next_to_parquet(tmp_path, config_file, path):
     blank = write_bytes(tmp_path / "in" / "blank.jsonl", b"\n  \n\n")
     out = tmp_path / "out"
     reorder(config_file, [a, blank], out, method="str", sets=["format=parquet", *PATHS[path]])
-    doc = json.loads((out / "manifest.json").read_text())
+    doc = json.loads((out / ".manifest.json").read_text())
     assert [i["rows"] for i in doc["inputs"]] == [10, 0]
     verified(out)
 

@@ -16,7 +16,7 @@ Catalogue:
     device" and the file's path.
  6. discovery: a ``**`` glob or a folder with symlink loops ends, warning about the loop;
     ``-i ''`` is refused; files skipped for their extension are named on stderr and in
-    run_log.json.
+    .run_log.json.
  7. config: a duplicated YAML key (key and both lines named); ``seed: null`` (any null);
     a key the method does not read is warned about, with the methods that read it.
  8. re-runs: the same command on a finished output is a no-op success; a changed output
@@ -100,7 +100,7 @@ def test_cluster_tasks_run_from_another_working_directory(tmp_path, config_file,
         assert done.returncode == 0, done.stderr
     assert cli(*args, "-o", "tasks", cwd=tmp_path).returncode == 0  # publish, from the planning folder
     assert snapshot(tmp_path / "tasks").keys() == snapshot(tmp_path / "direct").keys()
-    for name in ("manifest.json", *[p.name for p in shard_files(tmp_path / "direct")]):
+    for name in (".manifest.json", *[p.name for p in shard_files(tmp_path / "direct")]):
         assert (tmp_path / "tasks" / name).read_bytes() == (tmp_path / "direct" / name).read_bytes(), name
 
 
@@ -131,7 +131,7 @@ def test_the_same_file_under_two_names_is_refused(tmp_path, config_file, one_inp
     copy.parent.mkdir()
     shutil.copyfile(one_input, copy)
     reorder(config_file, [one_input, copy], out, method="str")
-    assert json.loads((out / "manifest.json").read_text())["totals"]["rows"] == 240
+    assert json.loads((out / ".manifest.json").read_text())["totals"]["rows"] == 240
 
 
 # ------------------------------------------------------------------ 3. output under a regular file
@@ -145,7 +145,7 @@ def test_an_output_under_a_regular_file_is_refused(tmp_path, config_file, one_in
     assert afile.read_text() == "keep me"
     # positive twin: under a folder, even one not there yet
     reorder(config_file, [one_input], tmp_path / "adir" / "sub", method="str")
-    assert (tmp_path / "adir" / "sub" / "manifest.json").exists()
+    assert (tmp_path / "adir" / "sub" / ".manifest.json").exists()
 
 
 def test_a_failed_run_removes_every_folder_it_created(tmp_path, config_file):
@@ -175,7 +175,7 @@ def test_finite_numbers_still_work(tmp_path, one_input):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("score_field: score\nfolding_ratio: 0.1\nseed: 7\n")
     reorder(cfg, [one_input], tmp_path / "out", method="str")
-    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["params"]["folding_ratio"] == 0.1
+    assert json.loads((tmp_path / "out" / ".manifest.json").read_text())["params"]["folding_ratio"] == 0.1
 
 
 # ------------------------------------------------------------------ 5. a full disk while writing key files
@@ -230,7 +230,7 @@ def test_symlink_loops_are_followed_once_and_reported(tmp_path, config_file, arg
     proc = cli("run", config_file, "--method", "str", "-i", arg, "-o", "out", "-q", cwd=tmp_path, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "warning:" in proc.stderr and "loop/a/b/top" in proc.stderr and "read once" in proc.stderr, proc.stderr
-    doc = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    doc = json.loads((tmp_path / "out" / ".manifest.json").read_text())
     assert [i["path"] for i in doc["inputs"]] == ["../loop/a/b/y.jsonl", "../loop/a/x.jsonl"]
     # positive twin: a tree without loops gives the same output, and no warning
     (tmp_path / "loop" / "a" / "b" / "up").unlink()
@@ -262,13 +262,13 @@ def test_files_skipped_for_their_extension_are_named(tmp_path, config_file, one_
     assert "skipped 7 file(s) of an unknown extension" in result.stderr, result.stderr
     assert str(one_input.parent / "data.csv") in result.stderr and "and 2 more" in result.stderr, result.stderr
     assert ".hidden" not in result.stderr
-    log = json.loads((out / "run_log.json").read_text())
+    log = json.loads((out / ".run_log.json").read_text())
     assert log["skipped_inputs"]["count"] == 7
     assert str(one_input.parent / "data.csv") in log["skipped_inputs"]["files"]
     # positive twin: a folder of inputs only skips nothing and says nothing
     clean = reorder(config_file, [one_input], tmp_path / "clean", method="str")
     assert "skipped" not in clean.stderr
-    assert json.loads((tmp_path / "clean" / "run_log.json").read_text())["skipped_inputs"]["count"] == 0
+    assert json.loads((tmp_path / "clean" / ".run_log.json").read_text())["skipped_inputs"]["count"] == 0
 
 
 # ------------------------------------------------------------------ 7. config mistakes
@@ -296,7 +296,7 @@ def test_a_null_value_is_refused(tmp_path, one_input, key):
     assert f"config key '{key}'" in msg, msg
     cfg.write_text("score_field: score\n")  # positive twin: leaving the key out takes its default
     reorder(cfg, [one_input], tmp_path / "out", method="str")
-    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["seed"] == 42
+    assert json.loads((tmp_path / "out" / ".manifest.json").read_text())["seed"] == 42
 
 
 def test_a_key_the_method_does_not_read_is_warned_about(tmp_path, config_file, one_input):
@@ -355,7 +355,7 @@ def test_a_changed_output_says_what_changed_and_how_to_redo(tmp_path, config_fil
     assert snapshot(out) == changed  # refusing touches nothing
     reorder(config_file, [one_input], out, method="str", sets=sets, extra=["--overwrite"])
     redone = snapshot(out)
-    redone.pop("run_log.json"), pristine.pop("run_log.json")
+    redone.pop(".run_log.json"), pristine.pop(".run_log.json")
     assert redone == pristine
 
 

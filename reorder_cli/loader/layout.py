@@ -1,0 +1,103 @@
+"""The index math of an ordered reader: which positions of the order each rank and worker reads.
+
+Pure NumPy, no I/O. With world size W, micro-batch b and gradient accumulation k, the global
+batch is G = W·b·k and optimizer step s consumes positions [start + s·G, start + (s+1)·G), where
+``start`` is the number of samples consumed before (0, or the resume point).
+
+How a window is cut: micro-step j of step s is the global micro-batch m = s·k + j, positions
+[start + m·W·b, start + (m+1)·W·b); rank r takes the contiguous block of b positions
+[start + m·W·b + r·b, start + m·W·b + (r+1)·b) of it (contiguous for read locality; this is also
+what accelerate's sharding of a sequential sampler gives, batch i to rank i % W). A rank's
+micro-batches are t = 0, 1, 2, … (= m); the torch DataLoader takes batches round-robin from its
+workers, so worker w of nw yields micro-batches w, w + nw, w + 2·nw, …. Hence the positions of
+(rank r, worker w) repeat with period P = W·b·nw: position p belongs to them iff
+(p - start) mod P lies in [w·W·b + r·b, w·W·b + r·b + b).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Layout:
+    rows: int  # positions in the order (the manifest's total rows)
+    micro_batch: int  # b
+    grad_accum: int = 1  # k
+    world: int = 1  # W
+    start: int = 0  # samples consumed before this run
+    drop_last: bool = True  # drop the last partial window (never padded, never wrapped)
+
+    def __post_init__(self) -> None:
+        for name in ("micro_batch", "grad_accum", "world"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+        if not self.start >= 0:
+            raise ValueError(f"samples consumed must be >= 0, not {self.start!r}")
+
+    @property
+    def global_batch(self) -> int:
+        return self.world * self.micro_batch * self.grad_accum
+
+    @property
+    def micro_span(self) -> int:
+        """Positions of one global micro-batch (all ranks, one micro-step): W·b."""
+        return self.world * self.micro_batch
+
+    @property
+    def begin(self) -> int:
+        return min(self.start, self.rows)
+
+    @property
+    def end(self) -> int:
+        """First position not read: the end of the last full window (or of the order, without drop_last)."""
+        if not self.drop_last:
+            return self.rows
+        return self.begin + (self.rows - self.begin) // self.global_batch * self.global_batch
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps this layout feeds (a last partial window counts when kept)."""
+        return -(-(self.end - self.begin) // self.global_batch)
+
+    @property
+    def micro_batches(self) -> int:
+        """Micro-batches (global micro-steps) this layout feeds."""
+        return -(-(self.end - self.begin) // self.micro_span)
+
+    def rank_rows(self, rank: int) -> int:
+        """Rows rank ``rank`` reads in all."""
+        return int(len(self.positions(rank)))
+
+    def window(self, step: int) -> tuple[int, int]:
+        """[first, end) positions of optimizer step ``step`` (relative to this layout's start)."""
+        a = self.begin + step * self.global_batch
+        return a, min(a + self.global_batch, self.end)
+
+    def micro_batch_positions(self, rank: int, t: int) -> range:
+        """Positions rank ``rank`` reads in its micro-batch ``t`` (may be short or empty at the end)."""
+        a = self.begin + t * self.micro_span + rank * self.micro_batch
+        return range(min(a, self.end), min(a + self.micro_batch, self.end))
+
+    def positions(self, rank: int, worker: int = 0, workers: int = 1, lo: int = 0, hi: int | None = None
+                  ) -> np.ndarray:
+        """Sorted positions in [lo, hi) that (rank, worker of ``workers``) yields, in the order it yields them."""
+        if not (0 <= rank < self.world and 0 <= worker < workers):
+            raise ValueError(f"rank {rank} of {self.world}, worker {worker} of {workers}: out of range")
+        lo, hi = max(lo, self.begin), min(self.end if hi is None else hi, self.end)
+        if hi <= lo:
+            return np.empty(0, dtype=np.int64)
+        period = self.micro_span * workers
+        offset = worker * self.micro_span + rank * self.micro_batch
+        c0, c1 = (lo - self.begin) // period, -(-(hi - self.begin) // period)
+        block = self.begin + offset + np.arange(self.micro_batch, dtype=np.int64)
+        pos = (np.arange(c0, c1, dtype=np.int64)[:, None] * period + block[None, :]).ravel()
+        return pos[(pos >= lo) & (pos < hi)]
+
+    def owner(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(step, micro-step within the step, rank) that should consume each position."""
+        rel = np.asarray(positions, dtype=np.int64) - self.begin
+        micro = rel // self.micro_span
+        return micro // self.grad_accum, micro % self.grad_accum, (rel % self.micro_span) // self.micro_batch
