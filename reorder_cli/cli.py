@@ -216,10 +216,10 @@ def preview_cmd(
     try:
         params = metrics.Params(window=window, boundary_pct=boundary_pct)
         size = plot.parse_size(plot_size) if plot_size else None
-        cfgs = preview.configs(config_file, sets or [], method=method, compare=compare, inputs=inputs or None)
-        render.unused_keys(cfgs)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            cfgs = preview.configs(config_file, sets or [], method=method, compare=compare, inputs=inputs or None)
+            render.unused_keys(cfgs)
             result = preview.run(cfgs, params, Progress(enabled=not (quiet or as_json), console=render.err),
                                  plot_file, size)
         _warn(caught)

@@ -92,6 +92,11 @@ def _size(key: str, v: Any) -> int:
     return parse_size(v, key)
 
 
+def resolve_method(name: str) -> str:
+    """The canonical name of method ``name``; a one-line error when there is none."""
+    return _method("method", name)
+
+
 def _method(key: str, v: Any) -> str:
     name = registry.canonical(v) if isinstance(v, str) else None
     if name is None:
@@ -151,6 +156,12 @@ IGNORED_KEYS = {
 }
 
 KEYS: dict[str, Key] = {k.name: k for k in ORDERING_KEYS + TOOL_KEYS}
+
+
+def shape_keys(method: str) -> list[str]:
+    """The keys that shape ``method``'s order beyond the data's own (score field, direction, seed):
+    the ones the paper gives each method its own values for."""
+    return [k.name for k in method_params(method) if k.name not in ("score_field", "seed", "ascending")]
 
 
 def method_params(method: str) -> list[Key]:
@@ -342,8 +353,11 @@ def load(
     method: str | None = None,
     inputs: list[str] | None = None,
     output: str | None = None,
+    skip_file_keys: Iterable[str] = (),
 ) -> RunConfig:
-    raw = read_yaml(path)
+    """The config file, then ``--set`` overrides, then the command line's values; keys of the file in
+    ``skip_file_keys`` are left out (``--set`` still sets them)."""
+    raw = {k: v for k, v in read_yaml(path).items() if k not in set(skip_file_keys)}
     sets = parse_overrides(overrides)
     raw.update(sets)
     cfg = resolve(raw, method=method, inputs=inputs, output=output)

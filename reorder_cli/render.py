@@ -261,7 +261,7 @@ def deep_ok(view: Stats) -> None:
 def preview(result: Preview, plot_file: Path | None) -> None:
     out.print(f"[bold]preview[/]: {result.input_rows:,} rows from {len(result.files)} file(s), scores read and "
               f"ordered in {result.seconds:.1f} s; nothing written", highlight=False, soft_wrap=True)
-    metrics([(o.method, o.metrics) for o in result.orders])
+    metrics([(title(o.method, o.params), o.metrics) for o in result.orders])
     width = min(out.width, 140)
     for o in result.orders:
         out.print(f"\n[bold]{title(o.method, o.params)}[/]: mean score by output position", highlight=False)

@@ -195,7 +195,8 @@ def test_missing_plot_extra(tmp_path, config_file, jsonl_corpus, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     msg = one_line_error(invoke("preview", config_file, "--input", tmp_path / "in", "--method", "str",
                                 "--plot", tmp_path / "x.png"))
-    assert msg == "error: plotting needs the optional extra: pip install 'reorder[plot]'"
+    assert msg == ("error: plotting needs the optional extra: pip install 'reorder[plot]' "
+                   "(in a checkout: pip install '.[plot]')")
     assert not (tmp_path / "x.png").exists()
     # the terminal profile needs no extra
     result = invoke("preview", config_file, "--input", tmp_path / "in", "--method", "str", "-q")

@@ -23,8 +23,9 @@ def test_importing_the_cli_loads_no_heavy_library():
 
 
 def test_version_loads_no_heavy_library():
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom reorder_cli.cli import app\n"
-            "r = CliRunner().invoke(app, ['--version'])\nassert r.exit_code == 0 and 'reorder 0.' in r.output, r.output")
+    code = ("from typer.testing import CliRunner\nfrom reorder_cli.cli import app\n"
+            "r = CliRunner().invoke(app, ['--version'])\n"
+            "assert r.exit_code == 0 and 'reorder 0.' in r.output, r.output")
     assert _loaded(code) == []
 
 

@@ -48,8 +48,11 @@ def compression_ratio(files: list[InputFile], fmt: str, level: int) -> float:
         if sample is None:
             continue
         table, lines, size_units = sample
-        encoded += _encoded_size(table, lines, fmt, level)
-        units += size_units
+        try:
+            size = _encoded_size(table, lines, fmt, level)
+        except Exception:  # noqa: BLE001 - an estimate never fails a run: the rewrite reports bad rows
+            continue
+        encoded, units = encoded + size, units + size_units
     return encoded / units if units and encoded else 1.0
 
 
@@ -81,10 +84,7 @@ def _sample(inp: InputFile) -> tuple[pa.Table | None, bytes | None, int] | None:
 def _encoded_size(table: pa.Table | None, lines: bytes | None, fmt: str, level: int) -> int:
     if fmt == "parquet":
         if table is None:
-            try:
-                table = pl.read_ndjson(io.BytesIO(lines)).to_arrow()
-            except pl.exceptions.PolarsError:
-                return 0
+            table = pl.read_ndjson(io.BytesIO(lines)).to_arrow()
         sink = io.BytesIO()
         pq.write_table(table, sink, compression="zstd", compression_level=level)
         return sink.tell()
