@@ -89,7 +89,8 @@ def metrics_table(rows: list[tuple[str, dict[str, Any]]]) -> Table:
     table = Table(title="guidance metrics", title_justify="left", box=None, pad_edge=False)
     columns = ("order", "start", "end", "rises", "falls", "quarter ranges", "max\njump", "mean\njump", "local\ndiv.")
     for col in columns:
-        table.add_column(col, justify="left" if col in ("order", "quarter ranges") else "right", no_wrap=True)
+        table.add_column(col, justify="left" if col in ("order", "quarter ranges") else "right",
+                         no_wrap=col != "order")  # a long order name wraps; the numbers never do
     for label, m in rows:
         b, c, j = m["boundary"], m["cycles"], m["continuity"]
         table.add_row(label, _f2(b["start"]), _f2(b["end"]), str(c["rises"]), str(c["falls"]),
