@@ -15,12 +15,11 @@ from typing import Annotated  # noqa: E402
 
 import typer  # noqa: E402
 
-from reorder_cli import __version__, config, pipeline, render  # noqa: E402
+# Only light modules at import time: `reorder --help` and `--version` must not load polars,
+# pyarrow, numpy or rich (tests/test_startup.py). Each command imports what it needs.
+from reorder_cli import __version__  # noqa: E402
 from reorder_cli.errors import ReorderError  # noqa: E402
-from reorder_cli.inspect import audit, deep, plot, preview, stats, verify  # noqa: E402
-from reorder_cli.metrics import guidance as metrics  # noqa: E402
-from reorder_cli.rewrite import tasks  # noqa: E402
-from reorder_cli.util.progress import Progress  # noqa: E402
+from reorder_cli.metrics import defaults as metric_defaults  # noqa: E402
 
 app = typer.Typer(
     help="Rewrite scored training shards in STR, SAW or baseline order (Dai et al., ACL 2026).",
@@ -31,13 +30,15 @@ app = typer.Typer(
 
 
 def _fail(message: str) -> None:
+    from reorder_cli import render
+
     render.error(message)
     raise typer.Exit(2)
 
 
 def _version(value: bool) -> None:
     if value:
-        render.out.print(f"reorder {__version__}")
+        typer.echo(f"reorder {__version__}")
         raise typer.Exit()
 
 
@@ -83,6 +84,9 @@ def run(
 
     A killed or failed run keeps its finished work in OUTPUT/.reorder; the same command resumes it.
     """
+    from reorder_cli import config, pipeline, render
+    from reorder_cli.util.progress import Progress
+
     extra = [f"memory_limit={memory_limit}"] * (memory_limit is not None) + [f"workers={workers}"] * (
         workers is not None)
     try:
@@ -115,6 +119,9 @@ def task_cmd(
     Every scatter task must finish before any gather task; then `reorder run` with the
     same arguments publishes the shards and the manifest.
     """
+    from reorder_cli import render
+    from reorder_cli.rewrite import tasks
+
     try:
         if phase is None:
             render.task_list(tasks.status(output))
@@ -134,6 +141,8 @@ PlotSize = Annotated[str | None, typer.Option(
 
 
 def _warn(caught: list) -> None:
+    from reorder_cli import render
+
     for w in caught:
         render.warning(str(w.message))
 
@@ -151,6 +160,9 @@ def stats_cmd(
     """Show a finished run: shards, totals, parameters, guidance metrics and the score-by-position profile.
 
     Reads only the manifest, unless --deep or --plot ask for the shards' scores."""
+    from reorder_cli import render
+    from reorder_cli.inspect import deep, plot, stats
+
     try:
         view = stats.read(path, deep_check, plot_file, plot.parse_size(plot_size) if plot_size else None)
     except ReorderError as exc:
@@ -186,23 +198,28 @@ def preview_cmd(
     compare: Annotated[str | None, typer.Option(
         "--compare", "-c", help="Several methods side by side, comma-separated: str,saw,sorting,shuffle.")] = None,
     window: Annotated[int, typer.Option("--window", help="Rows in a window (about a batch) for the metrics.")]
-    = metrics.Params.window,
+    = metric_defaults.WINDOW,
     boundary_pct: Annotated[float, typer.Option(
         "--boundary-pct", help="Boundary sharpening looks at the first and last this many percent of positions.")]
-    = metrics.Params.boundary_pct,
+    = metric_defaults.BOUNDARY_PCT,
     plot_file: PlotFile = None,
     plot_size: PlotSize = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics and profiles as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Show the order a run would give (profile and guidance metrics) from the scores alone; writes no shards."""
+    from reorder_cli import render
+    from reorder_cli.inspect import plot, preview
+    from reorder_cli.metrics import guidance as metrics
+    from reorder_cli.util.progress import Progress
+
     try:
         params = metrics.Params(window=window, boundary_pct=boundary_pct)
         size = plot.parse_size(plot_size) if plot_size else None
-        cfgs = preview.configs(config_file, sets or [], method=method, compare=compare, inputs=inputs or None)
-        render.unused_keys(cfgs)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            cfgs = preview.configs(config_file, sets or [], method=method, compare=compare, inputs=inputs or None)
+            render.unused_keys(cfgs)
             result = preview.run(cfgs, params, Progress(enabled=not (quiet or as_json), console=render.err),
                                  plot_file, size)
         _warn(caught)
@@ -233,6 +250,10 @@ def verify_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Check an output against its manifest (hashes, rows, positions, scores) and, with inputs, its rows."""
+    from reorder_cli import render
+    from reorder_cli.inspect import verify
+    from reorder_cli.util.progress import Progress
+
     try:
         report = verify.verify(path, inputs=inputs, manifest_inputs=with_inputs, workers=workers,
                                progress=Progress(enabled=not quiet, console=render.err))
@@ -266,6 +287,9 @@ def audit_cmd(
     plot_file: PlotFile = None,
 ) -> None:
     """Check what a trainer consumed against the order: every step must take exactly its window."""
+    from reorder_cli import render
+    from reorder_cli.inspect import audit, plot
+
     try:
         if plot_file:
             plot.require()
@@ -287,6 +311,8 @@ def audit_cmd(
 @app.command()
 def methods() -> None:
     """List the ordering methods with their parameters and defaults."""
+    from reorder_cli import render
+
     render.methods_table()
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,11 @@ def _size(key: str, v: Any) -> int:
     return parse_size(v, key)
 
 
+def resolve_method(name: str) -> str:
+    """The canonical name of method ``name``; a one-line error when there is none."""
+    return _method("method", name)
+
+
 def _method(key: str, v: Any) -> str:
     name = registry.canonical(v) if isinstance(v, str) else None
     if name is None:
@@ -121,10 +126,11 @@ TOOL_KEYS = [
     Key("method", None, "ordering method (the command line's --method wins)", _method),
     Key("input", None, "input shards: a path, folder or glob, or a list of them (--input wins)", _inputs),
     Key("output", None, "output folder (--output wins)", _str),
-    Key("format", "parquet", "output format: parquet (zstd), jsonl.zst or jsonl",
-        _choice("parquet", "jsonl.zst", "jsonl")),
+    Key("format", "auto", "output format: parquet (zstd), jsonl.zst or jsonl; auto: the inputs' format when they "
+        "all share one (.jsonl -> jsonl, .jsonl.zst or .jsonl.gz -> jsonl.zst, .parquet -> parquet), else parquet",
+        _choice("auto", "parquet", "jsonl.zst", "jsonl")),
     Key("compression_level", 3, "zstd level of the output (1-22)", _int(1)),
-    Key("shard_size", "256MB", "close an output shard at about this many uncompressed bytes (0: no limit)", _size),
+    Key("shard_size", "256MB", "close an output shard at about this size on disk, compressed (0: no limit)", _size),
     Key("shard_rows", 0, "close an output shard at this many rows (0: no limit)", _int(0)),
     Key("row_group_size", "64MB", "parquet: row groups of about this many uncompressed bytes", _size),
     Key("row_group_rows", 100_000, "parquet: at most this many rows in a row group", _int(1)),
@@ -150,6 +156,12 @@ IGNORED_KEYS = {
 }
 
 KEYS: dict[str, Key] = {k.name: k for k in ORDERING_KEYS + TOOL_KEYS}
+
+
+def shape_keys(method: str) -> list[str]:
+    """The keys that shape ``method``'s order beyond the data's own (score field, direction, seed):
+    the ones the paper gives each method its own values for."""
+    return [k.name for k in method_params(method) if k.name not in ("score_field", "seed", "ascending")]
 
 
 def method_params(method: str) -> list[Key]:
@@ -194,12 +206,21 @@ class RunConfig:
     memory_limit: int  # bytes; 0 in the config means "derived from the machine"
     rewrite: str = "auto"
     work_compression: str = "none"
+    output_from_config: bool = False  # the output folder came from the config file, not the command line
+    format_note: str = ""  # why this format, when the run chose it ("auto")
+    layout_bytes: int = 0  # uncompressed bytes a shard is cut at (plan/shard_bytes); 0: not estimated yet
     ignored: dict[str, str] = field(default_factory=dict)
     unused: dict[str, tuple[str, ...]] = field(default_factory=dict)  # key -> the methods that read it
 
     @property
     def score_field(self) -> str:
         return self.params["score_field"]
+
+    @property
+    def layout_shard_bytes(self) -> int:
+        """The uncompressed bytes the plan cuts shards at: ``shard_size`` (bytes on disk) over the
+        estimated compression ratio, once :mod:`plan.shard_bytes` has estimated it."""
+        return self.layout_bytes or self.shard_size
 
     @property
     def seed(self) -> int:
@@ -332,7 +353,23 @@ def load(
     method: str | None = None,
     inputs: list[str] | None = None,
     output: str | None = None,
+    skip_file_keys: Iterable[str] = (),
 ) -> RunConfig:
-    raw = read_yaml(path)
-    raw.update(parse_overrides(overrides))
-    return resolve(raw, method=method, inputs=inputs, output=output)
+    """The config file, then ``--set`` overrides, then the command line's values; keys of the file in
+    ``skip_file_keys`` are left out (``--set`` still sets them)."""
+    raw = {k: v for k, v in read_yaml(path).items() if k not in set(skip_file_keys)}
+    sets = parse_overrides(overrides)
+    raw.update(sets)
+    cfg = resolve(raw, method=method, inputs=inputs, output=output)
+    return replace(cfg, output_from_config=not output and "output" not in sets)
+
+
+def with_format(cfg: RunConfig, input_formats: list[tuple[str, str | None]]) -> RunConfig:
+    """``cfg`` with ``format: auto`` decided from the inputs' (format, compression) pairs: their format
+    when all share one (compressed JSONL gives jsonl.zst), else parquet; ``format_note`` says why."""
+    if cfg.format != "auto":
+        return cfg
+    kinds = {fmt if fmt == "parquet" else ("jsonl" if comp is None else "jsonl.zst") for fmt, comp in input_formats}
+    if len(kinds) == 1:
+        return replace(cfg, format=kinds.pop(), format_note="the inputs' format")
+    return replace(cfg, format="parquet", format_note="the default for inputs of mixed formats")

@@ -14,9 +14,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reorder_cli.config import RunConfig
+from reorder_cli.config import RunConfig, with_format
 from reorder_cli.formats.discover import InputFile, discover
 from reorder_cli.plan import build as plan
+from reorder_cli.plan import shard_bytes
 from reorder_cli.plan import stored as stored_plan
 from reorder_cli.plan.build import Plan
 from reorder_cli.plan.stored import StoredPlan
@@ -44,6 +45,8 @@ class RunResult:
     output: Path
     seconds: float
     path: str = ""  # the rewrite path: "in-memory" or "out-of-core"
+    cfg: RunConfig | None = None  # the config the run used (format decided, workers as the budget allows)
+    reused_shards: int = 0  # shards an earlier, interrupted run of the same command had finished
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -65,6 +68,7 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
     started, timings = time.perf_counter(), {}
     skipped: list[str] = []  # files inside folders or globs not read for their extension
     files = discover(cfg.inputs, skipped)
+    cfg = with_format(cfg, [(f.format, f.compression) for f in files])
     out, work, ident = cfg.output, WorkDir(cfg.output), identity(cfg, files)
     publishing = output.is_publishing(work, ident, restart)
     done = None if plan_only or publishing or overwrite else output.already_done(out, ident, cfg.workers)
@@ -73,7 +77,7 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
                 "sizes and sha256 match its manifest)")
         return RunResult("already done", done, out, time.perf_counter() - started, notes=[note])
     output.check(out, files, cfg.inputs, overwrite, publishing)
-    result = RunResult("done", {}, out, 0.0)
+    result = RunResult("done", {}, out, 0.0, cfg=cfg)
     with output.claimed(out, work, ident, restart) as resumed:
         planned = _plan(files, cfg, work, resumed, plan_only, progress, result, timings)
         if plan_only:
@@ -82,6 +86,7 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
                                 f"tasks in {work.root}")
             result.status, result.seconds = "planned", time.perf_counter() - started
             return result
+        result.cfg = planned.cfg
         shards = _rewrite(planned, work, resumed, progress, result, timings)
         work_bytes = work.size()
         result.manifest = manifest.build(planned.plan, planned.cfg, shards, out)
@@ -108,6 +113,7 @@ def _plan(files: list[InputFile], cfg: RunConfig, work: WorkDir, resumed: bool, 
         keys_ooc = work.plan_keys("scores").exists()
         planned = _Planned(stored.as_plan(files), stored, cfg, "out-of-core", "resumed from the stored plan", keys_ooc)
     else:
+        cfg = shard_bytes.for_layout(cfg, files)
         keys_budget = budget.keys_budget(cfg)
         with progress.task("Reading scores", total=sum(f.size for f in files), unit="bytes") as advance:
             sources = plan.read_keys(files, cfg.score_field, cfg.invalid_scores == "error", cfg.workers, advance,
@@ -139,12 +145,14 @@ def _rewrite(planned: _Planned, work: WorkDir, resumed: bool, progress: Progress
     """Every output shard, staged in the work folder: in memory, or by the scatter and gather tasks."""
     cfg = planned.cfg
     if resumed:
+        result.reused_shards = sum(tasks.finished_shard(work, j) is not None for j in range(len(planned.plan.shards)))
         result.notes.append(f"resuming: {work.count_finished('scatter')} scatter and "
-                            f"{work.count_finished('gather')} gather tasks were already finished")
+                            f"{result.reused_shards} gather tasks were already finished")
     temp = budget.check_disk(work.root, planned.plan, cfg, planned.path, work.size())
-    result.notes.append(f"rewrite path: {planned.path} ({planned.reason}); temporary space needed: about "
-                        f"{fmt_bytes(temp)}")
-    progress.note(result.notes[-1])
+    if result.reused_shards < len(planned.plan.shards):
+        result.notes.append(f"rewrite path: {planned.path} ({planned.reason}); temporary space needed: about "
+                            f"{fmt_bytes(temp)}")
+        progress.note(result.notes[-1])
     t0 = time.perf_counter()
     if planned.stored is not None:
         shards = tasks.run_all(planned.stored, work, cfg.workers, progress, timings)

@@ -90,7 +90,8 @@ def metrics_table(rows: list[tuple[str, dict[str, Any]]]) -> Table:
     table = Table(title="guidance metrics", title_justify="left", box=None, pad_edge=False)
     columns = ("order", "start", "end", "rises", "falls", "quarter ranges", "max\njump", "mean\njump", "local\ndiv.")
     for col in columns:
-        table.add_column(col, justify="left" if col in ("order", "quarter ranges") else "right", no_wrap=True)
+        table.add_column(col, justify="left" if col in ("order", "quarter ranges") else "right",
+                         no_wrap=col != "order")  # a long order name wraps; the numbers never do
     for label, m in rows:
         b, c, j = m["boundary"], m["cycles"], m["continuity"]
         table.add_row(label, _f2(b["start"]), _f2(b["end"]), str(c["rises"]), str(c["falls"]),
@@ -190,11 +191,29 @@ def run_result(result: RunResult, cfg: RunConfig, quiet: bool) -> None:
         return
     if quiet:
         return
+    used = result.cfg or cfg
+    if used.output_from_config:
+        note(f"output folder {result.output} comes from the config file's 'output' key; -o/--output chooses another")
+    done(summary_line(result, used))
+
+
+def summary_line(result: RunResult, cfg: RunConfig) -> str:
+    """The last line of a run: what was written where, and how it happened."""
     t = result.manifest["totals"]
+    fmt = cfg.format + (f" ({cfg.format_note})" if cfg.format_note else "")
+    what = f"{t['rows']:,} rows -> {t['shards']} {fmt} shard(s), {fmt_bytes(t['bytes'])} in {result.output}"
+    dropped = f"; dropped {t['dropped_rows']:,} invalid" if t["dropped_rows"] else ""
+    if result.reused_shards >= t["shards"]:
+        how = (f"published the shards an earlier, interrupted run had finished ({result.seconds:.1f} s, "
+               "moved into place, nothing rewritten)")
+        return f"{cfg.method}: {what}{dropped}; {how}"
+    if result.reused_shards:
+        how = (f"resumed: {result.reused_shards} of {t['shards']} shard(s) came from an earlier, interrupted run; "
+               f"{result.seconds:.1f} s, {result.path}")
+        return f"{cfg.method}: {what}{dropped}  ({how})"
     rate = t["input_bytes"] / max(result.seconds, 1e-9) / 1e6
-    done(f"{cfg.method}: {t['rows']:,} rows -> {t['shards']} shard(s), {fmt_bytes(t['bytes'])} in "
-         f"{result.output}  ({result.seconds:.1f} s, {rate:.0f} MB/s of input, {result.path})"
-         + (f"; dropped {t['dropped_rows']:,} invalid" if t["dropped_rows"] else ""))
+    return (f"{cfg.method}: {what}{dropped}  ({result.seconds:.1f} s, {rate:.0f} MB/s of input, "
+            f"{result.path})")
 
 
 def interrupted(work_root: Path) -> None:
@@ -244,7 +263,7 @@ def deep_ok(view: Stats) -> None:
 def preview(result: Preview, plot_file: Path | None) -> None:
     out.print(f"[bold]preview[/]: {result.input_rows:,} rows from {len(result.files)} file(s), scores read and "
               f"ordered in {result.seconds:.1f} s; nothing written", highlight=False, soft_wrap=True)
-    metrics([(o.method, o.metrics) for o in result.orders])
+    metrics([(title(o.method, o.params), o.metrics) for o in result.orders])
     width = min(out.width, 140)
     for o in result.orders:
         out.print(f"\n[bold]{title(o.method, o.params)}[/]: mean score by output position", highlight=False)

@@ -56,6 +56,7 @@ STR_SETTINGS = {"num_sections": 2, "folding_layer": 3, "folding_ratio": 0.225}
 SAW_SETTINGS = {"num_sections": 3, "folding_layer": 2, "folding_ratio": 0.075}
 PARQUET_FLOOR = "polars sink parquet"  # the streaming read-and-rewrite: Polars' default engine
 JSONL_FLOOR = "copy jsonl (bytes)"
+STARTUP_FLOOR = "python -c pass"  # the interpreter alone: the floor of the start-up cases
 
 # Snippets run as ``python -c SNIPPET OUT FILE...``.
 POLARS_PARQUET = """
@@ -295,7 +296,7 @@ def reference_case(method: str, ref_dir: Path, single: Path, out: Path) -> Case:
 def ensure_loader_output(data: Path) -> Path:
     """The STR output (Parquet, default shards and row groups) of the Parquet corpus, written once."""
     target = data / "reordered-str"
-    from reorder_cli import manifest
+    from reorder_cli.publish import manifest
 
     if not (target / manifest.MANIFEST_NAME).exists():
         print(f"writing the STR output the loader cases read to {target} ...", flush=True)
@@ -317,13 +318,21 @@ def loader_cases(data: Path, notes: list[str]) -> list[Case]:
     return cases
 
 
+def startup_cases() -> list[Case]:
+    """`reorder --version` and `--help` against the bare interpreter (target: under 0.25 s)."""
+    return [Case(STARTUP_FLOOR, [sys.executable, "-c", "pass"], STARTUP_FLOOR),
+            Case("startup reorder --version", [*reorder_exe(), "--version"], STARTUP_FLOOR),
+            Case("startup reorder --help", [*reorder_exe(), "--help"], STARTUP_FLOOR)]
+
+
 def build_cases(args: argparse.Namespace, notes: list[str]) -> list[Case]:
     data, out = args.data, args.out
     if args.loaders:
         return select(loader_cases(data, notes), args.cases)
     pq_files, js_files = shard_paths(data, "parquet"), shard_paths(data, "jsonl")
     formats = [f for f in ("parquet", "jsonl") if f in args.formats]
-    cases = [reorder_case(m, f, data, out, args.workers) for f in formats for m in ("str", "saw")]
+    cases = startup_cases()
+    cases += [reorder_case(m, f, data, out, args.workers) for f in formats for m in ("str", "saw")]
     if args.in_memory:
         cases += [reorder_case(m, f, data, out, args.workers, rewrite="in-memory")
                   for f in formats for m in ("str", "saw")]
@@ -408,34 +417,43 @@ def clean(path: Path) -> None:
     path.mkdir(parents=True)
 
 
-def run_case(case: Case, out: Path, repeat: int) -> Result:
-    result = Result(case.name, case.argv)
+def run_cases(cases: list[Case], out: Path, repeat: int) -> dict[str, Result]:
+    """Every case ``repeat`` times, round-robin (case A, B, C, A, B, C, ...), so that a slow spell of
+    the machine hits every case alike rather than one of them."""
+    results = {case.name: Result(case.name, case.argv) for case in cases}
+    for i in range(repeat):
+        for case in cases:
+            if results[case.name].error is None:
+                run_once(case, results[case.name], out, i, repeat)
+    for case in cases:
+        shutil.rmtree(out / slug(case.name), ignore_errors=True)
+    return results
+
+
+def run_once(case: Case, result: Result, out: Path, i: int, repeat: int) -> None:
     logs = out / "_logs"
     logs.mkdir(parents=True, exist_ok=True)
-    for i in range(repeat):
-        clean(out / slug(case.name))
-        log = logs / f"{slug(case.name)}-{i}.log"
-        seconds, peak_mb, code = measure(case.argv, log)
-        run_log = out / slug(case.name) / ".run_log.json"  # reorder's own timings, kept beside the log
-        if run_log.exists():
-            shutil.copy(run_log, log.with_suffix(".run_log.json"))
-            facts = json.loads(run_log.read_text())
-            result.path = facts.get("path")
-            result.work_gb.append(facts.get("work_bytes", 0) / 1e9)
-        if code != 0:
-            tail = log.read_text(errors="replace").strip().splitlines()[-15:]
-            result.error = f"exit {code}: " + "\n".join(tail)
-            print(f"  {case.name}: FAILED (exit {code}), see {log}", flush=True)
-            break
-        result.seconds.append(seconds)
-        result.peak_mb.append(peak_mb)
-        for line in log.read_text(errors="replace").splitlines():
-            if line.startswith("LOADER "):
-                facts = json.loads(line[len("LOADER "):])
-                result.rows_per_s.append(facts["rows"] / facts["seconds"])
-        print(f"  {case.name} [{i + 1}/{repeat}]: {seconds:.2f} s, {peak_mb:,.0f} MB", flush=True)
-    shutil.rmtree(out / slug(case.name), ignore_errors=True)
-    return result
+    clean(out / slug(case.name))
+    log = logs / f"{slug(case.name)}-{i}.log"
+    seconds, peak_mb, code = measure(case.argv, log)
+    run_log = out / slug(case.name) / ".run_log.json"  # reorder's own timings, kept beside the log
+    if run_log.exists():
+        shutil.copy(run_log, log.with_suffix(".run_log.json"))
+        facts = json.loads(run_log.read_text())
+        result.path = facts.get("path")
+        result.work_gb.append(facts.get("work_bytes", 0) / 1e9)
+    if code != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-15:]
+        result.error = f"exit {code}: " + "\n".join(tail)
+        print(f"  {case.name}: FAILED (exit {code}), see {log}", flush=True)
+        return
+    result.seconds.append(seconds)
+    result.peak_mb.append(peak_mb)
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("LOADER "):
+            facts = json.loads(line[len("LOADER "):])
+            result.rows_per_s.append(facts["rows"] / facts["seconds"])
+    print(f"  {case.name} [{i + 1}/{repeat}]: {seconds:.2f} s, {peak_mb:,.0f} MB", flush=True)
 
 
 # --------------------------------------------------------------------------- report
@@ -557,7 +575,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"no case matches --cases {args.cases!r}")
     missing = sorted({c.floor for c in cases if c.floor} - {c.name for c in cases})
     notes += [f"floor {name!r} not selected: its ratios show as -" for name in missing]
-    results = {case.name: run_case(case, args.out, args.repeat) for case in cases}
+    results = run_cases(cases, args.out, args.repeat)
     table = rows(cases, results)
     corpus = {
         "docs": args.docs,

@@ -6,6 +6,10 @@ Rows have the fields ``id``, ``text``, ``url``, ``token_count``, ``score`` (floa
 vocabulary, so it compresses roughly like real text.
 
     python scripts/corpus.py OUT_DIR --docs 200000 --shards 8 --formats jsonl,parquet
+    python scripts/corpus.py OUT_DIR --docs 20000 --score-field metadata.score   # nested, as FineWeb-like pipelines
+
+With a dotted ``--score-field`` (``metadata.score``) the score and ``int_score`` move into a
+struct column named by the first part; use the same ``score_field`` in the reorder config.
 """
 
 from __future__ import annotations
@@ -65,6 +69,18 @@ def make_frame(docs: int, seed: int = 0, median_chars: int = 2500, sigma: float 
     )
 
 
+def nest_score(frame: pl.DataFrame, score_field: str) -> pl.DataFrame:
+    """Put ``score`` (and ``int_score``) at the dotted path ``score_field``: ``metadata.score`` makes a
+    struct column ``metadata`` holding ``score`` and ``int_score``. A plain name just renames the column."""
+    *outer, leaf = score_field.split(".")
+    if not outer:
+        return frame.rename({"score": leaf}) if leaf != "score" else frame
+    inner = pl.struct(pl.col("score").alias(leaf), pl.col("int_score"))
+    for name in reversed(outer[1:]):
+        inner = pl.struct(inner.alias(name))
+    return frame.with_columns(inner.alias(outer[0])).drop("score", "int_score")
+
+
 def write_corpus(frame: pl.DataFrame, out: Path, shards: int, formats: list[str], row_group_size: int = 10_000) -> None:
     out.mkdir(parents=True, exist_ok=True)
     bounds = np.linspace(0, frame.height, shards + 1).astype(int)
@@ -81,15 +97,19 @@ def write_corpus(frame: pl.DataFrame, out: Path, shards: int, formats: list[str]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--docs", type=int, default=200_000)
-    parser.add_argument("--shards", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--median-chars", type=int, default=2500)
-    parser.add_argument("--formats", default="jsonl,parquet")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("out", type=Path, help="folder to write the shards into (created if missing)")
+    parser.add_argument("--docs", type=int, default=200_000, help="documents (rows) in the whole corpus")
+    parser.add_argument("--shards", type=int, default=8, help="files a format; rows are split evenly, in order")
+    parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same bytes")
+    parser.add_argument("--median-chars", type=int, default=2500,
+                        help="median document length in characters (lengths are lognormal, with a long tail)")
+    parser.add_argument("--formats", default="jsonl,parquet", help="comma-separated formats to write: jsonl, parquet")
+    parser.add_argument("--score-field", default="score",
+                        help="where the score goes; a dotted path nests it in a struct (metadata.score)")
     args = parser.parse_args()
-    frame = make_frame(args.docs, args.seed, args.median_chars)
+    frame = nest_score(make_frame(args.docs, args.seed, args.median_chars), args.score_field)
     write_corpus(frame, args.out, args.shards, args.formats.split(","))
 
 

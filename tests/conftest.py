@@ -248,9 +248,10 @@ class Corpus:
 
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
-    """A minimal config: the method and paths come from the command line."""
+    """A minimal config: the method and paths come from the command line. It names the output format
+    (the tests were written for Parquet output; ``format: auto`` has its own tests in test_first_hour.py)."""
     path = tmp_path / "cfg.yaml"
-    path.write_text("score_field: score\nseed: 42\n")
+    path.write_text("score_field: score\nseed: 42\nformat: parquet\n")
     return path
 
 

@@ -294,7 +294,7 @@ def test_parse_size_rejects(text):
 def test_sizes_in_a_config(tmp_path, small):
     f, _, _ = small
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("method: str\nshard_size: 1GiB\nrow_group_size: 256MB\n")
+    cfg.write_text("method: str\nformat: parquet\nshard_size: 1GiB\nrow_group_size: 256MB\n")
     reorder(cfg, [f], tmp_path / "big")
     out = read_manifest(tmp_path / "big")["output"]
     assert out["shard_size"] == 2**30 and out["row_group_size"] == 256 * 10**6

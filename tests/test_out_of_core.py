@@ -67,7 +67,7 @@ def mixed_inputs(tmp_path) -> list[Path]:
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl", "jsonl.zst"])
 @pytest.mark.parametrize("method", ["str", "saw", "shuffle"])
 def test_out_of_core_gives_the_bytes_of_the_in_memory_path(tmp_path, config_file, mixed_inputs, fmt, method, keys):
-    sets = [f"format={fmt}", "shard_size=40kB", "row_group_rows=37", "window_size=25"]
+    sets = [f"format={fmt}", "shard_size=8kB", "row_group_rows=37", "window_size=25"]  # on disk
     reorder(config_file, mixed_inputs, tmp_path / "mem", method=method, sets=[*sets, "rewrite=in-memory"])
     reorder(config_file, mixed_inputs, tmp_path / "ooc", method=method,
             sets=[*sets, *(OOC if keys == "out-of-core" else OOC_PAYLOAD)])

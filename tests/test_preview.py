@@ -76,10 +76,17 @@ def test_preview_matches_what_run_records_and_writes_nothing(tmp_path, jsonl_cor
     assert o["metrics"] == m["metrics"] and o["profile"] == m["profile"] and o["params"] == m["params"]
 
 
-def test_preview_compare_uses_config_values_else_method_defaults(tmp_path, jsonl_corpus):
+def test_preview_compare_gives_paper_defaults_unless_set(tmp_path, jsonl_corpus):
+    """--compare: the config file's order-shaping keys are not borrowed (a warning names them);
+    --set applies a value to every method; data keys (seed) still come from the file."""
     cfg = tmp_path / "c.yaml"
     cfg.write_text("num_sections: 4\nseed: 7\n")
-    doc = preview_json(cfg, "--input", tmp_path / "in", "--compare", "str, saw,sorting,shuffle")
+    result = invoke("preview", cfg, "--input", tmp_path / "in", "--compare", "str,saw", "-q", "--json")
+    assert result.exit_code == 0 and "the config's num_sections is not used" in result.stderr, result.stderr
+    by = {o["method"]: o for o in json.loads(result.stdout)["orders"]}
+    assert by["str"]["params"]["num_sections"] == 2 and by["saw"]["params"]["num_sections"] == 3
+    doc = preview_json(cfg, "--input", tmp_path / "in", "--compare", "str, saw,sorting,shuffle",
+                       "--set", "num_sections=4")
     by = {o["method"]: o for o in doc["orders"]}
     assert list(by) == ["str", "saw", "sorting", "shuffle"]
     assert by["str"]["params"]["num_sections"] == by["saw"]["params"]["num_sections"] == 4
@@ -102,8 +109,10 @@ def test_preview_table_and_profiles(tmp_path, config_file, jsonl_corpus):
     text = result.stdout
     assert "1,200 rows from 3 file(s)" in text and "nothing written" in text
     table = text.split("guidance metrics", 1)[1].split("start/end:", 1)[0]
-    lines = [line.split() for line in table.splitlines() if line.split()[:1] in (["str"], ["saw"], ["shuffle"])]
-    assert [row[0] for row in lines] == ["str", "saw", "shuffle"]
+    lines = [line.split() for line in table.splitlines() if line.split()[:1] in (["STR"], ["SAW"], ["Random,"])]
+    assert [row[0] for row in lines] == ["STR", "SAW", "Random,"]  # readable names: "STR (S=2, L=3, r=0.225)"
+    lines = [row[-11:] for row in lines]  # the 11 cells after the label
+    lines = [["label", *row] for row in lines]
     doc = preview_json(config_file, "--input", tmp_path / "in", "--compare", "str,saw,shuffle",
                        "--window", "100", "--boundary-pct", "10")
     for row, o in zip(lines, doc["orders"], strict=True):
@@ -195,7 +204,8 @@ def test_missing_plot_extra(tmp_path, config_file, jsonl_corpus, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     msg = one_line_error(invoke("preview", config_file, "--input", tmp_path / "in", "--method", "str",
                                 "--plot", tmp_path / "x.png"))
-    assert msg == "error: plotting needs the optional extra: pip install 'reorder[plot]'"
+    assert msg == ("error: plotting needs the optional extra: pip install 'reorder[plot]' "
+                   "(in a checkout: pip install '.[plot]')")
     assert not (tmp_path / "x.png").exists()
     # the terminal profile needs no extra
     result = invoke("preview", config_file, "--input", tmp_path / "in", "--method", "str", "-q")

@@ -14,7 +14,6 @@ import pyarrow.parquet as pq
 import zstandard
 
 from reorder_cli.util.atomic import temporary
-from reorder_cli.util.hashing import file_sha256
 
 EXTENSIONS = {"parquet": ".parquet", "jsonl.zst": ".jsonl.zst", "jsonl": ".jsonl"}
 COMPRESSION = {"parquet": "zstd", "jsonl.zst": "zstd", "jsonl": None}
@@ -47,10 +46,20 @@ class _HashingFile:
         self.size += n
         return n
 
+    def tell(self) -> int:
+        return self.size
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def closed(self) -> bool:
+        return self._fh.closed
+
     def flush(self) -> None:
         self._fh.flush()
 
-    def close(self) -> None:
+    def close(self) -> None:  # the Parquet writer closes its sink itself: closing twice is fine
         self._fh.close()
 
 
@@ -76,10 +85,10 @@ class ShardWriter:
     def __init__(self, path: Path, fmt: str, level: int, schema: pa.Schema | None = None):
         self.path, self.fmt = path, fmt
         self.tmp = temporary(path)
+        self._file = _HashingFile(self.tmp)  # hashed as written: no second read of the shard
         if fmt == "parquet":
-            self._pq = pq.ParquetWriter(self.tmp, schema, compression="zstd", compression_level=level)
+            self._pq = pq.ParquetWriter(self._file, schema, compression="zstd", compression_level=level)
         else:
-            self._file = _HashingFile(self.tmp)
             self._zstd = zstandard.ZstdCompressor(level=level).stream_writer(self._file, closefd=False) \
                 if fmt == "jsonl.zst" else None
 
@@ -93,12 +102,10 @@ class ShardWriter:
         """Close the shard ``index`` (positions [first, first + rows)) and move it into place."""
         if self.fmt == "parquet":
             self._pq.close()
-            size, sha = self.tmp.stat().st_size, file_sha256(self.tmp)
-        else:
-            if self._zstd is not None:
-                self._zstd.close()
-            self._file.close()
-            size, sha = self._file.size, self._file.digest.hexdigest()
+        elif self._zstd is not None:
+            self._zstd.close()
+        self._file.close()
+        size, sha = self._file.size, self._file.digest.hexdigest()
         os.replace(self.tmp, self.path)
         return ShardRecord(index, self.path.name, rows, size, sha, first, COMPRESSION[self.fmt]).to_dict()
 
@@ -106,8 +113,7 @@ class ShardWriter:
         try:
             if self.fmt == "parquet":
                 self._pq.close()
-            else:
-                self._file.close()
+            self._file.close()
         except Exception:  # noqa: BLE001 - best effort before removing the partial file
             pass
         self.tmp.unlink(missing_ok=True)

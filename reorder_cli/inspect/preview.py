@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,21 @@ def configs(
     if compare is not None and not names:
         raise ReorderError("--compare expects a comma-separated list of methods, e.g. str,saw,sorting,shuffle")
     # A preview writes nothing: the output folder is neither needed nor created.
-    return [config.load(config_file, sets, method=m, inputs=inputs, output=os.devnull) for m in names]
+    if not compare:
+        return [config.load(config_file, sets, method=m, inputs=inputs, output=os.devnull) for m in names]
+    # Side by side, every method gets its own (paper) parameters: the config file's values of the keys
+    # that shape an order are left out, unless --set gives them (then every method takes them).
+    cfgs = [config.load(config_file, sets, method=m, inputs=inputs, output=os.devnull,
+                        skip_file_keys=config.shape_keys(config.resolve_method(m))) for m in names]
+    given = set(config.parse_overrides(sets))
+    in_file = config.read_yaml(config_file)
+    skipped = sorted({k for k, v in in_file.items() if k not in given
+                      and any(k in config.shape_keys(c.method) and c.params[k] != v for c in cfgs)})
+    if skipped:
+        warnings.warn(f"--compare gives every method its own defaults (the paper's settings); the config's "
+                      f"{', '.join(skipped)} {'is' if len(skipped) == 1 else 'are'} not used (--set KEY=VALUE "
+                      "applies a value to every method)", stacklevel=2)
+    return cfgs
 
 
 def run(cfgs: list[RunConfig], params: metrics.Params, progress: Progress | None = None,
@@ -63,7 +78,7 @@ def run(cfgs: list[RunConfig], params: metrics.Params, progress: Progress | None
     """Read the scores once, order them by every config's method and measure each order; with
     ``plot_file``, draw one panel a method."""
     if plot_file:
-        plot.require()
+        plot.require(plot_file)
     progress = progress or Progress(enabled=False)
     started = time.perf_counter()
     first = cfgs[0]
@@ -77,7 +92,8 @@ def run(cfgs: list[RunConfig], params: metrics.Params, progress: Progress | None
                               metrics.compute(p.scores, params), profile(p.scores)))
     input_rows = int(sum(s.rows for s in sources))
     if plot_file:
-        plot.write_png(plot_file, [(plot.title(o.method, o.params), o.scores, o.profile) for o in orders], plot_size)
+        plot.write(plot_file, [(plot.title(o.method, o.params), o.scores) for o in orders],
+                   plot.describe_inputs([str(f.path) for f in files], input_rows), plot_size)
     return Preview(files, input_rows, time.perf_counter() - started, orders)
 
 

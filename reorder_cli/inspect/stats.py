@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from reorder_cli.inspect import deep, plot
-from reorder_cli.metrics.summary import profile
 from reorder_cli.publish import manifest
 
 
@@ -26,14 +25,15 @@ def read(path: Path, deep_check: bool = False, plot_file: Path | None = None,
     """Read the manifest; with ``deep_check`` re-read the shards' scores and compare; with ``plot_file``
     draw their score by position."""
     if plot_file:
-        plot.require()
+        plot.require(plot_file)
     doc, folder = manifest.read(path)
     per_shard = deep.shard_scores(doc, folder) if deep_check or plot_file else []
     recomputed, differences = deep.check(doc, per_shard) if deep_check else (None, [])
     if plot_file:
         scores = deep.concat(per_shard)
-        plot.write_png(plot_file, [(plot.title(doc["method"], doc["params"]), scores, profile(scores))],
-                       plot_size)
+        inputs = [i["path"] for i in doc.get("inputs", []) if isinstance(i, dict) and "path" in i]
+        plot.write(plot_file, [(plot.title(doc["method"], doc["params"]), scores)],
+                   plot.describe_inputs(inputs, len(scores)) + f" · output {folder}", plot_size)
     found = doc.get("metrics") or (recomputed or {}).get("metrics")
     return Stats(doc, found, deep_check, differences)
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from reorder_cli.errors import ReorderError
+from reorder_cli.metrics.defaults import BOUNDARY_PCT, WINDOW
 from reorder_cli.metrics.summary import rounded
 from reorder_cli.util.npy import CHUNK_ROWS
 
@@ -28,8 +29,8 @@ NOISE_FLOOR = 5.0  # rises and falls smaller than this many standard errors of a
 
 @dataclass(frozen=True)
 class Params:
-    window: int = 1024  # rows in a window (about a batch)
-    boundary_pct: float = 5.0  # the first and the last k percent of positions
+    window: int = WINDOW  # rows in a window (about a batch)
+    boundary_pct: float = BOUNDARY_PCT  # the first and the last k percent of positions
     cycle_threshold: float = 0.25  # a rise or fall counts when it exceeds this many sigma (and the noise floor)
     bins: int = 200  # at most this many bins (of whole windows) in the smoothed profile
 

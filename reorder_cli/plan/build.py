@@ -163,7 +163,7 @@ def build(files: list[InputFile], sources: list, cfg: RunConfig) -> Plan:
         order=order.astype(np.int64),
         scores=scores[order],
         sizes=out_sizes,
-        shards=layout(out_sizes, cfg.shard_size, cfg.shard_rows),
+        shards=layout(out_sizes, cfg.layout_shard_bytes, cfg.shard_rows),
         invalid_count=int(len(invalid_rows)),
         invalid_samples=samples,
         dropped=dropped,
@@ -206,7 +206,7 @@ def build_out_of_core(files: list[InputFile], sources: list, cfg: RunConfig, wor
                for i, s in enumerate(sources) for where, what in s.invalid][:20]
     return Plan(
         files=files, sources=sources, row_starts=row_starts, order=order, scores=scores, sizes=sizes,
-        shards=layout(sizes, cfg.shard_size, cfg.shard_rows, ends), invalid_count=int(invalid),
+        shards=layout(sizes, cfg.layout_shard_bytes, cfg.shard_rows, ends), invalid_count=int(invalid),
         invalid_samples=samples, dropped=int(invalid) if cfg.invalid_scores == "drop" else 0,
     )
 

@@ -100,8 +100,8 @@ def largest_batch(plan: Plan, cfg: RunConfig) -> int:
     """An upper bound of the bytes of one write batch (a Parquet row group, a block of JSONL lines),
     as a gather holds it: at most the configured batch, a shard and all the rows, and one row more."""
     limit = cfg.row_group_size if cfg.format == "parquet" else LINE_BATCH_BYTES
-    if cfg.shard_size:
-        limit = min(limit, cfg.shard_size)
+    if cfg.layout_shard_bytes:
+        limit = min(limit, cfg.layout_shard_bytes)
     total, largest = _sizes_summary(plan)
     rows = min(plan.rows, cfg.row_group_rows) if cfg.format == "parquet" else plan.rows
     rows = min(rows, 2 * limit * plan.rows // max(1, total) + 1)  # rows of about the mean size
