@@ -18,7 +18,8 @@ per second of the iteration alone.
 
 With ``--out-of-core`` the reorder cases also run forced out of core (``--set rewrite=out-of-core``, no memory
 limit): for JSONL, the sequential scatter/gather over line blocks instead of the gather through memory maps. The
-table shows the median and the spread (fastest-slowest run) of every case.
+table shows the median and the spread (fastest-slowest run) of every case, and beside the ratio of medians the
+paired ratio: the median over rounds of the ratio within a round (steadier on a machine whose load varies).
 
 With ``--memory-limit`` the reorder cases also run under that budget (out of core when the data does not fit),
 once per worker count of ``--budget-workers``; the table then shows which path ran and the temporary disk
@@ -472,6 +473,14 @@ def ratio(result: Result, other: Result | None) -> float | None:
     return result.median_seconds / other.median_seconds
 
 
+def paired_ratio(result: Result, other: Result | None) -> float | None:
+    """The median over rounds of this case's time over ``other``'s in the same round: steadier than the
+    ratio of medians when the machine's load changes between rounds."""
+    if other is None or not result.seconds or len(result.seconds) != len(other.seconds):
+        return None
+    return statistics.median(a / b for a, b in zip(result.seconds, other.seconds, strict=True) if b)
+
+
 def rows(cases: list[Case], results: dict[str, Result]) -> list[dict[str, object]]:
     table = []
     for case in cases:
@@ -485,6 +494,8 @@ def rows(cases: list[Case], results: dict[str, Result]) -> list[dict[str, object
                 "floor": case.floor,
                 "vs_floor": ratio(res, results.get(case.floor or "")),
                 "vs_reference": ratio(res, results.get(case.reference or "")),
+                "vs_floor_paired": paired_ratio(res, results.get(case.floor or "")),
+                "vs_reference_paired": paired_ratio(res, results.get(case.reference or "")),
                 "median_peak_mb": res.median_peak_mb,
                 "path": res.path,
                 "work_gb": max(res.work_gb) if res.work_gb else None,
@@ -515,8 +526,10 @@ def print_table(table: list[dict[str, object]], corpus_line: str, notes: list[st
     grid.add_column("median s", justify="right")
     grid.add_column("min-max s", justify="right")
     grid.add_column("x floor", justify="right")
+    grid.add_column("x floor paired", justify="right")
     if with_ref:
         grid.add_column("x reference", justify="right")
+        grid.add_column("x ref. paired", justify="right")
     if with_rows:
         grid.add_column("rows/s", justify="right")
     grid.add_column("peak RSS MB", justify="right")
@@ -529,14 +542,15 @@ def print_table(table: list[dict[str, object]], corpus_line: str, notes: list[st
             fmt(r["median_seconds"], ".2f"),
             "-" if r["min_seconds"] is None else f"{r['min_seconds']:.2f}-{r['max_seconds']:.2f}",
             fmt(r["vs_floor"], ".2f"),
+            fmt(r["vs_floor_paired"], ".2f"),
         ]
         if with_ref:
-            cells.append(fmt(r["vs_reference"], ".2f"))
+            cells += [fmt(r["vs_reference"], ".2f"), fmt(r["vs_reference_paired"], ".2f")]
         if with_rows:
             cells.append(fmt(r["rows_per_s"], ",.0f"))
         cells += [fmt(r["median_peak_mb"], ",.0f"), str(r["path"] or ""), fmt(r["work_gb"], ".2f"), str(r["repeats"])]
         grid.add_row(*cells)
-    console = Console(width=max(100, shutil.get_terminal_size().columns))
+    console = Console(width=max(180, shutil.get_terminal_size().columns))
     console.print(grid)
     console.print(corpus_line, highlight=False)
     for note in notes:
