@@ -292,7 +292,7 @@ def audit_cmd(
 
     try:
         if plot_file:
-            plot.require()
+            plot.require(plot_file)
         report = audit.audit(path, logs, id_field=id_field, positions=positions, global_batch=global_batch,
                              start_sample=start_sample)
         if plot_file:

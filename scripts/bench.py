@@ -16,6 +16,11 @@ columns): reorder's ``OrderedReader`` (one process) and ``OrderedDataset`` in a 
 ``datasets`` streaming and map-style (its Arrow cache build included), and plain pyarrow; the table adds the rows
 per second of the iteration alone.
 
+With ``--out-of-core`` the reorder cases also run forced out of core (``--set rewrite=out-of-core``, no memory
+limit): for JSONL, the sequential scatter/gather over line blocks instead of the gather through memory maps. The
+table shows the median and the spread (fastest-slowest run) of every case, and beside the ratio of medians the
+paired ratio: the median over rounds of the ratio within a round (steadier on a machine whose load varies).
+
 With ``--memory-limit`` the reorder cases also run under that budget (out of core when the data does not fit),
 once per worker count of ``--budget-workers``; the table then shows which path ran and the temporary disk
 space the run used (``.run_log.json``).
@@ -336,6 +341,9 @@ def build_cases(args: argparse.Namespace, notes: list[str]) -> list[Case]:
     if args.in_memory:
         cases += [reorder_case(m, f, data, out, args.workers, rewrite="in-memory")
                   for f in formats for m in ("str", "saw")]
+    if args.out_of_core:
+        cases += [reorder_case(m, f, data, out, args.workers, rewrite="out-of-core")
+                  for f in formats for m in ("str", "saw")]
     if args.memory_limit:
         cases += [reorder_case(m, f, data, out, w, args.memory_limit)
                   for f in formats for m in ("str", "saw") for w in args.budget_workers]
@@ -465,6 +473,14 @@ def ratio(result: Result, other: Result | None) -> float | None:
     return result.median_seconds / other.median_seconds
 
 
+def paired_ratio(result: Result, other: Result | None) -> float | None:
+    """The median over rounds of this case's time over ``other``'s in the same round: steadier than the
+    ratio of medians when the machine's load changes between rounds."""
+    if other is None or not result.seconds or len(result.seconds) != len(other.seconds):
+        return None
+    return statistics.median(a / b for a, b in zip(result.seconds, other.seconds, strict=True) if b)
+
+
 def rows(cases: list[Case], results: dict[str, Result]) -> list[dict[str, object]]:
     table = []
     for case in cases:
@@ -473,9 +489,13 @@ def rows(cases: list[Case], results: dict[str, Result]) -> list[dict[str, object
             {
                 "case": case.name,
                 "median_seconds": res.median_seconds,
+                "min_seconds": min(res.seconds) if res.seconds else None,
+                "max_seconds": max(res.seconds) if res.seconds else None,
                 "floor": case.floor,
                 "vs_floor": ratio(res, results.get(case.floor or "")),
                 "vs_reference": ratio(res, results.get(case.reference or "")),
+                "vs_floor_paired": paired_ratio(res, results.get(case.floor or "")),
+                "vs_reference_paired": paired_ratio(res, results.get(case.reference or "")),
                 "median_peak_mb": res.median_peak_mb,
                 "path": res.path,
                 "work_gb": max(res.work_gb) if res.work_gb else None,
@@ -504,9 +524,12 @@ def print_table(table: list[dict[str, object]], corpus_line: str, notes: list[st
     grid = Table(title="reorder benchmark")
     grid.add_column("case")
     grid.add_column("median s", justify="right")
+    grid.add_column("min-max s", justify="right")
     grid.add_column("x floor", justify="right")
+    grid.add_column("x floor paired", justify="right")
     if with_ref:
         grid.add_column("x reference", justify="right")
+        grid.add_column("x ref. paired", justify="right")
     if with_rows:
         grid.add_column("rows/s", justify="right")
     grid.add_column("peak RSS MB", justify="right")
@@ -517,15 +540,17 @@ def print_table(table: list[dict[str, object]], corpus_line: str, notes: list[st
         cells = [
             str(r["case"]) + (" (FAILED)" if r["error"] else ""),
             fmt(r["median_seconds"], ".2f"),
+            "-" if r["min_seconds"] is None else f"{r['min_seconds']:.2f}-{r['max_seconds']:.2f}",
             fmt(r["vs_floor"], ".2f"),
+            fmt(r["vs_floor_paired"], ".2f"),
         ]
         if with_ref:
-            cells.append(fmt(r["vs_reference"], ".2f"))
+            cells += [fmt(r["vs_reference"], ".2f"), fmt(r["vs_reference_paired"], ".2f")]
         if with_rows:
             cells.append(fmt(r["rows_per_s"], ",.0f"))
         cells += [fmt(r["median_peak_mb"], ",.0f"), str(r["path"] or ""), fmt(r["work_gb"], ".2f"), str(r["repeats"])]
         grid.add_row(*cells)
-    console = Console(width=max(100, shutil.get_terminal_size().columns))
+    console = Console(width=max(180, shutil.get_terminal_size().columns))
     console.print(grid)
     console.print(corpus_line, highlight=False)
     for note in notes:
@@ -554,6 +579,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memory-limit", help="also run the reorder cases under this budget, e.g. 1500MB")
     parser.add_argument("--budget-workers", default="1,2", help="worker counts for the budget cases")
     parser.add_argument("--in-memory", action="store_true", help="also run the reorder cases forced in memory")
+    parser.add_argument("--out-of-core", action="store_true",
+                        help="also run the reorder cases forced out of core (the scatter/gather over line blocks "
+                             "for JSONL), with no memory limit")
     parser.add_argument("--loaders", action="store_true",
                         help="instead: read the STR output with reorder's loader, HF datasets and pyarrow (rows/s)")
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""A slow, list-based transcription of shared/ORDERINGS.md, used as a test oracle.
+"""A slow, list-based transcription of docs/orderings.md, used as a test oracle.
 
 Written the way the paper's reference script works (Python lists, ``sorted`` with
 ``reverse=True``, ``rng.shuffle`` on lists), so the vectorised engine can be checked

@@ -1,4 +1,4 @@
-"""The ordering engine against ORDERINGS.md: worked examples, an oracle, and properties."""
+"""The ordering engine against docs/orderings.md: worked examples, an oracle, and properties."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Turn the user's input arguments (files, folders, globs) into an ordered file list.
 
-Order is the "input order" of ORDERINGS.md: arguments in the order given; a folder or a
+Order is the "input order" of docs/orderings.md: arguments in the order given; a folder or a
 glob expands to its matching files sorted by path.
 
 Discovery neither hangs nor guesses: a folder (or a ``**`` glob) is walked following

@@ -163,8 +163,11 @@ def write(path: Path, panels: list[tuple[str, Any]], subtitle: str = "", size: t
     if subtitle:
         axes[0].set_title(subtitle, loc="right", fontsize=9, color="dimgray")
     path = Path(path)
+    from matplotlib import rc_context
+
     try:
-        fig.savefig(path, dpi=DPI, format=path.suffix.lower().lstrip("."), metadata=_metadata(path))
+        with rc_context({"svg.hashsalt": "reorder"}):  # SVG ids from a fixed salt, not a random one
+            fig.savefig(path, dpi=DPI, format=path.suffix.lower().lstrip("."), metadata=_metadata(path))
     except OSError as exc:
         raise ReorderError(f"{path}: cannot write the picture: {exc.strerror or exc}") from None
     return path

@@ -3,7 +3,7 @@
 Every public method takes the valid scores (float64, input order) and its resolved
 parameters and returns ``order``: an int64 array where ``order[p]`` is the input index
 of the row placed at output position ``p``. The semantics are those of
-``shared/ORDERINGS.md`` (the paper's reference code): stable ties in both directions,
+``docs/orderings.md`` (the paper's reference code): stable ties in both directions,
 round-half-to-even split points, NumPy-seeded jitter and Gumbel draws.
 
 No function here loops over rows in Python, except the one documented case in
@@ -76,7 +76,7 @@ def gumbel_jitter(m: int, temperature: float, seed: int) -> np.ndarray:
 def transition_spans(n: int, num_sections: int, folding_ratio: float) -> list[tuple[int, int]]:
     """The STR/SAW transition regions ``[start, end)`` on ranks 0..n-1, in order, never overlapping.
 
-    Ranks outside every region keep their place; the rest of ORDERINGS.md's cursor walk
+    Ranks outside every region keep their place; the rest of the cursor walk of docs/orderings.md
     (rows between regions emitted unchanged) follows from that.
     """
     if n == 0 or num_sections == 1 or folding_ratio == 0:

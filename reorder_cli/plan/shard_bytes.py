@@ -33,12 +33,15 @@ def for_layout(cfg: RunConfig, files: list[InputFile]) -> RunConfig:
     comes out at about ``shard_size`` bytes."""
     if not cfg.shard_size or not files:
         return cfg
-    ratio = compression_ratio(files, cfg.format, cfg.compression_level)
+    ratio = compression_ratio(files, cfg.format, cfg.compression_level, (cfg.row_group_size, cfg.row_group_rows))
     return replace(cfg, layout_bytes=max(1, round(cfg.shard_size / ratio)))
 
 
-def compression_ratio(files: list[InputFile], fmt: str, level: int) -> float:
-    """Output bytes over the plan's uncompressed row sizes, on the sample; 1.0 when nothing to sample."""
+def compression_ratio(files: list[InputFile], fmt: str, level: int,
+                      row_groups: tuple[int, int] = (64 << 20, 100_000)) -> float:
+    """Output bytes over the plan's uncompressed row sizes, on the sample; 1.0 when nothing to sample.
+    Parquet samples are cut into row groups as the output will be (``row_groups``: the config's
+    ``row_group_size`` bytes and ``row_group_rows``): small row groups compress less."""
     if all(f.format == "jsonl" for f in files) and COMPRESSION[fmt] is None:
         return 1.0  # lines are copied as they are: the sizes are the bytes
     picks = sorted({int(i) for i in np.linspace(0, len(files) - 1, min(SAMPLE_FILES, len(files)))})
@@ -49,7 +52,7 @@ def compression_ratio(files: list[InputFile], fmt: str, level: int) -> float:
             continue
         table, lines, size_units = sample
         try:
-            size = _encoded_size(table, lines, fmt, level)
+            size = _encoded_size(table, lines, fmt, level, _group_rows(table, lines, size_units, row_groups))
         except Exception:  # noqa: BLE001 - an estimate never fails a run: the rewrite reports bad rows
             continue
         encoded, units = encoded + size, units + size_units
@@ -81,12 +84,20 @@ def _sample(inp: InputFile) -> tuple[pa.Table | None, bytes | None, int] | None:
         return None  # unreadable here: the keys pass reports it with the file and row
 
 
-def _encoded_size(table: pa.Table | None, lines: bytes | None, fmt: str, level: int) -> int:
+def _group_rows(table: pa.Table | None, lines: bytes | None, units: int, row_groups: tuple[int, int]) -> int:
+    """Rows a Parquet row group of the output holds, at the sample's mean row size."""
+    rows = table.num_rows if table is not None else lines.count(b"\n")
+    group_bytes, group_rows = row_groups
+    per_row = max(1.0, units / max(1, rows))
+    return max(1, min(group_rows or rows, int(group_bytes // per_row) if group_bytes else rows))
+
+
+def _encoded_size(table: pa.Table | None, lines: bytes | None, fmt: str, level: int, group_rows: int) -> int:
     if fmt == "parquet":
         if table is None:
             table = pl.read_ndjson(io.BytesIO(lines)).to_arrow()
         sink = io.BytesIO()
-        pq.write_table(table, sink, compression="zstd", compression_level=level)
+        pq.write_table(table, sink, compression="zstd", compression_level=level, row_group_size=group_rows)
         return sink.tell()
     if lines is None:
         lines = pl.from_arrow(table).write_ndjson().encode("utf-8")
