@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reorder_cli.config import RunConfig, with_format
+from reorder_cli.formats import score_expr
 from reorder_cli.formats.discover import InputFile, discover
 from reorder_cli.plan import build as plan
 from reorder_cli.plan import shard_bytes
@@ -66,6 +67,7 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
     """The stages of a run in order: inputs, output folder, plan, rewrite, publish."""
     progress = progress or Progress(enabled=False)
     started, timings = time.perf_counter(), {}
+    score_expr.for_config(cfg)  # a score expression that does not parse stops here, before anything is written
     skipped: list[str] = []  # files inside folders or globs not read for their extension
     files = discover(cfg.inputs, skipped)
     cfg = with_format(cfg, [(f.format, f.compression) for f in files])
@@ -116,8 +118,8 @@ def _plan(files: list[InputFile], cfg: RunConfig, work: WorkDir, resumed: bool, 
         cfg = shard_bytes.for_layout(cfg, files)
         keys_budget = budget.keys_budget(cfg)
         with progress.task("Reading scores", total=sum(f.size for f in files), unit="bytes") as advance:
-            sources = plan.read_keys(files, cfg.score_field, cfg.invalid_scores == "error", cfg.workers, advance,
-                                     work, keys_budget)
+            sources = plan.read_keys(files, score_expr.for_config(cfg), cfg.invalid_scores == "error", cfg.workers,
+                                     advance, work, keys_budget)
         keys_ooc = plan.spilled(sources)
         if keys_ooc:
             with progress.task("Ordering keys out of core", total=1, unit="steps"):

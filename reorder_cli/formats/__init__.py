@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from reorder_cli.formats import jsonl, parquet
 from reorder_cli.formats.discover import InputFile
+from reorder_cli.formats.score_expr import Scoring
 
 
 @runtime_checkable
@@ -44,10 +45,15 @@ class KeySource(Protocol):
         """int64 (estimated) uncompressed bytes of each row."""
         ...
 
+    def tokens(self) -> np.ndarray | None:
+        """int64 token counts of each row when the scoring reads a token field, else None."""
+        ...
 
-def open_keys(inp: InputFile, score_field: str, fail_on_invalid: bool, spill_path: Path | None = None,
+
+def open_keys(inp: InputFile, score_field: str | Scoring, fail_on_invalid: bool, spill_path: Path | None = None,
               advance: Callable[[int], None] = lambda n: None) -> KeySource:
-    """Read one input's keys: the score column of a Parquet file, one pass over a JSONL file
+    """Read one input's keys (``score_field``: a field, or a :class:`Scoring`): the score column(s)
+    of a Parquet file, one pass over a JSONL file
     (a compressed one decompressed to ``spill_path`` when given, so the rewrite can map it)."""
     if inp.format == "parquet":
         return parquet.ParquetSource(inp, parquet.scan(inp, score_field, fail_on_invalid, advance))

@@ -18,6 +18,7 @@ import numpy as np
 from reorder_cli import config
 from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
+from reorder_cli.formats import score_expr
 from reorder_cli.formats.discover import InputFile, discover
 from reorder_cli.inspect import plot
 from reorder_cli.metrics import guidance as metrics
@@ -36,6 +37,7 @@ class Ordered:
     dropped: int
     metrics: dict[str, Any]
     profile: dict[str, Any]
+    selection: dict[str, Any] | None = None  # what a select: section kept (Selected.to_json)
 
 
 @dataclass
@@ -84,12 +86,13 @@ def run(cfgs: list[RunConfig], params: metrics.Params, progress: Progress | None
     first = cfgs[0]
     files = discover(first.inputs)
     with progress.task("Reading scores", total=sum(f.size for f in files), unit="bytes") as advance:
-        sources = plan.read_keys(files, first.score_field, first.invalid_scores == "error", first.workers, advance)
+        scoring = score_expr.for_config(next((c for c in cfgs if (c.select or {}).get("token_field")), first))
+        sources = plan.read_keys(files, scoring, first.invalid_scores == "error", first.workers, advance)
     orders = []
     for cfg in cfgs:  # a loop over methods
         p = plan.build(files, sources, cfg)
         orders.append(Ordered(cfg.method, cfg.params, p.scores, p.dropped,
-                              metrics.compute(p.scores, params), profile(p.scores)))
+                              metrics.compute(p.scores, params), profile(p.scores), p.selection))
     input_rows = int(sum(s.rows for s in sources))
     if plot_file:
         plot.write(plot_file, [(plot.title(o.method, o.params), o.scores) for o in orders],
@@ -103,7 +106,7 @@ def summary(result: Preview) -> dict[str, Any]:
         "inputs": {"files": len(result.files), "rows": result.input_rows, "bytes": sum(f.size for f in result.files)},
         "orders": [
             {"method": o.method, "params": o.params, "rows": len(o.scores), "dropped_rows": o.dropped,
-             "metrics": o.metrics, "profile": o.profile}
+             "metrics": o.metrics, "profile": o.profile, **({"selection": o.selection} if o.selection else {})}
             for o in result.orders
         ],
     }

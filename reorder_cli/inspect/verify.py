@@ -195,7 +195,8 @@ def _total_problems(doc: dict[str, Any], entries: list[dict], digests: list) -> 
         ("input_rows", sum(i.get("rows", 0) for i in inputs), "the sum of the inputs' rows"),
         ("input_bytes", sum(i.get("bytes", 0) for i in inputs), "the sum of the inputs' bytes"),
         ("dropped_rows", inv.get("dropped"), "invalid_scores.dropped"),
-        ("input_rows", (t.get("rows") or 0) + (t.get("dropped_rows") or 0), "rows + dropped_rows"),
+        ("input_rows", (t.get("rows") or 0) + (t.get("dropped_rows") or 0) + (t.get("unselected_rows") or 0),
+         "rows + dropped_rows + unselected_rows"),
     ]
     problems = [Problem("manifest", "totals", f"{key} is {t.get(key)!r}, expected {want!r} ({what})")
                 for key, want, what in checks if t.get(key) != want]
