@@ -95,6 +95,8 @@ def _size(key: str, v: Any) -> int:
 
 def _expression(key: str, v: Any) -> str:
     """A score expression: parsed (and refused with the position at fault) by ``formats.score_expr``."""
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return str(v)  # a bare number: refused later, as an expression that reads no field
     if not isinstance(v, str) or not v.strip():
         raise ReorderError(f"config key '{key}': expected an expression over fields, e.g. \"0.5 * a + 0.5 * b\", "
                            f"got {v!r}")

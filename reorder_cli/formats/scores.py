@@ -50,6 +50,8 @@ def token_problem(value: Any) -> str:
     """Why ``value`` is not a token count (a non-negative integer)."""
     if value is _MISSING:
         return "missing (a token budget needs every row's token count)"
+    if value is None:
+        return "null (a token budget needs every row's token count)"
     if isinstance(value, bool) or not isinstance(value, int):
         return f"{_short(value)} is not an integer (a token count must be a non-negative integer)"
     if value < 0:

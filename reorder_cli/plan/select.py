@@ -107,7 +107,9 @@ def select(params: Mapping[str, Any], rows: int, read: Reader, chunk: int = CHUN
         if target <= 0:
             raise ReorderError(f"select: top-r with r = {params['r']} keeps no row: int({n_valid} valid rows * "
                                f"{params['r']}) = 0; nothing to write (raise select.r)")
-        cut = Cut(-math.inf, 0) if target >= (total if by_tokens else n_valid) else _find_cut(
+        # tokens: a total equal to the budget may still drop zero-token rows walked after it is reached
+        keep_all = total < target if by_tokens else target >= n_valid
+        cut = Cut(-math.inf, 0) if keep_all else _find_cut(
             read, rows, chunk, target, by_tokens)
     kept, kept_tokens = 0, 0
     for start, scores, tokens in _chunks(read, rows, chunk):  # a loop over chunks
