@@ -247,7 +247,7 @@ def block_scores(
     scores = scoring.evaluate(columns)
     for i in np.flatnonzero(np.isnan(scores)):  # rows whose fields are numbers but the expression is not finite
         if int(i) not in bad:
-            values = ", ".join(f"{f}={columns[f][i]!r}" for f in scoring.fields)
+            values = ", ".join(f"{f}={float(columns[f][i])!r}" for f in scoring.fields)
             bad[int(i)] = f"the expression gives no finite number ({values})"
     tokens = None
     if scoring.token_field:

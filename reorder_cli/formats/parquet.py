@@ -131,7 +131,7 @@ def field_scores(scoring: Scoring, columns: dict[str, pl.Series], where: str) ->
     scores = scoring.evaluate(values)
     for row in np.flatnonzero(np.isnan(scores)).tolist():
         if row not in bad:
-            shown = ", ".join(f"{f}={values[f][row]!r}" for f in scoring.fields)
+            shown = ", ".join(f"{f}={float(values[f][row])!r}" for f in scoring.fields)
             bad[row] = f"the expression gives no finite number ({shown})"
     return scores, dict(sorted(bad.items()))
 
