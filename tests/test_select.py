@@ -318,3 +318,26 @@ def test_k_larger_than_the_rows_keeps_all(tmp_path, config_file):
                                                                 "format=jsonl"])
     sel = read_manifest(tmp_path / "out")["selection"]
     assert sel["rows_after"] == 30 and sel["cutoff"] is None and math.isfinite(len(rows))
+
+
+def test_a_changed_selection_is_not_already_done(tmp_path, config_file):
+    """The output depends on the selection and the score expression: the same command with another
+    ``select.r`` (or score) is not 'already done'; the same command again is."""
+    path, _ = scored_corpus(tmp_path)
+    out = tmp_path / "out"
+    reorder(config_file, path, out, "saw", sets=["select.method=top-r", "select.r=0.5"])
+    reorder(config_file, path, out, "saw", sets=["select.method=top-r", "select.r=0.5"])  # already done
+    assert read_manifest(out)["selection"]["rows_after"] == 150
+    changed = reorder(config_file, path, out, "saw", sets=["select.method=top-r", "select.r=0.2"], ok=False)
+    assert changed.exit_code == 2 and "--overwrite" in changed.stderr
+    reorder(config_file, path, out, "saw", sets=["select.method=top-r", "select.r=0.2"], extra=["--overwrite"])
+    assert read_manifest(out)["selection"]["rows_after"] == 60
+
+
+@pytest.mark.parametrize("name", ["select-top-r", "select-only", "qurater-combined"])
+def test_shipped_configs_load(name):
+    from reorder_cli import config
+
+    cfg = config.load(Path(__file__).parent.parent / "configs" / f"{name}.yaml", inputs=["x"], output="o")
+    assert cfg.select and cfg.select["method"] in ("top-r", "threshold")
+    assert (cfg.score is not None) == (name == "qurater-combined")
