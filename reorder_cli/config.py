@@ -148,6 +148,8 @@ def _select(key: str, v: Any) -> dict[str, Any]:
         raise ReorderError(f"unknown config key 'select.{unknown[0]}' (known: method, "
                            f"{', '.join(sorted(_SELECT_CHECKS))}, score_field)")
     method = section.get("method")
+    if method == "none":  # --set select.method=none: no selection, whatever the file says
+        return {}
     if method is None:
         implied = [m for m, keys in SELECT_METHODS.items() if keys[0] in section]
         if len(implied) != 1:
@@ -155,7 +157,8 @@ def _select(key: str, v: Any) -> dict[str, Any]:
                                + " (or exactly one of the keys k, r, threshold, budget)")
         method = implied[0]
     if method not in SELECT_METHODS:
-        raise ReorderError(f"config key 'select.method': expected one of {', '.join(SELECT_METHODS)}, got {method!r}")
+        raise ReorderError(f"config key 'select.method': expected one of {', '.join(SELECT_METHODS)} (or none), "
+                           f"got {method!r}")
     out: dict[str, Any] = {"method": method}
     for name in SELECT_METHODS[method]:
         if name not in section or section[name] is None:

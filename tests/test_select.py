@@ -240,6 +240,9 @@ def test_reference_selection_config_works_as_the_select_section(tmp_path):
     assert ids_of_lines(read_jsonl_out(tmp_path / "out")) == [r["id"] for r in want]  # ascending = sorting's order
     reorder(cfg, path, tmp_path / "out2", "sorting", sets=["select.k=5"])  # a --set reaches into the file's section
     assert len(read_jsonl_out(tmp_path / "out2")) == 5
+    reorder(cfg, path, tmp_path / "out3", "sorting", sets=["select.method=none"])  # and turns it off
+    assert len(read_jsonl_out(tmp_path / "out3")) == len(rows)
+    assert "selection" not in read_manifest(tmp_path / "out3")
 
 
 # ------------------------------------------------------------------ bad input, each with its valid twin
@@ -341,3 +344,24 @@ def test_shipped_configs_load(name):
     cfg = config.load(Path(__file__).parent.parent / "configs" / f"{name}.yaml", inputs=["x"], output="o")
     assert cfg.select and cfg.select["method"] in ("top-r", "threshold")
     assert (cfg.score is not None) == (name == "qurater-combined")
+
+
+def test_select_overrides_reach_nested_keys():
+    from reorder_cli import config
+
+    sets = config.parse_overrides(["select.method=tokens", "select.budget=10B", "select.token_field=n", "seed=3"])
+    assert sets == {"select": {"method": "tokens", "budget": "10B", "token_field": "n"}, "seed": 3}
+    merged = config.merge({"select": {"method": "top-r", "r": 0.5}, "seed": 1}, config.parse_overrides(["select.r=.2"]))
+    assert merged == {"select": {"method": "top-r", "r": 0.2}, "seed": 1}
+    cfg = config.resolve({**sets}, method="saw", inputs=["x"], output="o")
+    assert cfg.select == {"method": "tokens", "budget": 10**10, "token_field": "n"}
+
+
+def test_a_selection_file_for_another_score_field(tmp_path, config_file):
+    path, _ = scored_corpus(tmp_path)
+    (tmp_path / "t.yaml").write_text("score_field: quality\nthreshold: 0.6\n")
+    err = one_line_error(reorder(config_file, path, tmp_path / "out", "saw", sets=[f"select={tmp_path / 't.yaml'}"],
+                                 ok=False))
+    assert "select.score_field" in err and "quality" in err and not (tmp_path / "out").exists()
+    (tmp_path / "t.yaml").write_text("score_field: score\nthreshold: 0.6\n")
+    reorder(config_file, path, tmp_path / "out", "saw", sets=[f"select={tmp_path / 't.yaml'}"])

@@ -216,7 +216,7 @@ def build_out_of_core(files: list[InputFile], sources: list, cfg: RunConfig, wor
         chosen = selection.select(
             cfg.select, n, lambda start, count: (scores_col.read(start, count),
                                                  None if tokens_col is None else tokens_col.read(start, count)),
-            max(1, min(selection.CHUNK_ROWS, memory_bytes // 64)))
+            min(selection.CHUNK_ROWS, max(1 << 16, memory_bytes // 64)))
     *paths, stats = keys_ooc.order_out_of_core(
         work.plan_keys("scores"), work.plan_keys("sizes"), cfg.method, cfg.params, cfg.invalid_scores,
         memory_bytes, folder, chosen.cut if chosen else None)

@@ -147,17 +147,23 @@ def _find_cut(read: Reader, rows: int, chunk: int, target: int, by_tokens: bool)
     """The highest score c whose rows and above weigh >= ``target`` (weight: 1 a row, or its tokens),
     then the tied rows kept, later rows first, while the weight kept before each is below ``target``."""
     prefix, above = 0, 0  # the key's high digits found so far; the weight of keys above the prefix's range
+    kept = None  # one chunk (keys in memory): the candidates of the previous level, narrowed level by level
     for level in range(4):  # 16 bits a level, highest first
         shift = np.uint64(48 - 16 * level)
         hist = np.zeros(_DIGITS, dtype=np.float64)
-        for _, scores, tokens in _chunks(read, rows, chunk):  # a loop over chunks
-            valid = ~np.isnan(scores)
-            keys = sort_keys(scores[valid])
-            weights = tokens[valid].astype(np.float64) if by_tokens else None
+        for _, scores, tokens in _chunks(read, rows, chunk) if kept is None else [(0, None, None)]:
+            if kept is None:  # a loop over chunks
+                valid = ~np.isnan(scores)
+                keys = sort_keys(scores[valid])
+                weights = tokens[valid].astype(np.float64) if by_tokens else None
+            else:
+                keys, weights = kept
             if level:
                 inside = (keys >> (shift + np.uint64(16))) == np.uint64(prefix)
                 keys = keys[inside]
                 weights = None if weights is None else weights[inside]
+            if rows <= chunk:
+                kept = (keys, weights)
             hist += np.bincount(((keys >> shift) & np.uint64(_DIGITS - 1)).astype(np.int64), weights,
                                 minlength=_DIGITS)
         at_or_above = np.cumsum(hist[::-1])[::-1]  # weight of digits >= d, inside the prefix's range
