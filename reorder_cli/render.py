@@ -290,6 +290,8 @@ def preview(result: Preview, plot_file: Path | None) -> None:
         out.print(profile_chart(o.profile, width=width), highlight=False)
     if plot_file:
         info(f"picture: {plot_file}")
+    if result.selection_plot:
+        info(f"picture of the selection (kept and dropped scores): {result.selection_plot}")
 
 
 def verify(report: Report) -> None:

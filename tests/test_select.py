@@ -365,3 +365,17 @@ def test_a_selection_file_for_another_score_field(tmp_path, config_file):
     assert "select.score_field" in err and "quality" in err and not (tmp_path / "out").exists()
     (tmp_path / "t.yaml").write_text("score_field: score\nthreshold: 0.6\n")
     reorder(config_file, path, tmp_path / "out", "saw", sets=[f"select={tmp_path / 't.yaml'}"])
+
+
+def test_preview_draws_kept_and_dropped_scores(tmp_path, config_file):
+    pytest.importorskip("matplotlib")
+    path, _ = scored_corpus(tmp_path)
+    picture = tmp_path / "p.png"
+    result = invoke("preview", config_file, "--method", "saw", "-i", path, "--set", "select.method=top-k",
+                    "--set", "select.k=40", "--plot", picture)
+    assert result.exit_code == 0, result.output
+    drawn = tmp_path / "p-selection.png"
+    assert drawn.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and picture.exists()
+    assert str(drawn) in result.output.replace("\n", "")
+    result = invoke("preview", config_file, "--method", "saw", "-i", path, "--plot", tmp_path / "q.png")  # no select
+    assert result.exit_code == 0 and not (tmp_path / "q-selection.png").exists()
