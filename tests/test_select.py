@@ -212,7 +212,7 @@ def test_manifest_records_the_selection_and_verify_proves_the_subset(tmp_path, c
     stranger = next(json.dumps(r) + "\n" for r in rows if r["id"] in dropped_ids)
     shard.write_bytes(stranger.encode() + b"".join(kept[1:]))
     result = invoke("verify", out, "--with-inputs")
-    assert result.exit_code != 0 and "not a permutation" in result.output
+    assert result.exit_code != 0 and "not the selected rows" in result.output
 
 
 def test_stats_and_preview_show_what_is_kept(tmp_path, config_file):
@@ -379,3 +379,20 @@ def test_preview_draws_kept_and_dropped_scores(tmp_path, config_file):
     assert str(drawn) in result.output.replace("\n", "")
     result = invoke("preview", config_file, "--method", "saw", "-i", path, "--plot", tmp_path / "q.png")  # no select
     assert result.exit_code == 0 and not (tmp_path / "q-selection.png").exists()
+
+
+def test_verify_recomputes_the_cut_from_the_inputs(tmp_path, config_file):
+    """Negative control of the recomputation: inputs whose scores changed since the run give another cut,
+    and verify names the difference; the unchanged twin passes."""
+    path, rows = scored_corpus(tmp_path)
+    out = tmp_path / "out"
+    reorder(config_file, path, out, "saw", sets=["select.method=threshold", "select.threshold=4.5", "format=jsonl"])
+    assert invoke("verify", out, "--with-inputs").exit_code == 0
+    best = max(range(len(rows)), key=lambda i: (rows[i]["score"], i))
+    rows[best]["score"] = -1.0  # a kept row now falls below the threshold
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = invoke("verify", out, "--with-inputs")
+    assert result.exit_code != 0
+    text = " ".join(result.output.split())
+    assert "inputs: selection: recomputed from the inputs, the selection gives rows_after" in text, text
+    assert "output: not the selected rows" in text, text

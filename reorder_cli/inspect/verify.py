@@ -328,7 +328,8 @@ def _check_permutation(report: Report, doc, folder: Path, fmt: str, files: list[
     if ins != outs:
         how = "the rows differ" if ins.rows == outs.rows else "the row counts differ"
         incomplete = any(d is None or d.error is not None for d in digests)
-        report.problems.append(Problem("output", "not a permutation", (
+        kind = "not the selected rows" if doc.get("selection") else "not a permutation"
+        report.problems.append(Problem("output", kind, (
             f"{outs.rows:,} output rows vs {read}: {how} (row multiset hash {outs.digest()} vs {ins.digest()})"
             + ("; some shards could not be read" if incomplete else ""))))
     else:
