@@ -396,3 +396,27 @@ def test_verify_recomputes_the_cut_from_the_inputs(tmp_path, config_file):
     text = " ".join(result.output.split())
     assert "inputs: selection: recomputed from the inputs, the selection gives rows_after" in text, text
     assert "output: not the selected rows" in text, text
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_expression_and_tokens_out_of_core_give_the_same_bytes(tmp_path, config_file, fmt):
+    path, rows = scored_corpus(tmp_path, 400, seed=5)
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        path = tmp_path / "in.parquet"
+        pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=64)
+    sets = ["score=q * 10 + meta.edu - 0.5 * (score > 3)", "select.method=tokens", "select.budget=3000",
+            "select.token_field=tok", f"format={fmt}"]
+    reorder(config_file, path, tmp_path / "mem", "str", sets=sets)
+    reorder(config_file, path, tmp_path / "ooc", "str", sets=[*sets, "rewrite=out-of-core", "memory_limit=1"])
+    assert json.loads((tmp_path / "ooc" / ".run_log.json").read_text())["keys"] == "out-of-core"
+    shards = [sorted(p.name for p in (tmp_path / d).iterdir() if not p.name.startswith(".")) for d in ("mem", "ooc")]
+    assert shards[0] == shards[1]
+    for name in shards[0]:
+        assert (tmp_path / "mem" / name).read_bytes() == (tmp_path / "ooc" / name).read_bytes()
+    a, b = read_manifest(tmp_path / "mem"), read_manifest(tmp_path / "ooc")
+    assert a["selection"] == b["selection"] and a["selection"]["tokens_after"] >= 3000
+    score = {r["id"]: r["q"] * 10 + r["meta"]["edu"] - 0.5 * (r["score"] > 3) for r in rows}
+    want = ref_tokens([{**r, "score": score[r["id"]]} for r in rows], 3000)
+    assert a["selection"]["rows_after"] == len(want)
