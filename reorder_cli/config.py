@@ -125,14 +125,14 @@ def _count(key: str, v: Any) -> int:
 _SELECT_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "k": _int(1), "r": _float(0.0, 1.0), "threshold": _float(-math.inf), "budget": _count, "token_field": _str,
 }
+SELECT_CHECKS_ALL = {"method", "score_field", *_SELECT_CHECKS}
 
 
 def select_section(v: Any) -> dict[str, Any]:
     """The ``select:`` section as a mapping: a path names a YAML file (e.g. the reference's
     ``data_selection/config/top-r.yaml``), read relative to the current directory."""
     if isinstance(v, str):
-        data = read_yaml(Path(v))
-        return data
+        return read_yaml(Path(v))
     if not isinstance(v, dict):
         raise ReorderError(f"config key 'select': expected a mapping such as {{method: top-r, r: 0.5}} or a path to "
                            f"a selection config, got {v!r}")
@@ -173,9 +173,6 @@ def _select(key: str, v: Any) -> dict[str, Any]:
     if section.get("score_field") is not None:
         out["score_field"] = _str("select.score_field", section["score_field"])
     return out
-
-
-SELECT_CHECKS_ALL = {"method", "score_field", *_SELECT_CHECKS}
 
 
 def resolve_method(name: str) -> str:

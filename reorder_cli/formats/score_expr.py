@@ -64,9 +64,6 @@ class Scoring:
     def is_expression(self) -> bool:
         return self.expr is not None
 
-    def label(self) -> str:
-        return f"score expression {self.text!r}" if self.expr is not None else f"field '{self.text}'"
-
     def evaluate(self, columns: dict[str, np.ndarray]) -> np.ndarray:
         """float64 scores from the fields' float64 columns (NaN where a field is invalid); NaN where
         the result is not finite."""
