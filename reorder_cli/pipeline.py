@@ -17,8 +17,7 @@ from pathlib import Path
 from reorder_cli.config import RunConfig, with_format
 from reorder_cli.formats import score_expr
 from reorder_cli.formats.discover import InputFile, discover
-from reorder_cli.plan import build as plan
-from reorder_cli.plan import shard_bytes
+from reorder_cli.plan import build_plan, shard_bytes
 from reorder_cli.plan import stored as stored_plan
 from reorder_cli.plan.build import Plan
 from reorder_cli.plan.stored import StoredPlan
@@ -117,16 +116,7 @@ def _plan(files: list[InputFile], cfg: RunConfig, work: WorkDir, resumed: bool, 
     else:
         cfg = shard_bytes.for_layout(cfg, files)
         keys_budget = budget.keys_budget(cfg)
-        with progress.task("Reading scores", total=sum(f.size for f in files), unit="bytes") as advance:
-            sources = plan.read_keys(files, score_expr.for_config(cfg), cfg.invalid_scores == "error", cfg.workers,
-                                     advance, work, keys_budget)
-        keys_ooc = plan.spilled(sources)
-        if keys_ooc:
-            with progress.task("Ordering keys out of core", total=1, unit="steps"):
-                the_plan = plan.build_out_of_core(files, sources, cfg, work, keys_budget)
-        else:
-            the_plan = plan.build(files, sources, cfg)
-        del sources
+        the_plan, keys_ooc = build_plan(files, cfg, work, keys_budget, progress.task)
         faults.pause("keys")
         choice = budget.choose(the_plan, cfg, force="out-of-core" if plan_only or keys_ooc else None)
         if choice.warning:

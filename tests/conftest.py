@@ -26,6 +26,8 @@ from reorder_cli.config import ORDERING_KEYS, default_for
 
 from . import oracle
 
+pytest_plugins = ["tests.ci_skips"]
+
 
 @pytest.fixture(autouse=True)
 def _small_pieces_below_the_memory_floor(monkeypatch):

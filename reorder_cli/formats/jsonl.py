@@ -25,6 +25,7 @@ from reorder_cli.formats import score_expr
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.formats.score_expr import Scoring
 from reorder_cli.formats.scores import lookup, python_score, strings_to_float, token_problem
+from reorder_cli.formats.source import Scanned
 
 BLOCK = 8 << 20
 _WS = np.frombuffer(b" \t\r\n\x0b\x0c", dtype=np.uint8)
@@ -280,7 +281,7 @@ def _raise_bad_utf8(data: bytes, local: np.ndarray, keep: np.ndarray, inp: Input
     raise ReorderError(f"{inp.path}: not valid UTF-8")
 
 
-class JsonlSource:
+class JsonlSource(Scanned):
     """The records of one JSONL file, for the rewrite, read through a memory map.
 
     ``take_lines`` copies just the requested records. ``release()`` drops the mapped
@@ -289,32 +290,17 @@ class JsonlSource:
     """
 
     def __init__(self, inp: InputFile, keys: JsonlKeys):
-        self.inp = inp
-        self.keys = keys
+        super().__init__(inp, keys)
         self._map: mmap.mmap | None = None
         self._array: pa.LargeBinaryArray | None = None
         self._lock = threading.Lock()
 
     @property
-    def rows(self) -> int:
-        return self.keys.rows
-
-    @property
-    def invalid(self) -> list[tuple[str, str]]:
-        return self.keys.invalid
-
-    @property
     def schema(self) -> None:
         return None
 
-    def scores(self) -> np.ndarray:
-        return self.keys.scores
-
     def row_sizes(self) -> np.ndarray:
         return self.keys.row_sizes()
-
-    def tokens(self) -> np.ndarray | None:
-        return self.keys.tokens
 
     def _lines(self) -> pa.LargeBinaryArray:
         with self._lock:

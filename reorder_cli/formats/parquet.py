@@ -18,6 +18,7 @@ from reorder_cli.formats.discover import InputFile
 from reorder_cli.formats.jsonl import split_lines
 from reorder_cli.formats.score_expr import Scoring
 from reorder_cli.formats.scores import check_score_type, column_tokens, series_scores
+from reorder_cli.formats.source import Scanned
 
 
 @dataclass
@@ -196,35 +197,20 @@ def check_readable(inp: InputFile) -> None:
         raise ReorderError(f"{inp.path}: not a readable Parquet file: {first}") from None
 
 
-class ParquetSource:
+class ParquetSource(Scanned):
     """Rows of one Parquet file by index. The file is read whole, once, on first use."""
 
     def __init__(self, inp: InputFile, keys: ParquetKeys):
-        self.inp = inp
-        self.keys = keys
+        super().__init__(inp, keys)
         self._frame: pl.DataFrame | None = None
         self._lock = threading.Lock()
-
-    @property
-    def rows(self) -> int:
-        return self.keys.rows
-
-    @property
-    def invalid(self) -> list[tuple[str, str]]:
-        return self.keys.invalid
 
     @property
     def schema(self) -> pa.Schema:
         return self.keys.schema
 
-    def scores(self) -> np.ndarray:
-        return self.keys.scores
-
     def row_sizes(self) -> np.ndarray:
         return self.keys.sizes
-
-    def tokens(self) -> np.ndarray | None:
-        return self.keys.tokens
 
     def frame(self) -> pl.DataFrame:
         with self._lock:

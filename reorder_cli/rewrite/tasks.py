@@ -44,6 +44,12 @@ def gather_one(stored: StoredPlan, work: WorkDir, shard: int, advance: Callable[
     return record
 
 
+def run_task(stored: StoredPlan, work: WorkDir, phase: str, index: int,
+             advance: Callable[[int], None] = lambda n: None) -> dict:
+    """Run task ``(phase, index)``: the one entry, whoever calls it (the local pool, ``reorder task``)."""
+    return (scatter_one if phase == "scatter" else gather_one)(stored, work, index, advance)
+
+
 def finished_shard(work: WorkDir, shard: int) -> dict | None:
     """A shard's record if its task finished and its file is still staged or already published."""
     record = work.finished("gather", shard)
@@ -62,13 +68,13 @@ def run_all(stored: StoredPlan, work: WorkDir, workers: int, progress: Progress,
     todo = [t for t in range(stored.scatter_tasks) if work.finished("scatter", t) is None]
     total = sum(stored.slices[t][2] - stored.slices[t][1] for t in todo)
     with progress.task("Scattering rows", total=total, unit="rows") as advance:
-        run_parallel(lambda t: scatter_one(stored, work, t, advance), todo, workers)
+        run_parallel(lambda t: run_task(stored, work, "scatter", t, advance), todo, workers)
     timings["scatter_seconds"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     todo = [j for j in range(stored.gather_tasks) if finished_shard(work, j) is None]
     total = sum(stored.shards[j][1] - stored.shards[j][0] for j in todo)
     with progress.task("Writing shards", total=total, unit="rows") as advance:
-        run_parallel(lambda j: gather_one(stored, work, j, advance), todo, workers)
+        run_parallel(lambda j: run_task(stored, work, "gather", j, advance), todo, workers)
     timings["gather_seconds"] = time.perf_counter() - t0
     return [work.finished("gather", j) for j in range(stored.gather_tasks)]
 
@@ -93,7 +99,7 @@ def run_one(output: Path, phase: str, index: int) -> dict:
     if done is not None:
         return {**done, "skipped": True}
     work.ensure()
-    return scatter_one(stored, work, index) if phase == "scatter" else gather_one(stored, work, index)
+    return run_task(stored, work, phase, index)
 
 
 def status(output: Path) -> dict:
