@@ -287,9 +287,13 @@ def test_score_and_score_field_in_one_config(tmp_path):
     reorder(cfg, path, tmp_path / "out", "saw")
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
-@pytest.mark.parametrize("value, why", [(None, "null"), ("12", None), (3.5, "not an integer"),
-                                        (-2, "negative"), ("missing", "missing")])
+TOKEN_CASES = [("jsonl", None, "null"), ("jsonl", "12", None), ("jsonl", 3.5, "not an integer"),
+               ("jsonl", -2, "negative"), ("jsonl", "missing", "missing"), ("jsonl", 7, None),
+               ("parquet", None, "null"), ("parquet", 3.5, "not an integer"), ("parquet", -2, "negative"),
+               ("parquet", 7, None)]  # a Parquet column holds one type, and a missing value is a null
+
+
+@pytest.mark.parametrize("fmt, value, why", TOKEN_CASES)
 def test_token_field_missing_or_not_an_integer(tmp_path, config_file, fmt, value, why):
     path, rows = scored_corpus(tmp_path, 40)
     if value == "missing":
@@ -297,8 +301,6 @@ def test_token_field_missing_or_not_an_integer(tmp_path, config_file, fmt, value
     else:
         rows[17]["tok"] = value
     if fmt == "parquet":
-        if value in ("12", "missing"):
-            return  # a Parquet column holds one type; a missing value is a null
         import pyarrow as pa
         import pyarrow.parquet as pq
         path = tmp_path / "in.parquet"
@@ -307,7 +309,9 @@ def test_token_field_missing_or_not_an_integer(tmp_path, config_file, fmt, value
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     sets = ["select.method=tokens", "select.budget=100", "select.token_field=tok"]
     result = reorder(config_file, path, tmp_path / "out", "saw", sets=sets, ok=why is None)
-    if why is None:  # the twin: an integer as a JSON string is read as that integer
+    if why is None:  # the twins: an integer (also as a JSON string of digits) is read as that integer
+        assert read_manifest(tmp_path / "out")["selection"]["tokens_before"] == sum(
+            int(r["tok"]) for r in rows)
         return
     err = one_line_error(result)
     where = "line 18" if fmt == "jsonl" else "row 17"
