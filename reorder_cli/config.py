@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -92,6 +93,88 @@ def _size(key: str, v: Any) -> int:
     return parse_size(v, key)
 
 
+def _expression(key: str, v: Any) -> str:
+    """A score expression: parsed (and refused with the position at fault) by ``formats.score_expr``."""
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return str(v)  # a bare number: refused later, as an expression that reads no field
+    if not isinstance(v, str) or not v.strip():
+        raise ReorderError(f"config key '{key}': expected an expression over fields, e.g. \"0.5 * a + 0.5 * b\", "
+                           f"got {v!r}")
+    return v
+
+
+# ------------------------------------------------------------------ the select: section
+
+#: Selection methods (the reference's data_selection, plus a token budget) -> the keys each reads.
+SELECT_METHODS = {"top-k": ("k",), "top-r": ("r",), "threshold": ("threshold",), "tokens": ("budget", "token_field")}
+#: Keys a reference data_selection config carries that change nothing here.
+SELECT_IGNORED = ("name", "version", "description")
+_COUNT = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12}
+
+
+def _count(key: str, v: Any) -> int:
+    """A token count: an integer, or a number with K, M, B (or G) or T (10B: ten billion)."""
+    if isinstance(v, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMBGT]?)\s*", v.upper())
+        if m is None:
+            raise ReorderError(f"config key '{key}': expected a token count such as 5000000 or 10B, got {v!r}")
+        v = round(float(m.group(1)) * _COUNT[m.group(2)], 6)
+    return _int(1)(key, v)
+
+
+_SELECT_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "k": _int(1), "r": _float(0.0, 1.0), "threshold": _float(-math.inf), "budget": _count, "token_field": _str,
+}
+SELECT_CHECKS_ALL = {"method", "score_field", *_SELECT_CHECKS}
+
+
+def select_section(v: Any) -> dict[str, Any]:
+    """The ``select:`` section as a mapping: a path names a YAML file (e.g. the reference's
+    ``data_selection/config/top-r.yaml``), read relative to the current directory."""
+    if isinstance(v, str):
+        return read_yaml(Path(v))
+    if not isinstance(v, dict):
+        raise ReorderError(f"config key 'select': expected a mapping such as {{method: top-r, r: 0.5}} or a path to "
+                           f"a selection config, got {v!r}")
+    return dict(v)
+
+
+def _select(key: str, v: Any) -> dict[str, Any]:
+    """The validated ``select:`` section: {method, its keys}; ``method`` may be left out when one method's
+    key is given (as in the reference's configs, which name the method on its command line)."""
+    section = select_section(v)
+    unknown = [k for k in section if k not in SELECT_CHECKS_ALL and k not in SELECT_IGNORED]
+    if unknown:
+        raise ReorderError(f"unknown config key 'select.{unknown[0]}' (known: method, "
+                           f"{', '.join(sorted(_SELECT_CHECKS))}, score_field)")
+    method = section.get("method")
+    if method == "none":  # --set select.method=none: no selection, whatever the file says
+        return {}
+    if method is None:
+        implied = [m for m, keys in SELECT_METHODS.items() if keys[0] in section]
+        if len(implied) != 1:
+            raise ReorderError("config key 'select.method': expected one of " + ", ".join(SELECT_METHODS)
+                               + " (or exactly one of the keys k, r, threshold, budget)")
+        method = implied[0]
+    if method not in SELECT_METHODS:
+        raise ReorderError(f"config key 'select.method': expected one of {', '.join(SELECT_METHODS)} (or none), "
+                           f"got {method!r}")
+    out: dict[str, Any] = {"method": method}
+    for name in SELECT_METHODS[method]:
+        if name not in section or section[name] is None:
+            need = ("a token budget needs the field holding each row's token count, e.g. token_field: token_count"
+                    if name == "token_field" else f"{method} needs it")
+            raise ReorderError(f"config key 'select.{name}': missing; {need}")
+        out[name] = _SELECT_CHECKS[name](f"select.{name}", section[name])
+    others = [k for k in section if k in _SELECT_CHECKS and k not in SELECT_METHODS[method]]
+    if others:
+        raise ReorderError(f"config key 'select.{others[0]}': not read by select method {method} (it reads "
+                           f"{', '.join(SELECT_METHODS[method])})")
+    if section.get("score_field") is not None:
+        out["score_field"] = _str("select.score_field", section["score_field"])
+    return out
+
+
 def resolve_method(name: str) -> str:
     """The canonical name of method ``name``; a one-line error when there is none."""
     return _method("method", name)
@@ -123,7 +206,13 @@ ORDERING_KEYS = [
 ]
 
 TOOL_KEYS = [
-    Key("method", None, "ordering method (the command line's --method wins)", _method),
+    Key("method", None, "ordering method (the command line's --method wins); input keeps the input order",
+        _method),
+    Key("score", None, "score expression over fields instead of score_field, e.g. \"0.5 * a + 0.5 * meta.b\" "
+        "(see Scores and selection)", _expression),
+    Key("select", None, "keep a subset before ordering: {method: top-k, k: N}, {method: top-r, r: 0.5}, "
+        "{method: threshold, threshold: X} or {method: tokens, budget: 10B, token_field: F}; or a path to "
+        "the reference's selection config", _select),
     Key("input", None, "input shards: a path, folder or glob, or a list of them (--input wins)", _inputs),
     Key("output", None, "output folder (--output wins)", _str),
     Key("format", "auto", "output format: parquet (zstd), jsonl.zst or jsonl; auto: the inputs' format when they "
@@ -205,6 +294,8 @@ class RunConfig:
     workers: int
     memory_limit: int  # bytes; 0 in the config means "derived from the machine"
     rewrite: str = "auto"
+    score: str | None = None  # a score expression (replaces score_field)
+    select: dict[str, Any] | None = None  # the validated select: section
     work_compression: str = "none"
     output_from_config: bool = False  # the output folder came from the config file, not the command line
     format_note: str = ""  # why this format, when the run chose it ("auto")
@@ -213,8 +304,9 @@ class RunConfig:
     unused: dict[str, tuple[str, ...]] = field(default_factory=dict)  # key -> the methods that read it
 
     @property
-    def score_field(self) -> str:
-        return self.params["score_field"]
+    def score_field(self) -> str | None:
+        """The score's field; None when the score is an expression (``score``)."""
+        return self.params.get("score_field")
 
     @property
     def layout_shard_bytes(self) -> int:
@@ -223,8 +315,8 @@ class RunConfig:
         return self.layout_bytes or self.shard_size
 
     @property
-    def seed(self) -> int:
-        return self.params["seed"]
+    def seed(self) -> int | None:
+        return self.params.get("seed")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -268,16 +360,40 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
-    """``--set key=value`` pairs; values are read as YAML scalars (``true``, ``3``, ``0.1``)."""
+    """``--set key=value`` pairs; values are read as YAML scalars (``true``, ``3``, ``0.1``).
+    ``select.KEY=value`` sets one key of the ``select:`` section."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise ReorderError(f"--set expects key=value, got {pair!r}")
         try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+            value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
-            out[key.strip()] = raw
+            value = raw
+        section, dot, sub = key.partition(".")
+        if dot and section == "select" and sub:
+            if not isinstance(out.get("select"), dict):
+                out["select"] = {}
+            out["select"][sub] = value
+        else:
+            out[key] = value
+    return out
+
+
+def merge(raw: dict[str, Any], sets: Mapping[str, Any]) -> dict[str, Any]:
+    """The config file's keys with ``--set`` overrides applied; ``select.KEY`` overrides merge into the
+    file's ``select:`` section (a path there is read first)."""
+    out = dict(raw)
+    for key, other in (("score", "score_field"), ("score_field", "score")):
+        if key in sets and other not in sets:
+            out.pop(other, None)  # --set score=... replaces the file's score_field, and the other way round
+    for key, value in sets.items():
+        if key == "select" and isinstance(value, dict) and out.get("select") is not None:
+            out["select"] = {**select_section(out["select"]), **value}
+        else:
+            out[key] = value
     return out
 
 
@@ -301,6 +417,9 @@ def resolve(
     if empty:
         raise ReorderError(f"config key '{empty[0]}': no value (null); give a value, or remove the key to use its "
                            "default")
+    if "score" in raw and "score_field" in raw:
+        raise ReorderError("config keys 'score' and 'score_field' are exclusive: 'score' is an expression over "
+                           "fields, 'score_field' one field; set one")
     values = {k: KEYS[k].check(k, v) for k, v in raw.items() if k in KEYS}
     chosen = _method("method", method) if method else values.get("method")
     if not chosen:
@@ -312,7 +431,16 @@ def resolve(
     if not out:
         raise ReorderError("no output folder: pass --output or set 'output' in the config")
 
-    params = {k.name: values.get(k.name, default_for(chosen, k)) for k in method_params(chosen)}
+    params = {k.name: values.get(k.name, default_for(chosen, k)) for k in method_params(chosen)
+              if not (k.name == "score_field" and values.get("score"))}
+    select = values.get("select")
+    if select and "score_field" in select:
+        mine = params.get("score_field")
+        if select["score_field"] != mine:
+            scored = f"score_field '{mine}'" if mine else f"the score expression {values['score']!r}"
+            raise ReorderError(f"config key 'select.score_field': '{select['score_field']}' differs from the run's "
+                               f"{scored}; selection and ordering read one score (remove select.score_field)")
+        select = {k: v for k, v in select.items() if k != "score_field"}
     tool = {k.name: values.get(k.name, k.default) for k in TOOL_KEYS}
     tool["shard_size"] = parse_size(tool["shard_size"], "shard_size")
     tool["row_group_size"] = parse_size(tool["row_group_size"], "row_group_size")
@@ -335,6 +463,8 @@ def resolve(
         workers=workers,
         memory_limit=tool["memory_limit"],
         rewrite=tool["rewrite"],
+        score=values.get("score"),
+        select=select or None,
         work_compression=tool["work_compression"],
         ignored={k: IGNORED_KEYS[k] for k in raw if k in IGNORED_KEYS},
         unused=unused_keys(raw, chosen),
@@ -359,7 +489,7 @@ def load(
     ``skip_file_keys`` are left out (``--set`` still sets them)."""
     raw = {k: v for k, v in read_yaml(path).items() if k not in set(skip_file_keys)}
     sets = parse_overrides(overrides)
-    raw.update(sets)
+    raw = merge(raw, sets)
     cfg = resolve(raw, method=method, inputs=inputs, output=output)
     return replace(cfg, output_from_config=not output and "output" not in sets)
 

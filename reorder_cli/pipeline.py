@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reorder_cli.config import RunConfig, with_format
+from reorder_cli.formats import score_expr
 from reorder_cli.formats.discover import InputFile, discover
 from reorder_cli.plan import build_plan, shard_bytes
 from reorder_cli.plan import stored as stored_plan
@@ -65,6 +66,7 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
     """The stages of a run in order: inputs, output folder, plan, rewrite, publish."""
     progress = progress or Progress(enabled=False)
     started, timings = time.perf_counter(), {}
+    score_expr.for_config(cfg)  # a score expression that does not parse stops here, before anything is written
     skipped: list[str] = []  # files inside folders or globs not read for their extension
     files = discover(cfg.inputs, skipped)
     cfg = with_format(cfg, [(f.format, f.compression) for f in files])

@@ -133,6 +133,10 @@ def header(manifest: dict[str, Any]) -> Text:
     text.append(f"  ({params})\n")
     text.append(f"{t['input_rows']:,} input rows from {len(manifest['inputs'])} file(s) -> {t['rows']:,} rows in "
                 f"{t['shards']} {manifest['output']['format']} shard(s), {fmt_bytes(t['bytes'])}\n")
+    if manifest.get("score"):
+        text.append(f"score: {manifest['score']}\n")
+    if manifest.get("selection"):
+        text.append(selection_text(manifest["selection"]) + "\n")
     if inv["count"]:
         text.append(f"invalid scores: {inv['count']:,} ({inv['policy']}; dropped {inv['dropped']:,})\n")
     return text
@@ -197,12 +201,24 @@ def run_result(result: RunResult, cfg: RunConfig, quiet: bool) -> None:
     done(summary_line(result, used))
 
 
+def selection_text(sel: dict[str, Any]) -> str:
+    """What a selection kept, in one phrase: rows (and tokens) kept of those with a valid score, the rule."""
+    p = sel["params"]
+    what = ", ".join(f"{k}={v}" for k, v in p.items() if k != "method")
+    text = f"select {p['method']} ({what}) kept {sel['rows_after']:,} of {sel['rows_before']:,} rows"
+    if sel.get("tokens_before") is not None:
+        text += f", {sel['tokens_after']:,} of {sel['tokens_before']:,} tokens"
+    return text + f"; {sel['rule']}"
+
+
 def summary_line(result: RunResult, cfg: RunConfig) -> str:
     """The last line of a run: what was written where, and how it happened."""
     t = result.manifest["totals"]
     fmt = cfg.format + (f" ({cfg.format_note})" if cfg.format_note else "")
     what = f"{t['rows']:,} rows -> {t['shards']} {fmt} shard(s), {fmt_bytes(t['bytes'])} in {result.output}"
     dropped = f"; dropped {t['dropped_rows']:,} invalid" if t["dropped_rows"] else ""
+    if result.manifest.get("selection"):
+        dropped += f"; {selection_text(result.manifest['selection'])}"
     if result.reused_shards >= t["shards"]:
         how = (f"published the shards an earlier, interrupted run had finished ({result.seconds:.1f} s, "
                "moved into place, nothing rewritten)")
@@ -266,10 +282,16 @@ def preview(result: Preview, plot_file: Path | None) -> None:
     metrics([(title(o.method, o.params), o.metrics) for o in result.orders])
     width = min(out.width, 140)
     for o in result.orders:
+        if o.selection:
+            out.print(Text(f"{title(o.method, o.params)}: {selection_text(o.selection)}"), highlight=False,
+                      soft_wrap=True)
+    for o in result.orders:
         out.print(f"\n[bold]{title(o.method, o.params)}[/]: mean score by output position", highlight=False)
         out.print(profile_chart(o.profile, width=width), highlight=False)
     if plot_file:
         info(f"picture: {plot_file}")
+    if result.selection_plot:
+        info(f"picture of the selection (kept and dropped scores): {result.selection_plot}")
 
 
 def verify(report: Report) -> None:

@@ -32,7 +32,7 @@ STATE = "state.json"
 
 #: Config fields that change the output (``workers`` and ``memory_limit`` do not).
 _OUTPUT_FIELDS = ("method", "params", "format", "compression_level", "shard_size", "shard_rows",
-                  "row_group_size", "row_group_rows", "invalid_scores")
+                  "row_group_size", "row_group_rows", "invalid_scores", "score", "select")
 
 
 def read_json(path: Path) -> Any:

@@ -59,6 +59,8 @@ SEED = 0
 SAMPLE_SECONDS = 0.02
 STR_SETTINGS = {"num_sections": 2, "folding_layer": 3, "folding_ratio": 0.225}
 SAW_SETTINGS = {"num_sections": 3, "folding_layer": 2, "folding_ratio": 0.075}
+SELECT_CASES = ({"method": "top-r", "r": 0.999},
+                {"method": "tokens", "budget": "10T", "token_field": "token_count"})
 PARQUET_FLOOR = "polars sink parquet"  # the streaming read-and-rewrite: Polars' default engine
 JSONL_FLOOR = "copy jsonl (bytes)"
 STARTUP_FLOOR = "python -c pass"  # the interpreter alone: the floor of the start-up cases
@@ -242,10 +244,12 @@ def sets(settings: dict[str, object]) -> list[str]:
 
 
 def reorder_case(method: str, fmt: str, data: Path, out: Path, workers: int | None,
-                 memory_limit: str | None = None, rewrite: str | None = None) -> Case:
+                 memory_limit: str | None = None, rewrite: str | None = None, select: dict | None = None) -> Case:
     name = f"reorder {method} {fmt}->{fmt}" + (f" limit {memory_limit} w{workers}" if memory_limit else "")
     name += f" {rewrite}" if rewrite else ""
+    name += " select " + " ".join(str(v) for v in select.values()) if select else ""
     extra = {"format": fmt, **(SAW_SETTINGS if method == "saw" else {})}
+    extra.update({f"select.{k}": v for k, v in (select or {}).items()})
     if rewrite:
         extra["rewrite"] = rewrite
     if workers is not None:
@@ -338,6 +342,8 @@ def build_cases(args: argparse.Namespace, notes: list[str]) -> list[Case]:
     formats = [f for f in ("parquet", "jsonl") if f in args.formats]
     cases = startup_cases()
     cases += [reorder_case(m, f, data, out, args.workers) for f in formats for m in ("str", "saw")]
+    # selection's own cost: it keeps (almost) every row, so the rewrite is the same as without it
+    cases += [reorder_case("str", f, data, out, args.workers, select=s) for f in formats for s in SELECT_CASES]
     if args.in_memory:
         cases += [reorder_case(m, f, data, out, args.workers, rewrite="in-memory")
                   for f in formats for m in ("str", "saw")]

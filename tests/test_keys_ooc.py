@@ -143,6 +143,9 @@ def test_many_rows_tiny_budget(tmp_path, method):
     scores[rng.random(4000) < 0.02] = np.nan
     p = params(method, window_size=4, use_gumbel=True, temperature=3.0, x_pct=0.5, y_pct=0.2)
     stats = assert_same(tmp_path, scores, rng.integers(0, 999, 4000), method, p, "last", 4096)
+    if method == "input":  # nothing to sort: the valid rows are copied in input order
+        assert stats["partitions"] == 0
+        return
     assert stats["partitions"] >= 20
     assert stats["chunk_rows"] < 100
 

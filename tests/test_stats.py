@@ -97,9 +97,9 @@ def test_methods_lists_every_method():
     result = invoke("methods")
     assert result.exit_code == 0, result.output
     text = result.stdout
-    for name in ("shuffle", "sorting", "folding", "zigzag", "segment", "str", "saw"):
+    for name in ("shuffle", "sorting", "folding", "zigzag", "segment", "str", "saw", "input"):
         assert name in text
-    assert set(METHODS) == {"shuffle", "sorting", "folding", "zigzag", "segment", "str", "saw"}
+    assert set(METHODS) == {"shuffle", "sorting", "folding", "zigzag", "segment", "str", "saw", "input"}
     assert "stair" in text
     for key in ("folding_ratio", "num_sections", "zigzag_layer", "x_pct", "use_gumbel", "window_size"):
         assert key in text

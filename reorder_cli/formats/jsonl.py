@@ -21,8 +21,10 @@ import polars as pl
 import pyarrow as pa
 
 from reorder_cli.errors import ReorderError
+from reorder_cli.formats import score_expr
 from reorder_cli.formats.discover import InputFile
-from reorder_cli.formats.scores import lookup, python_score, strings_to_float
+from reorder_cli.formats.score_expr import Scoring
+from reorder_cli.formats.scores import lookup, python_score, strings_to_float, token_problem
 from reorder_cli.formats.source import Scanned
 
 BLOCK = 8 << 20
@@ -50,6 +52,7 @@ class JsonlKeys:
     scores: np.ndarray  # float64, NaN where invalid
     invalid: list[tuple[str, str]]  # ("line N", what is wrong) of the first invalid rows
     missing_final_newline: bool  # the last line has no '\n'
+    tokens: np.ndarray | None = None  # int64 token counts (a token-budget selection's token_field)
 
     @property
     def rows(self) -> int:
@@ -133,7 +136,7 @@ def stream_blocks(read: Callable[[int], bytes]) -> Iterator[tuple[memoryview, bo
 
 def scan(
     inp: InputFile,
-    score_field: str,
+    score_field: str | Scoring,
     fail_on_invalid: bool,
     spill_path: Path | None,
     advance: Callable[[int], None] = lambda n: None,
@@ -142,12 +145,14 @@ def scan(
     """Read every line once: record offsets and scores; raise on malformed input.
 
     With ``fail_on_invalid`` the first invalid score raises; otherwise invalid rows get a
-    NaN score and the first ``keep_invalid`` are described.
+    NaN score and the first ``keep_invalid`` are described. ``score_field`` is a field's dotted
+    path or a :class:`Scoring` (an expression, and the token field a token budget reads).
     """
-    path = json_path(score_field)
+    scoring = score_expr.of(score_field)
     offsets: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
     row_lines: list[np.ndarray] = []
     scores: list[np.ndarray] = []
+    tokens: list[np.ndarray] = []
     invalid: list[tuple[str, str]] = []
     base = 0  # byte offset of the current block in the uncompressed stream
     lines_before = 0
@@ -159,12 +164,15 @@ def scan(
         local = np.concatenate([[0], ends]).astype(np.int64)
         if base == 0 and skip_bom(data, local):
             offsets[0] = local[:1].copy()
-        keep, found, bad = block_scores(data, local, path, score_field, inp, lines_before)
+        keep, found, bad, counts = block_scores(data, local, scoring, inp, lines_before)
         rows = np.flatnonzero(keep)
+        if counts is not None:
+            tokens.append(counts)
         for i in np.flatnonzero(np.isnan(found)):  # only invalid rows reach Python
             line_no = lines_before + int(rows[i]) + 1
             if fail_on_invalid:
-                raise ReorderError(f"{inp.path}: line {line_no}: invalid score in field '{score_field}': {bad[int(i)]}")
+                where = "" if scoring.is_expression else f" in field '{scoring.text}'"
+                raise ReorderError(f"{inp.path}: line {line_no}: invalid score{where}: {bad[int(i)]}")
             if len(invalid) < keep_invalid:
                 invalid.append((f"line {line_no}", bad[int(i)]))
         offsets.append(base + local[1:])
@@ -180,6 +188,8 @@ def scan(
         scores=np.concatenate(scores) if scores else np.zeros(0, dtype=np.float64),
         invalid=invalid,
         missing_final_newline=base > 0 and last != b"\n",
+        tokens=(np.concatenate(tokens) if tokens else np.zeros(0, dtype=np.int64))
+        if scoring.token_field else None,
     )
 
 
@@ -190,9 +200,11 @@ def lines_array(data: bytes, local: np.ndarray) -> pa.LargeBinaryArray:
 
 
 def block_scores(
-    data: bytes, local: np.ndarray, path: str, score_field: str, inp: InputFile, lines_before: int
-) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
-    """(is-record mask over lines, scores of the records, descriptions of invalid ones)."""
+    data: bytes, local: np.ndarray, scoring: Scoring, inp: InputFile, lines_before: int
+) -> tuple[np.ndarray, np.ndarray, dict[int, str], np.ndarray | None]:
+    """(is-record mask over lines, scores of the records, descriptions of invalid ones, the records'
+    token counts when ``scoring`` has a token field). Each field the score reads is extracted for
+    the whole block at once; only rows where one is not a plain number reach Python."""
     arr = np.frombuffer(data, dtype=np.uint8)
     starts, lengths = local[:-1], np.diff(local)
     _refuse_bom(arr, starts, inp, lines_before)
@@ -205,25 +217,49 @@ def block_scores(
         text = lines.cast(pl.String)
     except pl.exceptions.PolarsError:
         _raise_bad_utf8(data, local, keep, inp, lines_before)
-    scores = strings_to_float(text.str.json_path_match(path))
+    columns = {f: strings_to_float(text.str.json_path_match(json_path(f))) for f in scoring.fields}
     bad: dict[int, str] = {}
     line_index = np.flatnonzero(keep)
-    for i in np.flatnonzero(np.isnan(scores)):  # the slow path: exact Python semantics
+
+    def record(i: int) -> dict:
         li = int(line_index[i])
         raw = bytes(data[starts[li] : starts[li] + lengths[li]])
         try:
-            record = json.loads(raw)
+            rec = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ReorderError(
                 f"{inp.path}: line {lines_before + li + 1}: malformed JSON: {exc.args[0].split(':')[0]}"
             ) from None
-        if not isinstance(record, dict):
+        if not isinstance(rec, dict):
             raise ReorderError(f"{inp.path}: line {lines_before + li + 1}: not a JSON object (a record is one "
                                "object a line)")
-        scores[i], why = python_score(lookup(record, score_field))
-        if why is not None:
-            bad[int(i)] = why
-    return keep, scores, bad
+        return rec
+
+    unusual = np.zeros(len(line_index), dtype=bool)
+    for column in columns.values():
+        unusual |= np.isnan(column)
+    for i in np.flatnonzero(unusual):  # the slow path: exact Python semantics
+        rec = record(int(i))
+        for f, column in columns.items():  # a loop over the expression's fields
+            if np.isnan(column[i]):
+                column[i], why = python_score(lookup(rec, f))
+                if why is not None and int(i) not in bad:
+                    bad[int(i)] = f"field '{f}': {why}" if scoring.is_expression else why
+    scores = scoring.evaluate(columns)
+    for i in np.flatnonzero(np.isnan(scores)):  # rows whose fields are numbers but the expression is not finite
+        if int(i) not in bad:
+            values = ", ".join(f"{f}={float(columns[f][i])!r}" for f in scoring.fields)
+            bad[int(i)] = f"the expression gives no finite number ({values})"
+    tokens = None
+    if scoring.token_field:
+        counts = text.str.json_path_match(json_path(scoring.token_field)).cast(pl.Int64, strict=False)
+        odd = np.flatnonzero((counts.is_null() | (counts < 0)).fill_null(True).to_numpy())
+        if len(odd):  # the error path
+            i = int(odd[0])
+            raise ReorderError(f"{inp.path}: line {lines_before + int(line_index[i]) + 1}: token field "
+                               f"'{scoring.token_field}': {token_problem(lookup(record(i), scoring.token_field))}")
+        tokens = counts.to_numpy().astype(np.int64)
+    return keep, scores, bad, tokens
 
 
 def _refuse_bom(arr: np.ndarray, starts: np.ndarray, inp: InputFile, lines_before: int) -> None:

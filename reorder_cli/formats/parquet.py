@@ -13,9 +13,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from reorder_cli.errors import ReorderError
+from reorder_cli.formats import score_expr
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.formats.jsonl import split_lines
-from reorder_cli.formats.scores import check_score_type, series_scores
+from reorder_cli.formats.score_expr import Scoring
+from reorder_cli.formats.scores import check_score_type, column_tokens, series_scores
 from reorder_cli.formats.source import Scanned
 
 
@@ -25,6 +27,7 @@ class ParquetKeys:
     sizes: np.ndarray  # int64 estimated uncompressed bytes a row (row-group average)
     invalid: list[tuple[str, str]]  # ("row N", what is wrong) of the first invalid rows
     schema: pa.Schema
+    tokens: np.ndarray | None = None  # int64 token counts (a token-budget selection's token_field)
 
     @property
     def rows(self) -> int:
@@ -38,7 +41,22 @@ def open_file(inp: InputFile) -> pq.ParquetFile:
         raise ReorderError(f"{inp.path}: not a readable Parquet file: {exc}") from None
 
 
-def _score_column(pf: pq.ParquetFile, inp: InputFile, score_field: str) -> pa.ChunkedArray:
+def _columns(pf: pq.ParquetFile, inp: InputFile, fields: list[str]) -> dict[str, pl.Series]:
+    """The columns at ``fields`` (dotted paths), read in one projection."""
+    for f in fields:
+        _check_column(pf, inp, f)
+    try:
+        table = pf.read(columns=list(dict.fromkeys(f.split(".")[0] for f in fields)))
+    except (OSError, pa.ArrowException) as exc:
+        raise ReorderError(f"{inp.path}: cannot read column(s) {', '.join(fields)}: {exc}") from None
+    out = {}
+    for f in fields:
+        column = nested_column(table, f)
+        out[f] = pl.Series(column.combine_chunks() if column.num_chunks != 1 else column.chunk(0))
+    return out
+
+
+def _check_column(pf: pq.ParquetFile, inp: InputFile, score_field: str) -> None:
     parts = score_field.split(".")
     schema = pf.schema_arrow
     field_type = None
@@ -56,10 +74,6 @@ def _score_column(pf: pq.ParquetFile, inp: InputFile, score_field: str) -> pa.Ch
         raise ReorderError(
             f"{inp.path}: no column '{score_field}' (columns: {', '.join(schema.names)})"
         )
-    try:
-        return nested_column(pf.read(columns=[score_field]), score_field)
-    except (OSError, pa.ArrowException) as exc:
-        raise ReorderError(f"{inp.path}: cannot read column '{score_field}': {exc}") from None
 
 
 def nested_column(data: pa.Table | pa.RecordBatch, dotted: str):
@@ -73,23 +87,27 @@ def nested_column(data: pa.Table | pa.RecordBatch, dotted: str):
 
 def scan(
     inp: InputFile,
-    score_field: str,
+    score_field: str | Scoring,
     fail_on_invalid: bool,
     advance: Callable[[int], None] = lambda n: None,
     keep_invalid: int = 20,
 ) -> ParquetKeys:
     pf = open_file(inp)
     meta = pf.metadata
-    column = _score_column(pf, inp, score_field)
-    series = pl.Series(column.combine_chunks() if column.num_chunks != 1 else column.chunk(0))
-    try:
-        check_score_type(series.dtype, str(inp.path), score_field)
-    except ValueError as exc:
-        raise ReorderError(str(exc)) from None
-    scores, bad = series_scores(series)
+    scoring = score_expr.of(score_field)
+    extra = [scoring.token_field] if scoring.token_field else []
+    columns = _columns(pf, inp, list(dict.fromkeys([*scoring.fields, *extra])))
+    scores, bad = field_scores(scoring, columns, str(inp.path))
+    tokens = None
+    if scoring.token_field:
+        try:
+            tokens = column_tokens(columns[scoring.token_field], str(inp.path), scoring.token_field)
+        except ValueError as exc:
+            raise ReorderError(str(exc)) from None
     if bad and fail_on_invalid:
-        row, why = next(iter(bad.items()))
-        raise ReorderError(f"{inp.path}: row {row}: invalid score in column '{score_field}': {why}")
+        row, why = min(bad.items())
+        where = "" if scoring.is_expression else f" in column '{scoring.text}'"
+        raise ReorderError(f"{inp.path}: row {row}: invalid score{where}: {why}")
     invalid = [(f"row {row}", why) for row, why in list(bad.items())[:keep_invalid]]
     sizes = np.repeat(
         np.array([max(1, meta.row_group(i).total_byte_size // max(1, meta.row_group(i).num_rows))
@@ -97,7 +115,26 @@ def scan(
         [meta.row_group(i).num_rows for i in range(meta.num_row_groups)],
     )
     advance(inp.size)
-    return ParquetKeys(scores, sizes, invalid, pf.schema_arrow)
+    return ParquetKeys(scores, sizes, invalid, pf.schema_arrow, tokens)
+
+
+def field_scores(scoring: Scoring, columns: dict[str, pl.Series], where: str) -> tuple[np.ndarray, dict[int, str]]:
+    """(scores, {row: what is wrong}) of ``scoring`` over Parquet columns (one a field it reads)."""
+    values, bad = {}, {}
+    for f in scoring.fields:  # a loop over the expression's fields
+        try:
+            check_score_type(columns[f].dtype, where, f)
+        except ValueError as exc:
+            raise ReorderError(str(exc)) from None
+        values[f], why = series_scores(columns[f])
+        for row, what in why.items():
+            bad.setdefault(row, f"column '{f}': {what}" if scoring.is_expression else what)
+    scores = scoring.evaluate(values)
+    for row in np.flatnonzero(np.isnan(scores)).tolist():
+        if row not in bad:
+            shown = ", ".join(f"{f}={float(values[f][row])!r}" for f in scoring.fields)
+            bad[row] = f"the expression gives no finite number ({shown})"
+    return scores, dict(sorted(bad.items()))
 
 
 def validate_batch(batch: pa.RecordBatch, path, first_row: int) -> None:

@@ -46,6 +46,37 @@ def python_score(value: Any) -> tuple[float, str | None]:
     return score, None
 
 
+def token_problem(value: Any) -> str:
+    """Why ``value`` is not a token count (a non-negative integer)."""
+    if value is _MISSING:
+        return "missing (a token budget needs every row's token count)"
+    if value is None:
+        return "null (a token budget needs every row's token count)"
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"{_short(value)} is not an integer (a token count must be a non-negative integer)"
+    if value < 0:
+        return f"{value} is negative (a token count must be a non-negative integer)"
+    return f"{value} does not fit a 64-bit integer"
+
+
+def column_tokens(series: pl.Series, where: str, field: str) -> np.ndarray:
+    """int64 token counts of a column; a one-line error (``where``: the file) at the first row that is
+    not a non-negative integer (a float column must hold whole numbers)."""
+    values = series.cast(pl.Int64, strict=False) if series.dtype.is_numeric() else None
+    if values is None or series.dtype == pl.Boolean:
+        raise ValueError(f"{where}: token field '{field}' is {series.dtype}, not integers")
+    odd = values.is_null() | (values < 0)
+    if series.dtype.is_float():
+        odd = odd | (values.cast(pl.Float64) != series)
+    bad = np.flatnonzero(odd.fill_null(True).to_numpy())
+    if len(bad):
+        row = int(bad[0])
+        value = series[row]
+        why = "null" if value is None else token_problem(int(value) if float(value).is_integer() else value)
+        raise ValueError(f"{where}: row {row}: token field '{field}': {why}")
+    return values.to_numpy().astype(np.int64)
+
+
 def check_score_type(dtype: pl.DataType, where: str, field: str) -> None:
     """A score column holds numbers, booleans or numeric strings; a list or struct is refused."""
     if dtype.is_nested() or dtype == pl.Binary or dtype.is_temporal():

@@ -37,6 +37,10 @@ class KeySource(Protocol):
         """int64 (estimated) uncompressed bytes of each row."""
         ...
 
+    def tokens(self) -> np.ndarray | None:
+        """int64 token counts of each row when the scoring reads a token field, else None."""
+        ...
+
 
 class Scanned:
     """A :class:`KeySource` backed by what one scan of the file kept (``keys``: rows, invalid, scores)."""
@@ -55,3 +59,6 @@ class Scanned:
 
     def scores(self) -> np.ndarray:
         return self.keys.scores
+
+    def tokens(self) -> np.ndarray | None:
+        return self.keys.tokens

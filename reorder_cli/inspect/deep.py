@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from reorder_cli.errors import ReorderError
+from reorder_cli.formats import score_expr
 from reorder_cli.formats.discover import InputFile, classify
 from reorder_cli.metrics import guidance as metrics
 from reorder_cli.metrics import summary
@@ -28,7 +29,7 @@ def shard_scores(doc: dict[str, Any], folder: Path, workers: int = 0) -> list[np
         if not path.is_file() or kind is None:
             raise ReorderError(f"{path}: a shard listed in the manifest is missing")
         files.append(InputFile(path, kind[0], kind[1], path.stat().st_size))
-    sources = read_keys(files, doc["score_field"], False, workers or os.cpu_count() or 1)
+    sources = read_keys(files, score_expr.from_manifest(doc, tokens=False), False, workers or os.cpu_count() or 1)
     return [src.scores() for src in sources]
 
 

@@ -21,8 +21,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from reorder_cli.errors import ReorderError
-from reorder_cli.formats import json_rows, jsonl, parquet
+from reorder_cli.formats import json_rows, jsonl, parquet, score_expr
 from reorder_cli.formats.discover import InputFile
+from reorder_cli.formats.score_expr import Scoring
 from reorder_cli.formats.scores import check_score_type, series_scores
 from reorder_cli.inspect.rowhash import RowMultiset
 from reorder_cli.metrics.summary import ScoreStats
@@ -91,7 +92,8 @@ class _Records:
     unterminated: bool  # the block's last record had no '\n' (one was added)
 
 
-def _records(data, at_end: bool, score_field: str, inp: InputFile, lines_before: int, skip_bom: bool) -> _Records:
+def _records(data, at_end: bool, score_field: str | Scoring, inp: InputFile, lines_before: int,
+             skip_bom: bool) -> _Records:
     """The records of a block. ``skip_bom``: the block starts an input file, whose leading
     byte-order mark is not part of its first record (as in the keys pass); an output shard
     has none, so there it is an error like any other."""
@@ -104,21 +106,24 @@ def _records(data, at_end: bool, score_field: str, inp: InputFile, lines_before:
     local = np.concatenate([[0], ends]).astype(np.int64)
     if skip_bom:
         jsonl.skip_bom(data, local)
-    keep, scores, _ = jsonl.block_scores(data, local, jsonl.json_path(score_field), score_field, inp, lines_before)
+    keep, scores, _, _ = jsonl.block_scores(data, local, score_expr.of(score_field), inp, lines_before)
     lines = jsonl.lines_array(data, local).filter(pa.array(keep))
     return _Records(lines, scores, np.flatnonzero(keep) + lines_before + 1, len(ends), unterminated and bool(keep[-1]))
 
 
-def batch_scores(batch: pa.RecordBatch, score_field: str) -> np.ndarray:
+def batch_scores(batch: pa.RecordBatch, score_field: str | Scoring) -> np.ndarray:
     """Scores of a Parquet batch by the same rules as the keys pass (NaN where invalid)."""
-    if score_field.split(".")[0] not in batch.schema.names:
-        raise KeyError(f"no column '{score_field}'")
-    series = pl.Series(parquet.nested_column(batch, score_field))
-    try:
-        check_score_type(series.dtype, "the shard", score_field)
-    except ValueError as exc:
-        raise KeyError(str(exc).removeprefix("the shard: ")) from None
-    return series_scores(series)[0]
+    scoring = score_expr.of(score_field)
+    columns = {}
+    for f in scoring.fields:  # a loop over the expression's fields
+        if f.split(".")[0] not in batch.schema.names:
+            raise KeyError(f"no column '{f}'")
+        columns[f] = pl.Series(parquet.nested_column(batch, f))
+        try:
+            check_score_type(columns[f].dtype, "the shard", f)
+        except ValueError as exc:
+            raise KeyError(str(exc).removeprefix("the shard: ")) from None
+    return scoring.evaluate({f: series_scores(c)[0] for f, c in columns.items()})
 
 
 def _batch_rows(meta: pq.FileMetaData) -> int:
@@ -135,14 +140,14 @@ def _first_line(exc: BaseException) -> str:
 # ------------------------------------------------------------------ output shards
 
 
-def output_shard(path: Path, fmt: str, score_field: str, with_rows: bool) -> ShardDigest:
+def output_shard(path: Path, fmt: str, score_field: str | Scoring, with_rows: bool) -> ShardDigest:
     """Read one output shard back; a file that cannot be read gets ``error`` set."""
     if fmt == "parquet":
         return _parquet_shard(path, score_field, with_rows)
     return _jsonl_shard(path, fmt, score_field, with_rows)
 
 
-def _jsonl_shard(path: Path, fmt: str, score_field: str, with_rows: bool) -> ShardDigest:
+def _jsonl_shard(path: Path, fmt: str, score_field: str | Scoring, with_rows: bool) -> ShardDigest:
     reader = _HashingReader(path)
     inp = InputFile(path, "jsonl", "zstd" if fmt == "jsonl.zst" else None, 0)
     stats, multiset = ScoreStats(), RowMultiset() if with_rows else None
@@ -169,7 +174,7 @@ def _jsonl_shard(path: Path, fmt: str, score_field: str, with_rows: bool) -> Sha
                        unterminated=unterminated)
 
 
-def _parquet_shard(path: Path, score_field: str, with_rows: bool) -> ShardDigest:
+def _parquet_shard(path: Path, score_field: str | Scoring, with_rows: bool) -> ShardDigest:
     digest = ShardDigest(path.stat().st_size, file_sha256(path))
     multiset = RowMultiset() if with_rows else None
     try:
@@ -195,20 +200,23 @@ def _parquet_shard(path: Path, score_field: str, with_rows: bool) -> ShardDigest
 # ------------------------------------------------------------------ inputs
 
 
-def input_file(inp: InputFile, score_field: str, drop_invalid: bool, schema: pa.Schema | None) -> InputDigest:
+def input_file(inp: InputFile, score_field: str | Scoring, drop_invalid: bool, schema: pa.Schema | None,
+               include: np.ndarray | None = None) -> InputDigest:
     """Records, invalid scores and the multiset of the rows a run writes from one input.
 
     ``schema`` None hashes rows as JSONL records (a Parquet row as Polars serialises it);
     a schema (the output's Arrow schema) hashes row values in it (JSONL records are
     converted to it by the rules of the run, ``json_rows``).
-    Unreadable input raises ``ReorderError``.
+    ``include`` (a mask over the file's rows, e.g. a selection's) says which rows the run writes;
+    it replaces ``drop_invalid``. Unreadable input raises ``ReorderError``.
     """
     if inp.format == "parquet":
-        return _parquet_input(inp, score_field, drop_invalid, schema)
-    return _jsonl_input(inp, score_field, drop_invalid, schema)
+        return _parquet_input(inp, score_field, drop_invalid, schema, include)
+    return _jsonl_input(inp, score_field, drop_invalid, schema, include)
 
 
-def _jsonl_input(inp: InputFile, score_field: str, drop_invalid: bool, schema: pa.Schema | None) -> InputDigest:
+def _jsonl_input(inp: InputFile, score_field: str | Scoring, drop_invalid: bool, schema: pa.Schema | None,
+                 include: np.ndarray | None) -> InputDigest:
     out = InputDigest()
     lines = 0
     try:
@@ -218,11 +226,13 @@ def _jsonl_input(inp: InputFile, score_field: str, drop_invalid: bool, schema: p
                 rec = _records(data, at_end, score_field, inp, lines, skip_bom=lines == 0)
                 lines += rec.lines_read
                 invalid = np.isnan(rec.scores)
+                first = out.rows
                 out.rows += len(rec.lines)
                 out.invalid += int(invalid.sum())
                 kept, numbers = rec.lines, rec.line_numbers
-                if drop_invalid and invalid.any():
-                    kept, numbers = kept.filter(pa.array(~invalid)), numbers[~invalid]
+                mask = include[first:out.rows] if include is not None else ~invalid if drop_invalid else None
+                if mask is not None and not mask.all():
+                    kept, numbers = kept.filter(pa.array(mask)), numbers[mask]
                 if schema is None:
                     out.multiset.add_lines(kept)
                 elif len(kept):
@@ -241,7 +251,8 @@ def _ndjson_lines(frame: pl.DataFrame) -> pa.LargeBinaryArray:
     return jsonl.split_lines(buf.getbuffer())
 
 
-def _parquet_input(inp: InputFile, score_field: str, drop_invalid: bool, schema: pa.Schema | None) -> InputDigest:
+def _parquet_input(inp: InputFile, score_field: str | Scoring, drop_invalid: bool, schema: pa.Schema | None,
+                   include: np.ndarray | None) -> InputDigest:
     out = InputDigest()
     columns = None if schema is None else pl.from_arrow(schema.empty_table()).schema
     try:
@@ -250,10 +261,12 @@ def _parquet_input(inp: InputFile, score_field: str, drop_invalid: bool, schema:
                 parquet.validate_batch(batch, inp.path, out.rows)
                 invalid = np.isnan(batch_scores(batch, score_field))
                 frame = pl.from_arrow(batch)
+                first = out.rows
                 out.rows += frame.height
                 out.invalid += int(invalid.sum())
-                if drop_invalid and invalid.any():
-                    frame = frame.filter(pl.Series(~invalid))
+                mask = include[first:out.rows] if include is not None else ~invalid if drop_invalid else None
+                if mask is not None and not mask.all():
+                    frame = frame.filter(pl.Series(mask))
                 if schema is None:
                     out.multiset.add_lines(_ndjson_lines(frame))
                 else:

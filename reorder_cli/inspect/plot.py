@@ -27,7 +27,7 @@ MISSING = "plotting needs the optional extra: pip install 'reorder[plot]' (in a 
 
 FORMATS = (".png", ".svg", ".pdf")
 _PAPER = {"shuffle": "Random", "sorting": "Sorting (CL)", "folding": "Folding", "zigzag": "Zigzag",
-          "segment": "Segment (SEG)", "str": "STR", "saw": "SAW"}
+          "segment": "Segment (SEG)", "str": "STR", "saw": "SAW", "input": "Input order"}
 
 
 def title(method: str, params: dict[str, Any]) -> str:
@@ -168,6 +168,44 @@ def write(path: Path, panels: list[tuple[str, Any]], subtitle: str = "", size: t
     try:
         with rc_context({"svg.hashsalt": "reorder"}):  # SVG ids from a fixed salt, not a random one
             fig.savefig(path, dpi=DPI, format=path.suffix.lower().lstrip("."), metadata=_metadata(path))
+    except OSError as exc:
+        raise ReorderError(f"{path}: cannot write the picture: {exc.strerror or exc}") from None
+    return path
+
+
+def selection_path(path: Path) -> Path:
+    """Where ``preview --plot FILE`` draws a selection: FILE's name with ``-selection`` before the suffix."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}-selection{path.suffix}")
+
+
+def write_selection(path: Path, panels: list[tuple[str, np.ndarray, np.ndarray, float | None]],
+                    size: tuple[int, int] | None = None) -> Path:
+    """One panel per (title, kept scores, dropped scores, cut-off): the two score distributions as
+    stacked histograms on shared bins, the cut-off as a vertical line."""
+    require(path)
+    from matplotlib.figure import Figure
+
+    width, height = size or default_size(len(panels))
+    fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0])
+    both = np.concatenate([np.concatenate([k, d]) for _, k, d, _ in panels] or [np.empty(0)])
+    lo, hi = (float(both.min()), float(both.max())) if len(both) else (0.0, 1.0)
+    bins = np.linspace(lo, hi if hi > lo else lo + 1, 81)
+    for ax, (name, kept, dropped, cutoff) in zip(axes, panels, strict=True):
+        ax.hist([dropped, kept], bins=bins, stacked=True, color=["#b0b0b0", "#2a788e"],
+                label=[f"dropped ({len(dropped):,})", f"kept ({len(kept):,})"])
+        if cutoff is not None:
+            ax.axvline(cutoff, color="#d1495b", linewidth=1.4, label=f"cut-off {cutoff:g}")
+        ax.set_title(name, fontsize=11, loc="left", fontweight="bold")
+        ax.set_ylabel("rows")
+        ax.grid(alpha=0.25, linewidth=0.5)
+        ax.legend(loc="upper left", fontsize=8, frameon=True, framealpha=0.85)
+    axes[-1].set_xlabel("score")
+    fig.suptitle("Selection: kept and dropped scores", fontsize=13, fontweight="bold")
+    path = Path(path)
+    try:
+        fig.savefig(path, dpi=DPI, format=path.suffix.lower().lstrip("."), metadata=_metadata(path))
     except OSError as exc:
         raise ReorderError(f"{path}: cannot write the picture: {exc.strerror or exc}") from None
     return path

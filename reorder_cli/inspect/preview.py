@@ -18,11 +18,13 @@ import numpy as np
 from reorder_cli import config
 from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
+from reorder_cli.formats import score_expr
 from reorder_cli.formats.discover import InputFile, discover
 from reorder_cli.inspect import plot
 from reorder_cli.metrics import guidance as metrics
 from reorder_cli.metrics.summary import profile
 from reorder_cli.plan import build as plan
+from reorder_cli.plan import select
 from reorder_cli.util.progress import Progress
 
 
@@ -36,6 +38,7 @@ class Ordered:
     dropped: int
     metrics: dict[str, Any]
     profile: dict[str, Any]
+    selection: dict[str, Any] | None = None  # what a select: section kept (Selected.to_json)
 
 
 @dataclass
@@ -44,6 +47,7 @@ class Preview:
     input_rows: int
     seconds: float
     orders: list[Ordered]
+    selection_plot: Path | None = None  # the kept / dropped score distributions, when a selection was drawn
 
 
 def configs(
@@ -84,17 +88,33 @@ def run(cfgs: list[RunConfig], params: metrics.Params, progress: Progress | None
     first = cfgs[0]
     files = discover(first.inputs)
     with progress.task("Reading scores", total=sum(f.size for f in files), unit="bytes") as advance:
-        sources = plan.read_keys(files, first.score_field, first.invalid_scores == "error", first.workers, advance)
+        scoring = score_expr.for_config(next((c for c in cfgs if (c.select or {}).get("token_field")), first))
+        sources = plan.read_keys(files, scoring, first.invalid_scores == "error", first.workers, advance)
     orders = []
     for cfg in cfgs:  # a loop over methods
         p = plan.build(files, sources, cfg)
         orders.append(Ordered(cfg.method, cfg.params, p.scores, p.dropped,
-                              metrics.compute(p.scores, params), profile(p.scores)))
+                              metrics.compute(p.scores, params), profile(p.scores), p.selection))
     input_rows = int(sum(s.rows for s in sources))
+    selection_plot = None
     if plot_file:
         plot.write(plot_file, [(plot.title(o.method, o.params), o.scores) for o in orders],
                    plot.describe_inputs([str(f.path) for f in files], input_rows), plot_size)
-    return Preview(files, input_rows, time.perf_counter() - started, orders)
+        drawn = [(cfg, o) for cfg, o in zip(cfgs, orders, strict=True) if o.selection]
+        if drawn:
+            selection_plot = plot.write_selection(plot.selection_path(plot_file), [
+                (f"{plot.title(o.method, o.params)}: {o.selection['rule']}", *_kept_and_dropped(sources, cfg),
+                 o.selection["cutoff"]) for cfg, o in drawn], plot_size)
+    return Preview(files, input_rows, time.perf_counter() - started, orders, selection_plot)
+
+
+def _kept_and_dropped(sources: list, cfg: RunConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The valid scores a config's selection keeps, and those it drops."""
+    scores = np.concatenate([s.scores() for s in sources])
+    tokens = np.concatenate([s.tokens() for s in sources]) if cfg.select.get("token_field") else None
+    keep = select.select(cfg.select, len(scores), select.in_memory(scores, tokens), max(1, len(scores))).cut.keep(
+        0, scores)
+    return scores[keep], scores[~keep & ~np.isnan(scores)]
 
 
 def summary(result: Preview) -> dict[str, Any]:
@@ -103,7 +123,7 @@ def summary(result: Preview) -> dict[str, Any]:
         "inputs": {"files": len(result.files), "rows": result.input_rows, "bytes": sum(f.size for f in result.files)},
         "orders": [
             {"method": o.method, "params": o.params, "rows": len(o.scores), "dropped_rows": o.dropped,
-             "metrics": o.metrics, "profile": o.profile}
+             "metrics": o.metrics, "profile": o.profile, **({"selection": o.selection} if o.selection else {})}
             for o in result.orders
         ],
     }

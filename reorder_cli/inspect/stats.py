@@ -46,6 +46,7 @@ def summary(manifest: dict[str, Any]) -> dict[str, Any]:
         "params": manifest["params"],
         "totals": totals,
         "invalid_scores": manifest["invalid_scores"],
+        **{k: manifest[k] for k in ("score", "selection") if manifest.get(k)},
         "shards": [
             {k: s[k] for k in ("file", "rows", "bytes", "positions", "score")} for s in manifest["shards"]
         ],

@@ -20,12 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from reorder_cli.errors import ReorderError
+from reorder_cli.formats import score_expr
 from reorder_cli.formats.discover import InputFile, discover
 from reorder_cli.formats.writers import COMPRESSION, EXTENSIONS, shard_name
 from reorder_cli.inspect import digest
 from reorder_cli.inspect.rowhash import RowMultiset
 from reorder_cli.metrics.summary import ScoreStats
+from reorder_cli.plan import select
+from reorder_cli.plan.build import read_keys
 from reorder_cli.publish import manifest
 from reorder_cli.util.hashing import fingerprint
 from reorder_cli.util.progress import Progress
@@ -84,7 +89,7 @@ def verify(
     fmt, entries = _layout(doc)
     files = _input_files(doc, folder, inputs, manifest_inputs)
     workers = max(1, workers or (os.cpu_count() or 1))
-    score_field = doc.get("score_field") or "score"
+    score_field = score_expr.from_manifest(doc, tokens=False)
 
     paths = [folder / e["file"] if _plain_name(e["file"]) else None for e in entries]
     present = [p if p is not None and p.is_file() else None for p in paths]
@@ -195,7 +200,8 @@ def _total_problems(doc: dict[str, Any], entries: list[dict], digests: list) -> 
         ("input_rows", sum(i.get("rows", 0) for i in inputs), "the sum of the inputs' rows"),
         ("input_bytes", sum(i.get("bytes", 0) for i in inputs), "the sum of the inputs' bytes"),
         ("dropped_rows", inv.get("dropped"), "invalid_scores.dropped"),
-        ("input_rows", (t.get("rows") or 0) + (t.get("dropped_rows") or 0), "rows + dropped_rows"),
+        ("input_rows", (t.get("rows") or 0) + (t.get("dropped_rows") or 0) + (t.get("unselected_rows") or 0),
+         "rows + dropped_rows + unselected_rows"),
     ]
     problems = [Problem("manifest", "totals", f"{key} is {t.get(key)!r}, expected {want!r} ({what})")
                 for key, want, what in checks if t.get(key) != want]
@@ -297,9 +303,12 @@ def _check_permutation(report: Report, doc, folder: Path, fmt: str, files: list[
             return
         schema = arrow
     inv = doc.get("invalid_scores") or {}
-    score_field = doc.get("score_field") or "score"
+    score_field = score_expr.from_manifest(doc, tokens=False)
     drop = inv.get("policy") == "drop"
-    found = _parallel(workers, files, advance, lambda f: digest.input_file(f, score_field, drop, schema))
+    includes = _selected(report, doc, files, workers) if doc.get("selection") else [None] * len(files)
+    include = {id(f): mask for f, mask in zip(files, includes, strict=True)}
+    found = _parallel(workers, files, advance,
+                      lambda f: digest.input_file(f, score_field, drop, schema, include[id(f)]))
     report.warnings += _input_warnings(doc, folder, files, found)
 
     ins, outs = RowMultiset(), RowMultiset()
@@ -313,15 +322,46 @@ def _check_permutation(report: Report, doc, folder: Path, fmt: str, files: list[
         report.problems.append(Problem("inputs", "invalid scores", f"{invalid:,} input rows have an invalid score, "
                                                                    f"the manifest counted {inv.get('count')!r}"))
     dropped = invalid if drop else 0
-    read = f"{ins.rows + dropped:,} input rows" + (f", {dropped:,} dropped as invalid" if drop else "")
+    unselected = (doc.get("selection") or {}).get("dropped") or 0
+    read = (f"{ins.rows + dropped + unselected:,} input rows" + (f", {dropped:,} dropped as invalid" if drop else "")
+            + (f", {unselected:,} not selected (recomputed from the inputs' scores)" if unselected else ""))
     if ins != outs:
         how = "the rows differ" if ins.rows == outs.rows else "the row counts differ"
         incomplete = any(d is None or d.error is not None for d in digests)
-        report.problems.append(Problem("output", "not a permutation", (
+        kind = "not the selected rows" if doc.get("selection") else "not a permutation"
+        report.problems.append(Problem("output", kind, (
             f"{outs.rows:,} output rows vs {read}: {how} (row multiset hash {outs.digest()} vs {ins.digest()})"
             + ("; some shards could not be read" if incomplete else ""))))
     else:
-        report.permutation = f"the output is a permutation of the inputs ({read}; row multiset hash {ins.digest()})"
+        what = "exactly the selected rows" if doc.get("selection") else "a permutation"
+        report.permutation = f"the output is {what} of the inputs ({read}; row multiset hash {ins.digest()})"
+
+
+def _selected(report: Report, doc, files: list[InputFile], workers: int) -> list[np.ndarray]:
+    """The rows the run must have written, a mask a file: the selection recomputed from the inputs'
+    scores (and tokens), plus the invalid rows unless dropped. A recomputed selection that differs
+    from the manifest's is a problem."""
+    sel = doc["selection"]
+    sources = read_keys(files, score_expr.from_manifest(doc), False, max(1, workers))
+    scores = np.concatenate([s.scores() for s in sources]) if sources else np.zeros(0)
+    tokens = np.concatenate([s.tokens() for s in sources]) if sel["params"].get("token_field") and sources else None
+    try:
+        chosen = select.select(sel["params"], len(scores), select.in_memory(scores, tokens), max(1, len(scores)))
+    except ReorderError as exc:
+        report.problems.append(Problem("inputs", "selection", str(exc)))
+        chosen = None
+    cut = select.Cut(math.inf, len(scores)) if chosen is None else chosen.cut
+    again = chosen.to_json() if chosen else {}
+    for key in ("rows_before", "rows_after", "tokens_before", "tokens_after", "cutoff"):
+        if chosen is not None and again[key] != sel.get(key):
+            report.problems.append(Problem("inputs", "selection", (
+                f"recomputed from the inputs, the selection gives {key} {again[key]!r}; the manifest says "
+                f"{sel.get(key)!r} (rows that should have been kept or dropped differ)")))
+    keep = cut.keep(0, scores)
+    if (doc.get("invalid_scores") or {}).get("policy") != "drop":
+        keep |= np.isnan(scores)
+    bounds = np.cumsum([0] + [s.rows for s in sources])
+    return [keep[bounds[i]:bounds[i + 1]] for i in range(len(sources))]
 
 
 def _input_warnings(doc, folder: Path, files: list[InputFile], found: list) -> list[str]:

@@ -72,6 +72,8 @@ _REGISTRY = (
            COMMON + SORTED + ("folding_layer", "num_sections", "folding_ratio"), orderings.saw, "yes",
            defaults={"num_sections": 3, "folding_layer": 2, "folding_ratio": 0.075},
            rank_map=_transitions(True)),
+    Method("input", "-", "Input order: the rows as they come (after selection); for selecting without reordering.",
+           ("score_field",), orderings.input_order, "yes (the identity)"),
 )
 
 #: Canonical name -> method, in the order ``reorder methods`` lists them.

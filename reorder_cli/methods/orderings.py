@@ -195,3 +195,8 @@ def segment(scores: np.ndarray, p: Mapping[str, Any]) -> np.ndarray:
         back, middle = take(rest, n_back, bool(p["back_is_high"]))
     rng = np.random.default_rng(p["seed"])
     return np.concatenate([part[random_order(len(part), rng)] for part in (front, middle, back)]).astype(np.int64)
+
+
+def input_order(scores: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
+    """``input``: the identity (the valid, selected rows in input order)."""
+    return np.arange(len(scores), dtype=np.int64)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from reorder_cli.config import RunConfig
+from reorder_cli.formats import score_expr
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.plan import build
 from reorder_cli.plan.build import Plan
@@ -20,8 +21,8 @@ def build_plan(files: list[InputFile], cfg: RunConfig, work: WorkDir, keys_budge
                task: Callable) -> tuple[Plan, bool]:
     """(the plan, whether its keys went out of core); ``task`` opens a progress bar (``Progress.task``)."""
     with task("Reading scores", total=sum(f.size for f in files), unit="bytes") as advance:
-        sources = build.read_keys(files, cfg.score_field, cfg.invalid_scores == "error", cfg.workers, advance,
-                                  work, keys_budget)
+        sources = build.read_keys(files, score_expr.for_config(cfg), cfg.invalid_scores == "error", cfg.workers,
+                                  advance, work, keys_budget)
     if build.spilled(sources):
         with task("Ordering keys out of core", total=1, unit="steps"):
             return build.build_out_of_core(files, sources, cfg, work, keys_budget), True

@@ -19,8 +19,10 @@ from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats import KeySource, jsonl, open_keys
 from reorder_cli.formats.discover import InputFile
+from reorder_cli.formats.score_expr import Scoring
 from reorder_cli.methods import order_rows
 from reorder_cli.plan import keys_ooc
+from reorder_cli.plan import select as selection
 from reorder_cli.plan.layout import layout
 from reorder_cli.util.npy import CHUNK_ROWS, DiskArray, NpyColumn, NpyWriter, save_npy
 from reorder_cli.workdir import WorkDir
@@ -37,7 +39,8 @@ class Plan:
     shards: list[tuple[int, int]]  # [start, end) output positions of each shard
     invalid_count: int
     invalid_samples: list[dict]  # {"file", "where", "value"}
-    dropped: int
+    dropped: int  # invalid rows dropped (invalid_scores: drop)
+    selection: dict | None = None  # what the select: section kept (Selected.to_json); None without one
 
     @property
     def rows(self) -> int:
@@ -78,6 +81,9 @@ class SpilledSource:
     def row_sizes(self) -> np.ndarray:
         return np.load(self.path("sizes"))
 
+    def tokens(self) -> np.ndarray | None:
+        return np.load(self.path("tokens")) if self.path("tokens").exists() else None
+
 
 def spill(source: KeySource, index: int, folder: Path) -> SpilledSource:
     """Write a source's keys to ``folder`` and return what is left of it in memory."""
@@ -85,13 +91,15 @@ def spill(source: KeySource, index: int, folder: Path) -> SpilledSource:
     out = SpilledSource(source.inp, index, folder, source.rows, source.invalid, source.schema)
     save_npy(out.path("scores"), source.scores())
     save_npy(out.path("sizes"), source.row_sizes())
+    if source.tokens() is not None:
+        save_npy(out.path("tokens"), source.tokens())
     if isinstance(source, jsonl.JsonlSource):  # the byte ranges the rewrite reads records by
         save_npy(out.path("records"), source.keys.records())
         out.data_path, out.unterminated = Path(source.keys.data_path), source.unterminated_row() is not None
     return out
 
 
-def read_keys(files: list[InputFile], score_field: str, fail_on_invalid: bool, workers: int,
+def read_keys(files: list[InputFile], score_field: str | Scoring, fail_on_invalid: bool, workers: int,
               advance: Callable[[int], None] = lambda n: None, work: WorkDir | None = None,
               keys_budget: int = 0) -> list[KeySource]:
     """Scan every input for its keys, ``workers`` files at a time; returns one source a file.
@@ -137,7 +145,13 @@ def build(files: list[InputFile], sources: list, cfg: RunConfig) -> Plan:
     scores = np.concatenate([s.scores() for s in sources])
     sizes = np.concatenate([s.row_sizes() for s in sources])
     valid = ~np.isnan(scores)
-    valid_rows = np.flatnonzero(valid)
+    chosen = None
+    if cfg.select:
+        tokens = np.concatenate([s.tokens() for s in sources]) if cfg.select["method"] == "tokens" else None
+        chosen = selection.select(cfg.select, len(scores), selection.in_memory(scores, tokens), len(scores) or 1)
+        valid_rows = np.flatnonzero(chosen.cut.keep(0, scores))
+    else:
+        valid_rows = np.flatnonzero(valid)
     order = valid_rows[order_rows(cfg.method, scores[valid_rows], cfg.params)]
     invalid_rows = np.flatnonzero(~valid)
     dropped = 0
@@ -167,6 +181,7 @@ def build(files: list[InputFile], sources: list, cfg: RunConfig) -> Plan:
         invalid_count=int(len(invalid_rows)),
         invalid_samples=samples,
         dropped=dropped,
+        selection=chosen.to_json() if chosen else None,
     )
 
 
@@ -186,21 +201,30 @@ def build_out_of_core(files: list[InputFile], sources: list, cfg: RunConfig, wor
     n = int(row_starts[-1])
     if n == 0:
         raise ReorderError("the inputs hold no rows (" + ", ".join(str(f.path) for f in files[:3]) + ")")
-    for name, dtype in (("scores", np.float64), ("sizes", np.int64)):
+    by_tokens = bool(cfg.select) and cfg.select["method"] == "tokens"
+    for name, dtype in (("scores", np.float64), ("sizes", np.int64)) + ((("tokens", np.int64),) if by_tokens else ()):
         writer = NpyWriter(work.plan_keys(name), dtype, n)
         for s in sources:  # a loop over files, then over chunks
             column = NpyColumn(s.path(name), dtype)
             for start in range(0, s.rows, CHUNK_ROWS):
                 writer.write(column.read(start, min(CHUNK_ROWS, s.rows - start)))
         writer.close()
+    chosen = None
+    if cfg.select:
+        scores_col = NpyColumn(work.plan_keys("scores"), np.float64)
+        tokens_col = NpyColumn(work.plan_keys("tokens"), np.int64) if by_tokens else None
+        chosen = selection.select(
+            cfg.select, n, lambda start, count: (scores_col.read(start, count),
+                                                 None if tokens_col is None else tokens_col.read(start, count)),
+            min(selection.CHUNK_ROWS, max(1 << 16, memory_bytes // 64)))
     *paths, stats = keys_ooc.order_out_of_core(
         work.plan_keys("scores"), work.plan_keys("sizes"), cfg.method, cfg.params, cfg.invalid_scores,
-        memory_bytes, folder)
+        memory_bytes, folder, chosen.cut if chosen else None)
     order, scores, sizes = (DiskArray(path, dtype) for path, dtype in zip(paths, (np.int64, np.float64, np.int64),
                                                                           strict=True))
     if len(order) == 0:
         raise ReorderError("no row has a valid score; nothing to write (see invalid_scores)")
-    invalid = stats["rows"] - stats["valid"]
+    invalid = stats["rows"] - stats["valid"] - stats["unselected"]
     ends = _running_total(sizes, folder / "plan-ends.npy")
     samples = [{"file": str(files[i].path), "where": where, "value": what}
                for i, s in enumerate(sources) for where, what in s.invalid][:20]
@@ -208,6 +232,7 @@ def build_out_of_core(files: list[InputFile], sources: list, cfg: RunConfig, wor
         files=files, sources=sources, row_starts=row_starts, order=order, scores=scores, sizes=sizes,
         shards=layout(sizes, cfg.layout_shard_bytes, cfg.shard_rows, ends), invalid_count=int(invalid),
         invalid_samples=samples, dropped=int(invalid) if cfg.invalid_scores == "drop" else 0,
+        selection=chosen.to_json() if chosen else None,
     )
 
 

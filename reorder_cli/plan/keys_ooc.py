@@ -65,7 +65,8 @@ def keys_fit(n_rows: int, memory_bytes: int) -> bool:
 @dataclass
 class KeysStats:
     rows: int = 0  # input rows
-    valid: int = 0  # rows with a valid score
+    valid: int = 0  # rows with a valid score (that the selection kept, when there is one)
+    unselected: int = 0  # rows with a valid score that the selection dropped
     written: int = 0  # output positions (valid rows, plus the invalid ones unless dropped)
     chunk_rows: int = 0  # rows a scan chunk
     partition_rows: int = 0  # rows a partition sorted in memory
@@ -84,6 +85,7 @@ def order_out_of_core(
     invalid_policy: str,
     memory_bytes: int,
     work_dir: str | Path,
+    cut: Any = None,
 ) -> tuple[Path, Path, Path, dict]:
     """``plan.build``'s order, scores and sizes at each output position, computed out of core.
 
@@ -93,6 +95,8 @@ def order_out_of_core(
     ``plan.build`` does. Returns the paths of ``work_dir/plan-order.npy`` (int64),
     ``plan-scores.npy`` (float64) and ``plan-sizes.npy`` (int64), each written under a
     temporary name and renamed when complete, and the run's statistics (:class:`KeysStats`).
+    ``cut`` (a :class:`plan.select.Cut`): only the valid rows it keeps are ordered; the others
+    are left out (invalid rows still follow ``invalid_policy``).
     Peak memory: about ``memory_bytes`` plus a constant; spills go to a temporary folder
     under ``work_dir``, removed on return.
     """
@@ -103,7 +107,7 @@ def order_out_of_core(
         raise ValueError(f"{len(scores)} scores but {len(sizes)} sizes")
     spill = Path(tempfile.mkdtemp(prefix="keys-", dir=work_dir))
     try:
-        keys = _KeysRun(scores, sizes, params, memory_bytes, spill)
+        keys = _KeysRun(scores, sizes, params, memory_bytes, spill, cut)
         paths = keys.run(method, invalid_policy, [work_dir / name for name in OUTPUT_NAMES])
         return (*paths, asdict(keys.stats()))
     finally:
@@ -135,8 +139,11 @@ class _Output:
 
 
 class _KeysRun:
-    def __init__(self, scores: NpyColumn, sizes: NpyColumn, params: Mapping[str, Any], memory: int, spill: Path):
+    def __init__(self, scores: NpyColumn, sizes: NpyColumn, params: Mapping[str, Any], memory: int, spill: Path,
+                 cut: Any = None):
         self.scores, self.sizes, self.params, self.memory, self.spill = scores, sizes, params, memory, spill
+        self.cut = cut
+        self.unselected = 0
         self.sort_stats = SortStats()
         self.sorter = ExternalSort(spill, memory, self.sort_stats)
         self.chunk_rows = self.sorter.chunk_rows
@@ -148,7 +155,8 @@ class _KeysRun:
     def stats(self) -> KeysStats:
         s = self.sort_stats
         return KeysStats(
-            rows=len(self.scores), valid=self.valid, written=self.written, chunk_rows=self.chunk_rows,
+            rows=len(self.scores), valid=self.valid, unselected=self.unselected, written=self.written,
+            chunk_rows=self.chunk_rows,
             partition_rows=self.sorter.partition_rows, sorts=s.sorts, partitions=s.partitions,
             single_key_partitions=s.single_key_partitions, max_depth=s.max_depth,
             spilled_bytes=s.spilled_bytes + self.spilled,
@@ -159,7 +167,7 @@ class _KeysRun:
     def run(self, method: str, invalid_policy: str, paths: list[Path]) -> list[Path]:
         descending = method != "segment" and not self.params.get("ascending", True)
         sample = self.survey(descending)
-        n_invalid = len(self.scores) - self.valid
+        n_invalid = len(self.scores) - self.valid - self.unselected
         self.written = self.valid + (n_invalid if invalid_policy in ("first", "last") else 0)
         out = _Output(paths, self.written)
         try:
@@ -181,11 +189,13 @@ class _KeysRun:
         for start in range(0, n, self.chunk_rows):  # a loop over chunks
             scores = self.scores.read(start, min(self.chunk_rows, n - start))
             valid = ~np.isnan(scores)
-            keys = scores[valid]
+            kept = self.kept(start, scores)
+            self.unselected += int(valid.sum() - kept.sum())
+            keys = scores[kept]
             sample = keys[(-seen) % step :: step]
             picked.append(-sample if descending else sample.copy())  # a copy: a view would keep the chunk
             seen += len(keys)
-            if len(keys) < len(scores):
+            if not valid.all():
                 self.spilled += append(self.invalid, self.rows(start, scores, ~valid))
         self.valid = seen
         return np.concatenate(picked) if picked else np.empty(0)
@@ -193,6 +203,10 @@ class _KeysRun:
     def order_valid(self, method: str, sample: np.ndarray, descending: bool, out: _Output) -> None:
         p, m = self.params, self.valid
         window = p.get("window_size", 0) or 0
+        if method == "input":
+            for _, rows in self.valid_chunks(_scores)():
+                out.write(rows)
+            return
         if method == "shuffle":
             self.sorter.sort(self.valid_chunks(self.random_keys(p["seed"])), m, out.write, self.uniform(m))
             return
@@ -218,6 +232,10 @@ class _KeysRun:
 
     # ------------------------------------------------------------ streams
 
+    def kept(self, start: int, scores: np.ndarray) -> np.ndarray:
+        """The rows of a chunk that are ordered: the valid ones, less those the selection dropped."""
+        return ~np.isnan(scores) if self.cut is None else self.cut.keep(start, scores)
+
     def rows(self, start: int, scores: np.ndarray, keep: np.ndarray) -> np.ndarray:
         """ROW records of the chunk's rows where ``keep`` is true (sizes read here)."""
         picked = np.flatnonzero(keep)
@@ -234,7 +252,7 @@ class _KeysRun:
         def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
             for start in range(0, len(self.scores), self.chunk_rows):  # a loop over chunks
                 scores = self.scores.read(start, min(self.chunk_rows, len(self.scores) - start))
-                rows = self.rows(start, scores, ~np.isnan(scores))
+                rows = self.rows(start, scores, self.kept(start, scores))
                 yield keys_of(rows["score"]), rows
 
         return chunks

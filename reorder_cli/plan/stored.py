@@ -113,6 +113,7 @@ class StoredPlan:
             row_starts=np.asarray(m["row_starts"], dtype=np.int64), order=self.array("order"),
             scores=self.array("scores"), sizes=self.array("sizes"), shards=self.shards,
             invalid_count=m["invalid_count"], invalid_samples=m["invalid_samples"], dropped=m["dropped"],
+            selection=m.get("selection"),
         )
 
 
@@ -222,6 +223,7 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
         "invalid_count": plan.invalid_count,
         "invalid_samples": plan.invalid_samples,
         "dropped": plan.dropped,
+        "selection": plan.selection,
     }
     atomic.write_json(work.plan_file("plan.json"), meta)
     return load(work)

@@ -58,12 +58,14 @@ def build(plan: Plan, cfg: RunConfig, shards: list[dict], out_dir: Path) -> dict
         "method": cfg.method,
         "params": cfg.params,
         "score_field": cfg.score_field,
+        **({"score": cfg.score} if cfg.score else {}),
         "seed": cfg.seed,
         "invalid_scores": {
             "policy": cfg.invalid_scores, "count": plan.invalid_count, "dropped": plan.dropped,
             "samples": [{"file": rel(s["file"]), "where": s["where"], "value": s["value"]}
                         for s in plan.invalid_samples],
         },
+        **({"selection": plan.selection} if plan.selection else {}),
         "output": {
             "format": cfg.format, "compression": COMPRESSION[cfg.format], "compression_level": cfg.compression_level,
             "shard_size": cfg.shard_size, "shard_rows": cfg.shard_rows,
@@ -74,6 +76,7 @@ def build(plan: Plan, cfg: RunConfig, shards: list[dict], out_dir: Path) -> dict
         "shards": shard_entries,
         "totals": {
             "input_rows": plan.input_rows, "rows": plan.rows, "dropped_rows": plan.dropped,
+            **({"unselected_rows": plan.selection["dropped"]} if plan.selection else {}),
             "shards": len(shard_entries), "bytes": sum(s["bytes"] for s in shard_entries),
             "input_bytes": sum(f.size for f in plan.files), "score": score_summary(plan.scores),
         },

@@ -48,6 +48,7 @@ def recorded_identity(doc: dict[str, Any], folder: Path) -> dict[str, Any]:
     config = {"method": doc["method"], "params": doc["params"], "format": out["format"],
               "compression_level": out["compression_level"], "shard_size": out["shard_size"],
               "shard_rows": out["shard_rows"], "invalid_scores": doc["invalid_scores"]["policy"],
+              "score": doc.get("score"), "select": (doc.get("selection") or {}).get("params"),
               **{k: out.get(k) for k in _ROW_GROUP}}
     base = folder.resolve()
     inputs = [{"path": os.path.normpath(base / i["path"]), "bytes": i["bytes"], "fingerprint": i["fingerprint"]}
