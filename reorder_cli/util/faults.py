@@ -22,6 +22,8 @@ def below_floor_allowed() -> bool:
 
 
 def pause(point: str) -> None:
+    """Stop here when ``REORDER_PAUSE_AT`` names ``point`` (one of :data:`POINTS`)."""
+    assert point in POINTS, point
     if os.environ.get("REORDER_PAUSE_AT") != point:
         return
     flag = os.environ.get("REORDER_PAUSE_FLAG")

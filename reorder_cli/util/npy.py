@@ -124,10 +124,6 @@ def read_records(path: Path, dtype: np.dtype, start: int, count: int, header: in
     return out
 
 
-def record_count(path: Path, dtype: np.dtype) -> int:
-    return os.path.getsize(path) // dtype.itemsize if path.exists() else 0
-
-
 def append(path: Path, records: np.ndarray) -> int:
     """Append ``records`` to a raw record file; returns the bytes written."""
     with writing(path), open(path, "ab") as f:
