@@ -397,18 +397,8 @@ def merge(raw: dict[str, Any], sets: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def resolve(
-    raw: Mapping[str, Any],
-    *,
-    method: str | None = None,
-    inputs: list[str] | None = None,
-    output: str | None = None,
-) -> RunConfig:
-    """Validate ``raw`` (config file merged with --set) and apply command-line values.
-
-    Relative ``input``/``output`` paths in a config file are taken relative to the
-    current directory, like paths given on the command line.
-    """
+def _checked(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Every key of ``raw`` known, given a value and valid; returns the checked values."""
     unknown = [k for k in raw if k not in KEYS and k not in IGNORED_KEYS]
     if unknown:
         known = ", ".join(sorted(KEYS))
@@ -420,7 +410,34 @@ def resolve(
     if "score" in raw and "score_field" in raw:
         raise ReorderError("config keys 'score' and 'score_field' are exclusive: 'score' is an expression over "
                            "fields, 'score_field' one field; set one")
-    values = {k: KEYS[k].check(k, v) for k, v in raw.items() if k in KEYS}
+    return {k: KEYS[k].check(k, v) for k, v in raw.items() if k in KEYS}
+
+
+def _selection(values: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``select:`` section; a ``score_field`` it carries (a reference selection file) must be the run's."""
+    select = values.get("select")
+    if select and "score_field" in select:
+        mine = params.get("score_field")
+        if select["score_field"] != mine:
+            scored = f"score_field '{mine}'" if mine else f"the score expression {values['score']!r}"
+            raise ReorderError(f"config key 'select.score_field': '{select['score_field']}' differs from the run's "
+                               f"{scored}; selection and ordering read one score (remove select.score_field)")
+        select = {k: v for k, v in select.items() if k != "score_field"}
+    return select or None
+
+
+def resolve(    raw: Mapping[str, Any],
+    *,
+    method: str | None = None,
+    inputs: list[str] | None = None,
+    output: str | None = None,
+) -> RunConfig:
+    """Validate ``raw`` (config file merged with --set) and apply command-line values.
+
+    Relative ``input``/``output`` paths in a config file are taken relative to the
+    current directory, like paths given on the command line.
+    """
+    values = _checked(raw)
     chosen = _method("method", method) if method else values.get("method")
     if not chosen:
         raise ReorderError("no method: pass --method or set 'method' in the config")
@@ -433,14 +450,7 @@ def resolve(
 
     params = {k.name: values.get(k.name, default_for(chosen, k)) for k in method_params(chosen)
               if not (k.name == "score_field" and values.get("score"))}
-    select = values.get("select")
-    if select and "score_field" in select:
-        mine = params.get("score_field")
-        if select["score_field"] != mine:
-            scored = f"score_field '{mine}'" if mine else f"the score expression {values['score']!r}"
-            raise ReorderError(f"config key 'select.score_field': '{select['score_field']}' differs from the run's "
-                               f"{scored}; selection and ordering read one score (remove select.score_field)")
-        select = {k: v for k, v in select.items() if k != "score_field"}
+    select = _selection(values, params)
     tool = {k.name: values.get(k.name, k.default) for k in TOOL_KEYS}
     tool["shard_size"] = parse_size(tool["shard_size"], "shard_size")
     tool["row_group_size"] = parse_size(tool["row_group_size"], "row_group_size")
@@ -464,7 +474,7 @@ def resolve(
         memory_limit=tool["memory_limit"],
         rewrite=tool["rewrite"],
         score=values.get("score"),
-        select=select or None,
+        select=select,
         work_compression=tool["work_compression"],
         ignored={k: IGNORED_KEYS[k] for k in raw if k in IGNORED_KEYS},
         unused=unused_keys(raw, chosen),
