@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from reorder_cli.errors import ReorderError
+from reorder_cli.util.npy import CHUNK_ROWS
 
-CHUNK_ROWS = 1 << 22
 _SIGN = np.uint64(1 << 63)
 _DIGITS = 1 << 16
 
