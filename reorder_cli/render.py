@@ -365,8 +365,8 @@ def slurm_submission(sub: Any, quiet: bool) -> None:
         done(f"{len(sub.jobs)} sbatch script(s) written, none submitted (dry run)", label="dry run")
         return
     for job in sub.jobs:
-        out.print(f"{job.job_id}\t{job.stage}\t{len(job.indices)} task(s)\t{job.script}", highlight=False,
+        out.print(f"{job.job_id}  {job.stage}  {len(job.indices)} task(s)  {job.script}", highlight=False,
                   soft_wrap=True)
     if not quiet:
-        done(f"submitted {len(sub.jobs)} Slurm job(s) for {sub.output}; `reorder status {sub.output}` follows them",
+        done(f"{len(sub.jobs)} Slurm job(s) for {sub.output}; `reorder status {sub.output}` follows them",
              label="submitted")

@@ -258,5 +258,8 @@ def run(cfg: RunConfig, run_args: list[str], *, dry_run: bool = False, overwrite
     write(jobs)
     if dry_run:
         return Submission("dry run", cfg.output, jobs)
+    for job in jobs:  # tasks submitted again are failed no longer (--wait would stop at once)
+        for index in job.indices:
+            work.failed(job.stage, index).unlink(missing_ok=True)
     submit(jobs, work)
     return Submission("submitted", cfg.output, jobs)

@@ -27,7 +27,7 @@ def _failed(work: WorkDir, stage: str) -> list[dict]:
 def status(output: Path) -> dict[str, Any]:
     """``{"output", "finished", "stages": {stage: {state, tasks, done, pending, failed: [{index, log}]}}}``."""
     output = Path(output)
-    work = WorkDir(output)
+    work = WorkDir(output.absolute())  # logs named by absolute paths: they are read from anywhere
     published = next((output / n for n in manifest.MANIFEST_NAMES if (output / n).is_file()), None)
     if published is not None and not work.publishing.exists() and work.saved_identity() is None:
         shards = len(read_json(published).get("shards", []))
