@@ -72,12 +72,13 @@ SlurmdLogFile=$DIR/log/slurmd.log
 MinJobAge=30
 MaxArraySize=1001
 DefMemPerCPU=1024
+SchedulerParameters=sched_interval=2,bf_interval=2
 NodeName=localhost CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 CONF
     ln -sf "$DIR/slurm.conf" "$CONF"
     slurmctld -i
-    slurmd
+    slurmd -N localhost
     for _ in $(seq 1 60); do
         if sinfo -h -o %T 2>/dev/null | grep -Eq '^(idle|mixed|allocated)'; then
             echo "slurm-local: up ($cpus CPUs, ${mem} MB; $DIR)"
