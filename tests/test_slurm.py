@@ -125,7 +125,8 @@ def test_a_cancelled_task_stops_its_dependents_and_a_resubmit_finishes_it(tmp_pa
 
     again = _cli(tmp_path, *args, "--executor", "slurm", "--wait")
     assert again.returncode == 0, again.stderr
-    assert again.stdout.splitlines()[0].split()[1:4] == ["scatter", "1", "task(s)"], again.stdout  # only the unfinished one
+    # only the unfinished task is resubmitted
+    assert again.stdout.splitlines()[0].split()[1:4] == ["scatter", "1", "task(s)"], again.stdout
     assert _hashes(out) == local
 
 
