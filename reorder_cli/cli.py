@@ -80,7 +80,8 @@ def run(
         "--plan-only", help="Plan an out-of-core run and stop; run its tasks with `reorder task`.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")] = False,
     executor: Annotated[str, typer.Option(
-        "--executor", help="local (this machine) or slurm (sbatch job arrays; see `reorder status`).")] = "local",
+        "--executor", help="local (this machine), slurm (sbatch job arrays) or ray (Ray tasks); see `reorder status`.")]
+    = "local",
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="--executor slurm: plan, write and print the sbatch scripts, submit nothing.")] = False,
     wait: Annotated[bool, typer.Option(
@@ -96,10 +97,12 @@ def run(
     extra = [f"memory_limit={memory_limit}"] * (memory_limit is not None) + [f"workers={workers}"] * (
         workers is not None)
     try:
-        if executor not in ("local", "slurm"):
-            raise ReorderError(f"--executor: expected local or slurm, got {executor!r}")
+        if executor not in ("local", "slurm", "ray"):
+            raise ReorderError(f"--executor: expected local, slurm or ray, got {executor!r}")
         if (dry_run or wait) and executor != "slurm":
             raise ReorderError("--dry-run and --wait go with --executor slurm")
+        if plan_only and executor != "local":
+            raise ReorderError("--plan-only goes with --executor local (a cluster executor plans by itself)")
         cfg = config.load(config_file, [*(sets or []), *extra], method=method, inputs=inputs or None, output=output)
         render.ignored_keys(cfg)
         render.unused_keys([cfg])
@@ -119,8 +122,14 @@ def run(
             return
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = pipeline.run(cfg, overwrite=overwrite, progress=Progress(enabled=not quiet, console=render.err),
-                                  keep_work=keep_work, restart=restart, plan_only=plan_only)
+            if executor == "ray":
+                from reorder_cli.execute import ray_exec
+
+                result = ray_exec.run(cfg, overwrite=overwrite, restart=restart, keep_work=keep_work,
+                                      progress=Progress(enabled=not quiet, console=render.err))
+            else:
+                result = pipeline.run(cfg, overwrite=overwrite, progress=Progress(enabled=not quiet,
+                                      console=render.err), keep_work=keep_work, restart=restart, plan_only=plan_only)
         _warn(caught)
     except ReorderError as exc:
         _fail(str(exc))

@@ -146,14 +146,25 @@ SLURM_CHECKS: dict[str, Callable[[str, Any], Any]] = {
 }
 
 
-def _slurm(key: str, v: Any) -> dict[str, Any]:
-    if not isinstance(v, dict):
-        raise ReorderError(f"config key 'slurm': expected a mapping such as {{partition: cpu, time: '2:00:00'}}, "
-                           f"got {v!r}")
-    unknown = [k for k in v if k not in SLURM_CHECKS]
-    if unknown:
-        raise ReorderError(f"unknown config key 'slurm.{unknown[0]}' (known: {', '.join(SLURM_CHECKS)})")
-    return {k: SLURM_CHECKS[k](f"slurm.{k}", x) for k, x in v.items() if x is not None}
+#: Keys of the ``ray:`` section (``--executor ray``) -> their checks; every key is optional.
+RAY_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "address": _str, "num_cpus": _float(0.0), "memory": _size, "max_in_flight": _int(1), "max_retries": _int(0),
+}
+
+
+def _section(name: str, checks: dict[str, Callable[[str, Any], Any]], example: str) -> Callable[[str, Any], Any]:
+    def check(key: str, v: Any) -> dict[str, Any]:
+        if not isinstance(v, dict):
+            raise ReorderError(f"config key '{name}': expected a mapping such as {example}, got {v!r}")
+        unknown = [k for k in v if k not in checks]
+        if unknown:
+            raise ReorderError(f"unknown config key '{name}.{unknown[0]}' (known: {', '.join(checks)})")
+        return {k: checks[k](f"{name}.{k}", x) for k, x in v.items() if x is not None}
+    return check
+
+
+_slurm = _section("slurm", SLURM_CHECKS, "{partition: cpu, time: '2:00:00'}")
+_ray = _section("ray", RAY_CHECKS, "{address: 'ray://head:10001', memory: 4GB}")
 
 
 def select_section(v: Any) -> dict[str, Any]:
@@ -243,6 +254,8 @@ TOOL_KEYS = [
         "the reference's selection config", _select),
     Key("slurm", None, "--executor slurm: {partition, account, qos, time, cpus_per_task, mem, max_parallel, "
         "extra_sbatch, setup} (see Running on a cluster); --set slurm.partition=cpu sets one", _slurm),
+    Key("ray", None, "--executor ray: {address, num_cpus, memory, max_in_flight, max_retries} (see Running on a "
+        "cluster); --set ray.memory=4GB sets one", _ray),
     Key("input", None, "input shards: a path, folder or glob, or a list of them (--input wins)", _inputs),
     Key("output", None, "output folder (--output wins)", _str),
     Key("format", "auto", "output format: parquet (zstd), jsonl.zst or jsonl; auto: the inputs' format when they "
@@ -327,6 +340,7 @@ class RunConfig:
     score: str | None = None  # a score expression (replaces score_field)
     select: dict[str, Any] | None = None  # the validated select: section
     slurm: dict[str, Any] = field(default_factory=dict)  # the slurm: section (--executor slurm)
+    ray: dict[str, Any] = field(default_factory=dict)  # the ray: section (--executor ray)
     work_compression: str = "none"
     output_from_config: bool = False  # the output folder came from the config file, not the command line
     format_note: str = ""  # why this format, when the run chose it ("auto")
@@ -391,7 +405,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 #: Sections whose keys ``--set SECTION.KEY=value`` reaches.
-SECTIONS = ("select", "slurm")
+SECTIONS = ("select", "slurm", "ray")
 
 
 def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
@@ -427,8 +441,8 @@ def merge(raw: dict[str, Any], sets: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in sets.items():
         if key == "select" and isinstance(value, dict) and out.get("select") is not None:
             out["select"] = {**select_section(out["select"]), **value}
-        elif key == "slurm" and isinstance(value, dict) and isinstance(out.get("slurm"), dict):
-            out["slurm"] = {**out["slurm"], **value}
+        elif key in ("slurm", "ray") and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
         else:
             out[key] = value
     return out
@@ -513,6 +527,7 @@ def resolve(    raw: Mapping[str, Any],
         score=values.get("score"),
         select=select,
         slurm=values.get("slurm") or {},
+        ray=values.get("ray") or {},
         work_compression=tool["work_compression"],
         ignored={k: IGNORED_KEYS[k] for k in raw if k in IGNORED_KEYS},
         unused=unused_keys(raw, chosen),

@@ -108,7 +108,23 @@ def test_no_sbatch_on_path_is_one_line_and_writes_nothing(tmp_path, config_file,
 def test_executor_options_are_checked(tmp_path, config_file, jsonl_corpus):
     out = tmp_path / "out"
     bad = reorder(config_file, jsonl_corpus.files, out, method="saw", extra=["--executor", "kubernetes"], ok=False)
-    assert "--executor: expected local or slurm" in one_line_error(bad)
+    assert "--executor: expected local, slurm or ray" in one_line_error(bad)
     bad = reorder(config_file, jsonl_corpus.files, out, method="saw", extra=["--wait"], ok=False)
     assert "--dry-run and --wait go with --executor slurm" in one_line_error(bad)
+    assert not out.exists()
+
+
+def test_ray_missing_is_one_line_naming_the_extra(tmp_path, config_file, jsonl_corpus):
+    """Without Ray importable (``sys.modules['ray'] = None`` hides an installed one), --executor ray says
+    how to install it and writes nothing."""
+    import subprocess
+
+    out = tmp_path / "out"
+    code = ("import sys; sys.modules['ray'] = None; from reorder_cli.cli import app; "
+            "app(sys.argv[1:], prog_name='reorder')")
+    args = ["run", str(config_file), "--method", "saw", "--output", str(out), "--executor", "ray",
+            *[a for f in jsonl_corpus.files for a in ("--input", str(f))]]
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == "error: --executor ray: Ray is not installed; pip install 'reorder[ray]'"
     assert not out.exists()
