@@ -77,7 +77,7 @@ NodeName=localhost CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 CONF
     ln -sf "$DIR/slurm.conf" "$CONF"
-    slurmctld -i
+    slurmctld -c -i
     slurmd -N localhost
     for _ in $(seq 1 60); do
         if sinfo -h -o %T 2>/dev/null | grep -Eq '^(idle|mixed|allocated)'; then

@@ -23,10 +23,15 @@ OOC = ["rewrite=out-of-core", "memory_limit=1", "shard_rows=150"]
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
+    before = os.environ.get("REORDER_TEST_BELOW_FLOOR")
     os.environ["REORDER_TEST_BELOW_FLOOR"] = "1"  # before the workers start: they inherit it
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     yield
     ray.shutdown()
+    if before is None:
+        os.environ.pop("REORDER_TEST_BELOW_FLOOR", None)
+    else:
+        os.environ["REORDER_TEST_BELOW_FLOOR"] = before
 
 
 def _hashes(folder: Path) -> dict[str, str]:
