@@ -110,7 +110,7 @@ def run(
             from reorder_cli.execute import slurm
 
             args = slurm.run_arguments(config_file, method=method, inputs=inputs, output=output, sets=sets,
-                                       memory_limit=memory_limit, workers=workers)
+                                       memory_limit=memory_limit, workers=workers, keep_work=keep_work)
             sub = slurm.run(cfg, args, dry_run=dry_run, overwrite=overwrite, restart=restart,
                             progress=Progress(enabled=not quiet, console=render.err))
             render.slurm_submission(sub, quiet)

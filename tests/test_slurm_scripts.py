@@ -128,3 +128,12 @@ def test_ray_missing_is_one_line_naming_the_extra(tmp_path, config_file, jsonl_c
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip() == "error: --executor ray: Ray is not installed; pip install 'reorder[ray]'"
     assert not out.exists()
+
+
+def test_the_publish_job_repeats_the_run_arguments():
+    args = slurm.run_arguments(Path("c.yaml"), method="saw", inputs=["a", "b"], output="o", sets=["x=1"],
+                               memory_limit="2GB", workers=3, keep_work=True)
+    assert args == ["run", str(Path("c.yaml").absolute()), "--method", "saw", "--input", "a", "--input", "b",
+                    "--output", "o", "--set", "x=1", "--memory-limit", "2GB", "--workers", "3", "--keep-work"]
+    assert "--keep-work" not in slurm.run_arguments(Path("c.yaml"), method=None, inputs=None, output=None,
+                                                    sets=None, memory_limit=None, workers=None)

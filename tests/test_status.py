@@ -61,3 +61,15 @@ def test_status_of_a_folder_without_a_run_is_one_line(tmp_path):
     assert "no run here" in one_line_error(invoke("status", tmp_path))
     assert "no run here" in one_line_error(invoke("status", tmp_path / "missing"))
     assert not (tmp_path / "missing").exists()
+
+
+def test_a_run_kept_with_keep_work_is_finished_and_an_overwrite_in_progress_is_not(tmp_path, config_file,
+                                                                                    jsonl_corpus):
+    out = tmp_path / "out"
+    reorder(config_file, jsonl_corpus.files, out, method="saw", sets=OOC, extra=["--keep-work"])
+    assert (out / ".reorder").is_dir() and _status(out)["finished"]
+    # negative control: another run planned over it with --overwrite; the old manifest is not its output
+    reorder(config_file, jsonl_corpus.files, out, method="str", sets=OOC,
+            extra=["--plan-only", "--overwrite", "--restart"])
+    report = _status(out)
+    assert not report["finished"] and report["stages"]["publish"]["state"] == "pending"

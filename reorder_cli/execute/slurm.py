@@ -62,7 +62,8 @@ def reorder_command() -> list[str]:
 
 
 def run_arguments(config_file: Path, *, method: str | None, inputs: list[str] | None, output: str | None,
-                  sets: list[str] | None, memory_limit: str | None, workers: int | None) -> list[str]:
+                  sets: list[str] | None, memory_limit: str | None, workers: int | None,
+                  keep_work: bool = False) -> list[str]:
     """The arguments of ``reorder run`` that the publish job repeats (the executor's own left out)."""
     args = ["run", str(Path(config_file).absolute())]
     args += ["--method", method] if method else []
@@ -73,6 +74,7 @@ def run_arguments(config_file: Path, *, method: str | None, inputs: list[str] | 
         args += ["--set", item]
     args += ["--memory-limit", memory_limit] if memory_limit else []
     args += ["--workers", str(workers)] if workers else []
+    args += ["--keep-work"] if keep_work else []
     return args
 
 

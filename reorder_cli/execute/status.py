@@ -29,7 +29,9 @@ def status(output: Path) -> dict[str, Any]:
     output = Path(output)
     work = WorkDir(output.absolute())  # logs named by absolute paths: they are read from anywhere
     published = next((output / n for n in manifest.MANIFEST_NAMES if (output / n).is_file()), None)
-    if published is not None and not work.publishing.exists() and work.saved_identity() is None:
+    # the manifest is written last, after the old one is removed: with the publishing marker (a run kept
+    # with --keep-work) or without a run in progress, it is this run's
+    if published is not None and (work.publishing.exists() or work.saved_identity() is None):
         shards = len(read_json(published).get("shards", []))
         stages = {"plan": _stage(1, 1, []), "scatter": _stage(None, None, []),
                   "gather": _stage(shards, shards, []), "publish": _stage(1, 1, [])}
