@@ -137,3 +137,17 @@ def test_the_publish_job_repeats_the_run_arguments():
                     "--output", "o", "--set", "x=1", "--memory-limit", "2GB", "--workers", "3", "--keep-work"]
     assert "--keep-work" not in slurm.run_arguments(Path("c.yaml"), method=None, inputs=None, output=None,
                                                     sets=None, memory_limit=None, workers=None)
+
+
+def test_bad_input_stops_the_submit_before_anything_is_written(tmp_path, config_file, jsonl_corpus):
+    """The plan is made where the command runs: bad input is the usual one-line error, no output folder."""
+    bad = tmp_path / "in" / "bad.jsonl"
+    bad.write_text('{"id": "x", "score": 1}\n{"id": "y", "score": \n')
+    out = tmp_path / "out"
+    result = reorder(config_file, [*jsonl_corpus.files, bad], out, method="saw", sets=OOC,
+                     extra=["--executor", "slurm", "--dry-run"], ok=False)
+    assert "bad.jsonl" in one_line_error(result)
+    assert not out.exists()
+    # positive twin: the same without the bad file plans and writes the scripts
+    reorder(config_file, jsonl_corpus.files, out, method="saw", sets=OOC, extra=["--executor", "slurm", "--dry-run"])
+    assert (WorkDir(out).slurm / "scatter.sh").exists()
