@@ -79,6 +79,13 @@ def run(
     plan_only: Annotated[bool, typer.Option(
         "--plan-only", help="Plan an out-of-core run and stop; run its tasks with `reorder task`.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")] = False,
+    executor: Annotated[str, typer.Option(
+        "--executor", help="local (this machine), slurm (sbatch job arrays) or ray (Ray tasks); see `reorder status`.")]
+    = "local",
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="--executor slurm: plan, write and print the sbatch scripts, submit nothing.")] = False,
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="--executor slurm: block until published (exit 0) or a task failed (exit 1).")] = False,
 ) -> None:
     """Order the rows of scored shards and write them as new shards plus .manifest.json.
 
@@ -90,13 +97,39 @@ def run(
     extra = [f"memory_limit={memory_limit}"] * (memory_limit is not None) + [f"workers={workers}"] * (
         workers is not None)
     try:
+        if executor not in ("local", "slurm", "ray"):
+            raise ReorderError(f"--executor: expected local, slurm or ray, got {executor!r}")
+        if (dry_run or wait) and executor != "slurm":
+            raise ReorderError("--dry-run and --wait go with --executor slurm")
+        if plan_only and executor != "local":
+            raise ReorderError("--plan-only goes with --executor local (a cluster executor plans by itself)")
         cfg = config.load(config_file, [*(sets or []), *extra], method=method, inputs=inputs or None, output=output)
         render.ignored_keys(cfg)
         render.unused_keys([cfg])
+        if executor == "slurm":
+            from reorder_cli.execute import slurm
+
+            args = slurm.run_arguments(config_file, method=method, inputs=inputs, output=output, sets=sets,
+                                       memory_limit=memory_limit, workers=workers, keep_work=keep_work)
+            sub = slurm.run(cfg, args, dry_run=dry_run, overwrite=overwrite, restart=restart,
+                            progress=Progress(enabled=not quiet, console=render.err))
+            render.slurm_submission(sub, quiet)
+            if wait and sub.status == "submitted":
+                ok, line = slurm.wait(cfg.output)
+                (render.done if ok else render.error)(line)
+                if not ok:
+                    raise typer.Exit(1)
+            return
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = pipeline.run(cfg, overwrite=overwrite, progress=Progress(enabled=not quiet, console=render.err),
-                                  keep_work=keep_work, restart=restart, plan_only=plan_only)
+            if executor == "ray":
+                from reorder_cli.execute import ray_exec
+
+                result = ray_exec.run(cfg, overwrite=overwrite, restart=restart, keep_work=keep_work,
+                                      progress=Progress(enabled=not quiet, console=render.err))
+            else:
+                result = pipeline.run(cfg, overwrite=overwrite, progress=Progress(enabled=not quiet,
+                                      console=render.err), keep_work=keep_work, restart=restart, plan_only=plan_only)
         _warn(caught)
     except ReorderError as exc:
         _fail(str(exc))
@@ -133,6 +166,26 @@ def task_cmd(
         _fail(str(exc))
         return
     render.task_done(phase, index, record)
+
+
+@app.command("status")
+def status_cmd(
+    output: Annotated[Path, typer.Argument(help="The output folder of a run (any executor).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+) -> None:
+    """Each stage of a run (plan, scatter, gather, publish): done / pending counts, failed tasks with their logs."""
+    from reorder_cli import render
+    from reorder_cli.execute import status
+
+    try:
+        report = status.status(output)
+    except ReorderError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        render.as_json(report)
+    else:
+        render.run_status(report)
 
 
 PlotFile = Annotated[Path | None, typer.Option("--plot", help="Write a score-by-position picture (PNG) here.")]

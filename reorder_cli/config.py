@@ -128,6 +128,45 @@ _SELECT_CHECKS: dict[str, Callable[[str, Any], Any]] = {
 SELECT_CHECKS_ALL = {"method", "score_field", *_SELECT_CHECKS}
 
 
+# ------------------------------------------------------------------ the slurm: section
+
+
+def _lines(key: str, v: Any) -> list[str]:
+    """A line or a list of lines (extra #SBATCH options, setup commands)."""
+    items = [v] if isinstance(v, str) else v
+    if not isinstance(items, list) or not all(isinstance(x, str) and "\n" not in x for x in items):
+        raise ReorderError(f"config key '{key}': expected a line or a list of lines, got {v!r}")
+    return list(items)
+
+
+#: Keys of the ``slurm:`` section (``--executor slurm``) -> their checks; every key is optional.
+SLURM_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "partition": _str, "account": _str, "qos": _str, "time": _str, "cpus_per_task": _int(1), "mem": _str,
+    "max_parallel": _int(1), "extra_sbatch": _lines, "setup": _lines,
+}
+
+
+#: Keys of the ``ray:`` section (``--executor ray``) -> their checks; every key is optional.
+RAY_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "address": _str, "num_cpus": _float(0.0), "memory": _size, "max_in_flight": _int(1), "max_retries": _int(0),
+}
+
+
+def _section(name: str, checks: dict[str, Callable[[str, Any], Any]], example: str) -> Callable[[str, Any], Any]:
+    def check(key: str, v: Any) -> dict[str, Any]:
+        if not isinstance(v, dict):
+            raise ReorderError(f"config key '{name}': expected a mapping such as {example}, got {v!r}")
+        unknown = [k for k in v if k not in checks]
+        if unknown:
+            raise ReorderError(f"unknown config key '{name}.{unknown[0]}' (known: {', '.join(checks)})")
+        return {k: checks[k](f"{name}.{k}", x) for k, x in v.items() if x is not None}
+    return check
+
+
+_slurm = _section("slurm", SLURM_CHECKS, "{partition: cpu, time: '2:00:00'}")
+_ray = _section("ray", RAY_CHECKS, "{address: 'ray://head:10001', memory: 4GB}")
+
+
 def select_section(v: Any) -> dict[str, Any]:
     """The ``select:`` section as a mapping: a path names a YAML file (e.g. the reference's
     ``data_selection/config/top-r.yaml``), read relative to the current directory."""
@@ -213,6 +252,10 @@ TOOL_KEYS = [
     Key("select", None, "keep a subset before ordering: {method: top-k, k: N}, {method: top-r, r: 0.5}, "
         "{method: threshold, threshold: X} or {method: tokens, budget: 10B, token_field: F}; or a path to "
         "the reference's selection config", _select),
+    Key("slurm", None, "--executor slurm: {partition, account, qos, time, cpus_per_task, mem, max_parallel, "
+        "extra_sbatch, setup} (see Running on a cluster); --set slurm.partition=cpu sets one", _slurm),
+    Key("ray", None, "--executor ray: {address, num_cpus, memory, max_in_flight, max_retries} (see Running on a "
+        "cluster); --set ray.memory=4GB sets one", _ray),
     Key("input", None, "input shards: a path, folder or glob, or a list of them (--input wins)", _inputs),
     Key("output", None, "output folder (--output wins)", _str),
     Key("format", "auto", "output format: parquet (zstd), jsonl.zst or jsonl; auto: the inputs' format when they "
@@ -296,6 +339,8 @@ class RunConfig:
     rewrite: str = "auto"
     score: str | None = None  # a score expression (replaces score_field)
     select: dict[str, Any] | None = None  # the validated select: section
+    slurm: dict[str, Any] = field(default_factory=dict)  # the slurm: section (--executor slurm)
+    ray: dict[str, Any] = field(default_factory=dict)  # the ray: section (--executor ray)
     work_compression: str = "none"
     output_from_config: bool = False  # the output folder came from the config file, not the command line
     format_note: str = ""  # why this format, when the run chose it ("auto")
@@ -359,9 +404,13 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+#: Sections whose keys ``--set SECTION.KEY=value`` reaches.
+SECTIONS = ("select", "slurm", "ray")
+
+
 def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
     """``--set key=value`` pairs; values are read as YAML scalars (``true``, ``3``, ``0.1``).
-    ``select.KEY=value`` sets one key of the ``select:`` section."""
+    ``select.KEY=value`` (``slurm.KEY=value``) sets one key of the ``select:`` (``slurm:``) section."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -373,10 +422,10 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
         except yaml.YAMLError:
             value = raw
         section, dot, sub = key.partition(".")
-        if dot and section == "select" and sub:
-            if not isinstance(out.get("select"), dict):
-                out["select"] = {}
-            out["select"][sub] = value
+        if dot and section in SECTIONS and sub:
+            if not isinstance(out.get(section), dict):
+                out[section] = {}
+            out[section][sub] = value
         else:
             out[key] = value
     return out
@@ -392,6 +441,8 @@ def merge(raw: dict[str, Any], sets: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in sets.items():
         if key == "select" and isinstance(value, dict) and out.get("select") is not None:
             out["select"] = {**select_section(out["select"]), **value}
+        elif key in ("slurm", "ray") and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
         else:
             out[key] = value
     return out
@@ -475,6 +526,8 @@ def resolve(    raw: Mapping[str, Any],
         rewrite=tool["rewrite"],
         score=values.get("score"),
         select=select,
+        slurm=values.get("slurm") or {},
+        ray=values.get("ray") or {},
         work_compression=tool["work_compression"],
         ignored={k: IGNORED_KEYS[k] for k in raw if k in IGNORED_KEYS},
         unused=unused_keys(raw, chosen),

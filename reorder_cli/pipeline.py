@@ -62,8 +62,9 @@ class _Planned:
 
 
 def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = None, *, keep_work: bool = False,
-        restart: bool = False, plan_only: bool = False) -> RunResult:
-    """The stages of a run in order: inputs, output folder, plan, rewrite, publish."""
+        restart: bool = False, plan_only: bool = False, report_done: bool = False) -> RunResult:
+    """The stages of a run in order: inputs, output folder, plan, rewrite, publish. With ``plan_only``,
+    ``report_done`` still says "already done" when the output holds this run (a cluster executor)."""
     progress = progress or Progress(enabled=False)
     started, timings = time.perf_counter(), {}
     score_expr.for_config(cfg)  # a score expression that does not parse stops here, before anything is written
@@ -72,7 +73,8 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
     cfg = with_format(cfg, [(f.format, f.compression) for f in files])
     out, work, ident = cfg.output, WorkDir(cfg.output), identity(cfg, files)
     publishing = output.is_publishing(work, ident, restart)
-    done = None if plan_only or publishing or overwrite else output.already_done(out, ident, cfg.workers)
+    skip_done = (plan_only and not report_done) or publishing or overwrite
+    done = None if skip_done else output.already_done(out, ident, cfg.workers)
     if done is not None:
         note = (f"nothing to do: {out} already holds the output of this run ({len(done['shards'])} shard(s); "
                 "sizes and sha256 match its manifest)")

@@ -334,3 +334,39 @@ def audit(report: AuditReport, batch_given: bool, plot_file: Path | None) -> Non
         info(f"picture: {plot_file}")
     verdict = "the order held" if r.held else f"the order broke, first at step {r.first_bad_step}"
     out.print(Text(verdict, style="green" if r.held else "bold red"), highlight=False)
+
+
+# ------------------------------------------------------------------ cluster executors
+
+
+def run_status(report: dict[str, Any]) -> None:
+    """``reorder status``: one line a stage, then each failed task with its log."""
+    for stage, s in report["stages"].items():
+        counts = "" if s["tasks"] is None else f": {s['done']} of {s['tasks']} done, {s['pending']} pending"
+        failed = f", {len(s['failed'])} failed" if s["failed"] else ""
+        style = {"done": "green", "failed": "red"}.get(s["state"], "yellow")
+        out.print(Text.assemble((f"{stage:8}", "bold"), (f"{s['state']:8}", style), counts + failed),
+                  highlight=False, soft_wrap=True)
+        for task in s["failed"]:
+            out.print(f"  failed: {stage} {task['index']}  log: {task['log']}", highlight=False, soft_wrap=True)
+    if report["finished"]:
+        out.print(f"finished: {report['output']} is published", highlight=False, soft_wrap=True)
+
+
+def slurm_submission(sub: Any, quiet: bool) -> None:
+    """What ``--executor slurm`` did: the scripts (a dry run prints them) or the submitted job ids."""
+    if sub.status == "already done":
+        done(sub.note)
+        return
+    if sub.status == "dry run":
+        for job in sub.jobs:
+            out.print(f"# ---- {job.script}", highlight=False, soft_wrap=True)
+            out.print(job.text, highlight=False, soft_wrap=True, markup=False, end="")
+        done(f"{len(sub.jobs)} sbatch script(s) written, none submitted (dry run)", label="dry run")
+        return
+    for job in sub.jobs:
+        out.print(f"{job.job_id}  {job.stage}  {len(job.indices)} task(s)  {job.script}", highlight=False,
+                  soft_wrap=True)
+    if not quiet:
+        done(f"{len(sub.jobs)} Slurm job(s) for {sub.output}; `reorder status {sub.output}` follows them",
+             label="submitted")

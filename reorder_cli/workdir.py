@@ -6,6 +6,9 @@
     shards/           finished output shards, waiting to be published
     done/             one marker a finished task: ``scatter-00003.json``, ``gather-00012.json``
     input-NNNNN.jsonl decompressed copies of .gz / .zst JSONL inputs
+    logs/             a cluster executor's task logs: ``scatter-00003.log``, and ``scatter-00003.failed``
+                      when that task failed (removed when it is run again)
+    slurm/            the sbatch scripts of ``--executor slurm`` and ``jobs.json``, the ids it submitted
 
 Every file is written under a temporary name and renamed when complete; a task's
 marker is written last, so a task either has a marker and complete outputs, or is run
@@ -100,6 +103,29 @@ class WorkDir:
     def decompressed(self, index: int) -> Path:
         """The decompressed copy of compressed JSONL input ``index``."""
         return self.root / f"input-{index:05d}.jsonl"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def log(self, stage: str, index: int) -> Path:
+        """The log of task ``(stage, index)`` run by a cluster executor."""
+        return self.logs / f"{stage}-{index:05d}.log"
+
+    def failed(self, stage: str, index: int) -> Path:
+        """Marker: task ``(stage, index)`` failed under a cluster executor (its log says why)."""
+        return self.logs / f"{stage}-{index:05d}.failed"
+
+    def failed_tasks(self) -> list[tuple[str, int]]:
+        """``(stage, index)`` of every task recorded as failed and not finished since."""
+        found = sorted(self.logs.glob("*.failed")) if self.logs.exists() else []
+        pairs = [(p.stem.rpartition("-")[0], int(p.stem.rpartition("-")[2])) for p in found]
+        return [(s, i) for s, i in pairs if s not in ("scatter", "gather") or self.finished(s, i) is None]
+
+    @property
+    def slurm(self) -> Path:
+        """The sbatch scripts of ``--executor slurm`` and ``jobs.json``."""
+        return self.root / "slurm"
 
     @property
     def publishing(self) -> Path:

@@ -28,6 +28,7 @@ LAYERS = [
     ["loader"],
     ["inspect"],
     ["pipeline"],
+    ["execute"],
     ["render"],
     ["cli", "__main__"],
 ]

@@ -1,0 +1,102 @@
+"""``reorder run --executor ray``: the run's tasks as Ray tasks; the driver plans and publishes.
+
+The plan is made in the driver (the command's process), as for Slurm. Then every unfinished scatter
+task, and after all of them (a barrier) every unfinished gather task, is a ``ray.remote`` call of the
+one task entry (:func:`reorder_cli.rewrite.tasks.run_one`), declaring ``num_cpus`` and ``memory``,
+with at most ``max_in_flight`` submitted at once. Ray retries a task whose worker or node died
+(``max_retries``); a task that raises stops the run with one line naming it, and its error is kept in
+``OUTPUT/.reorder/logs/STAGE-INDEX.log`` (with ``STAGE-INDEX.failed``) for ``reorder status``. Then the
+driver runs the same ``reorder run`` in process, which publishes. Ray attaches to ``RAY_ADDRESS``, or
+``ray.address``, or a Ray already started in this process, or starts a local one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from reorder_cli import pipeline
+from reorder_cli.config import RunConfig
+from reorder_cli.errors import ReorderError
+from reorder_cli.pipeline import RunResult
+from reorder_cli.plan import stored as stored_plan
+from reorder_cli.rewrite import tasks
+from reorder_cli.util.progress import Progress
+from reorder_cli.workdir import WorkDir
+
+DEFAULT_IN_FLIGHT_PER_CPU = 2
+DEFAULT_RETRIES = 3
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ReorderError("--executor ray: Ray is not installed; pip install 'reorder[ray]'") from None
+    return ray
+
+
+def _task(output: str, phase: str, index: int) -> int:
+    """The body of one Ray task: run task ``(phase, index)`` of the planned run in ``output``."""
+    return tasks.run_one(Path(output), phase, index)["rows"]
+
+
+def _connect(ray: Any, settings: dict[str, Any]) -> None:
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS") or settings.get("address")
+    ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+
+
+def _stage(ray: Any, remote: Any, work: WorkDir, phase: str, todo: list[int], settings: dict[str, Any],
+           progress: Progress) -> None:
+    """Run ``todo`` of ``phase`` with at most ``max_in_flight`` at once; stop at the first failure."""
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    limit = settings.get("max_in_flight", DEFAULT_IN_FLIGHT_PER_CPU * cpus)
+    options = {"num_cpus": settings.get("num_cpus", 1), "max_retries": settings.get("max_retries", DEFAULT_RETRIES)}
+    if settings.get("memory"):
+        options["memory"] = settings["memory"]
+    pending, running = list(todo), {}
+    output = str(work.root.parent)
+    with progress.task(f"Ray {phase} tasks", total=len(todo), unit="tasks") as advance:
+        while pending or running:
+            while pending and len(running) < limit:
+                index = pending.pop(0)
+                work.failed(phase, index).unlink(missing_ok=True)
+                running[remote.options(**options).remote(output, phase, index)] = index
+            ready, _ = ray.wait(list(running), num_returns=1)
+            index = running.pop(ready[0])
+            try:
+                ray.get(ready[0])
+            except Exception as exc:  # a task raised (after its retries): stop here, keep what finished
+                for ref in running:
+                    ray.cancel(ref)
+                cause = getattr(exc, "cause", None) or exc
+                why = " ".join(str(cause).split()) or type(cause).__name__
+                work.logs.mkdir(parents=True, exist_ok=True)
+                work.log(phase, index).write_text(f"{type(cause).__name__}: {why}\n")
+                work.failed(phase, index).touch()
+                raise ReorderError(f"ray: {phase} task {index} failed: {why} (log: {work.log(phase, index)}); "
+                                   "re-run the same command to resume") from None
+            advance(1)
+
+
+def run(cfg: RunConfig, *, overwrite: bool = False, restart: bool = False, keep_work: bool = False,
+        progress: Progress | None = None) -> RunResult:
+    """Plan in the driver, run the scatter then the gather tasks on Ray, publish in the driver."""
+    ray = _ray()
+    progress = progress or Progress(enabled=False)
+    planned = pipeline.run(cfg, overwrite=overwrite, progress=progress, restart=restart, plan_only=True,
+                           report_done=True)
+    if planned.status == "already done":
+        return planned
+    work = WorkDir(cfg.output.absolute())
+    stored = stored_plan.load(work)
+    _connect(ray, cfg.ray)
+    remote = ray.remote(_task)
+    todo = [t for t in range(stored.scatter_tasks) if work.finished("scatter", t) is None]
+    _stage(ray, remote, work, "scatter", todo, cfg.ray, progress)
+    todo = [j for j in range(stored.gather_tasks) if tasks.finished_shard(work, j) is None]
+    _stage(ray, remote, work, "gather", todo, cfg.ray, progress)
+    return pipeline.run(cfg, progress=progress, keep_work=keep_work)

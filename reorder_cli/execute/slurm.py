@@ -1,0 +1,267 @@
+"""``reorder run --executor slurm``: the run's tasks as Slurm jobs.
+
+The plan is made where the command runs (keys and order are one process today). Then one sbatch
+script per stage is written under ``OUTPUT/.reorder/slurm/``: a scatter job array and a gather job
+array, each over that stage's *unfinished* task indices (an index list, so a re-submit after a
+failure runs only what is missing), and a publish job that runs the same ``reorder run`` command.
+Each is chained to the previous with ``--dependency=afterok:`` and ``--kill-on-invalid-dep=yes``, so
+a failed task cancels its dependents instead of leaving them pending. Arrays larger than the
+cluster's ``MaxArraySize`` are split (an array's index must stay below it; the index list maps an
+array index to a task index). A task's output goes to ``OUTPUT/.reorder/logs/STAGE-INDEX.log``; a task
+that fails (or is cancelled) leaves ``STAGE-INDEX.failed`` there, which ``reorder status`` reports.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reorder_cli import pipeline
+from reorder_cli.config import RunConfig
+from reorder_cli.errors import ReorderError
+from reorder_cli.execute import status as run_status
+from reorder_cli.plan import stored as stored_plan
+from reorder_cli.rewrite import tasks
+from reorder_cli.util import atomic
+from reorder_cli.util.progress import Progress
+from reorder_cli.workdir import WorkDir
+
+#: MaxArraySize and MaxJobCount when ``scontrol`` cannot say (Slurm's defaults).
+DEFAULT_LIMITS = {"MaxArraySize": 1001, "MaxJobCount": 10000}
+ACTIVE_STATES = "PD,R,CG,CF,S"
+
+
+@dataclass
+class Job:
+    stage: str  # scatter, gather or publish
+    script: Path
+    text: str
+    indices: list[int]  # the task indices it runs (publish: [0])
+    after: list[str]  # stages it waits for
+    job_id: str | None = None
+
+
+@dataclass
+class Submission:
+    status: str  # "submitted", "dry run" or "already done"
+    output: Path
+    jobs: list[Job] = field(default_factory=list)
+    note: str = ""
+
+
+def reorder_command() -> list[str]:
+    """The current interpreter's ``reorder``, so the jobs run the same installation."""
+    return [sys.executable, "-m", "reorder_cli.cli"]
+
+
+def run_arguments(config_file: Path, *, method: str | None, inputs: list[str] | None, output: str | None,
+                  sets: list[str] | None, memory_limit: str | None, workers: int | None,
+                  keep_work: bool = False) -> list[str]:
+    """The arguments of ``reorder run`` that the publish job repeats (the executor's own left out)."""
+    args = ["run", str(Path(config_file).absolute())]
+    args += ["--method", method] if method else []
+    for item in inputs or []:
+        args += ["--input", item]
+    args += ["--output", output] if output else []
+    for item in sets or []:
+        args += ["--set", item]
+    args += ["--memory-limit", memory_limit] if memory_limit else []
+    args += ["--workers", str(workers)] if workers else []
+    args += ["--keep-work"] if keep_work else []
+    return args
+
+
+def cluster_limits() -> dict[str, int]:
+    """MaxArraySize and MaxJobCount from ``scontrol show config`` (Slurm's defaults without scontrol)."""
+    limits = dict(DEFAULT_LIMITS)
+    if shutil.which("scontrol") is None:
+        return limits
+    proc = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=False)
+    for line in proc.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() in limits and value.strip().isdigit():
+            limits[key.strip()] = int(value.strip())
+    return limits
+
+
+def _header(stage: str, array: str | None, settings: dict[str, Any], cwd: Path) -> list[str]:
+    lines = ["#!/bin/bash", f"#SBATCH --job-name=reorder-{stage}"]
+    lines += [f"#SBATCH --array={array}"] if array else []
+    lines += ["#SBATCH --output=/dev/null", f"#SBATCH --chdir={cwd}"]
+    for key, option in (("partition", "partition"), ("account", "account"), ("qos", "qos"), ("time", "time"),
+                        ("cpus_per_task", "cpus-per-task"), ("mem", "mem")):
+        if key in settings:
+            lines.append(f"#SBATCH --{option}={settings[key]}")
+    lines += [f"#SBATCH {extra}" for extra in settings.get("extra_sbatch", [])]
+    return lines
+
+
+def script(stage: str, indices: list[int], work: WorkDir, settings: dict[str, Any], command: list[str],
+           cwd: Path) -> str:
+    """The sbatch script of one stage (an array over ``indices``, or the publish job). ``command`` is run
+    with the task index appended (scatter, gather) or as it is (publish)."""
+    logs = shlex.quote(str(work.logs))
+    if stage == "publish":
+        head = _header(stage, None, settings, cwd)
+        pick = ["I=0"]
+        run = shlex.join(command)
+    else:
+        cap = f"%{settings['max_parallel']}" if "max_parallel" in settings else ""
+        head = _header(stage, f"0-{len(indices) - 1}{cap}", settings, cwd)
+        pick = [f"INDICES=({' '.join(map(str, indices))})", 'I="${INDICES[$SLURM_ARRAY_TASK_ID]}"']
+        run = shlex.join(command) + ' "$I"'
+    body = [
+        f"# reorder: {stage} task(s) {_ranges(indices)}; written by `reorder run --executor slurm`,",
+        "# which re-submits only unfinished tasks when run again.",
+        "set -euo pipefail",
+        *pick,
+        f"mkdir -p {logs}",
+        f"LOG={logs}/$(printf '{stage}-%05d' \"$I\")",
+        'exec >"$LOG.log" 2>&1',
+        'rm -f "$LOG.failed"',
+        f"trap 'rc=$?; echo \"reorder: {stage} task $I failed (exit $rc)\"; touch \"$LOG.failed\"; exit $rc' ERR",
+        f"trap 'echo \"reorder: {stage} task $I cancelled\"; touch \"$LOG.failed\"; exit 143' TERM",
+        *settings.get("setup", []),
+        run,
+    ]
+    return "\n".join(head + body) + "\n"
+
+
+def _ranges(indices: list[int]) -> str:
+    """0 1 2 5 7 8 -> '0-2,5,7-8'."""
+    out, start = [], None
+    for k, i in enumerate(indices):
+        if start is None:
+            start = i
+        if k + 1 == len(indices) or indices[k + 1] != i + 1:
+            out.append(str(i) if i == start else f"{start}-{i}")
+            start = None
+    return ",".join(out)
+
+
+def plan_jobs(output: Path, settings: dict[str, Any], run_args: list[str], limits: dict[str, int],
+              cwd: Path) -> list[Job]:
+    """The jobs that finish the planned run in ``output``: unfinished scatter and gather tasks, then publish."""
+    work = WorkDir(output.absolute())
+    stored = stored_plan.load(work)
+    if stored is None:
+        raise ReorderError(f"{output}: no stored plan in {work.root}")
+    todo = {"scatter": [t for t in range(stored.scatter_tasks) if work.finished("scatter", t) is None],
+            "gather": [j for j in range(stored.gather_tasks) if tasks.finished_shard(work, j) is None]}
+    total = sum(map(len, todo.values()))
+    if total > limits["MaxJobCount"]:
+        raise ReorderError(f"{output}: {total} unfinished tasks, more than this cluster accepts (MaxJobCount "
+                           f"{limits['MaxJobCount']}); raise MaxJobCount or use larger inputs slices and shards")
+    size = max(1, limits["MaxArraySize"] - 1)  # array indices 0 .. MaxArraySize-1
+    jobs: list[Job] = []
+    after: list[str] = []
+    base = reorder_command()
+    for stage in ("scatter", "gather"):
+        chunks = [todo[stage][k:k + size] for k in range(0, len(todo[stage]), size)]
+        for n, chunk in enumerate(chunks):
+            name = f"{stage}.sh" if len(chunks) == 1 else f"{stage}-{n}.sh"
+            text = script(stage, chunk, work, settings, [*base, "task", str(work.root.parent), stage], cwd)
+            jobs.append(Job(stage, work.slurm / name, text, chunk, list(after)))
+        if chunks:
+            after = [stage]
+    text = script("publish", [0], work, settings, [*base, *run_args, "--quiet"], cwd)
+    jobs.append(Job("publish", work.slurm / "publish.sh", text, [0], after))
+    return jobs
+
+
+def write(jobs: list[Job]) -> None:
+    for job in jobs:
+        job.script.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_bytes(job.script, job.text.encode())
+
+
+def _sbatch(job: Job, depends: list[str]) -> str:
+    args = ["sbatch", "--parsable"]
+    if depends:
+        args += [f"--dependency=afterok:{':'.join(depends)}", "--kill-on-invalid-dep=yes"]
+    proc = subprocess.run([*args, str(job.script)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        why = " ".join((proc.stderr or proc.stdout).split()) or f"exit code {proc.returncode}"
+        raise ReorderError(f"{job.script}: sbatch refused it: {why}")
+    return proc.stdout.strip().split(";")[0]
+
+
+def submit(jobs: list[Job], work: WorkDir) -> None:
+    """Submit ``jobs`` in order, each after the stages it waits for; ids are kept in ``slurm/jobs.json``."""
+    ids: dict[str, list[str]] = {}
+    try:
+        for job in jobs:
+            job.job_id = _sbatch(job, [i for stage in job.after for i in ids.get(stage, [])])
+            ids.setdefault(job.stage, []).append(job.job_id)
+    except ReorderError:
+        submitted = [j.job_id for j in jobs if j.job_id]
+        if submitted and shutil.which("scancel"):  # nothing half-submitted: the chain is all or nothing
+            subprocess.run(["scancel", *submitted], capture_output=True, check=False)
+        raise
+    atomic.write_json(work.slurm / "jobs.json", {"jobs": [j.job_id for j in jobs], "submitted": time.time()})
+
+
+def require_sbatch() -> None:
+    if shutil.which("sbatch") is None:
+        raise ReorderError("--executor slurm: sbatch is not on PATH (run on a Slurm login node, or load its module)")
+
+
+def active_jobs(ids: list[str]) -> set[str]:
+    """Those of ``ids`` that Slurm still has pending or running."""
+    proc = subprocess.run(["squeue", "-h", "-o", "%F", "-t", ACTIVE_STATES], capture_output=True, text=True,
+                          check=False)
+    if proc.returncode != 0:
+        return set(ids)  # squeue unavailable for a moment: assume they still run
+    return set(proc.stdout.split()) & set(ids)
+
+
+def wait(output: Path, poll: float = 1.0) -> tuple[bool, str]:
+    """Block until the run in ``output`` is published (True) or a task failed or every job ended (False);
+    returns the outcome and one line saying it."""
+    work = WorkDir(output)
+    jobs_file = work.slurm / "jobs.json"
+    ids = json.loads(jobs_file.read_text())["jobs"] if jobs_file.exists() else []
+    while True:
+        report = run_status.status(output)
+        if report["finished"]:
+            return True, f"{output}: published"
+        failure = run_status.first_failure(report)
+        if failure is not None:
+            stage, task = failure
+            return False, f"{stage} task {task['index']} failed; its log: {task['log']}"
+        if not active_jobs(ids):
+            time.sleep(poll)  # the last job may have published just now
+            if run_status.status(output)["finished"]:
+                return True, f"{output}: published"
+            return False, (f"{output}: the Slurm jobs ({', '.join(ids)}) ended without publishing (cancelled?); "
+                           "`reorder status` shows what is left, the same command resubmits it")
+        time.sleep(poll)
+
+
+def run(cfg: RunConfig, run_args: list[str], *, dry_run: bool = False, overwrite: bool = False,
+        restart: bool = False, progress: Progress | None = None) -> Submission:
+    """Plan here (or reload the stored plan), then write the stage scripts and, unless ``dry_run``,
+    submit them. A finished run is reported as such and nothing is submitted."""
+    if not dry_run:
+        require_sbatch()
+    planned = pipeline.run(cfg, overwrite=overwrite, progress=progress, restart=restart, plan_only=True,
+                           report_done=True)
+    if planned.status == "already done":
+        return Submission("already done", cfg.output, note=planned.notes[0])
+    work = WorkDir(cfg.output.absolute())
+    jobs = plan_jobs(cfg.output, cfg.slurm, run_args, cluster_limits(), Path.cwd())
+    write(jobs)
+    if dry_run:
+        return Submission("dry run", cfg.output, jobs)
+    for job in jobs:  # tasks submitted again are failed no longer (--wait would stop at once)
+        for index in job.indices:
+            work.failed(job.stage, index).unlink(missing_ok=True)
+    submit(jobs, work)
+    return Submission("submitted", cfg.output, jobs)

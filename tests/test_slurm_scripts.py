@@ -1,0 +1,153 @@
+"""The sbatch scripts of ``--executor slurm`` (golden files: a change in them is a visible diff), array
+splitting at MaxArraySize, the slurm: config section, and the executor's one-line errors. None of
+these needs a running Slurm (tests/test_slurm.py submits to a real one)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from reorder_cli.execute import slurm
+from reorder_cli.workdir import WorkDir
+
+from .conftest import invoke, one_line_error, reorder
+
+GOLDEN = Path(__file__).parent / "data" / "slurm"
+OOC = ["rewrite=out-of-core", "memory_limit=1", "shard_rows=150"]
+
+
+@pytest.fixture
+def cluster_config(tmp_path) -> Path:
+    path = tmp_path / "cluster.yaml"
+    path.write_text("score_field: score\nseed: 42\nformat: parquet\nslurm:\n  partition: cpu\n  account: lab\n"
+                    "  time: '2:00:00'\n  cpus_per_task: 2\n  extra_sbatch: ['--exclusive', '--constraint=avx2']\n"
+                    "  setup:\n    - module load python\n    - source /opt/env/bin/activate\n")
+    return path
+
+
+def _normalised(text: str, tmp_path: Path) -> str:
+    return text.replace(sys.executable, "PYTHON").replace(str(tmp_path), "TMP")
+
+
+def test_dry_run_scripts_match_the_golden_files(tmp_path, cluster_config, jsonl_corpus, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    result = reorder(cluster_config, ["in/*.jsonl"], "out", method="saw",
+                     sets=[*OOC, "slurm.qos=high", "slurm.mem=3G", "slurm.max_parallel=4"],
+                     extra=["--executor", "slurm", "--dry-run"])
+    scripts = sorted((WorkDir(out).slurm).glob("*.sh"))
+    assert [p.name for p in scripts] == ["gather.sh", "publish.sh", "scatter.sh"]
+    for path in scripts:
+        got = _normalised(path.read_text(), tmp_path)
+        if os.environ.get("REORDER_REGEN_GOLDEN"):
+            (GOLDEN / path.name).write_text(got)
+        assert got == (GOLDEN / path.name).read_text(), path.name
+        assert path.read_text() in result.stdout  # a dry run prints what it wrote
+    assert not (WorkDir(out).slurm / "jobs.json").exists()  # nothing submitted
+
+
+def test_a_resubmit_covers_only_the_unfinished_tasks(tmp_path, config_file, jsonl_corpus):
+    out = tmp_path / "out"
+    reorder(config_file, jsonl_corpus.files, out, method="saw", sets=OOC, extra=["--plan-only"])
+    for t in (0, 2):
+        assert invoke("task", out, "scatter", t).exit_code == 0
+    jobs = slurm.plan_jobs(out, {}, ["run"], slurm.DEFAULT_LIMITS, tmp_path)
+    assert [(j.stage, j.indices, j.after) for j in jobs] == [
+        ("scatter", [1], []), ("gather", list(range(8)), ["scatter"]), ("publish", [0], ["gather"])]
+    assert "INDICES=(1)\n" in jobs[0].text and "#SBATCH --array=0-0\n" in jobs[0].text
+
+
+def test_arrays_are_split_below_max_array_size(tmp_path, config_file, jsonl_corpus):
+    out = tmp_path / "out"
+    reorder(config_file, jsonl_corpus.files, out, method="saw", sets=OOC, extra=["--plan-only"])
+    jobs = slurm.plan_jobs(out, {}, ["run"], {"MaxArraySize": 4, "MaxJobCount": 100}, tmp_path)
+    gathers = [j for j in jobs if j.stage == "gather"]
+    assert [j.indices for j in gathers] == [[0, 1, 2], [3, 4, 5], [6, 7]]  # array indices stay 0..2 < 4
+    assert [j.script.name for j in gathers] == ["gather-0.sh", "gather-1.sh", "gather-2.sh"]
+    assert "#SBATCH --array=0-2\n" in gathers[1].text and "INDICES=(3 4 5)" in gathers[1].text
+    # positive twin: one array when it fits
+    assert len([j for j in slurm.plan_jobs(out, {}, ["run"], slurm.DEFAULT_LIMITS, tmp_path)
+                if j.stage == "gather"]) == 1
+
+
+def test_more_tasks_than_the_cluster_accepts_is_one_line(tmp_path, config_file, jsonl_corpus):
+    out = tmp_path / "out"
+    reorder(config_file, jsonl_corpus.files, out, method="saw", sets=OOC, extra=["--plan-only"])
+    with pytest.raises(Exception, match="11 unfinished tasks, more than this cluster accepts .MaxJobCount 10."):
+        slurm.plan_jobs(out, {}, ["run"], {"MaxArraySize": 1001, "MaxJobCount": 10}, tmp_path)
+    assert len(slurm.plan_jobs(out, {}, ["run"], {"MaxArraySize": 1001, "MaxJobCount": 11}, tmp_path)) == 3
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ("slurm.partitionn=cpu", "unknown config key 'slurm.partitionn'"),
+    ("slurm.cpus_per_task=0", "config key 'slurm.cpus_per_task'"),
+    ("slurm=cpu", "config key 'slurm': expected a mapping"),
+])
+def test_bad_slurm_settings_are_one_line_and_write_nothing(tmp_path, config_file, jsonl_corpus, setting, message):
+    out = tmp_path / "out"
+    result = reorder(config_file, jsonl_corpus.files, out, method="saw", sets=[setting],
+                     extra=["--executor", "slurm", "--dry-run"], ok=False)
+    assert message in one_line_error(result)
+    assert not out.exists()
+
+
+def test_no_sbatch_on_path_is_one_line_and_writes_nothing(tmp_path, config_file, jsonl_corpus, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    out = tmp_path / "out"
+    result = reorder(config_file, jsonl_corpus.files, out, method="saw", extra=["--executor", "slurm"], ok=False)
+    assert "sbatch is not on PATH" in one_line_error(result)
+    assert not out.exists()
+    # positive twin: a dry run needs no sbatch
+    reorder(config_file, jsonl_corpus.files, out, method="saw", extra=["--executor", "slurm", "--dry-run"])
+    assert (WorkDir(out).slurm / "publish.sh").exists()
+
+
+def test_executor_options_are_checked(tmp_path, config_file, jsonl_corpus):
+    out = tmp_path / "out"
+    bad = reorder(config_file, jsonl_corpus.files, out, method="saw", extra=["--executor", "kubernetes"], ok=False)
+    assert "--executor: expected local, slurm or ray" in one_line_error(bad)
+    bad = reorder(config_file, jsonl_corpus.files, out, method="saw", extra=["--wait"], ok=False)
+    assert "--dry-run and --wait go with --executor slurm" in one_line_error(bad)
+    assert not out.exists()
+
+
+def test_ray_missing_is_one_line_naming_the_extra(tmp_path, config_file, jsonl_corpus):
+    """Without Ray importable (``sys.modules['ray'] = None`` hides an installed one), --executor ray says
+    how to install it and writes nothing."""
+    import subprocess
+
+    out = tmp_path / "out"
+    code = ("import sys; sys.modules['ray'] = None; from reorder_cli.cli import app; "
+            "app(sys.argv[1:], prog_name='reorder')")
+    args = ["run", str(config_file), "--method", "saw", "--output", str(out), "--executor", "ray",
+            *[a for f in jsonl_corpus.files for a in ("--input", str(f))]]
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == "error: --executor ray: Ray is not installed; pip install 'reorder[ray]'"
+    assert not out.exists()
+
+
+def test_the_publish_job_repeats_the_run_arguments():
+    args = slurm.run_arguments(Path("c.yaml"), method="saw", inputs=["a", "b"], output="o", sets=["x=1"],
+                               memory_limit="2GB", workers=3, keep_work=True)
+    assert args == ["run", str(Path("c.yaml").absolute()), "--method", "saw", "--input", "a", "--input", "b",
+                    "--output", "o", "--set", "x=1", "--memory-limit", "2GB", "--workers", "3", "--keep-work"]
+    assert "--keep-work" not in slurm.run_arguments(Path("c.yaml"), method=None, inputs=None, output=None,
+                                                    sets=None, memory_limit=None, workers=None)
+
+
+def test_bad_input_stops_the_submit_before_anything_is_written(tmp_path, config_file, jsonl_corpus):
+    """The plan is made where the command runs: bad input is the usual one-line error, no output folder."""
+    bad = tmp_path / "in" / "bad.jsonl"
+    bad.write_text('{"id": "x", "score": 1}\n{"id": "y", "score": \n')
+    out = tmp_path / "out"
+    result = reorder(config_file, [*jsonl_corpus.files, bad], out, method="saw", sets=OOC,
+                     extra=["--executor", "slurm", "--dry-run"], ok=False)
+    assert "bad.jsonl" in one_line_error(result)
+    assert not out.exists()
+    # positive twin: the same without the bad file plans and writes the scripts
+    reorder(config_file, jsonl_corpus.files, out, method="saw", sets=OOC, extra=["--executor", "slurm", "--dry-run"])
+    assert (WorkDir(out).slurm / "scatter.sh").exists()

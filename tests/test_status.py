@@ -1,0 +1,75 @@
+"""``reorder status OUTPUT``: each stage's done / pending counts, failed tasks with their logs, on a
+planned run, a run part-way through, a finished run, and a folder that holds no run."""
+
+from __future__ import annotations
+
+import json
+
+from reorder_cli.workdir import WorkDir
+
+from .conftest import invoke, one_line_error, reorder
+
+OOC = ["rewrite=out-of-core", "memory_limit=1", "shard_rows=150"]
+
+
+def _status(out) -> dict:
+    result = invoke("status", out, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_status_follows_a_planned_run_task_by_task_to_the_end(tmp_path, config_file, jsonl_corpus):
+    out = tmp_path / "out"
+    args = (config_file, jsonl_corpus.files, out)
+    reorder(*args, method="saw", sets=OOC, extra=["--plan-only"])
+    st = _status(out)["stages"]
+    assert st["plan"] == {"state": "done", "tasks": 1, "done": 1, "pending": 0, "failed": []}
+    scatters, gathers = st["scatter"]["tasks"], st["gather"]["tasks"]
+    assert scatters == 3 and gathers == 8
+    assert st["scatter"]["pending"] == 3 and st["gather"]["state"] == "pending" and st["publish"]["done"] == 0
+    assert invoke("task", out, "scatter", 1).exit_code == 0
+    st = _status(out)["stages"]
+    assert (st["scatter"]["done"], st["scatter"]["pending"]) == (1, 2)
+    text = invoke("status", out).stdout
+    assert "scatter pending : 1 of 3 done, 2 pending" in text, text
+    for t in range(scatters):
+        invoke("task", out, "scatter", t)
+    for j in range(gathers):
+        invoke("task", out, "gather", j)
+    st = _status(out)["stages"]
+    assert st["scatter"]["state"] == st["gather"]["state"] == "done" and st["publish"]["state"] == "pending"
+    reorder(*args, method="saw", sets=OOC)
+    report = _status(out)
+    assert report["finished"] and report["stages"]["gather"]["done"] == gathers
+    assert "finished: " in invoke("status", out).stdout
+
+
+def test_a_failed_task_is_named_with_its_log_until_it_finishes(tmp_path, config_file, jsonl_corpus):
+    out = tmp_path / "out"
+    reorder(config_file, jsonl_corpus.files, out, method="saw", sets=OOC, extra=["--plan-only"])
+    work = WorkDir(out)
+    work.logs.mkdir()
+    work.failed("scatter", 2).touch()  # what a cluster executor's job script leaves when the task fails
+    st = _status(out)["stages"]["scatter"]
+    assert st["state"] == "failed" and st["failed"] == [{"index": 2, "log": str(work.log("scatter", 2))}]
+    assert f"failed: scatter 2  log: {work.log('scatter', 2)}" in invoke("status", out).stdout
+    assert invoke("task", out, "scatter", 2).exit_code == 0  # finished since: no longer failed
+    assert _status(out)["stages"]["scatter"]["failed"] == []
+
+
+def test_status_of_a_folder_without_a_run_is_one_line(tmp_path):
+    assert "no run here" in one_line_error(invoke("status", tmp_path))
+    assert "no run here" in one_line_error(invoke("status", tmp_path / "missing"))
+    assert not (tmp_path / "missing").exists()
+
+
+def test_a_run_kept_with_keep_work_is_finished_and_an_overwrite_in_progress_is_not(tmp_path, config_file,
+                                                                                    jsonl_corpus):
+    out = tmp_path / "out"
+    reorder(config_file, jsonl_corpus.files, out, method="saw", sets=OOC, extra=["--keep-work"])
+    assert (out / ".reorder").is_dir() and _status(out)["finished"]
+    # negative control: another run planned over it with --overwrite; the old manifest is not its output
+    reorder(config_file, jsonl_corpus.files, out, method="str", sets=OOC,
+            extra=["--plan-only", "--overwrite", "--restart"])
+    report = _status(out)
+    assert not report["finished"] and report["stages"]["publish"]["state"] == "pending"
