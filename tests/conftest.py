@@ -9,6 +9,7 @@ implementation that re-serialises records instead of copying their bytes is caug
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import random
 import re
@@ -279,3 +280,17 @@ def parquet_corpus(tmp_path: Path) -> Corpus:
         files.append(write_parquet(tmp_path / "pq" / f"part-{k}.parquet", part, RICH_SCHEMA, row_group_size=128))
         rows += part
     return Corpus(files, rows)
+
+
+def output_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file of an output folder (shards and manifest), the run log left out."""
+    names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != ".run_log.json")
+    return {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in names}
+
+
+@pytest.fixture
+def local(request, tmp_path, config_file, jsonl_corpus) -> dict[str, str]:
+    """The output hashes of a local SAW run of ``jsonl_corpus`` with the test module's ``OOC`` settings."""
+    out = tmp_path / "local"
+    reorder(config_file, jsonl_corpus.files, out, method="saw", sets=request.module.OOC)
+    return output_hashes(out)

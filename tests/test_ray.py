@@ -4,7 +4,6 @@ and the same command then finishes with the same bytes. Needs the extra 'ray' (C
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from reorder_cli.workdir import WorkDir
 
-from .conftest import invoke, one_line_error, reorder
+from .conftest import invoke, one_line_error, output_hashes, reorder
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
@@ -34,23 +33,11 @@ def local_ray():
         os.environ["REORDER_TEST_BELOW_FLOOR"] = before
 
 
-def _hashes(folder: Path) -> dict[str, str]:
-    names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != ".run_log.json")
-    return {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in names}
-
-
-@pytest.fixture
-def local(tmp_path, config_file, jsonl_corpus) -> dict[str, str]:
-    out = tmp_path / "local"
-    reorder(config_file, jsonl_corpus.files, out, method="saw", sets=OOC)
-    return _hashes(out)
-
-
 def test_a_ray_run_writes_the_bytes_of_a_local_run(tmp_path, config_file, jsonl_corpus, local):
     out = tmp_path / "out"
     reorder(config_file, jsonl_corpus.files, out, method="saw", sets=[*OOC, "ray.max_in_flight=1"],
             extra=["--executor", "ray"])
-    assert _hashes(out) == local
+    assert output_hashes(out) == local
     assert not (out / ".reorder").exists()
     again = reorder(config_file, jsonl_corpus.files, out, method="saw", sets=OOC, extra=["--executor", "ray"])
     assert "nothing to do" in again.stderr
@@ -75,4 +62,4 @@ def test_a_task_that_raises_stops_the_run_and_the_same_command_finishes(tmp_path
     assert Path(report["failed"][0]["log"]).read_text().strip()  # the error is in its log
     work.scatter_data(1).write_bytes(good)  # the cause fixed: the same command resumes and finishes
     reorder(config_file, jsonl_corpus.files, out, method="saw", sets=OOC, extra=["--executor", "ray"])
-    assert _hashes(out) == local
+    assert output_hashes(out) == local

@@ -6,7 +6,6 @@ counts a skip as a failure)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,7 +18,7 @@ import pytest
 
 from reorder_cli.workdir import WorkDir
 
-from .conftest import invoke, one_line_error, reorder
+from .conftest import invoke, one_line_error, output_hashes, reorder
 
 pytestmark = pytest.mark.slurm
 
@@ -57,18 +56,6 @@ def _run_args(config_file: Path, files, out: str) -> list:
     return args
 
 
-def _hashes(folder: Path) -> dict[str, str]:
-    names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != ".run_log.json")
-    return {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in names}
-
-
-@pytest.fixture
-def local(tmp_path, config_file, jsonl_corpus) -> dict[str, str]:
-    out = tmp_path / "local"
-    reorder(config_file, jsonl_corpus.files, out, method="saw", sets=OOC)
-    return _hashes(out)
-
-
 def _gone(ids: list[str], timeout: float = 120) -> None:
     """Wait until Slurm holds none of ``ids`` pending or running."""
     deadline = time.monotonic() + timeout
@@ -86,7 +73,7 @@ def test_a_slurm_run_writes_the_bytes_of_a_local_run(tmp_path, config_file, json
     assert done.returncode == 0, done.stderr
     ids = [line.split()[0] for line in done.stdout.splitlines()]
     assert len(ids) == 3 and all(i.isdigit() for i in ids), done.stdout  # scatter array, gather array, publish
-    assert _hashes(tmp_path / "out") == local
+    assert output_hashes(tmp_path / "out") == local
     report = json.loads(invoke("status", tmp_path / "out", "--json").stdout)
     assert report["finished"] and report["stages"]["publish"]["state"] == "done"
     again = _cli(tmp_path, *args, "--executor", "slurm", "--wait")
@@ -127,7 +114,7 @@ def test_a_cancelled_task_stops_its_dependents_and_a_resubmit_finishes_it(tmp_pa
     assert again.returncode == 0, again.stderr
     # only the unfinished task is resubmitted
     assert again.stdout.splitlines()[0].split()[1:4] == ["scatter", "1", "task(s)"], again.stdout
-    assert _hashes(out) == local
+    assert output_hashes(out) == local
 
 
 def test_a_script_slurm_rejects_is_one_line(tmp_path, config_file, jsonl_corpus):
