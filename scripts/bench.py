@@ -10,6 +10,7 @@ reorder jsonl cases also get a ratio to the reference run of the same method.
     python scripts/bench.py --reference ../data_ordering --workers 2
     python scripts/bench.py --docs 2000000 --shards 32 --formats parquet --memory-limit 1500MB --repeat 3
     python scripts/bench.py --docs 200000 --formats parquet --loaders --repeat 3
+    python scripts/bench.py --docs 20000 --formats parquet --executors local,ray,slurm --repeat 3
 
 With ``--loaders`` the cases instead read the STR output of the Parquet corpus row by row (rows as dicts, all
 columns): reorder's ``OrderedReader`` (one process) and ``OrderedDataset`` in a DataLoader with 2 workers, HF
@@ -20,6 +21,13 @@ With ``--out-of-core`` the reorder cases also run forced out of core (``--set re
 limit): for JSONL, the sequential scatter/gather over line blocks instead of the gather through memory maps. The
 table shows the median and the spread (fastest-slowest run) of every case, and beside the ratio of medians the
 paired ratio: the median over rounds of the ratio within a round (steadier on a machine whose load varies).
+
+With ``--executors local,ray,slurm`` the cases are instead ``reorder run --executor E`` of the STR ordering of the
+first format, forced out of core (the task path every executor runs: scatter then gather tasks), on the same data,
+and the table adds each engine's overhead as a ratio to the local executor (``x local``, and paired). ``slurm``
+runs with ``--wait`` (the command returns once published; the wait polls every second) and needs a running
+cluster (``bash scripts/slurm-local.sh start``); ``ray`` attaches to ``RAY_ADDRESS`` when it is set, else every
+run starts (and stops) its own local Ray, which is counted. A missing engine is skipped with a note.
 
 With ``--memory-limit`` the reorder cases also run under that budget (out of core when the data does not fit),
 once per worker count of ``--budget-workers``; the table then shows which path ran and the temporary disk
@@ -244,9 +252,11 @@ def sets(settings: dict[str, object]) -> list[str]:
 
 
 def reorder_case(method: str, fmt: str, data: Path, out: Path, workers: int | None,
-                 memory_limit: str | None = None, rewrite: str | None = None, select: dict | None = None) -> Case:
+                 memory_limit: str | None = None, rewrite: str | None = None, select: dict | None = None,
+                 executor: str | None = None) -> Case:
     name = f"reorder {method} {fmt}->{fmt}" + (f" limit {memory_limit} w{workers}" if memory_limit else "")
     name += f" {rewrite}" if rewrite else ""
+    name += f" executor {executor}" if executor else ""
     name += " select " + " ".join(str(v) for v in select.values()) if select else ""
     extra = {"format": fmt, **(SAW_SETTINGS if method == "saw" else {})}
     extra.update({f"select.{k}": v for k, v in (select or {}).items()})
@@ -269,6 +279,8 @@ def reorder_case(method: str, fmt: str, data: Path, out: Path, workers: int | No
         *sets(extra),
         "--overwrite",
         "-q",
+        *(["--executor", executor] if executor else []),
+        *(["--wait"] if executor == "slurm" else []),
     ]
     floor = PARQUET_FLOOR if fmt == "parquet" else JSONL_FLOOR
     reference = f"reference {method} jsonl" if fmt == "jsonl" and not memory_limit else None
@@ -327,6 +339,46 @@ def loader_cases(data: Path, notes: list[str]) -> list[Case]:
     return cases
 
 
+EXECUTORS = ("local", "ray", "slurm")
+
+
+def executor_missing(name: str) -> str | None:
+    """Why engine ``name`` cannot run here (None when it can)."""
+    if name == "ray" and importlib.util.find_spec("ray") is None:
+        return "ray is not installed (pip install -e '.[ray]')"
+    if name == "slurm":
+        if shutil.which("sbatch") is None:
+            return "no sbatch on PATH (apt-get install -y slurm-wlm munge)"
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True)
+        if ping.returncode != 0 or "UP" not in ping.stdout:
+            return "no Slurm controller answers (sudo bash scripts/slurm-local.sh start)"
+    return None
+
+
+def executor_cases(args: argparse.Namespace, notes: list[str]) -> list[Case]:
+    """``reorder run --executor E`` for each engine of ``--executors`` that runs here, out of core; the
+    local executor is the one the others are compared with (its name goes in ``Case.reference``)."""
+    fmt = args.formats[0]
+    cases = []
+    for name in args.executors:
+        if name not in EXECUTORS:
+            raise SystemExit(f"--executors: unknown engine {name!r} (expected {', '.join(EXECUTORS)})")
+        why = executor_missing(name)
+        if why:
+            notes.append(f"{why}: executor {name} skipped")
+            continue
+        case = reorder_case("str", fmt, args.data, args.out, args.workers, rewrite="out-of-core", executor=name)
+        cases.append(case)
+    local = next((c.name for c in cases if c.name.endswith("executor local")), None)
+    if local is None:
+        notes.append("executor local not selected: the x local ratios show as -")
+    for case in cases:
+        case.reference = local
+    if "ray" in args.executors and not os.environ.get("RAY_ADDRESS"):
+        notes.append("RAY_ADDRESS is not set: every ray run starts and stops its own local Ray (counted)")
+    return cases
+
+
 def startup_cases() -> list[Case]:
     """`reorder --version` and `--help` against the bare interpreter (target: under 0.25 s)."""
     return [Case(STARTUP_FLOOR, [sys.executable, "-c", "pass"], STARTUP_FLOOR),
@@ -338,6 +390,8 @@ def build_cases(args: argparse.Namespace, notes: list[str]) -> list[Case]:
     data, out = args.data, args.out
     if args.loaders:
         return select(loader_cases(data, notes), args.cases)
+    if args.executors:
+        return select(executor_cases(args, notes), args.cases)
     pq_files, js_files = shard_paths(data, "parquet"), shard_paths(data, "jsonl")
     formats = [f for f in ("parquet", "jsonl") if f in args.formats]
     cases = startup_cases()
@@ -526,6 +580,7 @@ def print_table(table: list[dict[str, object]], corpus_line: str, notes: list[st
     from rich.table import Table
 
     with_ref = any(r["vs_reference"] is not None for r in table)
+    versus = "x local" if any(" executor " in str(r["case"]) for r in table) else "x reference"
     with_rows = any(r["rows_per_s"] is not None for r in table)
     grid = Table(title="reorder benchmark")
     grid.add_column("case")
@@ -534,8 +589,8 @@ def print_table(table: list[dict[str, object]], corpus_line: str, notes: list[st
     grid.add_column("x floor", justify="right")
     grid.add_column("x floor paired", justify="right")
     if with_ref:
-        grid.add_column("x reference", justify="right")
-        grid.add_column("x ref. paired", justify="right")
+        grid.add_column(versus, justify="right")
+        grid.add_column(f"{versus} paired", justify="right")
     if with_rows:
         grid.add_column("rows/s", justify="right")
     grid.add_column("peak RSS MB", justify="right")
@@ -588,11 +643,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out-of-core", action="store_true",
                         help="also run the reorder cases forced out of core (the scatter/gather over line blocks "
                              "for JSONL), with no memory limit")
+    parser.add_argument("--executors",
+                        help="instead: reorder run --executor E for each of these (local,ray,slurm), out of core, "
+                             "with each engine's overhead as a ratio to the local executor")
     parser.add_argument("--loaders", action="store_true",
                         help="instead: read the STR output with reorder's loader, HF datasets and pyarrow (rows/s)")
     args = parser.parse_args(argv)
     args.formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     args.budget_workers = [int(w) for w in args.budget_workers.split(",")]
+    args.executors = [e.strip() for e in (args.executors or "").split(",") if e.strip()]
     SHARDS = args.shards
     args.data = (args.data or Path(f"bench-out/data-{args.docs}")).resolve()
     args.out = args.out.resolve()
