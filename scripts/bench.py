@@ -27,7 +27,8 @@ first format, forced out of core (the task path every executor runs: scatter the
 and the table adds each engine's overhead as a ratio to the local executor (``x local``, and paired). ``slurm``
 runs with ``--wait`` (the command returns once published; the wait polls every second) and needs a running
 cluster (``bash scripts/slurm-local.sh start``); ``ray`` attaches to ``RAY_ADDRESS`` when it is set, else every
-run starts (and stops) its own local Ray, which is counted. A missing engine is skipped with a note.
+run starts (and stops) its own local Ray, which is counted. A missing engine is skipped with a note. The peak
+RSS of a slurm case is the submitting process's only (the tasks run under slurmd).
 
 With ``--memory-limit`` the reorder cases also run under that budget (out of core when the data does not fit),
 once per worker count of ``--budget-workers``; the table then shows which path ran and the temporary disk
