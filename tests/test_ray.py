@@ -63,3 +63,12 @@ def test_a_task_that_raises_stops_the_run_and_the_same_command_finishes(tmp_path
     work.scatter_data(1).write_bytes(good)  # the cause fixed: the same command resumes and finishes
     reorder(config_file, jsonl_corpus.files, out, method="saw", sets=OOC, extra=["--executor", "ray"])
     assert output_hashes(out) == local
+
+
+def test_an_unreachable_ray_address_is_one_line_and_writes_nothing(tmp_path, config_file, jsonl_corpus, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # nothing listens on port 1
+    out = tmp_path / "out"
+    msg = one_line_error(reorder(config_file, jsonl_corpus.files, out, method="saw", sets=OOC,
+                                 extra=["--executor", "ray"], ok=False))
+    assert "127.0.0.1:1" in msg and "cannot be reached" in msg, msg
+    assert not out.exists()

@@ -13,6 +13,7 @@ driver runs the same ``reorder run`` in process, which publishes. Ray attaches t
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,32 @@ def _task(output: str, phase: str, index: int) -> int:
     return tasks.run_one(Path(output), phase, index)["rows"]
 
 
+def _address(settings: dict[str, Any]) -> str | None:
+    return os.environ.get("RAY_ADDRESS") or settings.get("address")
+
+
+def _check_reachable(address: str | None) -> None:
+    """A one-line error, before anything is written, when an explicit ``host:port`` does not answer
+    (``ray.init`` would retry for minutes)."""
+    if not address or address in ("auto", "local"):
+        return
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except (OSError, ValueError) as exc:
+        raise ReorderError(f"Ray address {address!r} cannot be reached ({exc}); start the cluster, or unset "
+                           "RAY_ADDRESS and ray.address to start a local Ray") from None
+
+
 def _connect(ray: Any, settings: dict[str, Any]) -> None:
     if ray.is_initialized():
         return
-    address = os.environ.get("RAY_ADDRESS") or settings.get("address")
-    ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    address = _address(settings)
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    except Exception as exc:  # noqa: BLE001 - any failure to attach is one line, naming the address
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ReorderError(f"cannot attach to Ray at {address or 'a new local Ray'}: {first}") from None
 
 
 def _stage(ray: Any, remote: Any, work: WorkDir, phase: str, todo: list[int], settings: dict[str, Any],
@@ -86,6 +108,7 @@ def run(cfg: RunConfig, *, overwrite: bool = False, restart: bool = False, keep_
         progress: Progress | None = None) -> RunResult:
     """Plan in the driver, run the scatter then the gather tasks on Ray, publish in the driver."""
     ray = _ray()
+    _check_reachable(_address(cfg.ray))
     progress = progress or Progress(enabled=False)
     planned = pipeline.run(cfg, overwrite=overwrite, progress=progress, restart=restart, plan_only=True,
                            report_done=True)
