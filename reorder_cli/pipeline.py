@@ -14,10 +14,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reorder_cli import stages
 from reorder_cli.config import RunConfig, with_format
 from reorder_cli.formats import score_expr
 from reorder_cli.formats.discover import InputFile, discover
-from reorder_cli.plan import build_plan, shard_bytes
+from reorder_cli.plan import build, read_keys, shard_bytes
 from reorder_cli.plan import stored as stored_plan
 from reorder_cli.plan.build import Plan
 from reorder_cli.plan.stored import StoredPlan
@@ -61,24 +62,54 @@ class _Planned:
     keys_out_of_core: bool
 
 
+def _inputs(cfg: RunConfig, skipped: list[str]) -> tuple[RunConfig, list[InputFile]]:
+    score_expr.for_config(cfg)  # a score expression that does not parse stops here, before anything is written
+    files = discover(cfg.inputs, skipped)  # files inside folders or globs not read for their extension: skipped
+    return with_format(cfg, [(f.format, f.compression) for f in files]), files
+
+
+def _already_done(out: Path, ident: dict, cfg: RunConfig, started: float) -> RunResult | None:
+    done = output.already_done(out, ident, cfg.workers)
+    if done is None:
+        return None
+    note = (f"nothing to do: {out} already holds the output of this run ({len(done['shards'])} shard(s); "
+            "sizes and sha256 match its manifest)")
+    return RunResult("already done", done, out, time.perf_counter() - started, notes=[note])
+
+
+def prepare(cfg: RunConfig, overwrite: bool = False, restart: bool = False) -> RunResult:
+    """A run for a cluster executor: check the inputs and the output folder, claim the work folder and
+    write ``run.json``; the tasks (:mod:`reorder_cli.stages`) do the rest, and :func:`run` publishes.
+    Status "already done", or "prepared"."""
+    started = time.perf_counter()
+    cfg, files = _inputs(cfg, [])
+    out, work, ident = cfg.output, WorkDir(cfg.output.absolute()), identity(cfg, files)
+    publishing = output.is_publishing(work, ident, restart)
+    done = None if publishing or overwrite else _already_done(out, ident, cfg, started)
+    if done is not None:
+        return done
+    output.check(out, files, cfg.inputs, overwrite, publishing)
+    with output.claimed(out, work, ident, restart):
+        if stages.load_spec(work) is None and not work.plan_file("plan.json").exists():
+            cfg = shard_bytes.for_layout(cfg, files)
+            stages.write_spec(work, cfg, files)
+    return RunResult("prepared", {}, out, time.perf_counter() - started, cfg=cfg)
+
+
 def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = None, *, keep_work: bool = False,
         restart: bool = False, plan_only: bool = False, report_done: bool = False) -> RunResult:
     """The stages of a run in order: inputs, output folder, plan, rewrite, publish. With ``plan_only``,
-    ``report_done`` still says "already done" when the output holds this run (a cluster executor)."""
+    ``report_done`` still says "already done" when the output holds this run."""
     progress = progress or Progress(enabled=False)
     started, timings = time.perf_counter(), {}
-    score_expr.for_config(cfg)  # a score expression that does not parse stops here, before anything is written
     skipped: list[str] = []  # files inside folders or globs not read for their extension
-    files = discover(cfg.inputs, skipped)
-    cfg = with_format(cfg, [(f.format, f.compression) for f in files])
+    cfg, files = _inputs(cfg, skipped)
     out, work, ident = cfg.output, WorkDir(cfg.output), identity(cfg, files)
     publishing = output.is_publishing(work, ident, restart)
     skip_done = (plan_only and not report_done) or publishing or overwrite
-    done = None if skip_done else output.already_done(out, ident, cfg.workers)
+    done = None if skip_done else _already_done(out, ident, cfg, started)
     if done is not None:
-        note = (f"nothing to do: {out} already holds the output of this run ({len(done['shards'])} shard(s); "
-                "sizes and sha256 match its manifest)")
-        return RunResult("already done", done, out, time.perf_counter() - started, notes=[note])
+        return done
     output.check(out, files, cfg.inputs, overwrite, publishing)
     result = RunResult("done", {}, out, 0.0, cfg=cfg)
     with output.claimed(out, work, ident, restart) as resumed:
@@ -113,25 +144,42 @@ def _plan(files: list[InputFile], cfg: RunConfig, work: WorkDir, resumed: bool, 
     stored = stored_plan.load(work) if resumed else None
     if stored is not None:
         cfg = dataclasses.replace(cfg, workers=budget.resumed_workers(stored.meta["bucket_bytes"], cfg))
-        keys_ooc = work.plan_keys("scores").exists()
+        keys_ooc = (work.order / "split.json").exists()
         planned = _Planned(stored.as_plan(files), stored, cfg, "out-of-core", "resumed from the stored plan", keys_ooc)
     else:
         cfg = shard_bytes.for_layout(cfg, files)
         keys_budget = budget.keys_budget(cfg)
-        the_plan, keys_ooc = build_plan(files, cfg, work, keys_budget, progress.task)
+        sources = read_keys(files, cfg, work, keys_budget, progress.task)
         faults.pause("keys")
-        choice = budget.choose(the_plan, cfg, force="out-of-core" if plan_only or keys_ooc else None)
-        if choice.warning:
-            result.warnings.append(choice.warning)
-        cfg = dataclasses.replace(cfg, workers=choice.workers)
-        if choice.path == "out-of-core":
-            stored = stored_plan.store(the_plan, cfg, work, choice.bucket_bytes, choice.read_bytes,
-                                       stored_plan.output_schema(the_plan), keys_budget)
-            the_plan = stored.as_plan(files)  # the keys leave memory for the rewrite
-        reason = "the keys do not fit memory_limit" if keys_ooc else choice.reason
-        planned = _Planned(the_plan, stored, cfg, choice.path, reason, keys_ooc)
+        if build.spilled(sources):  # the keys outgrow memory: the order as tasks, run here
+            stored = _order_as_tasks(files, sources, cfg, work, progress)
+            cfg = dataclasses.replace(cfg, workers=budget.resumed_workers(stored.meta["bucket_bytes"], cfg))
+            planned = _Planned(stored.as_plan(files), stored, cfg, "out-of-core", "the keys do not fit memory_limit",
+                               True)
+        else:
+            the_plan = build.build(files, sources, cfg)
+            choice = budget.choose(the_plan, cfg, force="out-of-core" if plan_only else None)
+            if choice.warning:
+                result.warnings.append(choice.warning)
+            cfg = dataclasses.replace(cfg, workers=choice.workers)
+            if choice.path == "out-of-core":
+                stored = stored_plan.store(the_plan, cfg, work, choice.bucket_bytes, choice.read_bytes,
+                                           stored_plan.output_schema(the_plan), keys_budget)
+                the_plan = stored.as_plan(files)  # the keys leave memory for the rewrite
+            planned = _Planned(the_plan, stored, cfg, choice.path, choice.reason, False)
     timings["plan_seconds"] = time.perf_counter() - t0
     return planned
+
+
+def _order_as_tasks(files: list[InputFile], sources: list, cfg: RunConfig, work: WorkDir,
+                    progress: Progress) -> StoredPlan:
+    """The keys were spilled: record them as the keys tasks would have, then run the order's tasks
+    (split, sort, place, layout) through the local pool, as a cluster runs them."""
+    stages.write_spec(work, cfg, files)
+    for i, source in enumerate(sources):  # a loop over files
+        work.finish("keys", i, stages.keys_record(work, cfg, i, source))
+    stages.run_local(work, stages.ORDER, cfg.workers, progress)
+    return stored_plan.load(work)
 
 
 def _rewrite(planned: _Planned, work: WorkDir, resumed: bool, progress: Progress, result: RunResult,

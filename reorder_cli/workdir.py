@@ -1,10 +1,13 @@
 """A run's working state under ``OUTPUT/.reorder/``: what makes a run resumable.
 
     state.json        who the state belongs to: the run's identity (config + inputs)
+    run.json          what every task of a run reads: the config, the inputs, a task's memory budget
+    keys/             the keys tasks' outputs, one set of files an input (plan/order_tasks.py)
+    order/            the order tasks' outputs: split.json, the sorted key ranges (plan/order_tasks.py)
     plan/             the stored plan (out-of-core runs): arrays and plan.json
     scatter/          one bucket file a scatter task (out-of-core runs)
     shards/           finished output shards, waiting to be published
-    done/             one marker a finished task: ``scatter-00003.json``, ``gather-00012.json``
+    done/             one marker a finished task: ``keys-00000.json``, ``scatter-00003.json``, ...
     input-NNNNN.jsonl decompressed copies of .gz / .zst JSONL inputs
     logs/             a cluster executor's task logs: ``scatter-00003.log``, and ``scatter-00003.failed``
                       when that task failed (removed when it is run again)
@@ -96,6 +99,16 @@ class WorkDir:
         return self.root / "done"
 
     @property
+    def spec(self) -> Path:
+        """``run.json``: the config, the inputs and a task's budget, for every task of the run."""
+        return self.root / "run.json"
+
+    @property
+    def order(self) -> Path:
+        """The order tasks' files: ``split.json``, the sorted key ranges, the JIT states."""
+        return self.root / "order"
+
+    @property
     def keys(self) -> Path:
         """Keys read from each input, spilled when they outgrow the budget."""
         return self.root / "keys"
@@ -120,7 +133,7 @@ class WorkDir:
         """``(stage, index)`` of every task recorded as failed and not finished since."""
         found = sorted(self.logs.glob("*.failed")) if self.logs.exists() else []
         pairs = [(p.stem.rpartition("-")[0], int(p.stem.rpartition("-")[2])) for p in found]
-        return [(s, i) for s, i in pairs if s not in ("scatter", "gather") or self.finished(s, i) is None]
+        return [(s, i) for s, i in pairs if self.finished(s, i) is None]
 
     @property
     def slurm(self) -> Path:

@@ -24,6 +24,7 @@ LAYERS = [
     ["workdir"],
     ["plan"],
     ["rewrite"],
+    ["stages"],
     ["publish"],
     ["loader"],
     ["inspect"],

@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 
 from reorder_cli import methods
 from reorder_cli.errors import ReorderError
+from reorder_cli.methods import orderings
 from reorder_cli.plan import order_tasks as ot
 from reorder_cli.plan import select as selection
 from reorder_cli.util.npy import save_npy
 
 from .conftest import params
-from .test_keys_ooc import _expect_budget_error, random_params, score_lists
 
 METHODS = sorted(methods.METHODS)
 
@@ -82,6 +82,50 @@ def assert_same(folder, scores, sizes, method, p, policy, memory, files=3, selec
     return meta
 
 
+def random_params(method, data):
+    draw = data.draw
+    layers = draw(st.integers(1, 7))
+    return params(
+        method,
+        ascending=draw(st.booleans()),
+        seed=draw(st.integers(0, 2**32)),
+        window_size=draw(st.sampled_from([0, 1, 2, 3, 5, 8])),
+        folding_layer=layers,
+        zigzag_layer=layers,
+        num_sections=draw(st.integers(1, 5)),
+        folding_ratio=draw(st.sampled_from([0.0, 0.05, 0.075, 0.1, 0.225, 0.5, 1.0])),
+        use_gumbel=draw(st.booleans()),
+        temperature=draw(st.sampled_from([0.0, 0.5, 2.0, 50.0])),
+        x_pct=draw(st.sampled_from([0, 1, 5, 30, 70])),
+        y_pct=draw(st.sampled_from([0, 2, 30, 45.5])),
+        front_is_high=draw(st.booleans()),
+        back_is_high=draw(st.booleans()),
+    )
+
+
+score_lists = st.one_of(
+    st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0, np.nan]), max_size=600),  # heavy ties
+    st.lists(st.floats(-1e6, 1e6, allow_nan=False) | st.just(np.nan) | st.just(-0.0), max_size=300),
+    st.integers(0, 3000).map(lambda n: np.round(np.random.default_rng(n).random(n) * 3, 1)),
+)
+
+
+def _expect_budget_error(method, p, n_valid, memory) -> bool:
+    """The two documented refusals: a JIT window or a same-end segment draw over the budget."""
+    if method == "segment":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            front, back = orderings.segment_sizes(n_valid, p["x_pct"], p["y_pct"])
+        return p["front_is_high"] == p["back_is_high"] and (front + back) * ot.PICK_BYTES > memory
+    if method == "shuffle" or p["window_size"] <= 1 or n_valid == 0:
+        return False
+    layered = method in ("folding", "zigzag") or (method in ("str", "saw") and orderings.transition_spans(
+        n_valid, p["num_sections"], p["folding_ratio"]))
+    layers = p["zigzag_layer"] if method == "zigzag" else p["folding_layer"]
+    spread = min(layers, 171) if layered and layers > 1 else 1
+    return p["window_size"] > memory // (ot.PLACE_BYTES + 24 * spread)
+
+
 @settings(max_examples=150, deadline=None)
 @given(scores=score_lists, method=st.sampled_from(METHODS), policy=st.sampled_from(["first", "last", "drop"]),
        memory=st.sampled_from([4096, 16384, 1 << 20]), files=st.integers(1, 6), data=st.data())
@@ -141,3 +185,75 @@ def test_a_range_sorted_in_the_wrong_place_is_caught(tmp_path):
         ot.place_task(tmp_path / "a" / "keys", order_dir, tmp_path / "a" / "plan", meta, t)
     expected = in_memory(scores, sizes, "saw", p, "drop")[0]
     assert not np.array_equal(np.load(tmp_path / "a" / "plan" / "order.npy"), expected)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("policy", ["first", "last", "drop"])
+@pytest.mark.parametrize("scores", [[np.nan], [np.nan, np.nan], [1.5], [np.nan, 2.0, np.nan]])
+def test_tiny_inputs(tmp_path, method, policy, scores):
+    p = params(method, window_size=3)
+    if policy == "drop" and np.isnan(scores).all():
+        with pytest.raises(ReorderError, match="no row has a valid score"):
+            as_tasks(tmp_path, np.asarray(scores), np.arange(len(scores)), method, p, policy, 4096)
+        return
+    assert_same(tmp_path, scores, range(len(scores)), method, p, policy, 4096)
+
+
+def test_heavy_ties_get_ranges_of_their_own(tmp_path):
+    """Int scores 0..5 on many rows: each value fills a key range of its own, copied in input order."""
+    rng = np.random.default_rng(2)
+    scores = rng.integers(0, 6, 20000).astype(float)
+    meta = assert_same(tmp_path, scores, np.ones(20000), "str", params("str", ascending=False), "drop", 65536,
+                       files=4)
+    splitters = meta["sorts"][0]["splitters"]
+    assert {-float(v) for v in range(6)} <= set(splitters)  # every value starts a range (keys are -score)
+
+
+def test_budget_refusals_are_one_line(tmp_path):
+    scores = np.arange(1000, dtype=float)
+    with pytest.raises(ReorderError, match="window_size 500 .* over the memory budget") as err:
+        as_tasks(tmp_path / "a", scores, scores.astype(int), "sorting", params("sorting", window_size=500), "drop",
+                 4096)
+    assert "\n" not in str(err.value)
+    p = params("segment", front_is_high=True, back_is_high=True, x_pct=30, y_pct=30)
+    with pytest.raises(ReorderError, match="shuffled together in memory") as err:
+        as_tasks(tmp_path / "b", scores, scores.astype(int), "segment", p, "drop", 4096)
+    assert "\n" not in str(err.value)
+
+
+def test_a_task_stays_within_its_budget(tmp_path):
+    """Traced (NumPy + Python) allocations of each sort and place task of a 1M-row run stay under an
+    8 MiB budget (the split task holds one chunk of keys and the samples)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(5)
+    n, budget = 1_000_000, 8 << 20
+    scores = np.round(rng.random(n) * 5, 3)
+    scores[::1000] = np.nan
+    sizes = rng.integers(0, 10**4, n)
+    keys, order, plan = tmp_path / "keys", tmp_path / "order", tmp_path / "plan"
+    keys.mkdir()
+    p = params("str", window_size=100)
+    bounds = np.linspace(0, n, 5).astype(int)
+    rows, valid = [], []
+    for f in range(4):
+        a, b = bounds[f], bounds[f + 1]
+        save_npy(keys / ot.key_name("scores", f), scores[a:b])
+        save_npy(keys / ot.key_name("sizes", f), sizes[a:b])
+        valid.append(ot.write_order_keys(keys, f, scores[a:b], sizes[a:b], ot.run_direction("str", p)))
+        rows.append(int(b - a))
+    del scores, sizes
+    meta = ot.split(keys, order, plan, rows, valid, "str", p, "last", None, budget)
+    assert ot.sort_tasks(meta) >= 8 and ot.place_tasks(meta) >= 8
+    peaks = []
+    for stage, run in (("sort", lambda k: ot.sort_task(keys, order, meta, k, budget)),
+                       ("place", lambda k: ot.place_task(keys, order, plan, meta, k))):
+        for k in range(ot.sort_tasks(meta) if stage == "sort" else ot.place_tasks(meta)):
+            tracemalloc.start()
+            try:
+                run(k)
+                peaks.append(tracemalloc.get_traced_memory()[1])
+            finally:
+                tracemalloc.stop()
+    assert max(peaks) < budget
+    assert len(np.load(plan / "order.npy", mmap_mode="r")) == n

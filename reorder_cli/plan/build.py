@@ -21,11 +21,24 @@ from reorder_cli.formats import KeySource, jsonl, open_keys
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.formats.score_expr import Scoring
 from reorder_cli.methods import order_rows
-from reorder_cli.plan import keys_ooc
+from reorder_cli.plan import order_tasks
 from reorder_cli.plan import select as selection
 from reorder_cli.plan.layout import layout
-from reorder_cli.util.npy import CHUNK_ROWS, DiskArray, NpyColumn, NpyWriter, save_npy
+from reorder_cli.util.npy import CHUNK_ROWS, DiskArray, NpyWriter, save_npy
 from reorder_cli.workdir import WorkDir
+
+#: Peak bytes a row of :func:`build`'s keys work in memory: the sources' scores and sizes (16),
+#: their concatenation, the ordering's intermediates and the plan's three arrays. Traced with
+#: NumPy's allocations at 4M rows: 73 (shuffle) to 97 (str/saw with JIT), 102 for a same-end
+#: segment taking 60% of the rows (Python's shuffle list), up to ~130 when it takes them all.
+#: Other per-row data the sources keep (JSONL line offsets) is not included.
+IN_MEMORY_BYTES_PER_ROW = 128
+IN_MEMORY_CONSTANT = 64 << 20  # Python, NumPy and the allocator's slack
+
+
+def keys_fit(n_rows: int, memory_bytes: int) -> bool:
+    """Whether :func:`build` can hold the keys of ``n_rows`` rows in memory within ``memory_bytes``."""
+    return n_rows * IN_MEMORY_BYTES_PER_ROW + IN_MEMORY_CONSTANT <= memory_bytes
 
 
 @dataclass
@@ -107,8 +120,8 @@ def read_keys(files: list[InputFile], score_field: str | Scoring, fail_on_invali
     With a work folder, compressed JSONL is decompressed there once (so a rewrite can map it);
     without one (``preview``, ``stats --deep``) it is read as a stream and nothing is written.
     With ``keys_budget``, once the rows read so far no longer fit it in memory
-    (:func:`keys_ooc.keys_fit`), every source's keys go to ``work.keys`` instead
-    (:class:`SpilledSource`) and the plan is built out of core.
+    (:func:`keys_fit`), every source's keys go to ``work.keys`` instead
+    (:class:`SpilledSource`) and the order is computed by its tasks (:mod:`.order_tasks`).
     """
     sources: dict[int, KeySource] = {}
     state = {"rows": 0, "spilling": False}
@@ -122,7 +135,7 @@ def read_keys(files: list[InputFile], score_field: str | Scoring, fail_on_invali
         source = open_keys(inp, score_field, fail_on_invalid, data, advance)
         with lock:
             state["rows"] += source.rows
-            if keys_budget and not state["spilling"] and not keys_ooc.keys_fit(state["rows"], keys_budget):
+            if keys_budget and not state["spilling"] and not keys_fit(state["rows"], keys_budget):
                 state["spilling"] = True
                 for j in list(sources):
                     sources[j] = spill(sources[j], j, work.keys)
@@ -185,54 +198,21 @@ def build(files: list[InputFile], sources: list, cfg: RunConfig) -> Plan:
     )
 
 
-# ------------------------------------------------------------------ the plan out of core
+# ------------------------------------------------------------------ the plan of the order tasks
 
 
-def build_out_of_core(files: list[InputFile], sources: list, cfg: RunConfig, work: WorkDir,
-                      memory_bytes: int) -> Plan:
-    """:func:`build`'s plan for keys that do not fit in memory: the same arrays, computed by
-    :func:`keys_ooc.order_out_of_core` into ``folder`` and memory-mapped from there."""
-    folder = work.plan
-    folder.mkdir(parents=True, exist_ok=True)
-    sources = [s if isinstance(s, SpilledSource) else spill(s, i, work.plan_file("keys"))
-               for i, s in enumerate(sources)]
-    counts = np.array([s.rows for s in sources], dtype=np.int64)
-    row_starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    n = int(row_starts[-1])
-    if n == 0:
-        raise ReorderError("the inputs hold no rows (" + ", ".join(str(f.path) for f in files[:3]) + ")")
-    by_tokens = bool(cfg.select) and cfg.select["method"] == "tokens"
-    for name, dtype in (("scores", np.float64), ("sizes", np.int64)) + ((("tokens", np.int64),) if by_tokens else ()):
-        writer = NpyWriter(work.plan_keys(name), dtype, n)
-        for s in sources:  # a loop over files, then over chunks
-            column = NpyColumn(s.path(name), dtype)
-            for start in range(0, s.rows, CHUNK_ROWS):
-                writer.write(column.read(start, min(CHUNK_ROWS, s.rows - start)))
-        writer.close()
-    chosen = None
-    if cfg.select:
-        scores_col = NpyColumn(work.plan_keys("scores"), np.float64)
-        tokens_col = NpyColumn(work.plan_keys("tokens"), np.int64) if by_tokens else None
-        chosen = selection.select(
-            cfg.select, n, lambda start, count: (scores_col.read(start, count),
-                                                 None if tokens_col is None else tokens_col.read(start, count)),
-            min(selection.CHUNK_ROWS, max(1 << 16, memory_bytes // 64)))
-    *paths, stats = keys_ooc.order_out_of_core(
-        work.plan_keys("scores"), work.plan_keys("sizes"), cfg.method, cfg.params, cfg.invalid_scores,
-        memory_bytes, folder, chosen.cut if chosen else None)
-    order, scores, sizes = (DiskArray(path, dtype) for path, dtype in zip(paths, (np.int64, np.float64, np.int64),
-                                                                          strict=True))
-    if len(order) == 0:
-        raise ReorderError("no row has a valid score; nothing to write (see invalid_scores)")
-    invalid = stats["rows"] - stats["valid"] - stats["unselected"]
-    ends = _running_total(sizes, folder / "plan-ends.npy")
+def from_placed(files: list[InputFile], sources: list, cfg: RunConfig, work: WorkDir, meta: dict) -> Plan:
+    """The plan whose arrays the order tasks wrote in ``work.plan`` (``meta``: their ``split.json``),
+    memory-mapped from there and cut into shards."""
+    order, scores, sizes = (DiskArray(work.plan_file(f"{name}.npy"), dtype) for name, dtype in order_tasks.PLAN_ARRAYS)
+    ends = _running_total(sizes, work.plan_file("plan-ends.npy"))
     samples = [{"file": str(files[i].path), "where": where, "value": what}
                for i, s in enumerate(sources) for where, what in s.invalid][:20]
     return Plan(
-        files=files, sources=sources, row_starts=row_starts, order=order, scores=scores, sizes=sizes,
-        shards=layout(sizes, cfg.layout_shard_bytes, cfg.shard_rows, ends), invalid_count=int(invalid),
-        invalid_samples=samples, dropped=int(invalid) if cfg.invalid_scores == "drop" else 0,
-        selection=chosen.to_json() if chosen else None,
+        files=files, sources=sources, row_starts=np.asarray(meta["row_starts"], dtype=np.int64), order=order,
+        scores=scores, sizes=sizes, shards=layout(sizes, cfg.layout_shard_bytes, cfg.shard_rows, ends),
+        invalid_count=meta["invalid"], invalid_samples=samples,
+        dropped=meta["invalid"] if cfg.invalid_scores == "drop" else 0, selection=meta["selection"],
     )
 
 

@@ -266,7 +266,8 @@ def _gumbel(order: Path, m: int, params: Mapping[str, Any], memory: int) -> dict
     atomic.write_json(order / "gumbel.json", {"states": states, "lows": lows, "highs": highs})
     ranges = max(1, math.ceil(m * DRAW_BYTES / max(1, memory)))
     return {"name": "gumbel", "draws": "gumbel", "length": m, "offset": 0, "seed": params["seed"],
-            "temperature": params["temperature"], "splitters": [float(m * j / ranges) for j in range(1, ranges)], "ranges": ranges}
+            "temperature": params["temperature"], "splitters": [float(m * j / ranges) for j in range(1, ranges)],
+            "ranges": ranges}
 
 
 def _place_chunks(order: Path, method: str, params: Mapping[str, Any], m: int, n_inv: int, policy: str,

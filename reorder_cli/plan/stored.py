@@ -8,7 +8,8 @@ run any task by its index:
     order.npy          input row (global index) at each output position
     scores.npy         score at each output position
     sizes.npy          estimated bytes at each output position
-    position.npy       output position of each input row (-1: dropped)
+    pairs-AAAAA.bin    (input row, output position) pairs sorted by input row: one file a place task
+                       (plan/order_tasks.py), or one for a plan made in memory
     records-NNNNN.npy  JSONL input NNNNN: [start, end) bytes of each record
     schema.arrow       the output's Arrow schema (Parquet outputs with Parquet inputs)
 
@@ -31,10 +32,11 @@ import pyarrow as pa
 from reorder_cli.config import RunConfig
 from reorder_cli.formats import jsonl, parquet
 from reorder_cli.formats.discover import InputFile
+from reorder_cli.plan import order_tasks
 from reorder_cli.plan.build import Plan, SpilledSource
 from reorder_cli.plan.layout import layout, shard_batches
 from reorder_cli.util import atomic
-from reorder_cli.util.npy import CHUNK_ROWS, DiskArray, NpyWriter, append, save_npy
+from reorder_cli.util.npy import CHUNK_ROWS, DiskArray, NpyWriter, save_npy, write_array
 from reorder_cli.workdir import WorkDir, read_json
 
 #: A scatter task reads one input file, or a slice of about this many (uncompressed) bytes of a
@@ -100,7 +102,7 @@ class StoredPlan:
         """Output position of every row of scatter task ``task`` (-1: dropped)."""
         file, first, end = self.slices[task]
         base = self.meta["row_starts"][file]
-        return np.array(np.load(self.folder / "position.npy", mmap_mode="r")[base + first : base + end])
+        return order_tasks.positions(self.folder, base + first, base + end)
 
     def array(self, name: str) -> DiskArray:
         return DiskArray(self.folder / f"{name}.npy", np.float64 if name == "scores" else np.int64)
@@ -122,45 +124,25 @@ def _save(folder: Path, name: str, array: np.ndarray) -> None:
     if not isinstance(array, DiskArray):
         save_npy(folder / f"{name}.npy", array)
         return
+    if array.path == folder / f"{name}.npy":  # written in place by the place tasks
+        return
     writer = NpyWriter(folder / f"{name}.npy", array.dtype, len(array))
     for chunk in array.chunks(CHUNK_ROWS):
         writer.write(chunk)
     writer.close()
 
 
-def _positions(plan: Plan, folder: Path, memory_bytes: int) -> None:
-    """``position.npy``: the output position of every input row (-1: dropped), the inverse of
-    ``plan.order``. In memory when it fits; otherwise the positions are partitioned by input
-    row into ranges that fit, and each range is filled in memory and appended."""
-    n_in = plan.input_rows
-    if not isinstance(plan.order, DiskArray) or n_in * 16 <= memory_bytes:
-        position = np.full(n_in, -1, dtype=np.int64)
-        position[np.asarray(plan.order)] = np.arange(plan.rows, dtype=np.int64)
-        _save(folder, "position", position)
+def _positions(plan: Plan, folder: Path) -> None:
+    """The (input row, output position) pairs of a plan made in memory, as the place tasks of one made
+    by tasks write them (they already have)."""
+    if any(folder.glob("pairs-*.bin")):
         return
-    span = max(1, memory_bytes // 64)  # input rows a range: its positions (8 B), the pairs that fill it (16 B) ...
-    parts = [folder / f"position-part-{k:05d}.bin" for k in range(-(-n_in // span))]
-    pair = np.dtype([("row", "<i8"), ("pos", "<i8")])
-    step = max(1, span // 4)
-    for start in range(0, plan.rows, step):  # pass 1: (row, position) pairs, by range of rows
-        rows = np.asarray(plan.order[start : start + step])
-        pairs = np.empty(len(rows), dtype=pair)
-        pairs["row"], pairs["pos"] = rows, np.arange(start, start + len(rows), dtype=np.int64)
-        which = rows // span
-        by = np.argsort(which, kind="stable")
-        cuts = np.flatnonzero(np.diff(which[by])) + 1
-        for group in np.split(by, cuts):  # a loop over ranges
-            append(parts[int(which[group[0]])], pairs[group])
-    writer = NpyWriter(folder / "position.npy", np.int64, n_in)
-    for k, part in enumerate(parts):  # pass 2: fill each range in memory
-        lo = k * span
-        filled = np.full(min(span, n_in - lo), -1, dtype=np.int64)
-        if part.exists():
-            pairs = np.fromfile(part, dtype=pair)
-            filled[pairs["row"] - lo] = pairs["pos"]
-            part.unlink()
-        writer.write(filled)
-    writer.close()
+    order = np.asarray(plan.order)
+    by_row = np.argsort(order, kind="stable")
+    pairs = np.empty(len(order), dtype=order_tasks.PAIR)
+    pairs["row"], pairs["pos"] = order[by_row], by_row
+    with atomic.open_atomic(order_tasks.pairs_path(folder, 0), "wb") as fh:
+        write_array(fh, pairs, order_tasks.pairs_path(folder, 0))
 
 
 def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_bytes: int,
@@ -170,7 +152,7 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
     folder.mkdir(parents=True, exist_ok=True)
     for name, array in (("order", plan.order), ("scores", plan.scores), ("sizes", plan.sizes)):
         _save(folder, name, array)
-    _positions(plan, folder, memory_bytes)
+    _positions(plan, folder)
     files, slices = [], []
     for i, (inp, source) in enumerate(zip(plan.files, plan.sources, strict=True)):
         # Absolute paths, so that a task runs from any working directory (``reorder task``).

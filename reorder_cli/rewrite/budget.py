@@ -4,7 +4,7 @@ many workers fit, and how much temporary disk space it needs.
 The promise: the peak resident memory of the whole run (all threads) stays within
 ``memory_limit`` plus ``SLACK_BYTES``, or the run refuses before it writes anything, naming
 the smallest budget that works. The estimate of a run's peak is ``BASE_BYTES`` (the
-interpreter and libraries) plus the keys (``keys_ooc.IN_MEMORY_BYTES_PER_ROW`` an input
+interpreter and libraries) plus the keys (``build.IN_MEMORY_BYTES_PER_ROW`` an input
 row while the plan is built in memory; when they do not fit, the plan is built out of
 core within the rest of the budget) plus what the rewrite holds:
 
@@ -35,7 +35,7 @@ import numpy as np
 from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats import parquet
-from reorder_cli.plan import keys_ooc
+from reorder_cli.plan import build
 from reorder_cli.plan.build import Plan
 from reorder_cli.plan.layout import LINE_BATCH_BYTES
 from reorder_cli.plan.stored import ROW_OVERHEAD
@@ -87,7 +87,7 @@ def in_memory_bytes(plan: Plan, cfg: RunConfig) -> int:
     else:
         factor = 1.15  # Parquet rows held once, plus allocator slack
     batch = largest_batch(plan, cfg)
-    keys = keys_ooc.IN_MEMORY_BYTES_PER_ROW * plan.input_rows
+    keys = build.IN_MEMORY_BYTES_PER_ROW * plan.input_rows
     return int(BASE_BYTES + keys + factor * payload_bytes(plan) + cfg.workers * PIECE_COPIES * batch)
 
 

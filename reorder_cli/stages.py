@@ -1,0 +1,266 @@
+"""A run as stages of independent tasks, each addressed by ``(stage, index)``; :func:`run_one` is the
+one task entry, whoever calls it (the local pool, ``reorder task``, a Slurm array job, a Ray task).
+
+    keys     one task an input file: its scores, sizes and key runs (``.reorder/keys/``)
+    split    one task: the cut of the sorts into key ranges and of the positions into chunks
+    sort     one task a key range (of the scores, or of generator draws)
+    place    one task a chunk of output positions: the plan's arrays and the scatter's positions
+    layout   one task: shards, write batches and buckets: the stored plan (``plan/plan.json``)
+    scatter  one task an input slice
+    gather   one task an output shard
+
+then publish (``reorder run``, which finds every task finished). split, sort, place and layout are
+the order (:mod:`reorder_cli.plan.order_tasks`). A task reads and writes only under
+``OUTPUT/.reorder/``; every file it writes appears under its final name only when complete, and its
+marker (``done/STAGE-NNNNN.json``) is written last, so a finished task is skipped and a task run twice
+at once writes the same bytes twice. How many tasks a stage has is known once the stage before it
+has finished (:func:`count`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from reorder_cli.config import RunConfig
+from reorder_cli.errors import ReorderError
+from reorder_cli.formats import KeySource, open_keys, score_expr
+from reorder_cli.formats.discover import InputFile
+from reorder_cli.plan import build, order_tasks
+from reorder_cli.plan import stored as stored_plan
+from reorder_cli.plan.build import SpilledSource
+from reorder_cli.rewrite import budget, tasks
+from reorder_cli.util import atomic
+from reorder_cli.util.parallel import run_parallel
+from reorder_cli.util.progress import Progress
+from reorder_cli.workdir import WorkDir, read_json
+
+STAGES = ("keys", "split", "sort", "place", "layout", "scatter", "gather")
+ORDER = ("split", "sort", "place", "layout")
+
+
+@dataclass
+class Spec:
+    """``.reorder/run.json``: what every task of the run reads."""
+
+    cfg: RunConfig
+    files: list[InputFile]
+    memory: int  # a task's budget for its keys and order work, bytes
+
+
+def write_spec(work: WorkDir, cfg: RunConfig, files: list[InputFile]) -> Spec:
+    config = dataclasses.asdict(cfg) | {"output": str(cfg.output.absolute())}
+    data = {"config": config, "memory": budget.keys_budget(cfg),
+            "files": [{"path": str(f.path.absolute()), "format": f.format, "compression": f.compression,
+                       "size": f.size} for f in files]}
+    work.root.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(work.spec, data)
+    return load_spec(work)
+
+
+def load_spec(work: WorkDir) -> Spec | None:
+    if not work.spec.exists():
+        return None
+    data = read_json(work.spec)
+    config = data["config"] | {"output": Path(data["config"]["output"])}
+    files = [InputFile(Path(f["path"]), f["format"], f["compression"], f["size"]) for f in data["files"]]
+    return Spec(RunConfig(**config), files, data["memory"])
+
+
+def _spec(work: WorkDir) -> Spec:
+    spec = load_spec(work)
+    if spec is None:
+        raise ReorderError(f"{work.root}: no run.json; this folder holds no run planned as tasks (if the run was "
+                           "submitted from another machine, its output folder must be on a filesystem both share)")
+    return spec
+
+
+# ------------------------------------------------------------------ the stages' sizes
+
+
+def count(work: WorkDir, stage: str) -> int | None:
+    """How many tasks ``stage`` has; None while an earlier stage has not decided it."""
+    if stage == "keys":
+        spec = load_spec(work)
+        return None if spec is None else len(spec.files)
+    if stage in ("split", "layout"):
+        return 1
+    if stage in ("sort", "place"):
+        meta = order_tasks.load_split(work.order)
+        if meta is None:
+            return None
+        return order_tasks.sort_tasks(meta) if stage == "sort" else order_tasks.place_tasks(meta)
+    stored = stored_plan.load(work)
+    if stored is None:
+        return None
+    return stored.scatter_tasks if stage == "scatter" else stored.gather_tasks
+
+
+def finished(work: WorkDir, stage: str, index: int) -> bool:
+    if stage == "gather":
+        return tasks.finished_shard(work, index) is not None
+    return work.finished(stage, index) is not None
+
+
+def start(work: WorkDir) -> str:
+    """The first stage the run has to go through: a plan made in one process (in memory, or stored by
+    ``--plan-only``) has no keys or order tasks; the stages before this one count as finished."""
+    if work.plan_file("plan.json").exists():
+        return "scatter"
+    return "sort" if (work.order / "split.json").exists() else "keys"
+
+
+def todo(work: WorkDir, stage: str) -> list[int] | None:
+    """The unfinished tasks of ``stage``; None while their number is not known."""
+    if STAGES.index(stage) < STAGES.index(start(work)):
+        return []
+    n = count(work, stage)
+    return None if n is None else [i for i in range(n) if not finished(work, stage, i)]
+
+
+def first_unfinished(work: WorkDir) -> str | None:
+    """The first stage with an unfinished task (or whose size is not known yet); None when all are done."""
+    return next((s for s in STAGES if todo(work, s) != []), None)
+
+
+# ------------------------------------------------------------------ the tasks
+
+
+def _keys(work: WorkDir, spec: Spec, index: int) -> dict:
+    cfg, inp = spec.cfg, spec.files[index]
+    data = work.decompressed(index) if inp.format == "jsonl" and inp.compression else None
+    source = open_keys(inp, score_expr.for_config(cfg), cfg.invalid_scores == "error", data)
+    return keys_record(work, cfg, index, source)
+
+
+def keys_record(work: WorkDir, cfg: RunConfig, index: int, source: KeySource) -> dict:
+    """A keys task's files and record, from an input's keys (read by the task, or spilled by a local run)."""
+    spilled = source if isinstance(source, SpilledSource) else build.spill(source, index, work.keys)
+    valid = order_tasks.write_order_keys(work.keys, index, source.scores(), source.row_sizes(),
+                                         order_tasks.run_direction(cfg.method, cfg.params))
+    if source.schema is not None:
+        atomic.write_bytes(work.keys / f"schema-{index:05d}.arrow", source.schema.serialize().to_pybytes())
+    return {"rows": source.rows, "valid": valid, "invalid": [list(x) for x in source.invalid],
+            "data_path": None if spilled.data_path is None else str(spilled.data_path.absolute()),
+            "unterminated": spilled.unterminated}
+
+
+def sources(work: WorkDir, spec: Spec) -> list[SpilledSource]:
+    """Every input's keys as the keys tasks left them."""
+    out = []
+    for i, inp in enumerate(spec.files):  # a loop over files
+        record = work.finished("keys", i)
+        schema_file = work.keys / f"schema-{i:05d}.arrow"
+        schema = pa.ipc.read_schema(pa.py_buffer(schema_file.read_bytes())) if schema_file.exists() else None
+        out.append(SpilledSource(inp, i, work.keys, record["rows"], [tuple(x) for x in record["invalid"]], schema,
+                                 None if record["data_path"] is None else Path(record["data_path"]),
+                                 record["unterminated"]))
+    return out
+
+
+def _split(work: WorkDir, spec: Spec) -> dict:
+    records = [work.finished("keys", i) for i in range(len(spec.files))]
+    cfg = spec.cfg
+    meta = order_tasks.split(work.keys, work.order, work.plan, [r["rows"] for r in records],
+                             [r["valid"] for r in records], cfg.method, cfg.params, cfg.invalid_scores, cfg.select,
+                             spec.memory)
+    return {"rows": meta["written"], "sort": order_tasks.sort_tasks(meta), "place": order_tasks.place_tasks(meta)}
+
+
+def _layout(work: WorkDir, spec: Spec) -> dict:
+    cfg = spec.cfg
+    the_plan = build.from_placed(spec.files, sources(work, spec), cfg, work, order_tasks.load_split(work.order))
+    choice = budget.choose(the_plan, cfg, force="out-of-core")
+    cfg = dataclasses.replace(cfg, workers=choice.workers)
+    stored = stored_plan.store(the_plan, cfg, work, choice.bucket_bytes, choice.read_bytes,
+                               stored_plan.output_schema(the_plan), spec.memory)
+    return {"rows": the_plan.rows, "scatter": stored.scatter_tasks, "gather": stored.gather_tasks,
+            "warning": choice.warning}
+
+
+def _before(stage: str) -> str | None:
+    return STAGES[STAGES.index(stage) - 1] if stage != "keys" else None
+
+
+def _check_ready(work: WorkDir, stage: str) -> None:
+    """A task whose stage's predecessors have not all finished is refused, naming what is missing."""
+    before = _before(stage)
+    if before is None:
+        return
+    missing = todo(work, before)
+    if missing is None or missing:
+        what = f"{before} task {missing[0]} has not finished ({len(missing)} pending)" if missing else \
+            f"the {before} stage has not started"
+        raise ReorderError(f"{stage} tasks wait for the {before} stage: {what}")
+
+
+def run_task(work: WorkDir, stage: str, index: int, advance: Callable[[int], None] = lambda n: None) -> dict:
+    """Run task ``(stage, index)`` (unfinished, its stage ready) and write its marker."""
+    if stage in ("scatter", "gather"):
+        return tasks.run_task(stored_plan.load(work), work, stage, index, advance)
+    spec = _spec(work)
+    if stage == "keys":
+        record = _keys(work, spec, index)
+    elif stage == "split":
+        record = _split(work, spec)
+    elif stage == "sort":
+        meta = order_tasks.load_split(work.order)
+        record = {"rows": order_tasks.sort_task(work.keys, work.order, meta, index, spec.memory)}
+    elif stage == "place":
+        meta = order_tasks.load_split(work.order)
+        record = {"rows": order_tasks.place_task(work.keys, work.order, work.plan, meta, index)}
+    else:
+        record = _layout(work, spec)
+    work.finish(stage, index, record)
+    advance(1)
+    return record
+
+
+def run_one(output: Path, stage: str, index: int) -> dict:
+    """Run task ``(stage, index)`` of the run in ``output`` (``reorder task``, a cluster job); a finished
+    task is skipped."""
+    work = WorkDir(Path(output).absolute())
+    if stage not in STAGES:
+        raise ReorderError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+    if not work.root.is_dir():
+        raise ReorderError(f"{output}: no run here (no {work.root.name}/ folder); if the run was submitted from "
+                           "another machine, its output folder must be on a filesystem both share")
+    n = count(work, stage)
+    if n is None:
+        _check_ready(work, stage)
+        raise ReorderError(f"{stage} tasks are not known yet: run the stage before it first")
+    if not 0 <= index < n:
+        raise ReorderError(f"{stage} task {index} does not exist; this run has {stage} tasks 0..{n - 1}")
+    if finished(work, stage, index):
+        return {**(work.finished(stage, index) or {}), "skipped": True}
+    _check_ready(work, stage)
+    work.ensure()
+    return run_task(work, stage, index)
+
+
+def run_local(work: WorkDir, stages: tuple[str, ...], workers: int, progress: Progress) -> None:
+    """Run every unfinished task of ``stages``, in order, ``workers`` at a time (the local pool)."""
+    titles = {"keys": "Reading scores", "split": "Splitting the order", "sort": "Sorting key ranges",
+              "place": "Placing rows", "layout": "Laying out shards"}
+    for stage in stages:  # a loop over stages: each a barrier
+        pending = todo(work, stage) or []
+        if not pending:
+            continue
+        with progress.task(titles.get(stage, stage), total=len(pending), unit="tasks") as advance:
+            run_parallel(lambda i, stage=stage: run_task(work, stage, i, advance), pending, workers)
+
+
+def describe(work: WorkDir) -> dict[str, Any]:
+    """Each stage's tasks: ``{stage: {"tasks": n or None, "done": k}}``."""
+    out = {}
+    for stage in STAGES:
+        n = count(work, stage)
+        out[stage] = {"tasks": n, "done": None if n is None else sum(finished(work, stage, i) for i in range(n))}
+    return out
+
+
