@@ -153,7 +153,10 @@ def _plan(files: list[InputFile], cfg: RunConfig, work: WorkDir, resumed: bool, 
         faults.pause("keys")
         if build.spilled(sources):  # the keys outgrow memory: the order as tasks, run here
             stored = _order_as_tasks(files, sources, cfg, work, progress)
-            cfg = dataclasses.replace(cfg, workers=budget.resumed_workers(stored.meta["bucket_bytes"], cfg))
+            laid_out = work.finished("layout", 0)
+            if laid_out["warning"]:
+                result.warnings.append(laid_out["warning"])
+            cfg = dataclasses.replace(cfg, workers=laid_out["workers"])
             planned = _Planned(stored.as_plan(files), stored, cfg, "out-of-core", "the keys do not fit memory_limit",
                                True)
         else:

@@ -180,7 +180,7 @@ def _layout(work: WorkDir, spec: Spec) -> dict:
     stored = stored_plan.store(the_plan, cfg, work, choice.bucket_bytes, choice.read_bytes,
                                stored_plan.output_schema(the_plan), spec.memory)
     return {"rows": the_plan.rows, "scatter": stored.scatter_tasks, "gather": stored.gather_tasks,
-            "warning": choice.warning}
+            "warning": choice.warning, "workers": choice.workers}
 
 
 def _before(stage: str) -> str | None:
