@@ -23,7 +23,7 @@ def test_status_follows_a_planned_run_task_by_task_to_the_end(tmp_path, config_f
     args = (config_file, jsonl_corpus.files, out)
     reorder(*args, method="saw", sets=OOC, extra=["--plan-only"])
     st = _status(out)["stages"]
-    assert st["plan"] == {"state": "done", "tasks": 1, "done": 1, "pending": 0, "failed": []}
+    assert st["plan"] == {"state": "done", "tasks": 1, "done": 1, "running": [], "pending": 0, "failed": []}
     scatters, gathers = st["scatter"]["tasks"], st["gather"]["tasks"]
     assert scatters == 3 and gathers == 8
     assert st["scatter"]["pending"] == 3 and st["gather"]["state"] == "pending" and st["publish"]["done"] == 0
