@@ -2,7 +2,8 @@
 
 The plan is made in the driver (the command's process), as for Slurm. Then every unfinished scatter
 task, and after all of them (a barrier) every unfinished gather task, is a ``ray.remote`` call of the
-one task entry (:func:`reorder_cli.rewrite.tasks.run_one`), declaring ``num_cpus`` and ``memory``,
+one task entry (:func:`reorder_cli.rewrite.tasks.run_one`), declaring ``num_cpus`` and ``memory`` (memory_limit
+plus 64 MB, a task's budget: :mod:`.resources`),
 with at most ``max_in_flight`` submitted at once. Ray retries a task whose worker or node died
 (``max_retries``); a task that raises stops the run with one line naming it, and its error is kept in
 ``OUTPUT/.reorder/logs/STAGE-INDEX.log`` (with ``STAGE-INDEX.failed``) for ``reorder status``. Then the

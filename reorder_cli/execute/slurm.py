@@ -9,6 +9,9 @@ a failed task cancels its dependents instead of leaving them pending. Arrays lar
 cluster's ``MaxArraySize`` are split (an array's index must stay below it; the index list maps an
 array index to a task index). A task's output goes to ``OUTPUT/.reorder/logs/STAGE-INDEX.log``; a task
 that fails (or is cancelled) leaves ``STAGE-INDEX.failed`` there, which ``reorder status`` reports.
+Every job declares ``--mem`` (``slurm.mem``, else memory_limit + 64 MB: :mod:`.resources`) and ``--time``
+(``slurm.time_STAGE``, else ``slurm.time``). ``jobs.json`` keeps each job's id, stage and index list, so
+``reorder status`` maps the array elements Slurm runs to tasks.
 """
 
 from __future__ import annotations
