@@ -139,10 +139,27 @@ def _lines(key: str, v: Any) -> list[str]:
     return list(items)
 
 
+_SLURM_TIME = re.compile(r"\d+(:\d+){0,2}|\d+-\d+(:\d+){0,2}|UNLIMITED|INFINITE", re.IGNORECASE)
+
+
+def _slurm_time(key: str, v: Any) -> str:
+    """A Slurm time limit: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS (or UNLIMITED)."""
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+        return str(v)  # minutes
+    if not isinstance(v, str) or not _SLURM_TIME.fullmatch(v.strip()):
+        raise ReorderError(f"config key '{key}': expected a Slurm time such as 30 (minutes), 2:00:00 or 1-12:00:00, "
+                           f"got {v!r}")
+    return v.strip()
+
+
+#: The stages submitted as Slurm jobs; each may have its own time limit, ``slurm.time_STAGE``.
+SLURM_STAGES = ("scatter", "gather", "publish")
+
 #: Keys of the ``slurm:`` section (``--executor slurm``) -> their checks; every key is optional.
 SLURM_CHECKS: dict[str, Callable[[str, Any], Any]] = {
-    "partition": _str, "account": _str, "qos": _str, "time": _str, "cpus_per_task": _int(1), "mem": _str,
+    "partition": _str, "account": _str, "qos": _str, "time": _slurm_time, "cpus_per_task": _int(1), "mem": _str,
     "max_parallel": _int(1), "extra_sbatch": _lines, "setup": _lines,
+    **{f"time_{stage}": _slurm_time for stage in SLURM_STAGES},
 }
 
 
@@ -252,8 +269,8 @@ TOOL_KEYS = [
     Key("select", None, "keep a subset before ordering: {method: top-k, k: N}, {method: top-r, r: 0.5}, "
         "{method: threshold, threshold: X} or {method: tokens, budget: 10B, token_field: F}; or a path to "
         "the reference's selection config", _select),
-    Key("slurm", None, "--executor slurm: {partition, account, qos, time, cpus_per_task, mem, max_parallel, "
-        "extra_sbatch, setup} (see Running on a cluster); --set slurm.partition=cpu sets one", _slurm),
+    Key("slurm", None, "--executor slurm: {partition, account, qos, time, time_STAGE, cpus_per_task, mem, "
+        "max_parallel, extra_sbatch, setup} (see Running on a cluster); --set slurm.partition=cpu sets one", _slurm),
     Key("ray", None, "--executor ray: {address, num_cpus, memory, max_in_flight, max_retries} (see Running on a "
         "cluster); --set ray.memory=4GB sets one", _ray),
     Key("input", None, "input shards: a path, folder or glob, or a list of them (--input wins)", _inputs),
@@ -364,8 +381,18 @@ class RunConfig:
         return self.params.get("seed")
 
 
+#: YAML 1.1's base-60 numbers (``2:00:00`` is 7200): read as strings here, as YAML 1.2 does (a Slurm time).
+_SEXAGESIMAL = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?")
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses a mapping holding the same key twice (PyYAML keeps the last silently)."""
+    """A SafeLoader that refuses a mapping holding the same key twice (PyYAML keeps the last silently),
+    and reads ``2:00:00`` as a string, not as the base-60 number 7200."""
+
+    def resolve(self, kind, value, implicit):
+        if kind is yaml.ScalarNode and implicit[0] and _SEXAGESIMAL.fullmatch(value):
+            return "tag:yaml.org,2002:str"
+        return super().resolve(kind, value, implicit)
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
@@ -418,7 +445,7 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
         if not sep or not key:
             raise ReorderError(f"--set expects key=value, got {pair!r}")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() else ""  # noqa: S506 (a SafeLoader)
         except yaml.YAMLError:
             value = raw
         section, dot, sub = key.partition(".")

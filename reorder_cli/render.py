@@ -340,13 +340,18 @@ def audit(report: AuditReport, batch_given: bool, plot_file: Path | None) -> Non
 
 
 def run_status(report: dict[str, Any]) -> None:
-    """``reorder status``: one line a stage, then each failed task with its log."""
+    """``reorder status``: one line a stage, then each running and each failed task with its log."""
     for stage, s in report["stages"].items():
-        counts = "" if s["tasks"] is None else f": {s['done']} of {s['tasks']} done, {s['pending']} pending"
+        running = f"{len(s['running'])} running, " if s["running"] else ""
+        counts = "" if s["tasks"] is None else f": {s['done']} of {s['tasks']} done, {running}{s['pending']} pending"
         failed = f", {len(s['failed'])} failed" if s["failed"] else ""
-        style = {"done": "green", "failed": "red"}.get(s["state"], "yellow")
+        style = {"done": "green", "failed": "red", "running": "cyan"}.get(s["state"], "yellow")
         out.print(Text.assemble((f"{stage:8}", "bold"), (f"{s['state']:8}", style), counts + failed),
                   highlight=False, soft_wrap=True)
+        for task in s["running"]:
+            where = f"  on {task['host']}" if task.get("host") else ""
+            out.print(f"  running: {stage} {task['index']}{where}  log: {task['log']}", highlight=False,
+                      soft_wrap=True)
         for task in s["failed"]:
             out.print(f"  failed: {stage} {task['index']}  log: {task['log']}", highlight=False, soft_wrap=True)
     if report["finished"]:

@@ -10,7 +10,8 @@
     done/             one marker a finished task: ``keys-00000.json``, ``scatter-00003.json``, ...
     input-NNNNN.jsonl decompressed copies of .gz / .zst JSONL inputs
     logs/             a cluster executor's task logs: ``scatter-00003.log``, and ``scatter-00003.failed``
-                      when that task failed (removed when it is run again)
+                      when that task failed (removed when it is run again); ``scatter-00003.started``
+                      while a task runs (any executor: its host and pid)
     slurm/            the sbatch scripts of ``--executor slurm`` and ``jobs.json``, the ids it submitted
 
 Every file is written under a temporary name and renamed when complete; a task's
@@ -21,8 +22,13 @@ what changed.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import socket
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +135,10 @@ class WorkDir:
         """Marker: task ``(stage, index)`` failed under a cluster executor (its log says why)."""
         return self.logs / f"{stage}-{index:05d}.failed"
 
+    def started(self, stage: str, index: int) -> Path:
+        """Marker: task ``(stage, index)`` is running (its host and pid); removed when it ends, either way."""
+        return self.logs / f"{stage}-{index:05d}.started"
+
     def failed_tasks(self) -> list[tuple[str, int]]:
         """``(stage, index)`` of every task recorded as failed and not finished since."""
         found = sorted(self.logs.glob("*.failed")) if self.logs.exists() else []
@@ -210,6 +220,18 @@ class WorkDir:
 
     def finish(self, phase: str, index: int, record: dict[str, Any]) -> None:
         atomic.write_json(self.marker(phase, index), record)
+
+    @contextlib.contextmanager
+    def running(self, stage: str, index: int) -> Iterator[None]:
+        """Hold the ``.started`` marker of task ``(stage, index)`` (this host, this pid) while it runs here;
+        ``reorder status`` reads it (:mod:`reorder_cli.execute.running`)."""
+        marker = self.started(stage, index)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(marker, {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()})
+        try:
+            yield
+        finally:
+            marker.unlink(missing_ok=True)
 
     def count_finished(self, phase: str) -> int:
         return len(list(self.done.glob(f"{phase}-*.json"))) if self.done.exists() else 0

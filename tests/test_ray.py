@@ -72,3 +72,69 @@ def test_an_unreachable_ray_address_is_one_line_and_writes_nothing(tmp_path, con
                                  extra=["--executor", "ray"], ok=False))
     assert "127.0.0.1:1" in msg and "cannot be reached" in msg, msg
     assert not out.exists()
+
+
+def test_each_ray_task_declares_memory_limit_plus_the_slack(tmp_path, config_file, jsonl_corpus):
+    from reorder_cli import config
+    from reorder_cli.execute import ray_exec
+
+    cfg = config.load(config_file, ["memory_limit=280MB"], method="saw", inputs=[str(f) for f in jsonl_corpus.files],
+                      output=str(tmp_path / "out"))
+    assert ray_exec.task_options(ray, cfg)["memory"] == 332 << 20  # 267.03 MiB + 64, whole MiB
+    cfg = config.load(config_file, ["memory_limit=280MB", "ray.memory=1GB"], method="saw",
+                      inputs=[str(f) for f in jsonl_corpus.files], output=str(tmp_path / "out"))
+    assert ray_exec.task_options(ray, cfg)["memory"] == 10**9  # ray.memory wins
+    cfg = config.load(config_file, ["memory_limit=10TB"], method="saw", inputs=[str(f) for f in jsonl_corpus.files],
+                      output=str(tmp_path / "out"))
+    with pytest.raises(Exception, match=r"ray: each task declares 9536808 MiB .* but the largest Ray node offers"):
+        ray_exec.task_options(ray, cfg)  # Ray would wait for ever for a node that big
+
+
+def test_a_sigkilled_worker_is_retried_and_the_bytes_are_those_of_a_local_run(tmp_path, config_file, jsonl_corpus,
+                                                                              local):
+    """Every gather task pauses (a fault hook) once it has started; the test SIGKILLs the Ray worker running one
+    (its pid from the task's ``.started`` marker). Ray retries the task on a new worker; the run finishes with
+    the bytes of a local run. A Ray started for this test carries the pause in its workers' environment."""
+    import signal
+    import threading
+    import time
+
+    from reorder_cli import config
+    from reorder_cli.execute import ray_exec
+
+    out = tmp_path / "out"
+    work = WorkDir(out)
+    flag = tmp_path / "paused"
+    ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+             runtime_env={"env_vars": {"REORDER_PAUSE_AT": "gather", "REORDER_PAUSE_SECONDS": "3",
+                                       "REORDER_PAUSE_FLAG": str(flag), "REORDER_TEST_BELOW_FLOOR": "1"}})
+    try:
+        cfg = config.load(config_file, OOC, method="saw", inputs=[str(f) for f in jsonl_corpus.files],
+                          output=str(out))
+        outcome: dict = {}
+
+        def drive():
+            try:
+                outcome["result"] = ray_exec.run(cfg)
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                outcome["error"] = exc
+
+        driver = threading.Thread(target=drive)
+        driver.start()
+        deadline = time.monotonic() + 120
+        while not flag.exists():
+            assert time.monotonic() < deadline and driver.is_alive(), outcome
+            time.sleep(0.05)
+        marker = next(p for p in sorted(work.logs.glob("gather-*.started")))  # a gather task mid-way
+        pid = json.loads(marker.read_text())["pid"]
+        assert pid != os.getpid() and "ray" in Path(f"/proc/{pid}/cmdline").read_text().lower()  # a Ray worker
+        os.kill(pid, signal.SIGKILL)
+        driver.join(timeout=180)
+        assert not driver.is_alive() and "error" not in outcome, outcome
+        assert outcome["result"].status == "done"
+        assert not Path(f"/proc/{pid}").exists()  # the worker did die
+    finally:
+        ray.shutdown()
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    assert output_hashes(out) == local

@@ -18,7 +18,7 @@ import pytest
 
 from reorder_cli.workdir import WorkDir
 
-from .conftest import invoke, one_line_error, output_hashes, reorder
+from .conftest import invoke, one_line_error, output_hashes, reorder, shard_files
 
 pytestmark = pytest.mark.slurm
 
@@ -124,3 +124,95 @@ def test_a_script_slurm_rejects_is_one_line(tmp_path, config_file, jsonl_corpus)
     line = one_line_error(bad)
     assert "scatter.sh: sbatch refused it:" in line and "partition" in line.lower(), line
     assert not (WorkDir(out).slurm / "jobs.json").exists()
+
+
+PROBE = '''import atexit, os, resource, sys
+
+
+def _peak():
+    folder = os.environ.get("REORDER_PEAK_DIR")
+    if folder and "--executor" not in sys.argv:  # the jobs' processes, not the command that submits them
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        with open(os.path.join(folder, f"{os.getpid()}.txt"), "w") as f:
+            f.write(f"{kb} {' '.join(sys.argv[1:])}")
+
+
+atexit.register(_peak)
+'''
+
+
+def test_each_slurm_task_declares_memory_limit_plus_the_slack_and_stays_within_it(tmp_path, config_file,
+                                                                                  jsonl_corpus, local, monkeypatch):
+    """A budget at this run's floor (no test hook below it): every job declares memory_limit + 64 MB as
+    ``--mem``, and the peak RSS of every job's ``reorder`` process (a ``sitecustomize`` on PYTHONPATH records
+    its ``ru_maxrss`` at exit; Slurm exports the environment to the jobs) stays under it."""
+    monkeypatch.delenv("REORDER_TEST_BELOW_FLOOR")
+    probe, peaks = tmp_path / "probe", tmp_path / "peaks"
+    probe.mkdir()
+    peaks.mkdir()
+    (probe / "sitecustomize.py").write_text(PROBE)
+    env = {**os.environ, "PYTHONPATH": str(probe), "REORDER_PEAK_DIR": str(peaks)}
+    args = ["run", config_file, "--method", "saw", "--output", "out", "--set", "rewrite=out-of-core", "--set",
+            "shard_rows=150", "--memory-limit", "280MB", "--keep-work",
+            *[a for f in jsonl_corpus.files for a in ("--input", f)]]
+    done = _cli(tmp_path, *args, "--executor", "slurm", "--wait", env=env)
+    assert done.returncode == 0, done.stderr
+    assert output_hashes(tmp_path / "out") == local  # the budget changes no byte
+    declared = 332  # MiB: 280e6 B = 267.03 MiB, + 64, rounded up
+    scripts = sorted(WorkDir(tmp_path / "out").slurm.glob("*.sh"))
+    assert len(scripts) == 3 and all(f"#SBATCH --mem={declared}M\n" in p.read_text() for p in scripts)
+    found = [p.read_text().split(" ", 1) for p in peaks.glob("*.txt")]
+    tasks = [(int(kb), argv) for kb, argv in found]
+    kinds = [argv.split()[0] for _, argv in tasks]
+    assert (kinds.count("task"), kinds.count("run")) == (3 + 8, 1), tasks  # every scatter and gather, the publish
+    worst = max(kb for kb, _ in tasks) / 1024
+    assert worst < declared, f"peak {worst:.0f} MiB of {declared} MiB declared: {tasks}"
+    assert min(kb for kb, _ in tasks) > 50 * 1024  # the probe measured the processes (the libraries alone weigh more)
+
+
+def test_running_tasks_then_a_cancelled_chain_leaves_nothing_published_and_the_command_finishes(
+        tmp_path, config_file, jsonl_corpus, local):
+    """Gather tasks held by a fault pause are *running* in ``reorder status`` (Slurm's queue says so: their
+    ``.started`` markers removed, they still are). Then every job of the chain is cancelled (scancel of the ids
+    in jobs.json): no manifest and no shard under its final name, ``reorder status`` lists what is left, and the
+    same command finishes with the bytes of a local run."""
+    out = tmp_path / "out"
+    work = WorkDir(out)
+    args = _run_args(config_file, jsonl_corpus.files, "out")
+    env = {**os.environ, "REORDER_PAUSE_AT": "gather", "REORDER_PAUSE_SECONDS": "60",
+           "REORDER_PAUSE_FLAG": str(tmp_path / "paused")}
+    submitted = _cli(tmp_path, *args, "--executor", "slurm", env=env)
+    assert submitted.returncode == 0, submitted.stderr
+    ids = json.loads((work.slurm / "jobs.json").read_text())["jobs"]
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "paused").exists():
+            assert time.monotonic() < deadline, invoke("status", out).stdout
+            time.sleep(0.2)
+        report = json.loads(invoke("status", out, "--json").stdout)["stages"]
+        assert report["scatter"]["state"] == "done" and report["gather"]["state"] == "running", report
+        running = report["gather"]["running"]
+        assert running and all(work.log("gather", t["index"]).exists() for t in running), running
+        assert report["gather"]["pending"] == 8 - len(running)
+        for marker in work.logs.glob("*.started"):
+            marker.unlink()
+        again = json.loads(invoke("status", out, "--json").stdout)["stages"]["gather"]["running"]
+        assert again == running  # from squeue alone
+        assert "gather  running : 0 of 8 done" in invoke("status", out).stdout
+    finally:
+        subprocess.run(["scancel", *ids], check=True)  # the whole chain: only this test's job ids
+    _gone(ids)
+    assert not (out / ".manifest.json").exists() and shard_files(out) == []  # nothing half-published
+    report = json.loads(invoke("status", out, "--json").stdout)
+    assert not report["finished"]
+    gather = report["stages"]["gather"]
+    assert gather["running"] == [] and gather["done"] == 0 and gather["pending"] == 8
+    assert {t["index"] for t in gather["failed"]} == {t["index"] for t in running}  # the cancelled ones, named
+    assert report["stages"]["publish"]["state"] == "pending"
+    text = invoke("status", out).stdout
+    assert "gather  failed" in text and f"failed: gather {running[0]['index']}  log:" in text, text
+
+    finished = _cli(tmp_path, *args, "--executor", "slurm", "--wait")
+    assert finished.returncode == 0, finished.stderr
+    assert [line.split()[1:3] for line in finished.stdout.splitlines()] == [["gather", "8"], ["publish", "1"]]
+    assert output_hashes(out) == local

@@ -151,3 +151,79 @@ def test_bad_input_stops_the_submit_before_anything_is_written(tmp_path, config_
     # positive twin: the same without the bad file plans and writes the scripts
     reorder(config_file, jsonl_corpus.files, out, method="saw", sets=OOC, extra=["--executor", "slurm", "--dry-run"])
     assert (WorkDir(out).slurm / "scatter.sh").exists()
+
+
+def test_task_memory_is_the_budget_plus_the_slack_in_whole_mib():
+    from reorder_cli.execute import resources
+
+    assert resources.task_memory_mib(1 << 30) == 1024 + 64  # exact MiB: nothing to round
+    assert resources.task_memory_mib(280 * 10**6) == 332  # 267.03 MiB + 64, rounded up
+    assert resources.task_memory_mib((1 << 30) + 1) == 1024 + 64 + 1  # one byte more: one MiB more
+    assert resources.slurm_mem({}, 280 * 10**6) == "332M"
+    assert resources.slurm_mem({"mem": "8G"}, 280 * 10**6) == "8G"  # an explicit slurm.mem wins
+    assert resources.ray_memory({}, 280 * 10**6) == 332 << 20
+    assert resources.ray_memory({"memory": 4 * 10**9}, 280 * 10**6) == 4 * 10**9
+
+
+def test_derived_mem_and_per_stage_time_match_the_golden_files(tmp_path, config_file, jsonl_corpus, monkeypatch):
+    """No slurm.mem: every job declares memory_limit + 64 MB; slurm.time is every stage's default and
+    slurm.time_STAGE overrides it for that stage (2:00:00 given with --set stays a time, not 7200)."""
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    reorder(config_file, ["in/*.jsonl"], "out", method="saw",
+            sets=["rewrite=out-of-core", "memory_limit=500MB", "shard_rows=150", "slurm.time=1:00:00",
+                  "slurm.time_gather=2:00:00", "slurm.time_publish=15"],
+            extra=["--executor", "slurm", "--dry-run"])
+    scripts = sorted((WorkDir(out).slurm).glob("*.sh"))
+    assert [p.name for p in scripts] == ["gather.sh", "publish.sh", "scatter.sh"]
+    for path in scripts:
+        got = _normalised(path.read_text(), tmp_path)
+        golden = GOLDEN / "derived" / path.name
+        if os.environ.get("REORDER_REGEN_GOLDEN"):
+            golden.parent.mkdir(exist_ok=True)
+            golden.write_text(got)
+        assert got == golden.read_text(), path.name
+    texts = {p.stem: p.read_text() for p in scripts}
+    assert all("#SBATCH --mem=541M\n" in t for t in texts.values())  # 500e6 B = 476.8 MiB, + 64, rounded up
+    assert "#SBATCH --time=1:00:00\n" in texts["scatter"] and "#SBATCH --time=2:00:00\n" in texts["gather"]
+    assert "#SBATCH --time=15\n" in texts["publish"]
+
+
+def test_a_cluster_run_plans_each_task_for_the_whole_budget(tmp_path, config_file, jsonl_corpus):
+    """memory_limit is a task's budget under a cluster executor: the plan is sized for one worker, whatever
+    --workers says (a local run with 2 workers gives each half)."""
+    from reorder_cli.plan import stored as stored_plan
+
+    sets = ["rewrite=out-of-core", "memory_limit=300MB", "shard_rows=150", "row_group_rows=20"]
+    cluster, local = tmp_path / "cluster", tmp_path / "local"
+    reorder(config_file, jsonl_corpus.files, cluster, method="saw", sets=sets,
+            extra=["--executor", "slurm", "--dry-run", "--workers", "2"])
+    reorder(config_file, jsonl_corpus.files, local, method="saw", sets=sets, extra=["--plan-only", "--workers", "2"])
+    one, two = (stored_plan.load(WorkDir(p)).meta["bucket_bytes"] for p in (cluster, local))
+    assert one == 2 * two, (one, two)
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ("slurm.time_scatter=2h", "config key 'slurm.time_scatter': expected a Slurm time such as 30 (minutes)"),
+    ("slurm.time=-5", "config key 'slurm.time': expected a Slurm time"),
+    ("slurm.time_bogus=1:00:00", "unknown config key 'slurm.time_bogus'"),
+])
+def test_a_bad_time_is_one_line_and_writes_nothing(tmp_path, config_file, jsonl_corpus, setting, message):
+    out = tmp_path / "out"
+    result = reorder(config_file, jsonl_corpus.files, out, method="saw", sets=[setting],
+                     extra=["--executor", "slurm", "--dry-run"], ok=False)
+    assert message in one_line_error(result)
+    assert not out.exists()
+    # positive twin: the same key with a valid time
+    good = setting.split("=")[0].replace("bogus", "gather") + "=1-12:00:00"
+    reorder(config_file, jsonl_corpus.files, out, method="saw", sets=[good], extra=["--executor", "slurm", "--dry-run"])
+    assert "#SBATCH --time=1-12:00:00\n" in "".join(p.read_text() for p in WorkDir(out).slurm.glob("*.sh"))
+
+
+def test_a_time_in_the_config_file_is_read_as_written(tmp_path, config_file, jsonl_corpus):
+    """YAML 1.1 reads an unquoted 2:00:00 as the number 7200 (Slurm: 7200 minutes); here it stays 2:00:00."""
+    config_file.write_text(config_file.read_text() + "slurm:\n  time: 2:00:00\n  time_scatter: 45\n")
+    out = tmp_path / "out"
+    reorder(config_file, jsonl_corpus.files, out, method="saw", extra=["--executor", "slurm", "--dry-run"])
+    texts = {p.stem: p.read_text() for p in WorkDir(out).slurm.glob("*.sh")}
+    assert "#SBATCH --time=2:00:00\n" in texts["publish"] and "#SBATCH --time=45\n" in texts["scatter"]

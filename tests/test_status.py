@@ -23,7 +23,7 @@ def test_status_follows_a_planned_run_task_by_task_to_the_end(tmp_path, config_f
     args = (config_file, jsonl_corpus.files, out)
     reorder(*args, method="saw", sets=OOC, extra=["--plan-only"])
     st = _status(out)["stages"]
-    assert st["plan"] == {"state": "done", "tasks": 1, "done": 1, "pending": 0, "failed": []}
+    assert st["plan"] == {"state": "done", "tasks": 1, "done": 1, "running": [], "pending": 0, "failed": []}
     scatters, gathers = st["scatter"]["tasks"], st["gather"]["tasks"]
     assert scatters == 3 and gathers == 8
     assert st["scatter"]["pending"] == 3 and st["gather"]["state"] == "pending" and st["publish"]["done"] == 0
@@ -73,3 +73,57 @@ def test_a_run_kept_with_keep_work_is_finished_and_an_overwrite_in_progress_is_n
             extra=["--plan-only", "--overwrite", "--restart"])
     report = _status(out)
     assert not report["finished"] and report["stages"]["publish"]["state"] == "pending"
+
+
+def test_a_started_task_is_running_while_its_process_lives(tmp_path, config_file, jsonl_corpus):
+    """A real ``reorder task`` held by a fault pause is running (its ``.started`` marker names a live process
+    here); killed with SIGKILL it cannot remove the marker, and is pending again (the process is gone)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    reorder(config_file, jsonl_corpus.files, out, method="saw", sets=OOC, extra=["--plan-only"])
+    work = WorkDir(out)
+    flag = tmp_path / "paused"
+    env = {**os.environ, "REORDER_PAUSE_AT": "scatter", "REORDER_PAUSE_FLAG": str(flag)}
+    proc = subprocess.Popen([sys.executable, "-m", "reorder_cli.cli", "task", str(out), "scatter", "1"], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not flag.exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        st = _status(out)["stages"]["scatter"]
+        assert st["state"] == "running" and st["running"] == [{"index": 1, "log": str(work.log("scatter", 1))}]
+        assert (st["done"], st["pending"]) == (0, 2)
+        text = invoke("status", out).stdout
+        assert "scatter running : 0 of 3 done, 1 running, 2 pending" in text, text
+        assert f"running: scatter 1  log: {work.log('scatter', 1)}" in text, text
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert work.started("scatter", 1).exists()  # a killed task leaves its marker ...
+    st = _status(out)["stages"]["scatter"]  # ... but it is not believed: the process is gone
+    assert st["state"] == "pending" and st["running"] == [] and st["pending"] == 3
+    # a task that ends removes its marker, finished or failed
+    assert invoke("task", out, "scatter", 1).exit_code == 0
+    assert not work.started("scatter", 1).exists()
+    assert _status(out)["stages"]["scatter"]["done"] == 1
+
+
+def test_markers_of_other_hosts_are_believed_only_without_a_slurm_queue(tmp_path, config_file, jsonl_corpus):
+    """A marker written on another host (a Ray worker elsewhere) cannot be checked from here: the task is
+    shown running on that host. A finished task is never running, whatever its marker says."""
+    out = tmp_path / "out"
+    reorder(config_file, jsonl_corpus.files, out, method="saw", sets=OOC, extra=["--plan-only"])
+    work = WorkDir(out)
+    work.logs.mkdir()
+    work.started("scatter", 0).write_text(json.dumps({"host": "node-17.example", "pid": 1, "started": 0}))
+    work.started("scatter", 2).write_text(json.dumps({"host": "node-18.example", "pid": 1, "started": 0}))
+    assert invoke("task", out, "scatter", 2).exit_code == 0  # its marker is stale: it finished since
+    st = _status(out)["stages"]["scatter"]
+    assert st["running"] == [{"index": 0, "log": str(work.log("scatter", 0)), "host": "node-17.example"}]
+    assert (st["state"], st["done"], st["pending"]) == ("running", 1, 1)
+    assert "running: scatter 0  on node-17.example" in invoke("status", out).stdout

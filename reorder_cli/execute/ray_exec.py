@@ -2,7 +2,8 @@
 
 The plan is made in the driver (the command's process), as for Slurm. Then every unfinished scatter
 task, and after all of them (a barrier) every unfinished gather task, is a ``ray.remote`` call of the
-one task entry (:func:`reorder_cli.rewrite.tasks.run_one`), declaring ``num_cpus`` and ``memory``,
+one task entry (:func:`reorder_cli.rewrite.tasks.run_one`), declaring ``num_cpus`` and ``memory`` (memory_limit
+plus 64 MB, a task's budget: :mod:`.resources`),
 with at most ``max_in_flight`` submitted at once. Ray retries a task whose worker or node died
 (``max_retries``); a task that raises stops the run with one line naming it, and its error is kept in
 ``OUTPUT/.reorder/logs/STAGE-INDEX.log`` (with ``STAGE-INDEX.failed``) for ``reorder status``. Then the
@@ -20,6 +21,7 @@ from typing import Any
 from reorder_cli import pipeline
 from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
+from reorder_cli.execute import resources, stages
 from reorder_cli.pipeline import RunResult
 from reorder_cli.plan import stored as stored_plan
 from reorder_cli.rewrite import tasks
@@ -71,14 +73,24 @@ def _connect(ray: Any, settings: dict[str, Any]) -> None:
         raise ReorderError(f"cannot attach to Ray at {address or 'a new local Ray'}: {first}") from None
 
 
+def task_options(ray: Any, cfg: RunConfig) -> dict[str, Any]:
+    """What each task declares (``num_cpus``, ``memory``: :func:`resources.ray_memory`) and ``max_retries``;
+    a memory no node of the cluster offers is one line (Ray would wait for such a node for ever)."""
+    memory = resources.ray_memory(cfg.ray, cfg.memory_limit)
+    largest = max((n.get("Resources", {}).get("memory", 0) for n in ray.nodes() if n.get("Alive")), default=0)
+    if largest and memory > largest:
+        raise ReorderError(f"ray: each task declares {memory // resources.MIB} MiB (memory_limit plus 64 MB, or "
+                           f"ray.memory) but the largest Ray node offers {int(largest) // resources.MIB} MiB; "
+                           "lower --memory-limit or set ray.memory")
+    return {"num_cpus": cfg.ray.get("num_cpus", 1), "memory": memory,
+            "max_retries": cfg.ray.get("max_retries", DEFAULT_RETRIES)}
+
+
 def _stage(ray: Any, remote: Any, work: WorkDir, phase: str, todo: list[int], settings: dict[str, Any],
-           progress: Progress) -> None:
+           options: dict[str, Any], progress: Progress) -> None:
     """Run ``todo`` of ``phase`` with at most ``max_in_flight`` at once; stop at the first failure."""
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     limit = settings.get("max_in_flight", DEFAULT_IN_FLIGHT_PER_CPU * cpus)
-    options = {"num_cpus": settings.get("num_cpus", 1), "max_retries": settings.get("max_retries", DEFAULT_RETRIES)}
-    if settings.get("memory"):
-        options["memory"] = settings["memory"]
     pending, running = list(todo), {}
     output = str(work.root.parent)
     with progress.task(f"Ray {phase} tasks", total=len(todo), unit="tasks") as advance:
@@ -110,16 +122,15 @@ def run(cfg: RunConfig, *, overwrite: bool = False, restart: bool = False, keep_
     ray = _ray()
     _check_reachable(_address(cfg.ray))
     progress = progress or Progress(enabled=False)
-    planned = pipeline.run(cfg, overwrite=overwrite, progress=progress, restart=restart, plan_only=True,
-                           report_done=True)
+    planned = pipeline.run(resources.per_task(cfg), overwrite=overwrite, progress=progress, restart=restart,
+                           plan_only=True, report_done=True)
     if planned.status == "already done":
         return planned
     work = WorkDir(cfg.output.absolute())
-    stored = stored_plan.load(work)
     _connect(ray, cfg.ray)
+    options = task_options(ray, cfg)
     remote = ray.remote(_task)
-    todo = [t for t in range(stored.scatter_tasks) if work.finished("scatter", t) is None]
-    _stage(ray, remote, work, "scatter", todo, cfg.ray, progress)
-    todo = [j for j in range(stored.gather_tasks) if tasks.finished_shard(work, j) is None]
-    _stage(ray, remote, work, "gather", todo, cfg.ray, progress)
+    for stage in stages.counts(stored_plan.load(work)):  # a barrier between stages
+        todo = stages.unfinished(work, stored_plan.load(work))[stage]
+        _stage(ray, remote, work, stage, todo, cfg.ray, options, progress)
     return pipeline.run(cfg, progress=progress, keep_work=keep_work)

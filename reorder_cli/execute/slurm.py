@@ -9,6 +9,9 @@ a failed task cancels its dependents instead of leaving them pending. Arrays lar
 cluster's ``MaxArraySize`` are split (an array's index must stay below it; the index list maps an
 array index to a task index). A task's output goes to ``OUTPUT/.reorder/logs/STAGE-INDEX.log``; a task
 that fails (or is cancelled) leaves ``STAGE-INDEX.failed`` there, which ``reorder status`` reports.
+Every job declares ``--mem`` (``slurm.mem``, else memory_limit + 64 MB: :mod:`.resources`) and ``--time``
+(``slurm.time_STAGE``, else ``slurm.time``). ``jobs.json`` keeps each job's id, stage and index list, so
+``reorder status`` maps the array elements Slurm runs to tasks.
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ from typing import Any
 from reorder_cli import pipeline
 from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
+from reorder_cli.execute import resources, stages
 from reorder_cli.execute import status as run_status
 from reorder_cli.plan import stored as stored_plan
-from reorder_cli.rewrite import tasks
 from reorder_cli.util import atomic
 from reorder_cli.util.progress import Progress
 from reorder_cli.workdir import WorkDir
@@ -54,6 +57,11 @@ class Submission:
     output: Path
     jobs: list[Job] = field(default_factory=list)
     note: str = ""
+
+
+def job_settings(cfg: RunConfig) -> dict[str, Any]:
+    """The ``slurm:`` section with every job's ``--mem`` filled in (:func:`resources.slurm_mem`)."""
+    return {**cfg.slurm, "mem": resources.slurm_mem(cfg.slurm, cfg.memory_limit)}
 
 
 def reorder_command() -> list[str]:
@@ -95,9 +103,10 @@ def _header(stage: str, array: str | None, settings: dict[str, Any], cwd: Path) 
     lines = ["#!/bin/bash", f"#SBATCH --job-name=reorder-{stage}"]
     lines += [f"#SBATCH --array={array}"] if array else []
     lines += ["#SBATCH --output=/dev/null", f"#SBATCH --chdir={cwd}"]
+    settings = {**settings, "time": settings.get(f"time_{stage}", settings.get("time"))}  # the stage's own first
     for key, option in (("partition", "partition"), ("account", "account"), ("qos", "qos"), ("time", "time"),
                         ("cpus_per_task", "cpus-per-task"), ("mem", "mem")):
-        if key in settings:
+        if settings.get(key) is not None:
             lines.append(f"#SBATCH --{option}={settings[key]}")
     lines += [f"#SBATCH {extra}" for extra in settings.get("extra_sbatch", [])]
     return lines
@@ -153,8 +162,7 @@ def plan_jobs(output: Path, settings: dict[str, Any], run_args: list[str], limit
     stored = stored_plan.load(work)
     if stored is None:
         raise ReorderError(f"{output}: no stored plan in {work.root}")
-    todo = {"scatter": [t for t in range(stored.scatter_tasks) if work.finished("scatter", t) is None],
-            "gather": [j for j in range(stored.gather_tasks) if tasks.finished_shard(work, j) is None]}
+    todo = stages.unfinished(work, stored)
     total = sum(map(len, todo.values()))
     if total > limits["MaxJobCount"]:
         raise ReorderError(f"{output}: {total} unfinished tasks, more than this cluster accepts (MaxJobCount "
@@ -163,7 +171,7 @@ def plan_jobs(output: Path, settings: dict[str, Any], run_args: list[str], limit
     jobs: list[Job] = []
     after: list[str] = []
     base = reorder_command()
-    for stage in ("scatter", "gather"):
+    for stage in todo:
         chunks = [todo[stage][k:k + size] for k in range(0, len(todo[stage]), size)]
         for n, chunk in enumerate(chunks):
             name = f"{stage}.sh" if len(chunks) == 1 else f"{stage}-{n}.sh"
@@ -205,7 +213,32 @@ def submit(jobs: list[Job], work: WorkDir) -> None:
         if submitted and shutil.which("scancel"):  # nothing half-submitted: the chain is all or nothing
             subprocess.run(["scancel", *submitted], capture_output=True, check=False)
         raise
-    atomic.write_json(work.slurm / "jobs.json", {"jobs": [j.job_id for j in jobs], "submitted": time.time()})
+    atomic.write_json(work.slurm / "jobs.json", {
+        "jobs": [j.job_id for j in jobs], "submitted": time.time(),
+        "arrays": [{"id": j.job_id, "stage": j.stage, "indices": j.indices} for j in jobs]})
+
+
+def running_elements(work: WorkDir) -> list[tuple[str, int]] | None:
+    """``(stage, task index)`` of this run's jobs that Slurm lists as running (an array element maps to its
+    task through the job's index list); None when the run was not submitted to Slurm or squeue cannot say."""
+    jobs_file = work.slurm / "jobs.json"
+    if not jobs_file.is_file() or shutil.which("squeue") is None:
+        return None
+    arrays = {a["id"]: a for a in json.loads(jobs_file.read_text()).get("arrays", [])}
+    proc = subprocess.run(["squeue", "-h", "-r", "-t", "R", "-o", "%F %K"], capture_output=True, text=True,
+                          check=False)
+    if proc.returncode != 0 or not arrays:
+        return None
+    found = []
+    for line in proc.stdout.splitlines():
+        job, _, element = line.partition(" ")
+        array = arrays.get(job.strip())
+        if array is None:
+            continue
+        k = int(element) if element.strip().isdigit() else 0  # the publish job: not an array (N/A)
+        if k < len(array["indices"]):
+            found.append((array["stage"], array["indices"][k]))
+    return found
 
 
 def require_sbatch() -> None:
@@ -251,12 +284,12 @@ def run(cfg: RunConfig, run_args: list[str], *, dry_run: bool = False, overwrite
     submit them. A finished run is reported as such and nothing is submitted."""
     if not dry_run:
         require_sbatch()
-    planned = pipeline.run(cfg, overwrite=overwrite, progress=progress, restart=restart, plan_only=True,
-                           report_done=True)
+    planned = pipeline.run(resources.per_task(cfg), overwrite=overwrite, progress=progress, restart=restart,
+                           plan_only=True, report_done=True)
     if planned.status == "already done":
         return Submission("already done", cfg.output, note=planned.notes[0])
     work = WorkDir(cfg.output.absolute())
-    jobs = plan_jobs(cfg.output, cfg.slurm, run_args, cluster_limits(), Path.cwd())
+    jobs = plan_jobs(cfg.output, job_settings(cfg), run_args, cluster_limits(), Path.cwd())
     write(jobs)
     if dry_run:
         return Submission("dry run", cfg.output, jobs)

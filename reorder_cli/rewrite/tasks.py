@@ -46,8 +46,10 @@ def gather_one(stored: StoredPlan, work: WorkDir, shard: int, advance: Callable[
 
 def run_task(stored: StoredPlan, work: WorkDir, phase: str, index: int,
              advance: Callable[[int], None] = lambda n: None) -> dict:
-    """Run task ``(phase, index)``: the one entry, whoever calls it (the local pool, ``reorder task``)."""
-    return (scatter_one if phase == "scatter" else gather_one)(stored, work, index, advance)
+    """Run task ``(phase, index)``: the one entry, whoever calls it (the local pool, ``reorder task``),
+    holding its ``.started`` marker meanwhile (``reorder status`` shows it running)."""
+    with work.running(phase, index):
+        return (scatter_one if phase == "scatter" else gather_one)(stored, work, index, advance)
 
 
 def finished_shard(work: WorkDir, shard: int) -> dict | None:

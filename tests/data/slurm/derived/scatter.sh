@@ -1,0 +1,19 @@
+#!/bin/bash
+#SBATCH --job-name=reorder-scatter
+#SBATCH --array=0-2
+#SBATCH --output=/dev/null
+#SBATCH --chdir=TMP
+#SBATCH --time=1:00:00
+#SBATCH --mem=541M
+# reorder: scatter task(s) 0-2; written by `reorder run --executor slurm`,
+# which re-submits only unfinished tasks when run again.
+set -euo pipefail
+INDICES=(0 1 2)
+I="${INDICES[$SLURM_ARRAY_TASK_ID]}"
+mkdir -p TMP/out/.reorder/logs
+LOG=TMP/out/.reorder/logs/$(printf 'scatter-%05d' "$I")
+exec >"$LOG.log" 2>&1
+rm -f "$LOG.failed"
+trap 'rc=$?; echo "reorder: scatter task $I failed (exit $rc)"; touch "$LOG.failed"; exit $rc' ERR
+trap 'echo "reorder: scatter task $I cancelled"; touch "$LOG.failed"; exit 143' TERM
+PYTHON -m reorder_cli.cli task TMP/out scatter "$I"
