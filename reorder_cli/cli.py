@@ -142,26 +142,27 @@ def run(
 
 @app.command("task")
 def task_cmd(
-    output: Annotated[Path, typer.Argument(help="The output folder of a run planned with --plan-only.")],
-    phase: Annotated[str | None, typer.Argument(help="scatter or gather (omit to list the tasks).")] = None,
-    index: Annotated[int | None, typer.Argument(help="Task index (an input slice for scatter, a shard for gather).")]
-    = None,
+    output: Annotated[Path, typer.Argument(help="The output folder of a run planned as tasks.")],
+    phase: Annotated[str | None, typer.Argument(
+        help="keys, split, sort, place, layout, scatter or gather (omit to list the tasks).")] = None,
+    index: Annotated[int | None, typer.Argument(help="Task index within the stage.")] = None,
 ) -> None:
-    """Run one task of a planned out-of-core run (for cluster array jobs), or list them.
+    """Run one task of a run planned as tasks (a cluster job does this), or list them.
 
-    Every scatter task must finish before any gather task; then `reorder run` with the
+    The stages run in order, each after every task of the one before has finished: keys (one task
+    an input), split, sort and place (the order), layout, scatter (one an input slice), gather (one
+    an output shard). A run planned with --plan-only starts at scatter. Then `reorder run` with the
     same arguments publishes the shards and the manifest.
     """
-    from reorder_cli import render
-    from reorder_cli.rewrite import tasks
+    from reorder_cli import render, stages
 
     try:
         if phase is None:
-            render.task_list(tasks.status(output))
+            render.task_list(stages.describe(output))
             return
         if index is None:
-            raise ReorderError("give the task index: reorder task OUTPUT PHASE INDEX")
-        record = tasks.run_one(output, phase, index)
+            raise ReorderError("give the task index: reorder task OUTPUT STAGE INDEX")
+        record = stages.run_one(output, phase, index)
     except ReorderError as exc:
         _fail(str(exc))
         return

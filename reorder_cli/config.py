@@ -20,6 +20,7 @@ import yaml
 
 from reorder_cli import methods as registry
 from reorder_cli.errors import ReorderError
+from reorder_cli.util.stage_names import SLURM_JOBS, TASK_STAGES
 from reorder_cli.util.units import parse_size
 
 # ------------------------------------------------------------------ the key table
@@ -153,7 +154,7 @@ def _slurm_time(key: str, v: Any) -> str:
 
 
 #: The stages submitted as Slurm jobs; each may have its own time limit, ``slurm.time_STAGE``.
-SLURM_STAGES = ("scatter", "gather", "publish")
+SLURM_STAGES = TASK_STAGES + SLURM_JOBS
 
 #: Keys of the ``slurm:`` section (``--executor slurm``) -> their checks; every key is optional.
 SLURM_CHECKS: dict[str, Callable[[str, Any], Any]] = {

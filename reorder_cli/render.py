@@ -237,10 +237,13 @@ def interrupted(work_root: Path) -> None:
                             if work_root.exists() else "the output folder was left as it was before the run"))
 
 
-def task_list(status: dict[str, dict[str, int]]) -> None:
+def task_list(status: dict[str, dict[str, int | None]]) -> None:
     for name, counts in status.items():
         total = counts["tasks"]
-        out.print(f"{name}: {counts['finished']} of {total} finished (indices 0..{total - 1})")
+        if total is None:
+            out.print(f"{name}: not known yet (decided by an earlier stage)")
+        else:
+            out.print(f"{name}: {counts['done']} of {total} finished (indices 0..{total - 1})")
 
 
 def task_done(phase: str, index: int, record: dict[str, Any]) -> None:

@@ -38,10 +38,11 @@ from reorder_cli.rewrite import budget, tasks
 from reorder_cli.util import atomic
 from reorder_cli.util.parallel import run_parallel
 from reorder_cli.util.progress import Progress
+from reorder_cli.util.stage_names import ORDER_STAGES, TASK_STAGES
 from reorder_cli.workdir import WorkDir, read_json
 
-STAGES = ("keys", "split", "sort", "place", "layout", "scatter", "gather")
-ORDER = ("split", "sort", "place", "layout")
+STAGES = TASK_STAGES
+ORDER = ORDER_STAGES
 
 
 @dataclass
@@ -202,21 +203,22 @@ def _check_ready(work: WorkDir, stage: str) -> None:
 def run_task(work: WorkDir, stage: str, index: int, advance: Callable[[int], None] = lambda n: None) -> dict:
     """Run task ``(stage, index)`` (unfinished, its stage ready) and write its marker."""
     if stage in ("scatter", "gather"):
-        return tasks.run_task(stored_plan.load(work), work, stage, index, advance)
+        return tasks.run_task(stored_plan.load(work), work, stage, index, advance)  # holds its .started marker
     spec = _spec(work)
-    if stage == "keys":
-        record = _keys(work, spec, index)
-    elif stage == "split":
-        record = _split(work, spec)
-    elif stage == "sort":
-        meta = order_tasks.load_split(work.order)
-        record = {"rows": order_tasks.sort_task(work.keys, work.order, meta, index, spec.memory)}
-    elif stage == "place":
-        meta = order_tasks.load_split(work.order)
-        record = {"rows": order_tasks.place_task(work.keys, work.order, work.plan, meta, index)}
-    else:
-        record = _layout(work, spec)
-    work.finish(stage, index, record)
+    with work.running(stage, index):
+        if stage == "keys":
+            record = _keys(work, spec, index)
+        elif stage == "split":
+            record = _split(work, spec)
+        elif stage == "sort":
+            meta = order_tasks.load_split(work.order)
+            record = {"rows": order_tasks.sort_task(work.keys, work.order, meta, index, spec.memory)}
+        elif stage == "place":
+            meta = order_tasks.load_split(work.order)
+            record = {"rows": order_tasks.place_task(work.keys, work.order, work.plan, meta, index)}
+        else:
+            record = _layout(work, spec)
+        work.finish(stage, index, record)
     advance(1)
     return record
 
@@ -255,11 +257,16 @@ def run_local(work: WorkDir, stages: tuple[str, ...], workers: int, progress: Pr
             run_parallel(lambda i, stage=stage: run_task(work, stage, i, advance), pending, workers)
 
 
-def describe(work: WorkDir) -> dict[str, Any]:
-    """Each stage's tasks: ``{stage: {"tasks": n or None, "done": k}}``."""
+def describe(output: Path) -> dict[str, Any]:
+    """Each stage's tasks in ``output``: ``{stage: {"tasks": n or None, "done": k}}`` (``reorder task``)."""
+    work = WorkDir(Path(output).absolute())
+    if not work.root.is_dir():
+        raise ReorderError(f"{output}: no run here (no {work.root.name}/ folder)")
     out = {}
     for stage in STAGES:
         n = count(work, stage)
+        if STAGES.index(stage) < STAGES.index(start(work)):
+            n = 0  # planned in one process
         out[stage] = {"tasks": n, "done": None if n is None else sum(finished(work, stage, i) for i in range(n))}
     return out
 

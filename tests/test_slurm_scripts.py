@@ -5,12 +5,15 @@ these needs a running Slurm (tests/test_slurm.py submits to a real one)."""
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 from reorder_cli.execute import slurm
+from reorder_cli.stages import STAGES
 from reorder_cli.workdir import WorkDir
 
 from .conftest import invoke, one_line_error, reorder
@@ -32,21 +35,46 @@ def _normalised(text: str, tmp_path: Path) -> str:
     return text.replace(sys.executable, "PYTHON").replace(str(tmp_path), "TMP")
 
 
+def dry_run_waves(config: Path, inputs, out: Path, sets: list[str], extra=()) -> list[dict[str, str]]:
+    """``--executor slurm --dry-run`` wave by wave: after each dry run, the wave's tasks are run with
+    ``reorder task`` (what its jobs would do), until a wave ends with the publish job. Returns each
+    wave's scripts by name; checks that each dry run printed what it wrote and submitted nothing."""
+    waves = []
+    for _ in range(5):
+        result = reorder(config, inputs, out, method="saw", sets=sets, extra=["--executor", "slurm", "--dry-run",
+                                                                             *extra])
+        folder = WorkDir(Path(out).absolute()).slurm
+        scripts = {p.name: p.read_text() for p in sorted(folder.glob("*.sh"))}
+        assert all(text in result.stdout for text in scripts.values())
+        assert not (folder / "jobs.json").exists()  # nothing submitted
+        waves.append(scripts)
+        shutil.rmtree(folder)
+        if "publish.sh" in scripts:
+            return waves
+        for stage in STAGES:
+            for name, text in scripts.items():
+                if name.removesuffix(".sh").split("-")[0] == stage:
+                    for index in re.search(r"INDICES=\(([^)]*)\)", text).group(1).split():
+                        assert invoke("task", out, stage, index).exit_code == 0, (stage, index)
+    raise AssertionError("no wave ended with the publish job")
+
+
 def test_dry_run_scripts_match_the_golden_files(tmp_path, cluster_config, jsonl_corpus, monkeypatch):
+    """A fresh run goes in three waves: keys and split, then submit; sort, place and layout, then submit;
+    scatter and gather, then publish."""
     monkeypatch.chdir(tmp_path)
-    out = tmp_path / "out"
-    result = reorder(cluster_config, ["in/*.jsonl"], "out", method="saw",
-                     sets=[*OOC, "slurm.qos=high", "slurm.mem=3G", "slurm.max_parallel=4"],
-                     extra=["--executor", "slurm", "--dry-run"])
-    scripts = sorted((WorkDir(out).slurm).glob("*.sh"))
-    assert [p.name for p in scripts] == ["gather.sh", "publish.sh", "scatter.sh"]
-    for path in scripts:
-        got = _normalised(path.read_text(), tmp_path)
-        if os.environ.get("REORDER_REGEN_GOLDEN"):
-            (GOLDEN / path.name).write_text(got)
-        assert got == (GOLDEN / path.name).read_text(), path.name
-        assert path.read_text() in result.stdout  # a dry run prints what it wrote
-    assert not (WorkDir(out).slurm / "jobs.json").exists()  # nothing submitted
+    waves = dry_run_waves(cluster_config, ["in/*.jsonl"], "out",
+                          [*OOC, "slurm.qos=high", "slurm.mem=3G", "slurm.max_parallel=4"])
+    assert [sorted(w) for w in waves] == [["keys.sh", "split.sh", "submit.sh"],
+                                          ["layout.sh", "place.sh", "sort.sh", "submit.sh"],
+                                          ["gather.sh", "publish.sh", "scatter.sh"]]
+    for k, wave in enumerate(waves, 1):
+        for name, text in wave.items():
+            got, golden = _normalised(text, tmp_path), GOLDEN / f"wave{k}" / name
+            if os.environ.get("REORDER_REGEN_GOLDEN"):
+                golden.parent.mkdir(exist_ok=True)
+                golden.write_text(got)
+            assert got == golden.read_text(), golden
 
 
 def test_a_resubmit_covers_only_the_unfinished_tasks(tmp_path, config_file, jsonl_corpus):
@@ -102,7 +130,7 @@ def test_no_sbatch_on_path_is_one_line_and_writes_nothing(tmp_path, config_file,
     assert not out.exists()
     # positive twin: a dry run needs no sbatch
     reorder(config_file, jsonl_corpus.files, out, method="saw", extra=["--executor", "slurm", "--dry-run"])
-    assert (WorkDir(out).slurm / "publish.sh").exists()
+    assert (WorkDir(out).slurm / "keys.sh").exists() and (WorkDir(out).slurm / "submit.sh").exists()
 
 
 def test_executor_options_are_checked(tmp_path, config_file, jsonl_corpus):
@@ -139,18 +167,21 @@ def test_the_publish_job_repeats_the_run_arguments():
                                                     sets=None, memory_limit=None, workers=None)
 
 
-def test_bad_input_stops_the_submit_before_anything_is_written(tmp_path, config_file, jsonl_corpus):
-    """The plan is made where the command runs: bad input is the usual one-line error, no output folder."""
+def test_bad_input_fails_its_keys_task_in_one_line_and_publishes_nothing(tmp_path, config_file, jsonl_corpus):
+    """The inputs are read by the keys tasks on the cluster: a bad file fails its own keys task with the
+    usual one-line error (file and line); nothing is published, and the next stages wait for it."""
     bad = tmp_path / "in" / "bad.jsonl"
     bad.write_text('{"id": "x", "score": 1}\n{"id": "y", "score": \n')
     out = tmp_path / "out"
-    result = reorder(config_file, [*jsonl_corpus.files, bad], out, method="saw", sets=OOC,
-                     extra=["--executor", "slurm", "--dry-run"], ok=False)
-    assert "bad.jsonl" in one_line_error(result)
-    assert not out.exists()
-    # positive twin: the same without the bad file plans and writes the scripts
-    reorder(config_file, jsonl_corpus.files, out, method="saw", sets=OOC, extra=["--executor", "slurm", "--dry-run"])
-    assert (WorkDir(out).slurm / "scatter.sh").exists()
+    files = [*jsonl_corpus.files, bad]
+    reorder(config_file, files, out, method="saw", sets=OOC, extra=["--executor", "slurm", "--dry-run"])
+    for i in range(len(jsonl_corpus.files)):  # positive twins: the good files' keys tasks
+        assert invoke("task", out, "keys", i).exit_code == 0
+    result = invoke("task", out, "keys", len(files) - 1)
+    assert result.exit_code == 2 and "bad.jsonl: line 2" in one_line_error(result)
+    result = invoke("task", out, "split", 0)
+    assert result.exit_code == 2 and "keys task 3 has not finished" in one_line_error(result)
+    assert sorted(p.name for p in out.iterdir()) == [".reorder"]  # no shard, no manifest
 
 
 def test_task_memory_is_the_budget_plus_the_slack_in_whole_mib():
@@ -169,21 +200,20 @@ def test_derived_mem_and_per_stage_time_match_the_golden_files(tmp_path, config_
     """No slurm.mem: every job declares memory_limit + 64 MB; slurm.time is every stage's default and
     slurm.time_STAGE overrides it for that stage (2:00:00 given with --set stays a time, not 7200)."""
     monkeypatch.chdir(tmp_path)
-    out = tmp_path / "out"
-    reorder(config_file, ["in/*.jsonl"], "out", method="saw",
-            sets=["rewrite=out-of-core", "memory_limit=500MB", "shard_rows=150", "slurm.time=1:00:00",
-                  "slurm.time_gather=2:00:00", "slurm.time_publish=15"],
-            extra=["--executor", "slurm", "--dry-run"])
-    scripts = sorted((WorkDir(out).slurm).glob("*.sh"))
-    assert [p.name for p in scripts] == ["gather.sh", "publish.sh", "scatter.sh"]
-    for path in scripts:
-        got = _normalised(path.read_text(), tmp_path)
-        golden = GOLDEN / "derived" / path.name
+    waves = dry_run_waves(config_file, ["in/*.jsonl"], "out",
+                          ["rewrite=out-of-core", "memory_limit=500MB", "shard_rows=150", "slurm.time=1:00:00",
+                           "slurm.time_gather=2:00:00", "slurm.time_publish=15", "slurm.time_sort=30"])
+    texts = {}
+    for wave in waves:
+        texts |= {name.removesuffix(".sh"): text for name, text in wave.items()}
+    for name in ("scatter", "gather", "publish"):
+        got = _normalised(texts[name], tmp_path)
+        golden = GOLDEN / "derived" / f"{name}.sh"
         if os.environ.get("REORDER_REGEN_GOLDEN"):
             golden.parent.mkdir(exist_ok=True)
             golden.write_text(got)
-        assert got == golden.read_text(), path.name
-    texts = {p.stem: p.read_text() for p in scripts}
+        assert got == golden.read_text(), name
+    assert "#SBATCH --time=30\n" in texts["sort"] and "#SBATCH --time=1:00:00\n" in texts["keys"]
     assert all("#SBATCH --mem=541M\n" in t for t in texts.values())  # 500e6 B = 476.8 MiB, + 64, rounded up
     assert "#SBATCH --time=1:00:00\n" in texts["scatter"] and "#SBATCH --time=2:00:00\n" in texts["gather"]
     assert "#SBATCH --time=15\n" in texts["publish"]
@@ -196,8 +226,7 @@ def test_a_cluster_run_plans_each_task_for_the_whole_budget(tmp_path, config_fil
 
     sets = ["rewrite=out-of-core", "memory_limit=300MB", "shard_rows=150", "row_group_rows=20"]
     cluster, local = tmp_path / "cluster", tmp_path / "local"
-    reorder(config_file, jsonl_corpus.files, cluster, method="saw", sets=sets,
-            extra=["--executor", "slurm", "--dry-run", "--workers", "2"])
+    dry_run_waves(config_file, jsonl_corpus.files, cluster, sets, extra=["--workers", "2"])
     reorder(config_file, jsonl_corpus.files, local, method="saw", sets=sets, extra=["--plan-only", "--workers", "2"])
     one, two = (stored_plan.load(WorkDir(p)).meta["bucket_bytes"] for p in (cluster, local))
     assert one == 2 * two, (one, two)
@@ -215,7 +244,7 @@ def test_a_bad_time_is_one_line_and_writes_nothing(tmp_path, config_file, jsonl_
     assert message in one_line_error(result)
     assert not out.exists()
     # positive twin: the same key with a valid time
-    good = setting.split("=")[0].replace("bogus", "gather") + "=1-12:00:00"
+    good = setting.split("=")[0].replace("bogus", "keys").replace("scatter", "keys") + "=1-12:00:00"  # wave 1
     reorder(config_file, jsonl_corpus.files, out, method="saw", sets=[good], extra=["--executor", "slurm", "--dry-run"])
     assert "#SBATCH --time=1-12:00:00\n" in "".join(p.read_text() for p in WorkDir(out).slurm.glob("*.sh"))
 

@@ -1,9 +1,9 @@
-"""``reorder run --executor ray``: the run's tasks as Ray tasks; the driver plans and publishes.
+"""``reorder run --executor ray``: the run's tasks as Ray tasks; the driver prepares and publishes.
 
-The plan is made in the driver (the command's process), as for Slurm. Then every unfinished scatter
-task, and after all of them (a barrier) every unfinished gather task, is a ``ray.remote`` call of the
-one task entry (:func:`reorder_cli.rewrite.tasks.run_one`), declaring ``num_cpus`` and ``memory`` (memory_limit
-plus 64 MB, a task's budget: :mod:`.resources`),
+The driver (the command's process) checks the inputs and claims the output folder. Then every stage
+of :mod:`reorder_cli.stages` in turn (keys; split, sort, place, layout: the order; scatter; gather),
+each after the one before has finished (a barrier), runs its unfinished tasks as ``ray.remote`` calls
+of the one task entry (:func:`reorder_cli.stages.run_one`), declaring ``num_cpus`` and ``memory``,
 with at most ``max_in_flight`` submitted at once. Ray retries a task whose worker or node died
 (``max_retries``); a task that raises stops the run with one line naming it, and its error is kept in
 ``OUTPUT/.reorder/logs/STAGE-INDEX.log`` (with ``STAGE-INDEX.failed``) for ``reorder status``. Then the
@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from reorder_cli import pipeline
+from reorder_cli import stages as graph
 from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
-from reorder_cli.execute import resources, stages
+from reorder_cli.execute import resources
 from reorder_cli.pipeline import RunResult
-from reorder_cli.plan import stored as stored_plan
-from reorder_cli.rewrite import tasks
 from reorder_cli.util.progress import Progress
 from reorder_cli.workdir import WorkDir
 
@@ -42,7 +41,7 @@ def _ray() -> Any:
 
 def _task(output: str, phase: str, index: int) -> int:
     """The body of one Ray task: run task ``(phase, index)`` of the planned run in ``output``."""
-    return tasks.run_one(Path(output), phase, index)["rows"]
+    return graph.run_one(Path(output), phase, index)["rows"]
 
 
 def _address(settings: dict[str, Any]) -> str | None:
@@ -122,15 +121,13 @@ def run(cfg: RunConfig, *, overwrite: bool = False, restart: bool = False, keep_
     ray = _ray()
     _check_reachable(_address(cfg.ray))
     progress = progress or Progress(enabled=False)
-    planned = pipeline.run(resources.per_task(cfg), overwrite=overwrite, progress=progress, restart=restart,
-                           plan_only=True, report_done=True)
-    if planned.status == "already done":
-        return planned
+    prepared = pipeline.prepare(resources.per_task(cfg), overwrite=overwrite, restart=restart)
+    if prepared.status == "already done":
+        return prepared
     work = WorkDir(cfg.output.absolute())
     _connect(ray, cfg.ray)
     options = task_options(ray, cfg)
     remote = ray.remote(_task)
-    for stage in stages.counts(stored_plan.load(work)):  # a barrier between stages
-        todo = stages.unfinished(work, stored_plan.load(work))[stage]
-        _stage(ray, remote, work, stage, todo, cfg.ray, options, progress)
+    for stage in graph.STAGES:  # a barrier between stages: each one's size is known once the one before is done
+        _stage(ray, remote, work, stage, graph.todo(work, stage) or [], cfg.ray, options, progress)
     return pipeline.run(cfg, progress=progress, keep_work=keep_work)

@@ -1,10 +1,14 @@
 """``reorder run --executor slurm``: the run's tasks as Slurm jobs.
 
-The plan is made where the command runs (keys and order are one process today). Then one sbatch
-script per stage is written under ``OUTPUT/.reorder/slurm/``: a scatter job array and a gather job
-array, each over that stage's *unfinished* task indices (an index list, so a re-submit after a
-failure runs only what is missing), and a publish job that runs the same ``reorder run`` command.
-Each is chained to the previous with ``--dependency=afterok:`` and ``--kill-on-invalid-dep=yes``, so
+The command checks the inputs and claims the output folder (writing ``.reorder/run.json``); every
+stage of :mod:`reorder_cli.stages` then runs as Slurm jobs. One sbatch script per stage is written
+under ``OUTPUT/.reorder/slurm/``: a job array over that stage's *unfinished* task indices (an index
+list, so a re-submit after a failure runs only what is missing). A stage's size is known only once an
+earlier stage has finished (split decides the sort and place tasks, layout the scatter and gather
+tasks), so a submission goes as far as the sizes are known and ends with a ``submit`` job that runs the
+same command again (three waves for a fresh run: keys and split; sort, place and layout; scatter,
+gather and publish); the last ends with a publish job that runs the same ``reorder run``. Each job is
+chained to the previous with ``--dependency=afterok:`` and ``--kill-on-invalid-dep=yes``, so
 a failed task cancels its dependents instead of leaving them pending. Arrays larger than the
 cluster's ``MaxArraySize`` are split (an array's index must stay below it; the index list maps an
 array index to a task index). A task's output goes to ``OUTPUT/.reorder/logs/STAGE-INDEX.log``; a task
@@ -27,13 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from reorder_cli import pipeline
+from reorder_cli import stages as graph
 from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
-from reorder_cli.execute import resources, stages
+from reorder_cli.execute import resources
 from reorder_cli.execute import status as run_status
-from reorder_cli.plan import stored as stored_plan
 from reorder_cli.util import atomic
 from reorder_cli.util.progress import Progress
+from reorder_cli.util.stage_names import SLURM_JOBS
 from reorder_cli.workdir import WorkDir
 
 #: MaxArraySize and MaxJobCount when ``scontrol`` cannot say (Slurm's defaults).
@@ -114,10 +119,10 @@ def _header(stage: str, array: str | None, settings: dict[str, Any], cwd: Path) 
 
 def script(stage: str, indices: list[int], work: WorkDir, settings: dict[str, Any], command: list[str],
            cwd: Path) -> str:
-    """The sbatch script of one stage (an array over ``indices``, or the publish job). ``command`` is run
-    with the task index appended (scatter, gather) or as it is (publish)."""
+    """The sbatch script of one stage (an array over ``indices``), or of the submit or publish job.
+    ``command`` is run with the task index appended (a task stage) or as it is (submit, publish)."""
     logs = shlex.quote(str(work.logs))
-    if stage == "publish":
+    if stage in SLURM_JOBS:
         head = _header(stage, None, settings, cwd)
         pick = ["I=0"]
         run = shlex.join(command)
@@ -157,12 +162,19 @@ def _ranges(indices: list[int]) -> str:
 
 def plan_jobs(output: Path, settings: dict[str, Any], run_args: list[str], limits: dict[str, int],
               cwd: Path) -> list[Job]:
-    """The jobs that finish the planned run in ``output``: unfinished scatter and gather tasks, then publish."""
+    """The jobs that take the run in ``output`` as far as its stages' sizes are known: an array of the
+    unfinished tasks of each such stage, each after the one before; then the publish job, or, when a
+    stage's size is decided by a stage in this submission (the sort and place tasks by split, the scatter
+    and gather tasks by layout), a submit job that runs the same command again once that stage is done."""
     work = WorkDir(output.absolute())
-    stored = stored_plan.load(work)
-    if stored is None:
-        raise ReorderError(f"{output}: no stored plan in {work.root}")
-    todo = stages.unfinished(work, stored)
+    todo: dict[str, list[int]] = {}
+    known = True
+    for stage in graph.STAGES:
+        pending = graph.todo(work, stage)
+        if pending is None:
+            known = False
+            break
+        todo[stage] = pending
     total = sum(map(len, todo.values()))
     if total > limits["MaxJobCount"]:
         raise ReorderError(f"{output}: {total} unfinished tasks, more than this cluster accepts (MaxJobCount "
@@ -179,8 +191,12 @@ def plan_jobs(output: Path, settings: dict[str, Any], run_args: list[str], limit
             jobs.append(Job(stage, work.slurm / name, text, chunk, list(after)))
         if chunks:
             after = [stage]
-    text = script("publish", [0], work, settings, [*base, *run_args, "--quiet"], cwd)
-    jobs.append(Job("publish", work.slurm / "publish.sh", text, [0], after))
+    if known:
+        text = script("publish", [0], work, settings, [*base, *run_args, "--quiet"], cwd)
+        jobs.append(Job("publish", work.slurm / "publish.sh", text, [0], after))
+    else:
+        text = script("submit", [0], work, settings, [*base, *run_args, "--executor", "slurm", "--quiet"], cwd)
+        jobs.append(Job("submit", work.slurm / "submit.sh", text, [0], after))
     return jobs
 
 
@@ -213,9 +229,12 @@ def submit(jobs: list[Job], work: WorkDir) -> None:
         if submitted and shutil.which("scancel"):  # nothing half-submitted: the chain is all or nothing
             subprocess.run(["scancel", *submitted], capture_output=True, check=False)
         raise
-    atomic.write_json(work.slurm / "jobs.json", {
-        "jobs": [j.job_id for j in jobs], "submitted": time.time(),
-        "arrays": [{"id": j.job_id, "stage": j.stage, "indices": j.indices} for j in jobs]})
+    jobs_file = work.slurm / "jobs.json"
+    before = json.loads(jobs_file.read_text()) if jobs_file.exists() else {"jobs": [], "arrays": []}
+    atomic.write_json(jobs_file, {  # every submission of the run, so --wait and status follow them all
+        "jobs": before["jobs"] + [j.job_id for j in jobs], "submitted": time.time(),
+        "arrays": before.get("arrays", []) + [{"id": j.job_id, "stage": j.stage, "indices": j.indices}
+                                             for j in jobs]})
 
 
 def running_elements(work: WorkDir) -> list[tuple[str, int]] | None:
@@ -260,8 +279,8 @@ def wait(output: Path, poll: float = 1.0) -> tuple[bool, str]:
     returns the outcome and one line saying it."""
     work = WorkDir(output)
     jobs_file = work.slurm / "jobs.json"
-    ids = json.loads(jobs_file.read_text())["jobs"] if jobs_file.exists() else []
     while True:
+        ids = json.loads(jobs_file.read_text())["jobs"] if jobs_file.exists() else []  # a submit job adds some
         report = run_status.status(output)
         if report["finished"]:
             return True, f"{output}: published"
@@ -280,14 +299,14 @@ def wait(output: Path, poll: float = 1.0) -> tuple[bool, str]:
 
 def run(cfg: RunConfig, run_args: list[str], *, dry_run: bool = False, overwrite: bool = False,
         restart: bool = False, progress: Progress | None = None) -> Submission:
-    """Plan here (or reload the stored plan), then write the stage scripts and, unless ``dry_run``,
-    submit them. A finished run is reported as such and nothing is submitted."""
+    """Check the inputs and claim the output here (:func:`pipeline.prepare`), then write the scripts of
+    the stages whose sizes are known and, unless ``dry_run``, submit them. A finished run is reported as
+    such and nothing is submitted."""
     if not dry_run:
         require_sbatch()
-    planned = pipeline.run(resources.per_task(cfg), overwrite=overwrite, progress=progress, restart=restart,
-                           plan_only=True, report_done=True)
-    if planned.status == "already done":
-        return Submission("already done", cfg.output, note=planned.notes[0])
+    prepared = pipeline.prepare(resources.per_task(cfg), overwrite=overwrite, restart=restart)
+    if prepared.status == "already done":
+        return Submission("already done", cfg.output, note=prepared.notes[0])
     work = WorkDir(cfg.output.absolute())
     jobs = plan_jobs(cfg.output, job_settings(cfg), run_args, cluster_limits(), Path.cwd())
     write(jobs)

@@ -1,5 +1,9 @@
 """``reorder status OUTPUT``: each stage's tasks, done, running, pending or failed (with their logs).
 
+The stages are the task stages of :mod:`reorder_cli.stages` (keys; split, sort, place and layout, the
+order; scatter; gather), then ``submit`` (``--executor slurm``'s job that submits the next stages once
+their sizes are known) and ``publish``. A stage whose size is not known yet shows ``tasks: null``.
+
 A stage is *failed* when one of its tasks failed (and has not finished since), *done* when all its tasks
 finished, *running* when one runs (:mod:`reorder_cli.execute.running` says which), else *pending*.
 ``pending`` counts the tasks neither finished nor running (failed ones included).
@@ -10,15 +14,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from reorder_cli import stages as graph
 from reorder_cli.errors import ReorderError
 from reorder_cli.execute import running as run_state
-from reorder_cli.execute import stages as task_stages
-from reorder_cli.plan import stored as stored_plan
 from reorder_cli.publish import manifest
-from reorder_cli.rewrite import tasks
+from reorder_cli.util.stage_names import SLURM_JOBS, TASK_STAGES
 from reorder_cli.workdir import WorkDir, read_json
 
-STAGES = ("plan", *tasks.PHASES, "publish")
+STAGES = (*TASK_STAGES, *SLURM_JOBS)
 
 
 def _stage(total: int | None, done: int | None, failed: list[dict], running: list[dict] | None = None
@@ -39,7 +42,7 @@ def _running(work: WorkDir, now: dict[str, dict[int, str | None]], stage: str, f
     gone = {t["index"] for t in failed}
     out = []
     for index, host in sorted(now.get(stage, {}).items()):
-        if index in gone or (stage in tasks.PHASES and task_stages.finished(work, stage, index)):
+        if index in gone or (stage in TASK_STAGES and graph.finished(work, stage, index)):
             continue
         out.append({"index": index, "log": str(work.log(stage, index)), **({"host": host} if host else {})})
     return out
@@ -55,27 +58,31 @@ def status(output: Path) -> dict[str, Any]:
     # with --keep-work) or without a run in progress, it is this run's
     if published is not None and (work.publishing.exists() or work.saved_identity() is None):
         shards = len(read_json(published).get("shards", []))
-        stages = {"plan": _stage(1, 1, []), **{s: _stage(None, None, []) for s in tasks.PHASES},
-                  "gather": _stage(shards, shards, []), "publish": _stage(1, 1, [])}
-        for stage in tasks.PHASES:
-            stages[stage]["state"] = "done"
+        stages = {s: _stage(None, None, []) for s in STAGES}
+        stages["gather"], stages["publish"] = _stage(shards, shards, []), _stage(1, 1, [])
+        for stage in stages.values():
+            stage["state"] = "done"
         return {"output": str(output), "finished": True, "stages": stages}
     if not work.root.is_dir():
         raise ReorderError(f"{output}: no run here (no {manifest.MANIFEST_NAME} and no {work.root.name}/ folder)")
-    stored = stored_plan.load(work)
     now = run_state.running(work)
-    stages = {"plan": _stage(1, int(stored is not None), _failed(work, "plan"))}
-    counts = task_stages.counts(stored) if stored is not None else {}
-    for stage in tasks.PHASES:
-        if stage not in counts:
-            stages[stage] = _stage(None, None, [])
-            stages[stage]["state"] = "pending"
-            continue
-        done = sum(task_stages.finished(work, stage, i) for i in range(counts[stage]))
+    first = graph.start(work)
+    stages = {}
+    for stage in TASK_STAGES:  # stages before the first one the run needs were planned in one process: done
         failed = _failed(work, stage)
-        stages[stage] = _stage(counts[stage], done, failed, _running(work, now, stage, failed))
-    failed = _failed(work, "publish")
-    stages["publish"] = _stage(1, 0, failed, _running(work, now, "publish", failed))
+        if TASK_STAGES.index(stage) < TASK_STAGES.index(first):
+            stages[stage] = _stage(None, None, failed)
+            stages[stage]["state"] = "done" if not failed else "failed"
+            continue
+        n = graph.count(work, stage)
+        if n is None:  # not known until the stage before it has finished
+            stages[stage] = _stage(None, None, failed, _running(work, now, stage, failed))
+            continue
+        done = sum(graph.finished(work, stage, i) for i in range(n))
+        stages[stage] = _stage(n, done, failed, _running(work, now, stage, failed))
+    for job in SLURM_JOBS:
+        failed = _failed(work, job)
+        stages[job] = _stage(1, 0, failed, _running(work, now, job, failed))
     return {"output": str(output), "finished": False, "stages": stages}
 
 

@@ -1,7 +1,7 @@
 """The out-of-core rewrite as independent tasks: scatter ``i`` (input file i) and gather
 ``j`` (output shard j). A task reads and writes only files under ``OUTPUT/.reorder/``,
 so any process can run any task: ``reorder run`` runs them all, ``workers`` at a time;
-``reorder task`` runs one (a cluster array job). A finished task leaves a marker and is
+:func:`reorder_cli.stages.run_one` runs one (``reorder task``, a cluster job). A finished task leaves a marker and is
 never run again; every gather needs every scatter finished first.
 """
 
@@ -87,21 +87,6 @@ def _planned(output: Path) -> tuple[WorkDir, StoredPlan]:
     if stored is None:
         raise ReorderError(f"{output}: no stored plan in {work.root}; run `reorder run --plan-only` first")
     return work, stored
-
-
-def run_one(output: Path, phase: str, index: int) -> dict:
-    """Run one task of the planned run in ``output`` (``reorder task``)."""
-    work, stored = _planned(output)
-    if phase not in PHASES:
-        raise ReorderError(f"unknown phase {phase!r}; choose scatter or gather")
-    count = stored.scatter_tasks if phase == "scatter" else stored.gather_tasks
-    if not 0 <= index < count:
-        raise ReorderError(f"{phase} task {index} does not exist; this run has {phase} tasks 0..{count - 1}")
-    done = work.finished(phase, index)
-    if done is not None:
-        return {**done, "skipped": True}
-    work.ensure()
-    return run_task(stored, work, phase, index)
 
 
 def status(output: Path) -> dict:

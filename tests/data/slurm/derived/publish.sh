@@ -14,4 +14,4 @@ exec >"$LOG.log" 2>&1
 rm -f "$LOG.failed"
 trap 'rc=$?; echo "reorder: publish task $I failed (exit $rc)"; touch "$LOG.failed"; exit $rc' ERR
 trap 'echo "reorder: publish task $I cancelled"; touch "$LOG.failed"; exit 143' TERM
-PYTHON -m reorder_cli.cli run TMP/cfg.yaml --method saw --input 'in/*.jsonl' --output out --set rewrite=out-of-core --set memory_limit=500MB --set shard_rows=150 --set slurm.time=1:00:00 --set slurm.time_gather=2:00:00 --set slurm.time_publish=15 --quiet
+PYTHON -m reorder_cli.cli run TMP/cfg.yaml --method saw --input 'in/*.jsonl' --output out --set rewrite=out-of-core --set memory_limit=500MB --set shard_rows=150 --set slurm.time=1:00:00 --set slurm.time_gather=2:00:00 --set slurm.time_publish=15 --set slurm.time_sort=30 --quiet
