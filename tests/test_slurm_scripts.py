@@ -251,8 +251,8 @@ def test_a_bad_time_is_one_line_and_writes_nothing(tmp_path, config_file, jsonl_
 
 def test_a_time_in_the_config_file_is_read_as_written(tmp_path, config_file, jsonl_corpus):
     """YAML 1.1 reads an unquoted 2:00:00 as the number 7200 (Slurm: 7200 minutes); here it stays 2:00:00."""
-    config_file.write_text(config_file.read_text() + "slurm:\n  time: 2:00:00\n  time_scatter: 45\n")
+    config_file.write_text(config_file.read_text() + "slurm:\n  time: 2:00:00\n  time_keys: 45\n")
     out = tmp_path / "out"
     reorder(config_file, jsonl_corpus.files, out, method="saw", extra=["--executor", "slurm", "--dry-run"])
     texts = {p.stem: p.read_text() for p in WorkDir(out).slurm.glob("*.sh")}
-    assert "#SBATCH --time=2:00:00\n" in texts["publish"] and "#SBATCH --time=45\n" in texts["scatter"]
+    assert "#SBATCH --time=2:00:00\n" in texts["submit"] and "#SBATCH --time=45\n" in texts["keys"]
