@@ -72,7 +72,8 @@ def test_a_slurm_run_writes_the_bytes_of_a_local_run(tmp_path, config_file, json
     done = _cli(tmp_path, *args, "--executor", "slurm", "--wait")
     assert done.returncode == 0, done.stderr
     ids = [line.split()[0] for line in done.stdout.splitlines()]
-    assert len(ids) == 3 and all(i.isdigit() for i in ids), done.stdout  # scatter array, gather array, publish
+    # the first wave: the keys array, the split job and the submit job that submits the next wave
+    assert len(ids) == 3 and all(i.isdigit() for i in ids), done.stdout
     assert output_hashes(tmp_path / "out") == local
     report = json.loads(invoke("status", tmp_path / "out", "--json").stdout)
     assert report["finished"] and report["stages"]["publish"]["state"] == "done"
@@ -95,8 +96,12 @@ def test_a_cancelled_task_stops_its_dependents_and_a_resubmit_finishes_it(tmp_pa
     while not (work.log("scatter", 1).exists() and (tmp_path / "paused").exists()):
         assert time.monotonic() < deadline and waiting.poll() is None, waiting.communicate()
         time.sleep(0.2)
-    ids = json.loads((work.slurm / "jobs.json").read_text())["jobs"]
-    subprocess.run(["scancel", f"{ids[0]}_1"], check=True)  # element 1 of the scatter array: task 1
+    submitted = json.loads((work.slurm / "jobs.json").read_text())  # the three waves' jobs
+    ids = submitted["jobs"]
+    assert [a["stage"] for a in submitted["arrays"]] == ["keys", "split", "submit", "sort", "place", "layout",
+                                                         "submit", "scatter", "gather", "publish"]
+    scatter = next(a for a in submitted["arrays"] if a["stage"] == "scatter")
+    subprocess.run(["scancel", f"{scatter['id']}_{scatter['indices'].index(1)}"], check=True)  # task 1
     stdout, stderr = waiting.communicate(timeout=120)
     assert waiting.returncode == 1, (stdout, stderr)
     assert f"scatter task 1 failed; its log: {work.log('scatter', 1)}" in stderr, stderr
@@ -122,7 +127,7 @@ def test_a_script_slurm_rejects_is_one_line(tmp_path, config_file, jsonl_corpus)
     bad = reorder(config_file, jsonl_corpus.files, out, method="saw", sets=[*OOC, "slurm.partition=no-such-part"],
                   extra=["--executor", "slurm"], ok=False)
     line = one_line_error(bad)
-    assert "scatter.sh: sbatch refused it:" in line and "partition" in line.lower(), line
+    assert "keys.sh: sbatch refused it:" in line and "partition" in line.lower(), line
     assert not (WorkDir(out).slurm / "jobs.json").exists()
 
 
@@ -160,11 +165,14 @@ def test_each_slurm_task_declares_memory_limit_plus_the_slack_and_stays_within_i
     assert output_hashes(tmp_path / "out") == local  # the budget changes no byte
     declared = 332  # MiB: 280e6 B = 267.03 MiB, + 64, rounded up
     scripts = sorted(WorkDir(tmp_path / "out").slurm.glob("*.sh"))
-    assert len(scripts) == 3 and all(f"#SBATCH --mem={declared}M\n" in p.read_text() for p in scripts)
+    assert len(scripts) == 9 and all(f"#SBATCH --mem={declared}M\n" in p.read_text() for p in scripts)
+    arrays = json.loads((WorkDir(tmp_path / "out").slurm / "jobs.json").read_text())["arrays"]
+    n_tasks = sum(len(a["indices"]) for a in arrays if a["stage"] not in ("submit", "publish"))
     found = [p.read_text().split(" ", 1) for p in peaks.glob("*.txt")]
     tasks = [(int(kb), argv) for kb, argv in found]
     kinds = [argv.split()[0] for _, argv in tasks]
-    assert (kinds.count("task"), kinds.count("run")) == (3 + 8, 1), tasks  # every scatter and gather, the publish
+    assert n_tasks >= 3 + 1 + 1 + 1 + 1 + 3 + 8  # keys, split, sort, place, layout, scatter, gather
+    assert (kinds.count("task"), kinds.count("run")) == (n_tasks, 1), tasks  # every task, the publish
     worst = max(kb for kb, _ in tasks) / 1024
     assert worst < declared, f"peak {worst:.0f} MiB of {declared} MiB declared: {tasks}"
     assert min(kb for kb, _ in tasks) > 50 * 1024  # the probe measured the processes (the libraries alone weigh more)
@@ -189,6 +197,7 @@ def test_running_tasks_then_a_cancelled_chain_leaves_nothing_published_and_the_c
         while not (tmp_path / "paused").exists():
             assert time.monotonic() < deadline, invoke("status", out).stdout
             time.sleep(0.2)
+        ids = json.loads((work.slurm / "jobs.json").read_text())["jobs"]  # every wave's, the last included
         report = json.loads(invoke("status", out, "--json").stdout)["stages"]
         assert report["scatter"]["state"] == "done" and report["gather"]["state"] == "running", report
         running = report["gather"]["running"]
