@@ -24,7 +24,7 @@ from reorder_cli.plan.stored import StoredPlan
 from reorder_cli.publish import manifest, output
 from reorder_cli.rewrite import budget, tasks
 from reorder_cli.rewrite import in_memory as rewrite
-from reorder_cli.util import faults
+from reorder_cli.util import faults, store
 from reorder_cli.util.progress import Progress
 from reorder_cli.util.units import fmt_bytes
 from reorder_cli.workdir import WORK_DIR, WorkDir, identity
@@ -67,6 +67,8 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
     ``report_done`` still says "already done" when the output holds this run (a cluster executor)."""
     progress = progress or Progress(enabled=False)
     started, timings = time.perf_counter(), {}
+    store.configure(cfg.storage_options)  # how URLs reach their object store (util/store.py)
+    read_from = {"start": store.bytes_read()}  # bytes read from object stores, per stage
     score_expr.for_config(cfg)  # a score expression that does not parse stops here, before anything is written
     skipped: list[str] = []  # files inside folders or globs not read for their extension
     files = discover(cfg.inputs, skipped)
@@ -83,6 +85,7 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
     result = RunResult("done", {}, out, 0.0, cfg=cfg)
     with output.claimed(out, work, ident, restart) as resumed:
         planned = _plan(files, cfg, work, resumed, plan_only, progress, result, timings)
+        read_from["keys"] = store.bytes_read()
         if plan_only:
             counts = tasks.status(out)
             result.notes.append(f"{counts['scatter']['tasks']} scatter and {counts['gather']['tasks']} gather "
@@ -91,6 +94,7 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
             return result
         result.cfg = planned.cfg
         shards = _rewrite(planned, work, resumed, progress, result, timings)
+        read_from["rewrite"] = store.bytes_read()
         work_bytes = work.size()
         result.manifest = manifest.build(planned.plan, planned.cfg, shards, out)
         output.publish(out, work, shards, result.manifest)
@@ -102,7 +106,9 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
         "keys": "out-of-core" if planned.keys_out_of_core else "in-memory", "workers": planned.cfg.workers,
         "memory_limit": cfg.memory_limit, "rows": planned.plan.rows, "shards": len(shards),
         "work_bytes": work_bytes, "resumed": resumed,
-        "skipped_inputs": {"count": len(skipped), "files": skipped[:SKIPPED_LOGGED]}})
+        "skipped_inputs": {"count": len(skipped), "files": skipped[:SKIPPED_LOGGED]},
+        "store_bytes_read": {"keys": read_from["keys"] - read_from["start"],
+                             "rewrite": read_from["rewrite"] - read_from["keys"]}})
     return result
 
 
