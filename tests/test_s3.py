@@ -23,6 +23,7 @@ from reorder_cli.util import store
 
 from .conftest import (
     WORDS,
+    invoke,
     make_rows,
     one_line_error,
     output_hashes,
@@ -197,6 +198,21 @@ def test_without_the_extra_one_line_names_it(tmp_path, config_file, url, extra):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip() == f"error: {url}: install the extra: pip install 'reorder[{extra}]'"
     assert not (tmp_path / "o").exists()
+
+
+def test_a_file_url_is_a_local_path(tmp_path, config_file, parquet_corpus):
+    reorder(config_file, [f"file://{f}" for f in parquet_corpus.files], tmp_path / "a", method="str")
+    reorder(config_file, parquet_corpus.files, tmp_path / "b", method="str")
+    assert output_hashes(tmp_path / "a") == output_hashes(tmp_path / "b")
+
+
+def test_the_summary_of_a_run_does_not_show_the_secret(tmp_path, s3_server, bucket, parquet_corpus):
+    urls = s3_server.upload(parquet_corpus.files, bucket, "pq")
+    cfg = s3_config(tmp_path, s3_server.options())
+    result = invoke("run", cfg, "-m", "str", "-i", urls[0], "-i", urls[1], "-o", tmp_path / "o")  # not quiet
+    assert result.exit_code == 0, result.output
+    assert urls[0].split("/")[2] in (tmp_path / "o" / ".manifest.json").read_text()
+    assert s3_server.secret not in result.output and s3_server.key not in result.output
 
 
 def test_storage_options_must_be_a_mapping_and_are_never_echoed(tmp_path, parquet_corpus):

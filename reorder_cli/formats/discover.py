@@ -183,7 +183,7 @@ def discover(args: list[str], skipped: list[str] | None = None) -> list[InputFil
         if store.is_url(arg):
             files += _discover_url(arg, skipped, seen)
             continue
-        for path in _expand(str(store.local(arg)), skipped):
+        for path in _expand(str(store.local(arg)) if arg.lower().startswith("file://") else arg, skipped):
             st = path.stat()
             key = (st.st_dev, st.st_ino)
             if key in seen:
