@@ -68,7 +68,7 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
     progress = progress or Progress(enabled=False)
     started, timings = time.perf_counter(), {}
     store.configure(cfg.storage_options)  # how URLs reach their object store (util/store.py)
-    read_from = {"start": store.bytes_read()}  # bytes read from object stores, per stage
+    read_before = store.bytes_read()  # bytes read from object stores, by stage
     score_expr.for_config(cfg)  # a score expression that does not parse stops here, before anything is written
     skipped: list[str] = []  # files inside folders or globs not read for their extension
     files = discover(cfg.inputs, skipped)
@@ -84,8 +84,8 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
     output.check(out, files, cfg.inputs, overwrite, publishing)
     result = RunResult("done", {}, out, 0.0, cfg=cfg)
     with output.claimed(out, work, ident, restart) as resumed:
-        planned = _plan(files, cfg, work, resumed, plan_only, progress, result, timings)
-        read_from["keys"] = store.bytes_read()
+        with store.reading("keys"):
+            planned = _plan(files, cfg, work, resumed, plan_only, progress, result, timings)
         if plan_only:
             counts = tasks.status(out)
             result.notes.append(f"{counts['scatter']['tasks']} scatter and {counts['gather']['tasks']} gather "
@@ -93,8 +93,8 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
             result.status, result.seconds = "planned", time.perf_counter() - started
             return result
         result.cfg = planned.cfg
-        shards = _rewrite(planned, work, resumed, progress, result, timings)
-        read_from["rewrite"] = store.bytes_read()
+        with store.reading("rewrite"):
+            shards = _rewrite(planned, work, resumed, progress, result, timings)
         work_bytes = work.size()
         result.manifest = manifest.build(planned.plan, planned.cfg, shards, out)
         output.publish(out, work, shards, result.manifest)
@@ -107,8 +107,8 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
         "memory_limit": cfg.memory_limit, "rows": planned.plan.rows, "shards": len(shards),
         "work_bytes": work_bytes, "resumed": resumed,
         "skipped_inputs": {"count": len(skipped), "files": skipped[:SKIPPED_LOGGED]},
-        "store_bytes_read": {"keys": read_from["keys"] - read_from["start"],
-                             "rewrite": read_from["rewrite"] - read_from["keys"]}})
+        "store_bytes_read": {k: store.bytes_read().get(k, 0) - read_before.get(k, 0)
+                             for k in ("sample", "keys", "rewrite")}})
     return result
 
 

@@ -63,7 +63,8 @@ def main() -> None:
                     read = r.get("store_bytes_read", {})
                     print(f"{fmt:8s} {where:6s} {label:13s} input {size / 1e6:7.1f} MB  plan (keys+order) "
                           f"{r['plan_seconds']:6.2f} s  run {r['seconds']:6.2f} s  wall {r['wall']:6.2f} s  "
-                          f"read: keys {read.get('keys', 0) / 1e6:7.2f} MB "
+                          f"read: sample {read.get('sample', 0) / 1e6:6.2f} MB, "
+                          f"keys {read.get('keys', 0) / 1e6:7.2f} MB "
                           f"({100 * read.get('keys', 0) / size:5.2f}%), rewrite {read.get('rewrite', 0) / 1e6:7.2f} MB",
                           flush=True)
     finally:

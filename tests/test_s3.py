@@ -99,7 +99,8 @@ def test_jsonl_inputs_on_s3_give_the_local_output(tmp_path, s3_server, bucket, j
     assert_same_run(tmp_path / "s3-out", tmp_path / "local-out")
     log = json.loads((tmp_path / "s3-out" / ".run_log.json").read_text())
     # the keys pass streams each object once (into the work folder); the rewrite reads that copy
-    assert log["store_bytes_read"] == {"keys": sum(f.stat().st_size for f in jsonl_corpus.files), "rewrite": 0}
+    assert log["store_bytes_read"] == {"sample": 0, "keys": sum(f.stat().st_size for f in jsonl_corpus.files),
+                                       "rewrite": 0}  # format jsonl: lines are copied, no size sample
 
 
 def test_compressed_jsonl_and_a_prefix_folder_on_s3(tmp_path, s3_server, bucket, config_file):
@@ -234,17 +235,21 @@ def test_set_reaches_one_storage_option(tmp_path, s3_server, bucket, parquet_cor
 
 def test_the_keys_pass_of_parquet_reads_the_score_column_alone(tmp_path, s3_server, bucket):
     """Column projection with range requests: the keys pass reads a few percent of wide rows; the
-    rewrite reads them all. (The layout's size sample reads at most SAMPLE_BYTES of up to 3 files.)"""
+    rewrite reads them all."""
     rng = random.Random(5)
     rows = [{"id": f"r{i}", "score": (i * 7919 % 1000) / 10, "text": "".join(rng.choices(WORDS, k=600))}
             for i in range(3000)]
     files = [write_parquet(tmp_path / "wide" / f"w{k}.parquet", rows[k * 1000:(k + 1) * 1000], row_group_size=250)
              for k in range(3)]
     urls = s3_server.upload(files, bucket, "wide")
-    cfg = s3_config(tmp_path, s3_server.options(), shard_size=0)
+    cfg = s3_config(tmp_path, s3_server.options())
     reorder(cfg, urls, tmp_path / "o", method="str")
-    log = json.loads((tmp_path / "o" / ".run_log.json").read_text())
+    read = json.loads((tmp_path / "o" / ".run_log.json").read_text())["store_bytes_read"]
     total = sum(f.stat().st_size for f in files)
-    print("store_bytes_read", log["store_bytes_read"], "of", total)
-    assert 0 < log["store_bytes_read"]["keys"] < 0.1 * total, (log["store_bytes_read"], total)
-    assert log["store_bytes_read"]["rewrite"] >= total * 0.9
+    assert 0 < read["keys"] < 0.1 * total, (read, total)
+    assert read["rewrite"] >= total * 0.9
+    # shard_size's sample reads whole row groups, counted apart: the first one of up to 3 files
+    assert 0 < read["sample"] < total
+    reorder(cfg, urls, tmp_path / "no-sample", method="str", sets=["shard_size=0"])
+    read = json.loads((tmp_path / "no-sample" / ".run_log.json").read_text())["store_bytes_read"]
+    assert read["sample"] == 0 and 0 < read["keys"] < 0.1 * total

@@ -34,7 +34,8 @@ def for_layout(cfg: RunConfig, files: list[InputFile]) -> RunConfig:
     comes out at about ``shard_size`` bytes."""
     if not cfg.shard_size or not files:
         return cfg
-    ratio = compression_ratio(files, cfg.format, cfg.compression_level, (cfg.row_group_size, cfg.row_group_rows))
+    with store.reading("sample"):  # whole row groups of up to SAMPLE_FILES Parquet inputs, on a store too
+        ratio = compression_ratio(files, cfg.format, cfg.compression_level, (cfg.row_group_size, cfg.row_group_rows))
     return replace(cfg, layout_bytes=max(1, round(cfg.shard_size / ratio)))
 
 

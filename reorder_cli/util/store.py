@@ -33,7 +33,8 @@ EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}
 STREAM_BLOCK = 8 << 20
 
 _options: dict[str, Any] = {}
-_read = {"bytes": 0}
+_read: dict[str, int] = {}  # bytes fetched from stores, by stage
+_stage = ["other"]
 _lock = threading.Lock()
 
 
@@ -244,12 +245,24 @@ def fingerprint(url: URL) -> str:
 
 def _count(n: int) -> None:
     with _lock:
-        _read["bytes"] += n
+        _read[_stage[0]] = _read.get(_stage[0], 0) + n
 
 
-def bytes_read() -> int:
-    """Bytes fetched from stores by this process so far."""
-    return _read["bytes"]
+@contextmanager
+def reading(stage: str) -> Iterator[None]:
+    """Count the bytes fetched from stores inside the block (by any thread) under ``stage``; the
+    innermost block wins."""
+    before, _stage[0] = _stage[0], stage
+    try:
+        yield
+    finally:
+        _stage[0] = before
+
+
+def bytes_read() -> dict[str, int]:
+    """Bytes fetched from stores by this process so far, by stage (a copy)."""
+    with _lock:
+        return dict(_read)
 
 
 def _counted(fetch):
