@@ -185,6 +185,15 @@ _slurm = _section("slurm", SLURM_CHECKS, "{partition: cpu, time: '2:00:00'}")
 _ray = _section("ray", RAY_CHECKS, "{address: 'ray://head:10001', memory: 4GB}")
 
 
+def _storage(key: str, v: Any) -> dict[str, Any]:
+    """The ``storage_options:`` section: passed as it is to the fsspec filesystem of every URL (its values
+    are never echoed: they may be credentials)."""
+    if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
+        raise ReorderError(f"config key '{key}': expected a mapping such as {{endpoint_url: 'http://minio:9000', "
+                           f"anon: true}}, got a {type(v).__name__}")
+    return dict(v)
+
+
 def select_section(v: Any) -> dict[str, Any]:
     """The ``select:`` section as a mapping: a path names a YAML file (e.g. the reference's
     ``data_selection/config/top-r.yaml``), read relative to the current directory."""
@@ -274,6 +283,9 @@ TOOL_KEYS = [
         "max_parallel, extra_sbatch, setup} (see Running on a cluster); --set slurm.partition=cpu sets one", _slurm),
     Key("ray", None, "--executor ray: {address, num_cpus, memory, max_in_flight, max_retries} (see Running on a "
         "cluster); --set ray.memory=4GB sets one", _ray),
+    Key("storage_options", None, "options of the object store of s3:// / gs:// URLs, given to fsspec: "
+        "{endpoint_url, key, secret, anon, client_kwargs: {region_name}, ...} (see Data on object stores); "
+        "--set storage_options.endpoint_url=URL sets one", _storage),
     Key("input", None, "input shards: a path, folder or glob, or a list of them (--input wins)", _inputs),
     Key("output", None, "output folder (--output wins)", _str),
     Key("format", "auto", "output format: parquet (zstd), jsonl.zst or jsonl; auto: the inputs' format when they "
@@ -359,6 +371,8 @@ class RunConfig:
     select: dict[str, Any] | None = None  # the validated select: section
     slurm: dict[str, Any] = field(default_factory=dict)  # the slurm: section (--executor slurm)
     ray: dict[str, Any] = field(default_factory=dict)  # the ray: section (--executor ray)
+    #: the storage_options: section, given to fsspec (util/store.py); may hold credentials: never shown
+    storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
     work_compression: str = "none"
     output_from_config: bool = False  # the output folder came from the config file, not the command line
     format_note: str = ""  # why this format, when the run chose it ("auto")
@@ -433,7 +447,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 #: Sections whose keys ``--set SECTION.KEY=value`` reaches.
-SECTIONS = ("select", "slurm", "ray")
+SECTIONS = ("select", "slurm", "ray", "storage_options")
 
 
 def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
@@ -469,7 +483,7 @@ def merge(raw: dict[str, Any], sets: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in sets.items():
         if key == "select" and isinstance(value, dict) and out.get("select") is not None:
             out["select"] = {**select_section(out["select"]), **value}
-        elif key in ("slurm", "ray") and isinstance(value, dict) and isinstance(out.get(key), dict):
+        elif key in ("slurm", "ray", "storage_options") and isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = {**out[key], **value}
         else:
             out[key] = value
@@ -556,6 +570,7 @@ def resolve(    raw: Mapping[str, Any],
         select=select,
         slurm=values.get("slurm") or {},
         ray=values.get("ray") or {},
+        storage_options=values.get("storage_options") or {},
         work_compression=tool["work_compression"],
         ignored={k: IGNORED_KEYS[k] for k in raw if k in IGNORED_KEYS},
         unused=unused_keys(raw, chosen),

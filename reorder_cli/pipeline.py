@@ -25,7 +25,7 @@ from reorder_cli.plan.stored import StoredPlan
 from reorder_cli.publish import manifest, output
 from reorder_cli.rewrite import budget, tasks
 from reorder_cli.rewrite import in_memory as rewrite
-from reorder_cli.util import faults
+from reorder_cli.util import faults, store
 from reorder_cli.util.progress import Progress
 from reorder_cli.util.units import fmt_bytes
 from reorder_cli.workdir import WORK_DIR, WorkDir, identity
@@ -82,6 +82,7 @@ def prepare(cfg: RunConfig, overwrite: bool = False, restart: bool = False) -> R
     write ``run.json``; the tasks (:mod:`reorder_cli.stages`) do the rest, and :func:`run` publishes.
     Status "already done", or "prepared"."""
     started = time.perf_counter()
+    store.configure(cfg.storage_options)  # how URLs reach their object store (util/store.py)
     cfg, files = _inputs(cfg, [])
     out, work, ident = cfg.output, WorkDir(cfg.output.absolute()), identity(cfg, files)
     publishing = output.is_publishing(work, ident, restart)
@@ -102,6 +103,8 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
     ``report_done`` still says "already done" when the output holds this run."""
     progress = progress or Progress(enabled=False)
     started, timings = time.perf_counter(), {}
+    store.configure(cfg.storage_options)  # how URLs reach their object store (util/store.py)
+    read_before = store.bytes_read()  # bytes read from object stores, by stage
     skipped: list[str] = []  # files inside folders or globs not read for their extension
     cfg, files = _inputs(cfg, skipped)
     out, work, ident = cfg.output, WorkDir(cfg.output), identity(cfg, files)
@@ -113,7 +116,8 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
     output.check(out, files, cfg.inputs, overwrite, publishing)
     result = RunResult("done", {}, out, 0.0, cfg=cfg)
     with output.claimed(out, work, ident, restart) as resumed:
-        planned = _plan(files, cfg, work, resumed, plan_only, progress, result, timings)
+        with store.reading("keys"):
+            planned = _plan(files, cfg, work, resumed, plan_only, progress, result, timings)
         if plan_only:
             counts = tasks.status(out)
             result.notes.append(f"{counts['scatter']['tasks']} scatter and {counts['gather']['tasks']} gather "
@@ -121,7 +125,8 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
             result.status, result.seconds = "planned", time.perf_counter() - started
             return result
         result.cfg = planned.cfg
-        shards = _rewrite(planned, work, resumed, progress, result, timings)
+        with store.reading("rewrite"):
+            shards = _rewrite(planned, work, resumed, progress, result, timings)
         work_bytes = work.size()
         result.manifest = manifest.build(planned.plan, planned.cfg, shards, out)
         output.publish(out, work, shards, result.manifest)
@@ -133,7 +138,9 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
         "keys": "out-of-core" if planned.keys_out_of_core else "in-memory", "workers": planned.cfg.workers,
         "memory_limit": cfg.memory_limit, "rows": planned.plan.rows, "shards": len(shards),
         "work_bytes": work_bytes, "resumed": resumed,
-        "skipped_inputs": {"count": len(skipped), "files": skipped[:SKIPPED_LOGGED]}})
+        "skipped_inputs": {"count": len(skipped), "files": skipped[:SKIPPED_LOGGED]},
+        "store_bytes_read": {k: store.bytes_read().get(k, 0) - read_before.get(k, 0)
+                             for k in ("sample", "keys", "rewrite")}})
     return result
 
 

@@ -35,7 +35,7 @@ from reorder_cli.plan import build, order_tasks
 from reorder_cli.plan import stored as stored_plan
 from reorder_cli.plan.build import SpilledSource
 from reorder_cli.rewrite import budget, tasks
-from reorder_cli.util import atomic
+from reorder_cli.util import atomic, store
 from reorder_cli.util.parallel import run_parallel
 from reorder_cli.util.progress import Progress
 from reorder_cli.util.stage_names import ORDER_STAGES, TASK_STAGES
@@ -55,7 +55,8 @@ class Spec:
 
 
 def write_spec(work: WorkDir, cfg: RunConfig, files: list[InputFile]) -> Spec:
-    config = dataclasses.asdict(cfg) | {"output": str(cfg.output.absolute())}
+    # storage_options may hold credentials: never written; tasks elsewhere reach the store by its own chain
+    config = dataclasses.asdict(cfg) | {"output": str(cfg.output.absolute()), "storage_options": {}}
     data = {"config": config, "memory": budget.keys_budget(cfg),
             "files": [{"path": str(f.path.absolute()), "format": f.format, "compression": f.compression,
                        "size": f.size} for f in files]}
@@ -69,7 +70,7 @@ def load_spec(work: WorkDir) -> Spec | None:
         return None
     data = read_json(work.spec)
     config = data["config"] | {"output": Path(data["config"]["output"])}
-    files = [InputFile(Path(f["path"]), f["format"], f["compression"], f["size"]) for f in data["files"]]
+    files = [InputFile(store.location(f["path"]), f["format"], f["compression"], f["size"]) for f in data["files"]]
     return Spec(RunConfig(**config), files, data["memory"])
 
 

@@ -294,3 +294,15 @@ def local(request, tmp_path, config_file, jsonl_corpus) -> dict[str, str]:
     out = tmp_path / "local"
     reorder(config_file, jsonl_corpus.files, out, method="saw", sets=request.module.OOC)
     return output_hashes(out)
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """A moto S3 server for the module (tests/s3_server.py): a real S3 API on a free local port."""
+    pytest.importorskip("s3fs", reason="needs the extra 's3' (pip install -e '.[s3]')")
+    pytest.importorskip("moto.server", reason="needs moto[server] (the extra 'test')")
+    from .s3_server import S3Server
+
+    server = S3Server()
+    yield server
+    server.stop()

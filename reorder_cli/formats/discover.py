@@ -3,6 +3,9 @@
 Order is the "input order" of docs/orderings.md: arguments in the order given; a folder or a
 glob expands to its matching files sorted by path.
 
+A URL argument (``s3://``, ``gs://``, any fsspec protocol) is listed in its store the same way: one
+object, every object under a folder (a prefix), or a glob's matches, with their sizes.
+
 Discovery neither hangs nor guesses: a folder (or a ``**`` glob) is walked following
 links, but each directory once, so a symlink loop ends the walk (with a warning naming
 the link); an empty argument is an error, not the current folder; files inside a folder
@@ -20,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reorder_cli.errors import ReorderError
+from reorder_cli.util import store
+from reorder_cli.util.store import URL
 
 SUFFIXES = {
     ".jsonl": ("jsonl", None),
@@ -34,13 +39,13 @@ SHOWN_SKIPPED = 5
 
 @dataclass(frozen=True)
 class InputFile:
-    path: Path
+    path: Path | URL  # a URL for an object in a store (util/store.py)
     format: str  # "jsonl" or "parquet"
     compression: str | None  # for jsonl: None, "gzip" or "zstd"
     size: int
 
 
-def classify(path: Path) -> tuple[str, str | None] | None:
+def classify(path: Path | URL) -> tuple[str, str | None] | None:
     name = path.name.lower()
     for suffix in sorted(SUFFIXES, key=len, reverse=True):
         if name.endswith(suffix):
@@ -135,8 +140,35 @@ def _expand(arg: str, skipped: list[str]) -> list[Path]:
     return [p for p in found if _supported(p)]
 
 
+def _expand_url(arg: str, skipped: list[str]) -> list[URL]:
+    """The objects a URL names: one object, every object under a folder (a prefix), or a glob's matches
+    (``**`` spans folders); sorted by URL, hidden names left out as on a local disk."""
+    found, kind = store.listing(arg)
+    if kind == "file":
+        if classify(found[0]) is None:
+            raise ReorderError(f"{arg}: unknown extension; expected {KNOWN}")
+        return found
+    if not any(classify(u) is not None for u in found):
+        what = "the pattern matches" if kind == "glob" else "the folder holds"
+        raise ReorderError(f"{arg}: {what} no {KNOWN} object")
+    skipped += [str(u) for u in found if classify(u) is None]
+    return [u for u in found if classify(u) is not None]
+
+
+def _discover_url(arg: str, skipped: list[str], seen: dict) -> list[InputFile]:
+    files = []
+    for url in _expand_url(arg, skipped):
+        if url.url in seen:
+            raise ReorderError(f"{url}: given twice (also via {seen[url.url]}); each input row must appear once")
+        seen[url.url] = url
+        fmt, compression = classify(url)  # type: ignore[misc]
+        files.append(InputFile(url, fmt, compression, url.size or 0))
+    return files
+
+
 def discover(args: list[str], skipped: list[str] | None = None) -> list[InputFile]:
-    """The input files in input order.
+    """The input files in input order. An argument that is a URL (``s3://bucket/prefix/**/*.parquet``)
+    is listed in its store (:mod:`reorder_cli.util.store`); ``file://`` is a local path.
 
     A file named twice, or reached under two names (same device and inode), is an error
     (it would duplicate rows). Files inside folders or globs skipped for their extension
@@ -146,9 +178,12 @@ def discover(args: list[str], skipped: list[str] | None = None) -> list[InputFil
         raise ReorderError("no input given")
     skipped = [] if skipped is None else skipped
     files: list[InputFile] = []
-    seen: dict[tuple[int, int], Path] = {}
+    seen: dict = {}  # (device, inode) of a local file, the URL of an object
     for arg in args:
-        for path in _expand(arg, skipped):
+        if store.is_url(arg):
+            files += _discover_url(arg, skipped, seen)
+            continue
+        for path in _expand(str(store.local(arg)) if arg.lower().startswith("file://") else arg, skipped):
             st = path.stat()
             key = (st.st_dev, st.st_ino)
             if key in seen:

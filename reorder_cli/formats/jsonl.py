@@ -26,6 +26,7 @@ from reorder_cli.formats.discover import InputFile
 from reorder_cli.formats.score_expr import Scoring
 from reorder_cli.formats.scores import lookup, python_score, strings_to_float, token_problem
 from reorder_cli.formats.source import Scanned
+from reorder_cli.util import store
 
 BLOCK = 8 << 20
 _WS = np.frombuffer(b" \t\r\n\x0b\x0c", dtype=np.uint8)
@@ -76,9 +77,10 @@ def _line_blocks(inp: InputFile, spill_path: Path | None, advance: Callable[[int
     line boundary (or at the end of the file).
 
     Plain files are read with seeks so no bytes are copied twice; compressed streams
-    carry the partial last line over to the next block and are spilled as they go.
+    carry the partial last line over to the next block and are spilled as they go; so are objects
+    in a store, streamed (compressed or not).
     """
-    if inp.compression is None:
+    if inp.compression is None and not store.is_url(inp.path):
         with open(inp.path, "rb") as fh:
             pos, size = 0, BLOCK
             while True:
@@ -96,13 +98,15 @@ def _line_blocks(inp: InputFile, spill_path: Path | None, advance: Callable[[int
                 advance(cut)
                 yield memoryview(data)[:cut], False
                 pos, size = pos + cut, BLOCK
-    stream = pa.input_stream(str(inp.path), compression=inp.compression)
+    stream = store.input_stream(inp.path, compression=inp.compression)
     spill = open(spill_path, "wb") if spill_path else None  # noqa: SIM115
 
     def read(n: int) -> bytes:
         try:
             block = stream.read(n)
         except (OSError, pa.ArrowException) as exc:
+            if inp.compression is None:
+                raise store.error(inp.path, exc) from None
             raise ReorderError(f"{inp.path}: cannot decompress ({inp.compression}): {exc}") from None
         if spill is not None:
             spill.write(block)

@@ -19,6 +19,7 @@ from reorder_cli.formats.jsonl import split_lines
 from reorder_cli.formats.score_expr import Scoring
 from reorder_cli.formats.scores import check_score_type, column_tokens, series_scores
 from reorder_cli.formats.source import Scanned
+from reorder_cli.util import store
 
 
 @dataclass
@@ -36,7 +37,7 @@ class ParquetKeys:
 
 def open_file(inp: InputFile) -> pq.ParquetFile:
     try:
-        return pq.ParquetFile(inp.path)
+        return pq.ParquetFile(store.source(inp.path))
     except (OSError, pa.ArrowException) as exc:
         raise ReorderError(f"{inp.path}: not a readable Parquet file: {exc}") from None
 
@@ -187,7 +188,7 @@ def _first_invalid(column: pa.Array) -> int:
 def check_readable(inp: InputFile) -> None:
     """Read ``inp`` through, batch by batch, and raise a one-line error naming what is wrong."""
     try:
-        with pq.ParquetFile(inp.path) as pf:
+        with pq.ParquetFile(store.source(inp.path)) as pf:
             row = 0
             for batch in pf.iter_batches(batch_size=65536, use_threads=False):
                 validate_batch(batch, inp.path, row)
@@ -216,7 +217,7 @@ class ParquetSource(Scanned):
         with self._lock:
             if self._frame is None:
                 try:
-                    self._frame = pl.read_parquet(self.inp.path)
+                    self._frame = pl.read_parquet(store.source(self.inp.path))
                 except (OSError, pl.exceptions.PolarsError) as exc:
                     check_readable(self.inp)  # the error path: name the row at fault
                     raise ReorderError(f"{self.inp.path}: cannot read: {str(exc).splitlines()[0]}") from None

@@ -27,6 +27,7 @@ from reorder_cli.formats.score_expr import Scoring
 from reorder_cli.formats.scores import check_score_type, series_scores
 from reorder_cli.inspect.rowhash import RowMultiset
 from reorder_cli.metrics.summary import ScoreStats
+from reorder_cli.util import store
 from reorder_cli.util.hashing import file_sha256
 
 BATCH_BYTES = 16 << 20
@@ -220,7 +221,7 @@ def _jsonl_input(inp: InputFile, score_field: str | Scoring, drop_invalid: bool,
     out = InputDigest()
     lines = 0
     try:
-        stream = pa.input_stream(str(inp.path), compression=inp.compression)
+        stream = store.input_stream(inp.path, compression=inp.compression)
         with stream:
             for data, at_end in jsonl.stream_blocks(stream.read):
                 rec = _records(data, at_end, score_field, inp, lines, skip_bom=lines == 0)
@@ -256,7 +257,7 @@ def _parquet_input(inp: InputFile, score_field: str | Scoring, drop_invalid: boo
     out = InputDigest()
     columns = None if schema is None else pl.from_arrow(schema.empty_table()).schema
     try:
-        with pq.ParquetFile(inp.path) as pf:
+        with pq.ParquetFile(store.source(inp.path)) as pf:
             for batch in pf.iter_batches(batch_size=_batch_rows(pf.metadata)):
                 parquet.validate_batch(batch, inp.path, out.rows)
                 invalid = np.isnan(batch_scores(batch, score_field))

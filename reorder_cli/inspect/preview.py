@@ -25,6 +25,7 @@ from reorder_cli.metrics import guidance as metrics
 from reorder_cli.metrics.summary import profile
 from reorder_cli.plan import build as plan
 from reorder_cli.plan import select
+from reorder_cli.util import store
 from reorder_cli.util.progress import Progress
 
 
@@ -86,6 +87,7 @@ def run(cfgs: list[RunConfig], params: metrics.Params, progress: Progress | None
     progress = progress or Progress(enabled=False)
     started = time.perf_counter()
     first = cfgs[0]
+    store.configure(first.storage_options)
     files = discover(first.inputs)
     with progress.task("Reading scores", total=sum(f.size for f in files), unit="bytes") as advance:
         scoring = score_expr.for_config(next((c for c in cfgs if (c.select or {}).get("token_field")), first))

@@ -32,6 +32,7 @@ from reorder_cli.metrics.summary import ScoreStats
 from reorder_cli.plan import select
 from reorder_cli.plan.build import read_keys
 from reorder_cli.publish import manifest
+from reorder_cli.util import store
 from reorder_cli.util.hashing import fingerprint
 from reorder_cli.util.progress import Progress
 
@@ -289,7 +290,7 @@ def _input_files(doc, folder: Path, inputs: list[str] | None, manifest_inputs: b
         paths = [i.get("path") for i in doc.get("inputs") or []]
         if not paths or not all(isinstance(p, str) for p in paths):
             raise ReorderError("the manifest: no input paths to check against")
-        return discover([str((folder / p).resolve()) for p in paths])
+        return discover([str(store.beside(folder, p)) for p in paths])
     return None
 
 
@@ -366,7 +367,7 @@ def _selected(report: Report, doc, files: list[InputFile], workers: int) -> list
 
 def _input_warnings(doc, folder: Path, files: list[InputFile], found: list) -> list[str]:
     """Inputs that are not those of the run, or changed since (fingerprint, rows)."""
-    recorded = {(folder / i["path"]).resolve(): i for i in doc.get("inputs") or [] if isinstance(i.get("path"), str)}
+    recorded = {store.beside(folder, i["path"]): i for i in doc.get("inputs") or [] if isinstance(i.get("path"), str)}
     warnings, seen = [], set()
     for f, d in zip(files, found, strict=True):
         entry = recorded.get(f.path.resolve())

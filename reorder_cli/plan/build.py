@@ -24,6 +24,7 @@ from reorder_cli.methods import order_rows
 from reorder_cli.plan import order_tasks
 from reorder_cli.plan import select as selection
 from reorder_cli.plan.layout import layout
+from reorder_cli.util import store
 from reorder_cli.util.npy import CHUNK_ROWS, DiskArray, NpyWriter, save_npy
 from reorder_cli.workdir import WorkDir
 
@@ -129,7 +130,8 @@ def read_keys(files: list[InputFile], score_field: str | Scoring, fail_on_invali
 
     def one(item: tuple[int, InputFile]):
         i, inp = item
-        data = work.decompressed(i) if work is not None and inp.format == "jsonl" and inp.compression else None
+        copy = inp.compression or store.is_url(inp.path)  # a map needs local, uncompressed bytes
+        data = work.decompressed(i) if work is not None and inp.format == "jsonl" and copy else None
         if data is not None:
             work.root.mkdir(parents=True, exist_ok=True)
         source = open_keys(inp, score_field, fail_on_invalid, data, advance)

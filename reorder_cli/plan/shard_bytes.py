@@ -23,6 +23,7 @@ import zstandard
 from reorder_cli.config import RunConfig
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.formats.writers import COMPRESSION
+from reorder_cli.util import store
 
 SAMPLE_BYTES = 4 << 20  # uncompressed bytes sampled a file
 SAMPLE_FILES = 3
@@ -33,7 +34,8 @@ def for_layout(cfg: RunConfig, files: list[InputFile]) -> RunConfig:
     comes out at about ``shard_size`` bytes."""
     if not cfg.shard_size or not files:
         return cfg
-    ratio = compression_ratio(files, cfg.format, cfg.compression_level, (cfg.row_group_size, cfg.row_group_rows))
+    with store.reading("sample"):  # whole row groups of up to SAMPLE_FILES Parquet inputs, on a store too
+        ratio = compression_ratio(files, cfg.format, cfg.compression_level, (cfg.row_group_size, cfg.row_group_rows))
     return replace(cfg, layout_bytes=max(1, round(cfg.shard_size / ratio)))
 
 
@@ -63,7 +65,7 @@ def _sample(inp: InputFile) -> tuple[pa.Table | None, bytes | None, int] | None:
     """(rows as a table, or as JSON lines; their size in the plan's units) from the head of ``inp``."""
     try:
         if inp.format == "parquet":
-            pf = pq.ParquetFile(inp.path)
+            pf = pq.ParquetFile(store.source(inp.path))
             if pf.metadata.num_row_groups == 0 or pf.metadata.row_group(0).num_rows == 0:
                 return None
             group = pf.metadata.row_group(0)
@@ -71,7 +73,7 @@ def _sample(inp: InputFile) -> tuple[pa.Table | None, bytes | None, int] | None:
             rows = max(1, min(group.num_rows, SAMPLE_BYTES // per_row))
             table = next(pf.iter_batches(batch_size=rows, row_groups=[0], use_threads=False))
             return pa.Table.from_batches([table]), None, per_row * table.num_rows
-        stream = pa.input_stream(str(inp.path), compression=inp.compression)
+        stream = store.input_stream(inp.path, compression=inp.compression)
         try:
             head = stream.read(SAMPLE_BYTES)
         finally:

@@ -24,6 +24,7 @@ from reorder_cli.formats.writers import COMPRESSION
 from reorder_cli.metrics import guidance as metrics
 from reorder_cli.metrics.summary import profile, score_summary
 from reorder_cli.plan.build import Plan
+from reorder_cli.util import store
 from reorder_cli.util.hashing import fingerprint
 
 MANIFEST_VERSION = 1
@@ -37,7 +38,9 @@ BOOKKEEPING = (*MANIFEST_NAMES, *RUN_LOG_NAMES)  # every file of an output folde
 
 
 def build(plan: Plan, cfg: RunConfig, shards: list[dict], out_dir: Path) -> dict[str, Any]:
-    rel = lambda p: os.path.relpath(Path(p).resolve(), out_dir.resolve())  # noqa: E731
+    def rel(p) -> str:  # a URL is recorded as it is
+        return str(p) if store.is_url(p) else os.path.relpath(Path(p).resolve(), out_dir.resolve())
+
     shard_entries = []
     for s in shards:
         start, end = s["first"], s["first"] + s["rows"]

@@ -18,15 +18,15 @@ from reorder_cli.errors import ReorderError
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.formats.writers import is_shard_name
 from reorder_cli.publish import manifest, rerun
-from reorder_cli.util import atomic, faults
+from reorder_cli.util import atomic, faults, store
 from reorder_cli.workdir import WORK_DIR, WorkDir
 
 
 def check(out: Path, files: list[InputFile], inputs: list[str], overwrite: bool, publishing: bool) -> None:
     """Refuse dangerous output folders and folders holding files we may not replace."""
     out_abs = out.resolve()
-    for arg in inputs:
-        p = Path(arg)
+    for arg in (a for a in inputs if not store.is_url(a)):
+        p = store.local(arg)
         if p.is_dir() and (out_abs == p.resolve() or p.resolve() in out_abs.parents):
             raise ReorderError(f"{out}: the output folder is inside the input folder {arg}; choose another")
     for f in files:

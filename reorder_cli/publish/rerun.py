@@ -19,6 +19,7 @@ from typing import Any
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats.writers import is_shard_name
 from reorder_cli.publish import manifest
+from reorder_cli.util import store
 from reorder_cli.util.hashing import file_sha256
 from reorder_cli.workdir import differences
 
@@ -51,8 +52,8 @@ def recorded_identity(doc: dict[str, Any], folder: Path) -> dict[str, Any]:
               "score": doc.get("score"), "select": (doc.get("selection") or {}).get("params"),
               **{k: out.get(k) for k in _ROW_GROUP}}
     base = folder.resolve()
-    inputs = [{"path": os.path.normpath(base / i["path"]), "bytes": i["bytes"], "fingerprint": i["fingerprint"]}
-              for i in doc["inputs"]]
+    inputs = [{"path": i["path"] if store.is_url(i["path"]) else os.path.normpath(base / i["path"]),
+               "bytes": i["bytes"], "fingerprint": i["fingerprint"]} for i in doc["inputs"]]
     return _comparable({"tool_version": doc["tool"]["version"], "config": config, "inputs": inputs})
 
 

@@ -39,7 +39,7 @@ from reorder_cli.plan import build
 from reorder_cli.plan.build import Plan
 from reorder_cli.plan.layout import LINE_BATCH_BYTES
 from reorder_cli.plan.stored import ROW_OVERHEAD
-from reorder_cli.util import faults
+from reorder_cli.util import faults, store
 from reorder_cli.util.npy import CHUNK_ROWS, DiskArray
 from reorder_cli.util.units import fmt_mb
 
@@ -223,8 +223,8 @@ def temporary_bytes(plan: Plan, cfg: RunConfig, path: str) -> int:
         lines = cfg.format != "parquet" or any(f.format == "jsonl" for f in plan.files)
         need += rows_bytes * SCATTER_RATIO[cfg.work_compression] * (text if lines else 1.0)
         need += (PLAN_BYTES_PER_ROW + SCATTER_BYTES_PER_ROW) * plan.input_rows
-    if any(f.format == "jsonl" and f.compression for f in plan.files):
-        need += rows_bytes  # decompressed to the work folder during the keys pass (at most all the rows)
+    if any(f.format == "jsonl" and (f.compression or store.is_url(f.path)) for f in plan.files):
+        need += rows_bytes  # copied (decompressed) to the work folder by the keys pass (at most all the rows)
     return int(need)
 
 

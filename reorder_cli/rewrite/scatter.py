@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats import json_rows, jsonl, parquet
 from reorder_cli.plan.stored import StoredPlan
-from reorder_cli.util import atomic, faults
+from reorder_cli.util import atomic, faults, store
 from reorder_cli.util.atomic import temporary
 from reorder_cli.util.npy import save_npy
 from reorder_cli.workdir import WorkDir
@@ -107,7 +107,7 @@ def _parquet_pieces(entry: dict, first_row: int, end_row: int, read_bytes: int,
     """Rows [first_row, end_row) (whole row groups) in pieces; yields (row within the slice, rows)."""
     path = entry["path"]
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(store.source(path))
         meta = pf.metadata
         starts = np.concatenate([[0], np.cumsum([meta.row_group(g).num_rows for g in range(meta.num_row_groups)])])
         groups = [g for g in range(meta.num_row_groups) if first_row <= starts[g] < end_row]

@@ -20,6 +20,7 @@ import pyarrow as pa
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats import json_rows, jsonl, parquet
 from reorder_cli.plan.build import Plan
+from reorder_cli.util import store
 
 
 @dataclass
@@ -58,7 +59,7 @@ def build(plan: Plan) -> OutputTable:
 
 def _read_parquet(inputs: list) -> pl.DataFrame:
     try:
-        return pl.read_parquet([inp.path for inp in inputs])
+        return pl.read_parquet(store.sources([inp.path for inp in inputs]))
     except (OSError, pl.exceptions.PolarsError) as exc:
         for inp in inputs:  # the error path: name the file (and the row) at fault
             parquet.check_readable(inp)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from reorder_cli.util import store
+
 _FINGERPRINT_SPAN = 1 << 20
 _READ = 8 << 20
 
@@ -17,9 +19,13 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fingerprint(path: Path) -> str:
+def fingerprint(path: Path | store.URL) -> str:
     """sha256 of the file size, its first MiB and its last MiB: cheap, and changes when a
-    file is replaced, truncated, appended to or rewritten (a Parquet footer is at the end)."""
+    file is replaced, truncated, appended to or rewritten (a Parquet footer is at the end).
+    An object in a store: its size and ETag (or generation, or modification time), as the store
+    reports them (:func:`store.fingerprint`)."""
+    if isinstance(path, store.URL):
+        return store.fingerprint(path)
     size = path.stat().st_size
     digest = hashlib.sha256(str(size).encode())
     with open(path, "rb") as fh:

@@ -1,0 +1,343 @@
+"""Where data lives: local paths, and object-store URLs (``s3://``, ``gs://``, any protocol fsspec knows).
+
+The one owner of URLs and filesystems. A string is a URL when it starts with ``PROTOCOL://`` and the
+protocol is not ``file`` (``file://`` paths and plain paths stay local and keep going through the
+local code paths unchanged). A URL's filesystem is fsspec's, built from the config's
+``storage_options:`` (:func:`configure`) on top of each store's own credential chain (s3fs and gcsfs
+read the environment, including ``AWS_ENDPOINT_URL`` and ``AWS_DEFAULT_REGION``, profiles and
+instance roles); a missing optional dependency is one line naming the extra to install.
+
+Credentials never reach a message: every error about a store passes through :func:`_scrub`,
+which blanks the values of ``storage_options`` out of it, and no URL object carries them.
+
+Bytes read from stores are counted (:func:`bytes_read`) where fsspec fetches them, so a run can
+report what each stage read (the keys pass of Parquet reads the score column, not the file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from reorder_cli.errors import ReorderError
+
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+#: Protocol -> the extra of ``pip install 'reorder[EXTRA]'`` that brings its filesystem.
+EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}
+#: Block a sequential (streamed) read fetches at once.
+STREAM_BLOCK = 8 << 20
+
+_options: dict[str, Any] = {}
+_read: dict[str, int] = {}  # bytes fetched from stores, by stage
+_stage = ["other"]
+_lock = threading.Lock()
+
+
+# ------------------------------------------------------------------ what is a URL
+
+
+def protocol(text: str | Path | URL) -> str | None:
+    """The protocol of a URL (``s3``), or None for a local path (``file://`` included)."""
+    if isinstance(text, URL):
+        return text.protocol
+    if isinstance(text, Path):
+        return None
+    m = _URL.match(text)
+    return m.group(1).lower() if m and m.group(1).lower() != "file" else None
+
+
+def is_url(text: str | Path | URL) -> bool:
+    return protocol(text) is not None
+
+
+def local(text: str) -> Path:
+    """A local path, ``file://`` removed."""
+    return Path(text[len("file://"):]) if text.lower().startswith("file://") else Path(text)
+
+
+class URL:
+    """An object in a store, named by its URL. Quacks like the few :class:`Path` members the
+    pipeline uses on an input (``name``, ``resolve()``, ``absolute()``, ``parents``), and has no
+    ``__fspath__``, so that code meant for local files fails loudly rather than reading a wrong path.
+    ``version`` (an ETag, a generation or a modification time) and ``size`` are what the store said at
+    discovery."""
+
+    __slots__ = ("size", "url", "version")
+
+    def __init__(self, url: str, version: str | None = None, size: int | None = None):
+        self.url = url
+        self.version = version
+        self.size = size
+
+    @property
+    def protocol(self) -> str:
+        return protocol(self.url) or ""
+
+    @property
+    def name(self) -> str:
+        return self.url.rstrip("/").rpartition("/")[2]
+
+    @property
+    def parents(self) -> tuple:
+        return ()
+
+    def resolve(self) -> URL:
+        return self
+
+    def absolute(self) -> URL:
+        return self
+
+    def __truediv__(self, part: str) -> URL:
+        return URL(self.url.rstrip("/") + "/" + part)
+
+    def __str__(self) -> str:
+        return self.url
+
+    def __repr__(self) -> str:
+        return f"URL({self.url!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, URL) and other.url == self.url
+
+    def __lt__(self, other: URL) -> bool:
+        return self.url < other.url
+
+    def __hash__(self) -> int:
+        return hash(self.url)
+
+
+def location(text: str | Path | URL) -> Path | URL:
+    """A local :class:`Path` or a :class:`URL`."""
+    if isinstance(text, (Path, URL)):
+        return text
+    return URL(text) if is_url(text) else local(text)
+
+
+def beside(folder: Path, recorded: str) -> Path | URL:
+    """A path recorded relative to ``folder`` (a manifest's input), or the URL recorded as it is."""
+    return URL(recorded) if is_url(recorded) else (folder / recorded).resolve()
+
+
+# ------------------------------------------------------------------ filesystems
+
+
+def configure(options: Mapping[str, Any] | None) -> None:
+    """Set the ``storage_options:`` every filesystem of this process is built with. A key named after a
+    protocol whose value is a mapping (``s3: {...}``) applies to that protocol alone."""
+    global _options
+    _options = dict(options or {})
+
+
+def options_for(proto: str) -> dict[str, Any]:
+    shared = {k: v for k, v in _options.items() if not (isinstance(v, Mapping) and k in EXTRAS)}
+    own = _options.get(proto)
+    return {**shared, **(dict(own) if isinstance(own, Mapping) else {})}
+
+
+def filesystem(url: str | URL) -> tuple[Any, str]:
+    """(fsspec filesystem, path inside it) of ``url``; one line naming the extra when it is missing."""
+    url = str(url)
+    proto = protocol(url)
+    if proto is None:
+        raise ValueError(f"{url}: not a URL")
+    extra = EXTRAS.get(proto)
+    hint = f"install the extra: pip install 'reorder[{extra}]'" if extra else None
+    try:
+        import fsspec
+
+        cls = fsspec.get_filesystem_class(proto)
+    except ImportError as exc:
+        raise ReorderError(f"{url}: {hint or _first_line(exc)}") from None
+    except ValueError:
+        raise ReorderError(f"{url}: unknown storage protocol '{proto}' (local paths need no protocol; "
+                           "s3://, gs:// and the other fsspec protocols are read)") from None
+    try:
+        fs = cls(**options_for(proto))
+    except ImportError as exc:
+        raise ReorderError(f"{url}: {hint or _first_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - a bad storage option: one line, without its values
+        raise ReorderError(f"{url}: cannot set up the {proto} store from storage_options: "
+                           f"{_scrub(_first_line(exc))}") from None
+    return fs, cls._strip_protocol(url)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _secrets() -> list[str]:
+    found: list[str] = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, Mapping):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                walk(x)
+        elif isinstance(v, str) and len(v) >= 4 and not v.startswith(("http://", "https://")):
+            found.append(v)
+
+    walk(_options)
+    return sorted(found, key=len, reverse=True)
+
+
+def _scrub(text: str) -> str:
+    """``text`` with every value of ``storage_options`` (but endpoints) blanked out."""
+    for secret in _secrets():
+        text = text.replace(secret, "***")
+    return text
+
+
+def error(url: str | URL, exc: BaseException) -> ReorderError:
+    """One line about a failed store operation on ``url``, with no credential in it."""
+    why = _scrub(_first_line(exc))
+    if isinstance(exc, FileNotFoundError):
+        return ReorderError(f"{url}: not found ({why})" if why and why != str(url) else f"{url}: not found")
+    if isinstance(exc, PermissionError):
+        return ReorderError(f"{url}: access denied ({why}); check the credentials (storage_options, the "
+                            "environment, the profile)")
+    return ReorderError(f"{url}: {why}")
+
+
+@contextmanager
+def errors(url: str | URL) -> Iterator[None]:
+    """Turn any failure of a store operation into :func:`error`'s one line."""
+    try:
+        yield
+    except ReorderError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the store raised (botocore, aiohttp, OSError ...)
+        raise error(url, exc) from None
+
+
+def info(url: str | URL) -> dict[str, Any]:
+    fs, path = filesystem(url)
+    with errors(url):
+        return fs.info(path)
+
+
+def version(meta: Mapping[str, Any]) -> str | None:
+    """What changes when an object is replaced: its ETag (S3, GCS), generation, or modification time."""
+    for key in ("ETag", "etag", "generation", "md5Hash", "LastModified", "mtime", "updated", "last_modified"):
+        if meta.get(key) not in (None, ""):
+            return f"{key.lower()}:{str(meta[key]).strip(chr(34))}"
+    return None
+
+
+def fingerprint(url: URL) -> str:
+    """The fingerprint of an object: its size and version as the store reported them at discovery
+    (asked again when not known); no byte of it is read."""
+    size, known = url.size, url.version
+    if size is None or known is None:
+        meta = info(url)
+        size, known = meta.get("size"), version(meta) or ""
+    return "store:" + hashlib.sha256(f"{size}\n{known}".encode()).hexdigest()
+
+
+# ------------------------------------------------------------------ reading
+
+
+def _count(n: int) -> None:
+    with _lock:
+        _read[_stage[0]] = _read.get(_stage[0], 0) + n
+
+
+@contextmanager
+def reading(stage: str) -> Iterator[None]:
+    """Count the bytes fetched from stores inside the block (by any thread) under ``stage``; the
+    innermost block wins."""
+    before, _stage[0] = _stage[0], stage
+    try:
+        yield
+    finally:
+        _stage[0] = before
+
+
+def bytes_read() -> dict[str, int]:
+    """Bytes fetched from stores by this process so far, by stage (a copy)."""
+    with _lock:
+        return dict(_read)
+
+
+def _counted(fetch):
+    def fetched(start, end):
+        data = fetch(start, end)
+        _count(len(data))
+        return data
+    return fetched
+
+
+def open_url(url: str | URL, mode: str = "rb", sequential: bool = False) -> IO[bytes]:
+    """A file object of ``url``. Reads fetch exactly the byte ranges asked for (a Parquet footer and
+    column chunks: a column projection reads that column alone), or with ``sequential`` blocks of
+    :data:`STREAM_BLOCK` read ahead; every fetched byte is counted. Writing is possible (``mode="wb"``)
+    but nothing writes to a store yet."""
+    fs, path = filesystem(url)
+    with errors(url):
+        if "r" not in mode:
+            return fs.open(path, mode)
+        fh = fs.open(path, mode, cache_type="readahead" if sequential else "none",
+                     block_size=STREAM_BLOCK if sequential else None)
+    cache = getattr(fh, "cache", None)
+    if cache is not None and hasattr(cache, "fetcher"):
+        cache.fetcher = _counted(cache.fetcher)
+    return fh
+
+
+def source(path: str | Path | URL, sequential: bool = False) -> str | IO[bytes]:
+    """What pyarrow and polars read: a local path as a string (their own file code, unchanged), a
+    URL as an open file object (:func:`open_url`)."""
+    return open_url(path, sequential=sequential) if is_url(path) else str(path)
+
+
+def sources(paths: list) -> list:
+    """What polars reads several files from: their paths when all are local (unchanged), else an open
+    file object each (polars takes a list of one kind)."""
+    if not any(is_url(p) for p in paths):
+        return [str(p) for p in paths]
+    return [open_url(p) if is_url(p) else open(p, "rb") for p in paths]  # noqa: SIM115 - closed by the reader
+
+
+def input_stream(path: str | Path | URL, compression: str | None):
+    """A pyarrow input stream over ``path`` (decompressing ``compression``), read front to back."""
+    import pyarrow as pa
+
+    return pa.input_stream(source(path, sequential=True), compression=compression)
+
+
+# ------------------------------------------------------------------ listing
+
+
+def listing(url: str) -> tuple[list[URL], str]:
+    """(every object under a URL folder or matching a URL glob, with its size and version; "glob",
+    "folder" or "file"), sorted by URL. Objects under a hidden folder (``.reorder``) are left out."""
+    fs, path = filesystem(url)
+    proto = protocol(url)
+    with errors(url):
+        if any(ch in path for ch in "*?["):
+            found, kind = fs.glob(path, detail=True), "glob"
+            if not found:
+                fs.info(path.split("/")[0])  # a missing bucket is "not found", not an empty match
+            fixed = re.split(r"[*?\[]", path, maxsplit=1)[0].rpartition("/")[0]
+        else:
+            meta = fs.info(path)
+            if meta.get("type") != "directory":
+                return [_url(proto, meta)], "file"
+            found, kind, fixed = fs.find(path, detail=True), "folder", path.rstrip("/")
+    out = []
+    for name, meta in sorted(found.items()):
+        rel = name[len(fixed):].lstrip("/") if name.startswith(fixed) else name
+        if meta.get("type") == "directory" or any(part.startswith(".") for part in rel.split("/")):
+            continue
+        out.append(_url(proto, {**meta, "name": name}))
+    return out, kind
+
+
+def _url(proto: str | None, meta: Mapping[str, Any]) -> URL:
+    return URL(f"{proto}://{meta['name']}", version(meta), int(meta.get("size") or 0))

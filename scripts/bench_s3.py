@@ -1,0 +1,75 @@
+"""The keys pass and a full run with inputs on an S3 API (a local moto server) beside the same files on
+local disk: seconds and the bytes each stage read from the store (``.run_log.json``).
+
+    python scripts/corpus.py /tmp/s3bench/corpus --docs 100000 --shards 8 --median-chars 1500
+    python scripts/bench_s3.py /tmp/s3bench/corpus /tmp/s3bench/out
+
+moto keeps objects in memory and serves them over HTTP on localhost: the ratio shows the cost of the
+S3 protocol path (requests, signing, copies), not of a network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.s3_server import S3Server  # noqa: E402
+
+
+def run(config: Path, inputs: list[str], out: Path, sets: list[str]) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    args = [sys.executable, "-m", "reorder_cli.cli", "run", str(config), "-m", "str", "-o", str(out), "-q"]
+    for i in inputs:
+        args += ["-i", i]
+    for s in sets:
+        args += ["--set", s]
+    t0 = time.perf_counter()
+    subprocess.run(args, check=True)
+    log = json.loads((out / ".run_log.json").read_text())
+    return {"wall": time.perf_counter() - t0, **log}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("corpus", type=Path, help="a folder of .parquet and .jsonl shards (scripts/corpus.py)")
+    parser.add_argument("out", type=Path, help="a scratch folder for the outputs")
+    parser.add_argument("--set", dest="sets", action="append", default=[], help="extra config key=value")
+    args = parser.parse_args()
+    server = S3Server()
+    try:
+        server.bucket("bench")
+        args.out.mkdir(parents=True, exist_ok=True)
+        local_cfg = args.out / "local.yaml"
+        local_cfg.write_text(yaml.safe_dump({"score_field": "score", "seed": 42}))
+        s3_cfg = args.out / "s3.yaml"
+        s3_cfg.write_text(yaml.safe_dump({"score_field": "score", "seed": 42, "storage_options": server.options()}))
+        for fmt in ("parquet", "jsonl"):
+            files = sorted(args.corpus.glob(f"*.{fmt}"))
+            if not files:
+                continue
+            size = sum(f.stat().st_size for f in files)
+            urls = server.upload(files, "bench", fmt)
+            for where, cfg, inputs in (("local", local_cfg, [str(f) for f in files]), ("s3", s3_cfg, urls)):
+                for label, sets in (("default", []), ("shard_size=0", ["shard_size=0"])):
+                    r = run(cfg, inputs, args.out / f"{fmt}-{where}", sets + args.sets)
+                    read = r.get("store_bytes_read", {})
+                    print(f"{fmt:8s} {where:6s} {label:13s} input {size / 1e6:7.1f} MB  plan (keys+order) "
+                          f"{r['plan_seconds']:6.2f} s  run {r['seconds']:6.2f} s  wall {r['wall']:6.2f} s  "
+                          f"read: sample {read.get('sample', 0) / 1e6:6.2f} MB, "
+                          f"keys {read.get('keys', 0) / 1e6:7.2f} MB "
+                          f"({100 * read.get('keys', 0) / size:5.2f}%), rewrite {read.get('rewrite', 0) / 1e6:7.2f} MB",
+                          flush=True)
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
