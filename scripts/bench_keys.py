@@ -1,4 +1,5 @@
-"""Measure the plan's key sort: out of core (reorder_cli.keys_ooc) vs Polars' streaming sort vs in memory.
+"""Measure the plan's key sort: the order's tasks (reorder_cli.plan.order_tasks) vs Polars' streaming sort vs
+in memory.
 
 Generates ``--rows`` keys (3-decimal scores in [0, 5] with 0.1% NaN, or ``--int-scores`` 0..5,
 and sizes) once under ``--dir``, then runs every case in its own process under
@@ -7,7 +8,9 @@ and file-backed pages). Example:
 
     python scripts/bench_keys.py --rows 50000000 --memory 500MB --dir bench-out/keys
 
-Cases: ``ooc-<method>`` (keys_ooc.order_out_of_core, budget --memory), ``inmem-<method>``
+Cases: ``ooc-<method>`` (the keys cut into ``--files`` inputs, each's sorted run written as its keys
+task does, then the split, every sort and every place task, one after the other in one process, each
+within --memory; the seconds of each step are printed), ``inmem-<method>``
 (what plan.build does with the keys in memory), ``polars`` (stable sort by score of the
 valid rows with their row index, streaming engine, POLARS_OOC_MEMORY_BUDGET_MB = --memory,
 sunk to Arrow IPC). ``--check`` also compares the orders of ooc, in-memory and Polars.
@@ -53,10 +56,7 @@ def run_case(case: str, folder: Path, memory: int) -> None:
     out = folder / f"out-{case}"
     out.mkdir(exist_ok=True)
     if kind == "ooc":
-        from reorder_cli.plan.keys_ooc import order_out_of_core
-
-        *_, stats = order_out_of_core(folder / "scores.npy", folder / "sizes.npy", method, PARAMS, "last", memory, out)
-        print("stats", stats)
+        run_tasks(folder, out, method, memory, int(os.environ.get("BENCH_FILES", "8")))
     elif kind == "inmem":
         from reorder_cli.methods import order_rows
 
@@ -80,6 +80,44 @@ def run_case(case: str, folder: Path, memory: int) -> None:
         query.sink_ipc(out / "sorted.arrow")
     else:
         raise SystemExit(f"unknown case {case}")
+
+
+def run_tasks(folder: Path, out: Path, method: str, memory: int, files: int) -> None:
+    """The order as its tasks, one after the other; prints the seconds and rows/s of each stage."""
+    import shutil
+
+    from reorder_cli.plan import order_tasks as ot
+    from reorder_cli.util.npy import save_npy
+
+    for name in ("keys", "order", "plan"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    keys, order, plan = out / "keys", out / "order", out / "plan"
+    keys.mkdir(parents=True)
+    scores, sizes = np.load(folder / "scores.npy", mmap_mode="r"), np.load(folder / "sizes.npy", mmap_mode="r")
+    n = len(scores)
+    bounds = np.linspace(0, n, files + 1).astype(np.int64)
+    times, rows, valid = {}, [], []
+    start = time.perf_counter()
+    for f in range(files):  # what each keys task writes, beside the scores and sizes it read
+        part_scores, part_sizes = np.array(scores[bounds[f]:bounds[f + 1]]), np.array(sizes[bounds[f]:bounds[f + 1]])
+        save_npy(keys / ot.key_name("scores", f), part_scores)
+        save_npy(keys / ot.key_name("sizes", f), part_sizes)
+        valid.append(ot.write_order_keys(keys, f, part_scores, part_sizes, ot.run_direction(method, PARAMS)))
+        rows.append(len(part_scores))
+    times["keys (sorted runs)"] = time.perf_counter() - start
+    start = time.perf_counter()
+    meta = ot.split(keys, order, plan, rows, valid, method, PARAMS, "last", None, memory)
+    times["split"] = time.perf_counter() - start
+    start = time.perf_counter()
+    for k in range(ot.sort_tasks(meta)):
+        ot.sort_task(keys, order, meta, k, memory)
+    times[f"sort ({ot.sort_tasks(meta)} tasks)"] = time.perf_counter() - start
+    start = time.perf_counter()
+    for a in range(ot.place_tasks(meta)):
+        ot.place_task(keys, order, plan, meta, a)
+    times[f"place ({ot.place_tasks(meta)} tasks)"] = time.perf_counter() - start
+    shutil.copy(plan / "order.npy", out / "plan-order.npy")
+    print(" | ".join(f"{k}: {v:.1f} s, {n / v / 1e6:.2f}M rows/s" for k, v in times.items()))
 
 
 def measure(case: str, folder: Path, memory: int) -> tuple[float, float, str]:
