@@ -25,16 +25,26 @@ from reorder_cli.workdir import WorkDir
 
 
 class _Scattered:
-    """The scatter files, opened lazily; which record batches hold which bucket."""
+    """The scatter files, opened lazily; which record batches of each hold which bucket of one shard.
 
-    def __init__(self, stored: StoredPlan, work: WorkDir):
+    Each scatter file's index lists (bucket, batch) sorted by bucket; the shard's buckets are found in
+    it by binary search, so a gather reads a few pages of each index, not the whole of it."""
+
+    def __init__(self, stored: StoredPlan, work: WorkDir, buckets: np.ndarray):
         self.stored, self.work = stored, work
-        self.index = [np.load(work.scatter_buckets(t)) for t in range(stored.scatter_tasks)]
+        self.index: list[dict[int, np.ndarray]] = []
+        for t in range(stored.scatter_tasks):  # a loop over scatter files
+            pairs = np.load(work.scatter_buckets(t), mmap_mode="r").reshape(-1, 2)
+            lo, hi = np.searchsorted(pairs[:, 0], [buckets.min(), buckets.max() + 1]) if len(buckets) else (0, 0)
+            mine = np.array(pairs[lo:hi])
+            del pairs
+            cuts = np.flatnonzero(np.diff(mine[:, 0])) + 1
+            self.index.append({int(part[0, 0]): part[:, 1] for part in np.split(mine, cuts) if len(part)})
         self._readers: dict[int, pa.ipc.RecordBatchFileReader] = {}
 
     def batches(self, task: int, bucket: int) -> list[pa.RecordBatch]:
-        ids = np.flatnonzero(self.index[task] == bucket)
-        if not len(ids):
+        ids = self.index[task].get(bucket)
+        if ids is None or not len(ids):
             return []
         if task not in self._readers:
             self._readers[task] = pa.ipc.open_file(pa.OSFile(str(self.work.scatter_data(task))))
@@ -55,7 +65,7 @@ def run(stored: StoredPlan, work: WorkDir, settings: dict, shard: int,
     ``settings``: the stored plan's output settings (format, compression_level).
     """
     fmt = settings["format"]
-    scattered = _Scattered(stored, work)
+    scattered = _Scattered(stored, work, stored.shard_buckets(shard))
     schema = stored.schema if fmt != "parquet" or stored.schema is not None else scattered.jsonl_schema
     start, end = stored.shards[shard]
     writer = ShardWriter(work.shards / shard_name(shard, fmt), fmt, settings["compression_level"],

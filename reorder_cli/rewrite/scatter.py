@@ -4,7 +4,8 @@ A task reads its input front to back in bounded pieces, tags every kept row with
 output position, and appends the rows to one Arrow IPC file, grouped by bucket:
 
     scatter/NNNNN.arrow         record batches, rows sorted by position inside each
-    scatter/NNNNN.buckets.npy   the bucket of each record batch, in file order
+    scatter/NNNNN.buckets.npy   (bucket, record batch) of every batch, sorted by bucket: a gather
+                                finds its buckets' batches by binary search, reading a few pages
     scatter/NNNNN.schema.arrow  (JSONL inputs, Parquet output without Parquet inputs)
                                 the Arrow schema inferred from the task's records
 
@@ -95,7 +96,9 @@ def run(stored: StoredPlan, work: WorkDir, task: int, settings: dict,
     if infer:
         merged = merge_schemas(schemas)
         atomic.write_bytes(work.scatter_schema(task), merged.serialize().to_pybytes() if merged is not None else b"")
-    save_npy(work.scatter_buckets(task), np.asarray(buckets, dtype=np.int64))
+    batches = np.asarray(buckets, dtype=np.int64)
+    by_bucket = np.argsort(batches, kind="stable")  # file order within a bucket
+    save_npy(work.scatter_buckets(task), np.stack([batches[by_bucket], by_bucket]).T.copy())
     return {"rows": rows, "bytes": final.stat().st_size if writer is not None else 0}
 
 
