@@ -128,3 +128,28 @@ def test_markers_of_other_hosts_are_believed_only_without_a_slurm_queue(tmp_path
     assert st["running"] == [{"index": 0, "log": str(work.log("scatter", 0)), "host": "node-17.example"}]
     assert (st["state"], st["done"], st["pending"]) == ("running", 1, 1)
     assert "running: scatter 0  on node-17.example" in invoke("status", out).stdout
+
+
+def test_status_follows_a_run_planned_as_tasks_stage_by_stage(tmp_path, config_file, jsonl_corpus):
+    """A run prepared for a cluster (here: a Slurm dry run) starts at the keys stage; each stage's size is
+    unknown (tasks: null) until the stage before it has finished, and `reorder task` runs any stage."""
+    from reorder_cli.stages import STAGES
+
+    out = tmp_path / "out"
+    reorder(config_file, jsonl_corpus.files, out, method="saw", sets=OOC, extra=["--executor", "slurm", "--dry-run"])
+    st = _status(out)["stages"]
+    assert (st["keys"]["tasks"], st["keys"]["pending"], st["split"]["tasks"]) == (3, 3, 1)
+    assert all(st[s]["tasks"] is None and st[s]["state"] == "pending" for s in ("sort", "place", "scatter", "gather"))
+    assert "sort: not known yet" in invoke("task", out).stdout
+    early = invoke("task", out, "split", 0)  # negative control: a stage before its predecessor finished
+    assert early.exit_code == 2 and "keys task 0 has not finished (3 pending)" in one_line_error(early)
+    for stage in STAGES:
+        n = _status(out)["stages"][stage]["tasks"]
+        assert n is not None, stage
+        for i in range(n):
+            assert invoke("task", out, stage, i).exit_code == 0, (stage, i)
+        assert _status(out)["stages"][stage]["state"] == "done", stage
+    again = invoke("task", out, "sort", 0)
+    assert again.exit_code == 0 and "already finished" in again.stderr  # a finished task is skipped
+    reorder(config_file, jsonl_corpus.files, out, method="saw", sets=OOC)  # publishes
+    assert _status(out)["finished"]

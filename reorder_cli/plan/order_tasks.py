@@ -197,7 +197,8 @@ def split(keys: Path, order: Path, plan: Path, rows: list[int], valid: list[int]
         chosen = selection.select(select, n, lambda s, c: (scores.read(s, c), None if tokens is None
                                                           else tokens.read(s, c)),
                                   min(selection.CHUNK_ROWS, max(1 << 16, memory // 64)))
-        meta["cut"], meta["selection"] = [chosen.cut.score, chosen.cut.from_row], chosen.to_json()
+        # as text: split.json's keys are sorted, and the manifest keeps the selection's own order
+        meta["cut"], meta["selection"] = [chosen.cut.score, chosen.cut.from_row], json.dumps(chosen.to_json())
         m = int(chosen.rows_after)
     n_inv = n - n_valid
     written = m + (n_inv if policy in ("first", "last") else 0)

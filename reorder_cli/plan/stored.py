@@ -21,6 +21,7 @@ unit a gather task holds in memory.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,7 +116,7 @@ class StoredPlan:
             row_starts=np.asarray(m["row_starts"], dtype=np.int64), order=self.array("order"),
             scores=self.array("scores"), sizes=self.array("sizes"), shards=self.shards,
             invalid_count=m["invalid_count"], invalid_samples=m["invalid_samples"], dropped=m["dropped"],
-            selection=m.get("selection"),
+            selection=json.loads(m["selection"]) if isinstance(m.get("selection"), str) else m.get("selection"),
         )
 
 
@@ -205,7 +206,7 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
         "invalid_count": plan.invalid_count,
         "invalid_samples": plan.invalid_samples,
         "dropped": plan.dropped,
-        "selection": plan.selection,
+        "selection": None if plan.selection is None else json.dumps(plan.selection),  # text: keeps its key order
     }
     atomic.write_json(work.plan_file("plan.json"), meta)
     return load(work)
