@@ -12,7 +12,7 @@ import pytest
 
 from reorder_cli.stages import STAGES
 
-from .conftest import invoke, make_rows, output_hashes, reorder, to_lines, write_jsonl
+from .conftest import invoke, make_rows, one_line_error, output_hashes, reorder, to_lines, write_jsonl
 
 TASKS = ["rewrite=out-of-core", "memory_limit=1", "shard_rows=150"]  # tiny budgets: many ranges and chunks
 
@@ -70,3 +70,34 @@ def test_tasks_give_the_bytes_of_an_in_memory_run(tmp_path, config_file, scored_
     reorder(config_file, scored_with_invalid, tasks, method=method, sets=[*sets, *TASKS])  # publishes
     assert output_hashes(tasks) == output_hashes(mem)
     assert len(output_hashes(mem)) > 2
+
+
+def test_a_task_on_a_node_that_cannot_see_the_run_says_so(tmp_path, config_file, scored_with_invalid):
+    """An output folder not shared with the node running a task: one line saying so, exit 2."""
+    result = invoke("task", tmp_path / "elsewhere", "keys", 0)
+    assert result.exit_code == 2 and "filesystem both share" in one_line_error(result)
+    out = tmp_path / "out"  # positive twin: the folder is there
+    reorder(config_file, scored_with_invalid, out, method="saw", sets=[*TASKS, "invalid_scores=last"],
+            extra=["--executor", "slurm", "--dry-run"])
+    assert invoke("task", out, "keys", 0).exit_code == 0
+
+
+def test_a_task_run_twice_at_once_writes_the_same_bytes(tmp_path, config_file, scored_with_invalid):
+    """Every task of every stage run twice, the second time while ignoring its marker (a requeued job
+    racing the first): the output is still the in-memory run's."""
+    from reorder_cli.stages import run_task
+    from reorder_cli.workdir import WorkDir
+
+    sets = ["window_size=3", "invalid_scores=first"]
+    mem, out = tmp_path / "mem", tmp_path / "out"
+    reorder(config_file, scored_with_invalid, mem, method="str", sets=[*sets, "shard_rows=150"])
+    reorder(config_file, scored_with_invalid, out, method="str", sets=[*sets, *TASKS],
+            extra=["--executor", "slurm", "--dry-run"])
+    work = WorkDir(out.absolute())
+    for stage in STAGES:
+        report = json.loads(invoke("status", out, "--json").stdout)["stages"][stage]
+        for i in range(report["tasks"]):
+            run_task(work, stage, i)
+            run_task(work, stage, i)  # again, over its own finished output
+    reorder(config_file, scored_with_invalid, out, method="str", sets=[*sets, *TASKS])
+    assert output_hashes(out) == output_hashes(mem)

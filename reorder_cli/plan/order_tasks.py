@@ -338,7 +338,13 @@ def _write_kept(keys: Path, order: Path, row_starts: np.ndarray, cut: list | Non
 
 
 def _allocate(path: Path, dtype: str, length: int) -> None:
-    """A ``.npy`` of ``length`` values, all zero until the place tasks write their ranges."""
+    """A ``.npy`` of ``length`` values, all zero until the place tasks write their ranges. One already
+    there with that shape is kept: a split run twice at once must not replace what places wrote."""
+    if path.exists():
+        existing = np.load(path, mmap_mode="r")
+        if existing.dtype == np.dtype(dtype) and existing.shape == (length,):
+            return
+        del existing
     header = {"descr": dtype, "fortran_order": False, "shape": (length,)}
     with atomic.open_atomic(path, "wb") as fh:
         np.lib.format.write_array_header_1_0(fh, header)

@@ -161,7 +161,8 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
                  "rows": source.rows}
         if isinstance(source, SpilledSource):
             if inp.format == "jsonl":
-                os.replace(source.path("records"), folder / f"records-{i:05d}.npy")
+                if source.path("records").exists() or not (folder / f"records-{i:05d}.npy").exists():
+                    os.replace(source.path("records"), folder / f"records-{i:05d}.npy")  # moved once
                 records = np.load(folder / f"records-{i:05d}.npy", mmap_mode="r")
                 entry.update(data_path=str(Path(source.data_path).absolute()), unterminated=source.unterminated)
                 cuts = _cuts(records[:, 1] - records[:, 0], np.arange(source.rows + 1))
