@@ -8,8 +8,9 @@ The gather tasks stage the finished shards in the work folder, as for a local ou
 2. uploads each shard to its final name (:func:`store.upload`: a failed upload is aborted, never
    completed), after deleting whatever object had that name: an object's existence proves nothing;
 3. reads each upload back and compares its size and sha256 with the shard's record; only then writes
-   the marker ``done/upload-NNNNN.json`` (with the object's size and ETag) and deletes the staged copy;
-4. writes the manifest last, once, in one request: the only proof that the output is complete.
+   the marker ``done/upload-NNNNN.json`` (with the object's size and ETag);
+4. writes the manifest last, once, in one request: the only proof that the output is complete; then
+   deletes the staged copies (kept until then, so that any shard can be uploaded again).
 
 A publish that was killed or failed resumes with the same command: a shard whose upload marker matches
 the object now under its name (same size and ETag) is not uploaded again; any other is.
@@ -17,6 +18,7 @@ the object now under its name (same size and ETag) is not uploaded again; any ot
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from reorder_cli.errors import ReorderError
@@ -53,18 +55,31 @@ def publish(out: store.URL, work: WorkDir, shards: list[dict], doc: dict, worker
     for name in present:
         if is_shard_name(name) and name not in new:
             store.remove(out / name)
-    run_parallel(lambda j: _upload(out, work, j, shards[j]), list(range(len(shards))), workers)
+    failed = threading.Event()  # once an upload failed, no other starts
+
+    def one(j: int) -> None:
+        if failed.is_set():
+            return
+        try:
+            _upload(out, work, j, shards[j])
+        except BaseException:
+            failed.set()
+            raise
+
+    run_parallel(one, list(range(len(shards))), workers)
     store.write_bytes(out / manifest.MANIFEST_NAME, manifest.dumps(doc).encode("utf-8"))
+    for s in shards:  # published: the staged copies were kept until now, in case an object was replaced
+        Path(work.shards / s["file"]).unlink(missing_ok=True)
 
 
 def _upload(out: store.URL, work: WorkDir, index: int, shard: dict) -> None:
     target, staged = out / shard["file"], work.shards / shard["file"]
     done = work.finished("upload", index)
     if done is not None and done["sha256"] == shard["sha256"] and done["version"] == store.object_version(target):
-        staged.unlink(missing_ok=True)
         return  # uploaded, read back intact, and the same object is still there
     if not staged.exists():
-        raise ReorderError(f"{work.root}: shard {shard['file']} is neither staged nor uploaded; re-run with --restart")
+        raise ReorderError(f"{work.root}: shard {shard['file']} is no longer staged and its upload is not under "
+                           f"{target}; re-run with --restart")
     store.remove(target)  # whatever has this name is not trusted: not from this upload
     store.upload(staged, target, lambda written: faults.fail("upload", index))
     size, digest = store.size(target), file_sha256(target)
@@ -73,7 +88,6 @@ def _upload(out: store.URL, work: WorkDir, index: int, shard: dict) -> None:
         raise ReorderError(f"{target}: the uploaded object differs from the staged shard ({size:,} bytes, the shard "
                            f"has {shard['bytes']:,}; or its sha256 differs); removed; re-run the same command")
     work.finish("upload", index, {"file": shard["file"], "sha256": digest, "version": store.object_version(target)})
-    Path(staged).unlink()
     faults.pause("upload")
 
 
