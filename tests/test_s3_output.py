@@ -354,3 +354,19 @@ def test_stats_and_verify_read_an_s3_output(tmp_path, s3_server, bucket, parquet
     assert "00001.parquet: sha256" in bad.stdout and "00099.parquet: unexpected file" in bad.stdout
     missing = cli("stats", f"s3://{bucket}/nothing-here")
     assert missing.returncode == 2 and "no .manifest.json here" in missing.stderr
+
+
+def test_slurm_scripts_of_a_run_with_work_dir_pass_it_to_every_task(tmp_path, parquet_corpus, config_file):
+    """--executor slurm --dry-run: the scripts live in the run's folder of work_dir, and each task command
+    names the work_dir; the tasks run that way."""
+    from reorder_cli.workdir import locate
+
+    work, out = tmp_path / "scratch", tmp_path / "out"
+    reorder(config_file, parquet_corpus.files, out, method="str", sets=[*SETS, f"work_dir={work}"],
+            extra=["--executor", "slurm", "--dry-run"])
+    folder = locate(out, work).slurm
+    keys = (folder / "keys.sh").read_text()
+    assert f"task --work-dir {work} {out} keys" in keys
+    assert not (out / ".reorder").exists()
+    assert invoke("task", "--work-dir", work, out, "keys", "0").exit_code == 0
+    assert one_line_error(invoke("task", out, "keys", "1")).startswith(f"error: {out}: no run here")
