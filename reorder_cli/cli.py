@@ -115,7 +115,7 @@ def run(
                             progress=Progress(enabled=not quiet, console=render.err))
             render.slurm_submission(sub, quiet)
             if wait and sub.status == "submitted":
-                ok, line = slurm.wait(cfg.output)
+                ok, line = slurm.wait(cfg.output, work_dir=cfg.work_dir)
                 (render.done if ok else render.error)(line)
                 if not ok:
                     raise typer.Exit(1)
@@ -135,17 +135,22 @@ def run(
         _fail(str(exc))
         return
     except KeyboardInterrupt:
-        render.interrupted(cfg.output / pipeline.WORK_DIR)
+        render.interrupted(pipeline.work_root(cfg))
         raise typer.Exit(130) from None
     render.run_result(result, cfg, quiet)
 
 
+WorkDirOption = Annotated[str | None, typer.Option(
+    "--work-dir", help="The run's work_dir, when it set one (always, for an output on an object store).")]
+
+
 @app.command("task")
 def task_cmd(
-    output: Annotated[Path, typer.Argument(help="The output folder of a run planned as tasks.")],
+    output: Annotated[str, typer.Argument(help="The output folder (or URL) of a run planned as tasks.")],
     phase: Annotated[str | None, typer.Argument(
         help="keys, split, sort, place, layout, scatter or gather (omit to list the tasks).")] = None,
     index: Annotated[int | None, typer.Argument(help="Task index within the stage.")] = None,
+    work_dir: WorkDirOption = None,
 ) -> None:
     """Run one task of a run planned as tasks (a cluster job does this), or list them.
 
@@ -158,11 +163,11 @@ def task_cmd(
 
     try:
         if phase is None:
-            render.task_list(stages.describe(output))
+            render.task_list(stages.describe(output, work_dir))
             return
         if index is None:
             raise ReorderError("give the task index: reorder task OUTPUT STAGE INDEX")
-        record = stages.run_one(output, phase, index)
+        record = stages.run_one(output, phase, index, work_dir)
     except ReorderError as exc:
         _fail(str(exc))
         return
@@ -171,15 +176,16 @@ def task_cmd(
 
 @app.command("status")
 def status_cmd(
-    output: Annotated[Path, typer.Argument(help="The output folder of a run (any executor).")],
+    output: Annotated[str, typer.Argument(help="The output folder (or URL) of a run (any executor).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+    work_dir: WorkDirOption = None,
 ) -> None:
     """Each stage of a run (plan, scatter, gather, publish): done / pending counts, failed tasks with their logs."""
     from reorder_cli import render
     from reorder_cli.execute import status
 
     try:
-        report = status.status(output)
+        report = status.status(output, work_dir)
     except ReorderError as exc:
         _fail(str(exc))
         return
@@ -203,7 +209,7 @@ def _warn(caught: list) -> None:
 
 @app.command("stats")
 def stats_cmd(
-    path: Annotated[Path, typer.Argument(help="An output folder or its .manifest.json.")],
+    path: Annotated[str, typer.Argument(help="An output folder (or URL) or its .manifest.json.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable stats.")] = False,
     deep_check: Annotated[bool, typer.Option(
         "--deep", help="Re-read the shards' scores, recompute profile and metrics, compare with the manifest.")]
@@ -294,7 +300,7 @@ VERIFY_EPILOG = (
 
 @app.command("verify", epilog=VERIFY_EPILOG)
 def verify_cmd(
-    path: Annotated[Path, typer.Argument(help="An output folder or its .manifest.json.")],
+    path: Annotated[str, typer.Argument(help="An output folder (or URL) or its .manifest.json.")],
     inputs: Annotated[list[str] | None, typer.Option(
         "--input", "--inputs", "-i", help="Also prove the output is a permutation of these inputs: file, folder or "
         "glob (repeatable).")] = None,

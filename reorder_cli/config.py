@@ -20,6 +20,7 @@ import yaml
 
 from reorder_cli import methods as registry
 from reorder_cli.errors import ReorderError
+from reorder_cli.util import store
 from reorder_cli.util.stage_names import SLURM_JOBS, TASK_STAGES
 from reorder_cli.util.units import parse_size
 
@@ -287,7 +288,9 @@ TOOL_KEYS = [
         "{endpoint_url, key, secret, anon, client_kwargs: {region_name}, ...} (see Data on object stores); "
         "--set storage_options.endpoint_url=URL sets one", _storage),
     Key("input", None, "input shards: a path, folder or glob, or a list of them (--input wins)", _inputs),
-    Key("output", None, "output folder (--output wins)", _str),
+    Key("output", None, "output folder (--output wins), local or an s3:// / gs:// URL", _str),
+    Key("work_dir", None, "where the working state lives instead of OUTPUT/.reorder/ (a local or shared folder; "
+        "each run gets its own subfolder): required when the output is on an object store", _str),
     Key("format", "auto", "output format: parquet (zstd), jsonl.zst or jsonl; auto: the inputs' format when they "
         "all share one (.jsonl -> jsonl, .jsonl.zst or .jsonl.gz -> jsonl.zst, .parquet -> parquet), else parquet",
         _choice("auto", "parquet", "jsonl.zst", "jsonl")),
@@ -356,7 +359,7 @@ class RunConfig:
     method: str
     params: dict[str, Any]  # the method's resolved ordering parameters (score_field and seed included)
     inputs: list[str]
-    output: Path
+    output: Path | store.URL  # a local folder, or a URL of an object store
     format: str
     compression_level: int
     shard_size: int
@@ -374,6 +377,7 @@ class RunConfig:
     #: the storage_options: section, given to fsspec (util/store.py); may hold credentials: never shown
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
     work_compression: str = "none"
+    work_dir: str | None = None  # the work_dir key: the folder holding each run's working state (workdir.py)
     output_from_config: bool = False  # the output folder came from the config file, not the command line
     format_note: str = ""  # why this format, when the run chose it ("auto")
     layout_bytes: int = 0  # uncompressed bytes a shard is cut at (plan/shard_bytes); 0: not estimated yet
@@ -540,6 +544,13 @@ def resolve(    raw: Mapping[str, Any],
     out = output or values.get("output")
     if not out:
         raise ReorderError("no output folder: pass --output or set 'output' in the config")
+    work_dir = values.get("work_dir")
+    if work_dir is not None and store.is_url(work_dir):
+        raise ReorderError(f"config key 'work_dir': {work_dir}: a work folder on an object store is not supported "
+                           "yet; set work_dir to a local or shared scratch folder")
+    if store.is_url(out) and work_dir is None:
+        raise ReorderError(f"{out}: an output on an object store needs a work folder on disk: set work_dir to a "
+                           "local or shared scratch folder (--set work_dir=/scratch/reorder-work)")
 
     params = {k.name: values.get(k.name, default_for(chosen, k)) for k in method_params(chosen)
               if not (k.name == "score_field" and values.get("score"))}
@@ -555,7 +566,7 @@ def resolve(    raw: Mapping[str, Any],
         method=chosen,
         params=params,
         inputs=list(ins),
-        output=Path(out),
+        output=store.location(out),
         format=tool["format"],
         compression_level=tool["compression_level"],
         shard_size=tool["shard_size"],
@@ -572,6 +583,7 @@ def resolve(    raw: Mapping[str, Any],
         ray=values.get("ray") or {},
         storage_options=values.get("storage_options") or {},
         work_compression=tool["work_compression"],
+        work_dir=work_dir,
         ignored={k: IGNORED_KEYS[k] for k in raw if k in IGNORED_KEYS},
         unused=unused_keys(raw, chosen),
     )

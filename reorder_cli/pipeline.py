@@ -28,7 +28,7 @@ from reorder_cli.rewrite import in_memory as rewrite
 from reorder_cli.util import faults, store
 from reorder_cli.util.progress import Progress
 from reorder_cli.util.units import fmt_bytes
-from reorder_cli.workdir import WORK_DIR, WorkDir, identity
+from reorder_cli.workdir import WORK_DIR, WorkDir, for_output, identity
 
 __all__ = ["WORK_DIR", "RunResult", "run"]
 
@@ -62,6 +62,11 @@ class _Planned:
     keys_out_of_core: bool
 
 
+def work_root(cfg: RunConfig) -> Path:
+    """The work folder of the run of ``cfg`` (what a Ctrl-C keeps)."""
+    return for_output(cfg.output, cfg).root
+
+
 def _inputs(cfg: RunConfig, skipped: list[str]) -> tuple[RunConfig, list[InputFile]]:
     score_expr.for_config(cfg)  # a score expression that does not parse stops here, before anything is written
     files = discover(cfg.inputs, skipped)  # files inside folders or globs not read for their extension: skipped
@@ -84,7 +89,7 @@ def prepare(cfg: RunConfig, overwrite: bool = False, restart: bool = False) -> R
     started = time.perf_counter()
     store.configure(cfg.storage_options)  # how URLs reach their object store (util/store.py)
     cfg, files = _inputs(cfg, [])
-    out, work, ident = cfg.output, WorkDir(cfg.output.absolute()), identity(cfg, files)
+    out, work, ident = cfg.output, for_output(cfg.output, cfg), identity(cfg, files)
     publishing = output.is_publishing(work, ident, restart)
     done = None if publishing or overwrite else _already_done(out, ident, cfg, started)
     if done is not None:
@@ -107,7 +112,7 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
     read_before = store.bytes_read()  # bytes read from object stores, by stage
     skipped: list[str] = []  # files inside folders or globs not read for their extension
     cfg, files = _inputs(cfg, skipped)
-    out, work, ident = cfg.output, WorkDir(cfg.output), identity(cfg, files)
+    out, work, ident = cfg.output, for_output(cfg.output, cfg), identity(cfg, files)
     publishing = output.is_publishing(work, ident, restart)
     skip_done = (plan_only and not report_done) or publishing or overwrite
     done = None if skip_done else _already_done(out, ident, cfg, started)
@@ -119,7 +124,7 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
         with store.reading("keys"):
             planned = _plan(files, cfg, work, resumed, plan_only, progress, result, timings)
         if plan_only:
-            counts = tasks.status(out)
+            counts = tasks.status(work)
             result.notes.append(f"{counts['scatter']['tasks']} scatter and {counts['gather']['tasks']} gather "
                                 f"tasks in {work.root}")
             result.status, result.seconds = "planned", time.perf_counter() - started
@@ -129,7 +134,7 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
             shards = _rewrite(planned, work, resumed, progress, result, timings)
         work_bytes = work.size()
         result.manifest = manifest.build(planned.plan, planned.cfg, shards, out)
-        output.publish(out, work, shards, result.manifest)
+        output.publish(out, work, shards, result.manifest, planned.cfg.workers)
     if not keep_work:
         work.remove()
     result.seconds, result.path = time.perf_counter() - started, planned.path

@@ -190,8 +190,9 @@ def run_result(result: RunResult, cfg: RunConfig, quiet: bool) -> None:
     for text in result.warnings:
         warning(text)
     if result.status == "planned":
-        done(f"{result.notes[-1]}; run each with `reorder task {cfg.output} scatter I`, then `gather J`, then this "
-             "command again to publish", label="planned")
+        where = f" --work-dir {cfg.work_dir}" if cfg.work_dir else ""
+        done(f"{result.notes[-1]}; run each with `reorder task {cfg.output} scatter I{where}`, then `gather J`, then "
+             "this command again to publish", label="planned")
         return
     if quiet:
         return

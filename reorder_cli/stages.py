@@ -39,7 +39,7 @@ from reorder_cli.util import atomic, store
 from reorder_cli.util.parallel import run_parallel
 from reorder_cli.util.progress import Progress
 from reorder_cli.util.stage_names import ORDER_STAGES, TASK_STAGES
-from reorder_cli.workdir import WorkDir, read_json
+from reorder_cli.workdir import WorkDir, locate, read_json
 
 STAGES = TASK_STAGES
 ORDER = ORDER_STAGES
@@ -69,7 +69,7 @@ def load_spec(work: WorkDir) -> Spec | None:
     if not work.spec.exists():
         return None
     data = read_json(work.spec)
-    config = data["config"] | {"output": Path(data["config"]["output"])}
+    config = data["config"] | {"output": store.location(data["config"]["output"])}
     files = [InputFile(store.location(f["path"]), f["format"], f["compression"], f["size"]) for f in data["files"]]
     return Spec(RunConfig(**config), files, data["memory"])
 
@@ -224,10 +224,10 @@ def run_task(work: WorkDir, stage: str, index: int, advance: Callable[[int], Non
     return record
 
 
-def run_one(output: Path, stage: str, index: int) -> dict:
-    """Run task ``(stage, index)`` of the run in ``output`` (``reorder task``, a cluster job); a finished
-    task is skipped."""
-    work = WorkDir(Path(output).absolute())
+def run_one(output: str | Path, stage: str, index: int, work_dir: str | Path | None = None) -> dict:
+    """Run task ``(stage, index)`` of the run in ``output`` (``reorder task``, a cluster job), whose working
+    state is in ``work_dir`` when the run set one; a finished task is skipped."""
+    work = locate(output, work_dir)
     if stage not in STAGES:
         raise ReorderError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
     if not work.root.is_dir():
@@ -258,9 +258,9 @@ def run_local(work: WorkDir, stages: tuple[str, ...], workers: int, progress: Pr
             run_parallel(lambda i, stage=stage: run_task(work, stage, i, advance), pending, workers)
 
 
-def describe(output: Path) -> dict[str, Any]:
+def describe(output: str | Path, work_dir: str | Path | None = None) -> dict[str, Any]:
     """Each stage's tasks in ``output``: ``{stage: {"tasks": n or None, "done": k}}`` (``reorder task``)."""
-    work = WorkDir(Path(output).absolute())
+    work = locate(output, work_dir)
     if not work.root.is_dir():
         raise ReorderError(f"{output}: no run here (no {work.root.name}/ folder)")
     out = {}

@@ -1,4 +1,7 @@
-"""A run's working state under ``OUTPUT/.reorder/``: what makes a run resumable.
+"""A run's working state: what makes a run resumable. It lives in ``OUTPUT/.reorder/``, or, with the
+``work_dir`` config key, in ``WORK_DIR/NAME-HASH/`` (NAME the output folder's name, HASH the start of
+the sha256 of the output's absolute path or URL: two runs share one work_dir). An output on an object
+store always needs ``work_dir`` (:func:`locate`); :func:`for_output` is the one way to the folder.
 
     state.json        who the state belongs to: the run's identity (config + inputs)
     run.json          what every task of a run reads: the config, the inputs, a task's memory budget
@@ -7,7 +10,8 @@
     plan/             the stored plan (out-of-core runs): arrays and plan.json
     scatter/          one bucket file a scatter task (out-of-core runs)
     shards/           finished output shards, waiting to be published
-    done/             one marker a finished task: ``keys-00000.json``, ``scatter-00003.json``, ...
+    done/             one marker a finished task: ``keys-00000.json``, ``scatter-00003.json``, ...;
+                      ``upload-00003.json`` once shard 3 was uploaded to a store and read back intact
     input-NNNNN.jsonl decompressed copies of .gz / .zst JSONL inputs
     logs/             a cluster executor's task logs: ``scatter-00003.log``, and ``scatter-00003.failed``
                       when that task failed (removed when it is run again); ``scatter-00003.started``
@@ -23,8 +27,10 @@ what changed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import time
@@ -36,7 +42,7 @@ from reorder_cli import __version__
 from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats.discover import InputFile
-from reorder_cli.util import atomic
+from reorder_cli.util import atomic, store
 from reorder_cli.util.hashing import fingerprint
 
 WORK_DIR = ".reorder"
@@ -84,9 +90,48 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return why
 
 
+def run_folder(output: Path | store.URL) -> str:
+    """The name of a run's folder inside a ``work_dir``: the output's name and a short hash of its location."""
+    where = str(output) if store.is_url(output) else str(Path(output).absolute())
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", store.location(output).name)[:40].lstrip(".") or "output"
+    return f"{name}-{hashlib.sha256(where.encode()).hexdigest()[:12]}"
+
+
+def locate(output: str | Path | store.URL, work_dir: str | Path | None = None) -> WorkDir:
+    """The work folder of the run writing ``output``: ``OUTPUT/.reorder/``, or its folder in ``work_dir``."""
+    out = store.location(output) if isinstance(output, str) else output
+    if isinstance(out, store.URL):
+        if work_dir is None:
+            raise ReorderError(f"{out}: the working state of an output on an object store is in its work_dir: "
+                               "pass --work-dir (the run's work_dir)")
+    else:
+        out = Path(out).absolute()
+    if work_dir is None:
+        return WorkDir(out)
+    if store.is_url(str(work_dir)):
+        raise ReorderError(f"{work_dir}: a work folder on an object store is not supported yet; use a local or "
+                           "shared folder")
+    base = Path(work_dir).absolute()
+    root = base / run_folder(out)
+    if isinstance(out, Path) and (out == root or out in root.parents):
+        raise ReorderError(f"work_dir {work_dir}: inside the output folder {out}; choose a folder outside it")
+    return WorkDir(out, root, base)
+
+
+def for_output(output: str | Path | store.URL, cfg: RunConfig | None = None) -> WorkDir:
+    """The work folder of a run of ``cfg`` writing ``output`` (its ``work_dir`` key, else ``OUTPUT/.reorder/``)."""
+    return locate(output, cfg.work_dir if cfg is not None else None)
+
+
 class WorkDir:
-    def __init__(self, output: Path):
-        self.root = output / WORK_DIR
+    def __init__(self, output: Path | store.URL, root: Path | None = None, base: Path | None = None):
+        self.output = output  # where the shards are published
+        self.root = root if root is not None else Path(output) / WORK_DIR
+        self.base = base  # the work_dir holding ``root`` (None: OUTPUT/.reorder/)
+
+    def task_args(self) -> list[str]:
+        """What ``reorder task`` needs besides the output to find this folder."""
+        return [] if self.base is None else ["--work-dir", str(self.base)]
 
     @property
     def plan(self) -> Path:

@@ -3,6 +3,10 @@ local disk: seconds and the bytes each stage read from the store (``.run_log.jso
 
     python scripts/corpus.py /tmp/s3bench/corpus --docs 100000 --shards 8 --median-chars 1500
     python scripts/bench_s3.py /tmp/s3bench/corpus /tmp/s3bench/out
+    python scripts/bench_s3.py /tmp/s3bench/corpus /tmp/s3bench/out --output-on-s3
+
+With ``--output-on-s3``: the same local inputs written to a local folder and to ``s3://bench/...``
+(the work folder on local disk: ``work_dir``), a full run each.
 
 moto keeps objects in memory and serves them over HTTP on localhost: the ratio shows the cost of the
 S3 protocol path (requests, signing, copies), not of a network.
@@ -24,16 +28,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.s3_server import S3Server  # noqa: E402
 
 
-def run(config: Path, inputs: list[str], out: Path, sets: list[str]) -> dict:
-    shutil.rmtree(out, ignore_errors=True)
-    args = [sys.executable, "-m", "reorder_cli.cli", "run", str(config), "-m", "str", "-o", str(out), "-q"]
+def run(config: Path, inputs: list[str], out: Path | str, sets: list[str], server: S3Server | None = None) -> dict:
+    if isinstance(out, Path):
+        shutil.rmtree(out, ignore_errors=True)
+    args = [sys.executable, "-m", "reorder_cli.cli", "run", str(config), "-m", "str", "-o", str(out), "-q",
+            *(["--overwrite"] if server else [])]
     for i in inputs:
         args += ["-i", i]
     for s in sets:
         args += ["--set", s]
     t0 = time.perf_counter()
     subprocess.run(args, check=True)
-    log = json.loads((out / ".run_log.json").read_text())
+    if server is not None:
+        bucket, _, key = str(out).removeprefix("s3://").partition("/")
+        log = json.loads(server.s3.get_object(Bucket=bucket, Key=f"{key}/.run_log.json")["Body"].read())
+    else:
+        log = json.loads((out / ".run_log.json").read_text())
     return {"wall": time.perf_counter() - t0, **log}
 
 
@@ -42,6 +52,7 @@ def main() -> None:
     parser.add_argument("corpus", type=Path, help="a folder of .parquet and .jsonl shards (scripts/corpus.py)")
     parser.add_argument("out", type=Path, help="a scratch folder for the outputs")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="extra config key=value")
+    parser.add_argument("--output-on-s3", action="store_true", help="local inputs; output local vs on S3")
     args = parser.parse_args()
     server = S3Server()
     try:
@@ -51,6 +62,9 @@ def main() -> None:
         local_cfg.write_text(yaml.safe_dump({"score_field": "score", "seed": 42}))
         s3_cfg = args.out / "s3.yaml"
         s3_cfg.write_text(yaml.safe_dump({"score_field": "score", "seed": 42, "storage_options": server.options()}))
+        if args.output_on_s3:
+            output_on_s3(server, args, local_cfg, s3_cfg)
+            return
         for fmt in ("parquet", "jsonl"):
             files = sorted(args.corpus.glob(f"*.{fmt}"))
             if not files:
@@ -69,6 +83,20 @@ def main() -> None:
                           flush=True)
     finally:
         server.stop()
+
+
+def output_on_s3(server: S3Server, args, local_cfg: Path, s3_cfg: Path) -> None:
+    work = [f"work_dir={args.out / 'work'}"]
+    for fmt in ("parquet", "jsonl"):
+        files = [str(f) for f in sorted(args.corpus.glob(f"*.{fmt}"))]
+        if not files:
+            continue
+        size = sum(Path(f).stat().st_size for f in files)
+        local = run(local_cfg, files, args.out / f"{fmt}-local-out", args.sets)
+        remote = run(s3_cfg, files, f"s3://bench/{fmt}-out", args.sets + work, server)
+        print(f"{fmt:8s} input {size / 1e6:7.1f} MB  output local: run {local['seconds']:6.2f} s, wall "
+              f"{local['wall']:6.2f} s; output on s3: run {remote['seconds']:6.2f} s, wall {remote['wall']:6.2f} s; "
+              f"ratio (run) {remote['seconds'] / local['seconds']:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import socket
-from pathlib import Path
 from typing import Any
 
 from reorder_cli import pipeline
@@ -25,7 +24,7 @@ from reorder_cli.errors import ReorderError
 from reorder_cli.execute import resources
 from reorder_cli.pipeline import RunResult
 from reorder_cli.util.progress import Progress
-from reorder_cli.workdir import WorkDir
+from reorder_cli.workdir import WorkDir, for_output
 
 DEFAULT_IN_FLIGHT_PER_CPU = 2
 DEFAULT_RETRIES = 3
@@ -39,9 +38,9 @@ def _ray() -> Any:
     return ray
 
 
-def _task(output: str, phase: str, index: int) -> int:
+def _task(output: str, phase: str, index: int, work_dir: str | None = None) -> int:
     """The body of one Ray task: run task ``(phase, index)`` of the planned run in ``output``."""
-    return graph.run_one(Path(output), phase, index)["rows"]
+    return graph.run_one(output, phase, index, work_dir)["rows"]
 
 
 def _address(settings: dict[str, Any]) -> str | None:
@@ -91,13 +90,13 @@ def _stage(ray: Any, remote: Any, work: WorkDir, phase: str, todo: list[int], se
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     limit = settings.get("max_in_flight", DEFAULT_IN_FLIGHT_PER_CPU * cpus)
     pending, running = list(todo), {}
-    output = str(work.root.parent)
+    output, base = str(work.output), None if work.base is None else str(work.base)
     with progress.task(f"Ray {phase} tasks", total=len(todo), unit="tasks") as advance:
         while pending or running:
             while pending and len(running) < limit:
                 index = pending.pop(0)
                 work.failed(phase, index).unlink(missing_ok=True)
-                running[remote.options(**options).remote(output, phase, index)] = index
+                running[remote.options(**options).remote(output, phase, index, base)] = index
             ready, _ = ray.wait(list(running), num_returns=1)
             index = running.pop(ready[0])
             try:
@@ -124,7 +123,7 @@ def run(cfg: RunConfig, *, overwrite: bool = False, restart: bool = False, keep_
     prepared = pipeline.prepare(resources.per_task(cfg), overwrite=overwrite, restart=restart)
     if prepared.status == "already done":
         return prepared
-    work = WorkDir(cfg.output.absolute())
+    work = for_output(cfg.output, cfg)
     _connect(ray, cfg.ray)
     options = task_options(ray, cfg)
     remote = ray.remote(_task)

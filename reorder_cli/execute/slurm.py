@@ -39,7 +39,7 @@ from reorder_cli.execute import status as run_status
 from reorder_cli.util import atomic
 from reorder_cli.util.progress import Progress
 from reorder_cli.util.stage_names import SLURM_JOBS
-from reorder_cli.workdir import WorkDir
+from reorder_cli.workdir import WorkDir, locate
 
 #: MaxArraySize and MaxJobCount when ``scontrol`` cannot say (Slurm's defaults).
 DEFAULT_LIMITS = {"MaxArraySize": 1001, "MaxJobCount": 10000}
@@ -161,12 +161,12 @@ def _ranges(indices: list[int]) -> str:
 
 
 def plan_jobs(output: Path, settings: dict[str, Any], run_args: list[str], limits: dict[str, int],
-              cwd: Path) -> list[Job]:
+              cwd: Path, work_dir: str | None = None) -> list[Job]:
     """The jobs that take the run in ``output`` as far as its stages' sizes are known: an array of the
     unfinished tasks of each such stage, each after the one before; then the publish job, or, when a
     stage's size is decided by a stage in this submission (the sort and place tasks by split, the scatter
     and gather tasks by layout), a submit job that runs the same command again once that stage is done."""
-    work = WorkDir(output.absolute())
+    work = locate(output, work_dir)
     todo: dict[str, list[int]] = {}
     known = True
     for stage in graph.STAGES:
@@ -187,7 +187,8 @@ def plan_jobs(output: Path, settings: dict[str, Any], run_args: list[str], limit
         chunks = [todo[stage][k:k + size] for k in range(0, len(todo[stage]), size)]
         for n, chunk in enumerate(chunks):
             name = f"{stage}.sh" if len(chunks) == 1 else f"{stage}-{n}.sh"
-            text = script(stage, chunk, work, settings, [*base, "task", str(work.root.parent), stage], cwd)
+            command = [*base, "task", *work.task_args(), str(work.output), stage]
+            text = script(stage, chunk, work, settings, command, cwd)
             jobs.append(Job(stage, work.slurm / name, text, chunk, list(after)))
         if chunks:
             after = [stage]
@@ -274,14 +275,14 @@ def active_jobs(ids: list[str]) -> set[str]:
     return set(proc.stdout.split()) & set(ids)
 
 
-def wait(output: Path, poll: float = 1.0) -> tuple[bool, str]:
+def wait(output: Path, poll: float = 1.0, work_dir: str | None = None) -> tuple[bool, str]:
     """Block until the run in ``output`` is published (True) or a task failed or every job ended (False);
     returns the outcome and one line saying it."""
-    work = WorkDir(output)
+    work = locate(output, work_dir)
     jobs_file = work.slurm / "jobs.json"
     while True:
         ids = json.loads(jobs_file.read_text())["jobs"] if jobs_file.exists() else []  # a submit job adds some
-        report = run_status.status(output)
+        report = run_status.status(output, work_dir)
         if report["finished"]:
             return True, f"{output}: published"
         failure = run_status.first_failure(report)
@@ -290,7 +291,7 @@ def wait(output: Path, poll: float = 1.0) -> tuple[bool, str]:
             return False, f"{stage} task {task['index']} failed; its log: {task['log']}"
         if not active_jobs(ids):
             time.sleep(poll)  # the last job may have published just now
-            if run_status.status(output)["finished"]:
+            if run_status.status(output, work_dir)["finished"]:
                 return True, f"{output}: published"
             return False, (f"{output}: the Slurm jobs ({', '.join(ids)}) ended without publishing (cancelled?); "
                            "`reorder status` shows what is left, the same command resubmits it")
@@ -307,8 +308,8 @@ def run(cfg: RunConfig, run_args: list[str], *, dry_run: bool = False, overwrite
     prepared = pipeline.prepare(resources.per_task(cfg), overwrite=overwrite, restart=restart)
     if prepared.status == "already done":
         return Submission("already done", cfg.output, note=prepared.notes[0])
-    work = WorkDir(cfg.output.absolute())
-    jobs = plan_jobs(cfg.output, job_settings(cfg), run_args, cluster_limits(), Path.cwd())
+    work = locate(cfg.output, cfg.work_dir)
+    jobs = plan_jobs(cfg.output, job_settings(cfg), run_args, cluster_limits(), Path.cwd(), cfg.work_dir)
     write(jobs)
     if dry_run:
         return Submission("dry run", cfg.output, jobs)

@@ -11,6 +11,7 @@ finished, *running* when one runs (:mod:`reorder_cli.execute.running` says which
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,9 @@ from reorder_cli import stages as graph
 from reorder_cli.errors import ReorderError
 from reorder_cli.execute import running as run_state
 from reorder_cli.publish import manifest
+from reorder_cli.util import store
 from reorder_cli.util.stage_names import SLURM_JOBS, TASK_STAGES
-from reorder_cli.workdir import WorkDir, read_json
+from reorder_cli.workdir import WorkDir, locate
 
 STAGES = (*TASK_STAGES, *SLURM_JOBS)
 
@@ -48,23 +50,25 @@ def _running(work: WorkDir, now: dict[str, dict[int, str | None]], stage: str, f
     return out
 
 
-def status(output: Path) -> dict[str, Any]:
+def status(output: str | Path, work_dir: str | Path | None = None) -> dict[str, Any]:
     """``{"output", "finished", "stages": {stage: {state, tasks, done, running, pending, failed}}}``; ``running``
     and ``failed`` list tasks as ``{index, log}`` (``host`` too for a task running on another host)."""
-    output = Path(output)
-    work = WorkDir(output.absolute())  # logs named by absolute paths: they are read from anywhere
-    published = next((output / n for n in manifest.MANIFEST_NAMES if (output / n).is_file()), None)
+    output = store.location(output) if isinstance(output, str) else output
+    work = locate(output, work_dir)  # logs named by absolute paths: they are read from anywhere
+    found = set(store.names(output))
+    published = next((output / n for n in manifest.MANIFEST_NAMES if n in found), None)
     # the manifest is written last, after the old one is removed: with the publishing marker (a run kept
     # with --keep-work) or without a run in progress, it is this run's
     if published is not None and (work.publishing.exists() or work.saved_identity() is None):
-        shards = len(read_json(published).get("shards", []))
+        shards = len(json.loads(store.read_bytes(published)).get("shards", []))
         stages = {s: _stage(None, None, []) for s in STAGES}
         stages["gather"], stages["publish"] = _stage(shards, shards, []), _stage(1, 1, [])
         for stage in stages.values():
             stage["state"] = "done"
         return {"output": str(output), "finished": True, "stages": stages}
     if not work.root.is_dir():
-        raise ReorderError(f"{output}: no run here (no {manifest.MANIFEST_NAME} and no {work.root.name}/ folder)")
+        where = f"{work.root.name}/ folder" if work.base is None else f"work folder {work.root}"
+        raise ReorderError(f"{output}: no run here (no {manifest.MANIFEST_NAME} and no {where})")
     now = run_state.running(work)
     first = graph.start(work)
     stages = {}

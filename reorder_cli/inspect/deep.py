@@ -16,6 +16,7 @@ from reorder_cli.formats.discover import InputFile, classify
 from reorder_cli.metrics import guidance as metrics
 from reorder_cli.metrics import summary
 from reorder_cli.plan.build import read_keys
+from reorder_cli.util import store
 
 TOLERANCE = 1e-6
 
@@ -26,9 +27,9 @@ def shard_scores(doc: dict[str, Any], folder: Path, workers: int = 0) -> list[np
     for s in doc["shards"]:
         path = folder / s["file"]
         kind = classify(path)
-        if not path.is_file() or kind is None:
+        if kind is None or not store.is_file(path):
             raise ReorderError(f"{path}: a shard listed in the manifest is missing")
-        files.append(InputFile(path, kind[0], kind[1], path.stat().st_size))
+        files.append(InputFile(path, kind[0], kind[1], store.size(path)))
     sources = read_keys(files, score_expr.from_manifest(doc, tokens=False), False, workers or os.cpu_count() or 1)
     return [src.scores() for src in sources]
 

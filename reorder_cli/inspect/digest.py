@@ -61,7 +61,7 @@ class _HashingReader:
     """A raw binary file that hashes and counts what is read through it."""
 
     def __init__(self, path: Path):
-        self._fh = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._fh = store.open_read(path)  # a file, or an object read back from its store; closed in close()
         self.digest = hashlib.sha256()
         self.size = 0
         self.closed = False
@@ -166,9 +166,9 @@ def _jsonl_shard(path: Path, fmt: str, score_field: str | Scoring, with_rows: bo
                 multiset.add_lines(rec.lines)
         reader.drain()
     except ReorderError as exc:
-        return ShardDigest(path.stat().st_size, file_sha256(path), error=str(exc).removeprefix(f"{path}: "))
+        return ShardDigest(store.size(path), file_sha256(path), error=str(exc).removeprefix(f"{path}: "))
     except (OSError, pa.ArrowException) as exc:
-        return ShardDigest(path.stat().st_size, file_sha256(path), error=f"cannot decompress: {_first_line(exc)}")
+        return ShardDigest(store.size(path), file_sha256(path), error=f"cannot decompress: {_first_line(exc)}")
     finally:
         reader.close()
     return ShardDigest(reader.size, reader.digest.hexdigest(), rows=rows, scores=stats, multiset=multiset,
@@ -176,11 +176,11 @@ def _jsonl_shard(path: Path, fmt: str, score_field: str | Scoring, with_rows: bo
 
 
 def _parquet_shard(path: Path, score_field: str | Scoring, with_rows: bool) -> ShardDigest:
-    digest = ShardDigest(path.stat().st_size, file_sha256(path))
+    digest = ShardDigest(store.size(path), file_sha256(path))
     multiset = RowMultiset() if with_rows else None
     try:
         rows = 0
-        with pq.ParquetFile(path) as pf:
+        with pq.ParquetFile(store.source(path)) as pf:
             digest.meta_rows, digest.schema = pf.metadata.num_rows, pf.schema_arrow
             for batch in pf.iter_batches(batch_size=_batch_rows(pf.metadata)):
                 parquet.validate_batch(batch, path, rows)

@@ -92,28 +92,31 @@ def verify(
     workers = max(1, workers or (os.cpu_count() or 1))
     score_field = score_expr.from_manifest(doc, tokens=False)
 
+    names = set(store.names(folder))  # the files of a folder, or the objects under a URL
     paths = [folder / e["file"] if _plain_name(e["file"]) else None for e in entries]
-    present = [p if p is not None and p.is_file() else None for p in paths]
-    total = sum(p.stat().st_size for p in present if p) + sum(f.size for f in files or [])
+    present = [p if p is not None and p.name in names else None for p in paths]
+    sizes = {p.name: store.size(p) for p in present if p is not None}
+    total = sum(sizes.values()) + sum(f.size for f in files or [])
     with progress.task("Verifying", total=total, unit="bytes") as advance:
         digests = _parallel(workers, present, advance, lambda p: (
-            digest.output_shard(p, fmt, score_field, files is not None)))
+            digest.output_shard(p, fmt, score_field, files is not None)), sizes)
         report = Report(len(entries), sum(d.rows or 0 for d in digests if d), sum(d.size for d in digests if d))
         report.problems += _entry_problems(fmt, entries)
         report.problems += _file_problems(entries, paths, digests)
         report.problems += _total_problems(doc, entries, digests)
-        report.problems += _extra_files(folder, entries)
+        report.problems += _extra_files(names, entries)
         if files is not None:
             _check_permutation(report, doc, folder, fmt, files, digests, workers, advance)
     return report
 
 
-def _parallel(workers: int, items: list, advance: Callable[[int], None], fn: Callable) -> list:
+def _parallel(workers: int, items: list, advance: Callable[[int], None], fn: Callable,
+              sizes: dict[str, int] | None = None) -> list:
     def one(item):
         if item is None:
             return None
         result = fn(item)
-        advance(item.size if isinstance(item, InputFile) else item.stat().st_size)
+        advance(item.size if isinstance(item, InputFile) else (sizes or {}).get(item.name, 0))
         return result
 
     with ThreadPoolExecutor(workers) as pool:
@@ -274,10 +277,10 @@ def _scores(s) -> str:
     return "min/mean/max " + "/".join("-" if s.get(k) is None else f"{s[k]:.6g}" for k in ("min", "mean", "max"))
 
 
-def _extra_files(folder: Path, entries: list[dict]) -> list[Problem]:
+def _extra_files(names: set[str], entries: list[dict]) -> list[Problem]:
     listed = {e["file"] for e in entries}
-    return [Problem(p.name, "unexpected file", "a shard-like file that the manifest does not list")
-            for p in sorted(folder.iterdir()) if SHARD_LIKE.match(p.name) and p.name not in listed and p.is_file()]
+    return [Problem(name, "unexpected file", "a shard-like file that the manifest does not list")
+            for name in sorted(names) if SHARD_LIKE.match(name) and name not in listed]
 
 
 # ------------------------------------------------------------------ the permutation proof

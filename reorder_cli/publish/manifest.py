@@ -37,9 +37,13 @@ RUN_LOG_NAMES = (RUN_LOG_NAME, LEGACY_RUN_LOG_NAME)
 BOOKKEEPING = (*MANIFEST_NAMES, *RUN_LOG_NAMES)  # every file of an output folder that is not a shard
 
 
-def build(plan: Plan, cfg: RunConfig, shards: list[dict], out_dir: Path) -> dict[str, Any]:
-    def rel(p) -> str:  # a URL is recorded as it is
-        return str(p) if store.is_url(p) else os.path.relpath(Path(p).resolve(), out_dir.resolve())
+def build(plan: Plan, cfg: RunConfig, shards: list[dict], out_dir: Path | store.URL) -> dict[str, Any]:
+    def rel(p) -> str:  # a URL is recorded as it is; a local input of an output on a store, absolute
+        if store.is_url(p):
+            return str(p)
+        if store.is_url(out_dir):
+            return str(Path(p).resolve())
+        return os.path.relpath(Path(p).resolve(), out_dir.resolve())
 
     shard_entries = []
     for s in shards:
@@ -92,24 +96,26 @@ def dumps(manifest: dict[str, Any]) -> str:
     return json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
 
 
-def find(folder: Path) -> Path:
-    """The manifest file of an output folder: the current name, else the legacy one (or the current
-    name when there is none)."""
-    for name in MANIFEST_NAMES:
-        if (Path(folder) / name).exists():
-            return Path(folder) / name
-    return Path(folder) / MANIFEST_NAME
+def find(folder: Path | store.URL) -> Path | store.URL:
+    """The manifest file of an output folder (or object of an output on a store): the current name, else
+    the legacy one (or the current name when there is none)."""
+    folder = store.location(folder) if isinstance(folder, str) else folder
+    present = set(store.names(folder))
+    return folder / next((name for name in MANIFEST_NAMES if name in present), MANIFEST_NAME)
 
 
-def read(path: Path) -> tuple[dict[str, Any], Path]:
-    """Load a manifest from its file or its folder; returns (manifest, its folder)."""
-    path = Path(path)
-    file = find(path) if path.is_dir() else path
-    if not file.exists():
+def read(path: str | Path | store.URL) -> tuple[dict[str, Any], Path | store.URL]:
+    """Load a manifest from its file or its folder (local, or on a store); returns (manifest, its folder)."""
+    path = store.location(path) if isinstance(path, str) else path
+    named = path.name in MANIFEST_NAMES or (isinstance(path, Path) and path.is_file())
+    file = path if named else find(path)
+    if not store.is_file(file):
         raise ReorderError(f"{path}: no {MANIFEST_NAME} here (is this a reorder output folder?)")
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        data = json.loads(store.read_bytes(file).decode("utf-8"))
+    except ReorderError:
+        raise
+    except (OSError, ValueError) as exc:
         raise ReorderError(f"{file}: not a readable manifest: {exc}") from None
     version = data.get("manifest_version") if isinstance(data, dict) else None
     if version != MANIFEST_VERSION:

@@ -1,13 +1,15 @@
 """The output folder: which folders a run may write, claiming it, publishing into it, cleaning up.
 
-A run writes only under ``OUTPUT/.reorder/`` (see :mod:`reorder_cli.workdir`) until every shard
-is complete; :func:`publish` then moves the shards into place and writes the manifest last. A
-failed run either keeps its finished tasks (the same command resumes) or leaves the folder as it
-found it (:func:`discard`).
+A run writes only in its work folder (``OUTPUT/.reorder/``, or its folder in ``work_dir``: see
+:mod:`reorder_cli.workdir`) until every shard is complete; :func:`publish` then moves the shards into
+place and writes the manifest last. A failed run either keeps its finished tasks (the same command
+resumes) or leaves the folders as it found them (:func:`discard`). An output on an object store is
+published by :mod:`reorder_cli.publish.to_store` (no rename there).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from contextlib import contextmanager
@@ -17,13 +19,19 @@ from typing import Any
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.formats.writers import is_shard_name
-from reorder_cli.publish import manifest, rerun
+from reorder_cli.publish import manifest, rerun, to_store
 from reorder_cli.util import atomic, faults, store
 from reorder_cli.workdir import WORK_DIR, WorkDir
 
 
-def check(out: Path, files: list[InputFile], inputs: list[str], overwrite: bool, publishing: bool) -> None:
+def check(out: Path | store.URL, files: list[InputFile], inputs: list[str], overwrite: bool,
+          publishing: bool) -> None:
     """Refuse dangerous output folders and folders holding files we may not replace."""
+    if isinstance(out, store.URL):
+        if any(str(f.path) == str(out) or str(f.path).startswith(str(out).rstrip("/") + "/") for f in files):
+            raise ReorderError(f"{out}: the output holds an input; choose another")
+        to_store.check(out, overwrite, publishing)
+        return
     out_abs = out.resolve()
     for arg in (a for a in inputs if not store.is_url(a)):
         p = store.local(arg)
@@ -54,7 +62,7 @@ def is_publishing(work: WorkDir, ident: dict, restart: bool) -> bool:
     return not restart and work.publishing.exists() and work.saved_identity() == ident
 
 
-def already_done(out: Path, ident: dict, workers: int) -> dict[str, Any] | None:
+def already_done(out: Path | store.URL, ident: dict, workers: int) -> dict[str, Any] | None:
     """The manifest of this very run when ``out`` already holds it intact (a re-run has nothing to do);
     None when ``out`` holds no finished run. A changed output or another run's output is an error."""
     done = rerun.finished(out, ident, workers)
@@ -69,10 +77,10 @@ def already_done(out: Path, ident: dict, workers: int) -> dict[str, Any] | None:
         "--overwrite to replace them, or choose another output folder")
 
 
-def new_root(out: Path) -> Path | None:
+def new_root(out: Path | store.URL) -> Path | None:
     """The outermost folder of ``out`` that does not exist yet (the run creates it and its
     children), or None when ``out`` exists."""
-    if out.exists():
+    if isinstance(out, store.URL) or out.exists():
         return None
     new = out
     for parent in out.absolute().parents:
@@ -82,11 +90,12 @@ def new_root(out: Path) -> Path | None:
     return new
 
 
-def discard(work: WorkDir, created: Path | None) -> None:
+def discard(work: WorkDir, *created: Path | None) -> None:
     """Remove the working state, and every folder the run created."""
     work.remove()
-    if created is not None:
-        shutil.rmtree(created, ignore_errors=True)
+    for folder in created:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager
@@ -97,18 +106,22 @@ def claimed(out: Path, work: WorkDir, ident: dict, restart: bool):
     re-run, so nothing is kept; a kill, Ctrl-C or a full disk keeps the finished tasks so that the
     same command resumes. An ``OSError`` becomes one line naming the file and what was kept.
     """
-    created = new_root(out)
+    created = new_root(out), (new_root(work.root) if work.base is not None else None)  # the output, a work_dir
     try:
         resumed = work.open(ident, restart)
     except OSError as exc:
-        discard(work, created)
+        discard(work, *created)
         raise ReorderError(f"{out}: cannot create the output folder: {exc.strerror or exc}") from None
     try:
         yield resumed
     except BaseException as exc:
-        kept = not isinstance(exc, ReorderError) and work.has_progress()
+        publishing = work.publishing.exists()  # a failure while publishing (a store refusing an upload) is no bad input
+        kept = (publishing or not isinstance(exc, ReorderError)) and work.has_progress()
         if not kept:
-            discard(work, created)
+            discard(work, *created)
+        if publishing and isinstance(exc, ReorderError) and kept:
+            raise ReorderError(f"{exc} (the finished shards are kept in {work.root}; re-run the same command to "
+                               "finish publishing)") from None
         if isinstance(exc, OSError):  # disk full, permission denied, a file vanished ...
             what = (f"finished tasks are kept in {work.root}; re-run the same command to resume" if kept
                     else "nothing was written")
@@ -116,9 +129,14 @@ def claimed(out: Path, work: WorkDir, ident: dict, restart: bool):
         raise
 
 
-def publish(out: Path, work: WorkDir, shards: list[dict], doc: dict) -> None:
-    """Move the staged shards into place and write the manifest; safe to repeat after a kill."""
+def publish(out: Path | store.URL, work: WorkDir, shards: list[dict], doc: dict, workers: int = 1) -> None:
+    """Move the staged shards into place (upload them, to a store) and write the manifest; safe to repeat
+    after a kill."""
+    if isinstance(out, store.URL):
+        to_store.publish(out, work, shards, doc, workers)
+        return
     work.publishing.touch()
+    out.mkdir(parents=True, exist_ok=True)  # the work folder may live elsewhere (work_dir)
     new = {s["file"] for s in shards}
     for name in manifest.MANIFEST_NAMES:
         (out / name).unlink(missing_ok=True)  # never a manifest whose shards are gone
@@ -128,13 +146,29 @@ def publish(out: Path, work: WorkDir, shards: list[dict], doc: dict) -> None:
     for s in shards:
         staged = work.shards / s["file"]
         if staged.exists():
-            os.replace(staged, out / s["file"])
+            _move(staged, out / s["file"])
             faults.pause("publish")
         elif not (out / s["file"]).exists():
             raise ReorderError(f"{work.root}: shard {s['file']} is missing; re-run with --restart")
     atomic.write_text(out / manifest.MANIFEST_NAME, manifest.dumps(doc))
 
 
-def write_run_log(out: Path, log: dict[str, Any]) -> None:
+def _move(staged: Path, target: Path) -> None:
+    """Rename ``staged`` to ``target``; across file systems (a ``work_dir`` elsewhere), copy it beside the
+    target under a temporary name, rename that, then remove the staged copy."""
+    try:
+        os.replace(staged, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        with atomic.replacing(target) as tmp:
+            shutil.copyfile(staged, tmp)
+        staged.unlink()
+
+
+def write_run_log(out: Path | store.URL, log: dict[str, Any]) -> None:
     """The run log: timings and the path taken, apart from the byte-reproducible manifest."""
-    atomic.write_text(out / manifest.RUN_LOG_NAME, manifest.dumps(log))
+    if isinstance(out, store.URL):
+        to_store.write_run_log(out, manifest.dumps(log))
+    else:
+        atomic.write_text(out / manifest.RUN_LOG_NAME, manifest.dumps(log))

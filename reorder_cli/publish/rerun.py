@@ -52,20 +52,23 @@ def recorded_identity(doc: dict[str, Any], folder: Path) -> dict[str, Any]:
               "score": doc.get("score"), "select": (doc.get("selection") or {}).get("params"),
               **{k: out.get(k) for k in _ROW_GROUP}}
     base = folder.resolve()
-    inputs = [{"path": i["path"] if store.is_url(i["path"]) else os.path.normpath(base / i["path"]),
+    inputs = [{"path": i["path"] if store.is_url(i["path"]) or os.path.isabs(i["path"]) else
+               os.path.normpath(base / i["path"]),
                "bytes": i["bytes"], "fingerprint": i["fingerprint"]} for i in doc["inputs"]]
     return _comparable({"tool_version": doc["tool"]["version"], "config": config, "inputs": inputs})
 
 
-def shard_changes(doc: dict[str, Any], folder: Path, workers: int = 1) -> list[str]:
-    """How the shards in ``folder`` differ from the manifest: missing, resized, altered or unlisted."""
+def shard_changes(doc: dict[str, Any], folder: Path | store.URL, workers: int = 1) -> list[str]:
+    """How the shards in ``folder`` (local, or on a store) differ from the manifest: missing, resized,
+    altered or unlisted."""
     entries = doc["shards"]
+    present = set(store.names(folder))
 
     def check(entry: dict[str, Any]) -> str | None:
         path = folder / entry["file"]
-        if not path.is_file():
+        if entry["file"] not in present:
             return f"{entry['file']} is missing"
-        size = path.stat().st_size
+        size = store.size(path)
         if size != entry["bytes"]:
             return f"{entry['file']} has {size:,} bytes, the manifest says {entry['bytes']:,}"
         if file_sha256(path) != entry["sha256"]:
@@ -75,14 +78,14 @@ def shard_changes(doc: dict[str, Any], folder: Path, workers: int = 1) -> list[s
     with ThreadPoolExecutor(max(1, workers)) as pool:
         changes = [c for c in pool.map(check, entries) if c]
     listed = {e["file"] for e in entries}
-    changes += [f"{p.name} is not in the manifest" for p in sorted(folder.iterdir())
-                if is_shard_name(p.name) and p.name not in listed]
+    changes += [f"{name} is not in the manifest" for name in sorted(present)
+                if is_shard_name(name) and name not in listed]
     return changes
 
 
-def finished(out: Path, ident: dict[str, Any], workers: int = 1) -> Finished | None:
+def finished(out: Path | store.URL, ident: dict[str, Any], workers: int = 1) -> Finished | None:
     """The finished run in ``out`` (None when there is no readable manifest)."""
-    if not manifest.find(out).is_file():
+    if not store.is_file(manifest.find(out)):
         return None
     try:
         doc, folder = manifest.read(out)

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from reorder_cli.errors import ReorderError
 from reorder_cli.plan import stored as stored_plan
 from reorder_cli.plan.stored import StoredPlan
 from reorder_cli.rewrite import gather, scatter
-from reorder_cli.util import faults
+from reorder_cli.util import faults, store
 from reorder_cli.util.parallel import run_parallel
 from reorder_cli.util.progress import Progress
 from reorder_cli.workdir import WorkDir
@@ -57,8 +56,11 @@ def finished_shard(work: WorkDir, shard: int) -> dict | None:
     record = work.finished("gather", shard)
     if record is None:
         return None
-    staged, published = work.shards / record["file"], work.root.parent / record["file"]
-    return record if staged.exists() or published.exists() else None
+    if (work.shards / record["file"]).exists():
+        return record
+    if store.is_url(work.output):  # published to a store: uploaded and read back intact
+        return record if work.finished("upload", shard) is not None else None
+    return record if (work.output / record["file"]).exists() else None
 
 
 def run_all(stored: StoredPlan, work: WorkDir, workers: int, progress: Progress,
@@ -81,16 +83,10 @@ def run_all(stored: StoredPlan, work: WorkDir, workers: int, progress: Progress,
     return [work.finished("gather", j) for j in range(stored.gather_tasks)]
 
 
-def _planned(output: Path) -> tuple[WorkDir, StoredPlan]:
-    work = WorkDir(Path(output))
+def status(work: WorkDir) -> dict:
+    """Tasks of the planned run in ``work`` and how many have finished."""
     stored = stored_plan.load(work)
     if stored is None:
-        raise ReorderError(f"{output}: no stored plan in {work.root}; run `reorder run --plan-only` first")
-    return work, stored
-
-
-def status(output: Path) -> dict:
-    """Tasks of the planned run in ``output`` and how many have finished."""
-    work, stored = _planned(output)
+        raise ReorderError(f"{work.output}: no stored plan in {work.root}; run `reorder run --plan-only` first")
     return {phase: {"tasks": stored.scatter_tasks if phase == "scatter" else stored.gather_tasks,
                     "finished": work.count_finished(phase)} for phase in PHASES}

@@ -3,6 +3,9 @@
 With ``REORDER_PAUSE_AT=<point>`` in the environment, the process stops at that named
 point, touches the file ``REORDER_PAUSE_FLAG`` and sleeps, so that a test can kill it
 there with SIGKILL. Without the variable, :func:`pause` does nothing.
+
+With ``REORDER_FAIL_AT=<point>``, :func:`fail` raises an ``OSError`` there (an upload that breaks
+half-way: :data:`FAIL_POINTS`); ``REORDER_FAIL_SHARD=N`` limits it to output shard N.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import os
 import time
 from pathlib import Path
 
-POINTS = ("keys", "scatter", "scatter-done", "gather", "gather-done", "publish")
+POINTS = ("keys", "scatter", "scatter-done", "gather", "gather-done", "publish", "upload")
+FAIL_POINTS = ("upload",)
 
 
 def below_floor_allowed() -> bool:
@@ -30,3 +34,15 @@ def pause(point: str) -> None:
     if flag:
         Path(flag).write_text(point)
     time.sleep(float(os.environ.get("REORDER_PAUSE_SECONDS", "60")))
+
+
+def fail(point: str, shard: int | None = None) -> None:
+    """Raise an ``OSError`` here when ``REORDER_FAIL_AT`` names ``point`` (and ``REORDER_FAIL_SHARD``, when set,
+    names ``shard``)."""
+    assert point in FAIL_POINTS, point
+    if os.environ.get("REORDER_FAIL_AT") != point:
+        return
+    only = os.environ.get("REORDER_FAIL_SHARD")
+    if only is not None and shard is not None and int(only) != shard:
+        return
+    raise OSError(f"injected failure at {point} (REORDER_FAIL_AT)")

@@ -11,9 +11,10 @@ _FINGERPRINT_SPAN = 1 << 20
 _READ = 8 << 20
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Path | store.URL) -> str:
+    """sha256 of a file, or of an object read back from its store."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with store.open_read(path) as fh:
         while chunk := fh.read(_READ):
             digest.update(chunk)
     return digest.hexdigest()

@@ -20,7 +20,7 @@ import hashlib
 import re
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -86,6 +86,10 @@ class URL:
     def parents(self) -> tuple:
         return ()
 
+    @property
+    def parent(self) -> URL:
+        return URL(self.url.rstrip("/").rpartition("/")[0])
+
     def resolve(self) -> URL:
         return self
 
@@ -118,9 +122,13 @@ def location(text: str | Path | URL) -> Path | URL:
     return URL(text) if is_url(text) else local(text)
 
 
-def beside(folder: Path, recorded: str) -> Path | URL:
-    """A path recorded relative to ``folder`` (a manifest's input), or the URL recorded as it is."""
-    return URL(recorded) if is_url(recorded) else (folder / recorded).resolve()
+def beside(folder: Path | URL, recorded: str) -> Path | URL:
+    """A path recorded relative to ``folder`` (a manifest's input), or the URL or absolute path recorded
+    as it is (the local inputs of an output on a store are recorded absolute)."""
+    if is_url(recorded):
+        return URL(recorded)
+    return Path(recorded).resolve() if Path(recorded).is_absolute() or isinstance(folder, URL) else \
+        (folder / recorded).resolve()
 
 
 # ------------------------------------------------------------------ filesystems
@@ -341,3 +349,111 @@ def listing(url: str) -> tuple[list[URL], str]:
 
 def _url(proto: str | None, meta: Mapping[str, Any]) -> URL:
     return URL(f"{proto}://{meta['name']}", version(meta), int(meta.get("size") or 0))
+
+
+# ------------------------------------------------------------------ files and objects alike (outputs)
+
+
+def is_file(p: Path | URL) -> bool:
+    if not isinstance(p, URL):
+        return Path(p).is_file()
+    fs, path = filesystem(p)
+    with errors(p):
+        fs.invalidate_cache(path)
+        return bool(fs.isfile(path))
+
+
+def size(p: Path | URL) -> int:
+    return Path(p).stat().st_size if not isinstance(p, URL) else int(info(p).get("size") or 0)
+
+
+def names(folder: Path | URL) -> list[str]:
+    """The names of the files directly inside ``folder`` (objects under the prefix ``folder/``), sorted;
+    none when it does not exist. A missing bucket or refused credentials are one line naming the URL."""
+    if not isinstance(folder, URL):
+        return sorted(p.name for p in Path(folder).iterdir() if p.is_file()) if Path(folder).is_dir() else []
+    fs, path = filesystem(folder)
+    with errors(folder):
+        fs.invalidate_cache(path)
+        fs.info(path.split("/")[0])  # the bucket: "not found" or "access denied" here, not an empty folder
+        try:
+            found = fs.ls(path, detail=True)
+        except FileNotFoundError:
+            return []
+    return sorted(m["name"].rstrip("/").rpartition("/")[2] for m in found if m.get("type") != "directory")
+
+
+def open_read(p: Path | URL) -> IO[bytes]:
+    """A file or an object opened for reading front to back."""
+    return open_url(p, sequential=True) if isinstance(p, URL) else open(p, "rb")  # noqa: SIM115 - the caller closes
+
+
+def read_bytes(p: Path | URL) -> bytes:
+    with open_read(p) as fh, errors(p):
+        return fh.read()
+
+
+def object_version(url: URL) -> str | None:
+    """The version of an object now (its ETag ...), None when there is no such object."""
+    fs, path = filesystem(url)
+    with errors(url):
+        fs.invalidate_cache(path)
+        try:
+            meta = fs.info(path)
+        except FileNotFoundError:
+            return None
+    return f"{meta.get('size')}:{version(meta)}"
+
+
+def remove(url: URL) -> None:
+    """Delete an object (nothing when there is none)."""
+    fs, path = filesystem(url)
+    with errors(url):
+        with suppress(FileNotFoundError):
+            fs.rm_file(path)
+        fs.invalidate_cache(path)
+
+
+def write_bytes(url: URL, data: bytes) -> None:
+    """One object written whole by a single request (a PUT): it appears complete, or not at all."""
+    fs, path = filesystem(url)
+    with errors(url):
+        fs.pipe_file(path, data)
+        fs.invalidate_cache(path)
+
+
+#: The part size of an upload (S3 takes parts of 5 MiB at least, but the last).
+UPLOAD_BLOCK = 8 << 20
+
+
+def upload(local_path: Path, url: URL, fault=lambda written: None) -> None:
+    """Copy a local file to the object ``url``, streamed in parts of :data:`UPLOAD_BLOCK`.
+
+    An exception (or a kill) before the end never completes the upload: the file object is opened with
+    ``autocommit=False``, so closing it does not make the object appear; :meth:`commit` does, once
+    every byte was written; on an error :meth:`discard` aborts the multipart upload. (A plain
+    ``with fs.open(url, "wb")`` would commit what was written so far when the block exits on an
+    exception: fsspec's ``__exit__`` closes, and closing commits.) ``fault(written)`` is the tests'
+    hook, called after each part was written."""
+    fs, path = filesystem(url)
+    with errors(url):
+        fh = fs.open(path, "wb", autocommit=False, block_size=UPLOAD_BLOCK)
+        if not (hasattr(fh, "commit") and hasattr(fh, "discard")):  # a store without transactions
+            fh.close()
+            fs.put_file(str(local_path), path)
+            return
+        try:
+            with open(local_path, "rb") as src:
+                written = 0
+                while chunk := src.read(UPLOAD_BLOCK):
+                    fh.write(chunk)
+                    written += len(chunk)
+                    fault(written)
+            fh.close()
+            fh.commit()
+        except BaseException:
+            fh.discard()
+            fh.closed = True  # never closed (and so never flushed) again, by the garbage collector either
+            raise
+        finally:
+            fs.invalidate_cache(path)
