@@ -225,3 +225,25 @@ def test_running_tasks_then_a_cancelled_chain_leaves_nothing_published_and_the_c
     assert finished.returncode == 0, finished.stderr
     assert [line.split()[1:3] for line in finished.stdout.splitlines()] == [["gather", "8"], ["publish", "1"]]
     assert output_hashes(out) == local
+
+
+def test_bad_input_fails_its_keys_task_and_wait_names_it(tmp_path, config_file, jsonl_corpus):
+    """The inputs are read on the cluster, by the keys tasks: a file cut mid-record fails its own task;
+    `--wait` exits 1 naming it and its log, which holds the one-line error (file and line); the later
+    waves are never submitted and nothing is published."""
+    bad = tmp_path / "in" / "bad.jsonl"
+    bad.write_text('{"id": "x", "score": 1}\n{"id": "y", "score": \n')
+    out = tmp_path / "out"
+    work = WorkDir(out)
+    args = _run_args(config_file, [*jsonl_corpus.files, bad], "out")
+    done = _cli(tmp_path, *args, "--executor", "slurm", "--wait")
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert f"keys task 3 failed; its log: {work.log('keys', 3)}" in done.stderr, done.stderr
+    assert "bad.jsonl: line 2" in work.log("keys", 3).read_text()
+    arrays = json.loads((work.slurm / "jobs.json").read_text())["arrays"]
+    _gone([a["id"] for a in arrays])
+    assert [a["stage"] for a in arrays] == ["keys", "split", "submit"]  # the next waves never came
+    assert sorted(p.name for p in out.iterdir()) == [".reorder"]  # no shard, no manifest
+    report = json.loads(invoke("status", out, "--json").stdout)["stages"]
+    assert report["keys"]["failed"] == [{"index": 3, "log": str(work.log("keys", 3))}]
+    assert report["keys"]["done"] == 3
