@@ -55,8 +55,10 @@ class Spec:
 
 
 def write_spec(work: WorkDir, cfg: RunConfig, files: list[InputFile]) -> Spec:
-    # storage_options may hold credentials: never written; tasks elsewhere reach the store by its own chain
-    config = dataclasses.asdict(cfg) | {"output": str(cfg.output.absolute()), "storage_options": {}}
+    # storage_options may hold credentials: only where the store is goes to tasks elsewhere; they get
+    # their credentials from the store's own chain (environment, profile, role)
+    config = dataclasses.asdict(cfg) | {"output": str(cfg.output.absolute()),
+                                        "storage_options": store.shareable(cfg.storage_options)}
     data = {"config": config, "memory": budget.keys_budget(cfg),
             "files": [{"path": str(f.path.absolute()), "format": f.format, "compression": f.compression,
                        "size": f.size} for f in files]}
@@ -243,6 +245,9 @@ def run_one(output: str | Path, stage: str, index: int, work_dir: str | Path | N
         return {**(work.finished(stage, index) or {}), "skipped": True}
     _check_ready(work, stage)
     work.ensure()
+    spec = load_spec(work)
+    if spec is not None:  # a process of its own: where the stores are (run.json holds no credentials)
+        store.configure(spec.cfg.storage_options)
     return run_task(work, stage, index)
 
 

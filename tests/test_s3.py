@@ -253,3 +253,41 @@ def test_the_keys_pass_of_parquet_reads_the_score_column_alone(tmp_path, s3_serv
     reorder(cfg, urls, tmp_path / "no-sample", method="str", sets=["shard_size=0"])
     read = json.loads((tmp_path / "no-sample" / ".run_log.json").read_text())["store_bytes_read"]
     assert read["sample"] == 0 and 0 < read["keys"] < 0.1 * total
+
+
+def test_tasks_elsewhere_get_the_endpoint_but_never_the_credentials(tmp_path, s3_server, bucket, parquet_corpus,
+                                                                     config_file):
+    """A run prepared for a cluster writes run.json with the storage_options that say where the store is
+    (endpoint, region) and none that say who you are; each `reorder task`, a process of its own with the
+    credentials in its environment only (no AWS_ENDPOINT_URL), reaches the store through it."""
+    import os
+
+    urls = s3_server.upload(parquet_corpus.files, bucket, "pq")
+    cfg = s3_config(tmp_path, s3_server.options())
+    out = tmp_path / "out"
+    reorder(cfg, urls, out, method="str", sets=["rewrite=out-of-core", "memory_limit=1"],
+            extra=["--executor", "slurm", "--dry-run"])
+    spec = json.loads((out / ".reorder" / "run.json").read_text())["config"]["storage_options"]
+    assert spec == {"endpoint_url": s3_server.endpoint, "client_kwargs": {"region_name": "us-east-1"}}
+    assert leaks(out, s3_server.secret) == [] and leaks(out, s3_server.key) == []
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env |= {"AWS_ACCESS_KEY_ID": s3_server.key, "AWS_SECRET_ACCESS_KEY": s3_server.secret}
+
+    def task(*args, environment=env):
+        return subprocess.run([sys.executable, "-m", "reorder_cli.cli", "task", str(out), *map(str, args)],
+                              capture_output=True, text=True, env=environment)
+
+    no_credentials = {k: v for k, v in env.items() if not k.startswith("AWS_")}  # negative control
+    refused = task("keys", 0, environment=no_credentials)
+    assert refused.returncode == 2 and "s3://" in refused.stderr, refused.stderr
+    from reorder_cli.stages import STAGES
+
+    for stage in STAGES:
+        n = json.loads(invoke("status", out, "--json").stdout)["stages"][stage]["tasks"]
+        for i in range(n):
+            done = task(stage, i)
+            assert done.returncode == 0, (stage, i, done.stderr)
+    reorder(cfg, urls, out, method="str", sets=["rewrite=out-of-core", "memory_limit=1"])  # publishes
+    reorder(config_file, parquet_corpus.files, tmp_path / "local-out", method="str",
+            sets=["rewrite=out-of-core", "memory_limit=1"])
+    assert_same_run(out, tmp_path / "local-out")

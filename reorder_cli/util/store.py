@@ -141,6 +141,28 @@ def configure(options: Mapping[str, Any] | None) -> None:
     _options = dict(options or {})
 
 
+#: ``storage_options`` keys that say where a store is and how to reach it, never who you are: the only
+#: ones a task in another process gets (``run.json``); credentials come from its store's own chain.
+SHAREABLE = frozenset({"endpoint_url", "anon", "requester_pays", "use_ssl", "version_aware", "project",
+                       "region_name", "client_kwargs", "config_kwargs", "verify"})
+
+
+def shareable(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``storage_options`` less anything but :data:`SHAREABLE` keys (at every level: a protocol's own
+    mapping, ``client_kwargs``): what may be written into the work folder for tasks elsewhere."""
+    out: dict[str, Any] = {}
+    for key, value in (options or {}).items():
+        if isinstance(value, Mapping) and (key in SHAREABLE or key in _PROTOCOL_KEYS):
+            out[key] = shareable(value)
+        elif key in SHAREABLE and not isinstance(value, Mapping):
+            out[key] = value
+    return out
+
+
+#: Protocol names whose mapping in ``storage_options`` applies to that protocol alone.
+_PROTOCOL_KEYS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "hf", "http", "https"})
+
+
 def options_for(proto: str) -> dict[str, Any]:
     shared = {k: v for k, v in _options.items() if not (isinstance(v, Mapping) and k in EXTRAS)}
     own = _options.get(proto)
