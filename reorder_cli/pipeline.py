@@ -163,36 +163,35 @@ def _plan(files: list[InputFile], cfg: RunConfig, work: WorkDir, resumed: bool, 
         keys_budget = budget.keys_budget(cfg)
         sources = read_keys(files, cfg, work, keys_budget, progress.task)
         faults.pause("keys")
-        if build.spilled(sources):  # the keys outgrow memory: the order as tasks, run here
+        spilled = build.spilled(sources)
+        the_plan = None if spilled else build.build(files, sources, cfg)
+        choice = None if spilled else budget.choose(the_plan, cfg, force="out-of-core" if plan_only else None)
+        if spilled or choice.path == "out-of-core":  # the order as tasks, through the local pool, as on a cluster
+            the_plan = None  # the keys leave memory: the tasks read them from the work folder
             stored = _order_as_tasks(files, sources, cfg, work, progress)
             laid_out = work.finished("layout", 0)
-            if laid_out["warning"]:
-                result.warnings.append(laid_out["warning"])
-            cfg = dataclasses.replace(cfg, workers=laid_out["workers"])
-            planned = _Planned(stored.as_plan(files), stored, cfg, "out-of-core", "the keys do not fit memory_limit",
-                               True)
+            warning, workers = laid_out["warning"], laid_out["workers"]
+            reason = "the keys do not fit memory_limit" if spilled else choice.reason
+            the_plan, path = stored.as_plan(files), "out-of-core"
         else:
-            the_plan = build.build(files, sources, cfg)
-            choice = budget.choose(the_plan, cfg, force="out-of-core" if plan_only else None)
-            if choice.warning:
-                result.warnings.append(choice.warning)
-            cfg = dataclasses.replace(cfg, workers=choice.workers)
-            if choice.path == "out-of-core":
-                stored = stored_plan.store(the_plan, cfg, work, choice.bucket_bytes, choice.read_bytes,
-                                           stored_plan.output_schema(the_plan), keys_budget)
-                the_plan = stored.as_plan(files)  # the keys leave memory for the rewrite
-            planned = _Planned(the_plan, stored, cfg, choice.path, choice.reason, False)
+            warning, workers, reason, path = choice.warning, choice.workers, choice.reason, "in-memory"
+        if warning:
+            result.warnings.append(warning)
+        cfg = dataclasses.replace(cfg, workers=workers)
+        planned = _Planned(the_plan, stored, cfg, path, reason, spilled)
     timings["plan_seconds"] = time.perf_counter() - t0
     return planned
 
 
 def _order_as_tasks(files: list[InputFile], sources: list, cfg: RunConfig, work: WorkDir,
                     progress: Progress) -> StoredPlan:
-    """The keys were spilled: record them as the keys tasks would have, then run the order's tasks
-    (split, sort, place, layout) through the local pool, as a cluster runs them."""
+    """The plan of an out-of-core run: the keys read here are recorded as the keys tasks would have
+    (spilled, or written now), then the order's tasks (split, sort, place, layout) run through the
+    local pool, as a cluster runs them. ``sources`` is emptied as it goes (the keys leave memory)."""
     stages.write_spec(work, cfg, files)
-    for i, source in enumerate(sources):  # a loop over files
-        work.finish("keys", i, stages.keys_record(work, cfg, i, source))
+    for i in range(len(sources)):  # a loop over files
+        work.finish("keys", i, stages.keys_record(work, cfg, i, sources[i]))
+        sources[i] = None
     stages.run_local(work, stages.ORDER, cfg.workers, progress)
     return stored_plan.load(work)
 

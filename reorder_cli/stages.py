@@ -182,7 +182,7 @@ def _layout(work: WorkDir, spec: Spec) -> dict:
     choice = budget.choose(the_plan, cfg, force="out-of-core")
     cfg = dataclasses.replace(cfg, workers=choice.workers)
     stored = stored_plan.store(the_plan, cfg, work, choice.bucket_bytes, choice.read_bytes,
-                               stored_plan.output_schema(the_plan), spec.memory)
+                               stored_plan.output_schema(the_plan))
     return {"rows": the_plan.rows, "scatter": stored.scatter_tasks, "gather": stored.gather_tasks,
             "warning": choice.warning, "workers": choice.workers}
 

@@ -31,13 +31,13 @@ import numpy as np
 import pyarrow as pa
 
 from reorder_cli.config import RunConfig
-from reorder_cli.formats import jsonl, parquet
+from reorder_cli.formats import parquet
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.plan import order_tasks
-from reorder_cli.plan.build import Plan, SpilledSource
+from reorder_cli.plan.build import Plan
 from reorder_cli.plan.layout import layout, shard_batches
 from reorder_cli.util import atomic
-from reorder_cli.util.npy import CHUNK_ROWS, DiskArray, NpyWriter, save_npy, write_array
+from reorder_cli.util.npy import DiskArray, save_npy
 from reorder_cli.workdir import WorkDir, read_json
 
 #: A scatter task reads one input file, or a slice of about this many (uncompressed) bytes of a
@@ -120,71 +120,32 @@ class StoredPlan:
         )
 
 
-def _save(folder: Path, name: str, array: np.ndarray) -> None:
-    """``folder/NAME.npy``; an array already on disk (an out-of-core plan's) is written a chunk at a time."""
-    if not isinstance(array, DiskArray):
-        save_npy(folder / f"{name}.npy", array)
-        return
-    if array.path == folder / f"{name}.npy":  # written in place by the place tasks
-        return
-    writer = NpyWriter(folder / f"{name}.npy", array.dtype, len(array))
-    for chunk in array.chunks(CHUNK_ROWS):
-        writer.write(chunk)
-    writer.close()
-
-
-def _positions(plan: Plan, folder: Path) -> None:
-    """The (input row, output position) pairs of a plan made in memory, as the place tasks of one made
-    by tasks write them (they already have)."""
-    if any(folder.glob("pairs-*.bin")):
-        return
-    order = np.asarray(plan.order)
-    by_row = np.argsort(order, kind="stable")
-    pairs = np.empty(len(order), dtype=order_tasks.PAIR)
-    pairs["row"], pairs["pos"] = order[by_row], by_row
-    with atomic.open_atomic(order_tasks.pairs_path(folder, 0), "wb") as fh:
-        write_array(fh, pairs, order_tasks.pairs_path(folder, 0))
-
-
 def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_bytes: int,
-          schema: pa.Schema | None, memory_bytes: int) -> StoredPlan:
-    """Write the plan of an out-of-core run; plan.json goes last and marks it complete."""
+          schema: pa.Schema | None) -> StoredPlan:
+    """Write the plan of an out-of-core run (the layout task: its order, scores, sizes, running total
+    and (row, position) pairs are already in the plan folder, written by the order's tasks, and its
+    sources are the keys tasks' files); plan.json goes last and marks it complete."""
     folder = work.plan
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, array in (("order", plan.order), ("scores", plan.scores), ("sizes", plan.sizes)):
-        _save(folder, name, array)
-    _positions(plan, folder)
     files, slices = [], []
     for i, (inp, source) in enumerate(zip(plan.files, plan.sources, strict=True)):
         # Absolute paths, so that a task runs from any working directory (``reorder task``).
         entry = {"path": str(inp.path.absolute()), "format": inp.format, "compression": inp.compression,
                  "rows": source.rows}
-        if isinstance(source, SpilledSource):
-            if inp.format == "jsonl":
-                if source.path("records").exists() or not (folder / f"records-{i:05d}.npy").exists():
-                    os.replace(source.path("records"), folder / f"records-{i:05d}.npy")  # moved once
-                records = np.load(folder / f"records-{i:05d}.npy", mmap_mode="r")
-                entry.update(data_path=str(Path(source.data_path).absolute()), unterminated=source.unterminated)
-                cuts = _cuts(records[:, 1] - records[:, 0], np.arange(source.rows + 1))
-            else:
-                cuts = _cuts(np.load(source.path("sizes"), mmap_mode="r"), _group_starts(inp))
-        elif isinstance(source, jsonl.JsonlSource):
-            k = source.keys
-            records = k.records()
-            _save(folder, f"records-{i:05d}", records)
-            entry.update(data_path=str(Path(k.data_path).absolute()),
-                         unterminated=source.unterminated_row() is not None)
-            cuts = _cuts(np.diff(records, axis=1).ravel(), np.arange(source.rows + 1))
+        if inp.format == "jsonl":
+            if source.path("records").exists() or not (folder / f"records-{i:05d}.npy").exists():
+                os.replace(source.path("records"), folder / f"records-{i:05d}.npy")  # moved once
+            records = np.load(folder / f"records-{i:05d}.npy", mmap_mode="r")
+            entry.update(data_path=str(Path(source.data_path).absolute()), unterminated=source.unterminated)
+            cuts = _cuts(records[:, 1] - records[:, 0], np.arange(source.rows + 1))
         else:
-            cuts = _cuts(source.row_sizes(), _group_starts(inp))
+            cuts = _cuts(np.load(source.path("sizes"), mmap_mode="r"), _group_starts(inp))
         files.append(entry)
         slices += [[i, int(a), int(b)] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
     if schema is not None:
         atomic.write_bytes(work.plan_file("schema.arrow"), schema.serialize().to_pybytes())
 
     batches, buckets = [], []
-    ends_file = folder / "plan-ends.npy"  # the running total of sizes, when the keys went out of core
-    ends = np.load(ends_file, mmap_mode="r") if ends_file.exists() else np.cumsum(plan.sizes, dtype=np.int64)
+    ends = np.load(folder / "plan-ends.npy", mmap_mode="r")  # the running total of sizes (build.from_placed)
     for s, (start, end) in enumerate(plan.shards):  # a loop over shards and buckets, never rows
         first = len(batches)
         shard = shard_batches(plan.sizes, start, end, cfg, ends)
@@ -194,7 +155,7 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
         batch_bytes += ROW_OVERHEAD * np.diff(np.asarray([start] + [b for _, b in shard]))
         for a, b in layout(batch_bytes, bucket_bytes, 0):
             buckets.append([s, first + a, first + b])
-    _save(folder, "batches", np.asarray(batches, dtype=np.int64).reshape(-1, 2))
+    save_npy(folder / "batches.npy", np.asarray(batches, dtype=np.int64).reshape(-1, 2))
     meta = {
         "files": files,
         "slices": slices,
