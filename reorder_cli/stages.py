@@ -146,7 +146,7 @@ def keys_record(work: WorkDir, cfg: RunConfig, index: int, source: KeySource) ->
     """A keys task's files and record, from an input's keys (read by the task, or spilled by a local run)."""
     spilled = source if isinstance(source, SpilledSource) else build.spill(source, index, work.keys)
     valid = order_tasks.write_order_keys(work.keys, index, source.scores(), source.row_sizes(),
-                                         order_tasks.run_direction(cfg.method, cfg.params))
+                                         order_tasks.run_direction(cfg.method, cfg.params), budget.keys_budget(cfg))
     if source.schema is not None:
         atomic.write_bytes(work.keys / f"schema-{index:05d}.arrow", source.schema.serialize().to_pybytes())
     return {"rows": source.rows, "valid": valid, "invalid": [list(x) for x in source.invalid],

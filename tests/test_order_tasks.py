@@ -257,3 +257,21 @@ def test_a_task_stays_within_its_budget(tmp_path):
                 tracemalloc.stop()
     assert max(peaks) < budget
     assert len(np.load(plan / "order.npy", mmap_mode="r")) == n
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_a_keys_task_sorts_a_big_input_out_of_core_with_the_same_run(tmp_path, descending):
+    """Past its budget a keys task sorts its input's run out of core (ExternalSort): the run and the
+    sample are the bytes of the in-memory sort; heavy ties keep input order in both directions."""
+    rng = np.random.default_rng(11)
+    scores = np.round(rng.random(50_000) * 3, 1)
+    scores[rng.integers(0, 50_000, 500)] = np.nan
+    sizes = rng.integers(1, 999, 50_000)
+    small, big = tmp_path / "small", tmp_path / "big"
+    assert ot.write_order_keys(big, 0, scores, sizes, descending) == ot.write_order_keys(
+        small, 0, scores, sizes, descending, memory=64 << 10)
+    for name in ("run", "sample", "invalid"):
+        a, b = (folder / ot.key_name(name, 0) for folder in (small, big))
+        assert a.read_bytes() == b.read_bytes(), name
+    assert 50_000 * ot.RUN_BYTES > 64 << 10  # the small budget did take the out-of-core branch
+    assert sorted(p.name for p in small.iterdir()) == sorted(p.name for p in big.iterdir())  # spills removed

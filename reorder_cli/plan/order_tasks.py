@@ -61,6 +61,9 @@ SAMPLE_STEP = 4096
 #: cut from a sample, so some are bigger than the average; a range that outgrows the budget is
 #: sorted out of core by :class:`ExternalSort`).
 RANGE_BYTES = 128
+#: Bytes a valid row costs a keys task's sort in memory: its KEYED record (32), the keys and their argsort
+#: (16), the ROW records in order (24) and their KEYED copy (32).
+RUN_BYTES = 104
 #: Bytes a draw costs a draw sort: its key and index (16), the kept ones and their sort (32).
 DRAW_BYTES = 64
 #: Bytes a position costs a place task: ranks, the JIT permutation, the gathered rows, the three
@@ -84,23 +87,60 @@ def key_name(name: str, index: int) -> str:
 
 
 def write_order_keys(folder: Path, index: int, scores: np.ndarray, sizes: np.ndarray,
-                     descending: bool | None) -> int:
+                     descending: bool | None, memory: int = 0) -> int:
     """The keys task's part for the order: the input's invalid rows, and (``descending`` not None) its
-    valid rows sorted by key, and a sample of the keys. Returns the valid rows."""
+    valid rows sorted by key, and a sample of the keys. Returns the valid rows.
+
+    The sort holds about :data:`RUN_BYTES` a valid row; past ``memory`` (a task's budget, when given)
+    it runs out of core (:class:`ExternalSort`), with the same result."""
     folder.mkdir(parents=True, exist_ok=True)
     valid = ~np.isnan(scores)
     save_npy(folder / key_name("invalid", index), np.flatnonzero(~valid).astype(np.int64))
-    rows = np.flatnonzero(valid)
-    if descending is not None:
-        keyed = np.empty(len(rows), dtype=KEYED)
-        keyed["key"] = -scores[rows] if descending else scores[rows]
-        keyed["row"], keyed["score"], keyed["size"] = rows, scores[rows], sizes[rows]
-        keyed = take(keyed, np.argsort(keyed["key"], kind="stable"))
-        with atomic.open_atomic(folder / key_name("run", index), "wb") as fh:
-            write_array(fh, keyed, folder / key_name("run", index))
-        step = int(np.clip(len(rows) // 64, 1, SAMPLE_STEP))  # at least 64 keys of a file, when it has them
-        save_npy(folder / key_name("sample", index), np.ascontiguousarray(keyed["key"][::step]))
-    return len(rows)
+    n_valid = int(np.count_nonzero(valid))
+    if descending is None:
+        return n_valid
+    step = int(np.clip(n_valid // 64, 1, SAMPLE_STEP))  # at least 64 keys of a file, when it has them
+    path, picked = folder / key_name("run", index), []
+    with atomic.open_atomic(path, "wb") as fh:
+        written = 0
+
+        def sink(rows: np.ndarray) -> None:  # ROW records in key order -> KEYED records, and the sample
+            nonlocal written
+            keyed = np.empty(len(rows), dtype=KEYED)
+            keyed["key"] = -rows["score"] if descending else rows["score"]
+            for name in ROW.names:
+                keyed[name] = rows[name]
+            write_array(fh, keyed, path)
+            picked.append(keyed["key"][(-written) % step :: step].copy())
+            written += len(rows)
+
+        if not memory or n_valid * RUN_BYTES <= memory:
+            rows = np.flatnonzero(valid)
+            keys = -scores[rows] if descending else scores[rows]
+            order = np.argsort(keys, kind="stable")
+            out = np.empty(len(rows), dtype=ROW)
+            out["row"], out["score"], out["size"] = rows[order], scores[rows][order], sizes[rows][order]
+            sink(out)
+        else:
+            spill = Path(tempfile.mkdtemp(prefix=f"keys-{index:05d}-", dir=folder))
+            try:
+                sorter = ExternalSort(spill, memory)
+                sorter.sort(lambda: _valid_chunks(scores, sizes, descending, sorter.chunk_rows), n_valid, sink)
+            finally:
+                shutil.rmtree(spill, ignore_errors=True)
+    save_npy(folder / key_name("sample", index), np.concatenate(picked) if picked else np.empty(0))
+    return n_valid
+
+
+def _valid_chunks(scores: np.ndarray, sizes: np.ndarray, descending: bool,
+                  chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(key, ROW) of the valid rows, a chunk of rows at a time, in input order."""
+    for start in range(0, len(scores), chunk):  # a loop over chunks
+        part = scores[start : start + chunk]
+        keep = np.flatnonzero(~np.isnan(part))
+        rows = np.empty(len(keep), dtype=ROW)
+        rows["row"], rows["score"], rows["size"] = start + keep, part[keep], sizes[start : start + chunk][keep]
+        yield (-rows["score"] if descending else rows["score"]), rows
 
 
 class _Columns:
