@@ -83,7 +83,8 @@ def run(
         "--executor", help="local (this machine), slurm (sbatch job arrays) or ray (Ray tasks); see `reorder status`.")]
     = "local",
     dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="--executor slurm: plan, write and print the sbatch scripts, submit nothing.")] = False,
+        "--dry-run", help="--executor slurm: check the inputs, write and print the sbatch scripts of the "
+        "stages whose sizes are known, submit nothing.")] = False,
     wait: Annotated[bool, typer.Option(
         "--wait", help="--executor slurm: block until published (exit 0) or a task failed (exit 1).")] = False,
 ) -> None:
@@ -154,10 +155,11 @@ def task_cmd(
 ) -> None:
     """Run one task of a run planned as tasks (a cluster job does this), or list them.
 
-    The stages run in order, each after every task of the one before has finished: keys (one task
-    an input), split, sort and place (the order), layout, scatter (one an input slice), gather (one
-    an output shard). A run planned with --plan-only starts at scatter. Then `reorder run` with the
-    same arguments publishes the shards and the manifest.
+    Stages, in order, each after every task of the one before has finished:
+    keys (one task an input), split, sort, place (the order), layout,
+    scatter (one task an input slice), gather (one task an output shard).
+    A run planned with --plan-only starts at scatter.
+    Then `reorder run` with the same arguments publishes the shards and the manifest.
     """
     from reorder_cli import render, stages
 
