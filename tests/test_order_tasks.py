@@ -123,7 +123,7 @@ def _expect_budget_error(method, p, n_valid, memory) -> bool:
         n_valid, p["num_sections"], p["folding_ratio"]))
     layers = p["zigzag_layer"] if method == "zigzag" else p["folding_layer"]
     spread = min(layers, 171) if layered and layers > 1 else 1
-    return p["window_size"] > memory // (ot.PLACE_BYTES + 24 * spread)
+    return min(p["window_size"], n_valid) > memory // (ot.PLACE_BYTES + 24 * spread)
 
 
 @settings(max_examples=150, deadline=None)

@@ -297,18 +297,22 @@ def _gumbel(order: Path, m: int, params: Mapping[str, Any], memory: int) -> dict
     The draws are replayed once here: the generator's state at each chunk, and the chunk's least
     and greatest key, so a range task draws only the chunks that reach its range."""
     rng = np.random.default_rng(params["seed"])
-    states, lows, highs = [], [], []
+    ranges = max(1, math.ceil(m * DRAW_BYTES / max(1, memory)))
+    # the keys spread over ranks and temperature * Gumbel: ranges follow a sample of them (about 64 keys
+    # a range), or a temperature of the order of m would put most draws in the first and last ranges
+    step = int(np.clip(memory // (64 * DRAW_BYTES), 1, SAMPLE_STEP))
+    states, lows, highs, sample = [], [], [], []
     for start in range(0, m, DRAW_CHUNK):  # a loop over chunks
         states.append(rng.bit_generator.state)
         count = min(DRAW_CHUNK, m - start)
         keys = np.arange(start, start + count, dtype=np.float64) + rng.gumbel(size=count) * params["temperature"]
         lows.append(float(keys.min()))
         highs.append(float(keys.max()))
+        sample.append(keys[(-start) % step :: step].copy())
     atomic.write_json(order / "gumbel.json", {"states": states, "lows": lows, "highs": highs})
-    ranges = max(1, math.ceil(m * DRAW_BYTES / max(1, memory)))
+    splitters = choose_splitters(np.concatenate(sample), ranges) if ranges > 1 and sample else np.empty(0)
     return {"name": "gumbel", "draws": "gumbel", "length": m, "offset": 0, "seed": params["seed"],
-            "temperature": params["temperature"], "splitters": [float(m * j / ranges) for j in range(1, ranges)],
-            "ranges": ranges}
+            "temperature": params["temperature"], "splitters": splitters.tolist(), "ranges": len(splitters) + 1}
 
 
 def _place_chunks(order: Path, method: str, params: Mapping[str, Any], m: int, n_inv: int, policy: str,
@@ -319,11 +323,12 @@ def _place_chunks(order: Path, method: str, params: Mapping[str, Any], m: int, n
     spread = method_info.rank_map(max(m, 1), params).spread if method_info.rank_map else 1
     chunk = max(1, memory // (PLACE_BYTES + 24 * spread))
     if window > 1 and m:
-        if window > chunk:
-            need = window * (PLACE_BYTES + 24 * spread)
+        if min(window, m) > chunk:  # a window longer than the rows is one short window: the m rows
+            need = min(window, m) * (PLACE_BYTES + 24 * spread)
             raise ReorderError(f"window_size {window} needs about {math.ceil(need / 2**20)} MiB a window, over "
                                "the memory budget; raise memory or lower window_size")
-        chunk -= chunk % window
+        if window <= chunk:  # else m <= chunk < window: one place task holds the one short window
+            chunk -= chunk % window
         rng = np.random.default_rng(params["seed"])
         states = []
         for start in range(0, m, chunk):  # a loop over chunks: the draws of orderings.jitter, replayed
@@ -436,8 +441,9 @@ def sort_task(keys: Path, order: Path, meta: dict, task: int, memory: int) -> in
             def sink(records: np.ndarray) -> None:
                 write_array(fh, records, tmp)
 
-            count = (_sort_scores(keys, meta, lo, hi, r == len(splitters), sink, spill, memory)
-                     if spec["name"] == "score" else _sort_draws(order, spec, lo, hi, sink))
+            last = r == len(splitters)
+            count = (_sort_scores(keys, meta, lo, hi, last, sink, spill, memory)
+                     if spec["name"] == "score" else _sort_draws(order, spec, lo, hi, last, sink))
         os.replace(tmp, final)
         return count
     except BaseException:
@@ -488,11 +494,12 @@ def _kept(cut: list, rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return mask
 
 
-def _sort_draws(order: Path, spec: dict, lo: float, hi: float, sink: Callable) -> int:
-    """The indices of the draws whose key falls in [lo, hi), stably sorted by key."""
+def _sort_draws(order: Path, spec: dict, lo: float, hi: float, last: bool, sink: Callable) -> int:
+    """The indices of the draws whose key falls in [lo, hi) (the last range: [lo, inf], as Gumbel keys
+    of a huge temperature overflow to inf), stably sorted by key."""
     length, keys_kept, index_kept = spec["length"], [], []
-    for start, keys in _draw_chunks(order, spec, lo, hi):  # a loop over chunks of draws
-        inside = np.flatnonzero((keys >= lo) & (keys < hi))
+    for start, keys in _draw_chunks(order, spec, lo, hi, last):  # a loop over chunks of draws
+        inside = np.flatnonzero((keys >= lo) & ((keys < hi) | last))
         keys_kept.append(keys[inside])
         index_kept.append(start + inside)
     if not keys_kept or length == 0:
@@ -503,7 +510,8 @@ def _sort_draws(order: Path, spec: dict, lo: float, hi: float, sink: Callable) -
     return len(index)
 
 
-def _draw_chunks(order: Path, spec: dict, lo: float, hi: float) -> Iterator[tuple[int, np.ndarray]]:
+def _draw_chunks(order: Path, spec: dict, lo: float, hi: float,
+                 last: bool) -> Iterator[tuple[int, np.ndarray]]:
     length = spec["length"]
     if spec["draws"] == "random":  # one 64-bit draw a key, so the stream can be advanced to the offset
         rng = np.random.default_rng(spec["seed"])
@@ -515,7 +523,7 @@ def _draw_chunks(order: Path, spec: dict, lo: float, hi: float) -> Iterator[tupl
     gumbel = json.loads((order / "gumbel.json").read_text())
     rng = np.random.default_rng(spec["seed"])
     for c, start in enumerate(range(0, length, DRAW_CHUNK)):  # only the chunks that reach the range
-        if gumbel["highs"][c] < lo or gumbel["lows"][c] >= hi:
+        if gumbel["highs"][c] < lo or (gumbel["lows"][c] >= hi and not last):
             continue
         rng.bit_generator.state = gumbel["states"][c]
         count = min(DRAW_CHUNK, length - start)
