@@ -221,9 +221,12 @@ def test_budget_refusals_are_one_line(tmp_path):
     assert "\n" not in str(err.value)
 
 
-def test_a_task_stays_within_its_budget(tmp_path):
+@pytest.mark.parametrize(("method", "over"), [("str", {"window_size": 100}), ("shuffle", {}),
+                                              ("sorting", {"use_gumbel": True, "temperature": 5.0})])
+def test_a_task_stays_within_its_budget(tmp_path, method, over):
     """Traced (NumPy + Python) allocations of each sort and place task of a 1M-row run stay under an
-    8 MiB budget (the split task holds one chunk of keys and the samples)."""
+    8 MiB budget, for score ranges and for draw sorts (the split task holds one chunk of keys and the
+    samples)."""
     import tracemalloc
 
     rng = np.random.default_rng(5)
@@ -233,17 +236,17 @@ def test_a_task_stays_within_its_budget(tmp_path):
     sizes = rng.integers(0, 10**4, n)
     keys, order, plan = tmp_path / "keys", tmp_path / "order", tmp_path / "plan"
     keys.mkdir()
-    p = params("str", window_size=100)
+    p = params(method, **over)
     bounds = np.linspace(0, n, 5).astype(int)
     rows, valid = [], []
     for f in range(4):
         a, b = bounds[f], bounds[f + 1]
         save_npy(keys / ot.key_name("scores", f), scores[a:b])
         save_npy(keys / ot.key_name("sizes", f), sizes[a:b])
-        valid.append(ot.write_order_keys(keys, f, scores[a:b], sizes[a:b], ot.run_direction("str", p)))
+        valid.append(ot.write_order_keys(keys, f, scores[a:b], sizes[a:b], ot.run_direction(method, p)))
         rows.append(int(b - a))
     del scores, sizes
-    meta = ot.split(keys, order, plan, rows, valid, "str", p, "last", None, budget)
+    meta = ot.split(keys, order, plan, rows, valid, method, p, "last", None, budget)
     assert ot.sort_tasks(meta) >= 8 and ot.place_tasks(meta) >= 8
     peaks = []
     for stage, run in (("sort", lambda k: ot.sort_task(keys, order, meta, k, budget)),

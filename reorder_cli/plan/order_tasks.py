@@ -71,8 +71,15 @@ DRAW_BYTES = 64
 PLACE_BYTES = 192
 #: Bytes a pick costs the split task when both segments come from the same end (Python's shuffle list).
 PICK_BYTES = 120
-#: Draws a generator chunk (a gumbel chunk's state is recorded).
+#: Draws a generator chunk at most (a Gumbel chunk's state is recorded); fewer under a small budget.
 DRAW_CHUNK = 1 << 20
+#: Bytes a draw costs while a chunk is drawn and filtered: the keys, the mask, the indices kept.
+DRAW_CHUNK_BYTES = 48
+
+
+def draw_chunk(memory: int) -> int:
+    """Draws a chunk: what a task's budget allows, at least 1,024, at most :data:`DRAW_CHUNK`."""
+    return min(DRAW_CHUNK, max(1 << 10, memory // DRAW_CHUNK_BYTES))
 #: (input row, output position), as place tasks write them for the scatter tasks.
 PAIR = np.dtype([("row", "<i8"), ("pos", "<i8")])
 SORTED_METHODS = ("sorting", "folding", "zigzag", "str", "saw")
@@ -289,6 +296,7 @@ def _draws(name: str, length: int, offset: int, seed: int, memory: int) -> dict:
     (``orderings.random_order``); the draws are uniform in [0, 1), so the ranges are equal."""
     ranges = max(1, math.ceil(length * DRAW_BYTES / max(1, memory)))
     return {"name": name, "draws": "random", "length": length, "offset": offset, "seed": seed,
+            "chunk": draw_chunk(memory),
             "splitters": (np.arange(1, ranges) / ranges).tolist(), "ranges": ranges}
 
 
@@ -302,16 +310,17 @@ def _gumbel(order: Path, m: int, params: Mapping[str, Any], memory: int) -> dict
     # a range), or a temperature of the order of m would put most draws in the first and last ranges
     step = int(np.clip(memory // (64 * DRAW_BYTES), 1, SAMPLE_STEP))
     states, lows, highs, sample = [], [], [], []
-    for start in range(0, m, DRAW_CHUNK):  # a loop over chunks
+    chunk = draw_chunk(memory)
+    for start in range(0, m, chunk):  # a loop over chunks
         states.append(rng.bit_generator.state)
-        count = min(DRAW_CHUNK, m - start)
+        count = min(chunk, m - start)
         keys = np.arange(start, start + count, dtype=np.float64) + rng.gumbel(size=count) * params["temperature"]
         lows.append(float(keys.min()))
         highs.append(float(keys.max()))
         sample.append(keys[(-start) % step :: step].copy())
     atomic.write_json(order / "gumbel.json", {"states": states, "lows": lows, "highs": highs})
     splitters = choose_splitters(np.concatenate(sample), ranges) if ranges > 1 and sample else np.empty(0)
-    return {"name": "gumbel", "draws": "gumbel", "length": m, "offset": 0, "seed": params["seed"],
+    return {"name": "gumbel", "draws": "gumbel", "length": m, "offset": 0, "seed": params["seed"], "chunk": chunk,
             "temperature": params["temperature"], "splitters": splitters.tolist(), "ranges": len(splitters) + 1}
 
 
@@ -512,21 +521,21 @@ def _sort_draws(order: Path, spec: dict, lo: float, hi: float, last: bool, sink:
 
 def _draw_chunks(order: Path, spec: dict, lo: float, hi: float,
                  last: bool) -> Iterator[tuple[int, np.ndarray]]:
-    length = spec["length"]
+    length, chunk = spec["length"], spec["chunk"]
     if spec["draws"] == "random":  # one 64-bit draw a key, so the stream can be advanced to the offset
         rng = np.random.default_rng(spec["seed"])
         rng.bit_generator.advance(spec["offset"])
-        for start in range(0, length, DRAW_CHUNK):
-            yield start, rng.random(min(DRAW_CHUNK, length - start))
+        for start in range(0, length, chunk):
+            yield start, rng.random(min(chunk, length - start))
         return
     temperature = spec.get("temperature")
     gumbel = json.loads((order / "gumbel.json").read_text())
     rng = np.random.default_rng(spec["seed"])
-    for c, start in enumerate(range(0, length, DRAW_CHUNK)):  # only the chunks that reach the range
+    for c, start in enumerate(range(0, length, chunk)):  # only the chunks that reach the range
         if gumbel["highs"][c] < lo or (gumbel["lows"][c] >= hi and not last):
             continue
         rng.bit_generator.state = gumbel["states"][c]
-        count = min(DRAW_CHUNK, length - start)
+        count = min(chunk, length - start)
         yield start, np.arange(start, start + count, dtype=np.float64) + rng.gumbel(size=count) * temperature
 
 
