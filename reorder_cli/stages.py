@@ -127,11 +127,6 @@ def todo(work: WorkDir, stage: str) -> list[int] | None:
     return None if n is None else [i for i in range(n) if not finished(work, stage, i)]
 
 
-def first_unfinished(work: WorkDir) -> str | None:
-    """The first stage with an unfinished task (or whose size is not known yet); None when all are done."""
-    return next((s for s in STAGES if todo(work, s) != []), None)
-
-
 # ------------------------------------------------------------------ the tasks
 
 
@@ -268,12 +263,19 @@ def describe(output: str | Path, work_dir: str | Path | None = None) -> dict[str
     work = locate(output, work_dir)
     if not work.root.is_dir():
         raise ReorderError(f"{output}: no run here (no {work.root.name}/ folder)")
+    return {stage: {"tasks": 0 if planned else n, "done": 0 if planned else done}
+            for stage, (n, done, planned) in progress(work).items()}
+
+
+def progress(work: WorkDir) -> dict[str, tuple[int | None, int | None, bool]]:
+    """Each stage's (tasks, finished tasks, planned in one process): the tasks are None while an
+    earlier stage has not decided them; a stage before the run's first (:func:`start`) was planned in
+    one process and has no tasks."""
+    first = STAGES.index(start(work))
     out = {}
-    for stage in STAGES:
-        n = count(work, stage)
-        if STAGES.index(stage) < STAGES.index(start(work)):
-            n = 0  # planned in one process
-        out[stage] = {"tasks": n, "done": None if n is None else sum(finished(work, stage, i) for i in range(n))}
+    for k, stage in enumerate(STAGES):  # a loop over stages
+        n = None if k < first else count(work, stage)
+        out[stage] = (n, None if n is None else sum(finished(work, stage, i) for i in range(n)), k < first)
     return out
 
 

@@ -70,20 +70,14 @@ def status(output: str | Path, work_dir: str | Path | None = None) -> dict[str, 
         where = f"{work.root.name}/ folder" if work.base is None else f"work folder {work.root}"
         raise ReorderError(f"{output}: no run here (no {manifest.MANIFEST_NAME} and no {where})")
     now = run_state.running(work)
-    first = graph.start(work)
     stages = {}
-    for stage in TASK_STAGES:  # stages before the first one the run needs were planned in one process: done
+    for stage, (n, done, planned) in graph.progress(work).items():  # n None: not known yet
         failed = _failed(work, stage)
-        if TASK_STAGES.index(stage) < TASK_STAGES.index(first):
+        if planned:  # before the first stage the run needs: planned in one process
             stages[stage] = _stage(None, None, failed)
             stages[stage]["state"] = "done" if not failed else "failed"
-            continue
-        n = graph.count(work, stage)
-        if n is None:  # not known until the stage before it has finished
-            stages[stage] = _stage(None, None, failed, _running(work, now, stage, failed))
-            continue
-        done = sum(graph.finished(work, stage, i) for i in range(n))
-        stages[stage] = _stage(n, done, failed, _running(work, now, stage, failed))
+        else:
+            stages[stage] = _stage(n, done, failed, _running(work, now, stage, failed))
     for job in SLURM_JOBS:
         failed = _failed(work, job)
         stages[job] = _stage(1, 0, failed, _running(work, now, job, failed))

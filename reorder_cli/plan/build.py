@@ -6,7 +6,6 @@ for every output position, which input row goes there, and where shards begin an
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -216,7 +215,7 @@ def from_placed(files: list[InputFile], sources: list, cfg: RunConfig, work: Wor
         scores=scores, sizes=sizes, shards=layout(sizes, cfg.layout_shard_bytes, cfg.shard_rows, ends),
         invalid_count=meta["invalid"], invalid_samples=samples,
         dropped=meta["invalid"] if cfg.invalid_scores == "drop" else 0,
-        selection=None if meta["selection"] is None else json.loads(meta["selection"]),
+        selection=meta["selection"],
     )
 
 

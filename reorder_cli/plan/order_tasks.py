@@ -210,16 +210,12 @@ class _Pieces:
 # ------------------------------------------------------------------ split (one task)
 
 
-def _descending(method: str, params: Mapping[str, Any]) -> bool | None:
-    """The sort direction of the ranked rows; None when the rows are not sorted by score."""
+def run_direction(method: str, params: Mapping[str, Any]) -> bool | None:
+    """Whether the ranked rows are sorted by descending score (what the keys task passes to
+    :func:`write_order_keys`); None when they are not sorted by score (``shuffle``, ``input``)."""
     if method in ("shuffle", "input"):
         return None
     return method != "segment" and not params.get("ascending", True)
-
-
-def run_direction(method: str, params: Mapping[str, Any]) -> bool | None:
-    """What the keys task passes to :func:`write_order_keys`."""
-    return _descending(method, params)
 
 
 def split(keys: Path, order: Path, plan: Path, rows: list[int], valid: list[int], method: str,
@@ -244,14 +240,13 @@ def split(keys: Path, order: Path, plan: Path, rows: list[int], valid: list[int]
         chosen = selection.select(select, n, lambda s, c: (scores.read(s, c), None if tokens is None
                                                           else tokens.read(s, c)),
                                   min(selection.CHUNK_ROWS, max(1 << 16, memory // 64)))
-        # as text: split.json's keys are sorted, and the manifest keeps the selection's own order
-        meta["cut"], meta["selection"] = [chosen.cut.score, chosen.cut.from_row], json.dumps(chosen.to_json())
+        meta["cut"], meta["selection"] = [chosen.cut.score, chosen.cut.from_row], chosen.to_json()
         m = int(chosen.rows_after)
     n_inv = n - n_valid
     written = m + (n_inv if policy in ("first", "last") else 0)
     if written == 0:
         raise ReorderError("no row has a valid score; nothing to write (see invalid_scores)")
-    meta.update(kept=m, invalid=n_inv, written=written, descending=_descending(method, params))
+    meta.update(kept=m, invalid=n_inv, written=written)
     meta["sorts"] = _sorts(keys, order, len(rows), method, params, m, memory)
     meta["place"] = _place_chunks(order, method, params, m, n_inv, policy, memory)
     if method == "segment":
@@ -269,7 +264,7 @@ def _sorts(keys: Path, order: Path, files: int, method: str, params: Mapping[str
            memory: int) -> list[dict]:
     """The sorts of the run, each cut into key ranges (one sort task a range)."""
     sorts = []
-    if _descending(method, params) is not None:
+    if run_direction(method, params) is not None:
         samples = [np.load(keys / key_name("sample", i)) for i in range(files)
                    if (keys / key_name("sample", i)).exists()]
         sample = np.concatenate(samples) if samples else np.empty(0)

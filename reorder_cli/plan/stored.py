@@ -21,7 +21,6 @@ unit a gather task holds in memory.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,7 +115,7 @@ class StoredPlan:
             row_starts=np.asarray(m["row_starts"], dtype=np.int64), order=self.array("order"),
             scores=self.array("scores"), sizes=self.array("sizes"), shards=self.shards,
             invalid_count=m["invalid_count"], invalid_samples=m["invalid_samples"], dropped=m["dropped"],
-            selection=json.loads(m["selection"]) if isinstance(m.get("selection"), str) else m.get("selection"),
+            selection=m.get("selection"),
         )
 
 
@@ -168,7 +167,7 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
         "invalid_count": plan.invalid_count,
         "invalid_samples": plan.invalid_samples,
         "dropped": plan.dropped,
-        "selection": None if plan.selection is None else json.dumps(plan.selection),  # text: keeps its key order
+        "selection": plan.selection,
     }
     atomic.write_json(work.plan_file("plan.json"), meta)
     return load(work)

@@ -59,5 +59,5 @@ def write_text(path: Path, text: str) -> None:
 
 def write_json(path: Path, data: Any) -> None:
     with open_atomic(path, "w") as fh:
-        json.dump(data, fh, indent=1, sort_keys=True)
+        json.dump(data, fh, indent=1)  # keys in their order: what is read back is what was written
 
