@@ -29,10 +29,16 @@ def _slurm_up() -> str | None:
     """None when a Slurm cluster answers, else why not."""
     if shutil.which("sbatch") is None:
         return "no sbatch on PATH (apt-get install -y slurm-wlm munge; bash scripts/slurm-local.sh start, as root)"
-    proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, check=False)
-    if proc.returncode != 0 or not {"idle", "mixed", "allocated"} & set(proc.stdout.split()):
-        return f"Slurm is installed but no node is up (bash scripts/slurm-local.sh start): {proc.stderr.strip()}"
-    return None
+    deadline = time.monotonic() + 60  # a node still completing the jobs of the test before is up
+    while True:
+        proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, check=False)
+        states = {state.rstrip("*~#!%$@^-+") for state in proc.stdout.split()}
+        if proc.returncode == 0 and {"idle", "mixed", "allocated", "completing"} & states:
+            return None
+        if proc.returncode != 0 or time.monotonic() > deadline:  # no controller answers: no wait
+            return (f"Slurm is installed but no node is up (bash scripts/slurm-local.sh start): "
+                    f"{proc.stderr.strip() or ', '.join(sorted(states))}")
+        time.sleep(1)
 
 
 @pytest.fixture(autouse=True)
