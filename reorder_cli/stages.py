@@ -172,8 +172,9 @@ def _split(work: WorkDir, spec: Spec) -> dict:
 
 
 def _layout(work: WorkDir, spec: Spec) -> dict:
-    cfg = spec.cfg
-    the_plan = build.from_placed(spec.files, sources(work, spec), cfg, work, order_tasks.load_split(work.order))
+    cfg, meta = spec.cfg, order_tasks.load_split(work.order)
+    order_tasks.assemble(work.plan, meta, spec.memory)
+    the_plan = build.from_placed(spec.files, sources(work, spec), cfg, work, meta)
     choice = budget.choose(the_plan, cfg, force="out-of-core")
     cfg = dataclasses.replace(cfg, workers=choice.workers)
     stored = stored_plan.store(the_plan, cfg, work, choice.bucket_bytes, choice.read_bytes,

@@ -62,6 +62,7 @@ def as_tasks(folder: Path, scores, sizes, method, p, policy, memory, files=3, se
         ot.sort_task(keys, order, meta, int(k), memory)
     for a in rng.permutation(ot.place_tasks(meta)):
         ot.place_task(keys, order, plan, meta, int(a))
+    ot.assemble(plan, meta)
     got = [np.load(plan / f"{name}.npy") for name, _ in ot.PLAN_ARRAYS]
     return got, ot.positions(plan, 0, len(scores)), meta
 
@@ -183,6 +184,9 @@ def test_a_range_sorted_in_the_wrong_place_is_caught(tmp_path):
     second.write_bytes(a)
     for t in range(ot.place_tasks(meta)):
         ot.place_task(tmp_path / "a" / "keys", order_dir, tmp_path / "a" / "plan", meta, t)
+    for name, _ in ot.PLAN_ARRAYS:  # assembled again from the new placed records
+        (tmp_path / "a" / "plan" / f"{name}.npy").unlink()
+    ot.assemble(tmp_path / "a" / "plan", meta)
     expected = in_memory(scores, sizes, "saw", p, "drop")[0]
     assert not np.array_equal(np.load(tmp_path / "a" / "plan" / "order.npy"), expected)
 
@@ -224,9 +228,9 @@ def test_budget_refusals_are_one_line(tmp_path):
 @pytest.mark.parametrize(("method", "over"), [("str", {"window_size": 100}), ("shuffle", {}),
                                               ("sorting", {"use_gumbel": True, "temperature": 5.0})])
 def test_a_task_stays_within_its_budget(tmp_path, method, over):
-    """Traced (NumPy + Python) allocations of each sort and place task of a 1M-row run stay under an
-    8 MiB budget, for score ranges and for draw sorts (the split task holds one chunk of keys and the
-    samples)."""
+    """Traced (NumPy + Python) allocations of each sort and place task, and of the layout's assembly of the
+    placed records, of a 1M-row run stay under an 8 MiB budget, for score ranges and for draw sorts (the
+    split task holds one chunk of keys and the samples)."""
     import tracemalloc
 
     rng = np.random.default_rng(5)
@@ -250,8 +254,9 @@ def test_a_task_stays_within_its_budget(tmp_path, method, over):
     assert ot.sort_tasks(meta) >= 8 and ot.place_tasks(meta) >= 8
     peaks = []
     for stage, run in (("sort", lambda k: ot.sort_task(keys, order, meta, k, budget)),
-                       ("place", lambda k: ot.place_task(keys, order, plan, meta, k))):
-        for k in range(ot.sort_tasks(meta) if stage == "sort" else ot.place_tasks(meta)):
+                       ("place", lambda k: ot.place_task(keys, order, plan, meta, k)),
+                       ("assemble", lambda k: ot.assemble(plan, meta, budget))):
+        for k in range({"sort": ot.sort_tasks(meta), "place": ot.place_tasks(meta), "assemble": 1}[stage]):
             tracemalloc.start()
             try:
                 run(k)

@@ -23,8 +23,12 @@ The files (``keys``: one input each, written by the keys task; ``order``: this m
     order/jit.json          JIT: the generator's state at the start of every place chunk
     order/picks.npy         segment, both segments from one end: Python's shuffle of the picks
     order/kept.npy          shuffle / input with invalid or unselected rows: the kept rows, in input order
-    plan/order.npy ...      the plan's arrays, written in place by the place tasks (pwrite of whole ranges)
+    plan/placed-AAAAA.bin   place task A's ROW records (input row, score, size) of its output positions
     plan/pairs-AAAAA.bin    place task A's (input row, output position) pairs, sorted by input row
+    plan/order.npy ...      the plan's arrays, the placed records end to end (:func:`assemble`, by layout)
+
+Every file is one task's alone and written once, whole: no task writes into another's file, so the
+work folder can be an object store (no rename, no positioned writes).
 
 A range sort reads only its key range of each input's sorted run (a binary search in each), so a
 sort task reads about ``1/ranges`` of the keys. Ranges follow a sample of the keys; a key value
@@ -254,8 +258,6 @@ def split(keys: Path, order: Path, plan: Path, rows: list[int], valid: list[int]
     meta["kept_file"] = method in ("shuffle", "input") and (n_inv > 0 or bool(select))
     if meta["kept_file"]:
         _write_kept(keys, order, row_starts, meta["cut"], m)
-    for name, dtype in PLAN_ARRAYS:
-        _allocate(plan / f"{name}.npy", dtype, written)
     atomic.write_json(order / "split.json", meta)
     return meta
 
@@ -384,20 +386,6 @@ def _write_kept(keys: Path, order: Path, row_starts: np.ndarray, cut: list | Non
     except BaseException:
         writer.abort()
         raise
-
-
-def _allocate(path: Path, dtype: str, length: int) -> None:
-    """A ``.npy`` of ``length`` values, all zero until the place tasks write their ranges. One already
-    there with that shape is kept: a split run twice at once must not replace what places wrote."""
-    if path.exists():
-        existing = np.load(path, mmap_mode="r")
-        if existing.dtype == np.dtype(dtype) and existing.shape == (length,):
-            return
-        del existing
-    header = {"descr": dtype, "fortran_order": False, "shape": (length,)}
-    with atomic.open_atomic(path, "wb") as fh:
-        np.lib.format.write_array_header_1_0(fh, header)
-        fh.truncate(fh.tell() + length * np.dtype(dtype).itemsize)
 
 
 def load_split(order: Path) -> dict | None:
@@ -632,25 +620,33 @@ class _Placer:
         return out
 
 
-def place_task(keys: Path, order: Path, plan: Path, meta: dict, task: int) -> int:
-    """Place task ``task``: the plan's order, scores and sizes at its positions, written in place,
-    and its (input row, output position) pairs for the scatter tasks. Returns the positions placed."""
+def placed_path(plan: Path, task: int) -> Path:
+    return plan / f"placed-{task:05d}.bin"
+
+
+def _span(meta: dict, task: int) -> tuple[int, int, int]:
+    """(start, stop, at) of place task ``task``: its rows [start, stop) of the valid rows' arrangement
+    (or of the invalid rows, in input order), written from output position ``at`` on."""
     place, m, n_inv = meta["place"], meta["kept"], meta["invalid"]
     chunk, first_invalid = place["chunk"], meta["policy"] == "first"
-    placer = _Placer(keys, order, plan, meta)
-    if task < place["valid_tasks"]:
-        start, stop = task * chunk, min(m, (task + 1) * chunk)
-        rows = placer.valid(start, stop, task)
-        at = start + (n_inv if first_invalid else 0)
-    elif task < place_tasks(meta):
+    if 0 <= task < place["valid_tasks"]:
+        start = task * chunk
+        return start, min(m, start + chunk), start + (n_inv if first_invalid else 0)
+    if place["valid_tasks"] <= task < place_tasks(meta):
         start = (task - place["valid_tasks"]) * chunk
-        stop = min(n_inv, start + chunk)
-        rows = placer.invalid(start, stop)
-        at = start + (0 if first_invalid else m)
-    else:
-        raise ReorderError(f"place task {task} does not exist; this run has place tasks 0..{place_tasks(meta) - 1}")
-    for (name, dtype), field in zip(PLAN_ARRAYS, ROW.names, strict=True):
-        _write_at(plan / f"{name}.npy", np.ascontiguousarray(rows[field], dtype=dtype), at)
+        return start, min(n_inv, start + chunk), start + (0 if first_invalid else m)
+    raise ReorderError(f"place task {task} does not exist; this run has place tasks 0..{place_tasks(meta) - 1}")
+
+
+def place_task(keys: Path, order: Path, plan: Path, meta: dict, task: int) -> int:
+    """Place task ``task``: the ROW records at its output positions (``placed-AAAAA.bin``), and its
+    (input row, output position) pairs for the scatter tasks. Returns the positions placed."""
+    plan.mkdir(parents=True, exist_ok=True)
+    start, stop, at = _span(meta, task)
+    placer = _Placer(keys, order, plan, meta)
+    rows = placer.valid(start, stop, task) if task < meta["place"]["valid_tasks"] else placer.invalid(start, stop)
+    with atomic.open_atomic(placed_path(plan, task), "wb") as fh:
+        write_array(fh, rows, placed_path(plan, task))
     pairs = np.empty(len(rows), dtype=PAIR)
     pairs["row"], pairs["pos"] = rows["row"], at + np.arange(len(rows), dtype=np.int64)
     pairs = take(pairs, np.argsort(pairs["row"], kind="stable"))
@@ -659,18 +655,31 @@ def place_task(keys: Path, order: Path, plan: Path, meta: dict, task: int) -> in
     return len(rows)
 
 
-def _write_at(path: Path, values: np.ndarray, at: int) -> None:
-    """Write ``values`` at element ``at`` of an allocated ``.npy`` (one positioned write, then fsync)."""
-    offset = int(np.load(path, mmap_mode="r").offset)
-    fd = os.open(path, os.O_WRONLY)
+#: Bytes a record costs :func:`assemble`: the ROW record read (24) and the copies of its fields written.
+ASSEMBLE_BYTES = 64
+
+
+def assemble(plan: Path, meta: dict, memory: int = 0) -> None:
+    """The plan's arrays (``order.npy``, ``scores.npy``, ``sizes.npy``): every place task's records, in
+    the order of their output positions, a chunk at a time (within ``memory``, when given). Arrays
+    already assembled are kept."""
+    if all((plan / f"{name}.npy").exists() for name, _ in PLAN_ARRAYS):
+        return
+    written, chunk = meta["written"], min(CHUNK_ROWS, max(1 << 10, memory // ASSEMBLE_BYTES)) if memory else CHUNK_ROWS
+    writers = [NpyWriter(plan / f"{name}.npy", dtype, written) for name, dtype in PLAN_ARRAYS]
     try:
-        data = memoryview(values.reshape(-1).view(np.uint8))
-        done = 0
-        while done < len(data):
-            done += os.pwrite(fd, data[done:], offset + at * values.dtype.itemsize + done)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        for task in sorted(range(place_tasks(meta)), key=lambda t: _span(meta, t)[2]):  # a loop over tasks
+            start, stop, _ = _span(meta, task)
+            for first in range(0, stop - start, chunk):  # then over chunks
+                rows = read_records(placed_path(plan, task), ROW, first, min(chunk, stop - start - first))
+                for writer, field in zip(writers, ROW.names, strict=True):
+                    writer.write(rows[field])
+        for writer in writers:
+            writer.close()
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        raise
 
 
 def positions(plan: Path, first: int, stop: int) -> np.ndarray:
