@@ -289,8 +289,9 @@ TOOL_KEYS = [
         "--set storage_options.endpoint_url=URL sets one", _storage),
     Key("input", None, "input shards: a path, folder or glob, or a list of them (--input wins)", _inputs),
     Key("output", None, "output folder (--output wins), local or an s3:// / gs:// URL", _str),
-    Key("work_dir", None, "where the working state lives instead of OUTPUT/.reorder/ (a local or shared folder; "
-        "each run gets its own subfolder): required when the output is on an object store", _str),
+    Key("work_dir", None, "where the working state lives instead of OUTPUT/.reorder/ (a local or shared folder, "
+        "or an s3:// / gs:// URL; each run gets its own subfolder): required when the output is on an object store",
+        _str),
     Key("format", "auto", "output format: parquet (zstd), jsonl.zst or jsonl; auto: the inputs' format when they "
         "all share one (.jsonl -> jsonl, .jsonl.zst or .jsonl.gz -> jsonl.zst, .parquet -> parquet), else parquet",
         _choice("auto", "parquet", "jsonl.zst", "jsonl")),
@@ -545,12 +546,9 @@ def resolve(    raw: Mapping[str, Any],
     if not out:
         raise ReorderError("no output folder: pass --output or set 'output' in the config")
     work_dir = values.get("work_dir")
-    if work_dir is not None and store.is_url(work_dir):
-        raise ReorderError(f"config key 'work_dir': {work_dir}: a work folder on an object store is not supported "
-                           "yet; set work_dir to a local or shared scratch folder")
     if store.is_url(out) and work_dir is None:
-        raise ReorderError(f"{out}: an output on an object store needs a work folder on disk: set work_dir to a "
-                           "local or shared scratch folder (--set work_dir=/scratch/reorder-work)")
+        raise ReorderError(f"{out}: an output on an object store needs a work folder: set work_dir to a local or "
+                           "shared scratch folder, or a URL (--set work_dir=/scratch/reorder-work)")
 
     params = {k.name: values.get(k.name, default_for(chosen, k)) for k in method_params(chosen)
               if not (k.name == "score_field" and values.get("score"))}

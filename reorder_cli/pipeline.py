@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reorder_cli import stages
+from reorder_cli import stages, work_store
 from reorder_cli.config import RunConfig, with_format
 from reorder_cli.formats import score_expr
 from reorder_cli.formats.discover import InputFile, discover
@@ -132,6 +132,7 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
         result.cfg = planned.cfg
         with store.reading("rewrite"):
             shards = _rewrite(planned, work, resumed, progress, result, timings)
+        work_store.pull(work, "publish")  # a work folder on a store: the plan's arrays, the shards made elsewhere
         work_bytes = work.size()
         result.manifest = manifest.build(planned.plan, planned.cfg, shards, out)
         output.publish(out, work, shards, result.manifest, planned.cfg.workers)
@@ -155,8 +156,9 @@ def _plan(files: list[InputFile], cfg: RunConfig, work: WorkDir, resumed: bool, 
     t0 = time.perf_counter()
     stored = stored_plan.load(work) if resumed else None
     if stored is not None:
+        work_store.pull(work, "publish")  # a work folder on a store: the plan's arrays, the shards made elsewhere
         cfg = dataclasses.replace(cfg, workers=budget.resumed_workers(stored.meta["bucket_bytes"], cfg))
-        keys_ooc = (work.order / "split.json").exists()
+        keys_ooc = work.fetch(work.order / "split.json")
         planned = _Planned(stored.as_plan(files), stored, cfg, "out-of-core", "resumed from the stored plan", keys_ooc)
     else:
         cfg = shard_bytes.for_layout(cfg, files)

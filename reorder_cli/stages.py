@@ -20,6 +20,7 @@ has finished (:func:`count`).
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from reorder_cli import work_store
 from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats import KeySource, open_keys, score_expr
@@ -63,12 +65,14 @@ def write_spec(work: WorkDir, cfg: RunConfig, files: list[InputFile]) -> Spec:
             "files": [{"path": str(f.path.absolute()), "format": f.format, "compression": f.compression,
                        "size": f.size} for f in files]}
     work.root.mkdir(parents=True, exist_ok=True)
+    if work.remote is not None:
+        work.put(work.spec.name, json.dumps(data, indent=1).encode("utf-8"))
     atomic.write_json(work.spec, data)
     return load_spec(work)
 
 
 def load_spec(work: WorkDir) -> Spec | None:
-    if not work.spec.exists():
+    if not work.fetch(work.spec):
         return None
     data = read_json(work.spec)
     config = data["config"] | {"output": store.location(data["config"]["output"])}
@@ -95,6 +99,7 @@ def count(work: WorkDir, stage: str) -> int | None:
     if stage in ("split", "layout"):
         return 1
     if stage in ("sort", "place"):
+        work.fetch(work.order / "split.json")
         meta = order_tasks.load_split(work.order)
         if meta is None:
             return None
@@ -114,9 +119,9 @@ def finished(work: WorkDir, stage: str, index: int) -> bool:
 def start(work: WorkDir) -> str:
     """The first stage the run has to go through: a plan made in one process (in memory, or stored by
     ``--plan-only``) has no keys or order tasks; the stages before this one count as finished."""
-    if work.plan_file("plan.json").exists():
+    if work.fetch(work.plan_file("plan.json")):
         return "scatter"
-    return "sort" if (work.order / "split.json").exists() else "keys"
+    return "sort" if work.fetch(work.order / "split.json") else "keys"
 
 
 def todo(work: WorkDir, stage: str) -> list[int] | None:
@@ -124,7 +129,12 @@ def todo(work: WorkDir, stage: str) -> list[int] | None:
     if STAGES.index(stage) < STAGES.index(start(work)):
         return []
     n = count(work, stage)
-    return None if n is None else [i for i in range(n) if not finished(work, stage, i)]
+    if n is None:
+        return None
+    if stage == "gather":
+        return [i for i in range(n) if not finished(work, stage, i)]
+    done = work.finished_indices(stage)  # one listing
+    return [i for i in range(n) if i not in done]
 
 
 # ------------------------------------------------------------------ the tasks
@@ -145,7 +155,7 @@ def keys_record(work: WorkDir, cfg: RunConfig, index: int, source: KeySource) ->
     if source.schema is not None:
         atomic.write_bytes(work.keys / f"schema-{index:05d}.arrow", source.schema.serialize().to_pybytes())
     return {"rows": source.rows, "valid": valid, "invalid": [list(x) for x in source.invalid],
-            "data_path": None if spilled.data_path is None else str(spilled.data_path.absolute()),
+            "data_path": None if spilled.data_path is None else work.portable(Path(spilled.data_path)),
             "unterminated": spilled.unterminated}
 
 
@@ -157,7 +167,7 @@ def sources(work: WorkDir, spec: Spec) -> list[SpilledSource]:
         schema_file = work.keys / f"schema-{i:05d}.arrow"
         schema = pa.ipc.read_schema(pa.py_buffer(schema_file.read_bytes())) if schema_file.exists() else None
         out.append(SpilledSource(inp, i, work.keys, record["rows"], [tuple(x) for x in record["invalid"]], schema,
-                                 None if record["data_path"] is None else Path(record["data_path"]),
+                                 None if record["data_path"] is None else store.location(record["data_path"]),
                                  record["unterminated"]))
     return out
 
@@ -204,6 +214,7 @@ def run_task(work: WorkDir, stage: str, index: int, advance: Callable[[int], Non
     if stage in ("scatter", "gather"):
         return tasks.run_task(stored_plan.load(work), work, stage, index, advance)  # holds its .started marker
     spec = _spec(work)
+    work_store.pull(work, stage)
     with work.running(stage, index):
         if stage == "keys":
             record = _keys(work, spec, index)
@@ -228,9 +239,9 @@ def run_one(output: str | Path, stage: str, index: int, work_dir: str | Path | N
     work = locate(output, work_dir)
     if stage not in STAGES:
         raise ReorderError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
-    if not work.root.is_dir():
-        raise ReorderError(f"{output}: no run here (no {work.root.name}/ folder); if the run was submitted from "
-                           "another machine, its output folder must be on a filesystem both share")
+    if not work.exists():
+        raise ReorderError(f"{output}: no run here (no {work.where}); if the run was submitted from another "
+                           "machine, its work folder must be on a filesystem both share, or on a store")
     n = count(work, stage)
     if n is None:
         _check_ready(work, stage)
@@ -262,8 +273,8 @@ def run_local(work: WorkDir, stages: tuple[str, ...], workers: int, progress: Pr
 def describe(output: str | Path, work_dir: str | Path | None = None) -> dict[str, Any]:
     """Each stage's tasks in ``output``: ``{stage: {"tasks": n or None, "done": k}}`` (``reorder task``)."""
     work = locate(output, work_dir)
-    if not work.root.is_dir():
-        raise ReorderError(f"{output}: no run here (no {work.root.name}/ folder)")
+    if not work.exists():
+        raise ReorderError(f"{output}: no run here (no {work.where})")
     return {stage: {"tasks": 0 if planned else n, "done": 0 if planned else done}
             for stage, (n, done, planned) in progress(work).items()}
 
@@ -276,7 +287,7 @@ def progress(work: WorkDir) -> dict[str, tuple[int | None, int | None, bool]]:
     out = {}
     for k, stage in enumerate(STAGES):  # a loop over stages
         n = None if k < first else count(work, stage)
-        out[stage] = (n, None if n is None else sum(finished(work, stage, i) for i in range(n)), k < first)
+        out[stage] = (n, None if n is None else n - len(todo(work, stage)), k < first)
     return out
 
 

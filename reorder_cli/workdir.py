@@ -3,6 +3,12 @@
 the sha256 of the output's absolute path or URL: two runs share one work_dir). An output on an object
 store always needs ``work_dir`` (:func:`locate`); :func:`for_output` is the one way to the folder.
 
+``work_dir`` may be a URL (``s3://bucket/reorder-work``): the store then holds the working state, and
+each process works in a local mirror of it (``root``: ``$REORDER_SCRATCH/NAME-HASH/CLAIM``, by default
+under the system's temporary folder), which :mod:`reorder_cli.work_store` fills with what a task reads
+and empties into the store when the task finishes, before its marker. The bookkeeping (state, run.json,
+markers, logs) is read and written on the store itself (:meth:`WorkDir.put`, :meth:`WorkDir.get`).
+
     state.json        who the state belongs to: the run's identity (config + inputs)
     run.json          what every task of a run reads: the config, the inputs, a task's memory budget
     keys/             the keys tasks' outputs, one set of files an input (plan/order_tasks.py)
@@ -33,7 +39,9 @@ import os
 import re
 import shutil
 import socket
+import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +55,17 @@ from reorder_cli.util.hashing import fingerprint
 
 WORK_DIR = ".reorder"
 STATE = "state.json"
+#: A work folder on a store: the object naming the claim (a new one each time the run starts afresh),
+#: which names the local mirror, so that a mirror never serves files of an earlier claim.
+CLAIM = "claim"
+#: The environment variable naming the local folder of the mirrors of work folders on a store.
+SCRATCH_ENV = "REORDER_SCRATCH"
+
+
+def scratch() -> Path:
+    """Where the local mirrors of work folders on a store live: ``$REORDER_SCRATCH``, or the system's
+    temporary folder (node-local scratch on a cluster)."""
+    return Path(os.environ.get(SCRATCH_ENV) or Path(tempfile.gettempdir()) / "reorder-scratch").absolute()
 
 #: Config fields that change the output (``workers`` and ``memory_limit`` do not).
 _OUTPUT_FIELDS = ("method", "params", "format", "compression_level", "shard_size", "shard_rows",
@@ -109,8 +128,8 @@ def locate(output: str | Path | store.URL, work_dir: str | Path | None = None) -
     if work_dir is None:
         return WorkDir(out)
     if store.is_url(str(work_dir)):
-        raise ReorderError(f"{work_dir}: a work folder on an object store is not supported yet; use a local or "
-                           "shared folder")
+        base_url = store.URL(str(work_dir).rstrip("/"))
+        return WorkDir(out, None, base_url, base_url / run_folder(out))
     base = Path(work_dir).absolute()
     root = base / run_folder(out)
     if isinstance(out, Path) and (out == root or out in root.parents):
@@ -124,10 +143,82 @@ def for_output(output: str | Path | store.URL, cfg: RunConfig | None = None) -> 
 
 
 class WorkDir:
-    def __init__(self, output: Path | store.URL, root: Path | None = None, base: Path | None = None):
+    def __init__(self, output: Path | store.URL, root: Path | None = None, base: Path | store.URL | None = None,
+                 remote: store.URL | None = None):
         self.output = output  # where the shards are published
-        self.root = root if root is not None else Path(output) / WORK_DIR
-        self.base = base  # the work_dir holding ``root`` (None: OUTPUT/.reorder/)
+        self.remote = remote  # the run's folder on a store (work_dir is a URL); ``root`` is then its mirror
+        self._root = root if root is not None or remote is not None else Path(output) / WORK_DIR
+        self.base = base  # the work_dir holding the folder (None: OUTPUT/.reorder/)
+
+    @property
+    def root(self) -> Path:
+        """The folder the tasks read and write: the work folder, or the local mirror of one on a store."""
+        if self._root is None:
+            claim = self.get(CLAIM)
+            self._root = scratch() / self.remote.name / (claim.decode() if claim else "unclaimed")
+        return self._root
+
+    @property
+    def where(self) -> Path | store.URL:
+        """Where the working state is kept: ``root``, or the folder on the store."""
+        return self.remote if self.remote is not None else self.root
+
+    # ---------------------------------------------------------------- the bookkeeping, where it is kept
+
+    def put(self, name: str, data: bytes) -> None:
+        """Write ``name`` (a path relative to the folder) whole: renamed into place, or one PUT on a store."""
+        if self.remote is not None:
+            store.write_bytes(self.remote / name, data)
+            return
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_bytes(path, data)
+
+    def get(self, name: str) -> bytes | None:
+        """The bytes of ``name``, or None when there is none."""
+        if self.remote is not None:
+            return store.read_or_none(self.remote / name)
+        try:
+            return (self.root / name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def names(self, folder: str) -> list[str]:
+        """The names of the files in ``folder`` (relative to the work folder), sorted."""
+        return store.names(self.where / folder)
+
+    def delete(self, name: str) -> None:
+        if self.remote is not None:
+            store.remove(self.remote / name)
+        else:
+            (self.root / name).unlink(missing_ok=True)
+
+    def exists(self) -> bool:
+        """Whether a run was started here (its folder, or its state on the store)."""
+        return self.get(STATE) is not None if self.remote is not None else self.root.is_dir()
+
+    def fetch(self, path: Path) -> bool:
+        """Whether ``path`` (a file under ``root``) exists; on a store, it is copied into the mirror first
+        when it is there and not yet here (the files a task reads are written once, whole)."""
+        if path.exists():
+            return True
+        if self.remote is None:
+            return False
+        return store.download(self.remote / path.relative_to(self.root).as_posix(), path)
+
+    def open_data(self, path: Path):
+        """A file under ``root`` opened for random reads: the local file, or, on a store when the mirror does
+        not hold it, the object itself, read by range requests (the bulk of a run is never copied whole)."""
+        if path.exists() or self.remote is None:
+            return open(path, "rb")  # noqa: SIM115 - the caller closes
+        return store.open_random(self.remote / path.relative_to(self.root).as_posix())
+
+    def portable(self, path: Path) -> str:
+        """How a file of the work folder is named in a record any process reads: its absolute path, or,
+        on a store, its URL (the mirror differs from process to process)."""
+        if self.remote is not None and self.root in path.absolute().parents:
+            return str(self.remote / path.absolute().relative_to(self.root).as_posix())
+        return str(path.absolute())
 
     def task_args(self) -> list[str]:
         """What ``reorder task`` needs besides the output to find this folder."""
@@ -186,19 +277,49 @@ class WorkDir:
 
     def failed_tasks(self) -> list[tuple[str, int]]:
         """``(stage, index)`` of every task recorded as failed and not finished since."""
-        found = sorted(self.logs.glob("*.failed")) if self.logs.exists() else []
-        pairs = [(p.stem.rpartition("-")[0], int(p.stem.rpartition("-")[2])) for p in found]
+        found = [n.removesuffix(".failed") for n in self.names("logs") if n.endswith(".failed")]
+        pairs = [(n.rpartition("-")[0], int(n.rpartition("-")[2])) for n in found]
         return [(s, i) for s, i in pairs if self.finished(s, i) is None]
+
+    def log_where(self, stage: str, index: int) -> Path | store.URL:
+        """Where the log of task ``(stage, index)`` is kept (for messages and ``reorder status``)."""
+        return self.where / f"logs/{stage}-{index:05d}.log"
+
+    def record_failure(self, stage: str, index: int, text: str) -> None:
+        """Keep the log of a task that failed, and its ``.failed`` marker."""
+        self.put(f"logs/{stage}-{index:05d}.log", text.encode("utf-8"))
+        self.put(f"logs/{stage}-{index:05d}.failed", b"")
+
+    def clear_failure(self, stage: str, index: int) -> None:
+        self.delete(f"logs/{stage}-{index:05d}.failed")
+
+    def started_markers(self) -> list[tuple[str, int, dict[str, Any]]]:
+        """``(stage, index, {host, pid, started})`` of every task holding its ``.started`` marker."""
+        out = []
+        for name in self.names("logs"):  # a loop over markers
+            if not name.endswith(".started"):
+                continue
+            data = self.get(f"logs/{name}")
+            try:
+                info = json.loads(data) if data else None
+            except ValueError:
+                info = None  # being written just now
+            if info is not None:
+                stage, _, index = name.removesuffix(".started").rpartition("-")
+                out.append((stage, int(index), info))
+        return out
 
     @property
     def slurm(self) -> Path:
         """The sbatch scripts of ``--executor slurm`` and ``jobs.json``."""
         return self.root / "slurm"
 
-    @property
-    def publishing(self) -> Path:
-        """Marker: the run had started moving its shards into place."""
-        return self.root / "publishing"
+    def mark_publishing(self) -> None:
+        """Leave the marker: the run has started moving its shards into place."""
+        self.put("publishing", b"")
+
+    def is_publishing(self) -> bool:
+        return self.get("publishing") is not None
 
     # the stored plan (plan/stored.py) and the keys ordered out of core (plan/build.py)
     def plan_file(self, name: str) -> Path:
@@ -221,8 +342,8 @@ class WorkDir:
 
     def has_progress(self) -> bool:
         """Whether the working state holds anything a re-run would reuse."""
-        return self.plan_file("plan.json").exists() or bool(self.count_finished("scatter")
-                                                            + self.count_finished("gather"))
+        return bool(self.count_finished("keys") + self.count_finished("layout") + self.count_finished("scatter")
+                    + self.count_finished("gather")) or self.fetch(self.plan_file("plan.json"))
 
     def open(self, ident: dict[str, Any], restart: bool = False) -> bool:
         """Claim the folder for the run ``ident``; True when there is earlier work to resume.
@@ -232,23 +353,27 @@ class WorkDir:
         """
         old = None if restart else self.saved_identity()
         if old == ident:
+            self.ensure()  # on a store: this machine's mirror may not exist yet
             return True
         if old is not None:
             why = differences(old, ident) or ["its saved state differs"]
             raise ReorderError(
-                f"{self.root}: holds an unfinished run with another config or inputs ({'; '.join(why[:4])}); "
+                f"{self.where}: holds an unfinished run with another config or inputs ({'; '.join(why[:4])}); "
                 "re-run with the same config to resume, or pass --restart to discard it"
             )
-        if self.root.exists():
-            shutil.rmtree(self.root)
+        self.remove()
+        if self.remote is not None:  # a new claim: a new mirror, never one holding an earlier claim's files
+            self.put(CLAIM, uuid.uuid4().hex.encode())
+            self._root = None
         self.ensure()
-        atomic.write_json(self.root / STATE, ident)
+        self.put(STATE, _json(ident))
         return False
 
     def saved_identity(self) -> dict[str, Any] | None:
         """The identity in ``state.json`` (None when there is none or it is unreadable)."""
         try:
-            return read_json(self.root / STATE)
+            data = self.get(STATE)
+            return None if data is None else json.loads(data)
         except (OSError, ValueError):
             return None
 
@@ -261,29 +386,58 @@ class WorkDir:
 
     def finished(self, phase: str, index: int) -> dict[str, Any] | None:
         path = self.marker(phase, index)
-        return read_json(path) if path.exists() else None
+        if path.exists():
+            return read_json(path)
+        if self.remote is None:
+            return None
+        data = self.get(f"done/{path.name}")
+        if data is None:
+            return None
+        atomic.write_bytes(path, data)  # a marker is never rewritten within a claim: kept in the mirror
+        return json.loads(data)
 
     def finish(self, phase: str, index: int, record: dict[str, Any]) -> None:
-        atomic.write_json(self.marker(phase, index), record)
+        """Write the marker of task ``(phase, index)``: on a store, after the task's files were uploaded."""
+        if self.remote is not None:
+            from reorder_cli import work_store  # the mirror's traffic; it knows each stage's files
+
+            work_store.push(self, phase, index, record)
+        self.put(f"done/{self.marker(phase, index).name}", _json(record))
+        if self.remote is not None:
+            atomic.write_bytes(self.marker(phase, index), _json(record))
+
+    def finished_indices(self, phase: str) -> set[int]:
+        """The indices of the finished tasks of ``phase`` (one listing)."""
+        return {int(n[len(phase) + 1 : -5]) for n in self.names("done")
+                if n.startswith(f"{phase}-") and n.endswith(".json") and n[len(phase) + 1 : -5].isdigit()}
 
     @contextlib.contextmanager
     def running(self, stage: str, index: int) -> Iterator[None]:
         """Hold the ``.started`` marker of task ``(stage, index)`` (this host, this pid) while it runs here;
         ``reorder status`` reads it (:mod:`reorder_cli.execute.running`)."""
-        marker = self.started(stage, index)
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        atomic.write_json(marker, {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()})
+        name = f"logs/{self.started(stage, index).name}"
+        self.put(name, _json({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}))
         try:
             yield
         finally:
-            marker.unlink(missing_ok=True)
+            self.delete(name)
 
     def count_finished(self, phase: str) -> int:
-        return len(list(self.done.glob(f"{phase}-*.json"))) if self.done.exists() else 0
+        return len(self.finished_indices(phase))
 
     def remove(self) -> None:
+        if self.remote is not None:
+            store.remove_tree(self.remote)
+            if self._root is not None:
+                shutil.rmtree(self._root, ignore_errors=True)
+            return
         shutil.rmtree(self.root, ignore_errors=True)
 
     def size(self) -> int:
-        """Bytes currently held (for the run log)."""
+        """Bytes currently held (for the run log; the local mirror, for a work folder on a store)."""
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file()) if self.root.exists() else 0
+
+
+def _json(data: Any) -> bytes:
+    """A state file's bytes, as :func:`atomic.write_json` writes them."""
+    return json.dumps(data, indent=1).encode("utf-8")

@@ -110,13 +110,10 @@ def test_s3_inputs_to_an_s3_output_give_the_local_bytes(tmp_path, s3_server, buc
     assert log["store_bytes_read"]["keys"] > 0 and s3_server.secret not in json.dumps(log)
 
 
-def test_an_s3_output_needs_a_work_dir_on_disk(tmp_path, s3_server, bucket, parquet_corpus):
+def test_an_s3_output_needs_a_work_dir(tmp_path, s3_server, bucket, parquet_corpus):
     cfg = s3_config(tmp_path, s3_server.options())
     err = one_line_error(reorder(cfg, parquet_corpus.files, f"s3://{bucket}/o", method="str", ok=False))
     assert f"s3://{bucket}/o" in err and "work_dir" in err and "local or shared" in err
-    err = one_line_error(reorder(cfg, parquet_corpus.files, f"s3://{bucket}/o", method="str", ok=False,
-                                 sets=[f"work_dir=s3://{bucket}/scratch"]))
-    assert "not supported yet" in err
     assert objects(s3_server, bucket, "o") == {}
     reorder(cfg, parquet_corpus.files, f"s3://{bucket}/o", method="str", sets=[f"work_dir={tmp_path / 'w'}"])  # twin
     assert ".manifest.json" in objects(s3_server, bucket, "o")

@@ -23,6 +23,7 @@ from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
 from reorder_cli.execute import resources
 from reorder_cli.pipeline import RunResult
+from reorder_cli.util import store
 from reorder_cli.util.progress import Progress
 from reorder_cli.workdir import WorkDir, for_output
 
@@ -38,8 +39,11 @@ def _ray() -> Any:
     return ray
 
 
-def _task(output: str, phase: str, index: int, work_dir: str | None = None) -> int:
-    """The body of one Ray task: run task ``(phase, index)`` of the planned run in ``output``."""
+def _task(output: str, phase: str, index: int, work_dir: str | None = None, options: dict | None = None) -> int:
+    """The body of one Ray task: run task ``(phase, index)`` of the planned run in ``output``; ``options``:
+    where the stores are (the shareable ``storage_options``: a work folder on a store is read before its
+    ``run.json``)."""
+    store.configure(options)
     return graph.run_one(output, phase, index, work_dir)["rows"]
 
 
@@ -85,7 +89,7 @@ def task_options(ray: Any, cfg: RunConfig) -> dict[str, Any]:
 
 
 def _stage(ray: Any, remote: Any, work: WorkDir, phase: str, todo: list[int], settings: dict[str, Any],
-           options: dict[str, Any], progress: Progress) -> None:
+           options: dict[str, Any], stores: dict[str, Any], progress: Progress) -> None:
     """Run ``todo`` of ``phase`` with at most ``max_in_flight`` at once; stop at the first failure."""
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     limit = settings.get("max_in_flight", DEFAULT_IN_FLIGHT_PER_CPU * cpus)
@@ -95,8 +99,8 @@ def _stage(ray: Any, remote: Any, work: WorkDir, phase: str, todo: list[int], se
         while pending or running:
             while pending and len(running) < limit:
                 index = pending.pop(0)
-                work.failed(phase, index).unlink(missing_ok=True)
-                running[remote.options(**options).remote(output, phase, index, base)] = index
+                work.clear_failure(phase, index)
+                running[remote.options(**options).remote(output, phase, index, base, stores)] = index
             ready, _ = ray.wait(list(running), num_returns=1)
             index = running.pop(ready[0])
             try:
@@ -106,10 +110,8 @@ def _stage(ray: Any, remote: Any, work: WorkDir, phase: str, todo: list[int], se
                     ray.cancel(ref)
                 cause = getattr(exc, "cause", None) or exc
                 why = " ".join(str(cause).split()) or type(cause).__name__
-                work.logs.mkdir(parents=True, exist_ok=True)
-                work.log(phase, index).write_text(f"{type(cause).__name__}: {why}\n")
-                work.failed(phase, index).touch()
-                raise ReorderError(f"ray: {phase} task {index} failed: {why} (log: {work.log(phase, index)}); "
+                work.record_failure(phase, index, f"{type(cause).__name__}: {why}\n")
+                raise ReorderError(f"ray: {phase} task {index} failed: {why} (log: {work.log_where(phase, index)}); "
                                    "re-run the same command to resume") from None
             advance(1)
 
@@ -128,5 +130,6 @@ def run(cfg: RunConfig, *, overwrite: bool = False, restart: bool = False, keep_
     options = task_options(ray, cfg)
     remote = ray.remote(_task)
     for stage in graph.STAGES:  # a barrier between stages: each one's size is known once the one before is done
-        _stage(ray, remote, work, stage, graph.todo(work, stage) or [], cfg.ray, options, progress)
+        _stage(ray, remote, work, stage, graph.todo(work, stage) or [], cfg.ray, options,
+               store.shareable(cfg.storage_options), progress)
     return pipeline.run(cfg, progress=progress, keep_work=keep_work)

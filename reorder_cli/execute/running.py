@@ -14,7 +14,6 @@ better says: a task is *running* when it has neither finished nor failed, and
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 
@@ -35,17 +34,12 @@ def _by_marker(work: WorkDir, trust_other_hosts: bool) -> dict[str, dict[int, st
     """stage -> {index: host (None: this host)} of the tasks whose ``.started`` marker is believed."""
     out: dict[str, dict[int, str | None]] = {}
     host = socket.gethostname()
-    for path in sorted(work.logs.glob("*.started")) if work.logs.is_dir() else []:
-        stage, _, index = path.name.removesuffix(".started").rpartition("-")
-        try:
-            info = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue  # removed (or being written) just now
+    for stage, index, info in work.started_markers():  # a loop over markers
         if info.get("host") == host:
             if _alive(int(info.get("pid", 0))):
-                out.setdefault(stage, {})[int(index)] = None
+                out.setdefault(stage, {})[index] = None
         elif trust_other_hosts:
-            out.setdefault(stage, {})[int(index)] = info.get("host")
+            out.setdefault(stage, {})[index] = info.get("host")
     return out
 
 

@@ -36,7 +36,7 @@ from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
 from reorder_cli.execute import resources
 from reorder_cli.execute import status as run_status
-from reorder_cli.util import atomic
+from reorder_cli.util import atomic, store
 from reorder_cli.util.progress import Progress
 from reorder_cli.util.stage_names import SLURM_JOBS
 from reorder_cli.workdir import WorkDir, locate
@@ -303,6 +303,10 @@ def run(cfg: RunConfig, run_args: list[str], *, dry_run: bool = False, overwrite
     """Check the inputs and claim the output here (:func:`pipeline.prepare`), then write the scripts of
     the stages whose sizes are known and, unless ``dry_run``, submit them. A finished run is reported as
     such and nothing is submitted."""
+    if cfg.work_dir is not None and store.is_url(cfg.work_dir):
+        raise ReorderError(f"work_dir {cfg.work_dir}: Slurm jobs write their logs and read their scripts on a shared "
+                           "file system; set work_dir to a shared folder (the inputs and the output may stay on "
+                           "the store), or use --executor ray or local")
     if not dry_run:
         require_sbatch()
     prepared = pipeline.prepare(resources.per_task(cfg), overwrite=overwrite, restart=restart)
@@ -315,6 +319,6 @@ def run(cfg: RunConfig, run_args: list[str], *, dry_run: bool = False, overwrite
         return Submission("dry run", cfg.output, jobs)
     for job in jobs:  # tasks submitted again are failed no longer (--wait would stop at once)
         for index in job.indices:
-            work.failed(job.stage, index).unlink(missing_ok=True)
+            work.clear_failure(job.stage, index)
     submit(jobs, work)
     return Submission("submitted", cfg.output, jobs)

@@ -36,7 +36,7 @@ def _stage(total: int | None, done: int | None, failed: list[dict], running: lis
 
 
 def _failed(work: WorkDir, stage: str) -> list[dict]:
-    return [{"index": i, "log": str(work.log(s, i))} for s, i in work.failed_tasks() if s == stage]
+    return [{"index": i, "log": str(work.log_where(s, i))} for s, i in work.failed_tasks() if s == stage]
 
 
 def _running(work: WorkDir, now: dict[str, dict[int, str | None]], stage: str, failed: list[dict]) -> list[dict]:
@@ -46,7 +46,7 @@ def _running(work: WorkDir, now: dict[str, dict[int, str | None]], stage: str, f
     for index, host in sorted(now.get(stage, {}).items()):
         if index in gone or (stage in TASK_STAGES and graph.finished(work, stage, index)):
             continue
-        out.append({"index": index, "log": str(work.log(stage, index)), **({"host": host} if host else {})})
+        out.append({"index": index, "log": str(work.log_where(stage, index)), **({"host": host} if host else {})})
     return out
 
 
@@ -59,15 +59,15 @@ def status(output: str | Path, work_dir: str | Path | None = None) -> dict[str, 
     published = next((output / n for n in manifest.MANIFEST_NAMES if n in found), None)
     # the manifest is written last, after the old one is removed: with the publishing marker (a run kept
     # with --keep-work) or without a run in progress, it is this run's
-    if published is not None and (work.publishing.exists() or work.saved_identity() is None):
+    if published is not None and (work.is_publishing() or work.saved_identity() is None):
         shards = len(json.loads(store.read_bytes(published)).get("shards", []))
         stages = {s: _stage(None, None, []) for s in STAGES}
         stages["gather"], stages["publish"] = _stage(shards, shards, []), _stage(1, 1, [])
         for stage in stages.values():
             stage["state"] = "done"
         return {"output": str(output), "finished": True, "stages": stages}
-    if not work.root.is_dir():
-        where = f"{work.root.name}/ folder" if work.base is None else f"work folder {work.root}"
+    if not work.exists():
+        where = f"{work.root.name}/ folder" if work.base is None else f"work folder {work.where}"
         raise ReorderError(f"{output}: no run here (no {manifest.MANIFEST_NAME} and no {where})")
     now = run_state.running(work)
     stages = {}

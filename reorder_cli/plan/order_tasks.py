@@ -453,7 +453,7 @@ def _sort_scores(keys: Path, meta: dict, lo: float, hi: float, last: bool, sink:
     spans = []
     for f in range(len(row_starts) - 1):  # a loop over files: each one's part of the range, by binary search
         path = keys / key_name("run", f)
-        if not path.exists() or path.stat().st_size == 0:
+        if path.stat().st_size == 0:  # every keys task writes its run: a missing one is an error, never empty
             continue
         run = np.memmap(path, dtype=KEYED, mode="r")
         a = 0 if lo == -math.inf else int(np.searchsorted(run["key"], lo, side="left"))

@@ -37,6 +37,7 @@ from reorder_cli.plan.build import Plan
 from reorder_cli.plan.layout import layout, shard_batches
 from reorder_cli.util import atomic
 from reorder_cli.util.npy import DiskArray, save_npy
+from reorder_cli.util.store import is_url
 from reorder_cli.workdir import WorkDir, read_json
 
 #: A scatter task reads one input file, or a slice of about this many (uncompressed) bytes of a
@@ -134,7 +135,9 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
             if source.path("records").exists() or not (folder / f"records-{i:05d}.npy").exists():
                 os.replace(source.path("records"), folder / f"records-{i:05d}.npy")  # moved once
             records = np.load(folder / f"records-{i:05d}.npy", mmap_mode="r")
-            entry.update(data_path=str(Path(source.data_path).absolute()), unterminated=source.unterminated)
+            data = source.data_path
+            entry.update(data_path=str(data) if is_url(data) else str(Path(data).absolute()),
+                         unterminated=source.unterminated)
             cuts = _cuts(records[:, 1] - records[:, 0], np.arange(source.rows + 1))
         else:
             cuts = _cuts(np.load(source.path("sizes"), mmap_mode="r"), _group_starts(inp))
@@ -195,10 +198,11 @@ def _cuts(row_sizes: np.ndarray, allowed: np.ndarray) -> list[int]:
 
 def load(work: WorkDir) -> StoredPlan | None:
     """The stored plan, or None when there is none (or it was never completed)."""
-    if not work.plan_file("plan.json").exists():
+    if not work.fetch(work.plan_file("plan.json")):
         return None
     schema_file = work.plan_file("schema.arrow")
-    schema = pa.ipc.read_schema(pa.py_buffer(schema_file.read_bytes())) if schema_file.exists() else None
+    schema = pa.ipc.read_schema(pa.py_buffer(schema_file.read_bytes())) if work.fetch(schema_file) else None
+    work.fetch(work.plan_file("batches.npy"))
     return StoredPlan(work.plan, read_json(work.plan_file("plan.json")), np.load(work.plan_file("batches.npy")),
                       schema)
 

@@ -59,7 +59,7 @@ def check(out: Path | store.URL, files: list[InputFile], inputs: list[str], over
 
 def is_publishing(work: WorkDir, ident: dict, restart: bool) -> bool:
     """Whether this same run had started publishing when it stopped."""
-    return not restart and work.publishing.exists() and work.saved_identity() == ident
+    return not restart and work.is_publishing() and work.saved_identity() == ident
 
 
 def already_done(out: Path | store.URL, ident: dict, workers: int) -> dict[str, Any] | None:
@@ -106,7 +106,7 @@ def claimed(out: Path, work: WorkDir, ident: dict, restart: bool):
     re-run, so nothing is kept; a kill, Ctrl-C or a full disk keeps the finished tasks so that the
     same command resumes. An ``OSError`` becomes one line naming the file and what was kept.
     """
-    created = new_root(out), (new_root(work.root) if work.base is not None else None)  # the output, a work_dir
+    created = new_root(out), (new_root(work.root) if isinstance(work.base, Path) else None)  # the output, a work_dir
     try:
         resumed = work.open(ident, restart)
     except OSError as exc:
@@ -115,12 +115,12 @@ def claimed(out: Path, work: WorkDir, ident: dict, restart: bool):
     try:
         yield resumed
     except BaseException as exc:
-        publishing = work.publishing.exists()  # a failure while publishing (a store refusing an upload) is no bad input
+        publishing = work.is_publishing()  # a failure while publishing (a store refusing an upload) is no bad input
         kept = (publishing or not isinstance(exc, ReorderError)) and work.has_progress()
         if not kept:
             discard(work, *created)
         if publishing and isinstance(exc, ReorderError) and kept:
-            raise ReorderError(f"{exc} (the finished shards are kept in {work.root}; re-run the same command to "
+            raise ReorderError(f"{exc} (the finished shards are kept in {work.where}; re-run the same command to "
                                "finish publishing)") from None
         if isinstance(exc, OSError):  # disk full, permission denied, a file vanished ...
             what = (f"finished tasks are kept in {work.root}; re-run the same command to resume" if kept
@@ -135,7 +135,7 @@ def publish(out: Path | store.URL, work: WorkDir, shards: list[dict], doc: dict,
     if isinstance(out, store.URL):
         to_store.publish(out, work, shards, doc, workers)
         return
-    work.publishing.touch()
+    work.mark_publishing()
     out.mkdir(parents=True, exist_ok=True)  # the work folder may live elsewhere (work_dir)
     new = {s["file"] for s in shards}
     for name in manifest.MANIFEST_NAMES:

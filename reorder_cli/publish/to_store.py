@@ -46,7 +46,7 @@ def check(out: store.URL, overwrite: bool, publishing: bool) -> None:
 
 def publish(out: store.URL, work: WorkDir, shards: list[dict], doc: dict, workers: int) -> None:
     """Upload the staged shards, each read back and checked, then write the manifest; safe to repeat."""
-    work.publishing.touch()
+    work.mark_publishing()
     present = store.names(out)
     for name in (*manifest.MANIFEST_NAMES, *manifest.RUN_LOG_NAMES):
         if name in present:

@@ -47,7 +47,8 @@ class _Scattered:
         if ids is None or not len(ids):
             return []
         if task not in self._readers:
-            self._readers[task] = pa.ipc.open_file(pa.OSFile(str(self.work.scatter_data(task))))
+            path = self.work.scatter_data(task)  # on a store, not in the mirror: read by range requests
+            self._readers[task] = pa.ipc.open_file(pa.OSFile(str(path)) if path.exists() else self.work.open_data(path))
         reader = self._readers[task]
         return [reader.get_batch(int(i)) for i in ids]
 

@@ -142,7 +142,7 @@ def _jsonl_pieces(stored: StoredPlan, file: int, first_row: int, end_row: int,
     targets = base + np.arange(1, (int(records[-1, 1]) - base) // max(1, read_bytes) + 2, dtype=np.int64) * read_bytes
     by_rows = np.arange(0, n, MAX_PIECE_ROWS)
     cuts = np.unique(np.concatenate([[0], np.searchsorted(records[:, 0], targets), by_rows, [n]]))
-    with open(entry["data_path"], "rb") as fh:
+    with store.open_read(store.location(entry["data_path"])) as fh:
         for a, b in zip(cuts[:-1], cuts[1:], strict=True):  # a loop over pieces, never rows
             rec = np.array(records[a:b])
             base = int(rec[0, 0])
@@ -175,7 +175,7 @@ def line_of(stored: StoredPlan, file: int, record: int) -> str:
     entry = stored.files[file]
     start = int(np.load(stored.folder / f"records-{file:05d}.npy", mmap_mode="r")[record, 0])
     newlines, done = 0, 0
-    with open(entry["data_path"], "rb") as fh:
+    with store.open_read(store.location(entry["data_path"])) as fh:
         while done < start:
             block = fh.read(min(8 << 20, start - done))
             if not block:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from reorder_cli import work_store
 from reorder_cli.errors import ReorderError
 from reorder_cli.plan import stored as stored_plan
 from reorder_cli.plan.stored import StoredPlan
@@ -34,7 +35,8 @@ def scatter_one(stored: StoredPlan, work: WorkDir, task: int, advance: Callable[
 
 
 def gather_one(stored: StoredPlan, work: WorkDir, shard: int, advance: Callable[[int], None] = lambda n: None) -> dict:
-    missing = [t for t in range(stored.scatter_tasks) if work.finished("scatter", t) is None]
+    done = work.finished_indices("scatter")  # one listing
+    missing = [t for t in range(stored.scatter_tasks) if t not in done]
     if missing:
         raise ReorderError(f"gather {shard}: scatter task {missing[0]} has not finished ({len(missing)} pending)")
     record = gather.run(stored, work, _settings(stored), shard, advance)
@@ -47,6 +49,7 @@ def run_task(stored: StoredPlan, work: WorkDir, phase: str, index: int,
              advance: Callable[[int], None] = lambda n: None) -> dict:
     """Run task ``(phase, index)``: the one entry, whoever calls it (the local pool, ``reorder task``),
     holding its ``.started`` marker meanwhile (``reorder status`` shows it running)."""
+    work_store.pull(work, phase)
     with work.running(phase, index):
         return (scatter_one if phase == "scatter" else gather_one)(stored, work, index, advance)
 
@@ -58,6 +61,8 @@ def finished_shard(work: WorkDir, shard: int) -> dict | None:
         return None
     if (work.shards / record["file"]).exists():
         return record
+    if work.remote is not None and store.is_file(work.remote / "shards" / record["file"]):
+        return record  # staged on the store (uploaded before the marker)
     if store.is_url(work.output):  # published to a store: uploaded and read back intact
         return record if work.finished("upload", shard) is not None else None
     return record if (work.output / record["file"]).exists() else None

@@ -5,7 +5,8 @@ point, touches the file ``REORDER_PAUSE_FLAG`` and sleeps, so that a test can ki
 there with SIGKILL. Without the variable, :func:`pause` does nothing.
 
 With ``REORDER_FAIL_AT=<point>``, :func:`fail` raises an ``OSError`` there (an upload that breaks
-half-way: :data:`FAIL_POINTS`); ``REORDER_FAIL_SHARD=N`` limits it to output shard N.
+half-way: :data:`FAIL_POINTS`; ``push``: a task's upload to a work folder on a store);
+``REORDER_FAIL_SHARD=N`` limits it to output shard N.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import os
 import time
 from pathlib import Path
 
-POINTS = ("keys", "scatter", "scatter-done", "gather", "gather-done", "publish", "upload")
-FAIL_POINTS = ("upload",)
+POINTS = ("keys", "scatter", "scatter-done", "gather", "gather-done", "publish", "upload", "push")
+FAIL_POINTS = ("upload", "push")
 
 
 def below_floor_allowed() -> bool:

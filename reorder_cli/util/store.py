@@ -479,3 +479,61 @@ def upload(local_path: Path, url: URL, fault=lambda written: None) -> None:
             raise
         finally:
             fs.invalidate_cache(path)
+
+
+# ------------------------------------------------------------------ a work folder on a store
+
+
+def read_or_none(url: URL) -> bytes | None:
+    """An object's bytes, or None when there is no such object (one request)."""
+    fs, path = filesystem(url)
+    with errors(url):
+        try:
+            data = fs.cat_file(path)
+        except FileNotFoundError:
+            return None
+    _count(len(data))
+    return data
+
+
+def download(url: URL, local_path: Path) -> bool:
+    """Copy an object to ``local_path``, which appears only once complete (a temporary beside it, then a
+    rename); False when there is no such object."""
+    from reorder_cli.util import atomic  # util/atomic is local files only; imported here, where both meet
+
+    fs, path = filesystem(url)
+    local_path.parent.mkdir(parents=True, exist_ok=True)
+    with errors(url):
+        try:
+            with atomic.open_atomic(local_path, "wb") as out, fs.open(path, "rb", block_size=STREAM_BLOCK,
+                                                                      cache_type="readahead") as src:
+                while chunk := src.read(STREAM_BLOCK):
+                    out.write(chunk)
+                    _count(len(chunk))
+        except FileNotFoundError:
+            return False
+    return True
+
+
+def find(folder: URL) -> list[str]:
+    """The paths, relative to ``folder``, of every object under it (at any depth), sorted."""
+    fs, path = filesystem(folder)
+    with errors(folder):
+        fs.invalidate_cache(path)
+        found = fs.find(path)
+    prefix = path.rstrip("/") + "/"
+    return sorted(p[len(prefix):] for p in found if p.startswith(prefix))
+
+
+def remove_tree(folder: URL) -> None:
+    """Delete every object under ``folder``."""
+    fs, path = filesystem(folder)
+    with errors(folder):
+        with suppress(FileNotFoundError):
+            fs.rm(path, recursive=True)
+        fs.invalidate_cache(path)
+
+
+def open_random(url: URL) -> IO[bytes]:
+    """An object opened for reads of the byte ranges asked for (pyarrow's IPC reader, ``seek`` and ``read``)."""
+    return open_url(url, sequential=False)

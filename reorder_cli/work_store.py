@@ -1,0 +1,99 @@
+"""A work folder on an object store: what each task reads into its local mirror before it runs, and
+uploads from it when it has finished (before its marker: the marker is the proof).
+
+A store has no rename and no positioned write, so every file of a work folder is one task's alone,
+written once, whole (the place tasks write their own records; layout assembles them). A task's files
+are uploaded with :func:`store.upload` (a failed upload is aborted, never completed) and checked by
+size; then :meth:`WorkDir.finish` writes the marker. A file in a mirror is therefore always complete:
+it was written there whole, or downloaded whole from an object whose task had finished. Mirrors are
+per claim (:data:`workdir.CLAIM`), so a restarted run never reads an earlier run's files.
+
+What each stage reads (``NEEDS``) and writes (``OUTPUTS``), as patterns relative to the work folder
+(``{i}``: the task's index, 5 digits). The bulk of a run is not copied: a gather reads the record
+batches of its buckets from the scatter files by range requests (:meth:`WorkDir.open_data`), and a
+scatter reads a JSONL input's decompressed copy the same way. ``publish`` is the driver's part: the
+plan's arrays for the manifest, and the finished shards.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import TYPE_CHECKING, Any
+
+from reorder_cli.errors import ReorderError
+from reorder_cli.util import faults, store
+from reorder_cli.util.atomic import TMP_SUFFIX
+from reorder_cli.util.parallel import run_parallel
+
+if TYPE_CHECKING:
+    from reorder_cli.workdir import WorkDir
+
+_KEYS_SMALL = ("keys/sample-*", "keys/scores-*", "keys/sizes-*", "keys/tokens-*", "keys/invalid-*",
+               "keys/records-*", "keys/schema-*")
+_PLAN = ("plan/plan.json", "plan/batches.npy", "plan/schema.arrow", "plan/records-*")
+
+NEEDS: dict[str, tuple[str, ...]] = {
+    "keys": (),
+    "split": _KEYS_SMALL,
+    "sort": ("keys/run-*", "order/split.json", "order/gumbel.json"),
+    "place": (*_KEYS_SMALL, "order/*"),
+    "layout": (*_KEYS_SMALL, "order/split.json", "plan/placed-*"),
+    "scatter": (*_PLAN, "plan/pairs-*"),
+    "gather": (*_PLAN, "scatter/*.buckets.npy", "scatter/*.schema.arrow"),
+    "publish": (*_PLAN, "plan/order.npy", "plan/scores.npy", "plan/sizes.npy", "shards/*"),
+}
+
+#: Each stage's files, the proof of the stage's work last (``split.json``, ``plan.json``): a reader that
+#: finds it finds the rest.
+OUTPUTS: dict[str, tuple[str, ...]] = {
+    "keys": ("keys/*-{i}.*", "input-{i}.jsonl"),
+    "split": ("order/jit.json", "order/gumbel.json", "order/picks.npy", "order/kept.npy", "order/split.json"),
+    "sort": ("order/sort-{i}.bin",),
+    "place": ("plan/placed-{i}.bin", "plan/pairs-{i}.bin"),
+    "layout": ("plan/order.npy", "plan/scores.npy", "plan/sizes.npy", "plan/plan-ends.npy", "plan/records-*",
+               "plan/schema.arrow", "plan/batches.npy", "plan/plan.json"),
+    "scatter": ("scatter/{i}.*",),
+    "gather": ("shards/{i}.*",),
+}
+
+
+def pull(work: WorkDir, stage: str, workers: int = 4) -> int:
+    """Copy into the mirror the files ``stage``'s tasks read that it does not hold yet; returns how many."""
+    if work.remote is None or not NEEDS[stage]:
+        return 0
+    wanted = []
+    for folder in sorted({p.partition("/")[0] for p in NEEDS[stage]}):  # one listing a folder
+        wanted += [f"{folder}/{n}" for n in store.find(work.remote / folder)
+                   if any(fnmatch.fnmatchcase(f"{folder}/{n}", p) for p in NEEDS[stage])
+                   and not (work.root / folder / n).exists()]
+    run_parallel(lambda n: store.download(work.remote / n, work.root / n), wanted, workers)
+    return len(wanted)
+
+
+def push(work: WorkDir, stage: str, index: int, record: dict[str, Any] | None = None, workers: int = 4) -> int:
+    """Upload the files task ``(stage, index)`` wrote into the mirror, each checked by size, its stage's
+    proof last; returns how many. Nothing for the bookkeeping stages (``upload``)."""
+    patterns = [p.format(i=f"{index:05d}") for p in OUTPUTS.get(stage, ())]
+    if not patterns:
+        return 0
+    ordered: list[str] = []
+    for pattern in patterns:  # a loop over patterns: their order is the upload order
+        found = sorted(p.relative_to(work.root).as_posix() for p in work.root.glob(pattern)
+                       if p.is_file() and not p.name.endswith(TMP_SUFFIX))
+        ordered += [n for n in found if n not in ordered]
+    proof, rest = ordered[-1:], ordered[:-1]
+    run_parallel(lambda n: _upload(work, n), rest, workers)
+    for name in proof:
+        _upload(work, name)
+    faults.pause("push")  # uploaded, the marker not yet written
+    return len(ordered)
+
+
+def _upload(work: WorkDir, name: str) -> None:
+    local, target = work.root / name, work.remote / name
+    store.upload(local, target, lambda written: faults.fail("push"))
+    size, want = store.size(target), local.stat().st_size
+    if size != want:
+        store.remove(target)
+        raise ReorderError(f"{target}: the uploaded object has {size:,} bytes, the file {want:,}; removed; re-run "
+                           "the same command")

@@ -1,0 +1,258 @@
+"""The work folder on an object store (a real S3 API: a moto server): ``work_dir: s3://...``.
+
+Every task reads what it needs into a local mirror (``$REORDER_SCRATCH``) and uploads what it wrote
+before its marker (reorder_cli/work_store.py). Here: whole runs, in memory and out of core, to a local
+and to an S3 output; every task of every stage run by ``reorder task`` in a mirror of its own (as on a
+node of its own), for the methods and options that touch the order, over JSONL with a gzip input (its
+decompressed copy is read back by range requests) and over Parquet; a kill -9 between a task's upload
+and its marker; an injected failed upload; ``--restart`` with another budget; and the negative control
+of the per-stage file table. Each gives the bytes of a local run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from reorder_cli import config as run_config
+from reorder_cli import pipeline, work_store
+from reorder_cli.stages import STAGES
+from reorder_cli.workdir import CLAIM, SCRATCH_ENV, locate
+
+from .conftest import invoke, one_line_error, output_hashes, read_manifest, reorder
+from .test_s3 import without_inputs
+from .test_s3_output import SETS, assert_same_as_local, from_the_environment, objects, pending_uploads, s3_config
+from .test_stages import CASES, TASKS, scored_with_invalid  # noqa: F401 - a fixture
+
+OUT_OF_CORE = ["rewrite=out-of-core", "memory_limit=1"]
+
+
+@pytest.fixture
+def bucket(s3_server) -> str:
+    return s3_server.bucket(f"work-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def scratch(tmp_path, monkeypatch) -> Path:
+    """This process's mirrors: a folder of the test's own."""
+    folder = tmp_path / "scratch"
+    monkeypatch.setenv(SCRATCH_ENV, str(folder))
+    return folder
+
+
+def work_objects(server, bucket: str) -> dict[str, bytes]:
+    return objects(server, bucket, "w")
+
+
+# ------------------------------------------------------------------ whole runs
+
+
+@pytest.mark.parametrize("sets", [(), OUT_OF_CORE], ids=["in-memory", "out-of-core"])
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_run_with_its_work_folder_on_s3_gives_the_local_bytes(tmp_path, s3_server, bucket, parquet_corpus,
+                                                                config_file, scratch, sets, where):
+    cfg = s3_config(tmp_path, s3_server.options())
+    out = tmp_path / "out" if where == "local" else f"s3://{bucket}/out"
+    result = reorder(cfg, parquet_corpus.files, out, method="str", sets=[*SETS, *sets, f"work_dir=s3://{bucket}/w"])
+    reorder(config_file, parquet_corpus.files, tmp_path / "local", method="str", sets=[*SETS, *sets])
+    if where == "local":
+        assert output_hashes(tmp_path / "out") == output_hashes(tmp_path / "local")
+    else:
+        assert_same_as_local(objects(s3_server, bucket, "out"), tmp_path / "local")
+    assert work_objects(s3_server, bucket) == {}  # the run's work folder is removed after success
+    assert not any(p.is_file() for p in scratch.rglob("*"))  # and its mirror
+    assert pending_uploads(s3_server, bucket) == []
+    assert s3_server.secret not in result.output
+
+
+def test_the_work_folder_on_s3_holds_the_tasks_files_and_markers(tmp_path, s3_server, bucket, parquet_corpus,
+                                                                 scratch):
+    """With --keep-work: every stage's files are on the store, each task's marker after them, and the
+    state names no secret."""
+    cfg = s3_config(tmp_path, s3_server.options())
+    reorder(cfg, parquet_corpus.files, tmp_path / "out", method="saw",
+            sets=[*SETS, *OUT_OF_CORE, f"work_dir=s3://{bucket}/w"], extra=["--keep-work"])
+    found = work_objects(s3_server, bucket)
+    (run,) = {name.partition("/")[0] for name in found}
+    names = {name.partition("/")[2] for name in found}
+    for prefix in ("keys/run-", "order/sort-", "plan/placed-", "plan/pairs-", "scatter/", "shards/",
+                   "done/keys-", "done/sort-", "done/place-", "done/layout-", "done/scatter-", "done/gather-"):
+        assert any(n.startswith(prefix) for n in names), prefix
+    assert {"state.json", "run.json", CLAIM, "order/split.json", "plan/plan.json"} <= names
+    assert all(s3_server.secret.encode() not in data for data in found.values())
+    assert run.startswith("out-")
+
+
+# ------------------------------------------------------------------ every task in a mirror of its own
+
+
+def prepare(config_file: Path, inputs, out, method: str, sets) -> None:
+    """What a cluster executor does before the tasks: check, claim, write run.json (no task runs)."""
+    cfg = run_config.load(config_file, list(sets), method=method, inputs=[str(i) for i in inputs], output=str(out))
+    assert pipeline.prepare(cfg).status == "prepared"
+
+
+def run_on_nodes(out, work_dir: str, scratch_root: Path, monkeypatch) -> int:
+    """Every task of every stage by `reorder task`, each in a fresh mirror (a node of its own), the stages'
+    sizes from `reorder status --json`; returns how many ran."""
+    ran = 0
+    for stage in STAGES:
+        report = json.loads(invoke("status", out, "--json", "--work-dir", work_dir).stdout)["stages"][stage]
+        if report["tasks"] is None and report["state"] == "done":
+            continue  # planned in one process
+        for i in range(report["tasks"]):
+            monkeypatch.setenv(SCRATCH_ENV, str(scratch_root / f"node-{ran}"))
+            result = invoke("task", out, stage, i, "--work-dir", work_dir)
+            assert result.exit_code == 0, (stage, i, result.output, result.exception)
+            ran += 1
+    return ran
+
+
+@pytest.mark.parametrize("case", ["str-desc-jit", "sorting-gumbel", "segment-one-end", "shuffle-drop",
+                                  "input-top-r", "saw-threshold-first"])
+def test_tasks_on_separate_nodes_exchange_their_files_through_s3(tmp_path, s3_server, bucket, config_file,
+                                                                 scored_with_invalid, monkeypatch, case):  # noqa: F811
+    method, sets = CASES[case]
+    if not any(s.startswith("invalid_scores=") for s in sets):
+        sets = [*sets, "invalid_scores=last"]
+    reorder(config_file, scored_with_invalid, tmp_path / "mem", method=method, sets=[*sets, "shard_rows=150"])
+    work_dir, out = f"s3://{bucket}/w", tmp_path / "out"
+    from_the_environment(monkeypatch, s3_server)  # a task's process: endpoint and keys from its environment
+    monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "driver"))
+    all_sets = [*sets, *TASKS, f"work_dir={work_dir}"]
+    prepare(config_file, scored_with_invalid, out, method, all_sets)
+    assert run_on_nodes(out, work_dir, tmp_path / "nodes", monkeypatch) > len(STAGES)
+    monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "driver"))
+    reorder(config_file, scored_with_invalid, out, method=method, sets=all_sets)  # publishes
+    assert output_hashes(out) == output_hashes(tmp_path / "mem")
+    assert work_objects(s3_server, bucket) == {}
+
+
+def test_parquet_tasks_on_separate_nodes_give_the_local_bytes(tmp_path, s3_server, bucket, config_file,
+                                                              parquet_corpus, monkeypatch):
+    urls = s3_server.upload(parquet_corpus.files, bucket, "in")
+    reorder(config_file, parquet_corpus.files, tmp_path / "mem", method="str", sets=SETS)
+    work_dir, out = f"s3://{bucket}/w", tmp_path / "out"
+    cfg = s3_config(tmp_path, s3_server.options())
+    from_the_environment(monkeypatch, s3_server)
+    sets = [*SETS, *OUT_OF_CORE, f"work_dir={work_dir}"]
+    prepare(cfg, urls, out, "str", sets)
+    run_on_nodes(out, work_dir, tmp_path / "nodes", monkeypatch)
+    monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "driver"))
+    reorder(cfg, urls, out, method="str", sets=sets)
+    got, want = output_hashes(out), output_hashes(tmp_path / "mem")
+    assert {n: h for n, h in got.items() if not n.startswith(".")} == {n: h for n, h in want.items()
+                                                                        if not n.startswith(".")}
+    assert without_inputs(read_manifest(out)) == without_inputs(read_manifest(tmp_path / "mem"))
+
+
+def test_a_stage_missing_a_file_from_the_table_fails_in_a_fresh_mirror(tmp_path, s3_server, bucket, config_file,
+                                                                       scored_with_invalid, monkeypatch):  # noqa: F811
+    """Negative control of the per-stage table (work_store.NEEDS): a sort task that is not given the
+    inputs' sorted keys fails on a node of its own; with the table as it is, it runs."""
+    work_dir, out = f"s3://{bucket}/w", tmp_path / "out"
+    from_the_environment(monkeypatch, s3_server)
+    sets = ["invalid_scores=last", *TASKS, f"work_dir={work_dir}"]
+    prepare(config_file, scored_with_invalid, out, "saw", sets)
+    for i, stage in enumerate(("keys", "keys", "keys", "split")):
+        monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / f"node-{i}"))
+        assert invoke("task", out, stage, i if stage == "keys" else 0, "--work-dir", work_dir).exit_code == 0
+    monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "node-sort-a"))
+    monkeypatch.setitem(work_store.NEEDS, "sort", ("order/split.json",))
+    failed = invoke("task", out, "sort", 0, "--work-dir", work_dir)
+    assert failed.exit_code != 0 and "run-00000.bin" in str(failed.exception or failed.output)
+    monkeypatch.undo()
+    from_the_environment(monkeypatch, s3_server)
+    monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "node-sort-b"))
+    assert invoke("task", out, "sort", 0, "--work-dir", work_dir).exit_code == 0
+
+
+# ------------------------------------------------------------------ faults
+
+
+def run_args(cfg: Path, inputs, out, sets) -> list[str]:
+    args = ["run", str(cfg), "--method", "str", "--output", str(out), "-q"]
+    for f in inputs:
+        args += ["--input", str(f)]
+    for s in sets:
+        args += ["--set", s]
+    return args
+
+
+def test_killed_between_an_upload_and_its_marker_the_same_command_finishes(tmp_path, s3_server, bucket,
+                                                                           parquet_corpus, config_file, scratch):
+    cfg = s3_config(tmp_path, s3_server.options())
+    out, sets = tmp_path / "out", [*SETS, *OUT_OF_CORE, f"work_dir=s3://{bucket}/w", "workers=1"]
+    flag = tmp_path / "paused"
+    env = {**os.environ, "REORDER_PAUSE_AT": "push", "REORDER_PAUSE_FLAG": str(flag)}
+    proc = subprocess.Popen([sys.executable, "-m", "reorder_cli.cli", *run_args(cfg, parquet_corpus.files, out, sets)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not flag.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"finished before a task's upload: {proc.stderr.read().decode()}")
+        assert time.monotonic() < deadline, "never reached a task's upload"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    left = work_objects(s3_server, bucket)
+    assert any("/keys/" in n for n in left) and not any("/done/" in n for n in left)  # files, no marker yet
+    reorder(cfg, parquet_corpus.files, out, method="str", sets=sets)
+    reorder(config_file, parquet_corpus.files, tmp_path / "local", method="str", sets=SETS)
+    assert output_hashes(out) == output_hashes(tmp_path / "local")
+    assert work_objects(s3_server, bucket) == {} and pending_uploads(s3_server, bucket) == []
+
+
+def test_a_failed_upload_leaves_no_object_and_no_marker(tmp_path, s3_server, bucket, parquet_corpus, config_file,
+                                                        scratch, monkeypatch):
+    cfg = s3_config(tmp_path, s3_server.options())
+    out, sets = tmp_path / "out", [*SETS, *OUT_OF_CORE, f"work_dir=s3://{bucket}/w", "workers=1"]
+    monkeypatch.setenv("REORDER_FAIL_AT", "push")
+    result = reorder(cfg, parquet_corpus.files, out, method="str", sets=sets, ok=False)
+    assert result.exit_code != 0 and "injected failure at push" in result.output
+    left = work_objects(s3_server, bucket)
+    assert not any("/done/" in n for n in left)  # no task finished
+    assert not any(n.endswith(".bin") or "/keys/" in n for n in left)  # the failed upload left nothing
+    assert pending_uploads(s3_server, bucket) == []
+    assert not out.exists() or not any(p.name.endswith(".parquet") for p in out.iterdir())
+    monkeypatch.delenv("REORDER_FAIL_AT")
+    reorder(cfg, parquet_corpus.files, out, method="str", sets=sets)
+    reorder(config_file, parquet_corpus.files, tmp_path / "local", method="str", sets=SETS)
+    assert output_hashes(out) == output_hashes(tmp_path / "local")
+
+
+def test_a_restart_with_another_budget_never_reads_the_earlier_claims_files(tmp_path, s3_server, bucket,
+                                                                            parquet_corpus, config_file, scratch):
+    """A run stopped after its order (kept), restarted with another memory_limit: the new claim has a new
+    mirror, so no sort or place file of the first one (cut for another budget) is read."""
+    cfg = s3_config(tmp_path, s3_server.options())
+    out = tmp_path / "out"
+    first = [*SETS, *OUT_OF_CORE, f"work_dir=s3://{bucket}/w"]
+    reorder(cfg, parquet_corpus.files, out, method="str", sets=first, extra=["--plan-only"])
+    work = locate(out, f"s3://{bucket}/w")
+    claim = work.get(CLAIM)
+    assert claim and (work.root / "order" / "split.json").exists()
+    second = [*SETS, "rewrite=out-of-core", "memory_limit=300MB", f"work_dir=s3://{bucket}/w"]
+    reorder(cfg, parquet_corpus.files, out, method="str", sets=second, extra=["--restart", "--keep-work"])
+    again = locate(out, f"s3://{bucket}/w")
+    assert again.get(CLAIM) != claim and again.root != work.root
+    reorder(config_file, parquet_corpus.files, tmp_path / "local", method="str", sets=SETS)
+    assert output_hashes(out) == output_hashes(tmp_path / "local")
+
+
+def test_slurm_with_a_work_folder_on_a_store_is_one_line(tmp_path, s3_server, bucket, parquet_corpus):
+    cfg = s3_config(tmp_path, s3_server.options())
+    result = reorder(cfg, parquet_corpus.files, tmp_path / "out", method="str", ok=False,
+                     sets=[f"work_dir=s3://{bucket}/w"], extra=["--executor", "slurm", "--dry-run"])
+    err = one_line_error(result)
+    assert "shared" in err and f"s3://{bucket}/w" in err
+    assert work_objects(s3_server, bucket) == {}
