@@ -32,6 +32,10 @@ from reorder_cli.workdir import WORK_DIR, WorkDir, for_output, identity
 
 __all__ = ["WORK_DIR", "RunResult", "run"]
 
+#: The stages of ``store_bytes_read`` in run_log.json: the size sample, the keys pass, the order's and the
+#: rewrite's tasks (``rewrite``: the rewrite in memory), and publishing (with a work folder on a store,
+#: the shards made elsewhere are read back to be moved or uploaded).
+STORE_STAGES = ("sample", *stages.STAGES, "rewrite", "publish")
 #: Names of skipped input files kept in run_log.json (all are counted).
 SKIPPED_LOGGED = 100
 
@@ -132,10 +136,12 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
         result.cfg = planned.cfg
         with store.reading("rewrite"):
             shards = _rewrite(planned, work, resumed, progress, result, timings)
-        work_store.pull(work, "publish")  # a work folder on a store: the plan's arrays, the shards made elsewhere
-        work_bytes = work.size()
-        result.manifest = manifest.build(planned.plan, planned.cfg, shards, out)
-        output.publish(out, work, shards, result.manifest, planned.cfg.workers)
+        with store.reading("publish"):
+            work_store.pull(work, "publish")  # a work folder on a store: the shards made elsewhere
+            work_bytes = work.size()
+            result.manifest = manifest.build(planned.plan, planned.cfg, shards, out)
+            elsewhere = stages.bytes_read_by_tasks(work)  # before publishing: a publish removes staged shards
+            output.publish(out, work, shards, result.manifest, planned.cfg.workers)
     if not keep_work:
         work.remove()
     result.seconds, result.path = time.perf_counter() - started, planned.path
@@ -145,8 +151,8 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
         "memory_limit": cfg.memory_limit, "rows": planned.plan.rows, "shards": len(shards),
         "work_bytes": work_bytes, "resumed": resumed,
         "skipped_inputs": {"count": len(skipped), "files": skipped[:SKIPPED_LOGGED]},
-        "store_bytes_read": {k: store.bytes_read().get(k, 0) - read_before.get(k, 0)
-                             for k in ("sample", "keys", "rewrite")}})
+        "store_bytes_read": {k: store.bytes_read().get(k, 0) - read_before.get(k, 0) + elsewhere.get(k, 0)
+                             for k in STORE_STAGES}})
     return result
 
 
@@ -156,7 +162,8 @@ def _plan(files: list[InputFile], cfg: RunConfig, work: WorkDir, resumed: bool, 
     t0 = time.perf_counter()
     stored = stored_plan.load(work) if resumed else None
     if stored is not None:
-        work_store.pull(work, "publish")  # a work folder on a store: the plan's arrays, the shards made elsewhere
+        with store.reading("publish"):  # a work folder on a store: the plan's arrays, the shards made elsewhere
+            work_store.pull(work, "publish")
         cfg = dataclasses.replace(cfg, workers=budget.resumed_workers(stored.meta["bucket_bytes"], cfg))
         keys_ooc = work.fetch(work.order / "split.json")
         planned = _Planned(stored.as_plan(files), stored, cfg, "out-of-core", "resumed from the stored plan", keys_ooc)

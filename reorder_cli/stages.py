@@ -209,10 +209,24 @@ def _check_ready(work: WorkDir, stage: str) -> None:
         raise ReorderError(f"{stage} tasks wait for the {before} stage: {what}")
 
 
-def run_task(work: WorkDir, stage: str, index: int, advance: Callable[[int], None] = lambda n: None) -> dict:
-    """Run task ``(stage, index)`` (unfinished, its stage ready) and write its marker."""
-    if stage in ("scatter", "gather"):
-        return tasks.run_task(stored_plan.load(work), work, stage, index, advance)  # holds its .started marker
+def run_task(work: WorkDir, stage: str, index: int, advance: Callable[[int], None] = lambda n: None,
+             own_process: bool = False) -> dict:
+    """Run task ``(stage, index)`` (unfinished, its stage ready) and write its marker. A task that has its
+    process to itself (``own_process``: ``reorder task``, a cluster job) records the bytes it read from
+    stores in its marker (``store_bytes_read``), for the run log of the process that publishes."""
+    before = store.total_read()
+
+    def measured() -> dict:
+        return {"store_bytes_read": store.total_read() - before} if own_process else {}
+
+    with store.reading(stage):
+        if stage in ("scatter", "gather"):  # holds its .started marker
+            return tasks.run_task(stored_plan.load(work), work, stage, index, advance, measured)
+        return _order_task(work, stage, index, advance, measured)
+
+
+def _order_task(work: WorkDir, stage: str, index: int, advance: Callable[[int], None],
+                measured: Callable[[], dict]) -> dict:
     spec = _spec(work)
     work_store.pull(work, stage)
     with work.running(stage, index):
@@ -228,6 +242,7 @@ def run_task(work: WorkDir, stage: str, index: int, advance: Callable[[int], Non
             record = {"rows": order_tasks.place_task(work.keys, work.order, work.plan, meta, index)}
         else:
             record = _layout(work, spec)
+        record.update(measured())
         work.finish(stage, index, record)
     advance(1)
     return record
@@ -255,7 +270,17 @@ def run_one(output: str | Path, stage: str, index: int, work_dir: str | Path | N
     spec = load_spec(work)
     if spec is not None:  # a process of its own: where the stores are (run.json holds no credentials)
         store.configure(spec.cfg.storage_options)
-    return run_task(work, stage, index)
+    return run_task(work, stage, index, own_process=True)
+
+
+def bytes_read_by_tasks(work: WorkDir, workers: int = 16) -> dict[str, int]:
+    """Bytes read from stores by the tasks that ran in processes of their own, by stage (their markers)."""
+    out = {}
+    for stage in STAGES:  # a loop over stages
+        done = sorted(work.finished_indices(stage))
+        records = run_parallel(lambda i, stage=stage: work.finished(stage, i) or {}, done, workers)
+        out[stage] = sum(r.get("store_bytes_read", 0) for r in records)
+    return out
 
 
 def run_local(work: WorkDir, stages: tuple[str, ...], workers: int, progress: Progress) -> None:

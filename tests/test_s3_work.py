@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from reorder_cli import pipeline, work_store
 from reorder_cli.stages import STAGES
 from reorder_cli.workdir import CLAIM, SCRATCH_ENV, locate
 
-from .conftest import invoke, one_line_error, output_hashes, read_manifest, reorder
+from .conftest import WORDS, invoke, one_line_error, output_hashes, read_manifest, reorder, write_parquet
 from .test_s3 import without_inputs
 from .test_s3_output import SETS, assert_same_as_local, from_the_environment, objects, pending_uploads, s3_config
 from .test_stages import CASES, TASKS, scored_with_invalid  # noqa: F401 - a fixture
@@ -136,18 +137,30 @@ def test_tasks_on_separate_nodes_exchange_their_files_through_s3(tmp_path, s3_se
     assert work_objects(s3_server, bucket) == {}
 
 
-def test_parquet_tasks_on_separate_nodes_give_the_local_bytes(tmp_path, s3_server, bucket, config_file,
-                                                              parquet_corpus, monkeypatch):
-    urls = s3_server.upload(parquet_corpus.files, bucket, "in")
-    reorder(config_file, parquet_corpus.files, tmp_path / "mem", method="str", sets=SETS)
+def test_parquet_tasks_on_separate_nodes_give_the_local_bytes(tmp_path, s3_server, bucket, config_file, monkeypatch):
+    """Parquet inputs on S3 (wide rows: the score column is a small part of each file), every task in a
+    mirror of its own; each task records what it read from the store, and the publishing run's log sums
+    them by stage: the keys tasks read a few percent of the inputs, the scatter tasks all of them."""
+    rng = random.Random(5)
+    rows = [{"id": f"r{i}", "score": (i * 7919 % 1000) / 10, "text": "".join(rng.choices(WORDS, k=600))}
+            for i in range(3000)]
+    files = [write_parquet(tmp_path / "wide" / f"w{k}.parquet", rows[k * 1000:(k + 1) * 1000], row_group_size=250)
+             for k in range(3)]
+    urls = s3_server.upload(files, bucket, "in")
+    sets = ["shard_rows=700", "row_group_rows=100"]
+    reorder(config_file, files, tmp_path / "mem", method="str", sets=sets)
     work_dir, out = f"s3://{bucket}/w", tmp_path / "out"
     cfg = s3_config(tmp_path, s3_server.options())
     from_the_environment(monkeypatch, s3_server)
-    sets = [*SETS, *OUT_OF_CORE, f"work_dir={work_dir}"]
+    sets = [*sets, *OUT_OF_CORE, f"work_dir={work_dir}"]
     prepare(cfg, urls, out, "str", sets)
     run_on_nodes(out, work_dir, tmp_path / "nodes", monkeypatch)
     monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "driver"))
     reorder(cfg, urls, out, method="str", sets=sets)
+    read = json.loads((out / ".run_log.json").read_text())["store_bytes_read"]
+    total = sum(f.stat().st_size for f in files)
+    assert 0 < read["keys"] < 0.1 * total and read["scatter"] >= 0.9 * total, (read, total)
+    assert all(read[stage] > 0 for stage in ("split", "sort", "place", "layout", "gather")), read
     got, want = output_hashes(out), output_hashes(tmp_path / "mem")
     assert {n: h for n, h in got.items() if not n.startswith(".")} == {n: h for n, h in want.items()
                                                                         if not n.startswith(".")}
@@ -256,3 +269,54 @@ def test_slurm_with_a_work_folder_on_a_store_is_one_line(tmp_path, s3_server, bu
     err = one_line_error(result)
     assert "shared" in err and f"s3://{bucket}/w" in err
     assert work_objects(s3_server, bucket) == {}
+
+
+# ------------------------------------------------------------------ Ray: workers with mirrors of their own
+
+
+@pytest.mark.ray
+def test_ray_tasks_exchange_their_files_through_s3(tmp_path, s3_server, bucket, jsonl_corpus, config_file, scratch,
+                                                   monkeypatch):
+    """A real local Ray whose workers have their credentials from their environment only (the run's
+    storage_options reach them without key and secret) and mirrors apart from the driver's: the shards
+    equal a local run's; a task that raises is named, its log kept on the store, `reorder status` shows
+    it, and the same command finishes."""
+    ray = pytest.importorskip("ray")
+    from_the_environment(monkeypatch, s3_server)  # before ray.init: the workers inherit it
+    monkeypatch.setenv("REORDER_TEST_BELOW_FLOOR", "1")
+    monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "workers"))
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        monkeypatch.setenv(SCRATCH_ENV, str(scratch))  # the driver's mirror
+        cfg = s3_config(tmp_path, s3_server.options(), format="jsonl")
+        config_file.write_text(config_file.read_text().replace("format: parquet", "format: jsonl"))
+        work_dir = f"s3://{bucket}/w"
+        sets = ["rewrite=out-of-core", "memory_limit=1", "shard_rows=150", f"work_dir={work_dir}"]
+        reorder(config_file, jsonl_corpus.files, tmp_path / "local", method="saw", sets=["shard_rows=150"])
+        out, ray_args = tmp_path / "out", ["--executor", "ray"]
+        reorder(cfg, jsonl_corpus.files, out, method="saw", sets=sets, extra=ray_args)
+        assert output_hashes(out) == output_hashes(tmp_path / "local")
+        assert any((tmp_path / "workers").rglob("sort-*.bin"))  # the workers worked in mirrors of their own
+        assert work_objects(s3_server, bucket) == {}
+
+        # a gather that raises: scatter file 1 on the store is damaged (every gather reads it by ranges)
+        out = tmp_path / "again"
+        reorder(cfg, jsonl_corpus.files, out, method="saw", sets=sets, extra=["--plan-only"])
+        monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "by-hand"))
+        for t in range(3):
+            assert invoke("task", out, "scatter", t, "--work-dir", work_dir).exit_code == 0
+        key = next(k for k in work_objects(s3_server, bucket) if k.endswith("scatter/00001.arrow"))
+        good = work_objects(s3_server, bucket)[key]
+        s3_server.put(bucket, f"w/{key}", b"not an arrow file")
+        monkeypatch.setenv(SCRATCH_ENV, str(scratch))
+        line = one_line_error(reorder(cfg, jsonl_corpus.files, out, method="saw", extra=ray_args, ok=False,
+                                      sets=[*sets, "ray.max_retries=0"]))
+        assert line.startswith("error: ray: gather task ") and f"s3://{bucket}/w/" in line
+        report = json.loads(invoke("status", out, "--json", "--work-dir", work_dir).stdout)["stages"]["gather"]
+        assert report["state"] == "failed" and report["failed"][0]["log"].startswith(f"s3://{bucket}/w/")
+        assert any(k.endswith(".failed") for k in work_objects(s3_server, bucket))
+        s3_server.put(bucket, f"w/{key}", good)
+        reorder(cfg, jsonl_corpus.files, out, method="saw", sets=sets, extra=ray_args)
+        assert output_hashes(out) == output_hashes(tmp_path / "local")
+    finally:
+        ray.shutdown()

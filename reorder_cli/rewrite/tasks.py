@@ -27,31 +27,35 @@ def _settings(stored: StoredPlan):
     return stored.meta["output"]
 
 
-def scatter_one(stored: StoredPlan, work: WorkDir, task: int, advance: Callable[[int], None] = lambda n: None) -> dict:
-    record = scatter.run(stored, work, task, _settings(stored), advance)
+def scatter_one(stored: StoredPlan, work: WorkDir, task: int, advance: Callable[[int], None] = lambda n: None,
+                measured: Callable[[], dict] = dict) -> dict:
+    record = scatter.run(stored, work, task, _settings(stored), advance) | measured()
     work.finish("scatter", task, record)
     faults.pause("scatter-done")
     return record
 
 
-def gather_one(stored: StoredPlan, work: WorkDir, shard: int, advance: Callable[[int], None] = lambda n: None) -> dict:
+def gather_one(stored: StoredPlan, work: WorkDir, shard: int, advance: Callable[[int], None] = lambda n: None,
+               measured: Callable[[], dict] = dict) -> dict:
     done = work.finished_indices("scatter")  # one listing
     missing = [t for t in range(stored.scatter_tasks) if t not in done]
     if missing:
         raise ReorderError(f"gather {shard}: scatter task {missing[0]} has not finished ({len(missing)} pending)")
-    record = gather.run(stored, work, _settings(stored), shard, advance)
+    record = gather.run(stored, work, _settings(stored), shard, advance) | measured()
     work.finish("gather", shard, record)
     faults.pause("gather-done")
     return record
 
 
 def run_task(stored: StoredPlan, work: WorkDir, phase: str, index: int,
-             advance: Callable[[int], None] = lambda n: None) -> dict:
+             advance: Callable[[int], None] = lambda n: None, measured: Callable[[], dict] = dict) -> dict:
     """Run task ``(phase, index)``: the one entry, whoever calls it (the local pool, ``reorder task``),
-    holding its ``.started`` marker meanwhile (``reorder status`` shows it running)."""
-    work_store.pull(work, phase)
-    with work.running(phase, index):
-        return (scatter_one if phase == "scatter" else gather_one)(stored, work, index, advance)
+    holding its ``.started`` marker meanwhile (``reorder status`` shows it running); ``measured()``: what
+    its marker records besides (:func:`reorder_cli.stages.run_task`)."""
+    with store.reading(phase):
+        work_store.pull(work, phase)
+        with work.running(phase, index):
+            return (scatter_one if phase == "scatter" else gather_one)(stored, work, index, advance, measured)
 
 
 def finished_shard(work: WorkDir, shard: int) -> dict | None:

@@ -289,6 +289,12 @@ def reading(stage: str) -> Iterator[None]:
         _stage[0] = before
 
 
+def total_read() -> int:
+    """Bytes fetched from stores by this process so far, all stages."""
+    with _lock:
+        return sum(_read.values())
+
+
 def bytes_read() -> dict[str, int]:
     """Bytes fetched from stores by this process so far, by stage (a copy)."""
     with _lock:
