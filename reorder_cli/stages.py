@@ -291,7 +291,9 @@ def run_local(work: WorkDir, stages: tuple[str, ...], workers: int, progress: Pr
         pending = todo(work, stage) or []
         if not pending:
             continue
-        with progress.task(titles.get(stage, stage), total=len(pending), unit="tasks") as advance:
+        # the label of the bytes read from stores: the stage's, for every thread (one stage at a time)
+        with progress.task(titles.get(stage, stage), total=len(pending), unit="tasks") as advance, \
+                store.reading(stage):
             run_parallel(lambda i, stage=stage: run_task(work, stage, i, advance), pending, workers)
 
 

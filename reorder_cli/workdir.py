@@ -213,6 +213,14 @@ class WorkDir:
             return open(path, "rb")  # noqa: SIM115 - the caller closes
         return store.open_random(self.remote / path.relative_to(self.root).as_posix())
 
+    def readable(self, recorded: str) -> Path | store.URL:
+        """A location recorded by :meth:`portable`: the mirror's copy when this process has it, else the
+        recorded path or URL (read by range requests)."""
+        prefix = f"{self.remote}/" if self.remote is not None else None
+        if prefix and recorded.startswith(prefix) and (self.root / recorded[len(prefix):]).exists():
+            return self.root / recorded[len(prefix):]
+        return store.location(recorded)
+
     def portable(self, path: Path) -> str:
         """How a file of the work folder is named in a record any process reads: its absolute path, or,
         on a store, its URL (the mirror differs from process to process)."""

@@ -57,7 +57,8 @@ def run(stored: StoredPlan, work: WorkDir, task: int, settings: dict,
     starts = stored.bucket_starts()
     infer = entry["format"] == "jsonl" and out_format == "parquet" and stored.schema is None
     as_lines = entry["format"] == "jsonl" or out_format != "parquet"
-    pieces = _jsonl_pieces(stored, file, first_row, end_row, read_bytes) if entry["format"] == "jsonl" \
+    pieces = _jsonl_pieces(stored, file, first_row, end_row, read_bytes, work.readable(entry["data_path"])) \
+        if entry["format"] == "jsonl" \
         else _parquet_pieces(entry, first_row, end_row, read_bytes, as_lines)
     final = work.scatter_data(task)
     tmp = temporary(final)
@@ -129,10 +130,10 @@ def _parquet_pieces(entry: dict, first_row: int, end_row: int, read_bytes: int,
         raise ReorderError(f"{path}: cannot read: {exc}") from None
 
 
-def _jsonl_pieces(stored: StoredPlan, file: int, first_row: int, end_row: int,
-                  read_bytes: int) -> Iterator[tuple[int, pa.Table]]:
+def _jsonl_pieces(stored: StoredPlan, file: int, first_row: int, end_row: int, read_bytes: int,
+                  data: Path | store.URL) -> Iterator[tuple[int, pa.Table]]:
     """Records [first_row, end_row) of a JSONL input in pieces of about ``read_bytes``, read
-    sequentially; yields (row within the slice, records)."""
+    sequentially from ``data`` (its bytes); yields (row within the slice, records)."""
     entry = stored.files[file]
     records = np.load(stored.folder / f"records-{file:05d}.npy", mmap_mode="r")[first_row:end_row]
     n, rows = len(records), entry["rows"]
@@ -142,7 +143,7 @@ def _jsonl_pieces(stored: StoredPlan, file: int, first_row: int, end_row: int,
     targets = base + np.arange(1, (int(records[-1, 1]) - base) // max(1, read_bytes) + 2, dtype=np.int64) * read_bytes
     by_rows = np.arange(0, n, MAX_PIECE_ROWS)
     cuts = np.unique(np.concatenate([[0], np.searchsorted(records[:, 0], targets), by_rows, [n]]))
-    with store.open_read(store.location(entry["data_path"])) as fh:
+    with store.open_read(data) as fh:
         for a, b in zip(cuts[:-1], cuts[1:], strict=True):  # a loop over pieces, never rows
             rec = np.array(records[a:b])
             base = int(rec[0, 0])

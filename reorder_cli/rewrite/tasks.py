@@ -80,13 +80,13 @@ def run_all(stored: StoredPlan, work: WorkDir, workers: int, progress: Progress,
     t0 = time.perf_counter()
     todo = [t for t in range(stored.scatter_tasks) if work.finished("scatter", t) is None]
     total = sum(stored.slices[t][2] - stored.slices[t][1] for t in todo)
-    with progress.task("Scattering rows", total=total, unit="rows") as advance:
+    with progress.task("Scattering rows", total=total, unit="rows") as advance, store.reading("scatter"):
         run_parallel(lambda t: run_task(stored, work, "scatter", t, advance), todo, workers)
     timings["scatter_seconds"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     todo = [j for j in range(stored.gather_tasks) if finished_shard(work, j) is None]
     total = sum(stored.shards[j][1] - stored.shards[j][0] for j in todo)
-    with progress.task("Writing shards", total=total, unit="rows") as advance:
+    with progress.task("Writing shards", total=total, unit="rows") as advance, store.reading("gather"):
         run_parallel(lambda j: run_task(stored, work, "gather", j, advance), todo, workers)
     timings["gather_seconds"] = time.perf_counter() - t0
     return [work.finished("gather", j) for j in range(stored.gather_tasks)]
