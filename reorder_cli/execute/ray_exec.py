@@ -14,6 +14,7 @@ driver runs the same ``reorder run`` in process, which publishes. Ray attaches t
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from typing import Any
 
@@ -25,7 +26,7 @@ from reorder_cli.execute import resources
 from reorder_cli.pipeline import RunResult
 from reorder_cli.util import store
 from reorder_cli.util.progress import Progress
-from reorder_cli.workdir import WorkDir, for_output
+from reorder_cli.workdir import WorkDir, for_output, scratch
 
 DEFAULT_IN_FLIGHT_PER_CPU = 2
 DEFAULT_RETRIES = 3
@@ -132,4 +133,22 @@ def run(cfg: RunConfig, *, overwrite: bool = False, restart: bool = False, keep_
     for stage in graph.STAGES:  # a barrier between stages: each one's size is known once the one before is done
         _stage(ray, remote, work, stage, graph.todo(work, stage) or [], cfg.ray, options,
                store.shareable(cfg.storage_options), progress)
-    return pipeline.run(cfg, progress=progress, keep_work=keep_work)
+    result = pipeline.run(cfg, progress=progress, keep_work=keep_work)
+    if work.remote is not None and not keep_work:
+        _remove_mirrors(ray, work.remote.name)
+    return result
+
+
+def _remove_mirror(name: str) -> None:
+    """The body of a Ray task: remove this node's mirrors of the run folder ``name`` (every claim)."""
+    shutil.rmtree(scratch() / name, ignore_errors=True)
+
+
+def _remove_mirrors(ray: Any, name: str) -> None:
+    """A work folder on a store, published: remove its mirror on every node of the cluster (one task
+    pinned to each live node)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    task = ray.remote(num_cpus=0)(_remove_mirror)
+    ray.get([task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote(name)
+             for node in ray.nodes() if node.get("Alive")])
