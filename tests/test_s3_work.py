@@ -321,3 +321,21 @@ def test_ray_tasks_exchange_their_files_through_s3(tmp_path, s3_server, bucket, 
         assert output_hashes(out) == output_hashes(tmp_path / "local")
     finally:
         ray.shutdown()
+
+
+@pytest.mark.parametrize("problem", ["missing bucket", "bad credentials"])
+def test_an_unreachable_work_folder_is_one_line_and_nothing_is_written(tmp_path, s3_server, bucket, parquet_corpus,
+                                                                       scratch, problem):
+    options = s3_server.options(secret="not-the-secret") if problem == "bad credentials" else s3_server.options()
+    cfg = s3_config(tmp_path, options)
+    work = f"s3://{'no-such-bucket-here' if problem == 'missing bucket' else bucket}/w"
+    out = tmp_path / "out"
+    err = one_line_error(reorder(cfg, parquet_corpus.files, out, method="str", ok=False,
+                                 sets=[*OUT_OF_CORE, f"work_dir={work}"]))
+    assert work.rpartition("/")[0] in err and "not-the-secret" not in err and s3_server.secret not in err
+    assert not out.exists() and work_objects(s3_server, bucket) == {}
+    assert not any(p.is_file() for p in scratch.rglob("*"))
+    # positive twin: the same run with a work folder it can reach
+    reorder(s3_config(tmp_path, s3_server.options()), parquet_corpus.files, out, method="str",
+            sets=[*OUT_OF_CORE, f"work_dir=s3://{bucket}/w"])
+    assert (out / ".manifest.json").exists()
