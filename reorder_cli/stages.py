@@ -236,7 +236,7 @@ def _order_task(work: WorkDir, stage: str, index: int, advance: Callable[[int], 
             record = _split(work, spec)
         elif stage == "sort":
             meta = order_tasks.load_split(work.order)
-            record = {"rows": order_tasks.sort_task(work.keys, work.order, meta, index, spec.memory)}
+            record = {"rows": order_tasks.sort_task(work.keys, work.order, meta, index, spec.memory, work.open_data)}
         elif stage == "place":
             meta = order_tasks.load_split(work.order)
             record = {"rows": order_tasks.place_task(work.keys, work.order, work.plan, meta, index)}

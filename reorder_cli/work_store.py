@@ -10,9 +10,9 @@ per claim (:data:`workdir.CLAIM`), so a restarted run never reads an earlier run
 
 What each stage reads (``NEEDS``) and writes (``OUTPUTS``), as patterns relative to the work folder
 (``{i}``: the task's index, 5 digits). The bulk of a run is not copied: a gather reads the record
-batches of its buckets from the scatter files by range requests (:meth:`WorkDir.open_data`), and a
-scatter reads a JSONL input's decompressed copy the same way. ``publish`` is the driver's part: the
-plan's arrays for the manifest, and the finished shards.
+batches of its buckets from the scatter files by range requests (:meth:`WorkDir.open_data`), a sort
+task its key range of each input's sorted keys, and a scatter a JSONL input's decompressed copy.
+``publish`` is the driver's part: the plan's arrays for the manifest, and the finished shards.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ _PLAN = ("plan/plan.json", "plan/batches.npy", "plan/schema.arrow", "plan/record
 NEEDS: dict[str, tuple[str, ...]] = {
     "keys": (),
     "split": _KEYS_SMALL,
-    "sort": ("keys/run-*", "order/split.json", "order/gumbel.json"),
+    "sort": ("keys/sample-*", "order/split.json", "order/gumbel.json"),  # the runs: by range requests
     "place": (*_KEYS_SMALL, "order/*"),
     "layout": (*_KEYS_SMALL, "order/split.json", "plan/placed-*"),
     "scatter": (*_PLAN, "plan/pairs-*"),

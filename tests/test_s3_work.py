@@ -170,7 +170,7 @@ def test_parquet_tasks_on_separate_nodes_give_the_local_bytes(tmp_path, s3_serve
 def test_a_stage_missing_a_file_from_the_table_fails_in_a_fresh_mirror(tmp_path, s3_server, bucket, config_file,
                                                                        scored_with_invalid, monkeypatch):  # noqa: F811
     """Negative control of the per-stage table (work_store.NEEDS): a sort task that is not given the
-    inputs' sorted keys fails on a node of its own; with the table as it is, it runs."""
+    samples of the inputs' sorted keys fails on a node of its own; with the table as it is, it runs."""
     work_dir, out = f"s3://{bucket}/w", tmp_path / "out"
     from_the_environment(monkeypatch, s3_server)
     sets = ["invalid_scores=last", *TASKS, f"work_dir={work_dir}"]
@@ -181,7 +181,7 @@ def test_a_stage_missing_a_file_from_the_table_fails_in_a_fresh_mirror(tmp_path,
     monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "node-sort-a"))
     monkeypatch.setitem(work_store.NEEDS, "sort", ("order/split.json",))
     failed = invoke("task", out, "sort", 0, "--work-dir", work_dir)
-    assert failed.exit_code != 0 and "run-00000.bin" in str(failed.exception or failed.output)
+    assert failed.exit_code != 0 and "sample-00000.npy" in str(failed.exception or failed.output)
     monkeypatch.undo()
     from_the_environment(monkeypatch, s3_server)
     monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "node-sort-b"))

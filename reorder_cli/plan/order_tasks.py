@@ -37,6 +37,7 @@ frequent enough gets a range of its own (never sorted: its rows are already in i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -45,7 +46,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -57,7 +58,17 @@ from reorder_cli.plan import select as selection
 from reorder_cli.plan.external_sort import KEYED, ExternalSort, choose_splitters, plain_rows
 from reorder_cli.util import atomic
 from reorder_cli.util.atomic import temporary
-from reorder_cli.util.npy import CHUNK_ROWS, ROW, NpyColumn, NpyWriter, read_records, save_npy, take, write_array
+from reorder_cli.util.npy import (
+    CHUNK_ROWS,
+    ROW,
+    NpyColumn,
+    NpyWriter,
+    read_records,
+    read_records_at,
+    save_npy,
+    take,
+    write_array,
+)
 
 #: Every SAMPLE_STEP-th key (at most) of each input's sorted run is kept for the splitters (n / 4096 in all).
 SAMPLE_STEP = 4096
@@ -110,7 +121,7 @@ def write_order_keys(folder: Path, index: int, scores: np.ndarray, sizes: np.nda
     n_valid = int(np.count_nonzero(valid))
     if descending is None:
         return n_valid
-    step = int(np.clip(n_valid // 64, 1, SAMPLE_STEP))  # at least 64 keys of a file, when it has them
+    step = _sample_step(n_valid)
     path, picked = folder / key_name("run", index), []
     with atomic.open_atomic(path, "wb") as fh:
         written = 0
@@ -418,9 +429,11 @@ def sort_path(order: Path, task: int) -> Path:
     return order / f"sort-{task:05d}.bin"
 
 
-def sort_task(keys: Path, order: Path, meta: dict, task: int, memory: int) -> int:
+def sort_task(keys: Path, order: Path, meta: dict, task: int, memory: int,
+              open_run: Callable[[Path], IO[bytes]] = lambda p: open(p, "rb")) -> int:  # noqa: SIM115
     """Sort task ``task``: the rows (or draw indices) of one key range, in order, to ``sort-KKKKK.bin``.
-    Returns how many."""
+    Returns how many. ``open_run`` opens an input's sorted keys for random reads (a work folder on a
+    store: the object, by range requests); a task reads its range of each, found from the sample."""
     spec, r, _ = _which_sort(meta, task)
     splitters = spec["splitters"]
     lo = -math.inf if r == 0 else splitters[r - 1]
@@ -434,7 +447,7 @@ def sort_task(keys: Path, order: Path, meta: dict, task: int, memory: int) -> in
                 write_array(fh, records, tmp)
 
             last = r == len(splitters)
-            count = (_sort_scores(keys, meta, lo, hi, last, sink, spill, memory)
+            count = (_sort_scores(keys, meta, lo, hi, last, sink, spill, memory, open_run)
                      if spec["name"] == "score" else _sort_draws(order, spec, lo, hi, last, sink))
         os.replace(tmp, final)
         return count
@@ -446,35 +459,53 @@ def sort_task(keys: Path, order: Path, meta: dict, task: int, memory: int) -> in
 
 
 def _sort_scores(keys: Path, meta: dict, lo: float, hi: float, last: bool, sink: Callable, spill: Path,
-                 memory: int) -> int:
+                 memory: int, open_run: Callable[[Path], IO[bytes]]) -> int:
     row_starts = meta["row_starts"]
     cut = meta["cut"]
     sorter = ExternalSort(spill, memory)
-    spans = []
-    for f in range(len(row_starts) - 1):  # a loop over files: each one's part of the range, by binary search
-        path = keys / key_name("run", f)
-        if path.stat().st_size == 0:  # every keys task writes its run: a missing one is an error, never empty
-            continue
-        run = np.memmap(path, dtype=KEYED, mode="r")
-        a = 0 if lo == -math.inf else int(np.searchsorted(run["key"], lo, side="left"))
-        b = len(run) if last else int(np.searchsorted(run["key"], hi, side="left"))
-        del run
-        if b > a:
-            spans.append((f, path, a, b))
+    with contextlib.ExitStack() as stack:
+        spans = []
+        for f in range(len(row_starts) - 1):  # a loop over files: each one's part of the range
+            sample = np.load(keys / key_name("sample", f))  # every keys task writes its run and sample
+            if not len(sample):
+                continue
+            fh = stack.enter_context(open_run(keys / key_name("run", f)))
+            n = fh.seek(0, os.SEEK_END)
+            a = 0 if lo == -math.inf else _lower_bound(fh, sample, n, lo)
+            b = n // KEYED.itemsize if last else _lower_bound(fh, sample, n, hi)
+            if b > a:
+                spans.append((f, fh, a, b))
 
-    def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for f, path, a, b in spans:  # input order: a stable sort keeps ties in input order
-            for start in range(a, b, sorter.chunk_rows):
-                keyed = read_records(path, KEYED, start, min(sorter.chunk_rows, b - start))
-                keyed["row"] += row_starts[f]
-                if cut is not None:
-                    keyed = keyed[_kept(cut, keyed["row"], keyed["score"])]
-                yield keyed["key"], plain_rows(keyed)
+        def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for f, fh, a, b in spans:  # input order: a stable sort keeps ties in input order
+                for start in range(a, b, sorter.chunk_rows):
+                    keyed = read_records_at(fh, KEYED, start, min(sorter.chunk_rows, b - start), key_name("run", f))
+                    keyed["row"] += row_starts[f]
+                    if cut is not None:
+                        keyed = keyed[_kept(cut, keyed["row"], keyed["score"])]
+                    yield keyed["key"], plain_rows(keyed)
 
-    count = sum(b - a for _, _, a, b in spans) if cut is None else sum(len(k) for k, _ in chunks())
-    if count:
-        sorter.sort(chunks, count, sink)
+        count = sum(b - a for _, _, a, b in spans) if cut is None else sum(len(k) for k, _ in chunks())
+        if count:
+            sorter.sort(chunks, count, sink)
     return count
+
+
+def _lower_bound(fh: IO[bytes], sample: np.ndarray, size: int, key: float) -> int:
+    """The first record of a sorted run (open in ``fh``, ``size`` bytes) whose key is at least ``key``.
+    ``sample[j]`` is record ``j * step``: the answer lies in one window of ``step`` records after the
+    binary search of the sample, read at once (one range request on a store)."""
+    n = size // KEYED.itemsize
+    step = _sample_step(n)
+    j = int(np.searchsorted(sample, key, side="left"))  # sample[j - 1] < key <= sample[j]
+    start, stop = max(0, (j - 1) * step), min(n, j * step + 1)
+    window = read_records_at(fh, KEYED, start, stop - start)
+    return start + int(np.searchsorted(window["key"], key, side="left"))
+
+
+def _sample_step(n_valid: int) -> int:
+    """Every how many keys of a run the sample keeps one: at least 64 keys of a file, when it has them."""
+    return int(np.clip(n_valid // 64, 1, SAMPLE_STEP))
 
 
 def _kept(cut: list, rows: np.ndarray, scores: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ import errno
 import os
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -121,6 +122,22 @@ def read_records(path: Path, dtype: np.dtype, start: int, count: int, header: in
     out = np.fromfile(path, dtype=dtype, count=count, offset=header + start * dtype.itemsize)
     if len(out) != count:
         raise OSError(f"{path}: short read ({len(out)} of {count} records from {start})")
+    return out
+
+
+def read_records_at(fh: IO[bytes], dtype: np.dtype, start: int, count: int, name: object = "") -> np.ndarray:
+    """``count`` records from record ``start`` of an open file of ``dtype`` records (a local file, or an
+    object read by range requests: one request)."""
+    if count <= 0:
+        return np.empty(0, dtype=dtype)
+    out = np.empty(count, dtype=dtype)
+    fh.seek(start * dtype.itemsize)
+    view, done = memoryview(out.view(np.uint8)), 0
+    while done < len(view):  # a loop over partial reads
+        n = fh.readinto(view[done:])
+        if not n:
+            raise OSError(f"{name}: short read ({done // dtype.itemsize} of {count} records from {start})")
+        done += n
     return out
 
 
