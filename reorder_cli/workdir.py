@@ -206,9 +206,13 @@ class WorkDir:
             return False
         return store.download(self.remote / path.relative_to(self.root).as_posix(), path)
 
-    def open_data(self, path: Path):
+    def open_data(self, path: Path, copy: bool = False):
         """A file under ``root`` opened for random reads: the local file, or, on a store when the mirror does
-        not hold it, the object itself, read by range requests (the bulk of a run is never copied whole)."""
+        not hold it, the object itself, read by range requests (the bulk of a run is never copied whole);
+        with ``copy`` (a small file), a copy downloaded into the mirror first (a few requests a node
+        rather than a few a task)."""
+        if copy and self.remote is not None and not path.exists():
+            self.fetch(path)
         if path.exists() or self.remote is None:
             return open(path, "rb")  # noqa: SIM115 - the caller closes
         return store.open_random(self.remote / path.relative_to(self.root).as_posix())

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from reorder_cli import config as run_config
-from reorder_cli import pipeline, work_store
+from reorder_cli import pipeline, stages, work_store
 from reorder_cli.stages import STAGES
 from reorder_cli.workdir import CLAIM, SCRATCH_ENV, locate
 
@@ -135,6 +135,29 @@ def test_tasks_on_separate_nodes_exchange_their_files_through_s3(tmp_path, s3_se
     reorder(config_file, scored_with_invalid, out, method=method, sets=all_sets)  # publishes
     assert output_hashes(out) == output_hashes(tmp_path / "mem")
     assert work_objects(s3_server, bucket) == {}
+
+
+@pytest.mark.parametrize("copy_below", [0, stages.RUN_COPY_BYTES], ids=["ranges", "copies"])
+def test_sort_tasks_read_the_runs_by_ranges_or_copy_small_ones(tmp_path, s3_server, bucket, config_file,
+                                                               scored_with_invalid, monkeypatch, copy_below):  # noqa: F811
+    """A sort task reads its key range of each input's sorted keys on the store (range requests), or
+    copies a small run into its node's mirror: the same bytes either way; only the copies leave runs
+    in the mirrors of the nodes that ran no keys task."""
+    method, sets = "str", ["ascending=false", "invalid_scores=last"]
+    reorder(config_file, scored_with_invalid, tmp_path / "mem", method=method, sets=[*sets, "shard_rows=150"])
+    monkeypatch.setattr(stages, "RUN_COPY_BYTES", copy_below)
+    work_dir, out = f"s3://{bucket}/w", tmp_path / "out"
+    from_the_environment(monkeypatch, s3_server)
+    monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "driver"))
+    all_sets = [*sets, *TASKS, f"work_dir={work_dir}"]
+    prepare(config_file, scored_with_invalid, out, method, all_sets)
+    run_on_nodes(out, work_dir, tmp_path / "nodes", monkeypatch)
+    runs = list((tmp_path / "nodes").rglob("run-*.bin"))
+    sorts = stages.count(locate(out, work_dir), "sort")
+    assert sorts > 1 and len(runs) == 3 + (3 * sorts if copy_below else 0), runs  # the keys nodes' own, + copies
+    monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "driver"))
+    reorder(config_file, scored_with_invalid, out, method=method, sets=all_sets)
+    assert output_hashes(out) == output_hashes(tmp_path / "mem")
 
 
 def test_parquet_tasks_on_separate_nodes_give_the_local_bytes(tmp_path, s3_server, bucket, config_file, monkeypatch):

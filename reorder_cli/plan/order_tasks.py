@@ -246,7 +246,8 @@ def split(keys: Path, order: Path, plan: Path, rows: list[int], valid: list[int]
     n, n_valid = int(row_starts[-1]), int(sum(valid))
     if n == 0:
         raise ReorderError("the inputs hold no rows")
-    meta: dict[str, Any] = {"rows": n, "valid": n_valid, "row_starts": row_starts.tolist(), "method": method,
+    meta: dict[str, Any] = {"rows": n, "valid": n_valid, "valid_by_file": [int(v) for v in valid],
+                            "row_starts": row_starts.tolist(), "method": method,
                             "params": dict(params), "policy": policy, "cut": None, "selection": None}
     m = n_valid
     if select:
@@ -430,10 +431,11 @@ def sort_path(order: Path, task: int) -> Path:
 
 
 def sort_task(keys: Path, order: Path, meta: dict, task: int, memory: int,
-              open_run: Callable[[Path], IO[bytes]] = lambda p: open(p, "rb")) -> int:  # noqa: SIM115
+              open_run: Callable[[Path, int], IO[bytes]] = lambda p, nbytes: open(p, "rb")) -> int:  # noqa: SIM115
     """Sort task ``task``: the rows (or draw indices) of one key range, in order, to ``sort-KKKKK.bin``.
-    Returns how many. ``open_run`` opens an input's sorted keys for random reads (a work folder on a
-    store: the object, by range requests); a task reads its range of each, found from the sample."""
+    Returns how many. ``open_run(path, bytes)`` opens an input's sorted keys for random reads (a work
+    folder on a store: the object, by range requests, or a copy when it is small); a task reads its
+    range of each, found from the sample."""
     spec, r, _ = _which_sort(meta, task)
     splitters = spec["splitters"]
     lo = -math.inf if r == 0 else splitters[r - 1]
@@ -469,7 +471,7 @@ def _sort_scores(keys: Path, meta: dict, lo: float, hi: float, last: bool, sink:
             sample = np.load(keys / key_name("sample", f))  # every keys task writes its run and sample
             if not len(sample):
                 continue
-            fh = stack.enter_context(open_run(keys / key_name("run", f)))
+            fh = stack.enter_context(open_run(keys / key_name("run", f), meta["valid_by_file"][f] * KEYED.itemsize))
             n = fh.seek(0, os.SEEK_END)
             a = 0 if lo == -math.inf else _lower_bound(fh, sample, n, lo)
             b = n // KEYED.itemsize if last else _lower_bound(fh, sample, n, hi)
