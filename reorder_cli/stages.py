@@ -155,7 +155,7 @@ def keys_record(work: WorkDir, cfg: RunConfig, index: int, source: KeySource) ->
     if source.schema is not None:
         atomic.write_bytes(work.keys / f"schema-{index:05d}.arrow", source.schema.serialize().to_pybytes())
     return {"rows": source.rows, "valid": valid, "invalid": [list(x) for x in source.invalid],
-            "data_path": None if spilled.data_path is None else work.portable(Path(spilled.data_path)),
+            "data_path": None if spilled.data_path is None else work.portable(spilled.data_path),
             "unterminated": spilled.unterminated}
 
 

@@ -225,9 +225,11 @@ class WorkDir:
             return self.root / recorded[len(prefix):]
         return store.location(recorded)
 
-    def portable(self, path: Path) -> str:
-        """How a file of the work folder is named in a record any process reads: its absolute path, or,
-        on a store, its URL (the mirror differs from process to process)."""
+    def portable(self, path: Path | store.URL) -> str:
+        """How a file is named in a record any process reads: a URL as it is; a file of the work folder
+        by its absolute path, or, on a store, by its URL (the mirror differs from process to process)."""
+        if isinstance(path, store.URL):
+            return str(path)
         if self.remote is not None and self.root in path.absolute().parents:
             return str(self.remote / path.absolute().relative_to(self.root).as_posix())
         return str(path.absolute())

@@ -235,14 +235,19 @@ def test_set_reaches_one_storage_option(tmp_path, s3_server, bucket, parquet_cor
 # ------------------------------------------------------------------ what the keys pass reads
 
 
-def test_the_keys_pass_of_parquet_reads_the_score_column_alone(tmp_path, s3_server, bucket):
-    """Column projection with range requests: the keys pass reads a few percent of wide rows; the
-    rewrite reads them all."""
+def wide_parquet(folder: Path) -> list[Path]:
+    """Three Parquet files of 1,000 wide rows each (the score column is a small part of each file)."""
     rng = random.Random(5)
     rows = [{"id": f"r{i}", "score": (i * 7919 % 1000) / 10, "text": "".join(rng.choices(WORDS, k=600))}
             for i in range(3000)]
-    files = [write_parquet(tmp_path / "wide" / f"w{k}.parquet", rows[k * 1000:(k + 1) * 1000], row_group_size=250)
-             for k in range(3)]
+    return [write_parquet(folder / f"w{k}.parquet", rows[k * 1000:(k + 1) * 1000], row_group_size=250)
+            for k in range(3)]
+
+
+def test_the_keys_pass_of_parquet_reads_the_score_column_alone(tmp_path, s3_server, bucket):
+    """Column projection with range requests: the keys pass reads a few percent of wide rows; the
+    rewrite reads them all."""
+    files = wide_parquet(tmp_path / "wide")
     urls = s3_server.upload(files, bucket, "wide")
     cfg = s3_config(tmp_path, s3_server.options())
     reorder(cfg, urls, tmp_path / "o", method="str")

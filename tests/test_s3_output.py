@@ -282,24 +282,28 @@ def from_the_environment(monkeypatch, server) -> None:
     s3fs.S3FileSystem.clear_instance_cache()
 
 
-def test_killed_while_uploading_the_same_command_finishes(tmp_path, s3_server, bucket, parquet_corpus, config_file,
-                                                          monkeypatch):
-    cfg = s3_config(tmp_path, s3_server.options())
-    url, sets = f"s3://{bucket}/o", [*SETS, f"work_dir={tmp_path / 'w'}", "workers=1"]
-    flag = tmp_path / "paused"
-    env = {**os.environ, "REORDER_PAUSE_AT": "upload", "REORDER_PAUSE_FLAG": str(flag)}
-    proc = subprocess.Popen([sys.executable, "-m", "reorder_cli.cli", *run_args(cfg, parquet_corpus.files, url, sets)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def killed_at(point: str, args: list[str], flag: Path) -> None:
+    """Run ``reorder ARGS`` in a process of its own until it pauses at fault point ``point``, then kill -9 it."""
+    env = {**os.environ, "REORDER_PAUSE_AT": point, "REORDER_PAUSE_FLAG": str(flag)}
+    proc = subprocess.Popen([sys.executable, "-m", "reorder_cli.cli", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while not flag.exists():
         if proc.poll() is not None:
-            raise AssertionError(f"finished before the upload: {proc.stderr.read().decode()}")
-        assert time.monotonic() < deadline, "never reached the upload"
+            raise AssertionError(f"finished before {point}: {proc.stderr.read().decode()}")
+        assert time.monotonic() < deadline, f"never reached {point}"
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
+
+
+def test_killed_while_uploading_the_same_command_finishes(tmp_path, s3_server, bucket, parquet_corpus, config_file,
+                                                          monkeypatch):
+    cfg = s3_config(tmp_path, s3_server.options())
+    url, sets = f"s3://{bucket}/o", [*SETS, f"work_dir={tmp_path / 'w'}", "workers=1"]
+    killed_at("upload", run_args(cfg, parquet_corpus.files, url, sets), tmp_path / "paused")
     left = objects(s3_server, bucket, "o")
     assert sorted(left) == ["00000.parquet"]  # one shard uploaded, no manifest: an unfinished publish
     # objects under the final names are never trusted: a replaced upload and a stray one are both redone

@@ -12,12 +12,6 @@ of the per-stage file table. Each gives the bytes of a local run.
 from __future__ import annotations
 
 import json
-import os
-import random
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -28,9 +22,17 @@ from reorder_cli import pipeline, stages, work_store
 from reorder_cli.stages import STAGES
 from reorder_cli.workdir import CLAIM, SCRATCH_ENV, locate
 
-from .conftest import WORDS, invoke, one_line_error, output_hashes, read_manifest, reorder, write_parquet
-from .test_s3 import without_inputs
-from .test_s3_output import SETS, assert_same_as_local, from_the_environment, objects, pending_uploads, s3_config
+from .conftest import invoke, one_line_error, output_hashes, read_manifest, reorder
+from .test_s3 import wide_parquet, without_inputs
+from .test_s3_output import (
+    SETS,
+    assert_same_as_local,
+    from_the_environment,
+    killed_at,
+    objects,
+    pending_uploads,
+    s3_config,
+)
 from .test_stages import CASES, TASKS, scored_with_invalid  # noqa: F401 - a fixture
 
 OUT_OF_CORE = ["rewrite=out-of-core", "memory_limit=1"]
@@ -137,6 +139,35 @@ def test_tasks_on_separate_nodes_exchange_their_files_through_s3(tmp_path, s3_se
     assert work_objects(s3_server, bucket) == {}
 
 
+@pytest.mark.parametrize("work", ["s3", "shared"])
+def test_jsonl_inputs_on_s3_through_tasks_give_the_local_bytes(tmp_path, s3_server, bucket, config_file,
+                                                               scored_with_invalid, monkeypatch, work):  # noqa: F811
+    """Plain and gzip JSONL objects, every task on a node of its own: a keys task reads a plain object in
+    place (the scatter tasks read its records by ranges; the gzip one is decompressed into the work
+    folder); with the work folder on S3 and on a shared disk."""
+    urls = s3_server.upload(scored_with_invalid, bucket, "in")
+    sets = ["invalid_scores=last"]
+    reorder(config_file, scored_with_invalid, tmp_path / "mem", method="saw", sets=[*sets, "shard_rows=150"])
+    work_dir, out = (f"s3://{bucket}/w" if work == "s3" else str(tmp_path / "shared")), tmp_path / "out"
+    cfg = s3_config(tmp_path, s3_server.options())
+    from_the_environment(monkeypatch, s3_server)
+    monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "driver"))
+    all_sets = [*sets, *TASKS, f"work_dir={work_dir}"]
+    prepare(cfg, urls, out, "saw", all_sets)
+    run_on_nodes(out, work_dir, tmp_path / "nodes", monkeypatch)
+    reorder(cfg, urls, out, method="saw", sets=all_sets)
+    got, want = output_hashes(out), output_hashes(tmp_path / "mem")
+    assert {n: h for n, h in got.items() if not n.startswith(".")} == {n: h for n, h in want.items()
+                                                                        if not n.startswith(".")}
+
+    def by_name(doc: dict) -> dict:  # the invalid rows' samples name their input by its path or URL
+        for sample in doc["invalid_scores"]["samples"]:
+            sample["file"] = sample["file"].rpartition("/")[2]
+        return without_inputs(doc)
+
+    assert by_name(read_manifest(out)) == by_name(read_manifest(tmp_path / "mem"))
+
+
 @pytest.mark.parametrize("copy_below", [0, stages.RUN_COPY_BYTES], ids=["ranges", "copies"])
 def test_sort_tasks_read_the_runs_by_ranges_or_copy_small_ones(tmp_path, s3_server, bucket, config_file,
                                                                scored_with_invalid, monkeypatch, copy_below):  # noqa: F811
@@ -164,11 +195,7 @@ def test_parquet_tasks_on_separate_nodes_give_the_local_bytes(tmp_path, s3_serve
     """Parquet inputs on S3 (wide rows: the score column is a small part of each file), every task in a
     mirror of its own; each task records what it read from the store, and the publishing run's log sums
     them by stage: the keys tasks read a few percent of the inputs, the scatter tasks all of them."""
-    rng = random.Random(5)
-    rows = [{"id": f"r{i}", "score": (i * 7919 % 1000) / 10, "text": "".join(rng.choices(WORDS, k=600))}
-            for i in range(3000)]
-    files = [write_parquet(tmp_path / "wide" / f"w{k}.parquet", rows[k * 1000:(k + 1) * 1000], row_group_size=250)
-             for k in range(3)]
+    files = wide_parquet(tmp_path / "wide")
     urls = s3_server.upload(files, bucket, "in")
     sets = ["shard_rows=700", "row_group_rows=100"]
     reorder(config_file, files, tmp_path / "mem", method="str", sets=sets)
@@ -227,19 +254,7 @@ def test_killed_between_an_upload_and_its_marker_the_same_command_finishes(tmp_p
                                                                            parquet_corpus, config_file, scratch):
     cfg = s3_config(tmp_path, s3_server.options())
     out, sets = tmp_path / "out", [*SETS, *OUT_OF_CORE, f"work_dir=s3://{bucket}/w", "workers=1"]
-    flag = tmp_path / "paused"
-    env = {**os.environ, "REORDER_PAUSE_AT": "push", "REORDER_PAUSE_FLAG": str(flag)}
-    proc = subprocess.Popen([sys.executable, "-m", "reorder_cli.cli", *run_args(cfg, parquet_corpus.files, out, sets)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while not flag.exists():
-        if proc.poll() is not None:
-            raise AssertionError(f"finished before a task's upload: {proc.stderr.read().decode()}")
-        assert time.monotonic() < deadline, "never reached a task's upload"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    proc.stderr.close()
+    killed_at("push", run_args(cfg, parquet_corpus.files, out, sets), tmp_path / "paused")
     left = work_objects(s3_server, bucket)
     assert any("/keys/" in n for n in left) and not any("/done/" in n for n in left)  # files, no marker yet
     reorder(cfg, parquet_corpus.files, out, method="str", sets=sets)

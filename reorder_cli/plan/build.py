@@ -83,7 +83,7 @@ class SpilledSource:
     rows: int
     invalid: list[tuple[str, str]]
     schema: pa.Schema | None = None  # Parquet inputs
-    data_path: Path | None = None  # JSONL inputs: the bytes (the input, or its decompressed copy)
+    data_path: Path | store.URL | None = None  # JSONL inputs: the bytes (the input, or its decompressed copy)
     unterminated: bool = False  # JSONL inputs: the last record has no newline
 
     def path(self, name: str) -> Path:
@@ -109,7 +109,9 @@ def spill(source: KeySource, index: int, folder: Path) -> SpilledSource:
         save_npy(out.path("tokens"), source.tokens())
     if isinstance(source, jsonl.JsonlSource):  # the byte ranges the rewrite reads records by
         save_npy(out.path("records"), source.keys.records())
-        out.data_path, out.unterminated = Path(source.keys.data_path), source.unterminated_row() is not None
+        data = source.keys.data_path  # a local path, or the input's URL (a keys task reads it in place)
+        out.data_path = data if isinstance(data, store.URL) else Path(data)
+        out.unterminated = source.unterminated_row() is not None
     return out
 
 
