@@ -206,9 +206,10 @@ COMPRESSED_RATIO = 1.05
 #: A JSON line of a Parquet row is longer than the row's Arrow bytes (field names, quotes, escapes).
 JSON_RATIO = 1.5
 #: Bytes an input row costs the keys and the order's tasks: the keys tasks' scores, sizes, sorted run
-#: (32) and JSONL record offsets (16); the sorted key ranges (24); the plan's order, scores, sizes,
-#: running total and (row, position) pairs (48); the batches. 136 counted, rounded up.
-PLAN_BYTES_PER_ROW = 144
+#: (32) and JSONL record offsets (16); the sorted key ranges (24); the place tasks' records (24); the
+#: plan's order, scores, sizes, running total and (row, position) pairs (48); the batches. 160 counted,
+#: rounded up.
+PLAN_BYTES_PER_ROW = 168
 #: Bytes a row costs a scatter file beyond its own: its position, offsets, the batches' headers.
 SCATTER_BYTES_PER_ROW = 24
 
