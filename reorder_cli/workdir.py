@@ -180,7 +180,7 @@ class WorkDir:
             return store.read_or_none(self.remote / name)
         try:
             return (self.root / name).read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # not there, or a file where a folder would be
             return None
 
     def names(self, folder: str) -> list[str]:
