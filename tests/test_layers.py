@@ -21,7 +21,7 @@ LAYERS = [
     ["config"],
     ["formats"],
     ["metrics"],
-    ["workdir"],
+    ["workdir", "work_store"],  # the work folder; work_store: its traffic with a store
     ["plan"],
     ["rewrite"],
     ["stages"],
