@@ -197,7 +197,7 @@ def test_parquet_tasks_on_separate_nodes_give_the_local_bytes(tmp_path, s3_serve
     them by stage: the keys tasks read a few percent of the inputs, the scatter tasks all of them."""
     files = wide_parquet(tmp_path / "wide")
     urls = s3_server.upload(files, bucket, "in")
-    sets = ["shard_rows=700", "row_group_rows=100"]
+    sets = ["shard_rows=1500", "row_group_rows=100"]
     reorder(config_file, files, tmp_path / "mem", method="str", sets=sets)
     work_dir, out = f"s3://{bucket}/w", tmp_path / "out"
     cfg = s3_config(tmp_path, s3_server.options())

@@ -210,8 +210,9 @@ JSON_RATIO = 1.5
 #: plan's order, scores, sizes, running total and (row, position) pairs (48); the batches. 160 counted,
 #: rounded up.
 PLAN_BYTES_PER_ROW = 168
-#: Bytes a row costs a scatter file beyond its own: its position, offsets, the batches' headers.
-SCATTER_BYTES_PER_ROW = 24
+#: Bytes a row costs a scatter file beyond its own: its position, offsets, the batches' headers, and
+#: the index's row of its batch (32 B, at most one batch a row).
+SCATTER_BYTES_PER_ROW = 56
 
 
 def temporary_bytes(plan: Plan, cfg: RunConfig, path: str) -> int:

@@ -20,37 +20,79 @@ from reorder_cli.formats import json_rows, jsonl, parquet
 from reorder_cli.formats.writers import ShardWriter, shard_name
 from reorder_cli.plan.stored import StoredPlan
 from reorder_cli.rewrite import scatter
-from reorder_cli.util import faults
+from reorder_cli.util import faults, store
 from reorder_cli.workdir import WorkDir
+
+#: Columns of a scatter file's index (scatter.py): bucket, record batch, the batch's bytes [start, end).
+INDEX_COLUMNS = 4
 
 
 class _Scattered:
     """The scatter files, opened lazily; which record batches of each hold which bucket of one shard.
 
-    Each scatter file's index lists (bucket, batch) sorted by bucket; the shard's buckets are found in
-    it by binary search, so a gather reads a few pages of each index, not the whole of it."""
+    Each scatter file's index lists (bucket, batch, start, end) sorted by bucket; the shard's buckets
+    are found in it by binary search, so a gather reads a few pages of each index, not the whole of it.
+    A local file is read batch by batch. From a store, the batches of a window of the shard's next
+    buckets (at most ``bucket_bytes`` in all) are fetched at once, by concurrent range requests: within
+    a scatter piece the batches of consecutive buckets lie end to end, so a window's batches of one
+    piece are one request (:meth:`bucket`)."""
 
     def __init__(self, stored: StoredPlan, work: WorkDir, buckets: np.ndarray):
-        self.stored, self.work = stored, work
+        self.stored, self.work, self.order = stored, work, [int(b) for b in buckets]
         self.index: list[dict[int, np.ndarray]] = []
         for t in range(stored.scatter_tasks):  # a loop over scatter files
-            pairs = np.load(work.scatter_buckets(t), mmap_mode="r").reshape(-1, 2)
-            lo, hi = np.searchsorted(pairs[:, 0], [buckets.min(), buckets.max() + 1]) if len(buckets) else (0, 0)
-            mine = np.array(pairs[lo:hi])
-            del pairs
+            rows = np.load(work.scatter_buckets(t), mmap_mode="r").reshape(-1, INDEX_COLUMNS)
+            lo, hi = np.searchsorted(rows[:, 0], [buckets.min(), buckets.max() + 1]) if len(buckets) else (0, 0)
+            mine = np.array(rows[lo:hi])
+            del rows
             cuts = np.flatnonzero(np.diff(mine[:, 0])) + 1
-            self.index.append({int(part[0, 0]): part[:, 1] for part in np.split(mine, cuts) if len(part)})
+            self.index.append({int(part[0, 0]): part for part in np.split(mine, cuts) if len(part)})
         self._readers: dict[int, pa.ipc.RecordBatchFileReader] = {}
+        self._fetched: dict[int, dict[int, list[pa.RecordBatch]]] = {}
 
-    def batches(self, task: int, bucket: int) -> list[pa.RecordBatch]:
-        ids = self.index[task].get(bucket)
-        if ids is None or not len(ids):
-            return []
+    def _reader(self, task: int) -> pa.ipc.RecordBatchFileReader:
         if task not in self._readers:
-            path = self.work.scatter_data(task)  # on a store, not in the mirror: read by range requests
+            path = self.work.scatter_data(task)
             self._readers[task] = pa.ipc.open_file(pa.OSFile(str(path)) if path.exists() else self.work.open_data(path))
-        reader = self._readers[task]
-        return [reader.get_batch(int(i)) for i in ids]
+        return self._readers[task]
+
+    def bucket(self, bucket: int) -> dict[int, list[pa.RecordBatch]]:
+        """Every scatter file's record batches of ``bucket`` (file -> batches, in file order)."""
+        wanted = {t: rows for t in range(self.stored.scatter_tasks) if (rows := self.index[t].get(bucket)) is not None}
+        local = {t: [self._reader(t).get_batch(int(i)) for i in rows[:, 1]]
+                 for t, rows in wanted.items() if not self._by_ranges(t)}
+        if bucket not in self._fetched and len(local) < len(wanted):
+            self._fetched = self._fetch_window(bucket)
+        return local | self._fetched.pop(bucket, {})
+
+    def _by_ranges(self, task: int) -> bool:
+        """Whether scatter file ``task`` is read from a store by byte ranges (not in the mirror, and no
+        dictionary-encoded column, whose batches need the file's dictionaries)."""
+        if self.work.remote is None or self.work.scatter_data(task).exists():
+            return False
+        return not any(_has_dictionary(f.type) for f in self._reader(task).schema)
+
+    def _fetch_window(self, first: int) -> dict[int, dict[int, list[pa.RecordBatch]]]:
+        """The batches, from the store, of the shard's buckets from ``first`` on, as many as fit
+        ``bucket_bytes`` (one at least): bucket -> file -> batches."""
+        budget, window, size = self.stored.meta["bucket_bytes"], [], 0
+        for b in self.order[self.order.index(first):]:  # a loop over the shard's next buckets
+            more = sum(int((rows[:, 3] - rows[:, 2]).sum()) for t in range(self.stored.scatter_tasks)
+                       if (rows := self.index[t].get(b)) is not None and self._by_ranges(t))
+            if window and size + more > budget:
+                break
+            window.append(b)
+            size += more
+        wanted = {}
+        for t in range(self.stored.scatter_tasks):  # a loop over files: the window's rows in file order
+            parts = [rows for b in window if (rows := self.index[t].get(b)) is not None]
+            if parts and self._by_ranges(t):
+                rows = np.concatenate(parts)
+                wanted[t] = rows[np.argsort(rows[:, 2], kind="stable")]
+        out: dict[int, dict[int, list]] = {b: {} for b in window}
+        for t, bucket, batch in _fetch(self.work, wanted, {t: self._reader(t).schema for t in wanted}):
+            out[bucket].setdefault(t, []).append(batch)
+        return out
 
     @cached_property
     def jsonl_schema(self) -> pa.Schema | None:
@@ -95,9 +137,10 @@ def _bucket(stored: StoredPlan, scattered: _Scattered, k: int, lo: int, hi: int,
             schema: pa.Schema | None) -> pa.Table:
     """The rows of positions [lo, hi), in position order, as they will be written."""
     parts = []
+    found = scattered.bucket(k)
     for t, (file, _, _) in enumerate(stored.slices):  # a loop over scatter tasks
         entry = stored.files[file]
-        batches = scattered.batches(t, k)
+        batches = found.get(t)
         if not batches:
             continue
         table = pa.Table.from_batches(batches)
@@ -132,3 +175,35 @@ def _parse_lines(stored: StoredPlan, task: int, lines: pa.ChunkedArray, pos: pa.
 
     inferred = stored.schema is None  # JSONL inputs only: the schema was inferred from the records
     return json_rows.to_table(jsonl.lines_to_bytes(lines.combine_chunks()), schema, where, inferred).combine_chunks()
+
+
+def _has_dictionary(kind: pa.DataType) -> bool:
+    if pa.types.is_dictionary(kind):
+        return True
+    return any(_has_dictionary(kind.field(i).type) for i in range(kind.num_fields))
+
+
+def _fetch(work: WorkDir, wanted: dict[int, np.ndarray],
+           schemas: dict[int, pa.Schema]) -> list[tuple[int, int, pa.RecordBatch]]:
+    """(file, bucket, batch) of the index rows ``wanted`` (file -> rows of (bucket, batch, start, end) in
+    file order), from the store: the byte ranges that lie end to end in a file fetched as one, all of
+    them concurrently; each batch's IPC message decoded (a file's first batch follows its magic and
+    schema)."""
+    plan = []  # (file, rows, start, end) of each request
+    for t, rows in wanted.items():  # a loop over files, then over runs of adjacent ranges
+        breaks = np.flatnonzero(rows[1:, 2] != rows[:-1, 3]) + 1
+        plan += [(t, part, int(part[0, 2]), int(part[-1, 3])) for part in np.split(rows, breaks)]
+    urls = [work.remote / work.scatter_data(t).relative_to(work.root).as_posix() for t, _, _, _ in plan]
+    blocks = store.read_ranges(urls, [a for _, _, a, _ in plan], [b for _, _, _, b in plan])
+    out = []
+    for (t, rows, first, _), block in zip(plan, blocks, strict=True):  # a loop over requests, then batches
+        data = pa.py_buffer(block)
+        for bucket, _, start, end in rows:
+            reader = pa.BufferReader(data.slice(int(start - first), int(end - start)))
+            if start == 0:
+                reader.seek(8)  # the file's magic; its schema message follows, then the batch
+            message = pa.ipc.read_message(reader)
+            while message.type != "record batch":
+                message = pa.ipc.read_message(reader)
+            out.append((t, int(bucket), pa.ipc.read_record_batch(message, schemas[t])))
+    return out

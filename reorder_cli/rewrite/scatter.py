@@ -4,8 +4,10 @@ A task reads its input front to back in bounded pieces, tags every kept row with
 output position, and appends the rows to one Arrow IPC file, grouped by bucket:
 
     scatter/NNNNN.arrow         record batches, rows sorted by position inside each
-    scatter/NNNNN.buckets.npy   (bucket, record batch) of every batch, sorted by bucket: a gather
-                                finds its buckets' batches by binary search, reading a few pages
+    scatter/NNNNN.buckets.npy   (bucket, record batch, start, end) of every batch, sorted by bucket,
+                                [start, end) the bytes of its IPC message in the file: a gather finds
+                                its buckets' batches by binary search, reading a few pages, and, on a
+                                store, fetches their bytes by coalesced range requests
     scatter/NNNNN.schema.arrow  (JSONL inputs, Parquet output without Parquet inputs)
                                 the Arrow schema inferred from the task's records
 
@@ -62,7 +64,7 @@ def run(stored: StoredPlan, work: WorkDir, task: int, settings: dict,
         else _parquet_pieces(entry, first_row, end_row, read_bytes, as_lines)
     final = work.scatter_data(task)
     tmp = temporary(final)
-    writer, buckets, schemas, rows = None, [], [], 0
+    writer, sink, buckets, spans, schemas, rows = None, None, [], [], [], 0
     try:
         for first, table in pieces:
             pos = positions[first : first + table.num_rows]
@@ -80,26 +82,32 @@ def run(stored: StoredPlan, work: WorkDir, task: int, settings: dict,
             bucket = np.searchsorted(starts, pos, side="right") - 1
             cuts = np.concatenate([[0], np.flatnonzero(np.diff(bucket)) + 1, [len(pos)]])
             if writer is None:
-                writer = pa.ipc.new_file(str(tmp), batch.schema, options=options)
+                sink = pa.OSFile(str(tmp), "wb")
+                writer = pa.ipc.new_file(sink, batch.schema, options=options)
             for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):  # a loop over buckets
+                start = sink.tell()
                 writer.write_batch(batch.slice(int(lo), int(hi - lo)))
+                spans.append((start, sink.tell()))  # the batch's message: written through at once
                 buckets.append(int(bucket[lo]))
             rows += len(pos)
             faults.pause("scatter")
     except BaseException:
         if writer is not None:
             writer.close()
+            sink.close()
         tmp.unlink(missing_ok=True)
         raise
     if writer is not None:
         writer.close()
+        sink.close()
         os.replace(tmp, final)
     if infer:
         merged = merge_schemas(schemas)
         atomic.write_bytes(work.scatter_schema(task), merged.serialize().to_pybytes() if merged is not None else b"")
     batches = np.asarray(buckets, dtype=np.int64)
     by_bucket = np.argsort(batches, kind="stable")  # file order within a bucket
-    save_npy(work.scatter_buckets(task), np.stack([batches[by_bucket], by_bucket]).T.copy())
+    spans_at = np.asarray(spans, dtype=np.int64).reshape(-1, 2)[by_bucket]
+    save_npy(work.scatter_buckets(task), np.column_stack([batches[by_bucket], by_bucket, spans_at]).astype(np.int64))
     return {"rows": rows, "bytes": final.stat().st_size if writer is not None else 0}
 
 
