@@ -129,6 +129,7 @@ def locate(output: str | Path | store.URL, work_dir: str | Path | None = None) -
         return WorkDir(out)
     if store.is_url(str(work_dir)):
         base_url = store.URL(str(work_dir).rstrip("/"))
+        store.filesystem(base_url)  # a missing extra is one line naming the work_dir, before anything else
         return WorkDir(out, None, base_url, base_url / run_folder(out))
     base = Path(work_dir).absolute()
     root = base / run_folder(out)

@@ -12,6 +12,8 @@ of the per-stage file table. Each gives the bytes of a local run.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -376,3 +378,16 @@ def test_an_unreachable_work_folder_is_one_line_and_nothing_is_written(tmp_path,
     reorder(s3_config(tmp_path, s3_server.options()), parquet_corpus.files, out, method="str",
             sets=[*OUT_OF_CORE, f"work_dir=s3://{bucket}/w"])
     assert (out / ".manifest.json").exists()
+
+
+def test_a_work_folder_on_s3_without_the_extra_is_one_line_naming_it(tmp_path, config_file, parquet_corpus):
+    """s3fs made unimportable in a fresh process: the run names the work_dir and the extra, writes nothing."""
+    work = "s3://bucket/reorder-work"
+    code = ("import sys; sys.modules['s3fs'] = None\n"
+            "from reorder_cli.cli import app\n"
+            f"app(['run', {str(config_file)!r}, '-m', 'str', '-i', {str(parquet_corpus.files[0])!r}, "
+            f"'-o', {str(tmp_path / 'o')!r}, '-q', '--set', 'work_dir={work}'])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == f"error: {work}: install the extra: pip install 'reorder[s3]'"
+    assert not (tmp_path / "o").exists()
