@@ -20,7 +20,6 @@ has finished (:func:`count`).
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +65,7 @@ def write_spec(work: WorkDir, cfg: RunConfig, files: list[InputFile]) -> Spec:
                        "size": f.size} for f in files]}
     work.root.mkdir(parents=True, exist_ok=True)
     if work.remote is not None:
-        work.put(work.spec.name, json.dumps(data, indent=1).encode("utf-8"))
+        work.put(work.spec.name, atomic.json_bytes(data))
     atomic.write_json(work.spec, data)
     return load_spec(work)
 

@@ -381,7 +381,7 @@ class WorkDir:
             self.put(CLAIM, uuid.uuid4().hex.encode())
             self._root = None
         self.ensure()
-        self.put(STATE, _json(ident))
+        self.put(STATE, atomic.json_bytes(ident))
         return False
 
     def saved_identity(self) -> dict[str, Any] | None:
@@ -408,8 +408,14 @@ class WorkDir:
         data = self.get(f"done/{path.name}")
         if data is None:
             return None
-        atomic.write_bytes(path, data)  # a marker is never rewritten within a claim: kept in the mirror
+        self._keep(path, data)
         return json.loads(data)
+
+    def _keep(self, path: Path, data: bytes) -> None:
+        """Keep a marker in the mirror (a marker is never rewritten within a claim), which a process new to
+        the run may not have created yet."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_bytes(path, data)
 
     def finish(self, phase: str, index: int, record: dict[str, Any]) -> None:
         """Write the marker of task ``(phase, index)``: on a store, after the task's files were uploaded."""
@@ -417,9 +423,10 @@ class WorkDir:
             from reorder_cli import work_store  # the mirror's traffic; it knows each stage's files
 
             work_store.push(self, phase, index, record)
-        self.put(f"done/{self.marker(phase, index).name}", _json(record))
+        data = atomic.json_bytes(record)
+        self.put(f"done/{self.marker(phase, index).name}", data)
         if self.remote is not None:
-            atomic.write_bytes(self.marker(phase, index), _json(record))
+            self._keep(self.marker(phase, index), data)
 
     def finished_indices(self, phase: str) -> set[int]:
         """The indices of the finished tasks of ``phase`` (one listing)."""
@@ -431,7 +438,7 @@ class WorkDir:
         """Hold the ``.started`` marker of task ``(stage, index)`` (this host, this pid) while it runs here;
         ``reorder status`` reads it (:mod:`reorder_cli.execute.running`)."""
         name = f"logs/{self.started(stage, index).name}"
-        self.put(name, _json({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}))
+        self.put(name, atomic.json_bytes({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}))
         try:
             yield
         finally:
@@ -452,7 +459,3 @@ class WorkDir:
         """Bytes currently held (for the run log; the local mirror, for a work folder on a store)."""
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file()) if self.root.exists() else 0
 
-
-def _json(data: Any) -> bytes:
-    """A state file's bytes, as :func:`atomic.write_json` writes them."""
-    return json.dumps(data, indent=1).encode("utf-8")

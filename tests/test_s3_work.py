@@ -229,6 +229,13 @@ def test_a_stage_missing_a_file_from_the_table_fails_in_a_fresh_mirror(tmp_path,
     for i, stage in enumerate(("keys", "keys", "keys", "split")):
         monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / f"node-{i}"))
         assert invoke("task", out, stage, i if stage == "keys" else 0, "--work-dir", work_dir).exit_code == 0
+    # a finished task run again on a node that has never seen the run (a retried job) is skipped,
+    # and `reorder status` there reads the markers from the store
+    monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "node-fresh"))
+    again = invoke("task", out, "keys", 0, "--work-dir", work_dir)
+    assert again.exit_code == 0, (again.output, again.exception)
+    report = json.loads(invoke("status", out, "--json", "--work-dir", work_dir).stdout)["stages"]
+    assert report["keys"]["state"] == "done" and report["split"]["state"] == "done"
     monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "node-sort-a"))
     monkeypatch.setitem(work_store.NEEDS, "sort", ("order/split.json",))
     failed = invoke("task", out, "sort", 0, "--work-dir", work_dir)

@@ -57,7 +57,11 @@ def write_text(path: Path, text: str) -> None:
         fh.write(text)
 
 
+def json_bytes(data: Any) -> bytes:
+    """A state file's bytes: keys in their order, so what is read back is what was written."""
+    return json.dumps(data, indent=1).encode("utf-8")
+
+
 def write_json(path: Path, data: Any) -> None:
-    with open_atomic(path, "w") as fh:
-        json.dump(data, fh, indent=1)  # keys in their order: what is read back is what was written
+    write_bytes(path, json_bytes(data))
 
