@@ -162,8 +162,8 @@ def _plan(files: list[InputFile], cfg: RunConfig, work: WorkDir, resumed: bool, 
     t0 = time.perf_counter()
     stored = stored_plan.load(work) if resumed else None
     if stored is not None:
-        with store.reading("publish"):  # a work folder on a store: the plan's arrays, the shards made elsewhere
-            work_store.pull(work, "publish")
+        with store.reading("publish"):  # a work folder on a store: the plan's arrays, for the manifest
+            work_store.pull(work, "manifest")
         cfg = dataclasses.replace(cfg, workers=budget.resumed_workers(stored.meta["bucket_bytes"], cfg))
         keys_ooc = work.fetch(work.order / "split.json")
         planned = _Planned(stored.as_plan(files), stored, cfg, "out-of-core", "resumed from the stored plan", keys_ooc)

@@ -12,7 +12,8 @@ What each stage reads (``NEEDS``) and writes (``OUTPUTS``), as patterns relative
 (``{i}``: the task's index, 5 digits). The bulk of a run is not copied: a gather reads the record
 batches of its buckets from the scatter files by range requests (:meth:`WorkDir.open_data`), a sort
 task its key range of each input's sorted keys, and a scatter a JSONL input's decompressed copy.
-``publish`` is the driver's part: the plan's arrays for the manifest, and the finished shards.
+``manifest`` and ``publish`` are the driver's part: the plan's arrays for the manifest of a resumed
+run, and the shards finished elsewhere.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "layout": (*_KEYS_SMALL, "order/split.json", "plan/placed-*"),
     "scatter": (*_PLAN, "plan/pairs-*"),
     "gather": (*_PLAN, "scatter/*.buckets.npy", "scatter/*.schema.arrow"),
-    "publish": (*_PLAN, "plan/order.npy", "plan/scores.npy", "plan/sizes.npy", "shards/*"),
+    "manifest": (*_PLAN, "plan/order.npy", "plan/scores.npy", "plan/sizes.npy"),
+    "publish": ("shards/*",),
 }
 
 #: Each stage's files, the proof of the stage's work last (``split.json``, ``plan.json``): a reader that

@@ -48,6 +48,7 @@ class _Scattered:
             cuts = np.flatnonzero(np.diff(mine[:, 0])) + 1
             self.index.append({int(part[0, 0]): part for part in np.split(mine, cuts) if len(part)})
         self._readers: dict[int, pa.ipc.RecordBatchFileReader] = {}
+        self._ranged: dict[int, bool] = {}
         self._fetched: dict[int, dict[int, list[pa.RecordBatch]]] = {}
 
     def _reader(self, task: int) -> pa.ipc.RecordBatchFileReader:
@@ -68,9 +69,12 @@ class _Scattered:
     def _by_ranges(self, task: int) -> bool:
         """Whether scatter file ``task`` is read from a store by byte ranges (not in the mirror, and no
         dictionary-encoded column, whose batches need the file's dictionaries)."""
-        if self.work.remote is None or self.work.scatter_data(task).exists():
+        if self.work.remote is None:
             return False
-        return not any(_has_dictionary(f.type) for f in self._reader(task).schema)
+        if task not in self._ranged:
+            self._ranged[task] = not self.work.scatter_data(task).exists() and \
+                not any(_has_dictionary(f.type) for f in self._reader(task).schema)
+        return self._ranged[task]
 
     def _fetch_window(self, first: int) -> dict[int, dict[int, list[pa.RecordBatch]]]:
         """The batches, from the store, of the shard's buckets from ``first`` on, as many as fit
