@@ -18,3 +18,25 @@ def round_robin(streams: list[list[list[int]]]) -> list[list[int]]:
 
 def chunk(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def accelerate_micro_batches(n: int, world: int, b: int) -> list[list[list[int]]]:
+    """[rank][micro-batch] -> positions, from accelerate's own ``BatchSamplerShard`` over a sequential sampler
+    with ``drop_last`` (what the HF Trainer's DataLoader yields with the README's recipe)."""
+    from accelerate.data_loader import BatchSamplerShard
+    from torch.utils.data import BatchSampler, SequentialSampler
+
+    batches = BatchSampler(SequentialSampler(range(n)), b, drop_last=True)
+    return [list(BatchSamplerShard(batches, world, r)) for r in range(world)]
+
+
+def hf_trainer_steps(n: int, world: int, b: int, k: int, max_steps: int = -1) -> list[list[int]]:
+    """The positions each optimizer step of the HF Trainer consumes (ranks pooled), for one epoch: its
+    ``set_initial_training_values`` counts ceil(M / k) steps of the M micro-batches per rank, and ``_run_epoch``
+    gives each step k of them, the last step the M mod k left; ``max_steps`` > 0 stops it there. A step with
+    no micro-batch never runs."""
+    per_rank = accelerate_micro_batches(n, world, b)
+    m = len(per_rank[0])
+    steps = max(-(-m // k), 1) if max_steps <= 0 else max_steps
+    out = [[p for rank in per_rank for batch in rank[s * k : (s + 1) * k] for p in batch] for s in range(steps)]
+    return [step for step in out if step]

@@ -7,11 +7,15 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from reorder_cli.inspect.audit import audit
 from reorder_cli.loader import Layout
 from reorder_cli.loader.audit_log import AuditLog
 
 from .conftest import invoke, one_line_error, reorder
+from .loader_helpers import hf_trainer_steps
 from .test_loader import ids_in_order
 
 
@@ -76,6 +80,45 @@ def test_audit_reports_displacement_duplicates_and_misses(out, tmp_path):
     png = tmp_path / "audit.png"
     assert invoke("audit", out, tmp_path / "log.jsonl", "--plot", png).exit_code == 1
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_audit_tail_only_where_the_order_runs_out(out, tmp_path):
+    """A last step shorter than G is the tail when its window passes the end of the order and it consumed the
+    first positions of that window; G is inferred from the other steps."""
+    ids = ids_in_order(out)  # 560 rows
+    write_log(tmp_path / "tail.jsonl", [ids[500:540], ids[540:560]])  # resumed at 500, G = 40, a tail of 20
+    code, rep = run_audit(out, tmp_path / "tail.jsonl", extra=["--start-sample", "500"])
+    assert code == 0 and rep["held"] and rep["global_batch"] == 40 and rep["tail_samples"] == 20, rep
+    write_log(tmp_path / "shifted.jsonl", [ids[500:540], ids[541:560]])  # the tail skipped its first row
+    code, rep = run_audit(out, tmp_path / "shifted.jsonl", extra=["--start-sample", "500"])
+    assert code == 1 and rep["never_seen"] == 1 and rep["examples"]["never_seen"] == [540], rep
+    assert rep["first_bad_step"] == 1
+    write_log(tmp_path / "middle.jsonl", [ids[0:40], ids[40:80], ids[80:100]])  # 460 rows still to go
+    code, rep = run_audit(out, tmp_path / "middle.jsonl")
+    assert code == 1 and rep["short_steps"] == 1 and rep["tail_samples"] == 0 and rep["first_bad_step"] == 2, rep
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(1, 4), st.integers(1, 5), st.integers(1, 4), st.booleans())
+def test_audit_of_the_hf_trainers_tail(out, tmp_path, world, b, k, recipe):
+    """What the HF Trainer consumes (accelerate's sharding, its step arithmetic; tests/test_trainers.py runs the
+    real one) holds, with or without the recipe's max_steps; a tail step with one wrong row does not."""
+    pytest.importorskip("accelerate")
+    n = len(ids_in_order(out))
+    layout = Layout(n, b, k, world)
+    steps = hf_trainer_steps(n, world, b, k, max_steps=layout.steps if recipe else -1)
+    left = n // (world * b) % k * world * b  # rows of the Trainer's own last, partial step
+    for name in ("hf.jsonl", "wrong.jsonl"):  # AuditLog appends; every example starts afresh
+        (tmp_path / name).unlink(missing_ok=True)
+    write_log(tmp_path / "hf.jsonl", steps)
+    rep = audit(out, [tmp_path / "hf.jsonl"], positions=True)
+    assert rep.held and rep.steps == len(steps), rep
+    assert rep.tail_samples == (0 if recipe or len(steps) == 1 else left), rep
+    wrong = [list(s) for s in steps]
+    wrong[-1][0] = n - 1 if n - 1 not in wrong[-1] else wrong[-2][0]  # a row dropped at the end, or a twin
+    write_log(tmp_path / "wrong.jsonl", wrong)
+    rep = audit(out, [tmp_path / "wrong.jsonl"], positions=True)
+    assert not rep.held and rep.first_bad_step == len(steps) - 1, rep
 
 
 def test_audit_bad_log_is_one_line(out, tmp_path):

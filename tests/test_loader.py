@@ -17,7 +17,7 @@ from reorder_cli.loader import Layout, OrderedReader
 from reorder_cli.publish import manifest
 
 from .conftest import invoke, one_line_error, read_manifest, reorder, shard_files
-from .loader_helpers import chunk, round_robin
+from .loader_helpers import accelerate_micro_batches, chunk, hf_trainer_steps, round_robin
 
 
 def consumed_micro_batches(layout: Layout, workers: int) -> list[list[list[int]]]:
@@ -73,6 +73,31 @@ def test_layout_resume_continues_exactly(world, b, k, n, data):
     assert second.end - consumed == (n - consumed) // second.global_batch * second.global_batch
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 160), st.integers(1, 4), st.integers(1, 4), st.integers(1, 4))
+def test_layout_tail_against_accelerate_and_the_hf_trainer(n, world, b, k):
+    """The loader keeps the whole windows; the HF Trainer (accelerate's real sharding, the Trainer's step
+    arithmetic) feeds the same micro-batches and, on its own, one more step over the M mod k micro-batches per
+    rank left, a prefix of the last window; with max_steps = the loader's steps it stops with the loader."""
+    pytest.importorskip("accelerate")
+    layout = Layout(n, b, k, world)
+    g, span = layout.global_batch, world * b
+    assert layout.steps == n // g and layout.end == n // g * g
+    per_rank = accelerate_micro_batches(n, world, b)
+    for r in range(world):
+        assert [list(layout.micro_batch_positions(r, t)) for t in range(layout.steps * k)] == \
+            per_rank[r][: layout.steps * k]
+        assert layout.rank_rows(r) == layout.steps * b * k  # equal on every rank (DDP needs equal step counts)
+    windows = [list(range(*layout.window(s))) for s in range(layout.steps)]
+    if layout.steps:  # (none: the recipe refuses, test_trainers)
+        assert [sorted(s) for s in hf_trainer_steps(n, world, b, k, max_steps=layout.steps)] == windows
+    own = [sorted(s) for s in hf_trainer_steps(n, world, b, k)]
+    assert own[: layout.steps] == windows
+    left = n // span % k  # micro-batches per rank past the last whole window
+    assert own[layout.steps :] == ([list(range(layout.end, layout.end + left * span))] if left else [])
+    assert n - (layout.end + left * span) < span  # what even the Trainer drops: less than one W·b
+
+
 def test_layout_worked_example():
     """W=2, b=2, k=2: step 0 is positions 0..7; rank 0 gets [0,1] then [4,5]; rank 1 [2,3] then [6,7]."""
     layout = Layout(20, 2, 2, 2)
@@ -84,6 +109,19 @@ def test_layout_worked_example():
 
 
 # ------------------------------------------------------------------ real outputs
+
+
+def test_recipe_max_steps_are_the_whole_windows(tmp_path, config_file, parquet_corpus):
+    pytest.importorskip("torch")
+    from reorder_cli.loader import OrderedMapDataset
+
+    out = tmp_path / "out"
+    reorder(config_file, parquet_corpus.files, out, method="str")
+    ds = OrderedMapDataset(out)  # 560 rows
+    assert ds.optimizer_steps(5, 4, 3) == 560 // 60 == Layout(560, 5, 4, 3).steps
+    with pytest.raises(ReorderError, match=r"fewer than one global batch W·b·k = 600") as err:
+        ds.optimizer_steps(100, 2, 3)
+    assert str(out) in str(err.value) and "\n" not in str(err.value)
 
 
 def ids_in_order(out) -> list[str]:

@@ -1,7 +1,7 @@
 """The Hugging Face Trainer under torchrun on 2 CPU processes, fed an output through
 OrderedMapDataset, with reorder's AuditCallback recording what each rank's model received:
 sequential sampling keeps the windows (the audit holds), the default random sampler does not (the
-audit must fail it)."""
+audit must fail it). The output has 305 rows, not a multiple of W·b or of G: the tail."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import invoke, reorder
+from .loader_helpers import hf_trainer_steps
 
 pytest.importorskip("transformers")
 pytestmark = pytest.mark.trainer
@@ -25,18 +26,18 @@ def out(tmp_path_factory):
     from .conftest import make_rows, write_parquet
 
     base = tmp_path_factory.mktemp("hf")
-    inp = write_parquet(base / "in" / "a.parquet", make_rows(300, seed=3))
+    inp = write_parquet(base / "in" / "a.parquet", make_rows(305, seed=3))
     (base / "cfg.yaml").write_text("score_field: score\nseed: 42\n")
     folder = base / "out"
     reorder(base / "cfg.yaml", [inp], folder, method="str", sets=["shard_rows=100", "row_group_rows=30"])
     return folder
 
 
-def torchrun(out: Path, tmp: Path, mode: str) -> list[Path]:
+def torchrun(out: Path, tmp: Path, mode: str, *extra: str) -> list[Path]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "PYTHONPATH": str(SCRIPT.parent.parent)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(SCRIPT), str(out), str(tmp / "audit.jsonl"), mode, str(tmp / "work")]
+           str(SCRIPT), str(out), str(tmp / "audit.jsonl"), mode, str(tmp / "work"), *extra]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     return sorted(tmp.glob("audit.rank*.jsonl"))
@@ -53,3 +54,51 @@ def test_hf_trainer_under_torchrun(out, tmp_path, mode):
         assert result.exit_code == 0 and report["held"], report
     else:
         assert result.exit_code == 1 and report["in_window"] < 0.5 and report["first_bad_step"] == 0, report
+
+
+def logged_steps(logs: list[Path]) -> list[list[str]]:
+    """The ids each optimizer step consumed, the ranks' lines pooled."""
+    steps: dict[int, list[str]] = {}
+    for log in logs:
+        for line in log.read_text().splitlines():
+            rec = json.loads(line)
+            steps.setdefault(rec["step"], []).extend(rec["ids"])
+    return [steps[s] for s in sorted(steps)]
+
+
+@pytest.mark.parametrize("max_steps", ["epoch", "recipe"])
+def test_hf_trainer_tail(out, tmp_path, max_steps):
+    """305 rows, W=2, b=3, k=4, G=24: 50 micro-batches per rank. On its own (one epoch) the Trainer takes 13 steps,
+    the last over the 2 micro-batches per rank left, positions [288, 300), and drops 300..304; the audit takes that
+    step as the tail. With the recipe's max_steps (OrderedMapDataset.optimizer_steps) it stops after 12 whole
+    windows, as OrderedDataset does. A tail with one wrong row fails the audit."""
+    from reorder_cli.loader import OrderedMapDataset
+
+    from .test_loader import ids_in_order
+
+    logs = torchrun(out, tmp_path, "sequential", "4", max_steps)
+    ids = ids_in_order(out)
+    steps = logged_steps(logs)
+    recipe = OrderedMapDataset(out).optimizer_steps(3, 4, 2)
+    assert recipe == 12
+    model = hf_trainer_steps(len(ids), 2, 3, 4, max_steps=recipe if max_steps == "recipe" else -1)
+    assert [sorted(s) for s in steps] == [sorted(ids[p] for p in s) for s in model]  # the model is the Trainer
+    result = invoke("audit", out, *logs, "--json")
+    report = json.loads(result.stdout)
+    assert result.exit_code == 0 and report["held"] and report["global_batch"] == 24, report
+    if max_steps == "recipe":
+        assert report["steps"] == 12 and report["samples"] == 288 and report["tail_samples"] == 0, report
+        return
+    assert report["steps"] == 13 and report["samples"] == 300 and report["tail_samples"] == 12, report
+    # negative control: the Trainer's own logs with one row of the tail step swapped for a dropped row
+    bad = []
+    for log in logs:
+        lines = [json.loads(line) for line in log.read_text().splitlines()]
+        if log == logs[0]:
+            lines[-1]["ids"][0] = ids[300]
+        bad.append(tmp_path / f"bad.{log.name}")
+        bad[-1].write_text("".join(json.dumps(rec) + "\n" for rec in lines))
+    result = invoke("audit", out, *bad, "--json")
+    report = json.loads(result.stdout)
+    assert result.exit_code == 1 and report["first_bad_step"] == 12 and report["never_seen"] == 1, report
+

@@ -5,7 +5,15 @@ with the ids of the samples consumed (the values of ``id_field``, or positions o
 ``positions=True``). Lines of the same step are pooled (ranks, micro-steps). The i-th step of the
 log (counted from its first step number, so a log may start at 0 or 1) should consume exactly
 positions [start + i·G, start + (i+1)·G) of the manifest's order; the order inside a window is free.
-G is inferred as the most common number of samples a step consumed, unless given.
+G is inferred as the most common number of samples a step consumed (the last step left out when
+there are others), unless given.
+
+The tail: the last step of the log may consume fewer than G samples only where the order runs out,
+i.e. when its window [start + i·G, start + (i+1)·G) reaches past the last position; it must then
+consume exactly the first positions of that window, [start + i·G, start + i·G + c). That is the
+Hugging Face ``Trainer``'s last optimizer step when the micro-batches per rank are not a multiple of
+k (it steps on the remaining ones); the report gives its size as ``tail_samples``. Any other step of
+the wrong size is a ``short_steps``.
 """
 
 from __future__ import annotations
@@ -38,7 +46,8 @@ class Report:
     never_seen: int  # positions of the windows the log covers that were not consumed
     seen_twice: int  # positions consumed more than once
     unknown: int  # logged ids that are not in the output
-    short_steps: int  # steps (the last excepted) that consumed fewer or more than G samples
+    short_steps: int  # steps that consumed fewer or more than G samples (an accepted tail excepted)
+    tail_samples: int  # samples of a last step shorter than G where the order runs out (0: none)
     examples: dict[str, list] = field(default_factory=dict)
     # (intended position, consumption index) pairs for a picture; not in the JSON
     trace: tuple[np.ndarray, np.ndarray] | None = None
@@ -116,10 +125,13 @@ def audit(output: Path, logs: list[Path], id_field: str = "id", positions: bool 
     else:
         index = pc.index_in(pa.array(flat).cast(pa.string()), value_set=output_ids(source, id_field).cast(pa.string()))
         pos = index.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    g = int(global_batch) if global_batch else int(np.bincount(counts).argmax())
+    g = int(global_batch) if global_batch else int(np.bincount(counts[:-1] if len(counts) > 1 else counts).argmax())
     if g < 1:
         raise ReorderError(f"{logs[0]}: the steps consumed no sample")
     rel_step = np.array(step_numbers, dtype=np.int64) - step_numbers[0]
+    last_window = start_sample + int(rel_step[-1]) * g
+    # a short last step is the tail when its window reaches past the order's end: it covers what it consumed
+    tail = int(counts[-1]) if counts[-1] < g and last_window + g > source.rows else 0
     actual = np.repeat(rel_step, counts)
     known = pos >= 0
     intended = np.where(known, (pos - start_sample) // g, -1)
@@ -132,13 +144,13 @@ def audit(output: Path, logs: list[Path], id_field: str = "id", positions: bool 
     dup_sorted[1:] = (sp[1:] == sp[:-1]) & (sp[1:] >= 0)
     dup = np.zeros(len(pos), dtype=bool)
     dup[order] = dup_sorted
-    covered_end = min(start_sample + (int(rel_step[-1]) + 1) * g, source.rows)
+    covered_end = min(last_window + (tail or g), source.rows)
     seen = np.zeros(max(covered_end - start_sample, 0), dtype=bool)
     in_cover = known & (pos >= start_sample) & (pos < covered_end)
     seen[pos[in_cover] - start_sample] = True
     missing = np.flatnonzero(~seen) + start_sample
     short = counts != g
-    short[-1] = counts[-1] > g
+    short[-1] = counts[-1] != g and not tail
     bad = ~inside | dup
     bad_steps = set(actual[bad].tolist()) | set(rel_step[short].tolist())
     if len(missing):
@@ -159,7 +171,7 @@ def audit(output: Path, logs: list[Path], id_field: str = "id", positions: bool 
         in_window=round(float(inside.mean()) if len(flat) else 1.0, 6),
         max_displacement=int(disp.max()) if len(disp) else 0, first_bad_step=first_bad,
         never_seen=len(missing), seen_twice=int(dup.sum()), unknown=int((~known).sum()),
-        short_steps=int(short.sum()), examples=examples,
+        short_steps=int(short.sum()), tail_samples=tail, examples=examples,
         trace=(pos, np.arange(len(pos), dtype=np.int64)),
     )
 

@@ -9,6 +9,7 @@ import torch.distributed as dist
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from reorder_cli.errors import ReorderError
+from reorder_cli.loader.layout import Layout
 from reorder_cli.loader.reader import OrderedReader
 from reorder_cli.loader.source import Source
 
@@ -62,8 +63,9 @@ class OrderedMapDataset(Dataset):
 
     For ``Trainer`` with sequential sampling (transformers >= 5.2: ``train_sampling_strategy="sequential"``
     and ``dataloader_drop_last=True``): accelerate then gives batch i of b rows to rank i % W, which is
-    exactly the windows of ``OrderedDataset``. ``__getitems__`` reads a whole batch at once, and the
-    last row group read is kept, so each worker reads each row group it needs once.
+    exactly the windows of ``OrderedDataset``; with ``max_steps=ds.optimizer_steps(b, k)`` the Trainer also
+    drops the last partial window as ``OrderedDataset`` does. ``__getitems__`` reads a whole batch at once,
+    and the last row group read is kept, so each worker reads each row group it needs once.
     """
 
     def __init__(self, path: str | Path, columns: list[str] | None = None, check_sha256: bool = False):
@@ -76,6 +78,16 @@ class OrderedMapDataset(Dataset):
 
     def __len__(self) -> int:
         return self.source.rows
+
+    def optimizer_steps(self, micro_batch_size: int, grad_accum_steps: int = 1, world_size: int | None = None) -> int:
+        """The whole windows of G = W·b·k in the order: the ``max_steps`` with which the Trainer, like
+        ``OrderedDataset``, drops the last partial window. (On its own the Trainer takes ceil(M / k) steps of
+        the M = rows // (W·b) micro-batches per rank, the last one over the M mod k left.)"""
+        layout = Layout(self.source.rows, micro_batch_size, grad_accum_steps, _default_rank_world(0, world_size)[1])
+        if not layout.steps:
+            raise ReorderError(f"{self.source.folder}: {layout.rows} rows are fewer than one global batch "
+                               f"W·b·k = {layout.global_batch}: no whole optimizer step; lower b or k")
+        return layout.steps
 
     def __getitem__(self, index: int) -> dict:
         if index < 0:
