@@ -12,6 +12,10 @@ micro-batches are t = 0, 1, 2, … (= m); the torch DataLoader takes batches rou
 workers, so worker w of nw yields micro-batches w, w + nw, w + 2·nw, …. Hence the positions of
 (rank r, worker w) repeat with period P = W·b·nw: position p belongs to them iff
 (p - start) mod P lies in [w·W·b + r·b, w·W·b + r·b + b).
+
+The tail: with ``drop_last`` only whole windows are read, ``steps`` = (rows - start) // G. The HF
+Trainer on its own takes one step more over the M mod k micro-batches per rank left (M = rows // (W·b));
+``OrderedMapDataset.optimizer_steps`` is the ``max_steps`` that stops it here (README, Recipes).
 """
 
 from __future__ import annotations

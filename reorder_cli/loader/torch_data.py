@@ -63,7 +63,7 @@ class OrderedMapDataset(Dataset):
 
     For ``Trainer`` with sequential sampling (transformers >= 5.2: ``train_sampling_strategy="sequential"``
     and ``dataloader_drop_last=True``): accelerate then gives batch i of b rows to rank i % W, which is
-    exactly the windows of ``OrderedDataset``; with ``max_steps=ds.optimizer_steps(b, k)`` the Trainer also
+    exactly the windows of ``OrderedDataset``; with ``max_steps=ds.optimizer_steps(b, k, W)`` the Trainer also
     drops the last partial window as ``OrderedDataset`` does. ``__getitems__`` reads a whole batch at once,
     and the last row group read is kept, so each worker reads each row group it needs once.
     """
@@ -79,11 +79,12 @@ class OrderedMapDataset(Dataset):
     def __len__(self) -> int:
         return self.source.rows
 
-    def optimizer_steps(self, micro_batch_size: int, grad_accum_steps: int = 1, world_size: int | None = None) -> int:
+    def optimizer_steps(self, micro_batch_size: int, grad_accum_steps: int, world_size: int) -> int:
         """The whole windows of G = W·b·k in the order: the ``max_steps`` with which the Trainer, like
         ``OrderedDataset``, drops the last partial window. (On its own the Trainer takes ceil(M / k) steps of
-        the M = rows // (W·b) micro-batches per rank, the last one over the M mod k left.)"""
-        layout = Layout(self.source.rows, micro_batch_size, grad_accum_steps, _default_rank_world(0, world_size)[1])
+        the M = rows // (W·b) micro-batches per rank, the last one over the M mod k left.) ``world_size`` is
+        not guessed: the Trainer's arguments are built before torch.distributed starts."""
+        layout = Layout(self.source.rows, micro_batch_size, grad_accum_steps, world_size)
         if not layout.steps:
             raise ReorderError(f"{self.source.folder}: {layout.rows} rows are fewer than one global batch "
                                f"W·b·k = {layout.global_batch}: no whole optimizer step; lower b or k")
