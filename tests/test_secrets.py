@@ -65,6 +65,11 @@ def leaks(secrets: list[str], roots: list[Path], texts: list[str]) -> list[str]:
     return found
 
 
+def written(tmp_path: Path) -> list[Path]:
+    """Everything under ``tmp_path`` but the user's config files (``conf``)."""
+    return [p for p in tmp_path.iterdir() if p.name != "conf"]
+
+
 def printed(result) -> list[str]:
     return [result.stdout, result.stderr]
 
@@ -80,7 +85,10 @@ def s3_inputs(s3_server, bucket, jsonl_corpus) -> list[str]:
 
 
 def config(tmp_path: Path, options: dict | None = None) -> Path:
-    path = tmp_path / "cfg.yaml"
+    """The user's config file, in ``tmp_path/conf`` (the one place a credential may be: :func:`written`
+    leaves it out)."""
+    path = tmp_path / "conf" / "cfg.yaml"
+    path.parent.mkdir(exist_ok=True)
     path.write_text(yaml.safe_dump({"score_field": "score", "seed": 42,
                                     **({"storage_options": options} if options else {})}))
     return path
@@ -182,7 +190,7 @@ def test_a_credential_set_on_the_command_line_is_refused_for_a_cluster(tmp_path,
     line = one_line_error(result)
     assert line.startswith("error: --set storage_options.") and f"--executor {executor}" in line
     assert "AWS_SECRET_ACCESS_KEY" in line and "profile" in line
-    assert leaks([secret], [tmp_path], printed(result)) == []
+    assert leaks([secret], written(tmp_path), printed(result)) == []
     assert not (tmp_path / "out").exists()
 
 
@@ -218,7 +226,7 @@ def test_a_url_with_a_password_is_refused_without_repeating_it(tmp_path, jsonl_c
                      method="str", sets=SETS, ok=False)
     line = one_line_error(result)
     assert line.startswith("error: https://me:***@example.org/x.jsonl: a password in a URL")
-    assert leaks([secret], [tmp_path], printed(result)) == [] and not (tmp_path / "out").exists()
+    assert leaks([secret], written(tmp_path), printed(result)) == [] and not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------------ runs that use the credentials
@@ -258,7 +266,7 @@ def test_local_runs_tasks_and_a_slurm_dry_run_write_and_print_no_credential(tmp_
                       sets=[*SETS, f"storage_options.key={key}", f"storage_options.secret={wrong}"])
     assert "access denied" in one_line_error(refused)
     texts += printed(refused)
-    assert leaks([key, secret, wrong], [tmp_path], texts) == [], "a credential was written or printed"
+    assert leaks([key, secret, wrong], written(tmp_path), texts) == [], "a credential was written or printed"
 
 
 def _credentials_env(s3_server) -> dict[str, str]:
@@ -301,7 +309,7 @@ def test_a_ray_run_writes_no_credential(tmp_path, s3_server, s3_inputs, monkeypa
         out = tmp_path / "out"
         done = reorder(cfg, s3_inputs, out, method="saw", sets=TASKS, extra=["--executor", "ray", "--keep-work"])
         assert (out / ".manifest.json").is_file() and (out / ".reorder" / "run.json").is_file()
-        found = leaks([s3_server.key, s3_server.secret], [tmp_path, session / "logs"], printed(done))
+        found = leaks([s3_server.key, s3_server.secret], [*written(tmp_path), session / "logs"], printed(done))
     finally:
         ray.shutdown()
     assert found == []
