@@ -8,7 +8,9 @@ read the environment, including ``AWS_ENDPOINT_URL`` and ``AWS_DEFAULT_REGION``,
 instance roles); a missing optional dependency is one line naming the extra to install.
 
 Credentials never reach a message: every error about a store passes through :func:`_scrub`,
-which blanks the values of ``storage_options`` out of it, and no URL object carries them.
+which blanks the values of ``storage_options`` out of it, and no URL object carries them (a URL with a
+password is refused). What is a credential is decided here (:func:`is_secret`); tasks elsewhere get
+:func:`shareable` options only.
 
 Bytes read from stores are counted (:func:`bytes_read`) where fsspec fetches them, so a run can
 report what each stage read (the keys pass of Parquet reads the score column, not the file).
