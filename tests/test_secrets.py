@@ -326,3 +326,11 @@ def test_the_environment_is_not_copied_into_the_slurm_scripts(tmp_path, jsonl_co
                           env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert leaks([secret], [tmp_path / "out"], [done.stdout, done.stderr]) == []
+
+
+def test_a_malformed_set_of_a_storage_option_is_one_line_without_its_value(tmp_path, jsonl_corpus):
+    secret = plant()
+    result = reorder(config(tmp_path), jsonl_corpus.files, tmp_path / "out", method="str", ok=False,
+                     sets=[*SETS, f"storage_options.secret:{secret}"])
+    assert one_line_error(result) == "error: --set expects key=value, got 'storage_options...'"
+    assert leaks([secret], written(tmp_path), printed(result)) == []
