@@ -127,7 +127,7 @@ def run(
                 from reorder_cli.execute import ray_exec
 
                 result = ray_exec.run(cfg, overwrite=overwrite, restart=restart, keep_work=keep_work,
-                                      progress=Progress(enabled=not quiet, console=render.err))
+                                      progress=Progress(enabled=not quiet, console=render.err), sets=sets)
             else:
                 result = pipeline.run(cfg, overwrite=overwrite, progress=Progress(enabled=not quiet,
                                       console=render.err), keep_work=keep_work, restart=restart, plan_only=plan_only)

@@ -463,7 +463,8 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ReorderError(f"--set expects key=value, got {pair!r}")
+            shown = pair if not key.startswith("storage_options") else "storage_options..."  # may hold a credential
+            raise ReorderError(f"--set expects key=value, got {shown!r}")
         try:
             value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() else ""  # noqa: S506 (a SafeLoader)
         except yaml.YAMLError:

@@ -22,7 +22,7 @@ from reorder_cli import pipeline
 from reorder_cli import stages as graph
 from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
-from reorder_cli.execute import resources
+from reorder_cli.execute import credentials, resources
 from reorder_cli.pipeline import RunResult
 from reorder_cli.util import store
 from reorder_cli.util.progress import Progress
@@ -118,8 +118,10 @@ def _stage(ray: Any, remote: Any, work: WorkDir, phase: str, todo: list[int], se
 
 
 def run(cfg: RunConfig, *, overwrite: bool = False, restart: bool = False, keep_work: bool = False,
-        progress: Progress | None = None) -> RunResult:
-    """Plan in the driver, run the scatter then the gather tasks on Ray, publish in the driver."""
+        progress: Progress | None = None, sets: list[str] | None = None) -> RunResult:
+    """Plan in the driver, run the scatter then the gather tasks on Ray, publish in the driver. A credential
+    among the command's ``sets`` is refused (:func:`credentials.check_sets`): the tasks would not get it."""
+    credentials.check_sets(sets, "ray")
     ray = _ray()
     _check_reachable(_address(cfg.ray))
     progress = progress or Progress(enabled=False)

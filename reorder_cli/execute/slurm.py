@@ -34,7 +34,7 @@ from reorder_cli import pipeline
 from reorder_cli import stages as graph
 from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
-from reorder_cli.execute import resources
+from reorder_cli.execute import credentials, resources
 from reorder_cli.execute import status as run_status
 from reorder_cli.util import atomic, store
 from reorder_cli.util.progress import Progress
@@ -77,7 +77,9 @@ def reorder_command() -> list[str]:
 def run_arguments(config_file: Path, *, method: str | None, inputs: list[str] | None, output: str | None,
                   sets: list[str] | None, memory_limit: str | None, workers: int | None,
                   keep_work: bool = False) -> list[str]:
-    """The arguments of ``reorder run`` that the publish job repeats (the executor's own left out)."""
+    """The arguments of ``reorder run`` that the publish job repeats (the executor's own left out); a
+    credential among ``sets`` is refused (:func:`credentials.check_sets`): the scripts would hold it."""
+    credentials.check_sets(sets, "slurm")
     args = ["run", str(Path(config_file).absolute())]
     args += ["--method", method] if method else []
     for item in inputs or []:
@@ -307,6 +309,7 @@ def run(cfg: RunConfig, run_args: list[str], *, dry_run: bool = False, overwrite
         raise ReorderError(f"work_dir {cfg.work_dir}: Slurm jobs write their logs and read their scripts on a shared "
                            "file system; set work_dir to a shared folder (the inputs and the output may stay on "
                            "the store), or use --executor ray or local")
+    credentials.check_slurm_lines(cfg.slurm)  # before anything is written
     if not dry_run:
         require_sbatch()
     prepared = pipeline.prepare(resources.per_task(cfg), overwrite=overwrite, restart=restart)

@@ -8,7 +8,9 @@ read the environment, including ``AWS_ENDPOINT_URL`` and ``AWS_DEFAULT_REGION``,
 instance roles); a missing optional dependency is one line naming the extra to install.
 
 Credentials never reach a message: every error about a store passes through :func:`_scrub`,
-which blanks the values of ``storage_options`` out of it, and no URL object carries them.
+which blanks the values of ``storage_options`` out of it, and no URL object carries them (a URL with a
+password is refused). What is a credential is decided here (:func:`is_secret`); tasks elsewhere get
+:func:`shareable` options only.
 
 Bytes read from stores are counted (:func:`bytes_read`) where fsspec fetches them, so a run can
 report what each stage read (the keys pass of Parquet reads the score column, not the file).
@@ -144,19 +146,66 @@ def configure(options: Mapping[str, Any] | None) -> None:
 #: ``storage_options`` keys that say where a store is and how to reach it, never who you are: the only
 #: ones a task in another process gets (``run.json``); credentials come from its store's own chain.
 SHAREABLE = frozenset({"endpoint_url", "anon", "requester_pays", "use_ssl", "version_aware", "project",
-                       "region_name", "client_kwargs", "config_kwargs", "verify"})
+                       "region_name", "client_kwargs", "config_kwargs", "verify", "profile"})
+
+#: Parts of an option's name (lower case, ``_`` and ``-`` left out) that make its value a credential, at
+#: any depth: s3fs's ``key``, ``secret``, ``token``, ``password``, ``username``; botocore's
+#: ``aws_access_key_id``, ``aws_secret_access_key``, ``aws_session_token`` (``client_kwargs``); gcsfs's
+#: ``token``; adlfs's ``account_key``, ``sas_token``, ``client_secret``, ``connection_string``; HTTP
+#: ``headers`` such as ``Authorization``, ``X-Api-Key``, cookies (fsspec itself marks ``password``).
+SECRET_WORDS = ("key", "secret", "token", "password", "passwd", "credential", "auth", "username",
+                "connectionstring", "cookie")
+_PASSWORD_IN_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/@\s]*:[^/@\s]*)@")
+
+
+def is_secret(name: str, value: Any = None) -> bool:
+    """Whether option ``name`` holds a credential (:data:`SECRET_WORDS`), or ``value`` is a URL with a
+    password in it (``http://user:password@host``)."""
+    plain = name.lower().replace("_", "").replace("-", "")
+    in_url = isinstance(value, str) and _PASSWORD_IN_URL.match(value) is not None
+    return in_url or any(word in plain for word in SECRET_WORDS)
+
+
+def secret_names(options: Any, prefix: str = "storage_options") -> list[str]:
+    """The dotted names of the credentials in ``options`` (at every depth), in order."""
+    found: list[str] = []
+    if isinstance(options, Mapping):
+        for key, value in options.items():
+            name = f"{prefix}.{key}"
+            found += [name] if is_secret(str(key), value) else secret_names(value, name)
+    elif isinstance(options, (list, tuple)):
+        for k, value in enumerate(options):
+            found += [f"{prefix}[{k}]"] if is_secret("", value) else secret_names(value, f"{prefix}[{k}]")
+    return found
+
+
+def without_password(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` part (if any) blanked."""
+    return _PASSWORD_IN_URL.sub(lambda m: m.group(1) + m.group(2).partition(":")[0] + ":***@", url)
 
 
 def shareable(options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``storage_options`` less anything but :data:`SHAREABLE` keys (at every level: a protocol's own
-    mapping, ``client_kwargs``): what may be written into the work folder for tasks elsewhere."""
+    """What may be written into the work folder for tasks elsewhere: the :data:`SHAREABLE` keys of
+    ``storage_options`` (and of a protocol's own mapping), less every credential inside them
+    (:func:`is_secret`: ``client_kwargs``' ``aws_secret_access_key``, an endpoint with a password ...)."""
     out: dict[str, Any] = {}
     for key, value in (options or {}).items():
-        if isinstance(value, Mapping) and (key in SHAREABLE or key in _PROTOCOL_KEYS):
+        if is_secret(key, value):
+            continue
+        if isinstance(value, Mapping) and key in _PROTOCOL_KEYS:
             out[key] = shareable(value)
-        elif key in SHAREABLE and not isinstance(value, Mapping):
-            out[key] = value
+        elif key in SHAREABLE:
+            out[key] = _public(value)
     return out
+
+
+def _public(value: Any) -> Any:
+    """``value`` less every credential at any depth."""
+    if isinstance(value, Mapping):
+        return {k: _public(v) for k, v in value.items() if not is_secret(str(k), v)}
+    if isinstance(value, (list, tuple)):
+        return [_public(v) for v in value if not is_secret("", v)]
+    return value
 
 
 #: Protocol names whose mapping in ``storage_options`` applies to that protocol alone.
@@ -175,6 +224,10 @@ def filesystem(url: str | URL) -> tuple[Any, str]:
     proto = protocol(url)
     if proto is None:
         raise ValueError(f"{url}: not a URL")
+    if _PASSWORD_IN_URL.match(url):
+        raise ReorderError(f"{without_password(url)}: a password in a URL would be written into the manifest, "
+                           "run.json and the cluster's scripts; remove it and give the credentials through the "
+                           "store's chain (the environment, a profile) or storage_options")
     extra = EXTRAS.get(proto)
     hint = f"install the extra: pip install 'reorder[{extra}]'" if extra else None
     try:
@@ -210,15 +263,19 @@ def _secrets() -> list[str]:
         elif isinstance(v, (list, tuple)):
             for x in v:
                 walk(x)
+        elif isinstance(v, str) and _PASSWORD_IN_URL.match(v):
+            found.append(_PASSWORD_IN_URL.match(v).group(2).partition(":")[2] or "\0")
         elif isinstance(v, str) and len(v) >= 4 and not v.startswith(("http://", "https://")):
             found.append(v)
+        elif isinstance(v, int) and not isinstance(v, bool) and len(str(v)) >= 4:
+            found.append(str(v))
 
     walk(_options)
     return sorted(found, key=len, reverse=True)
 
 
 def _scrub(text: str) -> str:
-    """``text`` with every value of ``storage_options`` (but endpoints) blanked out."""
+    """``text`` with every value of ``storage_options`` (but endpoints, whose passwords are) blanked out."""
     for secret in _secrets():
         text = text.replace(secret, "***")
     return text
