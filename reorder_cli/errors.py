@@ -7,3 +7,10 @@ and keeps its traceback.
 
 class ReorderError(Exception):
     """A problem the user can fix: bad config, bad input, refused output folder."""
+
+
+class StateError(ReorderError):
+    """A run's working state is unreadable, corrupt or damaged (a state file, a marker, a task's output).
+
+    Unlike other errors it never discards the work folder: what was finished there is kept, and the
+    message says what to do (re-run the task named, or ``--restart``)."""

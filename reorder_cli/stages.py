@@ -27,7 +27,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from reorder_cli import work_store
+from reorder_cli import task_outputs, work_store
 from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats import KeySource, open_keys, score_expr
@@ -238,6 +238,7 @@ def _order_task(work: WorkDir, stage: str, index: int, advance: Callable[[int], 
                 measured: Callable[[], dict]) -> dict:
     spec = _spec(work)
     work_store.pull(work, stage)
+    task_outputs.check_inputs(work, stage)  # what the earlier stages wrote, as their markers recorded
     with work.running(stage, index):
         if stage == "keys":
             record = _keys(work, spec, index)
@@ -272,8 +273,8 @@ def run_one(output: str | Path, stage: str, index: int, work_dir: str | Path | N
         raise ReorderError(f"{stage} tasks are not known yet: run the stage before it first")
     if not 0 <= index < n:
         raise ReorderError(f"{stage} task {index} does not exist; this run has {stage} tasks 0..{n - 1}")
-    if finished(work, stage, index):
-        return {**(work.finished(stage, index) or {}), "skipped": True}
+    if finished(work, stage, index) and (stage == "gather" or task_outputs.problem(work, stage, index) is None):
+        return {**(work.finished(stage, index) or {}), "skipped": True}  # else its files were damaged: run again
     _check_ready(work, stage)
     work.ensure()
     spec = load_spec(work)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 _KEYS_SMALL = ("keys/sample-*", "keys/scores-*", "keys/sizes-*", "keys/tokens-*", "keys/invalid-*",
                "keys/records-*", "keys/schema-*")
-_PLAN = ("plan/plan.json", "plan/batches.npy", "plan/schema.arrow", "plan/records-*")
+_PLAN = ("plan/plan.json", "plan/batches.npy", "plan/schema.arrow", "keys/records-*")
 
 NEEDS: dict[str, tuple[str, ...]] = {
     "keys": (),
@@ -52,8 +52,8 @@ OUTPUTS: dict[str, tuple[str, ...]] = {
     "split": ("order/jit.json", "order/gumbel.json", "order/picks.npy", "order/kept.npy", "order/split.json"),
     "sort": ("order/sort-{i}.bin",),
     "place": ("plan/placed-{i}.bin", "plan/pairs-{i}.bin"),
-    "layout": ("plan/order.npy", "plan/scores.npy", "plan/sizes.npy", "plan/plan-ends.npy", "plan/records-*",
-               "plan/schema.arrow", "plan/batches.npy", "plan/plan.json"),
+    "layout": ("plan/order.npy", "plan/scores.npy", "plan/sizes.npy", "plan/plan-ends.npy", "plan/schema.arrow",
+               "plan/batches.npy", "plan/plan.json"),
     "scatter": ("scatter/{i}.*",),
     "gather": ("shards/{i}.*",),
 }
@@ -72,17 +72,23 @@ def pull(work: WorkDir, stage: str, workers: int = 4) -> int:
     return len(wanted)
 
 
-def push(work: WorkDir, stage: str, index: int, record: dict[str, Any] | None = None, workers: int = 4) -> int:
-    """Upload the files task ``(stage, index)`` wrote into the mirror, each checked by size, its stage's
-    proof last; returns how many. Nothing for the bookkeeping stages (``upload``)."""
-    patterns = [p.format(i=f"{index:05d}") for p in OUTPUTS.get(stage, ())]
-    if not patterns:
-        return 0
+def task_files(work: WorkDir, stage: str, index: int) -> list[str]:
+    """The files task ``(stage, index)`` wrote (relative to the work folder; in the mirror, on a store), in
+    the order of :data:`OUTPUTS`: its stage's proof last. Each file of the folder is one task's."""
     ordered: list[str] = []
-    for pattern in patterns:  # a loop over patterns: their order is the upload order
+    for pattern in (p.format(i=f"{index:05d}") for p in OUTPUTS.get(stage, ())):  # a loop over patterns
         found = sorted(p.relative_to(work.root).as_posix() for p in work.root.glob(pattern)
                        if p.is_file() and not p.name.endswith(TMP_SUFFIX))
         ordered += [n for n in found if n not in ordered]
+    return ordered
+
+
+def push(work: WorkDir, stage: str, index: int, record: dict[str, Any] | None = None, workers: int = 4) -> int:
+    """Upload the files task ``(stage, index)`` wrote into the mirror, each checked by size, its stage's
+    proof last; returns how many. Nothing for the bookkeeping stages (``upload``)."""
+    ordered = task_files(work, stage, index)
+    if not ordered:
+        return 0
     proof, rest = ordered[-1:], ordered[:-1]
     run_parallel(lambda n: _upload(work, n), rest, workers)
     for name in proof:

@@ -24,10 +24,12 @@ markers, logs) is read and written on the store itself (:meth:`WorkDir.put`, :me
                       while a task runs (any executor: its host and pid)
     slurm/            the sbatch scripts of ``--executor slurm`` and ``jobs.json``, the ids it submitted
 
-Every file is written under a temporary name and renamed when complete; a task's
-marker is written last, so a task either has a marker and complete outputs, or is run
-again. A re-run with the same identity resumes; with another one it refuses and says
-what changed.
+Every file is written under a temporary name and renamed when complete (:mod:`reorder_cli.util.atomic`);
+a task's marker is written last, after its files were synced to disk, and records each file's bytes,
+which every task reading them checks first (:mod:`reorder_cli.task_outputs`). So a task either has a
+marker and complete outputs, or is run again. A re-run with the same identity resumes; with another one
+it refuses and says what changed. An unreadable or corrupt state file is an error naming it, never "no
+run": nothing is deleted unless ``--restart`` asks for it.
 """
 
 from __future__ import annotations
@@ -48,10 +50,11 @@ from typing import Any
 
 from reorder_cli import __version__
 from reorder_cli.config import RunConfig
-from reorder_cli.errors import ReorderError
+from reorder_cli.errors import ReorderError, StateError
 from reorder_cli.formats.discover import InputFile
-from reorder_cli.util import atomic, store
+from reorder_cli.util import atomic, state_io, store
 from reorder_cli.util.hashing import fingerprint
+from reorder_cli.util.state_io import RESTART
 
 WORK_DIR = ".reorder"
 STATE = "state.json"
@@ -72,8 +75,9 @@ _OUTPUT_FIELDS = ("method", "params", "format", "compression_level", "shard_size
                   "row_group_size", "row_group_rows", "invalid_scores", "score", "select")
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+def read_json(path: Path, fix: str = RESTART) -> Any:
+    """A state file's JSON object; unreadable or corrupt, one line naming it (:mod:`.util.state_io`)."""
+    return state_io.read_json(path, fix)
 
 
 def identity(cfg: RunConfig, files: list[InputFile]) -> dict[str, Any]:
@@ -176,13 +180,10 @@ class WorkDir:
         atomic.write_bytes(path, data)
 
     def get(self, name: str) -> bytes | None:
-        """The bytes of ``name``, or None when there is none."""
+        """The bytes of ``name``, or None when there is none (a transient error is retried, then reported)."""
         if self.remote is not None:
             return store.read_or_none(self.remote / name)
-        try:
-            return (self.root / name).read_bytes()
-        except (FileNotFoundError, NotADirectoryError):  # not there, or a file where a folder would be
-            return None
+        return _read_or_none(self.root / name)
 
     def names(self, folder: str) -> list[str]:
         """The names of the files in ``folder`` (relative to the work folder), sorted."""
@@ -364,9 +365,12 @@ class WorkDir:
         """Claim the folder for the run ``ident``; True when there is earlier work to resume.
 
         A folder left by a run with another identity is refused (or, with ``restart``,
-        cleared). One without ``state.json`` was killed before it started: it is cleared.
+        cleared). One without ``state.json`` was killed before it started: it is cleared, unless it
+        holds finished tasks (then its state file was lost: refused, naming it).
         """
         old = None if restart else self.saved_identity()
+        if old is None and not restart and self.names("done"):
+            raise StateError(f"{self.where / STATE}: missing, but the folder holds finished tasks; {RESTART}")
         if old == ident:
             self.ensure()  # on a store: this machine's mirror may not exist yet
             return True
@@ -385,12 +389,10 @@ class WorkDir:
         return False
 
     def saved_identity(self) -> dict[str, Any] | None:
-        """The identity in ``state.json`` (None when there is none or it is unreadable)."""
-        try:
-            data = self.get(STATE)
-            return None if data is None else json.loads(data)
-        except (OSError, ValueError):
-            return None
+        """The identity in ``state.json``; None when there is none. An unreadable or corrupt one is an error
+        naming it: taken for "no run", it would discard the run's finished tasks."""
+        data = self.get(STATE)
+        return None if data is None else state_io.parse_json(data, self.where / STATE)
 
     def ensure(self) -> None:
         for folder in (self.root, self.done, self.shards):
@@ -399,17 +401,24 @@ class WorkDir:
     def marker(self, phase: str, index: int) -> Path:
         return self.done / f"{phase}-{index:05d}.json"
 
+    def task_command(self, stage: str, index: int) -> str:
+        """The command that runs task ``(stage, index)`` of this run."""
+        return " ".join(["reorder task", str(self.output), stage, str(index), *self.task_args()])
+
     def finished(self, phase: str, index: int) -> dict[str, Any] | None:
+        """The record in the marker of task ``(phase, index)``; None when it has none. An unreadable or
+        corrupt marker is an error naming it."""
         path = self.marker(phase, index)
-        if path.exists():
-            return read_json(path)
-        if self.remote is None:
-            return None
-        data = self.get(f"done/{path.name}")
+        data, where = _read_or_none(path), path
+        if data is None and self.remote is not None:
+            data, where = self.get(f"done/{path.name}"), self.remote / f"done/{path.name}"
+            if data is not None:
+                state_io.parse_json(data, where)  # never kept in the mirror unless sound
+                self._keep(path, data)
         if data is None:
             return None
-        self._keep(path, data)
-        return json.loads(data)
+        fix = f"remove it to run that task again (`{self.task_command(phase, index)}`), or {RESTART}"
+        return state_io.parse_json(data, where, fix)
 
     def _keep(self, path: Path, data: bytes) -> None:
         """Keep a marker in the mirror (a marker is never rewritten within a claim), which a process new to
@@ -418,10 +427,13 @@ class WorkDir:
         atomic.write_bytes(path, data)
 
     def finish(self, phase: str, index: int, record: dict[str, Any]) -> None:
-        """Write the marker of task ``(phase, index)``: on a store, after the task's files were uploaded."""
-        if self.remote is not None:
-            from reorder_cli import work_store  # the mirror's traffic; it knows each stage's files
+        """Write the marker of task ``(phase, index)``, recording the bytes of each file the task wrote,
+        once they are durable (:func:`task_outputs.record`); on a store, after they were uploaded."""
+        from reorder_cli import task_outputs, work_store  # they know each stage's files
 
+        record = {**record, "files": task_outputs.record(self, phase, index)} if phase in work_store.OUTPUTS \
+            else record
+        if self.remote is not None:
             work_store.push(self, phase, index, record)
         data = atomic.json_bytes(record)
         self.put(f"done/{self.marker(phase, index).name}", data)
@@ -459,3 +471,15 @@ class WorkDir:
         """Bytes currently held (for the run log; the local mirror, for a work folder on a store)."""
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file()) if self.root.exists() else 0
 
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    """The bytes of a local state file, or None when there is none (a transient error is retried, then
+    reported: :func:`state_io.transient`)."""
+    def read() -> bytes | None:
+        try:
+            return path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):  # not there, or a file where a folder would be
+            return None
+
+    return state_io.transient(read, path)

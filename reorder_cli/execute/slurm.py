@@ -20,7 +20,6 @@ Every job declares ``--mem`` (``slurm.mem``, else memory_limit + 64 MB: :mod:`.r
 
 from __future__ import annotations
 
-import json
 import shlex
 import shutil
 import subprocess
@@ -39,7 +38,7 @@ from reorder_cli.execute import status as run_status
 from reorder_cli.util import atomic, store
 from reorder_cli.util.progress import Progress
 from reorder_cli.util.stage_names import SLURM_JOBS
-from reorder_cli.workdir import WorkDir, locate
+from reorder_cli.workdir import WorkDir, locate, read_json
 
 #: MaxArraySize and MaxJobCount when ``scontrol`` cannot say (Slurm's defaults).
 DEFAULT_LIMITS = {"MaxArraySize": 1001, "MaxJobCount": 10000}
@@ -233,7 +232,7 @@ def submit(jobs: list[Job], work: WorkDir) -> None:
             subprocess.run(["scancel", *submitted], capture_output=True, check=False)
         raise
     jobs_file = work.slurm / "jobs.json"
-    before = json.loads(jobs_file.read_text()) if jobs_file.exists() else {"jobs": [], "arrays": []}
+    before = read_json(jobs_file) if jobs_file.exists() else {"jobs": [], "arrays": []}
     atomic.write_json(jobs_file, {  # every submission of the run, so --wait and status follow them all
         "jobs": before["jobs"] + [j.job_id for j in jobs], "submitted": time.time(),
         "arrays": before.get("arrays", []) + [{"id": j.job_id, "stage": j.stage, "indices": j.indices}
@@ -246,7 +245,7 @@ def running_elements(work: WorkDir) -> list[tuple[str, int]] | None:
     jobs_file = work.slurm / "jobs.json"
     if not jobs_file.is_file() or shutil.which("squeue") is None:
         return None
-    arrays = {a["id"]: a for a in json.loads(jobs_file.read_text()).get("arrays", [])}
+    arrays = {a["id"]: a for a in read_json(jobs_file).get("arrays", [])}
     proc = subprocess.run(["squeue", "-h", "-r", "-t", "R", "-o", "%F %K"], capture_output=True, text=True,
                           check=False)
     if proc.returncode != 0 or not arrays:
@@ -283,7 +282,7 @@ def wait(output: Path, poll: float = 1.0, work_dir: str | None = None) -> tuple[
     work = locate(output, work_dir)
     jobs_file = work.slurm / "jobs.json"
     while True:
-        ids = json.loads(jobs_file.read_text())["jobs"] if jobs_file.exists() else []  # a submit job adds some
+        ids = read_json(jobs_file)["jobs"] if jobs_file.exists() else []  # a submit job adds some
         report = run_status.status(output, work_dir)
         if report["finished"]:
             return True, f"{output}: published"

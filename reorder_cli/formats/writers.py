@@ -4,7 +4,6 @@ so a shard file either exists complete or not at all."""
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
-from reorder_cli.util.atomic import temporary
+from reorder_cli.util.atomic import commit, temporary
 
 EXTENSIONS = {"parquet": ".parquet", "jsonl.zst": ".jsonl.zst", "jsonl": ".jsonl"}
 COMPRESSION = {"parquet": "zstd", "jsonl.zst": "zstd", "jsonl": None}
@@ -106,7 +105,7 @@ class ShardWriter:
             self._zstd.close()
         self._file.close()
         size, sha = self._file.size, self._file.digest.hexdigest()
-        os.replace(self.tmp, self.path)
+        commit(self.tmp, self.path)
         return ShardRecord(index, self.path.name, rows, size, sha, first, COMPRESSION[self.fmt]).to_dict()
 
     def abort(self) -> None:

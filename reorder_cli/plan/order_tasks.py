@@ -56,8 +56,7 @@ from reorder_cli.methods.orderings import segment_sizes
 from reorder_cli.methods.rank_maps import window_shuffle
 from reorder_cli.plan import select as selection
 from reorder_cli.plan.external_sort import KEYED, ExternalSort, choose_splitters, plain_rows
-from reorder_cli.util import atomic
-from reorder_cli.util.atomic import temporary
+from reorder_cli.util import atomic, state_io
 from reorder_cli.util.npy import (
     CHUNK_ROWS,
     ROW,
@@ -401,8 +400,9 @@ def _write_kept(keys: Path, order: Path, row_starts: np.ndarray, cut: list | Non
 
 
 def load_split(order: Path) -> dict | None:
+    """The split task's ``split.json`` (None before it finished); unreadable or corrupt, one line naming it."""
     path = order / "split.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    return state_io.read_json(path) if path.exists() else None
 
 
 def sort_tasks(meta: dict) -> int:
@@ -441,21 +441,15 @@ def sort_task(keys: Path, order: Path, meta: dict, task: int, memory: int,
     lo = -math.inf if r == 0 else splitters[r - 1]
     hi = math.inf if r == len(splitters) else splitters[r]
     final = sort_path(order, task)
-    tmp = temporary(final)
     spill = Path(tempfile.mkdtemp(prefix=f"sort-{task:05d}-", dir=order))
     try:
-        with open(tmp, "wb") as fh:
+        with atomic.open_atomic(final, "wb") as fh:
             def sink(records: np.ndarray) -> None:
-                write_array(fh, records, tmp)
+                write_array(fh, records, final)
 
             last = r == len(splitters)
-            count = (_sort_scores(keys, meta, lo, hi, last, sink, spill, memory, open_run)
-                     if spec["name"] == "score" else _sort_draws(order, spec, lo, hi, last, sink))
-        os.replace(tmp, final)
-        return count
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+            return (_sort_scores(keys, meta, lo, hi, last, sink, spill, memory, open_run)
+                    if spec["name"] == "score" else _sort_draws(order, spec, lo, hi, last, sink))
     finally:
         shutil.rmtree(spill, ignore_errors=True)
 

@@ -1,6 +1,8 @@
 """The plan of an out-of-core run, stored under ``OUTPUT/.reorder/plan/``.
 
-Everything a scatter or gather task needs lives in these files, not in the memory of
+Everything a scatter or gather task needs lives in these files (and in the keys tasks' ``records-NNNNN.npy``,
+[start, end) bytes of each record of JSONL input NNNNN, read where they are: each file of the work
+folder is one task's), not in the memory of
 the process that planned the run, so any process (``reorder task``, a cluster job) can
 run any task by its index:
 
@@ -10,7 +12,6 @@ run any task by its index:
     sizes.npy          estimated bytes at each output position
     pairs-AAAAA.bin    (input row, output position) pairs sorted by input row: one file a place task
                        (plan/order_tasks.py), or one for a plan made in memory
-    records-NNNNN.npy  JSONL input NNNNN: [start, end) bytes of each record
     schema.arrow       the output's Arrow schema (Parquet outputs with Parquet inputs)
 
 A *batch* is what the writer writes at once (a Parquet row group, a few MB of JSONL):
@@ -21,7 +22,6 @@ unit a gather task holds in memory.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,11 @@ class StoredPlan:
     meta: dict[str, Any]
     batches: np.ndarray  # (B, 2) int64 [start, end) positions of every write batch, in order
     schema: pa.Schema | None = field(default=None)
+    keys: Path | None = field(default=None)  # the keys tasks' folder (the JSONL inputs' records)
+
+    def records(self, file: int) -> Path:
+        """JSONL input ``file``'s ``records-NNNNN.npy``: the [start, end) bytes of each record (its keys task's)."""
+        return self.keys / f"records-{file:05d}.npy"
 
     # ---------------------------------------------------------------- the task graph
 
@@ -132,9 +137,7 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
         entry = {"path": str(inp.path.absolute()), "format": inp.format, "compression": inp.compression,
                  "rows": source.rows}
         if inp.format == "jsonl":
-            if source.path("records").exists() or not (folder / f"records-{i:05d}.npy").exists():
-                os.replace(source.path("records"), folder / f"records-{i:05d}.npy")  # moved once
-            records = np.load(folder / f"records-{i:05d}.npy", mmap_mode="r")
+            records = np.load(source.path("records"), mmap_mode="r")  # the keys task's file, read in place
             data = source.data_path
             entry.update(data_path=str(data) if is_url(data) else str(Path(data).absolute()),
                          unterminated=source.unterminated)
@@ -204,7 +207,7 @@ def load(work: WorkDir) -> StoredPlan | None:
     schema = pa.ipc.read_schema(pa.py_buffer(schema_file.read_bytes())) if work.fetch(schema_file) else None
     work.fetch(work.plan_file("batches.npy"))
     return StoredPlan(work.plan, read_json(work.plan_file("plan.json")), np.load(work.plan_file("batches.npy")),
-                      schema)
+                      schema, work.keys)
 
 
 def output_schema(plan: Plan) -> pa.Schema | None:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from reorder_cli.errors import ReorderError
+from reorder_cli.errors import ReorderError, StateError
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.formats.writers import is_shard_name
 from reorder_cli.publish import manifest, rerun, to_store
@@ -103,8 +103,9 @@ def claimed(out: Path, work: WorkDir, ident: dict, restart: bool):
     """Claim ``out`` for the run ``ident``; yields whether earlier work is resumed.
 
     On failure inside the block: bad input or config (a :class:`ReorderError`) fails again on a
-    re-run, so nothing is kept; a kill, Ctrl-C or a full disk keeps the finished tasks so that the
-    same command resumes. An ``OSError`` becomes one line naming the file and what was kept.
+    re-run, so nothing is kept; a kill, Ctrl-C, a full disk or damaged working state (a
+    :class:`StateError`) keeps the finished tasks so that the same command resumes. An ``OSError``
+    becomes one line naming the file and what was kept.
     """
     created = new_root(out), (new_root(work.root) if isinstance(work.base, Path) else None)  # the output, a work_dir
     try:
@@ -116,7 +117,8 @@ def claimed(out: Path, work: WorkDir, ident: dict, restart: bool):
         yield resumed
     except BaseException as exc:
         publishing = work.is_publishing()  # a failure while publishing (a store refusing an upload) is no bad input
-        kept = (publishing or not isinstance(exc, ReorderError)) and work.has_progress()
+        kept = (publishing or not isinstance(exc, ReorderError) or isinstance(exc, StateError)) and \
+            work.has_progress()
         if not kept:
             discard(work, *created)
         if publishing and isinstance(exc, ReorderError) and kept:

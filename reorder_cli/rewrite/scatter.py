@@ -19,7 +19,6 @@ a temporary name and renamed; the task's marker is written by the caller, last.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -100,7 +99,7 @@ def run(stored: StoredPlan, work: WorkDir, task: int, settings: dict,
     if writer is not None:
         writer.close()
         sink.close()
-        os.replace(tmp, final)
+        atomic.commit(tmp, final)
     if infer:
         merged = merge_schemas(schemas)
         atomic.write_bytes(work.scatter_schema(task), merged.serialize().to_pybytes() if merged is not None else b"")
@@ -143,7 +142,7 @@ def _jsonl_pieces(stored: StoredPlan, file: int, first_row: int, end_row: int, r
     """Records [first_row, end_row) of a JSONL input in pieces of about ``read_bytes``, read
     sequentially from ``data`` (its bytes); yields (row within the slice, records)."""
     entry = stored.files[file]
-    records = np.load(stored.folder / f"records-{file:05d}.npy", mmap_mode="r")[first_row:end_row]
+    records = np.load(stored.records(file), mmap_mode="r")[first_row:end_row]
     n, rows = len(records), entry["rows"]
     if n == 0:
         return
@@ -182,7 +181,7 @@ def line_of(stored: StoredPlan, file: int, record: int) -> str:
     """"path: line N" of record ``record`` of JSONL input ``file`` (the error path only: the
     newlines before the record are counted, a block at a time)."""
     entry = stored.files[file]
-    start = int(np.load(stored.folder / f"records-{file:05d}.npy", mmap_mode="r")[record, 0])
+    start = int(np.load(stored.records(file), mmap_mode="r")[record, 0])
     newlines, done = 0, 0
     with store.open_read(store.location(entry["data_path"])) as fh:
         while done < start:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from reorder_cli import work_store
+from reorder_cli import task_outputs, work_store
 from reorder_cli.errors import ReorderError
 from reorder_cli.plan import stored as stored_plan
 from reorder_cli.plan.stored import StoredPlan
@@ -54,6 +54,8 @@ def run_task(stored: StoredPlan, work: WorkDir, phase: str, index: int,
     its marker records besides (:func:`reorder_cli.stages.run_task`)."""
     with store.reading(phase):
         work_store.pull(work, phase)
+        # what the earlier stages wrote, as their markers recorded (a scatter task: its input's keys only)
+        task_outputs.check_inputs(work, phase, {"keys": [stored.slices[index][0]]} if phase == "scatter" else None)
         with work.running(phase, index):
             return (scatter_one if phase == "scatter" else gather_one)(stored, work, index, advance, measured)
 

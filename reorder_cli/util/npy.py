@@ -100,7 +100,7 @@ class NpyWriter:
             self.file.close()
         if self.written != self.length:
             raise AssertionError(f"{self.path}: wrote {self.written} values, expected {self.length}")
-        os.replace(self.tmp, self.path)
+        atomic.commit(self.tmp, self.path)
         return self.path
 
     def abort(self) -> None:
