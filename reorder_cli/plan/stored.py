@@ -130,7 +130,7 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
     for i, (inp, source) in enumerate(zip(plan.files, plan.sources, strict=True)):
         # Absolute paths, so that a task runs from any working directory (``reorder task``).
         entry = {"path": str(inp.path.absolute()), "format": inp.format, "compression": inp.compression,
-                 "rows": source.rows}
+                 "rows": source.rows, "stamp": inp.stamp}
         if inp.format == "jsonl":
             if source.path("records").exists() or not (folder / f"records-{i:05d}.npy").exists():
                 os.replace(source.path("records"), folder / f"records-{i:05d}.npy")  # moved once
