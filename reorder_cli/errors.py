@@ -9,7 +9,12 @@ class ReorderError(Exception):
     """A problem the user can fix: bad config, bad input, refused output folder."""
 
 
-class StateError(ReorderError):
+class KeepsWork(ReorderError):
+    """An error after which the run's finished tasks are kept in its work folder (a re-run resumes once
+    the cause is mended), unlike bad input or config, which discard a run that has not published."""
+
+
+class StateError(KeepsWork):
     """A run's working state is unreadable, corrupt or damaged (a state file, a marker, a task's output).
 
     Unlike other errors it never discards the work folder: what was finished there is kept, and the

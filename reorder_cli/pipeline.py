@@ -16,7 +16,7 @@ from pathlib import Path
 
 from reorder_cli import stages, work_store
 from reorder_cli.config import RunConfig, with_format
-from reorder_cli.formats import score_expr
+from reorder_cli.formats import score_expr, unchanged
 from reorder_cli.formats.discover import InputFile, discover
 from reorder_cli.plan import build, read_keys, shard_bytes
 from reorder_cli.plan import stored as stored_plan
@@ -137,6 +137,7 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
         with store.reading("rewrite"):
             shards = _rewrite(planned, work, resumed, progress, result, timings)
         with store.reading("publish"):
+            unchanged.check_all(files, "publish", planned.cfg.workers)  # the inputs the manifest describes
             work_store.pull(work, "publish")  # a work folder on a store: the shards made elsewhere
             work_bytes = work.size()
             result.manifest = manifest.build(planned.plan, planned.cfg, shards, out)
@@ -222,6 +223,7 @@ def _rewrite(planned: _Planned, work: WorkDir, resumed: bool, progress: Progress
     if planned.stored is not None:
         shards = tasks.run_all(planned.stored, work, cfg.workers, progress, timings)
     else:
+        unchanged.check_all(planned.plan.files, "the rewrite", cfg.workers)  # it reads them again
         with progress.task("Writing shards", total=planned.plan.rows, unit="rows") as advance:
             shards = rewrite.write_shards(
                 planned.plan, cfg, work.shards, advance, lambda i: tasks.finished_shard(work, i),

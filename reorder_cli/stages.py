@@ -30,7 +30,7 @@ import pyarrow as pa
 from reorder_cli import task_outputs, work_store
 from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
-from reorder_cli.formats import KeySource, open_keys, score_expr
+from reorder_cli.formats import KeySource, open_keys, score_expr, unchanged
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.plan import build, order_tasks
 from reorder_cli.plan import stored as stored_plan
@@ -62,7 +62,7 @@ def write_spec(work: WorkDir, cfg: RunConfig, files: list[InputFile]) -> Spec:
                                         "storage_options": store.shareable(cfg.storage_options)}
     data = {"config": config, "memory": budget.keys_budget(cfg),
             "files": [{"path": str(f.path.absolute()), "format": f.format, "compression": f.compression,
-                       "size": f.size} for f in files]}
+                       "size": f.size, "stamp": f.stamp} for f in files]}
     work.root.mkdir(parents=True, exist_ok=True)
     if work.remote is not None:
         work.put(work.spec.name, atomic.json_bytes(data))
@@ -75,7 +75,8 @@ def load_spec(work: WorkDir) -> Spec | None:
         return None
     data = read_json(work.spec)
     config = data["config"] | {"output": store.location(data["config"]["output"])}
-    files = [InputFile(store.location(f["path"]), f["format"], f["compression"], f["size"]) for f in data["files"]]
+    files = [InputFile(store.location(f["path"]), f["format"], f["compression"], f["size"], f.get("stamp"))
+             for f in data["files"]]
     return Spec(RunConfig(**config), files, data["memory"])
 
 
@@ -141,6 +142,7 @@ def todo(work: WorkDir, stage: str) -> list[int] | None:
 
 def _keys(work: WorkDir, spec: Spec, index: int) -> dict:
     cfg, inp = spec.cfg, spec.files[index]
+    unchanged.check(inp.path, inp.stamp, f"keys task {index}")
     data = work.decompressed(index) if inp.format == "jsonl" and inp.compression else None
     source = open_keys(inp, score_expr.for_config(cfg), cfg.invalid_scores == "error", data)
     return keys_record(work, cfg, index, source)

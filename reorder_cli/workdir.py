@@ -51,6 +51,7 @@ from typing import Any
 from reorder_cli import __version__
 from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError, StateError
+from reorder_cli.formats import unchanged
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.util import atomic, state_io, store
 from reorder_cli.util.hashing import fingerprint
@@ -81,13 +82,20 @@ def read_json(path: Path, fix: str = RESTART) -> Any:
 
 
 def identity(cfg: RunConfig, files: list[InputFile]) -> dict[str, Any]:
-    """What the output depends on: the tool version, the config, and every input file."""
+    """What the output depends on: the tool version, the config, and every input file (its size, the
+    fingerprint of its ends, and, for a local file, its modification time and inode: a file edited
+    since the run started is another input)."""
     return {
         "tool_version": __version__,
         "config": {name: getattr(cfg, name) for name in _OUTPUT_FIELDS},
-        "inputs": [{"path": str(f.path.resolve()), "bytes": f.size, "fingerprint": fingerprint(f.path)}
-                   for f in files],
+        "inputs": [{"path": str(f.path.resolve()), "bytes": f.size, "fingerprint": fingerprint(f.path),
+                    **unchanged.shared(f.stamp)} for f in files],
     }
+
+
+#: How :func:`differences` names what changed in an input.
+_INPUT_FACTS = {"bytes": "size", "fingerprint": "first or last MiB",
+                "mtime_ns": "modification time", "inode": "inode"}
 
 
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -109,7 +117,10 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         why += [f"input added: {p}" for p in sorted(added)] + [f"input removed: {p}" for p in sorted(removed)]
         if not added and not removed:
             why.append("inputs listed in another order")
-    why += [f"input changed: {p}" for p, i in new_in.items() if p in old_in and old_in[p] != i]
+    for p, i in new_in.items():  # a loop over files
+        if p in old_in and old_in[p] != i:
+            facts = [name for k, name in _INPUT_FACTS.items() if old_in[p].get(k) != i.get(k)]
+            why.append(f"input changed: {p} (its {' and '.join(facts) or 'record'} differ{'s' * (len(facts) < 2)})")
     return why
 
 

@@ -19,10 +19,12 @@ import fnmatch
 import glob
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from reorder_cli.errors import ReorderError
+from reorder_cli.formats import unchanged
 from reorder_cli.util import store
 from reorder_cli.util.store import URL
 
@@ -43,6 +45,9 @@ class InputFile:
     format: str  # "jsonl" or "parquet"
     compression: str | None  # for jsonl: None, "gzip" or "zstd"
     size: int
+    #: What the file system or store said of it at discovery (:mod:`reorder_cli.formats.unchanged`): the
+    #: tasks that read it and the publish check it is still the same input.
+    stamp: dict[str, Any] | None = field(default=None, compare=False)
 
 
 def classify(path: Path | URL) -> tuple[str, str | None] | None:
@@ -162,7 +167,7 @@ def _discover_url(arg: str, skipped: list[str], seen: dict) -> list[InputFile]:
             raise ReorderError(f"{url}: given twice (also via {seen[url.url]}); each input row must appear once")
         seen[url.url] = url
         fmt, compression = classify(url)  # type: ignore[misc]
-        files.append(InputFile(url, fmt, compression, url.size or 0))
+        files.append(InputFile(url, fmt, compression, url.size or 0, unchanged.of_url(url)))
     return files
 
 
@@ -194,7 +199,7 @@ def discover(args: list[str], skipped: list[str] | None = None) -> list[InputFil
                                    "must appear once, so give only one of them")
             seen[key] = path
             fmt, compression = classify(path)  # type: ignore[misc]
-            files.append(InputFile(path, fmt, compression, st.st_size))
+            files.append(InputFile(path, fmt, compression, st.st_size, unchanged.of_stat(st)))
     if skipped:
         shown = ", ".join(skipped[:SHOWN_SKIPPED]) + (f" and {len(skipped) - SHOWN_SKIPPED} more"
                                                        if len(skipped) > SHOWN_SKIPPED else "")

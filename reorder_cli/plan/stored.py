@@ -135,7 +135,7 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
     for i, (inp, source) in enumerate(zip(plan.files, plan.sources, strict=True)):
         # Absolute paths, so that a task runs from any working directory (``reorder task``).
         entry = {"path": str(inp.path.absolute()), "format": inp.format, "compression": inp.compression,
-                 "rows": source.rows}
+                 "rows": source.rows, "stamp": inp.stamp}
         if inp.format == "jsonl":
             records = np.load(source.path("records"), mmap_mode="r")  # the keys task's file, read in place
             data = source.data_path

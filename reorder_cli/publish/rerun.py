@@ -36,11 +36,13 @@ class Finished:
 
 
 def _comparable(ident: dict[str, Any]) -> dict[str, Any]:
-    """An identity with the settings that do not apply to its format left out."""
+    """An identity with the settings that do not apply to its format left out, and of each input only what
+    the manifest records (not its modification time or inode: a finished output describes content)."""
     config = dict(ident["config"])
     if config.get("format") != "parquet":
         config.update(dict.fromkeys(_ROW_GROUP))
-    return {**ident, "config": config}
+    inputs = [{k: i[k] for k in ("path", "bytes", "fingerprint")} for i in ident["inputs"]]
+    return {**ident, "config": config, "inputs": inputs}
 
 
 def recorded_identity(doc: dict[str, Any], folder: Path) -> dict[str, Any]:
@@ -58,6 +60,18 @@ def recorded_identity(doc: dict[str, Any], folder: Path) -> dict[str, Any]:
     return _comparable({"tool_version": doc["tool"]["version"], "config": config, "inputs": inputs})
 
 
+def shard_differs(folder: Path | store.URL, entry: dict[str, Any], what: str = "the manifest") -> str | None:
+    """How the shard ``entry`` (``file``, ``bytes``, ``sha256``: a manifest's entry or a gather record) in
+    ``folder`` differs from it; None when its bytes are the ones recorded."""
+    path = folder / entry["file"]
+    size = store.size(path)
+    if size != entry["bytes"]:
+        return f"{entry['file']} has {size:,} bytes, {what} says {entry['bytes']:,}"
+    if file_sha256(path) != entry["sha256"]:
+        return f"{entry['file']} was altered (its sha256 differs from {what}'s)"
+    return None
+
+
 def shard_changes(doc: dict[str, Any], folder: Path | store.URL, workers: int = 1) -> list[str]:
     """How the shards in ``folder`` (local, or on a store) differ from the manifest: missing, resized,
     altered or unlisted."""
@@ -65,15 +79,7 @@ def shard_changes(doc: dict[str, Any], folder: Path | store.URL, workers: int = 
     present = set(store.names(folder))
 
     def check(entry: dict[str, Any]) -> str | None:
-        path = folder / entry["file"]
-        if entry["file"] not in present:
-            return f"{entry['file']} is missing"
-        size = store.size(path)
-        if size != entry["bytes"]:
-            return f"{entry['file']} has {size:,} bytes, the manifest says {entry['bytes']:,}"
-        if file_sha256(path) != entry["sha256"]:
-            return f"{entry['file']} was altered (its sha256 differs from the manifest's)"
-        return None
+        return f"{entry['file']} is missing" if entry["file"] not in present else shard_differs(folder, entry)
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         changes = [c for c in pool.map(check, entries) if c]

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from reorder_cli.errors import ReorderError
-from reorder_cli.formats import json_rows, jsonl, parquet
+from reorder_cli.formats import json_rows, jsonl, parquet, unchanged
 from reorder_cli.plan.stored import StoredPlan
 from reorder_cli.util import atomic, faults, store
 from reorder_cli.util.atomic import temporary
@@ -54,6 +54,7 @@ def run(stored: StoredPlan, work: WorkDir, task: int, settings: dict,
     work.scatter.mkdir(parents=True, exist_ok=True)
     file, first_row, end_row = stored.slices[task]
     entry = stored.files[file]
+    unchanged.check(store.location(entry["path"]), entry.get("stamp"), f"scatter task {task}")
     positions = stored.positions_of(task)
     starts = stored.bucket_starts()
     infer = entry["format"] == "jsonl" and out_format == "parquet" and stored.schema is None

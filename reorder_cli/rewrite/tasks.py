@@ -14,6 +14,7 @@ from reorder_cli import task_outputs, work_store
 from reorder_cli.errors import ReorderError
 from reorder_cli.plan import stored as stored_plan
 from reorder_cli.plan.stored import StoredPlan
+from reorder_cli.publish import rerun
 from reorder_cli.rewrite import gather, scatter
 from reorder_cli.util import faults, store
 from reorder_cli.util.parallel import run_parallel
@@ -61,7 +62,9 @@ def run_task(stored: StoredPlan, work: WorkDir, phase: str, index: int,
 
 
 def finished_shard(work: WorkDir, shard: int) -> dict | None:
-    """A shard's record if its task finished and its file is still staged or already published."""
+    """A shard's record if its task finished and its file is still staged, or already published: a shard in
+    the output folder (moved there by a publish that was interrupted, or left by an older output) only
+    when its size and sha256 are its record's; any other is made again."""
     record = work.finished("gather", shard)
     if record is None:
         return None
@@ -71,7 +74,8 @@ def finished_shard(work: WorkDir, shard: int) -> dict | None:
         return record  # staged on the store (uploaded before the marker)
     if store.is_url(work.output):  # published to a store: uploaded and read back intact
         return record if work.finished("upload", shard) is not None else None
-    return record if (work.output / record["file"]).exists() else None
+    published = work.output / record["file"]
+    return record if published.is_file() and rerun.shard_differs(work.output, record, "its record") is None else None
 
 
 def run_all(stored: StoredPlan, work: WorkDir, workers: int, progress: Progress,

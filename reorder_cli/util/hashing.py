@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from reorder_cli.util import store
@@ -11,12 +12,26 @@ _FINGERPRINT_SPAN = 1 << 20
 _READ = 8 << 20
 
 
+#: sha256 of local files this process read whole, by (path, size, mtime_ns, inode, device).
+_KNOWN: dict[tuple, str] = {}
+
+
 def file_sha256(path: Path | store.URL) -> str:
-    """sha256 of a file, or of an object read back from its store."""
+    """sha256 of a file, or of an object read back from its store. A local file is read once a process
+    while its size, modification time and inode stay the same (a resumed publish checks a shard
+    already in the output folder more than once)."""
+    key = None
+    if not isinstance(path, store.URL):
+        st = os.stat(path)
+        key = (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+        if key in _KNOWN:
+            return _KNOWN[key]
     digest = hashlib.sha256()
     with store.open_read(path) as fh:
         while chunk := fh.read(_READ):
             digest.update(chunk)
+    if key is not None:
+        _KNOWN[key] = digest.hexdigest()
     return digest.hexdigest()
 
 
