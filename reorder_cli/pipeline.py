@@ -109,7 +109,7 @@ def preparing(cfg: RunConfig, overwrite: bool = False, restart: bool = False, co
     with run_lock.held(work, command) as lock:
         if check is not None:
             check(work, lock)
-        with output.claimed(out, work, ident, restart):
+        with output.claimed(out, work, ident, restart, lock.created):
             if stages.load_spec(work) is None and not work.plan_file("plan.json").exists():
                 cfg = shard_bytes.for_layout(cfg, files)
                 stages.write_spec(work, cfg, files)
@@ -139,17 +139,18 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
     if done is not None:
         return done
     output.check(out, files, cfg.inputs, overwrite, publishing)
-    with run_lock.held(work, "reorder run"):  # one run of an output at a time, till its folder is gone
-        return _run_locked(cfg, files, skipped, work, ident, restart, plan_only, keep_work, progress, started,
-                           read_before)
+    with run_lock.held(work, "reorder run") as lock:  # one run of an output at a time, till its folder is gone
+        return _run_locked(cfg, files, skipped, work, ident, (restart, plan_only, keep_work), lock.created,
+                           progress, started, read_before)
 
 
 def _run_locked(cfg: RunConfig, files: list[InputFile], skipped: list[str], work: WorkDir, ident: dict,
-                restart: bool, plan_only: bool, keep_work: bool, progress: Progress, started: float,
+                flags: tuple[bool, bool, bool], locked: Path | None, progress: Progress, started: float,
                 read_before: dict[str, int]) -> RunResult:
-    out, timings = cfg.output, {}
+    """:func:`run` once the run's lock is held; ``flags``: restart, plan_only, keep_work."""
+    (restart, plan_only, keep_work), out, timings = flags, cfg.output, {}
     result = RunResult("done", {}, out, 0.0, cfg=cfg)
-    with output.claimed(out, work, ident, restart) as resumed:
+    with output.claimed(out, work, ident, restart, locked) as resumed:
         with store.reading("keys"):
             planned = _plan(files, cfg, work, resumed, plan_only, progress, result, timings)
         if plan_only:

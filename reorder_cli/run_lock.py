@@ -184,6 +184,14 @@ class Lock:
                 root.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise ReorderError(f"{root}: cannot create the work folder: {exc.strerror or exc}") from None
+        try:
+            self._take()
+        except BaseException:
+            if isinstance(self.where, Path):
+                self._remove_empty()  # refused: the folders created for the lock go
+            raise
+
+    def _take(self) -> None:
         unreadable_since, deadline = None, time.monotonic() + 2 * GUARD_SECONDS
         while True:  # a loop over attempts: a lock that vanished or is being written is looked at again
             if time.monotonic() > deadline:
@@ -221,8 +229,9 @@ class Lock:
         self.handed = True
 
     def release(self) -> None:
-        """Remove the lock (unless handed to Slurm jobs, or no longer ours), then the folders it created if
-        they are empty."""
+        """Remove the lock (unless handed to Slurm jobs, or no longer ours), then the work folder if it is
+        empty (its run removed it), and the folders the lock created above it if they are empty too, up to
+        a ``work_dir`` (a failed run's :func:`reorder_cli.publish.output.claimed` removes the rest)."""
         if not self.handed:
             found = self._read()
             if found is not None and found[0] == self.data:
@@ -231,14 +240,18 @@ class Lock:
                 else:
                     self.where.unlink(missing_ok=True)
         if isinstance(self.where, Path):
-            top = self.created or self.where.parent
-            for folder in (self.where.parent, *self.where.parent.parents):  # a loop up to the created folder
-                try:
-                    folder.rmdir()
-                except OSError:
-                    break
-                if folder == top:
-                    break
+            self._remove_empty()
+
+    def _remove_empty(self) -> None:
+        root, created = self.where.parent, self.created
+        above = [p for p in root.parents if created is not None and (p == created or created in p.parents)]
+        for folder in [root, *above]:  # a loop up to the created folder
+            if folder == self.work.base:
+                break
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
 
 @contextlib.contextmanager
