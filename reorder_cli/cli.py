@@ -87,12 +87,16 @@ def run(
         "stages whose sizes are known, submit nothing.")] = False,
     wait: Annotated[bool, typer.Option(
         "--wait", help="--executor slurm: block until published (exit 0) or a task failed (exit 1).")] = False,
+    wait_timeout: Annotated[str | None, typer.Option(
+        "--wait-timeout", metavar="DURATION",
+        help="--wait: give up after this long (90, 30m, 2h; exit 2), the jobs going on.")] = None,
 ) -> None:
     """Order the rows of scored shards and write them as new shards plus .manifest.json.
 
     A killed or failed run keeps its finished work in OUTPUT/.reorder; the same command resumes it.
     """
     from reorder_cli import config, pipeline, render
+    from reorder_cli.util import units
     from reorder_cli.util.progress import Progress
 
     extra = [f"memory_limit={memory_limit}"] * (memory_limit is not None) + [f"workers={workers}"] * (
@@ -102,6 +106,9 @@ def run(
             raise ReorderError(f"--executor: expected local, slurm or ray, got {executor!r}")
         if (dry_run or wait) and executor != "slurm":
             raise ReorderError("--dry-run and --wait go with --executor slurm")
+        if wait_timeout is not None and not wait:
+            raise ReorderError("--wait-timeout goes with --wait")
+        timeout = None if wait_timeout is None else units.parse_duration(wait_timeout, "--wait-timeout")
         if plan_only and executor != "local":
             raise ReorderError("--plan-only goes with --executor local (a cluster executor plans by itself)")
         cfg = config.load(config_file, [*(sets or []), *extra], method=method, inputs=inputs or None, output=output)
@@ -115,8 +122,8 @@ def run(
             sub = slurm.run(cfg, args, dry_run=dry_run, overwrite=overwrite, restart=restart,
                             progress=Progress(enabled=not quiet, console=render.err))
             render.slurm_submission(sub, quiet)
-            if wait and sub.status == "submitted":
-                ok, line = slurm.wait(cfg.output, work_dir=cfg.work_dir)
+            if wait and sub.status in ("submitted", "queued"):
+                ok, line = slurm.wait(cfg.output, work_dir=cfg.work_dir, timeout=timeout)
                 (render.done if ok else render.error)(line)
                 if not ok:
                     raise typer.Exit(1)

@@ -9,12 +9,14 @@ it; bad input or a changed config never leaves half-written output behind.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reorder_cli import stages, work_store
+from reorder_cli import run_lock, stages, work_store
 from reorder_cli.config import RunConfig, with_format
 from reorder_cli.formats import score_expr, unchanged
 from reorder_cli.formats.discover import InputFile, discover
@@ -86,10 +88,14 @@ def _already_done(out: Path, ident: dict, cfg: RunConfig, started: float) -> Run
     return RunResult("already done", done, out, time.perf_counter() - started, notes=[note])
 
 
-def prepare(cfg: RunConfig, overwrite: bool = False, restart: bool = False) -> RunResult:
-    """A run for a cluster executor: check the inputs and the output folder, claim the work folder and
-    write ``run.json``; the tasks (:mod:`reorder_cli.stages`) do the rest, and :func:`run` publishes.
-    Status "already done", or "prepared"."""
+@contextlib.contextmanager
+def preparing(cfg: RunConfig, overwrite: bool = False, restart: bool = False, command: str = "reorder run",
+              check: Callable[[WorkDir, run_lock.Lock], None] | None = None) -> Iterator[RunResult]:
+    """A run for a cluster executor: check the inputs and the output folder, take the run's lock
+    (:mod:`reorder_cli.run_lock`; ``command`` names its holder), call ``check`` (the executor's own
+    refusals, before anything is claimed), claim the work folder and write ``run.json``; the tasks
+    (:mod:`reorder_cli.stages`) do the rest, and :func:`run` publishes. Yields status "already done"
+    (no lock taken), or "prepared" with the lock held until the block ends."""
     started = time.perf_counter()
     store.configure(cfg.storage_options)  # how URLs reach their object store (util/store.py)
     cfg, files = _inputs(cfg, [])
@@ -97,13 +103,23 @@ def prepare(cfg: RunConfig, overwrite: bool = False, restart: bool = False) -> R
     publishing = output.is_publishing(work, ident, restart)
     done = None if publishing or overwrite else _already_done(out, ident, cfg, started)
     if done is not None:
-        return done
+        yield done
+        return
     output.check(out, files, cfg.inputs, overwrite, publishing)
-    with output.claimed(out, work, ident, restart):
-        if stages.load_spec(work) is None and not work.plan_file("plan.json").exists():
-            cfg = shard_bytes.for_layout(cfg, files)
-            stages.write_spec(work, cfg, files)
-    return RunResult("prepared", {}, out, time.perf_counter() - started, cfg=cfg)
+    with run_lock.held(work, command) as lock:
+        if check is not None:
+            check(work, lock)
+        with output.claimed(out, work, ident, restart, lock.created):
+            if stages.load_spec(work) is None and not work.plan_file("plan.json").exists():
+                cfg = shard_bytes.for_layout(cfg, files)
+                stages.write_spec(work, cfg, files)
+        yield RunResult("prepared", {}, out, time.perf_counter() - started, cfg=cfg)
+
+
+def prepare(cfg: RunConfig, overwrite: bool = False, restart: bool = False) -> RunResult:
+    """:func:`preparing`, the lock released at once."""
+    with preparing(cfg, overwrite, restart) as prepared:
+        return prepared
 
 
 def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = None, *, keep_work: bool = False,
@@ -111,7 +127,7 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
     """The stages of a run in order: inputs, output folder, plan, rewrite, publish. With ``plan_only``,
     ``report_done`` still says "already done" when the output holds this run."""
     progress = progress or Progress(enabled=False)
-    started, timings = time.perf_counter(), {}
+    started = time.perf_counter()
     store.configure(cfg.storage_options)  # how URLs reach their object store (util/store.py)
     read_before = store.bytes_read()  # bytes read from object stores, by stage
     skipped: list[str] = []  # files inside folders or globs not read for their extension
@@ -123,8 +139,18 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
     if done is not None:
         return done
     output.check(out, files, cfg.inputs, overwrite, publishing)
+    with run_lock.held(work, "reorder run") as lock:  # one run of an output at a time, till its folder is gone
+        return _run_locked(cfg, files, skipped, work, ident, (restart, plan_only, keep_work), lock.created,
+                           progress, started, read_before)
+
+
+def _run_locked(cfg: RunConfig, files: list[InputFile], skipped: list[str], work: WorkDir, ident: dict,
+                flags: tuple[bool, bool, bool], locked: Path | None, progress: Progress, started: float,
+                read_before: dict[str, int]) -> RunResult:
+    """:func:`run` once the run's lock is held; ``flags``: restart, plan_only, keep_work."""
+    (restart, plan_only, keep_work), out, timings = flags, cfg.output, {}
     result = RunResult("done", {}, out, 0.0, cfg=cfg)
-    with output.claimed(out, work, ident, restart) as resumed:
+    with output.claimed(out, work, ident, restart, locked) as resumed:
         with store.reading("keys"):
             planned = _plan(files, cfg, work, resumed, plan_only, progress, result, timings)
         if plan_only:

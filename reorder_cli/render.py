@@ -367,6 +367,9 @@ def slurm_submission(sub: Any, quiet: bool) -> None:
     if sub.status == "already done":
         done(sub.note)
         return
+    if sub.status == "queued":
+        done(sub.note, label="queued")
+        return
     if sub.status == "dry run":
         for job in sub.jobs:
             out.print(f"# ---- {job.script}", highlight=False, soft_wrap=True)

@@ -23,6 +23,8 @@ markers, logs) is read and written on the store itself (:meth:`WorkDir.put`, :me
                       when that task failed (removed when it is run again); ``scatter-00003.started``
                       while a task runs (any executor: its host and pid)
     slurm/            the sbatch scripts of ``--executor slurm`` and ``jobs.json``, the ids it submitted
+    lock              who runs the run now (:mod:`reorder_cli.run_lock`); kept when the folder is
+                      emptied, removed by its holder
 
 Every file is written under a temporary name and renamed when complete (:mod:`reorder_cli.util.atomic`);
 a task's marker is written last, after its files were synced to disk, and records each file's bytes,
@@ -62,6 +64,8 @@ STATE = "state.json"
 #: A work folder on a store: the object naming the claim (a new one each time the run starts afresh),
 #: which names the local mirror, so that a mirror never serves files of an earlier claim.
 CLAIM = "claim"
+#: The run's lock (:mod:`reorder_cli.run_lock`): removing the folder keeps it; its holder removes it.
+LOCK = "lock"
 #: The environment variable naming the local folder of the mirrors of work folders on a store.
 SCRATCH_ENV = "REORDER_SCRATCH"
 
@@ -470,13 +474,29 @@ class WorkDir:
     def count_finished(self, phase: str) -> int:
         return len(self.finished_indices(phase))
 
+    @property
+    def lock(self) -> Path | store.URL:
+        """The run's lock (:mod:`reorder_cli.run_lock`): in the folder, or on the store."""
+        return self.remote / LOCK if self.remote is not None else self.root / LOCK
+
     def remove(self) -> None:
+        """Remove the working state, all but the run's lock (its holder removes it, then the empty folder)."""
         if self.remote is not None:
-            store.remove_tree(self.remote)
+            store.remove_tree(self.remote, keep=(LOCK,))
             if self._root is not None:
                 shutil.rmtree(self._root, ignore_errors=True)
             return
-        shutil.rmtree(self.root, ignore_errors=True)
+        if not self.root.is_dir():
+            return
+        for child in self.root.iterdir():  # a loop over the folder's few entries
+            if child.name == LOCK:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.root.rmdir()  # no lock in it: the folder goes too, as before
 
     def size(self) -> int:
         """Bytes currently held (for the run log; the local mirror, for a work folder on a store)."""

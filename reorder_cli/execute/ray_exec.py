@@ -1,6 +1,7 @@
 """``reorder run --executor ray``: the run's tasks as Ray tasks; the driver prepares and publishes.
 
-The driver (the command's process) checks the inputs and claims the output folder. Then every stage
+The driver (the command's process) checks the inputs, takes the run's lock (:mod:`reorder_cli.run_lock`,
+held until it has published) and claims the output folder. Then every stage
 of :mod:`reorder_cli.stages` in turn (keys; split, sort, place, layout: the order; scatter; gather),
 each after the one before has finished (a barrier), runs its unfinished tasks as ``ray.remote`` calls
 of the one task entry (:func:`reorder_cli.stages.run_one`), declaring ``num_cpus`` and ``memory``,
@@ -125,17 +126,17 @@ def run(cfg: RunConfig, *, overwrite: bool = False, restart: bool = False, keep_
     ray = _ray()
     _check_reachable(_address(cfg.ray))
     progress = progress or Progress(enabled=False)
-    prepared = pipeline.prepare(resources.per_task(cfg), overwrite=overwrite, restart=restart)
-    if prepared.status == "already done":
-        return prepared
-    work = for_output(cfg.output, cfg)
-    _connect(ray, cfg.ray)
-    options = task_options(ray, cfg)
-    remote = ray.remote(_task)
-    for stage in graph.STAGES:  # a barrier between stages: each one's size is known once the one before is done
-        _stage(ray, remote, work, stage, graph.todo(work, stage) or [], cfg.ray, options,
-               store.shareable(cfg.storage_options), progress)
-    result = pipeline.run(cfg, progress=progress, keep_work=keep_work)
+    with pipeline.preparing(resources.per_task(cfg), overwrite, restart, "reorder run --executor ray") as prepared:
+        if prepared.status == "already done":
+            return prepared
+        work = for_output(cfg.output, cfg)
+        _connect(ray, cfg.ray)
+        options = task_options(ray, cfg)
+        remote = ray.remote(_task)
+        for stage in graph.STAGES:  # a barrier between stages: each one's size is known once the one before is done
+            _stage(ray, remote, work, stage, graph.todo(work, stage) or [], cfg.ray, options,
+                   store.shareable(cfg.storage_options), progress)
+        result = pipeline.run(cfg, progress=progress, keep_work=keep_work)  # the run's lock is held here already
     if work.remote is not None and not keep_work:
         _remove_mirrors(ray, work.remote.name)
     return result

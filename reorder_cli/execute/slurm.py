@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reorder_cli import pipeline
+from reorder_cli import pipeline, run_lock
 from reorder_cli import stages as graph
 from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
-from reorder_cli.execute import credentials, resources
+from reorder_cli.execute import credentials, resources, squeue
 from reorder_cli.execute import status as run_status
 from reorder_cli.util import atomic, store
 from reorder_cli.util.progress import Progress
@@ -42,7 +42,6 @@ from reorder_cli.workdir import WorkDir, locate, read_json
 
 #: MaxArraySize and MaxJobCount when ``scontrol`` cannot say (Slurm's defaults).
 DEFAULT_LIMITS = {"MaxArraySize": 1001, "MaxJobCount": 10000}
-ACTIVE_STATES = "PD,R,CG,CF,S"
 
 
 @dataclass
@@ -57,7 +56,7 @@ class Job:
 
 @dataclass
 class Submission:
-    status: str  # "submitted", "dry run" or "already done"
+    status: str  # "submitted", "dry run", "already done" or "queued" (its jobs are; nothing submitted)
     output: Path
     jobs: list[Job] = field(default_factory=list)
     note: str = ""
@@ -208,8 +207,8 @@ def write(jobs: list[Job]) -> None:
         atomic.write_bytes(job.script, job.text.encode())
 
 
-def _sbatch(job: Job, depends: list[str]) -> str:
-    args = ["sbatch", "--parsable"]
+def _sbatch(job: Job, depends: list[str], hold: bool = False) -> str:
+    args = ["sbatch", "--parsable"] + (["--hold"] if hold else [])
     if depends:
         args += [f"--dependency=afterok:{':'.join(depends)}", "--kill-on-invalid-dep=yes"]
     proc = subprocess.run([*args, str(job.script)], capture_output=True, text=True, check=False)
@@ -219,33 +218,49 @@ def _sbatch(job: Job, depends: list[str]) -> str:
     return proc.stdout.strip().split(";")[0]
 
 
-def submit(jobs: list[Job], work: WorkDir) -> None:
-    """Submit ``jobs`` in order, each after the stages it waits for; ids are kept in ``slurm/jobs.json``."""
+def submitted(work: WorkDir) -> dict[str, Any]:
+    """``slurm/jobs.json``: every job the run submitted (``jobs``) and each one's stage and indices (``arrays``)."""
+    jobs_file = work.slurm / "jobs.json"
+    return read_json(jobs_file) if jobs_file.exists() else {"jobs": [], "arrays": []}
+
+
+def submit(jobs: list[Job], work: WorkDir, lock: run_lock.Lock) -> None:
+    """Submit ``jobs`` in order, each after the stages it waits for; ids are kept in ``slurm/jobs.json``. The jobs
+    that wait for none are submitted held, the run's lock is handed to the chain, then they are released: no
+    job of the chain runs before it holds the lock (its submit and publish jobs take it over)."""
     ids: dict[str, list[str]] = {}
+    first: list[str] = []  # the jobs submitted held
     try:
         for job in jobs:
-            job.job_id = _sbatch(job, [i for stage in job.after for i in ids.get(stage, [])])
+            depends = [i for stage in job.after for i in ids.get(stage, [])]
+            job.job_id = _sbatch(job, depends, hold=not depends)
             ids.setdefault(job.stage, []).append(job.job_id)
+            first += [] if depends else [job.job_id]
+        before = submitted(work)
+        atomic.write_json(work.slurm / "jobs.json", {  # every submission of the run: --wait and status follow them
+            "jobs": before["jobs"] + [j.job_id for j in jobs], "submitted": time.time(),
+            "arrays": before.get("arrays", []) + [{"id": j.job_id, "stage": j.stage, "indices": j.indices}
+                                                 for j in jobs]})
+        lock.hand_to_jobs([j.job_id for j in jobs])
+        proc = subprocess.run(["scontrol", "release", ",".join(first)], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            why = " ".join((proc.stderr or proc.stdout).split()) or f"exit code {proc.returncode}"
+            raise ReorderError(f"{work.slurm}: scontrol release of the jobs {', '.join(first)} failed: {why}; "
+                               "nothing stays submitted")
     except ReorderError:
-        submitted = [j.job_id for j in jobs if j.job_id]
-        if submitted and shutil.which("scancel"):  # nothing half-submitted: the chain is all or nothing
-            subprocess.run(["scancel", *submitted], capture_output=True, check=False)
+        lock.handed = False  # the lock is not the chain's: released when the command ends
+        done = [j.job_id for j in jobs if j.job_id]
+        if done and shutil.which("scancel"):  # nothing half-submitted: the chain is all or nothing
+            subprocess.run(["scancel", *done], capture_output=True, check=False)
         raise
-    jobs_file = work.slurm / "jobs.json"
-    before = read_json(jobs_file) if jobs_file.exists() else {"jobs": [], "arrays": []}
-    atomic.write_json(jobs_file, {  # every submission of the run, so --wait and status follow them all
-        "jobs": before["jobs"] + [j.job_id for j in jobs], "submitted": time.time(),
-        "arrays": before.get("arrays", []) + [{"id": j.job_id, "stage": j.stage, "indices": j.indices}
-                                             for j in jobs]})
 
 
 def running_elements(work: WorkDir) -> list[tuple[str, int]] | None:
     """``(stage, task index)`` of this run's jobs that Slurm lists as running (an array element maps to its
     task through the job's index list); None when the run was not submitted to Slurm or squeue cannot say."""
-    jobs_file = work.slurm / "jobs.json"
-    if not jobs_file.is_file() or shutil.which("squeue") is None:
+    if not (work.slurm / "jobs.json").is_file() or shutil.which("squeue") is None:
         return None
-    arrays = {a["id"]: a for a in read_json(jobs_file).get("arrays", [])}
+    arrays = {a["id"]: a for a in submitted(work).get("arrays", [])}
     proc = subprocess.run(["squeue", "-h", "-r", "-t", "R", "-o", "%F %K"], capture_output=True, text=True,
                           check=False)
     if proc.returncode != 0 or not arrays:
@@ -267,22 +282,15 @@ def require_sbatch() -> None:
         raise ReorderError("--executor slurm: sbatch is not on PATH (run on a Slurm login node, or load its module)")
 
 
-def active_jobs(ids: list[str]) -> set[str]:
-    """Those of ``ids`` that Slurm still has pending or running."""
-    proc = subprocess.run(["squeue", "-h", "-o", "%F", "-t", ACTIVE_STATES], capture_output=True, text=True,
-                          check=False)
-    if proc.returncode != 0:
-        return set(ids)  # squeue unavailable for a moment: assume they still run
-    return set(proc.stdout.split()) & set(ids)
-
-
-def wait(output: Path, poll: float = 1.0, work_dir: str | None = None) -> tuple[bool, str]:
+def wait(output: Path, poll: float = 1.0, work_dir: str | None = None, timeout: float | None = None,
+         retry: float = squeue.RETRY_SECONDS) -> tuple[bool, str]:
     """Block until the run in ``output`` is published (True) or a task failed or every job ended (False);
-    returns the outcome and one line saying it."""
+    returns the outcome and one line saying it. A ``squeue`` that keeps failing (asked again, ``retry``
+    seconds apart), or ``timeout`` seconds passed, is a :class:`ReorderError`: the jobs may still run."""
     work = locate(output, work_dir)
-    jobs_file = work.slurm / "jobs.json"
+    deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        ids = read_json(jobs_file)["jobs"] if jobs_file.exists() else []  # a submit job adds some
+        ids = submitted(work)["jobs"]  # a submit job adds some
         report = run_status.status(output, work_dir)
         if report["finished"]:
             return True, f"{output}: published"
@@ -290,13 +298,34 @@ def wait(output: Path, poll: float = 1.0, work_dir: str | None = None) -> tuple[
         if failure is not None:
             stage, task = failure
             return False, f"{stage} task {task['index']} failed; its log: {task['log']}"
-        if not active_jobs(ids):
+        try:
+            alive = squeue.active(ids, delay=retry)
+        except ReorderError as exc:
+            raise ReorderError(f"{output}: --wait stopped: {exc}; `reorder status {output}` shows the run") from None
+        if not alive:
             time.sleep(poll)  # the last job may have published just now
             if run_status.status(output, work_dir)["finished"]:
                 return True, f"{output}: published"
             return False, (f"{output}: the Slurm jobs ({', '.join(ids)}) ended without publishing (cancelled?); "
                            "`reorder status` shows what is left, the same command resubmits it")
+        if deadline is not None and time.monotonic() + poll > deadline:
+            raise ReorderError(f"{output}: not published within --wait-timeout ({timeout:g} s); its Slurm jobs "
+                               f"({', '.join(sorted(alive, key=ids.index))}) go on: `reorder status {output}` "
+                               "follows them, the same command with --wait waits again")
         time.sleep(poll)
+
+
+def _refuse_if_queued(work: WorkDir, lock: run_lock.Lock) -> None:
+    """A run whose Slurm jobs (``jobs.json``) are queued or running is not submitted again: :class:`run_lock.Held`
+    naming them. The chain's own submit job (which took the lock over) is not asked: its jobs before it ended."""
+    if lock.member:
+        return
+    ids = [i for i in submitted(work)["jobs"] if i != squeue.this_job()]
+    active = squeue.active(ids)
+    if active:
+        active_ids = sorted(active, key=ids.index)
+        raise run_lock.Held(f"{work.output}: this run's Slurm jobs {', '.join(active_ids)} are queued or running",
+                            {}, active_ids)
 
 
 def run(cfg: RunConfig, run_args: list[str], *, dry_run: bool = False, overwrite: bool = False,
@@ -311,16 +340,25 @@ def run(cfg: RunConfig, run_args: list[str], *, dry_run: bool = False, overwrite
     credentials.check_slurm_lines(cfg.slurm)  # before anything is written
     if not dry_run:
         require_sbatch()
-    prepared = pipeline.prepare(resources.per_task(cfg), overwrite=overwrite, restart=restart)
-    if prepared.status == "already done":
-        return Submission("already done", cfg.output, note=prepared.notes[0])
-    work = locate(cfg.output, cfg.work_dir)
-    jobs = plan_jobs(cfg.output, job_settings(cfg), run_args, cluster_limits(), Path.cwd(), cfg.work_dir)
-    write(jobs)
-    if dry_run:
-        return Submission("dry run", cfg.output, jobs)
-    for job in jobs:  # tasks submitted again are failed no longer (--wait would stop at once)
-        for index in job.indices:
-            work.clear_failure(job.stage, index)
-    submit(jobs, work)
-    return Submission("submitted", cfg.output, jobs)
+    try:
+        with pipeline.preparing(resources.per_task(cfg), overwrite, restart, "reorder run --executor slurm",
+                                _refuse_if_queued) as prepared:
+            if prepared.status == "already done":
+                return Submission("already done", cfg.output, note=prepared.notes[0])
+            work = locate(cfg.output, cfg.work_dir)
+            with run_lock.held(work, "reorder run --executor slurm") as lock:  # taken by preparing: the same
+                jobs = plan_jobs(cfg.output, job_settings(cfg), run_args, cluster_limits(), Path.cwd(), cfg.work_dir)
+                write(jobs)
+                if dry_run:
+                    return Submission("dry run", cfg.output, jobs)
+                for job in jobs:  # tasks submitted again are failed no longer (--wait would stop at once)
+                    for index in job.indices:
+                        work.clear_failure(job.stage, index)
+                submit(jobs, work, lock)
+                return Submission("submitted", cfg.output, jobs)
+    except run_lock.Held as held:
+        if not held.jobs:
+            raise
+        return Submission("queued", cfg.output, note=(
+            f"{cfg.output}: this run's Slurm jobs {', '.join(held.jobs)} are queued or running; nothing submitted "
+            f"(`reorder status {cfg.output}` follows them, --wait waits for them)"))

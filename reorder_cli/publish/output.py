@@ -99,8 +99,9 @@ def discard(work: WorkDir, *created: Path | None) -> None:
 
 
 @contextmanager
-def claimed(out: Path, work: WorkDir, ident: dict, restart: bool):
-    """Claim ``out`` for the run ``ident``; yields whether earlier work is resumed.
+def claimed(out: Path, work: WorkDir, ident: dict, restart: bool, locked: Path | None = None):
+    """Claim ``out`` for the run ``ident``; yields whether earlier work is resumed. ``locked``: the folder
+    the run's lock created for the work folder (:mod:`reorder_cli.run_lock`), removed like the others.
 
     On failure inside the block: bad input or config (a :class:`ReorderError`) fails again on a
     re-run, so nothing is kept; a kill, Ctrl-C, a full disk, damaged working state or an input that
@@ -108,7 +109,8 @@ def claimed(out: Path, work: WorkDir, ident: dict, restart: bool):
     the same command resumes. An ``OSError``
     becomes one line naming the file and what was kept.
     """
-    created = new_root(out), (new_root(work.root) if isinstance(work.base, Path) else None)  # the output, a work_dir
+    # the output, a work_dir, what the lock created
+    created = new_root(out), (new_root(work.root) if isinstance(work.base, Path) else None), locked
     try:
         resumed = work.open(ident, restart)
     except OSError as exc:

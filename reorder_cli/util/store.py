@@ -18,6 +18,7 @@ report what each stage read (the keys pass of Parquet reads the score column, no
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import re
 import threading
@@ -588,13 +589,75 @@ def find(folder: URL) -> list[str]:
     return sorted(p[len(prefix):] for p in found if p.startswith(prefix))
 
 
-def remove_tree(folder: URL) -> None:
-    """Delete every object under ``folder``."""
+def remove_tree(folder: URL, keep: tuple[str, ...] = ()) -> None:
+    """Delete every object under ``folder`` but those named in ``keep`` (paths relative to it)."""
     fs, path = filesystem(folder)
     with errors(folder):
-        with suppress(FileNotFoundError):
-            fs.rm(path, recursive=True)
+        if keep:
+            prefix = path.rstrip("/") + "/"
+            fs.invalidate_cache(path)
+            doomed = [p for p in fs.find(path) if p[len(prefix):] not in keep]
+            if doomed:
+                fs.rm(doomed)
+        else:
+            with suppress(FileNotFoundError):
+                fs.rm(path, recursive=True)
         fs.invalidate_cache(path)
+
+
+# ------------------------------------------------------------------ conditional writes (a run's lock)
+
+
+def create_only(url: URL, data: bytes) -> bool:
+    """Write ``url`` only if no such object exists (S3: a PUT with ``If-None-Match: *``, one request);
+    False when one does. A store that cannot is one line: a lock would not be a lock there."""
+    fs, path = filesystem(url)
+    with errors(url):
+        try:
+            fs.pipe_file(path, data, mode="create")
+        except FileExistsError:
+            return False
+        except (TypeError, NotImplementedError):
+            raise ReorderError(f"{url}: this store cannot create an object only when there is none (S3's "
+                               "If-None-Match), which the run's lock needs; use a work_dir on S3 or on a "
+                               "shared file system") from None
+        finally:
+            fs.invalidate_cache(path)
+    return True
+
+
+def read_tagged(url: URL) -> tuple[bytes, str] | None:
+    """An object's bytes and its ETag (the bytes are of that version), or None when there is none."""
+    fs, path = filesystem(url)
+    with errors(url):
+        fs.invalidate_cache(path)
+        try:
+            with fs.open(path, "rb") as fh:
+                data = fh.read()
+                tag = (getattr(fh, "details", None) or {}).get("ETag")
+        except FileNotFoundError:
+            return None
+    if tag is None:
+        raise ReorderError(f"{url}: this store gives no ETag, which the run's lock needs to replace a stale lock; "
+                           "delete it by hand if its holder is gone")
+    return data, tag
+
+
+def replace_if(url: URL, data: bytes, tag: str) -> bool:
+    """Write ``url`` only if it still is the version ``tag`` (S3: a PUT with ``If-Match``); False when it
+    changed or is gone."""
+    fs, path = filesystem(url)
+    try:
+        fs.pipe_file(path, data, IfMatch=tag)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        if exc.errno == errno.EINVAL and "condition" in str(exc).lower():  # s3fs: 412 Precondition Failed
+            return False
+        raise error(url, exc) from None
+    finally:
+        fs.invalidate_cache(path)
+    return True
 
 
 def open_random(url: URL) -> IO[bytes]:

@@ -1,4 +1,5 @@
-"""Sizes: parsed from the config (``256MB``, ``1.5GiB``) and printed for people (``1.2 GB``)."""
+"""Sizes: parsed from the config (``256MB``, ``1.5GiB``) and printed for people (``1.2 GB``); durations
+(``90``, ``30m``, ``2h``) parsed from the command line."""
 
 from __future__ import annotations
 
@@ -41,3 +42,14 @@ def fmt_mb(n: int) -> str:
     """``600000000`` -> ``600 MB``: whole MB (kB below 1 MB), as a budget message names a size that
     can be pasted back as ``--memory-limit``."""
     return f"{n / 1e6:,.0f} MB" if n >= 1e6 else f"{n / 1e3:,.0f} kB"
+
+
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: str, option: str) -> float:
+    """``90`` / ``90s`` / ``30m`` / ``2h`` / ``1d`` -> seconds (> 0)."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smhd]?)\s*", str(value).lower())
+    if not match or float(match.group(1)) <= 0:
+        raise ReorderError(f"{option}: expected a duration like 90, 30m or 2h, got {value!r}")
+    return float(match.group(1)) * _SECONDS[match.group(2)]
