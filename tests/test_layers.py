@@ -32,6 +32,7 @@ LAYERS = [
     ["execute"],
     ["render"],
     ["cli", "__main__"],
+    ["reference"],  # the docs' reference pages, rendered from every registry (and the CLI's help)
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 
