@@ -34,8 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from reorder_cli.errors import ReorderError
-from reorder_cli.execute import squeue
-from reorder_cli.util import atomic, store
+from reorder_cli.util import atomic, squeue, store
 from reorder_cli.workdir import WorkDir
 
 #: Seconds a lock may stay unreadable (being written) or a takeover guard may stay before it is old.

@@ -140,3 +140,23 @@ def test_the_wheel_and_sdist_pass_twine_check(tmp_path):
     checked = subprocess.run([sys.executable, "-m", "twine", "check", "--strict", *map(str, dist.iterdir())],
                              capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+# ------------------------------------------------------------------ the Quickstart is what CI runs
+
+
+def quickstart_commands(readme: str) -> list[str]:
+    """The bash blocks of the README's Quickstart section, in order."""
+    section = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    return [block.strip() for block in re.findall(r"```bash\n(.*?)```", section, flags=re.S)]
+
+
+def test_the_quickstarts_second_command_is_what_ci_runs():
+    """The README's Quickstart has exactly two commands; `.ci/run` runs the second one, character for character."""
+    commands = quickstart_commands((REPO / "README.md").read_text(encoding="utf-8"))
+    assert len(commands) == 2
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert commands[1] in ci
+    # negative control: a README whose test command lost the CI constraints is caught
+    drifted = commands[1].replace("-c .ci/constraints.txt ", "")
+    assert drifted != commands[1] and drifted not in ci

@@ -21,7 +21,8 @@ LAYERS = [
     ["config"],
     ["formats"],
     ["metrics"],
-    ["workdir", "work_store"],  # the work folder; work_store: its traffic with a store
+    ["workdir", "work_store", "task_outputs"],  # the work folder; its traffic with a store; what tasks wrote
+    ["run_lock"],  # one run of an output at a time
     ["plan"],
     ["rewrite"],
     ["stages"],

@@ -33,9 +33,9 @@ from reorder_cli import pipeline, run_lock
 from reorder_cli import stages as graph
 from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
-from reorder_cli.execute import credentials, resources, squeue
+from reorder_cli.execute import credentials, resources
 from reorder_cli.execute import status as run_status
-from reorder_cli.util import atomic, store
+from reorder_cli.util import atomic, squeue, store
 from reorder_cli.util.progress import Progress
 from reorder_cli.util.stage_names import SLURM_JOBS
 from reorder_cli.workdir import WorkDir, locate, read_json

@@ -7,12 +7,15 @@ import hashlib
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
+from reorder_cli.util import store
 from reorder_cli.util.atomic import commit, temporary
+from reorder_cli.util.hashing import file_sha256
 
 EXTENSIONS = {"parquet": ".parquet", "jsonl.zst": ".jsonl.zst", "jsonl": ".jsonl"}
 COMPRESSION = {"parquet": "zstd", "jsonl.zst": "zstd", "jsonl": None}
@@ -116,3 +119,15 @@ class ShardWriter:
         except Exception:  # noqa: BLE001 - best effort before removing the partial file
             pass
         self.tmp.unlink(missing_ok=True)
+
+
+def shard_differs(folder: Path | store.URL, entry: dict[str, Any], what: str = "the manifest") -> str | None:
+    """How the shard ``entry`` (``file``, ``bytes``, ``sha256``: a manifest's entry or a gather record) in
+    ``folder`` differs from it; None when its bytes are the ones recorded."""
+    path = folder / entry["file"]
+    size = store.size(path)
+    if size != entry["bytes"]:
+        return f"{entry['file']} has {size:,} bytes, {what} says {entry['bytes']:,}"
+    if file_sha256(path) != entry["sha256"]:
+        return f"{entry['file']} was altered (its sha256 differs from {what}'s)"
+    return None

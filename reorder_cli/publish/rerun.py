@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from reorder_cli.errors import ReorderError
-from reorder_cli.formats.writers import is_shard_name
+from reorder_cli.formats.writers import is_shard_name, shard_differs
 from reorder_cli.publish import manifest
 from reorder_cli.util import store
-from reorder_cli.util.hashing import file_sha256
 from reorder_cli.workdir import differences
 
 _ROW_GROUP = ("row_group_size", "row_group_rows")
@@ -58,18 +57,6 @@ def recorded_identity(doc: dict[str, Any], folder: Path) -> dict[str, Any]:
                os.path.normpath(base / i["path"]),
                "bytes": i["bytes"], "fingerprint": i["fingerprint"]} for i in doc["inputs"]]
     return _comparable({"tool_version": doc["tool"]["version"], "config": config, "inputs": inputs})
-
-
-def shard_differs(folder: Path | store.URL, entry: dict[str, Any], what: str = "the manifest") -> str | None:
-    """How the shard ``entry`` (``file``, ``bytes``, ``sha256``: a manifest's entry or a gather record) in
-    ``folder`` differs from it; None when its bytes are the ones recorded."""
-    path = folder / entry["file"]
-    size = store.size(path)
-    if size != entry["bytes"]:
-        return f"{entry['file']} has {size:,} bytes, {what} says {entry['bytes']:,}"
-    if file_sha256(path) != entry["sha256"]:
-        return f"{entry['file']} was altered (its sha256 differs from {what}'s)"
-    return None
 
 
 def shard_changes(doc: dict[str, Any], folder: Path | store.URL, workers: int = 1) -> list[str]:

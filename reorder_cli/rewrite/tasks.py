@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 from reorder_cli import task_outputs, work_store
 from reorder_cli.errors import ReorderError
+from reorder_cli.formats.writers import shard_differs
 from reorder_cli.plan import stored as stored_plan
 from reorder_cli.plan.stored import StoredPlan
-from reorder_cli.publish import rerun
 from reorder_cli.rewrite import gather, scatter
 from reorder_cli.util import faults, store
 from reorder_cli.util.parallel import run_parallel
@@ -75,7 +75,7 @@ def finished_shard(work: WorkDir, shard: int) -> dict | None:
     if store.is_url(work.output):  # published to a store: uploaded and read back intact
         return record if work.finished("upload", shard) is not None else None
     published = work.output / record["file"]
-    return record if published.is_file() and rerun.shard_differs(work.output, record, "its record") is None else None
+    return record if published.is_file() and shard_differs(work.output, record, "its record") is None else None
 
 
 def run_all(stored: StoredPlan, work: WorkDir, workers: int, progress: Progress,
