@@ -207,6 +207,8 @@ def status_cmd(
 PlotFile = Annotated[Path | None, typer.Option("--plot", help="Write a score-by-position picture (PNG) here.")]
 PlotSize = Annotated[str | None, typer.Option(
     "--plot-size", metavar="WxH", help="Picture size in pixels (default 1200 wide, 300 a panel, at least 400 tall).")]
+PlotTitle = Annotated[str | None, typer.Option(
+    "--title", help="The picture's heading (default: what it shows). Pictures name no file or folder.")]
 
 
 def _warn(caught: list) -> None:
@@ -225,6 +227,7 @@ def stats_cmd(
     = False,
     plot_file: PlotFile = None,
     plot_size: PlotSize = None,
+    plot_title: PlotTitle = None,
 ) -> None:
     """Show a finished run: shards, totals, parameters, guidance metrics and the score-by-position profile.
 
@@ -233,7 +236,7 @@ def stats_cmd(
     from reorder_cli.inspect import deep, plot, stats
 
     try:
-        view = stats.read(path, deep_check, plot_file, plot.parse_size(plot_size) if plot_size else None)
+        view = stats.read(path, deep_check, plot_file, plot.parse_size(plot_size) if plot_size else None, plot_title)
     except ReorderError as exc:
         _fail(str(exc))
         return
@@ -273,6 +276,7 @@ def preview_cmd(
     = metric_defaults.BOUNDARY_PCT,
     plot_file: PlotFile = None,
     plot_size: PlotSize = None,
+    plot_title: PlotTitle = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics and profiles as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -290,7 +294,7 @@ def preview_cmd(
             cfgs = preview.configs(config_file, sets or [], method=method, compare=compare, inputs=inputs or None)
             render.unused_keys(cfgs)
             result = preview.run(cfgs, params, Progress(enabled=not (quiet or as_json), console=render.err),
-                                 plot_file, size)
+                                 plot_file, size, plot_title)
         _warn(caught)
     except ReorderError as exc:
         _fail(str(exc))
@@ -354,6 +358,7 @@ def audit_cmd(
         "--start-sample", help="Samples consumed before the log's first step (a resumed run).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     plot_file: PlotFile = None,
+    plot_title: PlotTitle = None,
 ) -> None:
     """Check what a trainer consumed against the order: every step must take exactly its window."""
     from reorder_cli import render
@@ -365,7 +370,7 @@ def audit_cmd(
         report = audit.audit(path, logs, id_field=id_field, positions=positions, global_batch=global_batch,
                              start_sample=start_sample)
         if plot_file:
-            audit.write_plot(plot_file, report, str(path))
+            audit.write_plot(plot_file, report, plot_title)
     except ReorderError as exc:
         _fail(str(exc))
         return

@@ -34,6 +34,18 @@ SAMPLES = 10  # ids listed in the report for each kind of problem
 
 
 @dataclass
+class Trace:
+    """Each consumed sample, in log order: its position in the order (-1: unknown id), its step (counted
+    from the log's first) and whether it broke the order (outside its window, repeated or unknown); and the
+    steps (from 0) that broke it, those of the wrong size included."""
+
+    positions: np.ndarray
+    steps: np.ndarray
+    bad: np.ndarray
+    bad_steps: np.ndarray
+
+
+@dataclass
 class Report:
     steps: int  # optimizer steps in the log
     samples: int  # samples the log records
@@ -49,8 +61,7 @@ class Report:
     short_steps: int  # steps that consumed fewer or more than G samples (an accepted tail excepted)
     tail_samples: int  # samples of a last step shorter than G where the order runs out (0: none)
     examples: dict[str, list] = field(default_factory=dict)
-    # (intended position, consumption index) pairs for a picture; not in the JSON
-    trace: tuple[np.ndarray, np.ndarray] | None = None
+    trace: Trace | None = None  # for the picture; not in the JSON
 
     @property
     def held(self) -> bool:
@@ -172,22 +183,73 @@ def audit(output: Path, logs: list[Path], id_field: str = "id", positions: bool 
         max_displacement=int(disp.max()) if len(disp) else 0, first_bad_step=first_bad,
         never_seen=len(missing), seen_twice=int(dup.sum()), unknown=int((~known).sum()),
         short_steps=int(short.sum()), tail_samples=tail, examples=examples,
-        trace=(pos, np.arange(len(pos), dtype=np.int64)),
+        trace=Trace(pos, actual, bad, np.array(sorted(bad_steps), dtype=np.int64)),
     )
 
 
-def write_plot(path: Path, report: Report, title: str) -> None:
-    """Intended position against the order of consumption; a diagonal band when the order held."""
+ZOOM_STEPS = 8  # steps the close-up shows around the first broken one
+
+
+def write_plot(path: Path, report: Report, heading: str | None = None) -> Path:
+    """Position in the order against the samples consumed, over the whole log and close up around the
+    first broken step (the first steps when the order held): the ideal diagonal, the window each step had
+    to take (a band), the broken steps shaded and the samples that broke the order in red."""
     from matplotlib.figure import Figure
 
-    pos, index = report.trace
-    keep = pos >= 0
-    step = max(1, int(keep.sum()) // 50_000)
-    fig = Figure(figsize=(8, 6), dpi=100)
-    ax = fig.add_subplot()
-    ax.scatter(index[keep][::step], pos[keep][::step], s=2, color="tab:blue" if report.held else "tab:red")
-    ax.set_xlabel("consumed (sample index in the log)")
+    from reorder_cli.inspect import plot
+
+    t = report.trace
+    fig = Figure(figsize=(10, 9), dpi=plot.DPI, layout="constrained")
+    whole, close = fig.subplots(2, 1, height_ratios=[3, 2])
+    _draw_consumption(whole, report, 0, len(t.positions))
+    around = int(t.bad_steps[0]) - 2 if len(t.bad_steps) else 0
+    lo, hi = np.searchsorted(t.steps, [max(around, 0), max(around, 0) + ZOOM_STEPS])
+    _draw_consumption(close, report, int(lo), int(hi))
+    pct = f"{report.in_window:.2%}"
+    pct = ">99.99%" if report.in_window < 1 and pct == "100.00%" else pct
+    verdict = "order held" if report.held else f"order broken from step {report.first_bad_step}"
+    whole.set_title(f"{verdict} · {pct} in window · {report.steps:,} steps of G={report.global_batch:,}",
+                    loc="left", fontsize=10, color="dimgray")
+    close.set_title(f"close-up: samples {lo:,} to {hi:,}, "
+                    f"{'the first steps' if not len(t.bad_steps) else 'from two steps before the first broken one'}",
+                    loc="left", fontsize=10, color="dimgray")
+    whole.legend(loc="upper left", fontsize=8, frameon=True, framealpha=0.85)
+    fig.suptitle(heading or "What the trainer consumed against the order", fontsize=13, fontweight="bold")
+    return plot.save(fig, path)
+
+
+def _draw_consumption(ax, report: Report, lo: int, hi: int) -> None:
+    """Samples ``lo``..``hi`` (in log order) of the trace on ``ax``; at most ``plot.MAX_POINTS`` of each kind."""
+    from reorder_cli.inspect import plot
+
+    t, g, start = report.trace, report.global_batch, report.start_sample
+    steps, positions, bad = t.steps[lo:hi], t.positions[lo:hi], t.bad[lo:hi]
+    index = np.arange(lo, hi, dtype=np.int64)
+    # the band: each step's window [start + s·G, start + (s+1)·G), drawn from the sample where the step begins
+    first = np.flatnonzero(np.r_[True, steps[1:] != steps[:-1]]) if len(index) else index
+    edges = np.r_[lo + first, hi]
+    low = start + np.r_[steps[first], steps[first[-1:]]] * g
+    ax.fill_between(edges, low, low + g, step="post", color=plot.POINTS, alpha=0.18, linewidth=0,
+                    label=f"window of each step (G={g:,})")
+    ax.plot([lo, hi], [start + lo, start + hi], color="black", linewidth=1, linestyle="--",
+            label="ideal: consumed in order", zorder=4)
+    broken = np.isin(steps[first], t.bad_steps)  # a flag a step; runs of broken steps are shaded at once
+    if broken.any():
+        change = np.flatnonzero(np.diff(np.r_[False, broken, False]))
+        runs = edges[change].reshape(-1, 2)
+        ax.broken_barh(list(zip(runs[:, 0], runs[:, 1] - runs[:, 0], strict=True)), (0, 1),
+                       transform=ax.get_xaxis_transform(), color="#d1495b", alpha=0.12, linewidth=0,
+                       label=f"broken steps ({len(t.bad_steps):,} in all)", zorder=0)
+    known = positions >= 0
+    for mask, color, size, label in ((known & ~bad, plot.POINTS, 0, "sample in its window"),
+                                     (known & bad, "#d1495b", 9, "outside its window or repeated")):
+        chosen = np.flatnonzero(mask)
+        chosen = chosen[plot.sample_positions(len(chosen))]
+        if len(chosen):
+            ax.scatter(index[chosen], positions[chosen], s=max(plot.point_size(len(chosen)), size), color=color,
+                       linewidths=0, rasterized=True, label=label, zorder=3)
+    ax.set_xlim(lo, max(hi, lo + 1))
+    plot.thousands(ax.xaxis, ax.yaxis)
+    ax.set_xlabel("samples consumed (in the log's order)")
     ax.set_ylabel("position in the order")
-    ax.set_title(f"{title}: {'order held' if report.held else 'order broken'} "
-                 f"({report.in_window:.1%} in window, G={report.global_batch})")
-    fig.savefig(path)
+    ax.grid(alpha=0.25, linewidth=0.5, zorder=0)

@@ -1,24 +1,29 @@
-"""Score-by-position pictures in the style of the paper's figures, ready for a slide.
+"""Score-by-position pictures in the style of the paper's figures, ready for a paper or a slide.
 
-A scatter of a uniform sample of rows (score against output position, coloured by score on
-one colour scale shared by every panel, with a colour bar) and the binned mean drawn on top
-with a halo; one panel per order, titled with the method's readable name and parameters
-("SAW (S=3, L=2, r=0.075)"), under a subtitle naming the inputs and the row count. Point
-sizes follow the number of points; position ticks have thousands separators and an end tick.
+A scatter of a uniform sample of rows (score against output position, in one colour: the y axis
+gives the score, so there is no colour bar) and the binned mean drawn on top with a halo; one panel
+per order, titled with the method's readable name and parameters ("SAW (S=3, L=2, r=0.075)") and,
+after a selection, the rows it kept of how many. STR and SAW panels mark their section splits
+(dashed lines) and transition regions (shaded), computed by the method's own code. The y axis
+names the score field or expression; the subtitle gives the number of input files and rows, never
+a path (``--title`` sets the heading). Point sizes follow the number of points; position ticks have
+thousands separators and an end tick. The selection picture's bins have the cut-off on an edge.
 PNG, SVG or PDF by the file's suffix. Matplotlib is an optional extra, imported only here and
 only when a picture is asked for; it draws without pyplot's global state.
 """
 
 from __future__ import annotations
 
-import os
 import re
+import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from reorder_cli.errors import ReorderError
+from reorder_cli.methods import orderings
 
 MAX_POINTS = 50_000
 DPI = 100
@@ -26,6 +31,7 @@ MISSING = "plotting needs the optional extra: pip install 'reorder[plot]' (in a 
 
 
 FORMATS = (".png", ".svg", ".pdf")
+POINTS, REGION, SPLIT = "#2a788e", "#f28e2b", "#c0392b"  # sampled rows, transition regions, section splits
 _PAPER = {"shuffle": "Random", "sorting": "Sorting (CL)", "folding": "Folding", "zigzag": "Zigzag",
           "segment": "Segment (SEG)", "str": "STR", "saw": "SAW", "input": "Input order"}
 
@@ -114,57 +120,119 @@ def binned_mean(scores: np.ndarray, rows_a_bin: int = 40, max_bins: int = 200) -
     return (edges[:-1] + edges[1:] - 1) / 2, means
 
 
+def thousands(*axes: Any) -> None:
+    """Tick labels with thousands separators on these axes (``ax.xaxis``, ``ax.yaxis``)."""
+    from matplotlib.ticker import FuncFormatter
+
+    for axis in axes:
+        axis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{int(round(x)):,}"))
+
+
 def _position_ticks(ax, n: int) -> None:
     """Ticks with thousands separators, and one at the end (n, the row count)."""
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
+    from matplotlib.ticker import MaxNLocator
 
     ticks = [t for t in MaxNLocator(nbins=8, integer=True).tick_values(0, n) if 0 <= t <= n]
     ticks = [t for t in ticks if n - t > 0.06 * n] + [n]
     ax.set_xticks(ticks)
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{int(round(x)):,}"))
+    thousands(ax.xaxis)
     ax.set_xlim(0, n)
 
 
-def write(path: Path, panels: list[tuple[str, Any]], subtitle: str = "", size: tuple[int, int] | None = None) -> Path:
-    """One panel per (title, scores in output order) into ``path`` (.png, .svg or .pdf) of ``size`` pixels."""
-    require(path)
+@dataclass
+class Panel:
+    """One order to draw: its method and parameters, the score at each output position (NaN: an invalid
+    row kept), the score's field or expression, and the selection that was made (``Selected.to_json``)."""
+
+    method: str
+    params: dict[str, Any]
+    scores: np.ndarray
+    score: str | None = None  # the score expression, else the score field
+    selection: dict[str, Any] | None = None
+
+    @property
+    def heading(self) -> str:
+        """The method's readable name; after a selection, which rows it kept of how many."""
+        name = title(self.method, self.params)
+        return f"{name} · {kept_of(self.selection)}" if self.selection else name
+
+
+def kept_of(selection: dict[str, Any]) -> str:
+    """The rows a selection kept, of the valid rows it chose from: 'kept 40 of 100 rows (top-k)'."""
+    return (f"kept {selection['rows_after']:,} of {selection['rows_before']:,} rows "
+            f"({selection['params']['method']})")
+
+
+def score_label(score: str | None) -> str:
+    """The score axis: the score field or expression (``Panel.score``), wrapped when long."""
+    return textwrap.fill(score or "score", 40)
+
+
+def marks(method: str, params: dict[str, Any], scores: np.ndarray) -> tuple[list[int], list[tuple[int, int]]]:
+    """(section splits, transition regions [start, end)) of an STR/SAW order, in output positions; none for
+    another method. Computed by the method's own code on the valid rows, after the invalid rows placed first."""
+    if method not in ("str", "saw"):
+        return [], []
+    valid = ~np.isnan(np.asarray(scores, dtype=np.float64))
+    n = int(valid.sum())
+    offset = int(np.argmax(valid)) if n else 0  # invalid_scores: first puts them before the order
+    splits = orderings.split_points(n, params["num_sections"]) if n else []
+    spans = orderings.transition_spans(n, params["num_sections"], params["folding_ratio"])
+    return [offset + p for p in splits], [(offset + a, offset + b) for a, b in spans]
+
+
+def figure(panels: list[Panel], subtitle: str = "", size: tuple[int, int] | None = None,
+           heading: str | None = None) -> Any:
+    """The score-by-position figure (a matplotlib ``Figure``), one panel an order."""
     from matplotlib import patheffects
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
     width, height = size or default_size(len(panels))
     fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
     axes = np.atleast_1d(fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0])
-    samples = []
-    for _, scores in panels:
-        positions = sample_positions(len(scores))
-        samples.append((positions, np.asarray(scores[positions], dtype=np.float64)))
-    finite = np.concatenate([v[np.isfinite(v)] for _, v in samples] or [np.empty(0)])
-    lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
-    norm = Normalize(vmin=lo, vmax=hi if hi > lo else lo + 1)
-    n_max = max((len(scores) for _, scores in panels), default=1)
+    n_max = max((len(p.scores) for p in panels), default=1)
     halo = [patheffects.withStroke(linewidth=2.8, foreground="white", alpha=0.8)]
-    for ax, (name, scores), (positions, values) in zip(axes, panels, samples, strict=True):
-        ax.scatter(positions, values, c=values, cmap="viridis", norm=norm, s=point_size(len(positions)),
-                   linewidths=0, alpha=0.75, rasterized=True, zorder=1)
-        centres, means = binned_mean(scores)
+    for ax, panel in zip(axes, panels, strict=True):
+        positions = sample_positions(len(panel.scores))
+        values = np.asarray(panel.scores[positions], dtype=np.float64)
+        # one colour: the y axis gives the score, so a colour scale (and its bar) would encode nothing
+        ax.scatter(positions, values, color=POINTS, s=point_size(len(positions)), linewidths=0, alpha=0.6,
+                   rasterized=True, zorder=1)
+        centres, means = binned_mean(panel.scores)
         ax.plot(centres, means, color="black", linewidth=1.3, alpha=0.85, zorder=3, path_effects=halo,
                 label="binned mean")
-        ax.set_title(name, fontsize=11, loc="left", fontweight="bold")
-        ax.set_ylabel("score")
+        splits, spans = marks(panel.method, panel.params, panel.scores)
+        for i, (a, b) in enumerate(spans):
+            ax.axvspan(a, b, color=REGION, alpha=0.18, linewidth=0, zorder=0,
+                       label="transition region" if i == 0 else None)
+        for i, p in enumerate(splits):
+            ax.axvline(p, color=SPLIT, linestyle="--", linewidth=1.1, zorder=2,
+                       label="section split" if i == 0 else None)
+        ax.set_title(panel.heading, fontsize=11, loc="left", fontweight="bold")
+        ax.set_ylabel(score_label(panel.score))
         ax.grid(alpha=0.25, linewidth=0.5, zorder=0)
         ax.tick_params(labelsize=9)
+        ax.legend(loc="upper left", fontsize=8, frameon=True, framealpha=0.85)
     _position_ticks(axes[-1], max(1, n_max))
-    axes[0].legend(loc="upper left", fontsize=8, frameon=True, framealpha=0.85)
     axes[-1].set_xlabel("position in training order")
-    fig.colorbar(ScalarMappable(norm=norm, cmap="viridis"), ax=list(axes), label="score", shrink=0.9, aspect=30)
-    fig.suptitle("Score by position in training order", fontsize=13, fontweight="bold")
+    fig.suptitle(heading or "Score by position in training order", fontsize=13, fontweight="bold")
     if subtitle:
         axes[0].set_title(subtitle, loc="right", fontsize=9, color="dimgray")
-    path = Path(path)
+    return fig
+
+
+def write(path: Path, panels: list[Panel], subtitle: str = "", size: tuple[int, int] | None = None,
+          heading: str | None = None) -> Path:
+    """The score-by-position figure into ``path`` (.png, .svg or .pdf) of ``size`` pixels."""
+    require(path)
+    return save(figure(panels, subtitle, size, heading), path)
+
+
+def save(fig: Any, path: Path) -> Path:
+    """Write ``fig`` in the format of ``path``'s suffix, the same bytes for the same figure."""
     from matplotlib import rc_context
 
+    path = Path(path)
     try:
         with rc_context({"svg.hashsalt": "reorder"}):  # SVG ids from a fixed salt, not a random one
             fig.savefig(path, dpi=DPI, format=path.suffix.lower().lstrip("."), metadata=_metadata(path))
@@ -179,36 +247,55 @@ def selection_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}-selection{path.suffix}")
 
 
-def write_selection(path: Path, panels: list[tuple[str, np.ndarray, np.ndarray, float | None]],
-                    size: tuple[int, int] | None = None) -> Path:
-    """One panel per (title, kept scores, dropped scores, cut-off): the two score distributions as
-    stacked histograms on shared bins, the cut-off as a vertical line."""
-    require(path)
+def cutoff_bins(lo: float, hi: float, cutoffs: list[float | None], count: int = 80) -> list[np.ndarray]:
+    """Histogram edges of equal width spanning [lo, hi], one set a panel, each with its cut-off on an edge
+    (so no bar mixes rows on both sides of it)."""
+    hi = hi if hi > lo else lo + 1
+    width = (hi - lo) / count
+    out = []
+    for cut in cutoffs:
+        if cut is None or not np.isfinite(cut):
+            out.append(np.linspace(lo, hi, count + 1))
+            continue
+        first, last = np.floor((lo - cut) / width), np.ceil((hi - cut) / width)
+        out.append(cut + width * np.arange(first, max(last, first + 1) + 1))
+    return out
+
+
+def selection_figure(panels: list[tuple[Panel, np.ndarray, np.ndarray]], size: tuple[int, int] | None = None,
+                     heading: str | None = None) -> Any:
+    """One panel per (order, kept scores, dropped scores): the two score distributions as stacked
+    histograms, the cut-off as a vertical line on a bin edge."""
     from matplotlib.figure import Figure
 
     width, height = size or default_size(len(panels))
     fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
     axes = np.atleast_1d(fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0])
-    both = np.concatenate([np.concatenate([k, d]) for _, k, d, _ in panels] or [np.empty(0)])
+    both = np.concatenate([np.concatenate([k, d]) for _, k, d in panels] or [np.empty(0)])
     lo, hi = (float(both.min()), float(both.max())) if len(both) else (0.0, 1.0)
-    bins = np.linspace(lo, hi if hi > lo else lo + 1, 81)
-    for ax, (name, kept, dropped, cutoff) in zip(axes, panels, strict=True):
-        ax.hist([dropped, kept], bins=bins, stacked=True, color=["#b0b0b0", "#2a788e"],
+    cutoffs = [panel.selection.get("cutoff") for panel, _, _ in panels]
+    for ax, (panel, kept, dropped), bins, cutoff in zip(axes, panels, cutoff_bins(lo, hi, cutoffs), cutoffs,
+                                                        strict=True):
+        ax.hist([dropped, kept], bins=bins, stacked=True, color=["#b0b0b0", POINTS],
                 label=[f"dropped ({len(dropped):,})", f"kept ({len(kept):,})"])
         if cutoff is not None:
             ax.axvline(cutoff, color="#d1495b", linewidth=1.4, label=f"cut-off {cutoff:g}")
-        ax.set_title(name, fontsize=11, loc="left", fontweight="bold")
+        ax.set_title(f"{title(panel.method, panel.params)} · {kept_of(panel.selection)}: {panel.selection['rule']}",
+                     fontsize=11, loc="left", fontweight="bold")
         ax.set_ylabel("rows")
         ax.grid(alpha=0.25, linewidth=0.5)
         ax.legend(loc="upper left", fontsize=8, frameon=True, framealpha=0.85)
-    axes[-1].set_xlabel("score")
-    fig.suptitle("Selection: kept and dropped scores", fontsize=13, fontweight="bold")
-    path = Path(path)
-    try:
-        fig.savefig(path, dpi=DPI, format=path.suffix.lower().lstrip("."), metadata=_metadata(path))
-    except OSError as exc:
-        raise ReorderError(f"{path}: cannot write the picture: {exc.strerror or exc}") from None
-    return path
+    axes[-1].set_xlabel(score_label(panels[-1][0].score))
+    fig.suptitle(f"{heading}: kept and dropped scores" if heading else "Selection: kept and dropped scores",
+                 fontsize=13, fontweight="bold")
+    return fig
+
+
+def write_selection(path: Path, panels: list[tuple[Panel, np.ndarray, np.ndarray]],
+                    size: tuple[int, int] | None = None, heading: str | None = None) -> Path:
+    """The selection figure into ``path``."""
+    require(path)
+    return save(selection_figure(panels, size, heading), path)
 
 
 def _metadata(path: Path) -> dict[str, Any]:
@@ -217,25 +304,6 @@ def _metadata(path: Path) -> dict[str, Any]:
     return {"Date": None} if suffix == ".svg" else {"CreationDate": None} if suffix == ".pdf" else {}
 
 
-def describe_inputs(paths: list[str], rows: int) -> str:
-    """The subtitle: "data/fineweb: 8 files · 200,000 rows" (one file: its path), paths shortened to the
-    current folder where that is shorter."""
-    if not paths:
-        return f"{rows:,} rows"
-    short = [_short(p) for p in paths]
-    if len(short) == 1:
-        return f"{short[0]} · {rows:,} rows"
-    try:
-        folder = os.path.commonpath([os.path.dirname(p) or "." for p in short])
-    except ValueError:  # absolute and relative paths mixed
-        folder = ""
-    where = f"{folder or '.'}: " if folder else ""
-    return f"{where}{len(short)} files · {rows:,} rows"
-
-
-def _short(path: str) -> str:
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return path
-    return rel if len(rel) < len(path) else path
+def describe_inputs(files: int, rows: int) -> str:
+    """The subtitle: "8 input files · 200,000 rows"; no path (a picture goes into a paper or a slide)."""
+    return f"{files:,} input file{'' if files == 1 else 's'} · {rows:,} rows"

@@ -79,7 +79,8 @@ def configs(
 
 
 def run(cfgs: list[RunConfig], params: metrics.Params, progress: Progress | None = None,
-        plot_file: Path | None = None, plot_size: tuple[int, int] | None = None) -> Preview:
+        plot_file: Path | None = None, plot_size: tuple[int, int] | None = None,
+        plot_title: str | None = None) -> Preview:
     """Read the scores once, order them by every config's method and measure each order; with
     ``plot_file``, draw one panel a method."""
     if plot_file:
@@ -100,13 +101,13 @@ def run(cfgs: list[RunConfig], params: metrics.Params, progress: Progress | None
     input_rows = int(sum(s.rows for s in sources))
     selection_plot = None
     if plot_file:
-        plot.write(plot_file, [(plot.title(o.method, o.params), o.scores) for o in orders],
-                   plot.describe_inputs([str(f.path) for f in files], input_rows), plot_size)
-        drawn = [(cfg, o) for cfg, o in zip(cfgs, orders, strict=True) if o.selection]
+        panels = [plot.Panel(o.method, o.params, o.scores, cfg.score or cfg.score_field, o.selection)
+                  for cfg, o in zip(cfgs, orders, strict=True)]
+        plot.write(plot_file, panels, plot.describe_inputs(len(files), input_rows), plot_size, plot_title)
+        drawn = [(panel, *_kept_and_dropped(sources, cfg)) for cfg, panel in zip(cfgs, panels, strict=True)
+                 if panel.selection]
         if drawn:
-            selection_plot = plot.write_selection(plot.selection_path(plot_file), [
-                (f"{plot.title(o.method, o.params)}: {o.selection['rule']}", *_kept_and_dropped(sources, cfg),
-                 o.selection["cutoff"]) for cfg, o in drawn], plot_size)
+            selection_plot = plot.write_selection(plot.selection_path(plot_file), drawn, plot_size, plot_title)
     return Preview(files, input_rows, time.perf_counter() - started, orders, selection_plot)
 
 

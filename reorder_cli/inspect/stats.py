@@ -21,7 +21,7 @@ class Stats:
 
 
 def read(path: Path, deep_check: bool = False, plot_file: Path | None = None,
-         plot_size: tuple[int, int] | None = None) -> Stats:
+         plot_size: tuple[int, int] | None = None, plot_title: str | None = None) -> Stats:
     """Read the manifest; with ``deep_check`` re-read the shards' scores and compare; with ``plot_file``
     draw their score by position."""
     if plot_file:
@@ -30,10 +30,10 @@ def read(path: Path, deep_check: bool = False, plot_file: Path | None = None,
     per_shard = deep.shard_scores(doc, folder) if deep_check or plot_file else []
     recomputed, differences = deep.check(doc, per_shard) if deep_check else (None, [])
     if plot_file:
-        scores = deep.concat(per_shard)
-        inputs = [i["path"] for i in doc.get("inputs", []) if isinstance(i, dict) and "path" in i]
-        plot.write(plot_file, [(plot.title(doc["method"], doc["params"]), scores)],
-                   plot.describe_inputs(inputs, len(scores)) + f" · output {folder}", plot_size)
+        panel = plot.Panel(doc["method"], doc["params"], deep.concat(per_shard),
+                           doc.get("score") or doc.get("score_field"), doc.get("selection"))
+        plot.write(plot_file, [panel], plot.describe_inputs(len(doc.get("inputs", [])), doc["totals"]["input_rows"]),
+                   plot_size, plot_title)
     found = doc.get("metrics") or (recomputed or {}).get("metrics")
     return Stats(doc, found, deep_check, differences)
 

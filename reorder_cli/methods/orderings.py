@@ -73,6 +73,11 @@ def gumbel_jitter(m: int, temperature: float, seed: int) -> np.ndarray:
     return np.argsort(noisy, kind="stable").astype(np.int64)
 
 
+def split_points(n: int, num_sections: int) -> list[int]:
+    """The STR/SAW section splits on ranks 0..n-1: ``p_s = round(n * s / S)`` for s = 1..S-1."""
+    return [round(n * s / num_sections) for s in range(1, num_sections)]
+
+
 def transition_spans(n: int, num_sections: int, folding_ratio: float) -> list[tuple[int, int]]:
     """The STR/SAW transition regions ``[start, end)`` on ranks 0..n-1, in order, never overlapping.
 
@@ -81,7 +86,7 @@ def transition_spans(n: int, num_sections: int, folding_ratio: float) -> list[tu
     """
     if n == 0 or num_sections == 1 or folding_ratio == 0:
         return []
-    splits = [round(n * s / num_sections) for s in range(1, num_sections)]
+    splits = split_points(n, num_sections)
     radius = round(n * folding_ratio)
     spans, cursor = [], 0
     for split in splits:  # a loop over sections, never over rows
