@@ -39,7 +39,8 @@ JsonOption = Annotated[bool, typer.Option(
     "--json", help="Print one JSON envelope on stdout: {command, ok, data, warnings} (and error when ok is false); "
     "schema: reorder_cli/envelope.schema.json.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary or notes.")]
-VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="More detail: the run's notes and timings.")]
+VerboseOption = Annotated[bool, typer.Option(
+    "--verbose", "-v", help="More detail: the settings a run used, and timings.")]
 MethodOption = Annotated[str | None, typer.Option(
     "--method", "-m", metavar="METHOD", autocompletion=cli_help.method_names,
     help="Ordering method (see `reorder methods`); wins over the config.")]
@@ -143,7 +144,6 @@ def run(
 
     extra = [f"memory_limit={memory_limit}"] * (memory_limit is not None) + [f"workers={workers}"] * (
         workers is not None)
-    cfg = None
     with _command("run", as_json, quiet, verbose):
         if executor not in ("local", "slurm", "ray"):
             raise ReorderError(f"--executor: expected local, slurm or ray, got {executor!r}")
@@ -154,22 +154,22 @@ def run(
         cfg = config.load(config_file, [*(sets or []), *extra], method=method, inputs=inputs or None, output=output)
         render.ignored_keys(cfg)
         render.unused_keys([cfg])
-        if executor == "slurm":
-            from reorder_cli.execute import slurm
-
-            args = slurm.run_arguments(config_file, method=method, inputs=inputs, output=output, sets=sets,
-                                       memory_limit=memory_limit, workers=workers, keep_work=keep_work)
-            sub = slurm.run(cfg, args, dry_run=dry_run, overwrite=overwrite, restart=restart,
-                            progress=render.progress())
-            waiting = wait and sub.status == "submitted"
-            render.slurm_submission(sub, waiting)
-            if waiting:
-                ok, line = slurm.wait(cfg.output, work_dir=cfg.work_dir)
-                render.slurm_waited(sub, ok, line)
-                if not ok:
-                    raise typer.Exit(1)
-            return
         try:
+            if executor == "slurm":
+                from reorder_cli.execute import slurm
+
+                args = slurm.run_arguments(config_file, method=method, inputs=inputs, output=output, sets=sets,
+                                           memory_limit=memory_limit, workers=workers, keep_work=keep_work)
+                sub = slurm.run(cfg, args, dry_run=dry_run, overwrite=overwrite, restart=restart,
+                                progress=render.progress())
+                waiting = wait and sub.status == "submitted"
+                render.slurm_submission(sub, waiting)
+                if waiting:
+                    ok, line = slurm.wait(cfg.output, work_dir=cfg.work_dir)
+                    render.slurm_waited(sub, ok, line)
+                    if not ok:
+                        raise typer.Exit(1)
+                return
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 if executor == "ray":

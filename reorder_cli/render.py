@@ -267,14 +267,17 @@ def run_data(result: RunResult, cfg: RunConfig) -> dict[str, Any]:
 
 
 def run_result(result: RunResult, cfg: RunConfig) -> None:
-    """The lines after ``reorder run``: warnings, then what was done (-v: the run's notes too)."""
+    """The lines after ``reorder run``: warnings, then what was done (-v: the settings used too)."""
     if result.status == "already done":
         done(result.notes[0])
         return emit(run_data(result, cfg)) if mode.json else None
     for text in result.warnings:
         warning(text)
-    for text in result.notes:
-        detail(f"note: {text}")
+    if result.status != "planned" and result.manifest.get("params") is not None:
+        used = result.cfg or cfg
+        params = ", ".join(f"{k}={v}" for k, v in result.manifest["params"].items())
+        detail(f"settings: {used.method} ({params}); {used.workers} worker(s), memory limit "
+               f"{fmt_bytes(used.memory_limit)}, {result.path or 'no rewrite'}")
     if mode.json:
         return emit(run_data(result, cfg))
     if result.status == "planned":

@@ -226,7 +226,8 @@ def test_quiet_and_verbose(small):
     assert quiet.exit_code == 0 and quiet.stderr == "" and quiet.stdout == "", quiet.output
     loud = invoke(*base, "-o", tmp_path / "c", "-v")
     assert loud.exit_code == 0 and re.search(r"^run: \d+\.\d\d s$", loud.stderr, re.M), loud.stderr
-    assert "rows ->" in loud.stderr
+    assert "rows ->" in loud.stderr and "settings: str (score_field=score" in loud.stderr
+    assert "settings:" not in plain.stderr
     assert "run:" not in invoke("methods").stderr and re.search(r"methods: [\d.]+ s", invoke("methods", "-v").stderr)
     assert "contradict" in one_line_error(invoke("methods", "-q", "-v"))
 
