@@ -38,7 +38,7 @@ app = typer.Typer(
 JsonOption = Annotated[bool, typer.Option(
     "--json", help="Print one JSON envelope on stdout: {command, ok, data, warnings} (and error when ok is false); "
     "schema: reorder_cli/envelope.schema.json.")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary or notes.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary.")]
 VerboseOption = Annotated[bool, typer.Option(
     "--verbose", "-v", help="More detail: the settings a run used, and timings.")]
 MethodOption = Annotated[str | None, typer.Option(

@@ -224,13 +224,11 @@ def warning(message: str) -> None:
 
 
 def note(message: str) -> None:
-    if mode.level >= 0:
-        err.print(Text.assemble(("note:", "yellow"), f" {message}"), highlight=False, soft_wrap=True)
+    err.print(Text.assemble(("note:", "yellow"), f" {message}"), highlight=False, soft_wrap=True)
 
 
 def done(message: str, label: str = "done") -> None:
-    if mode.level >= 0:
-        err.print(Text.assemble((label, "green"), f" {message}"), highlight=False, soft_wrap=True)
+    err.print(Text.assemble((label, "green"), f" {message}"), highlight=False, soft_wrap=True)
 
 
 def info(message: str) -> None:
@@ -284,6 +282,8 @@ def run_result(result: RunResult, cfg: RunConfig) -> None:
         where = f" --work-dir {cfg.work_dir}" if cfg.work_dir else ""
         done(f"{result.notes[-1]}; run each with `reorder task {cfg.output} scatter I{where}`, then `gather J`, then "
              "this command again to publish", label="planned")
+        return
+    if mode.level < 0:
         return
     used = result.cfg or cfg
     if used.output_from_config:
