@@ -244,3 +244,15 @@ def test_tables_are_not_wrapped_at_80_columns_off_a_terminal(monkeypatch):
         assert any(line.lstrip("│┃ ").startswith(label) for line in text.splitlines()), label
     monkeypatch.setenv("COLUMNS", "90")
     assert max(map(len, invoke("methods").stdout.splitlines())) <= 90  # COLUMNS, when given, wins
+
+
+def test_help_and_completion_setup_load_no_engine():
+    """`reorder CMD -h` stays light with the completion helpers wired in: they import the registries (numpy,
+    yaml) only when the shell asks. (Typer's rich help itself loads rich.)"""
+    engine = ("polars", "numpy", "pyarrow", "yaml", "matplotlib", "reorder_cli.config", "reorder_cli.render")
+    code = ("import json, sys\nfrom typer.testing import CliRunner\nfrom reorder_cli.cli import app\n"
+            f"for c in {[[c, '-h'] for c in COMMANDS] + [['-h']]!r}:\n"
+            "    r = CliRunner().invoke(app, c)\n    assert r.exit_code == 0, r.output\n"
+            f"print(json.dumps([m for m in {engine!r} if m in sys.modules]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(proc.stdout.splitlines()[-1]) == []
