@@ -10,6 +10,8 @@ import os
 os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:1000,muzzy_decay_ms:0")
 
 import warnings  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Annotated  # noqa: E402
 
@@ -17,16 +19,62 @@ import typer  # noqa: E402
 
 # Only light modules at import time: `reorder --help` and `--version` must not load polars,
 # pyarrow, numpy or rich (tests/test_startup.py). Each command imports what it needs.
-from reorder_cli import __version__  # noqa: E402
+from reorder_cli import __version__, cli_help  # noqa: E402
 from reorder_cli.errors import ReorderError  # noqa: E402
 from reorder_cli.metrics import defaults as metric_defaults  # noqa: E402
+from reorder_cli.util.stage_names import SLURM_JOBS, TASK_STAGES  # noqa: E402
 
 app = typer.Typer(
+    cls=cli_help.Group,
     help="Rewrite scored training shards in STR, SAW or baseline order (Dai et al., ACL 2026).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+# ------------------------------------------------------------------ options several commands share
+
+JsonOption = Annotated[bool, typer.Option(
+    "--json", help="Print one JSON envelope on stdout: {command, ok, data, warnings} (and error when ok is false); "
+    "schema: reorder_cli/envelope.schema.json.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary.")]
+VerboseOption = Annotated[bool, typer.Option(
+    "--verbose", "-v", help="More detail: the settings a run used, and timings.")]
+MethodOption = Annotated[str | None, typer.Option(
+    "--method", "-m", metavar="METHOD", autocompletion=cli_help.method_names,
+    help="Ordering method (see `reorder methods`); wins over the config.")]
+InputOption = Annotated[list[str] | None, typer.Option(
+    "--input", "-i", metavar="PATH", help="Input file, folder or glob (repeatable).")]
+SetOption = Annotated[list[str] | None, typer.Option(
+    "--set", metavar="KEY=VALUE", autocompletion=cli_help.set_keys,
+    help="Override a config key (repeatable).")]
+ConfigArgument = Annotated[Path, typer.Argument(metavar="CONFIG.yaml", help="Method config (YAML).")]
+OutputArgument = Annotated[str, typer.Argument(metavar="OUTPUT", help="An output folder (or URL) or its "
+                                               ".manifest.json.")]
+WorkDirOption = Annotated[str | None, typer.Option(
+    "--work-dir", metavar="PATH",
+    help="The run's work_dir, when it set one (always, for an output on an object store).")]
+PlotFile = Annotated[Path | None, typer.Option(
+    "--plot", metavar="FILE",
+    help="Draw the score by output position here: .png, .svg or .pdf, by the file's suffix (needs matplotlib).")]
+PlotSize = Annotated[str | None, typer.Option(
+    "--plot-size", metavar="WxH", help="Picture size in pixels (default 1200 wide, 300 a panel, at least 400 tall).")]
+PlotTitle = Annotated[str | None, typer.Option(
+    "--title", metavar="TEXT", help="The picture's heading (default: what it shows). Pictures name no file or folder.")]
+
+
+@contextmanager
+def _command(name: str, as_json: bool, quiet: bool, verbose: bool) -> Iterator[None]:
+    """Every command runs in this: its output mode (--json, -q, -v), and a ReorderError as one line, exit 2."""
+    from reorder_cli import render
+
+    try:
+        render.begin(name, as_json=as_json, quiet=quiet, verbose=verbose)
+        yield
+    except ReorderError as exc:
+        _fail(str(exc))
+    render.finish()
 
 
 def _fail(message: str) -> None:
@@ -59,28 +107,27 @@ RUN_EPILOG = (
 
 @app.command(epilog=RUN_EPILOG)
 def run(
-    config_file: Annotated[Path, typer.Argument(metavar="CONFIG.yaml", help="Method config (YAML).")],
-    method: Annotated[str | None, typer.Option("--method", "-m", help="Ordering method; wins over the config.")]
+    config_file: ConfigArgument,
+    method: MethodOption = None,
+    inputs: InputOption = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", metavar="PATH", help="Output folder (or URL).")]
     = None,
-    inputs: Annotated[list[str] | None, typer.Option("--input", "-i", help="Input file, folder or glob (repeatable).")]
-    = None,
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Output folder.")] = None,
-    sets: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: key=value (repeatable).")]
-    = None,
+    sets: SetOption = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a previous reorder output there.")] = False,
     memory_limit: Annotated[str | None, typer.Option(
-        "--memory-limit", help="Memory budget of the whole run, e.g. 2GB (default: half the machine's memory).")]
+        "--memory-limit", metavar="SIZE",
+        help="Memory budget of the whole run, e.g. 2GB (default: half the machine's memory).")]
     = None,
-    workers: Annotated[int | None, typer.Option("--workers", "-w", help="Tasks at once (default: one per core).")]
-    = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", "-w", metavar="N", help="Tasks at once (default: one per core).")] = None,
     keep_work: Annotated[bool, typer.Option("--keep-work", help="Keep OUTPUT/.reorder after success.")] = False,
     restart: Annotated[bool, typer.Option("--restart", help="Discard an unfinished earlier run instead of resuming.")]
     = False,
     plan_only: Annotated[bool, typer.Option(
         "--plan-only", help="Plan an out-of-core run and stop; run its tasks with `reorder task`.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")] = False,
     executor: Annotated[str, typer.Option(
-        "--executor", help="local (this machine), slurm (sbatch job arrays) or ray (Ray tasks); see `reorder status`.")]
+        "--executor", metavar="local|slurm|ray",
+        help="local (this machine), slurm (sbatch job arrays) or ray (Ray tasks); see `reorder status`.")]
     = "local",
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="--executor slurm: check the inputs, write and print the sbatch scripts of the "
@@ -90,6 +137,9 @@ def run(
     wait_timeout: Annotated[str | None, typer.Option(
         "--wait-timeout", metavar="DURATION",
         help="--wait: give up after this long (90, 30m, 2h; exit 2), the jobs going on.")] = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Order the rows of scored shards and write them as new shards plus .manifest.json.
 
@@ -97,11 +147,10 @@ def run(
     """
     from reorder_cli import config, pipeline, render
     from reorder_cli.util import units
-    from reorder_cli.util.progress import Progress
 
     extra = [f"memory_limit={memory_limit}"] * (memory_limit is not None) + [f"workers={workers}"] * (
         workers is not None)
-    try:
+    with _command("run", as_json, quiet, verbose):
         if executor not in ("local", "slurm", "ray"):
             raise ReorderError(f"--executor: expected local, slurm or ray, got {executor!r}")
         if (dry_run or wait) and executor != "slurm":
@@ -114,51 +163,51 @@ def run(
         cfg = config.load(config_file, [*(sets or []), *extra], method=method, inputs=inputs or None, output=output)
         render.ignored_keys(cfg)
         render.unused_keys([cfg])
-        if executor == "slurm":
-            from reorder_cli.execute import slurm
+        try:
+            if executor == "slurm":
+                from reorder_cli.execute import slurm
 
-            args = slurm.run_arguments(config_file, method=method, inputs=inputs, output=output, sets=sets,
-                                       memory_limit=memory_limit, workers=workers, keep_work=keep_work)
-            sub = slurm.run(cfg, args, dry_run=dry_run, overwrite=overwrite, restart=restart,
-                            progress=Progress(enabled=not quiet, console=render.err))
-            render.slurm_submission(sub, quiet)
-            if wait and sub.status in ("submitted", "queued"):
-                ok, line = slurm.wait(cfg.output, work_dir=cfg.work_dir, timeout=timeout)
-                (render.done if ok else render.error)(line)
-                if not ok:
-                    raise typer.Exit(1)
-            return
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            if executor == "ray":
-                from reorder_cli.execute import ray_exec
+                args = slurm.run_arguments(config_file, method=method, inputs=inputs, output=output, sets=sets,
+                                           memory_limit=memory_limit, workers=workers, keep_work=keep_work)
+                sub = slurm.run(cfg, args, dry_run=dry_run, overwrite=overwrite, restart=restart,
+                                progress=render.progress())
+                waiting = wait and sub.status in ("submitted", "queued")
+                render.slurm_submission(sub, waiting)
+                if waiting:
+                    ok, line = slurm.wait(cfg.output, work_dir=cfg.work_dir, timeout=timeout)
+                    render.slurm_waited(sub, ok, line)
+                    if not ok:
+                        raise typer.Exit(1)
+                return
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                if executor == "ray":
+                    from reorder_cli.execute import ray_exec
 
-                result = ray_exec.run(cfg, overwrite=overwrite, restart=restart, keep_work=keep_work,
-                                      progress=Progress(enabled=not quiet, console=render.err), sets=sets)
-            else:
-                result = pipeline.run(cfg, overwrite=overwrite, progress=Progress(enabled=not quiet,
-                                      console=render.err), keep_work=keep_work, restart=restart, plan_only=plan_only)
+                    result = ray_exec.run(cfg, overwrite=overwrite, restart=restart, keep_work=keep_work,
+                                          progress=render.progress(), sets=sets)
+                else:
+                    result = pipeline.run(cfg, overwrite=overwrite, progress=render.progress(), keep_work=keep_work,
+                                          restart=restart, plan_only=plan_only)
+        except KeyboardInterrupt:
+            render.interrupted(pipeline.work_root(cfg))
+            raise typer.Exit(130) from None
         _warn(caught)
-    except ReorderError as exc:
-        _fail(str(exc))
-        return
-    except KeyboardInterrupt:
-        render.interrupted(pipeline.work_root(cfg))
-        raise typer.Exit(130) from None
-    render.run_result(result, cfg, quiet)
-
-
-WorkDirOption = Annotated[str | None, typer.Option(
-    "--work-dir", help="The run's work_dir, when it set one (always, for an output on an object store).")]
+        render.run_result(result, cfg)
 
 
 @app.command("task")
 def task_cmd(
-    output: Annotated[str, typer.Argument(help="The output folder (or URL) of a run planned as tasks.")],
-    phase: Annotated[str | None, typer.Argument(
-        help="keys, split, sort, place, layout, scatter or gather (omit to list the tasks).")] = None,
-    index: Annotated[int | None, typer.Argument(help="Task index within the stage.")] = None,
+    output: Annotated[str, typer.Argument(
+        metavar="OUTPUT", help="The output folder (or URL) of a run planned as tasks.")],
+    stage: Annotated[str | None, typer.Argument(
+        metavar="STAGE", help=f"{', '.join(TASK_STAGES[:-1])} or {TASK_STAGES[-1]} (omit to list the tasks).")]
+    = None,
+    index: Annotated[int | None, typer.Argument(metavar="INDEX", help="Task index within the stage.")] = None,
     work_dir: WorkDirOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Run one task of a run planned as tasks (a cluster job does this), or list them.
 
@@ -170,45 +219,36 @@ def task_cmd(
     """
     from reorder_cli import render, stages
 
-    try:
-        if phase is None:
+    with _command("task", as_json, quiet, verbose):
+        if stage is None:
             render.task_list(stages.describe(output, work_dir))
             return
         if index is None:
             raise ReorderError("give the task index: reorder task OUTPUT STAGE INDEX")
-        record = stages.run_one(output, phase, index, work_dir)
-    except ReorderError as exc:
-        _fail(str(exc))
-        return
-    render.task_done(phase, index, record)
+        record = stages.run_one(output, stage, index, work_dir)
+        render.task_done(stage, index, record)
 
 
-@app.command("status")
+STATUS_HELP = (
+    f"Each stage of a run ({', '.join(TASK_STAGES)}; {SLURM_JOBS[0]}, the job of --executor slurm that submits the "
+    f"next stages; then {SLURM_JOBS[1]}): done / pending counts, failed tasks with their logs."
+)
+
+
+@app.command("status", help=STATUS_HELP)
 def status_cmd(
-    output: Annotated[str, typer.Argument(help="The output folder (or URL) of a run (any executor).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+    output: Annotated[str, typer.Argument(
+        metavar="OUTPUT", help="The output folder (or URL) of a run (any executor).")],
     work_dir: WorkDirOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
-    """Each stage of a run (plan, scatter, gather, publish): done / pending counts, failed tasks with their logs."""
     from reorder_cli import render
     from reorder_cli.execute import status
 
-    try:
-        report = status.status(output, work_dir)
-    except ReorderError as exc:
-        _fail(str(exc))
-        return
-    if as_json:
-        render.as_json(report)
-    else:
-        render.run_status(report)
-
-
-PlotFile = Annotated[Path | None, typer.Option("--plot", help="Write a score-by-position picture (PNG) here.")]
-PlotSize = Annotated[str | None, typer.Option(
-    "--plot-size", metavar="WxH", help="Picture size in pixels (default 1200 wide, 300 a panel, at least 400 tall).")]
-PlotTitle = Annotated[str | None, typer.Option(
-    "--title", help="The picture's heading (default: what it shows). Pictures name no file or folder.")]
+    with _command("status", as_json, quiet, verbose):
+        render.run_status(status.status(output, work_dir))
 
 
 def _warn(caught: list) -> None:
@@ -220,14 +260,16 @@ def _warn(caught: list) -> None:
 
 @app.command("stats")
 def stats_cmd(
-    path: Annotated[str, typer.Argument(help="An output folder (or URL) or its .manifest.json.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable stats.")] = False,
+    path: OutputArgument,
     deep_check: Annotated[bool, typer.Option(
         "--deep", help="Re-read the shards' scores, recompute profile and metrics, compare with the manifest.")]
     = False,
     plot_file: PlotFile = None,
     plot_size: PlotSize = None,
     plot_title: PlotTitle = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Show a finished run: shards, totals, parameters, guidance metrics and the score-by-position profile.
 
@@ -235,73 +277,61 @@ def stats_cmd(
     from reorder_cli import render
     from reorder_cli.inspect import deep, plot, stats
 
-    try:
+    with _command("stats", as_json, quiet, verbose):
         view = stats.read(path, deep_check, plot_file, plot.parse_size(plot_size) if plot_size else None, plot_title)
-    except ReorderError as exc:
-        _fail(str(exc))
-        return
-    if as_json:
-        extra = {"deep": {"differences": view.differences}} if deep_check else {}
-        render.as_json({**stats.summary(view.doc), "metrics": view.metrics, **extra})
-    else:
-        render.stats(view, plot_file)
-    if view.differences:
-        _fail(f"{path}: the shards disagree with the manifest: {deep.describe(view.differences)}")
-    if deep_check and not as_json:
-        render.deep_ok(view)
+        problem = (f"{path}: the shards disagree with the manifest: {deep.describe(view.differences)}"
+                   if view.differences else None)
+        render.stats(view, plot_file, deep_check, problem)
+        if problem:
+            raise typer.Exit(2)
 
 
 PREVIEW_EPILOG = (
     "Example: reorder preview configs/str.yaml --input 'data/*.parquet' --compare str,saw,sorting,shuffle "
-    "--plot curves.png. With --compare, every method takes the config's values where the config sets them "
-    "and its own defaults elsewhere."
+    "--plot curves.png. With --compare, every method takes its own defaults (the paper's settings) for the keys "
+    "that shape its order, not the config's (a warning names those left out); --set KEY=VALUE gives a value to "
+    "every method; the config's other keys (score field, seed, direction, input, ...) apply to all."
 )
 
 
 @app.command("preview", epilog=PREVIEW_EPILOG)
 def preview_cmd(
-    config_file: Annotated[Path, typer.Argument(metavar="CONFIG.yaml", help="Method config (YAML).")],
-    method: Annotated[str | None, typer.Option("--method", "-m", help="Ordering method; wins over the config.")]
-    = None,
-    inputs: Annotated[list[str] | None, typer.Option("--input", "-i", help="Input file, folder or glob (repeatable).")]
-    = None,
-    sets: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: key=value (repeatable).")]
-    = None,
+    config_file: ConfigArgument,
+    method: MethodOption = None,
+    inputs: InputOption = None,
+    sets: SetOption = None,
     compare: Annotated[str | None, typer.Option(
-        "--compare", "-c", help="Several methods side by side, comma-separated: str,saw,sorting,shuffle.")] = None,
-    window: Annotated[int, typer.Option("--window", help="Rows in a window (about a batch) for the metrics.")]
+        "--compare", "-c", metavar="METHOD,...", autocompletion=cli_help.method_list,
+        help="Several methods side by side, comma-separated: str,saw,sorting,shuffle; each with its own defaults "
+        "for the keys that shape its order (see below).")] = None,
+    window: Annotated[int, typer.Option(
+        "--window", metavar="N", help="Rows in a window (about a batch) for the metrics.")]
     = metric_defaults.WINDOW,
     boundary_pct: Annotated[float, typer.Option(
-        "--boundary-pct", help="Boundary sharpening looks at the first and last this many percent of positions.")]
+        "--boundary-pct", metavar="PCT",
+        help="Boundary sharpening looks at the first and last this many percent of positions.")]
     = metric_defaults.BOUNDARY_PCT,
     plot_file: PlotFile = None,
     plot_size: PlotSize = None,
     plot_title: PlotTitle = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics and profiles as JSON.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Show the order a run would give (profile and guidance metrics) from the scores alone; writes no shards."""
     from reorder_cli import render
     from reorder_cli.inspect import plot, preview
     from reorder_cli.metrics import guidance as metrics
-    from reorder_cli.util.progress import Progress
 
-    try:
+    with _command("preview", as_json, quiet, verbose):
         params = metrics.Params(window=window, boundary_pct=boundary_pct)
         size = plot.parse_size(plot_size) if plot_size else None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             cfgs = preview.configs(config_file, sets or [], method=method, compare=compare, inputs=inputs or None)
             render.unused_keys(cfgs)
-            result = preview.run(cfgs, params, Progress(enabled=not (quiet or as_json), console=render.err),
-                                 plot_file, size, plot_title)
+            result = preview.run(cfgs, params, render.progress(), plot_file, size, plot_title)
         _warn(caught)
-    except ReorderError as exc:
-        _fail(str(exc))
-        return
-    if as_json:
-        render.as_json(preview.summary(result))
-    else:
         render.preview(result, plot_file)
 
 
@@ -313,29 +343,29 @@ VERIFY_EPILOG = (
 
 @app.command("verify", epilog=VERIFY_EPILOG)
 def verify_cmd(
-    path: Annotated[str, typer.Argument(help="An output folder (or URL) or its .manifest.json.")],
+    path: OutputArgument,
     inputs: Annotated[list[str] | None, typer.Option(
-        "--input", "--inputs", "-i", help="Also prove the output is a permutation of these inputs: file, folder or "
+        "--input", "--inputs", "-i", metavar="PATH",
+        help="Also prove the output is a permutation of these inputs: file, folder or "
         "glob (repeatable).")] = None,
     with_inputs: Annotated[bool, typer.Option(
         "--with-inputs", help="Also prove it against the inputs the manifest records.")] = False,
-    workers: Annotated[int, typer.Option("--workers", "-w", help="Files read at once (0: one per core).")] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    workers: Annotated[int, typer.Option(
+        "--workers", "-w", metavar="N", help="Files read at once (0: one per core).")] = 0,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Check an output against its manifest (hashes, rows, positions, scores) and, with inputs, its rows."""
     from reorder_cli import render
     from reorder_cli.inspect import verify
-    from reorder_cli.util.progress import Progress
 
-    try:
+    with _command("verify", as_json, quiet, verbose):
         report = verify.verify(path, inputs=inputs, manifest_inputs=with_inputs, workers=workers,
-                               progress=Progress(enabled=not quiet, console=render.err))
-    except ReorderError as exc:
-        _fail(str(exc))
-        return
-    render.verify(report)
-    if not report.ok:
-        raise typer.Exit(1)
+                               progress=render.progress())
+        render.verify(report)
+        if not report.ok:
+            raise typer.Exit(1)
 
 
 AUDIT_EPILOG = (
@@ -347,47 +377,49 @@ AUDIT_EPILOG = (
 
 @app.command("audit", epilog=AUDIT_EPILOG)
 def audit_cmd(
-    path: Annotated[Path, typer.Argument(help="The output folder the trainer read.")],
-    logs: Annotated[list[Path], typer.Argument(metavar="LOG...", help="What the trainer consumed (JSONL).")],
-    id_field: Annotated[str, typer.Option("--id-field", help="Field of the rows that the log's ids are.")] = "id",
+    path: Annotated[Path, typer.Argument(metavar="OUTPUT", help="The output folder the trainer read.")],
+    logs: Annotated[list[Path], typer.Argument(metavar="LOG", help="What the trainer consumed (JSONL; one or more).")],
+    id_field: Annotated[str, typer.Option(
+        "--id-field", metavar="FIELD", help="Field of the rows that the log's ids are.")] = "id",
     positions: Annotated[bool, typer.Option("--positions", help="The log's ids are positions in the order.")]
     = False,
     global_batch: Annotated[int | None, typer.Option(
-        "--global-batch", "-g", help="Samples a step consumes (default: inferred, the most common).")] = None,
+        "--global-batch", "-g", metavar="N",
+        help="Samples a step consumes (default: inferred, the most common).")] = None,
     start_sample: Annotated[int, typer.Option(
-        "--start-sample", help="Samples consumed before the log's first step (a resumed run).")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    plot_file: PlotFile = None,
+        "--start-sample", metavar="N", help="Samples consumed before the log's first step (a resumed run).")] = 0,
+    plot_file: Annotated[Path | None, typer.Option(
+        "--plot", metavar="FILE", help="Draw each consumed sample's position in the order against when it was "
+        "consumed (a diagonal band when the order held): .png, .svg or .pdf, by the file's suffix (needs "
+        "matplotlib).")] = None,
     plot_title: PlotTitle = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Check what a trainer consumed against the order: every step must take exactly its window."""
     from reorder_cli import render
     from reorder_cli.inspect import audit, plot
 
-    try:
+    with _command("audit", as_json, quiet, verbose):
         if plot_file:
             plot.require(plot_file)
         report = audit.audit(path, logs, id_field=id_field, positions=positions, global_batch=global_batch,
                              start_sample=start_sample)
         if plot_file:
             audit.write_plot(plot_file, report, plot_title)
-    except ReorderError as exc:
-        _fail(str(exc))
-        return
-    if as_json:
-        render.as_json(report.to_json())
-    else:
         render.audit(report, global_batch is not None, plot_file)
-    if not report.held:
-        raise typer.Exit(1)
+        if not report.held:
+            raise typer.Exit(1)
 
 
 @app.command()
-def methods() -> None:
+def methods(as_json: JsonOption = False, quiet: QuietOption = False, verbose: VerboseOption = False) -> None:
     """List the ordering methods with their parameters and defaults."""
     from reorder_cli import render
 
-    render.methods_table()
+    with _command("methods", as_json, quiet, verbose):
+        render.methods_table()
 
 
 if __name__ == "__main__":

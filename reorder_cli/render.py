@@ -6,7 +6,10 @@ The commands in :mod:`reorder_cli.cli` call one function of the package and hand
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from reorder_cli.config import RunConfig, default_for, method_params
+from reorder_cli.errors import ReorderError
 from reorder_cli.inspect.audit import Report as AuditReport
 from reorder_cli.inspect.plot import title
 from reorder_cli.inspect.preview import Preview
@@ -22,6 +26,7 @@ from reorder_cli.inspect.stats import Stats
 from reorder_cli.inspect.verify import Report
 from reorder_cli.methods import METHODS
 from reorder_cli.pipeline import RunResult
+from reorder_cli.util.progress import Progress
 from reorder_cli.util.units import fmt_bytes
 
 _BLOCKS = " ▁▂▃▄▅▆▇█"
@@ -142,17 +147,79 @@ def header(manifest: dict[str, Any]) -> Text:
     return text
 
 
-# ------------------------------------------------------------------ lines and views of the commands
+# ------------------------------------------------------------------ the output mode of a command
 
-out = Console()
-err = Console(stderr=True)
+#: Width of the tables when stdout is not a terminal (CI, Slurm logs, a pipe) and COLUMNS is not set.
+WIDE = 200
+
+
+def _console(stderr: bool) -> Console:
+    """A terminal keeps its width; anything else takes COLUMNS (rich reads it) or :data:`WIDE`, so that a
+    log's tables are not wrapped at 80 columns."""
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not stream.isatty() and not os.environ.get("COLUMNS", "").isdigit()
+    return Console(stderr=stderr, width=WIDE if piped else None)
+
+
+@dataclass
+class Mode:
+    """How the running command talks: ``json`` (one envelope on stdout), ``level`` -1 (-q), 0 or 1 (-v)."""
+
+    command: str = ""
+    json: bool = False
+    level: int = 0
+    warnings: list[str] = field(default_factory=list)
+    emitted: bool = False
+    started: float = field(default_factory=time.perf_counter)
+
+
+mode = Mode()
+out = _console(False)
+err = _console(True)
+
+
+def begin(command: str, *, as_json: bool = False, quiet: bool = False, verbose: bool = False) -> None:
+    """Set the output mode of ``command`` (every command calls this first)."""
+    global mode, out, err
+    mode = Mode(command, as_json, -1 if quiet else 1 if verbose else 0)
+    out, err = _console(False), _console(True)
+    if quiet and verbose:
+        raise ReorderError("-q/--quiet and -v/--verbose contradict each other; give one of them")
+
+
+def finish() -> None:
+    """-v: how long the command took."""
+    detail(f"{mode.command}: {time.perf_counter() - mode.started:.2f} s")
+
+
+def progress() -> Progress:
+    """Progress bars on stderr, unless -q or --json."""
+    return Progress(enabled=mode.level >= 0 and not mode.json, console=err)
+
+
+def emit(data: Any, error: str | None = None) -> None:
+    """The one JSON printer: ``{"command", "ok", "data", "warnings"[, "error"]}`` on stdout, once a command
+    (reorder_cli/envelope.schema.json). ``error`` (one line) makes ``ok`` false."""
+    if mode.emitted:
+        return
+    mode.emitted = True
+    doc: dict[str, Any] = {"command": mode.command, "ok": error is None, "data": data, "warnings": mode.warnings}
+    if error is not None:
+        doc["error"] = error
+    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+
+
+# ------------------------------------------------------------------ lines and views of the commands
 
 
 def error(message: str) -> None:
     err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+    if mode.json:
+        emit(None, error=message)
 
 
 def warning(message: str) -> None:
+    mode.warnings.append(message)
     err.print(Text.assemble(("warning:", "yellow"), f" {message}"), highlight=False, soft_wrap=True)
 
 
@@ -165,7 +232,14 @@ def done(message: str, label: str = "done") -> None:
 
 
 def info(message: str) -> None:
-    err.print(message, highlight=False, soft_wrap=True)
+    if mode.level >= 0:
+        err.print(message, highlight=False, soft_wrap=True)
+
+
+def detail(message: str) -> None:
+    """A line only -v shows."""
+    if mode.level > 0:
+        err.print(Text(message, style="dim"), highlight=False, soft_wrap=True)
 
 
 def unused_keys(cfgs: list[RunConfig]) -> None:
@@ -182,19 +256,34 @@ def ignored_keys(cfg: RunConfig) -> None:
             note(f"config key '{key}' is ignored ({why})")
 
 
-def run_result(result: RunResult, cfg: RunConfig, quiet: bool) -> None:
-    """The lines after ``reorder run``: warnings, then what was done."""
+def run_data(result: RunResult, cfg: RunConfig) -> dict[str, Any]:
+    """``reorder run --json``: what was done, where, and the manifest's totals."""
+    used = result.cfg or cfg
+    return {"status": result.status, "output": str(result.output), "method": used.method, "path": result.path,
+            "seconds": round(result.seconds, 3), "reused_shards": result.reused_shards,
+            "totals": result.manifest.get("totals"), "notes": result.notes}
+
+
+def run_result(result: RunResult, cfg: RunConfig) -> None:
+    """The lines after ``reorder run``: warnings, then what was done (-v: the settings used too)."""
     if result.status == "already done":
         done(result.notes[0])
-        return
+        return emit(run_data(result, cfg)) if mode.json else None
     for text in result.warnings:
         warning(text)
+    if result.status != "planned" and result.manifest.get("params") is not None:
+        used = result.cfg or cfg
+        params = ", ".join(f"{k}={v}" for k, v in result.manifest["params"].items())
+        detail(f"settings: {used.method} ({params}); {used.workers} worker(s), memory limit "
+               f"{fmt_bytes(used.memory_limit)}, {result.path or 'no rewrite'}")
+    if mode.json:
+        return emit(run_data(result, cfg))
     if result.status == "planned":
         where = f" --work-dir {cfg.work_dir}" if cfg.work_dir else ""
         done(f"{result.notes[-1]}; run each with `reorder task {cfg.output} scatter I{where}`, then `gather J`, then "
              "this command again to publish", label="planned")
         return
-    if quiet:
+    if mode.level < 0:
         return
     used = result.cfg or cfg
     if used.output_from_config:
@@ -234,11 +323,16 @@ def summary_line(result: RunResult, cfg: RunConfig) -> str:
 
 
 def interrupted(work_root: Path) -> None:
-    info("interrupted; " + (f"finished work is kept in {work_root}: re-run the same command to resume"
-                            if work_root.exists() else "the output folder was left as it was before the run"))
+    line = "interrupted; " + (f"finished work is kept in {work_root}: re-run the same command to resume"
+                              if work_root.exists() else "the output folder was left as it was before the run")
+    err.print(line, highlight=False, soft_wrap=True)
+    if mode.json:
+        emit(None, error=line)
 
 
 def task_list(status: dict[str, dict[str, int | None]]) -> None:
+    if mode.json:
+        return emit({"stages": status})
     for name, counts in status.items():
         total = counts["tasks"]
         if total is None:
@@ -247,9 +341,11 @@ def task_list(status: dict[str, dict[str, int | None]]) -> None:
             out.print(f"{name}: {counts['done']} of {total} finished (indices 0..{total - 1})")
 
 
-def task_done(phase: str, index: int, record: dict[str, Any]) -> None:
+def task_done(stage: str, index: int, record: dict[str, Any]) -> None:
+    if mode.json:
+        return emit({"stage": stage, "index": index, "skipped": bool(record.get("skipped")), "record": record})
     state = "already finished" if record.get("skipped") else "finished"
-    err.print(Text.assemble(("done", "green"), f" {phase} {index} {state}: {record['rows']:,} rows"), highlight=False)
+    done(f"{stage} {index} {state}: {record['rows']:,} rows")
 
 
 def metrics(rows: list[tuple[str, dict]]) -> None:
@@ -257,12 +353,16 @@ def metrics(rows: list[tuple[str, dict]]) -> None:
     out.print(Text(metrics_legend(rows[0][1]), style="dim"), soft_wrap=False)
 
 
-def as_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+def stats(view: Stats, plot_file: Path | None, deep: bool, problem: str | None) -> None:
+    """``reorder stats``: the manifest's view; ``problem``: the --deep check's one line when the shards
+    disagree with the manifest."""
+    from reorder_cli.inspect.stats import summary
 
-
-def stats(view: Stats, plot_file: Path | None) -> None:
     doc = view.doc
+    if mode.json:
+        extra = {"deep": {"differences": view.differences}} if deep else {}
+        emit({**summary(doc), "metrics": view.metrics, **extra}, error=problem)
+        return error(problem) if problem else None
     out.print(header(doc))
     out.print(shard_table(doc))
     if view.metrics:
@@ -274,13 +374,17 @@ def stats(view: Stats, plot_file: Path | None) -> None:
     out.print(profile_chart(doc["profile"], width=width), highlight=False)
     if plot_file:
         info(f"picture: {plot_file}")
-
-
-def deep_ok(view: Stats) -> None:
-    info(f"deep check: {len(view.doc['shards'])} shard(s) re-read; scores, profile and metrics match the manifest")
+    if problem:
+        error(problem)
+    elif deep:
+        info(f"deep check: {len(doc['shards'])} shard(s) re-read; scores, profile and metrics match the manifest")
 
 
 def preview(result: Preview, plot_file: Path | None) -> None:
+    if mode.json:
+        from reorder_cli.inspect.preview import summary
+
+        return emit(summary(result))
     out.print(f"[bold]preview[/]: {result.input_rows:,} rows from {len(result.files)} file(s), scores read and "
               f"ordered in {result.seconds:.1f} s; nothing written", highlight=False, soft_wrap=True)
     metrics([(title(o.method, o.params), o.metrics) for o in result.orders])
@@ -299,8 +403,13 @@ def preview(result: Preview, plot_file: Path | None) -> None:
 
 
 def verify(report: Report) -> None:
+    """The differences, one line each, then the verdict; --json lists them in ``data``."""
     for text in report.warnings:
         warning(text)
+    if mode.json:
+        data = {"shards": report.shards, "rows": report.rows, "bytes": report.bytes,
+                "permutation": report.permutation, "differences": [str(p) for p in report.problems]}
+        return emit(data, error=None if report.ok else report.summary())
     for problem in report.problems:
         out.print(Text(str(problem)), highlight=False, soft_wrap=True)
     out.print(Text(report.summary(), style="green" if report.ok else "bold red"), highlight=False, soft_wrap=True)
@@ -312,8 +421,13 @@ def _yaml(value: Any) -> str:
 
 def methods_table() -> None:
     """Every method of the registry with its parameters and defaults."""
+    if mode.json:
+        return emit([{"name": name, "paper_name": m.paper_name, "aliases": list(m.aliases),
+                      "description": m.description,
+                      "parameters": [{"name": k.name, "default": default_for(name, k), "help": k.help}
+                                     for k in method_params(name)]} for name, m in METHODS.items()])
     table = Table(show_lines=True)
-    table.add_column("method")
+    table.add_column("method", no_wrap=True)
     table.add_column("what it does")
     table.add_column("parameters (default)")
     for name, m in METHODS.items():
@@ -325,6 +439,9 @@ def methods_table() -> None:
 def audit(report: AuditReport, batch_given: bool, plot_file: Path | None) -> None:
     """What ``reorder audit`` found: the window contract held, or where it broke."""
     r = report
+    verdict = "the order held" if r.held else f"the order broke, first at step {r.first_bad_step}"
+    if mode.json:
+        return emit(r.to_json(), error=None if r.held else verdict)
     out.print(f"{r.steps:,} step(s), {r.samples:,} samples; global batch {r.global_batch:,} "
               f"({'given' if batch_given else 'inferred'}), {r.ranks_per_step} log line(s) a step", highlight=False)
     out.print(f"in their window: {r.in_window:.4%}; largest displacement: {r.max_displacement} step(s)",
@@ -336,7 +453,6 @@ def audit(report: AuditReport, batch_given: bool, plot_file: Path | None) -> Non
             out.print(Text(f"  {kind}: {', '.join(map(str, items))}"), highlight=False, soft_wrap=True)
     if plot_file:
         info(f"picture: {plot_file}")
-    verdict = "the order held" if r.held else f"the order broke, first at step {r.first_bad_step}"
     out.print(Text(verdict, style="green" if r.held else "bold red"), highlight=False)
 
 
@@ -345,6 +461,8 @@ def audit(report: AuditReport, batch_given: bool, plot_file: Path | None) -> Non
 
 def run_status(report: dict[str, Any]) -> None:
     """``reorder status``: one line a stage, then each running and each failed task with its log."""
+    if mode.json:
+        return emit(report)
     for stage, s in report["stages"].items():
         running = f"{len(s['running'])} running, " if s["running"] else ""
         counts = "" if s["tasks"] is None else f": {s['done']} of {s['tasks']} done, {running}{s['pending']} pending"
@@ -362,8 +480,24 @@ def run_status(report: dict[str, Any]) -> None:
         out.print(f"finished: {report['output']} is published", highlight=False, soft_wrap=True)
 
 
-def slurm_submission(sub: Any, quiet: bool) -> None:
-    """What ``--executor slurm`` did: the scripts (a dry run prints them) or the submitted job ids."""
+def _slurm_data(sub: Any) -> dict[str, Any]:
+    return {"status": sub.status, "output": str(sub.output),
+            "jobs": [{"job_id": j.job_id, "stage": j.stage, "tasks": len(j.indices), "script": str(j.script)}
+                     for j in sub.jobs]}
+
+
+def slurm_waited(sub: Any, ok: bool, line: str) -> None:
+    """``--wait``: published, or the line naming the failed task."""
+    if mode.json:
+        return emit({**_slurm_data(sub), "published": ok}, error=None if ok else line)
+    (done if ok else error)(line)
+
+
+def slurm_submission(sub: Any, waiting: bool = False) -> None:
+    """What ``--executor slurm`` did: the scripts (a dry run prints them) or the submitted job ids; with
+    --json the envelope, unless ``waiting`` (:func:`slurm_waited` emits it)."""
+    if mode.json:
+        return None if waiting else emit(_slurm_data(sub))
     if sub.status == "already done":
         done(sub.note)
         return
@@ -379,6 +513,6 @@ def slurm_submission(sub: Any, quiet: bool) -> None:
     for job in sub.jobs:
         out.print(f"{job.job_id}  {job.stage}  {len(job.indices)} task(s)  {job.script}", highlight=False,
                   soft_wrap=True)
-    if not quiet:
+    if mode.level >= 0:
         done(f"{len(sub.jobs)} Slurm job(s) for {sub.output}; `reorder status {sub.output}` follows them",
              label="submitted")

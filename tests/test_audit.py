@@ -35,7 +35,7 @@ def write_log(path, steps: list[list], first_step: int = 0) -> None:
 
 def run_audit(out, *logs, extra=()):
     result = invoke("audit", out, *logs, "--json", *extra)
-    return result.exit_code, (json.loads(result.stdout) if result.exit_code in (0, 1) else None)
+    return result.exit_code, (json.loads(result.stdout)["data"] if result.exit_code in (0, 1) else None)
 
 
 def windows(ids: list, g: int) -> list[list]:

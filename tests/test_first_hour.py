@@ -361,7 +361,7 @@ def test_the_suffix_check_lets_a_good_suffix_through(tmp_path, auto_config):
 def _cycles(*extra: str) -> dict:
     result = invoke("preview", REPO / "configs" / "str.yaml", "--json", "-q", *extra)
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)["orders"][0]["metrics"]["cycles"]
+    return json.loads(result.stdout)["data"]["orders"][0]["metrics"]["cycles"]
 
 
 def test_readme_str_example_on_the_sample(monkeypatch):

@@ -206,7 +206,7 @@ def test_a_stale_shard_whose_staged_copy_is_gone_is_made_again(tmp_path, config_
     reorder(config_file, [big], out, method="shuffle", sets=SETS)  # the older output: another method
     reorder(config_file, [big], out, method="str", sets=SETS, extra=["--plan-only", "--overwrite"])
     for stage in ("scatter", "gather"):
-        for i in range(json.loads(invoke("status", out, "--json").stdout)["stages"][stage]["tasks"]):
+        for i in range(json.loads(invoke("status", out, "--json").stdout)["data"]["stages"][stage]["tasks"]):
             assert invoke("task", out, stage, i).exit_code == 0
     staged = out / ".reorder" / "shards" / "00000.jsonl"
     assert staged.exists() and staged.read_bytes() != (out / "00000.jsonl").read_bytes()

@@ -150,7 +150,7 @@ def test_selection_bins_have_the_cut_off_on_an_edge(tmp_path, config_file, data,
                      "--set", "select.k=100", "--json")
     import json
 
-    cutoff = json.loads(result.stdout)["orders"][0]["selection"]["cutoff"]
+    cutoff = json.loads(result.stdout)["data"]["orders"][0]["selection"]["cutoff"]
     assert not math.isclose(cutoff * 80 / 3 % 1, 0, abs_tol=1e-9)  # not an edge of 80 bins on [0, 3] by chance
     selection = drawn[1]
     for ax in panels(selection):

@@ -29,7 +29,7 @@ from .conftest import (
 def preview_json(*args) -> dict:
     result = invoke("preview", *args, "--json")
     assert result.exit_code == 0, (result.output, result.exception)
-    return json.loads(result.stdout)
+    return json.loads(result.stdout)["data"]
 
 
 def listing(folder: Path) -> list[Path]:
@@ -55,7 +55,7 @@ def test_stats_shows_the_metrics(tmp_path, config_file, jsonl_corpus):
     result = invoke("stats", out)
     assert result.exit_code == 0, result.output
     assert "guidance metrics" in result.stdout and "local" in result.stdout and "quarter ranges" in result.stdout
-    doc = json.loads(invoke("stats", out, "--json").stdout)
+    doc = json.loads(invoke("stats", out, "--json").stdout)["data"]
     assert doc["metrics"] == read_manifest(out)["metrics"]
 
 
@@ -83,7 +83,7 @@ def test_preview_compare_gives_paper_defaults_unless_set(tmp_path, jsonl_corpus)
     cfg.write_text("num_sections: 4\nseed: 7\n")
     result = invoke("preview", cfg, "--input", tmp_path / "in", "--compare", "str,saw", "-q", "--json")
     assert result.exit_code == 0 and "the config's num_sections is not used" in result.stderr, result.stderr
-    by = {o["method"]: o for o in json.loads(result.stdout)["orders"]}
+    by = {o["method"]: o for o in json.loads(result.stdout)["data"]["orders"]}
     assert by["str"]["params"]["num_sections"] == 2 and by["saw"]["params"]["num_sections"] == 3
     doc = preview_json(cfg, "--input", tmp_path / "in", "--compare", "str, saw,sorting,shuffle",
                        "--set", "num_sections=4")
@@ -236,7 +236,7 @@ def test_deep_agrees_with_a_fresh_output(finished):
     result = invoke("stats", finished, "--deep")
     assert result.exit_code == 0, result.output
     assert "match the manifest" in result.stderr
-    doc = json.loads(invoke("stats", finished, "--deep", "--json").stdout)
+    doc = json.loads(invoke("stats", finished, "--deep", "--json").stdout)["data"]
     assert doc["deep"] == {"differences": []}
 
 
@@ -275,5 +275,5 @@ def test_manifest_without_metrics(finished):
     path.write_text(json.dumps(m))
     result = invoke("stats", finished)
     assert result.exit_code == 0 and "not recorded" in result.stdout
-    doc = json.loads(invoke("stats", finished, "--deep", "--json").stdout)
+    doc = json.loads(invoke("stats", finished, "--deep", "--json").stdout)["data"]
     assert doc["metrics"] == recorded and doc["deep"] == {"differences": []}

@@ -57,7 +57,7 @@ def test_a_task_that_raises_stops_the_run_and_the_same_command_finishes(tmp_path
     line = one_line_error(bad)
     assert line.startswith("error: ray: gather task ") and "failed:" in line and "re-run the same command" in line
     assert not (out / ".manifest.json").exists()
-    report = json.loads(invoke("status", out, "--json").stdout)["stages"]["gather"]
+    report = json.loads(invoke("status", out, "--json").stdout)["data"]["stages"]["gather"]
     assert report["state"] == "failed" and len(report["failed"]) == 1
     assert Path(report["failed"][0]["log"]).read_text().strip()  # the error is in its log
     work.scatter_data(1).write_bytes(good)  # the cause fixed: the same command resumes and finishes

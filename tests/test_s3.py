@@ -290,7 +290,7 @@ def test_tasks_elsewhere_get_the_endpoint_but_never_the_credentials(tmp_path, s3
     from reorder_cli.stages import STAGES
 
     for stage in STAGES:
-        n = json.loads(invoke("status", out, "--json").stdout)["stages"][stage]["tasks"]
+        n = json.loads(invoke("status", out, "--json").stdout)["data"]["stages"][stage]["tasks"]
         for i in range(n):
             done = task(stage, i)
             assert done.returncode == 0, (stage, i, done.stderr)

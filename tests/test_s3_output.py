@@ -139,7 +139,7 @@ def test_a_local_output_with_work_dir_elsewhere_gives_the_same_bytes(tmp_path, p
     assert len(list(work.iterdir())) == 2
     # status and task find it with --work-dir; without, they look in OUTPUT/.reorder (the finished output still shows)
     report = invoke("status", out, "--json", "--work-dir", work)
-    assert report.exit_code == 0 and json.loads(report.stdout)["finished"] is True
+    assert report.exit_code == 0 and json.loads(report.stdout)["data"]["finished"] is True
     listed = invoke("task", out, "--work-dir", work)
     assert listed.exit_code == 0, listed.output
     assert "gather" in listed.output
@@ -152,12 +152,12 @@ def test_a_planned_run_with_work_dir_is_found_by_task_and_status(tmp_path, parqu
     sets = [*SETS, f"work_dir={work}"]
     reorder(config_file, parquet_corpus.files, out, method="str", sets=sets, extra=["--plan-only"])
     assert not out.exists()
-    report = json.loads(invoke("status", out, "--json", "--work-dir", work).stdout)
+    report = json.loads(invoke("status", out, "--json", "--work-dir", work).stdout)["data"]
     assert report["stages"]["scatter"]["state"] == "pending" and not report["finished"]
     err = one_line_error(invoke("status", out))  # the negative control: not in OUTPUT/.reorder
     assert "no run here" in err
     assert invoke("task", out, "scatter", "0", "--work-dir", work).exit_code == 0
-    report = json.loads(invoke("status", out, "--json", "--work-dir", work).stdout)
+    report = json.loads(invoke("status", out, "--json", "--work-dir", work).stdout)["data"]
     assert report["stages"]["scatter"]["done"] == 1
 
 
@@ -311,14 +311,14 @@ def test_killed_while_uploading_the_same_command_finishes(tmp_path, s3_server, b
     s3_server.put(bucket, "o/00001.parquet", b"not this one either")
     from_the_environment(monkeypatch, s3_server)
     status = invoke("status", url, "--json", "--work-dir", tmp_path / "w")
-    assert status.exit_code == 0 and json.loads(status.stdout)["finished"] is False, status.output
+    assert status.exit_code == 0 and json.loads(status.stdout)["data"]["finished"] is False, status.output
     reorder(cfg, parquet_corpus.files, url, method="str", sets=sets)
     reorder(config_file, parquet_corpus.files, tmp_path / "local", method="str", sets=SETS)
     assert_same_as_local(objects(s3_server, bucket, "o"), tmp_path / "local")
     assert pending_uploads(s3_server, bucket) == []
     from_the_environment(monkeypatch, s3_server)
     status = invoke("status", url, "--json", "--work-dir", tmp_path / "w")
-    assert json.loads(status.stdout)["finished"] is True
+    assert json.loads(status.stdout)["data"]["finished"] is True
     err = one_line_error(invoke("status", url))
     assert "--work-dir" in err
 
@@ -342,7 +342,7 @@ def test_stats_and_verify_read_an_s3_output(tmp_path, s3_server, bucket, parquet
 
     stats = cli("stats", url, "--json", "--deep")
     assert stats.returncode == 0, stats.stderr
-    view = json.loads(stats.stdout)
+    view = json.loads(stats.stdout)["data"]
     assert view["totals"] == doc["totals"] and view["deep"]["differences"] == []
     ok = cli("verify", url, "--with-inputs", "-q")
     assert ok.returncode == 0, ok.stdout + ok.stderr

@@ -110,7 +110,7 @@ def run_on_nodes(out, work_dir: str, scratch_root: Path, monkeypatch) -> int:
     sizes from `reorder status --json`; returns how many ran."""
     ran = 0
     for stage in STAGES:
-        report = json.loads(invoke("status", out, "--json", "--work-dir", work_dir).stdout)["stages"][stage]
+        report = json.loads(invoke("status", out, "--json", "--work-dir", work_dir).stdout)["data"]["stages"][stage]
         if report["tasks"] is None and report["state"] == "done":
             continue  # planned in one process
         for i in range(report["tasks"]):
@@ -234,7 +234,7 @@ def test_a_stage_missing_a_file_from_the_table_fails_in_a_fresh_mirror(tmp_path,
     monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "node-fresh"))
     again = invoke("task", out, "keys", 0, "--work-dir", work_dir)
     assert again.exit_code == 0, (again.output, again.exception)
-    report = json.loads(invoke("status", out, "--json", "--work-dir", work_dir).stdout)["stages"]
+    report = json.loads(invoke("status", out, "--json", "--work-dir", work_dir).stdout)["data"]["stages"]
     assert report["keys"]["state"] == "done" and report["split"]["state"] == "done"
     monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "node-sort-a"))
     monkeypatch.setitem(work_store.NEEDS, "sort", ("order/split.json",))
@@ -359,7 +359,7 @@ def test_ray_tasks_exchange_their_files_through_s3(tmp_path, s3_server, bucket, 
         line = one_line_error(reorder(cfg, jsonl_corpus.files, out, method="saw", extra=ray_args, ok=False,
                                       sets=[*sets, "ray.max_retries=0"]))
         assert line.startswith("error: ray: gather task ") and f"s3://{bucket}/w/" in line
-        report = json.loads(invoke("status", out, "--json", "--work-dir", work_dir).stdout)["stages"]["gather"]
+        report = json.loads(invoke("status", out, "--json", "--work-dir", work_dir).stdout)["data"]["stages"]["gather"]
         assert report["state"] == "failed" and report["failed"][0]["log"].startswith(f"s3://{bucket}/w/")
         assert any(k.endswith(".failed") for k in work_objects(s3_server, bucket))
         s3_server.put(bucket, f"w/{key}", good)

@@ -81,7 +81,7 @@ def test_a_slurm_run_writes_the_bytes_of_a_local_run(tmp_path, config_file, json
     # the first wave: the keys array, the split job and the submit job that submits the next wave
     assert len(ids) == 3 and all(i.isdigit() for i in ids), done.stdout
     assert output_hashes(tmp_path / "out") == local
-    report = json.loads(invoke("status", tmp_path / "out", "--json").stdout)
+    report = json.loads(invoke("status", tmp_path / "out", "--json").stdout)["data"]
     assert report["finished"] and report["stages"]["publish"]["state"] == "done"
     again = _cli(tmp_path, *args, "--executor", "slurm", "--wait")
     assert again.returncode == 0 and "nothing to do" in again.stderr, again.stderr
@@ -114,7 +114,7 @@ def test_a_cancelled_task_stops_its_dependents_and_a_resubmit_finishes_it(tmp_pa
     _gone(ids)
     assert work.count_finished("gather") == 0 and not list(work.logs.glob("gather-*"))  # dependents never ran
     assert not (out / ".manifest.json").exists()
-    report = json.loads(invoke("status", out, "--json").stdout)["stages"]
+    report = json.loads(invoke("status", out, "--json").stdout)["data"]["stages"]
     assert report["scatter"]["failed"] == [{"index": 1, "log": str(work.log("scatter", 1))}]
     assert report["scatter"]["done"] == 2 and report["gather"]["done"] == 0
     assert "cancelled" in work.log("scatter", 1).read_text()
@@ -204,21 +204,21 @@ def test_running_tasks_then_a_cancelled_chain_leaves_nothing_published_and_the_c
             assert time.monotonic() < deadline, invoke("status", out).stdout
             time.sleep(0.2)
         ids = json.loads((work.slurm / "jobs.json").read_text())["jobs"]  # every wave's, the last included
-        report = json.loads(invoke("status", out, "--json").stdout)["stages"]
+        report = json.loads(invoke("status", out, "--json").stdout)["data"]["stages"]
         assert report["scatter"]["state"] == "done" and report["gather"]["state"] == "running", report
         running = report["gather"]["running"]
         assert running and all(work.log("gather", t["index"]).exists() for t in running), running
         assert report["gather"]["pending"] == 8 - len(running)
         for marker in work.logs.glob("*.started"):
             marker.unlink()
-        again = json.loads(invoke("status", out, "--json").stdout)["stages"]["gather"]["running"]
+        again = json.loads(invoke("status", out, "--json").stdout)["data"]["stages"]["gather"]["running"]
         assert again == running  # from squeue alone
         assert "gather  running : 0 of 8 done" in invoke("status", out).stdout
     finally:
         subprocess.run(["scancel", *ids], check=True)  # the whole chain: only this test's job ids
     _gone(ids)
     assert not (out / ".manifest.json").exists() and shard_files(out) == []  # nothing half-published
-    report = json.loads(invoke("status", out, "--json").stdout)
+    report = json.loads(invoke("status", out, "--json").stdout)["data"]
     assert not report["finished"]
     gather = report["stages"]["gather"]
     assert gather["running"] == [] and gather["done"] == 0 and gather["pending"] == 8
@@ -250,6 +250,6 @@ def test_bad_input_fails_its_keys_task_and_wait_names_it(tmp_path, config_file, 
     _gone([a["id"] for a in arrays])
     assert [a["stage"] for a in arrays] == ["keys", "split", "submit"]  # the next waves never came
     assert sorted(p.name for p in out.iterdir()) == [".reorder"]  # no shard, no manifest
-    report = json.loads(invoke("status", out, "--json").stdout)["stages"]
+    report = json.loads(invoke("status", out, "--json").stdout)["data"]["stages"]
     assert report["keys"]["failed"] == [{"index": 3, "log": str(work.log("keys", 3))}]
     assert report["keys"]["done"] == 3

@@ -47,7 +47,7 @@ def run_as_tasks(out) -> int:
     """Every task of every stage, in order, by `reorder task`; returns how many ran."""
     ran = 0
     for stage in STAGES:
-        report = json.loads(invoke("status", out, "--json").stdout)["stages"][stage]
+        report = json.loads(invoke("status", out, "--json").stdout)["data"]["stages"][stage]
         if report["tasks"] is None and report["state"] == "done":
             continue  # planned in one process
         for i in range(report["tasks"]):
@@ -95,7 +95,7 @@ def test_a_task_run_twice_at_once_writes_the_same_bytes(tmp_path, config_file, s
             extra=["--executor", "slurm", "--dry-run"])
     work = WorkDir(out.absolute())
     for stage in STAGES:
-        report = json.loads(invoke("status", out, "--json").stdout)["stages"][stage]
+        report = json.loads(invoke("status", out, "--json").stdout)["data"]["stages"][stage]
         for i in range(report["tasks"]):
             run_task(work, stage, i)
             run_task(work, stage, i)  # again, over its own finished output

@@ -52,7 +52,7 @@ def test_stats_accepts_the_manifest_file(finished):
 def test_stats_json(finished):
     result = invoke("stats", finished, "--json")
     assert result.exit_code == 0, result.output
-    doc = json.loads(result.stdout)
+    doc = json.loads(result.stdout)["data"]
     m = read_manifest(finished)
     assert doc["method"] == "str"
     assert doc["params"] == m["params"]
@@ -71,7 +71,7 @@ def test_stats_profile_follows_the_order(tmp_path, config_file):
     rows = make_rows(500, 72, "d")
     f = write_jsonl(tmp_path / "in" / "d.jsonl", to_lines(rows))
     reorder(config_file, [f], tmp_path / "out", method="sorting", sets=["ascending=false"])
-    doc = json.loads(invoke("stats", tmp_path / "out", "--json").stdout)
+    doc = json.loads(invoke("stats", tmp_path / "out", "--json").stdout)["data"]
     means = doc["profile"]["mean"]
     assert means == sorted(means, reverse=True)
     scores = sorted((r["score"] for r in rows), reverse=True)

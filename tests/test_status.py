@@ -15,7 +15,7 @@ OOC = ["rewrite=out-of-core", "memory_limit=1", "shard_rows=150"]
 def _status(out) -> dict:
     result = invoke("status", out, "--json")
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    return json.loads(result.stdout)["data"]
 
 
 def test_status_follows_a_planned_run_task_by_task_to_the_end(tmp_path, config_file, jsonl_corpus):

@@ -48,7 +48,7 @@ def test_hf_trainer_under_torchrun(out, tmp_path, mode):
     logs = torchrun(out, tmp_path, mode)
     assert len(logs) == 2
     result = invoke("audit", out, *logs, "--json")
-    report = json.loads(result.stdout)
+    report = json.loads(result.stdout)["data"]
     assert report["steps"] == 12 and report["global_batch"] == 2 * 3 * 2 and report["ranks_per_step"] == 2
     if mode == "sequential":
         assert result.exit_code == 0 and report["held"], report
@@ -84,7 +84,7 @@ def test_hf_trainer_tail(out, tmp_path, max_steps):
     model = hf_trainer_steps(len(ids), 2, 3, 4, max_steps=recipe if max_steps == "recipe" else -1)
     assert [sorted(s) for s in steps] == [sorted(ids[p] for p in s) for s in model]  # the model is the Trainer
     result = invoke("audit", out, *logs, "--json")
-    report = json.loads(result.stdout)
+    report = json.loads(result.stdout)["data"]
     assert result.exit_code == 0 and report["held"] and report["global_batch"] == 24, report
     if max_steps == "recipe":
         assert report["steps"] == 12 and report["samples"] == 288 and report["tail_samples"] == 0, report
@@ -99,6 +99,6 @@ def test_hf_trainer_tail(out, tmp_path, max_steps):
         bad.append(tmp_path / f"bad.{log.name}")
         bad[-1].write_text("".join(json.dumps(rec) + "\n" for rec in lines))
     result = invoke("audit", out, *bad, "--json")
-    report = json.loads(result.stdout)
+    report = json.loads(result.stdout)["data"]
     assert result.exit_code == 1 and report["first_bad_step"] == 12 and report["never_seen"] == 1, report
 
