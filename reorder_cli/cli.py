@@ -100,7 +100,7 @@ def main(
 
 RUN_EPILOG = (
     "Example: reorder run configs/str.yaml --input 'data/*.parquet' --output data-str --set shard_size=512MB. "
-    "Tool keys (format, shard_size, shard_rows, invalid_scores, workers, ...) are listed in the README; "
+    "Tool keys (format, shard_size, shard_rows, invalid_scores, workers, ...) are listed in docs/reference/config.md; "
     "method parameters with `reorder methods`."
 )
 
