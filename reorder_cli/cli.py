@@ -50,6 +50,16 @@ def main(
     """Reorder scored JSONL/Parquet shards for one-pass LLM training."""
 
 
+ConfigArg = Annotated[Path | None, typer.Argument(
+    metavar="[CONFIG.yaml]", help="Method config (YAML); optional: without it every key takes the method's default.")]
+ScoreFieldOption = Annotated[str | None, typer.Option("--score-field", help="Field holding the score (score_field).")]
+ScoreOption = Annotated[str | None, typer.Option("--score", help="Score expression over fields (score).")]
+SelectOption = Annotated[list[str] | None, typer.Option(
+    "--select", help="Keep a subset first, e.g. top-r:0.6 or tokens:10B; repeat to chain (select).")]
+TokenFieldOption = Annotated[str | None, typer.Option(
+    "--token-field", help="Field holding each row's token count (select.token_field).")]
+
+
 RUN_EPILOG = (
     "Example: reorder run configs/str.yaml --input 'data/*.parquet' --output data-str --set shard_size=512MB. "
     "Tool keys (format, shard_size, shard_rows, invalid_scores, workers, ...) are listed in the README; "
@@ -59,7 +69,7 @@ RUN_EPILOG = (
 
 @app.command(epilog=RUN_EPILOG)
 def run(
-    config_file: Annotated[Path, typer.Argument(metavar="CONFIG.yaml", help="Method config (YAML).")],
+    config_file: ConfigArg = None,
     method: Annotated[str | None, typer.Option("--method", "-m", help="Ordering method; wins over the config.")]
     = None,
     inputs: Annotated[list[str] | None, typer.Option("--input", "-i", help="Input file, folder or glob (repeatable).")]
@@ -87,6 +97,14 @@ def run(
         "stages whose sizes are known, submit nothing.")] = False,
     wait: Annotated[bool, typer.Option(
         "--wait", help="--executor slurm: block until published (exit 0) or a task failed (exit 1).")] = False,
+    score_field: ScoreFieldOption = None,
+    score: ScoreOption = None,
+    select: SelectOption = None,
+    token_field: TokenFieldOption = None,
+    shard_size: Annotated[str | None, typer.Option("--shard-size", help="Output shard size, e.g. 512MB (shard_size).")]
+    = None,
+    out_format: Annotated[str | None, typer.Option(
+        "--format", help="Output format: auto, parquet, jsonl.zst or jsonl (format).")] = None,
 ) -> None:
     """Order the rows of scored shards and write them as new shards plus .manifest.json.
 
@@ -97,6 +115,9 @@ def run(
 
     extra = [f"memory_limit={memory_limit}"] * (memory_limit is not None) + [f"workers={workers}"] * (
         workers is not None)
+    sets = config.flag_sets({"--score-field": score_field, "--score": score, "--select": select,
+                             "--token-field": token_field, "--shard-size": shard_size, "--format": out_format}) + (
+        sets or [])
     try:
         if executor not in ("local", "slurm", "ray"):
             raise ReorderError(f"--executor: expected local, slurm or ray, got {executor!r}")
@@ -250,7 +271,7 @@ PREVIEW_EPILOG = (
 
 @app.command("preview", epilog=PREVIEW_EPILOG)
 def preview_cmd(
-    config_file: Annotated[Path, typer.Argument(metavar="CONFIG.yaml", help="Method config (YAML).")],
+    config_file: ConfigArg = None,
     method: Annotated[str | None, typer.Option("--method", "-m", help="Ordering method; wins over the config.")]
     = None,
     inputs: Annotated[list[str] | None, typer.Option("--input", "-i", help="Input file, folder or glob (repeatable).")]
@@ -268,12 +289,19 @@ def preview_cmd(
     plot_size: PlotSize = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics and profiles as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    score_field: ScoreFieldOption = None,
+    score: ScoreOption = None,
+    select: SelectOption = None,
+    token_field: TokenFieldOption = None,
 ) -> None:
     """Show the order a run would give (profile and guidance metrics) from the scores alone; writes no shards."""
-    from reorder_cli import render
+    from reorder_cli import config, render
     from reorder_cli.inspect import plot, preview
     from reorder_cli.metrics import guidance as metrics
     from reorder_cli.util.progress import Progress
+
+    sets = config.flag_sets({"--score-field": score_field, "--score": score, "--select": select,
+                             "--token-field": token_field}) + (sets or [])
 
     try:
         params = metrics.Params(window=window, boundary_pct=boundary_pct)

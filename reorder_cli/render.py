@@ -169,11 +169,15 @@ def info(message: str) -> None:
 
 
 def unused_keys(cfgs: list[RunConfig]) -> None:
-    """A warning a config key that none of the chosen methods reads."""
-    for key, users in cfgs[0].unused.items():
-        if all(key in c.unused for c in cfgs):
-            chosen = ", ".join(c.method for c in cfgs)
-            warning(f"config key '{key}' is not used by method {chosen}; it is read by: {', '.join(users)}")
+    """One warning line for the config keys that none of the chosen methods reads."""
+    unused = {key: users for key, users in cfgs[0].unused.items() if all(key in c.unused for c in cfgs)}
+    chosen = ", ".join(c.method for c in cfgs)
+    if len(unused) == 1:
+        (key, users), = unused.items()
+        warning(f"config key '{key}' is not used by method {chosen}; it is read by: {', '.join(users)}")
+    elif unused:
+        keys = ", ".join(f"'{key}' (read by {', '.join(users)})" for key, users in unused.items())
+        warning(f"config keys {keys} are not used by method {chosen}")
 
 
 def ignored_keys(cfg: RunConfig) -> None:
@@ -204,9 +208,9 @@ def run_result(result: RunResult, cfg: RunConfig, quiet: bool) -> None:
 
 def selection_text(sel: dict[str, Any]) -> str:
     """What a selection kept, in one phrase: rows (and tokens) kept of those with a valid score, the rule."""
-    p = sel["params"]
-    what = ", ".join(f"{k}={v}" for k, v in p.items() if k != "method")
-    text = f"select {p['method']} ({what}) kept {sel['rows_after']:,} of {sel['rows_before']:,} rows"
+    what = " then ".join(f"{p['method']} (" + ", ".join(f"{k}={v}" for k, v in p.items() if k != "method") + ")"
+                         for p in (sel["params"] if isinstance(sel["params"], list) else [sel["params"]]))
+    text = f"select {what} kept {sel['rows_after']:,} of {sel['rows_before']:,} rows"
     if sel.get("tokens_before") is not None:
         text += f", {sel['tokens_after']:,} of {sel['tokens_before']:,} tokens"
     return text + f"; {sel['rule']}"
