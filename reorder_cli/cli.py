@@ -58,6 +58,15 @@ SelectOption = Annotated[list[str] | None, typer.Option(
     "--select", help="Keep a subset first, e.g. top-r:0.6 or tokens:10B; repeat to chain (select).")]
 TokenFieldOption = Annotated[str | None, typer.Option(
     "--token-field", help="Field holding each row's token count (select.token_field).")]
+ShardSizeOption = Annotated[str | None, typer.Option(
+    "--shard-size", help="Output shard size, e.g. 512MB (shard_size).")]
+FormatOption = Annotated[str | None, typer.Option(
+    "--format", help="Output format: auto, parquet, jsonl.zst or jsonl (format).")]
+MethodOption = Annotated[str | None, typer.Option("--method", "-m", help="Ordering method; wins over the config.")]
+InputOption = Annotated[list[str] | None, typer.Option(
+    "--input", "-i", help="Input file, folder or glob (repeatable).")]
+OutputOption = Annotated[str | None, typer.Option("--output", "-o", help="Output folder.")]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: key=value (repeatable).")]
 
 
 RUN_EPILOG = (
@@ -101,10 +110,8 @@ def run(
     score: ScoreOption = None,
     select: SelectOption = None,
     token_field: TokenFieldOption = None,
-    shard_size: Annotated[str | None, typer.Option("--shard-size", help="Output shard size, e.g. 512MB (shard_size).")]
-    = None,
-    out_format: Annotated[str | None, typer.Option(
-        "--format", help="Output format: auto, parquet, jsonl.zst or jsonl (format).")] = None,
+    shard_size: ShardSizeOption = None,
+    out_format: FormatOption = None,
 ) -> None:
     """Order the rows of scored shards and write them as new shards plus .manifest.json.
 
@@ -396,6 +403,54 @@ def audit_cmd(
         render.audit(report, global_batch is not None, plot_file)
     if not report.held:
         raise typer.Exit(1)
+
+
+config_app = typer.Typer(help="Show, check or describe a run's config.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show_cmd(
+    config_file: ConfigArg = None, method: MethodOption = None, inputs: InputOption = None,
+    output: OutputOption = None, sets: SetOption = None, score_field: ScoreFieldOption = None,
+    score: ScoreOption = None, select: SelectOption = None, token_field: TokenFieldOption = None,
+    shard_size: ShardSizeOption = None, out_format: FormatOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the config as JSON.")] = False,
+) -> None:
+    """The config `reorder run` would use with these arguments, and where each value comes from."""
+    from reorder_cli import config_show, render
+
+    flags = {"--score-field": score_field, "--score": score, "--select": select, "--token-field": token_field,
+             "--shard-size": shard_size, "--format": out_format}
+    try:
+        shown = config_show.resolve(config_file, sets or [], flags, method=method, inputs=inputs, output=output)
+    except ReorderError as exc:
+        _fail(str(exc))
+        return
+    render.config_shown(shown, as_json)
+
+
+@config_app.command("validate")
+def config_validate_cmd(
+    config_file: ConfigArg = None, method: MethodOption = None, sets: SetOption = None,
+) -> None:
+    """Check a config's keys and values without running (exit 0, or a one-line error and exit 2)."""
+    from reorder_cli import config_show, render
+
+    try:
+        shown = config_show.resolve(config_file, sets or [], {}, method=method, inputs=None, output=None)
+    except ReorderError as exc:
+        _fail(str(exc))
+        return
+    render.config_valid(config_file, shown)
+
+
+@config_app.command("schema")
+def config_schema_cmd() -> None:
+    """Print the JSON Schema of a config file (for editors and CI)."""
+    from reorder_cli import config_show, render
+
+    render.as_json(config_show.json_schema())
 
 
 @app.command()

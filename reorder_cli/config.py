@@ -48,6 +48,15 @@ class Key:
         return tuple(m.name for m in registry.METHODS.values() if self.name in m.keys)
 
 
+def _typed(schema: dict[str, Any]) -> Callable:
+    """Attach the JSON Schema of the values a check accepts (``reorder config schema`` reads it)."""
+    def mark(check: Callable) -> Callable:
+        check.schema = schema
+        return check
+    return mark
+
+
+@_typed({"type": "boolean"})
 def _bool(key: str, v: Any) -> bool:
     if isinstance(v, bool):
         return v
@@ -62,7 +71,7 @@ def _int(lo: int) -> Callable[[str, Any], int]:
             raise ReorderError(f"config key '{key}': must be >= {lo}, got {v!r}")
         return int(v)
 
-    return check
+    return _typed({"type": "integer", "minimum": lo})(check)
 
 
 def _float(lo: float, hi: float | None = None) -> Callable[[str, Any], float]:
@@ -74,9 +83,11 @@ def _float(lo: float, hi: float | None = None) -> Callable[[str, Any], float]:
             raise ReorderError(f"config key '{key}': must be {bounds}, got {v!r}")
         return float(v)
 
-    return check
+    bounds = {"minimum": lo} if math.isfinite(lo) else {}
+    return _typed({"type": "number", **bounds, **({"maximum": hi} if hi is not None else {})})(check)
 
 
+@_typed({"type": "string", "minLength": 1})
 def _str(key: str, v: Any) -> str:
     if not isinstance(v, str) or not v:
         raise ReorderError(f"config key '{key}': expected a non-empty string, got {v!r}")
@@ -86,12 +97,17 @@ def _str(key: str, v: Any) -> str:
 def _choice(*options: str) -> Callable[[str, Any], str]:
     def check(key: str, v: Any) -> str:
         if v not in options:
-            raise ReorderError(f"config key '{key}': expected one of {', '.join(options)}, got {v!r}")
+            raise ReorderError(f"config key '{key}': expected one of {', '.join(options)}, got {v!r}"
+                               f"{did_you_mean(v, options)}")
         return v
 
-    return check
+    return _typed({"enum": list(options)})(check)
 
 
+_PATHS = {"anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "items": {"type": "string"}}]}
+
+
+@_typed(_PATHS)
 def _inputs(key: str, v: Any) -> list[str]:
     items = [v] if isinstance(v, str) else v
     if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
@@ -99,10 +115,12 @@ def _inputs(key: str, v: Any) -> list[str]:
     return list(items)
 
 
+@_typed({"type": ["integer", "string"], "examples": ["256MB", "1GiB", 0]})
 def _size(key: str, v: Any) -> int:
     return parse_size(v, key)
 
 
+@_typed({"type": "string", "minLength": 1})
 def _expression(key: str, v: Any) -> str:
     """A score expression: parsed (and refused with the position at fault) by ``formats.score_expr``."""
     if isinstance(v, int | float) and not isinstance(v, bool):
@@ -122,6 +140,7 @@ SELECT_IGNORED = ("name", "version", "description")
 _COUNT = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12}
 
 
+@_typed({"type": ["integer", "string"], "examples": [5000000, "10B"]})
 def _count(key: str, v: Any) -> int:
     """A token count: an integer, or a number with K, M, B (or G) or T (10B: ten billion)."""
     if isinstance(v, str):
@@ -141,6 +160,7 @@ SELECT_CHECKS_ALL = {"method", "score_field", *_SELECT_CHECKS}
 # ------------------------------------------------------------------ the slurm: section
 
 
+@_typed(_PATHS)
 def _lines(key: str, v: Any) -> list[str]:
     """A line or a list of lines (extra #SBATCH options, setup commands)."""
     items = [v] if isinstance(v, str) else v
@@ -152,6 +172,7 @@ def _lines(key: str, v: Any) -> list[str]:
 _SLURM_TIME = re.compile(r"\d+(:\d+){0,2}|\d+-\d+(:\d+){0,2}|UNLIMITED|INFINITE", re.IGNORECASE)
 
 
+@_typed({"type": ["integer", "string"], "examples": [30, "2:00:00", "1-12:00:00"]})
 def _slurm_time(key: str, v: Any) -> str:
     """A Slurm time limit: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS (or UNLIMITED)."""
     if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
@@ -188,13 +209,15 @@ def _section(name: str, checks: dict[str, Callable[[str, Any], Any]], example: s
             raise ReorderError(f"unknown config key '{name}.{unknown[0]}'{did_you_mean(unknown[0], checks)} "
                                f"(known: {', '.join(checks)})")
         return {k: checks[k](f"{name}.{k}", x) for k, x in v.items() if x is not None}
-    return check
+    return _typed({"type": "object", "additionalProperties": False,
+                   "properties": {k: getattr(c, "schema", {}) for k, c in checks.items()}})(check)
 
 
 _slurm = _section("slurm", SLURM_CHECKS, "{partition: cpu, time: '2:00:00'}")
 _ray = _section("ray", RAY_CHECKS, "{address: 'ray://head:10001', memory: 4GB}")
 
 
+@_typed({"type": "object"})
 def _storage(key: str, v: Any) -> dict[str, Any]:
     """The ``storage_options:`` section: passed as it is to the fsspec filesystem of every URL (its values
     are never echoed: they may be credentials)."""
@@ -308,11 +331,24 @@ def _implied(section: Mapping[str, Any]) -> str:
     return next((m for m, keys in SELECT_METHODS.items() if keys[0] in section), "")
 
 
+def _select_schema() -> dict[str, Any]:
+    """The JSON Schema of ``select:``: one selection per method, METHOD:VALUE or a path, or a list (a chain)."""
+    one = {"anyOf": [
+        *({"type": "object", "required": [keys[0]] + (["token_field"] if "token_field" in keys else []),
+           "properties": {"method": {"const": m}, **{k: getattr(_SELECT_CHECKS[k], "schema", {}) for k in keys},
+                          "score_field": {"type": "string"}, **{k: {} for k in SELECT_IGNORED}},
+           "additionalProperties": False} for m, keys in SELECT_METHODS.items()),
+        {"type": "string", "description": "METHOD:VALUE (top-r:0.6, tokens:10B) or the path of a selection file"},
+    ]}
+    return {"anyOf": [*one["anyOf"], {"type": "array", "minItems": 1, "items": one}]}
+
+
 def resolve_method(name: str) -> str:
     """The canonical name of method ``name``; a one-line error when there is none."""
     return _method("method", name)
 
 
+@_typed({"enum": registry.names()})
 def _method(key: str, v: Any) -> str:
     name = registry.canonical(v) if isinstance(v, str) else None
     if name is None:
@@ -391,6 +427,7 @@ IGNORED_KEYS = {
 }
 
 KEYS: dict[str, Key] = {k.name: k for k in ORDERING_KEYS + TOOL_KEYS}
+_select.schema = _select_schema()
 
 
 def shape_keys(method: str) -> list[str]:

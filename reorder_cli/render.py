@@ -265,6 +265,30 @@ def as_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def config_shown(shown: Any, as_json_: bool) -> None:
+    """``reorder config show``: each key, its value and where it came from (YAML a run can read back)."""
+    import yaml
+
+    if as_json_:
+        as_json({k: {"value": v, "source": shown.sources[k]} for k, v in shown.values.items()})
+        return
+    for key, value in shown.values.items():
+        if value is None or value == {}:
+            continue
+        text = yaml.safe_dump({key: value}, default_flow_style=True, width=10**6, sort_keys=False).strip()[1:-1]
+        sys.stdout.write(f"{text}  # {shown.sources[key]}\n")
+    if shown.missing:
+        note(f"not set: {', '.join(shown.missing)} (a run needs them: --method, --input, --output or the config's "
+             "keys)")
+
+
+def config_valid(path: Path | None, shown: Any) -> None:
+    """``reorder config validate``: the one line of a config that passed."""
+    need = f"; a run still needs {', '.join(shown.missing)}" if shown.missing else ""
+    method = "not set" if "method" in shown.missing else shown.cfg.method
+    done(f"{path or 'the command line'}: a valid config (method {method}){need}", label="valid")
+
+
 def stats(view: Stats, plot_file: Path | None) -> None:
     doc = view.doc
     out.print(header(doc))
