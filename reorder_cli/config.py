@@ -352,8 +352,8 @@ def resolve_method(name: str) -> str:
 def _method(key: str, v: Any) -> str:
     name = registry.canonical(v) if isinstance(v, str) else None
     if name is None:
-        raise ReorderError(f"unknown method {v!r}{did_you_mean(v, registry.names())}; choose one of "
-                           f"{', '.join(registry.names())}")
+        raise ReorderError(f"unknown method {v!r}; choose one of {', '.join(registry.names())}"
+                           f"{did_you_mean(v, registry.names())}")
     return name
 
 

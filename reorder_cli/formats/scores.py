@@ -25,6 +25,31 @@ def lookup(record: Any, dotted: str) -> Any:
     return node
 
 
+def numeric_paths(record: Any, prefix: str = "") -> list[str]:
+    """The dotted paths of the numbers in a JSON record (``metadata.score``), in the record's order."""
+    if not isinstance(record, dict):
+        return []
+    out = []
+    for key, value in record.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out.append(path)
+        elif isinstance(value, dict):
+            out += numeric_paths(value, f"{path}.")
+    return out
+
+
+def field_hint(name: str, numeric: list[str]) -> str:
+    """``; did you mean --score-field X?`` for a score field absent from a file: a numeric field of the
+    same name nested in a struct (``metadata.score`` for ``score``), else the closest by spelling."""
+    from reorder_cli.config import did_you_mean
+
+    leaf = name.split(".")[-1]
+    nested = [p for p in numeric if p != name and p.split(".")[-1] == leaf]
+    hint = f"; did you mean {nested[0]}?" if nested else did_you_mean(name, [p for p in numeric if p != name])
+    return hint.replace("did you mean ", "did you mean --score-field ") if hint else ""
+
+
 def python_score(value: Any) -> tuple[float, str | None]:
     """(score, None) when valid, else (nan, a short description of what is wrong)."""
     if value is _MISSING:
