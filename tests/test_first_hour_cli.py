@@ -167,7 +167,8 @@ def test_config_schema_comes_from_the_key_table_and_accepts_the_repos_configs(tm
 
 def test_close_matches_are_suggested(tmp_path):
     path, _ = scored_corpus(tmp_path)
-    run = ["-i", path, "-o", tmp_path / "x", "-q"]
+    (tmp_path / "empty.yaml").write_text("")  # a config file: the hints are tested alone
+    run = [tmp_path / "empty.yaml", "-i", path, "-o", tmp_path / "x", "-q"]
     assert "did you mean str?" in one_line_error(invoke("run", "-m", "stt", *run))
     assert "did you mean seed?" in one_line_error(invoke("run", "-m", "str", "--set", "sede=3", *run))
     assert "did you mean top-r?" in one_line_error(invoke("run", "-m", "str", "--select", "top_r:0.5", *run))
@@ -184,9 +185,11 @@ def test_a_score_inside_a_struct_is_suggested(tmp_path, fmt):
         pq.write_table(pa.Table.from_pylist(rows), path)
     else:
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    msg = one_line_error(invoke("run", "-m", "str", "-i", path, "-o", tmp_path / "x", "-q"))
+    (tmp_path / "empty.yaml").write_text("")
+    msg = one_line_error(invoke("run", tmp_path / "empty.yaml", "-m", "str", "-i", path, "-o", tmp_path / "x", "-q"))
     assert msg.endswith("did you mean --score-field metadata.score?") and str(path) in msg, msg
-    ok(invoke("run", "-m", "str", "-i", path, "-o", tmp_path / "x", "-q", "--score-field", "metadata.score"))
+    ok(invoke("run", tmp_path / "empty.yaml", "-m", "str", "-i", path, "-o", tmp_path / "x", "-q", "--set",
+              "score_field=metadata.score"))
 
 
 # ------------------------------------------------------------------ paths; unused keys
@@ -207,8 +210,9 @@ def test_paths_in_the_file_are_relative_to_it_and_on_the_command_line_to_the_cwd
 
 def test_unused_keys_are_one_warning_line(tmp_path):
     path, _ = scored_corpus(tmp_path)
-    result = ok(invoke("run", "-m", "sorting", "-i", path, "-o", tmp_path / "o", "-q", "--set", "zigzag_layer=4",
-                       "--set", "x_pct=10", "--set", "num_sections=3"))
+    (tmp_path / "empty.yaml").write_text("")
+    result = ok(invoke("run", tmp_path / "empty.yaml", "-m", "sorting", "-i", path, "-o", tmp_path / "o", "-q",
+                       "--set", "zigzag_layer=4", "--set", "x_pct=10", "--set", "num_sections=3"))
     lines = [line for line in result.stderr.splitlines() if "not used" in line]
     assert len(lines) == 1, result.stderr
     assert "'zigzag_layer' (read by zigzag)" in lines[0] and "'x_pct' (read by segment)" in lines[0]
