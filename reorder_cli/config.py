@@ -306,6 +306,12 @@ def _one_selection(v: Any, where: str) -> dict[str, Any]:
     return out
 
 
+def selection_token_field(select: Mapping[str, Any] | list | None) -> str | None:
+    """The token field a validated ``select:`` value (a selection or a chain) reads; None without a token budget."""
+    steps = select if isinstance(select, list) else [select or {}]
+    return next((s["token_field"] for s in steps if s.get("token_field")), None)
+
+
 def patch_select(value: Any, subs: Mapping[str, Any]) -> Any:
     """``select:`` with ``--set select.KEY=value`` overrides applied: to the one selection, or to each
     step of a chain whose method reads KEY (``score_field``: every step). ``method=none``: no selection."""

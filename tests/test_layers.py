@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "reorder_cli"
 LAYERS = [
     ["__init__", "errors", "util"],
     ["methods"],
-    ["config"],
+    ["config", "config_show"],
     ["formats"],
     ["metrics"],
     ["workdir", "work_store"],  # the work folder; work_store: its traffic with a store

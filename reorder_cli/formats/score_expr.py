@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from reorder_cli.config import selection_token_field
 from reorder_cli.errors import ReorderError
 
 #: name -> (fewest, most) arguments (None: any number).
@@ -95,9 +96,7 @@ def scoring(field: str | None = None, expression: str | None = None, token_field
 def for_config(cfg: Any) -> Scoring:
     """The scoring of a run's config (:class:`config.RunConfig`): its expression or field, and the token
     field of a token-budget selection."""
-    from reorder_cli.plan.select import token_field  # not at import time: plan imports formats
-
-    return scoring(cfg.score_field, cfg.score, token_field(cfg.select))
+    return scoring(cfg.score_field, cfg.score, selection_token_field(cfg.select))
 
 
 def of(spec: str | Scoring) -> Scoring:
@@ -107,9 +106,7 @@ def of(spec: str | Scoring) -> Scoring:
 
 def from_manifest(doc: dict[str, Any], tokens: bool = True) -> Scoring:
     """The scoring a finished run used, from its manifest (with its token field unless ``tokens`` is False)."""
-    from reorder_cli.plan import select  # not at import time: plan imports formats
-
-    token_field = select.token_field((doc.get("selection") or {}).get("params")) if tokens else None
+    token_field = selection_token_field((doc.get("selection") or {}).get("params")) if tokens else None
     if doc.get("score"):
         return scoring(expression=doc["score"], token_field=token_field)
     return scoring(field=doc.get("score_field") or "score", token_field=token_field)

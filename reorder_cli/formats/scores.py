@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from reorder_cli.config import did_you_mean
+
 _MISSING = object()
 
 
@@ -42,8 +44,6 @@ def numeric_paths(record: Any, prefix: str = "") -> list[str]:
 def field_hint(name: str, numeric: list[str]) -> str:
     """``; did you mean --score-field X?`` for a score field absent from a file: a numeric field of the
     same name nested in a struct (``metadata.score`` for ``score``), else the closest by spelling."""
-    from reorder_cli.config import did_you_mean
-
     leaf = name.split(".")[-1]
     nested = [p for p in numeric if p != name and p.split(".")[-1] == leaf]
     hint = f"; did you mean {nested[0]}?" if nested else did_you_mean(name, [p for p in numeric if p != name])

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from reorder_cli.config import selection_token_field as token_field
 from reorder_cli.errors import ReorderError
 from reorder_cli.util.npy import CHUNK_ROWS
 
@@ -100,16 +101,6 @@ def rule(params: Mapping[str, Any], cut: Cut) -> str:
 
 def in_memory(scores: np.ndarray, tokens: np.ndarray | None) -> Reader:
     return lambda start, count: (scores[start:start + count], None if tokens is None else tokens[start:start + count])
-
-
-def steps(params: Mapping[str, Any] | list) -> list[Mapping[str, Any]]:
-    """The selections of a validated ``select:`` value: itself, or a chain's."""
-    return list(params) if isinstance(params, list) else [params]
-
-
-def token_field(params: Mapping[str, Any] | list | None) -> str | None:
-    """The token field a selection (or chain) reads; None when no token budget is in it."""
-    return next((s["token_field"] for s in steps(params or {}) if s.get("token_field")), None)
 
 
 def choose(params: Mapping[str, Any] | list, rows: int, read: Reader, chunk: int = CHUNK_ROWS) -> Selected:
