@@ -115,7 +115,21 @@ def test_a_chain_in_saw_order_and_its_refusals(tmp_path):
                    "token_field: b}\n")
     assert "different token fields" in one_line_error(invoke("run", cfg, "-m", "saw", "-i", path, "-o",
                                                              tmp_path / "x", "-q"))
+    chain = ["--select", "top-r:0.5", "--select", "top-k:10"]
+    msg = one_line_error(invoke("run", "-m", "saw", "-i", path, "-o", tmp_path / "x", "-q", *chain,
+                                "--token-field", "tok"))
+    assert "select.token_field: no selection of the chain reads token_field" in msg
+    msg = one_line_error(invoke("run", "-m", "saw", "-i", path, "-o", tmp_path / "x", "-q", *chain, "--set",
+                                "select.method=tokens"))
+    assert "select.method: the selection is a chain" in msg
+    cfg.write_text("select: []\n")
+    assert "an empty list" in one_line_error(invoke("run", cfg, "-m", "saw", "-i", path, "-o", tmp_path / "x", "-q"))
     assert not (tmp_path / "x").exists()
+    # select.method=none turns a chain off; select.r reaches the step that reads it
+    ok(invoke("run", "-m", "input", "-i", path, "-o", tmp_path / "off", "-q", *chain, "--set", "select.method=none"))
+    assert "selection" not in read_manifest(tmp_path / "off")
+    ok(invoke("run", "-m", "input", "-i", path, "-o", tmp_path / "r", "-q", *chain, "--set", "select.r=0.1"))
+    assert read_manifest(tmp_path / "r")["selection"]["steps"][0]["rows_after"] == 30
 
 
 # ------------------------------------------------------------------ reorder config show | validate | schema
@@ -134,6 +148,8 @@ def test_config_show_says_where_each_value_comes_from(tmp_path):
     assert shown["output"] == {"value": "out", "source": "command line"}
     assert shown["input"]["value"] == [str(tmp_path / "data" / "in.jsonl")]  # relative to the config file
     text = ok(invoke("config", "show", cfg)).stdout
+    hidden = ok(invoke("config", "show", cfg, "--set", "storage_options.secret=abc123", "--json")).stdout
+    assert json.loads(hidden)["storage_options"]["value"] == {"secret": "***"} and "abc123" not in hidden
     assert "seed: 7  # file" in text and "method: saw  # file" in text
 
 
