@@ -49,7 +49,23 @@ InputOption = Annotated[list[str] | None, typer.Option(
 SetOption = Annotated[list[str] | None, typer.Option(
     "--set", metavar="KEY=VALUE", autocompletion=cli_help.set_keys,
     help="Override a config key (repeatable).")]
-ConfigArgument = Annotated[Path, typer.Argument(metavar="CONFIG.yaml", help="Method config (YAML).")]
+ConfigArgument = Annotated[Path | None, typer.Argument(
+    metavar="[CONFIG.yaml]", help="Method config (YAML); optional: without it every key takes the method's default.")]
+OutputOption = Annotated[str | None, typer.Option("--output", "-o", metavar="PATH", help="Output folder (or URL).")]
+# the common keys as flags: sugar for --set (config.FLAG_KEYS), which wins over them
+ScoreFieldOption = Annotated[str | None, typer.Option(
+    "--score-field", metavar="FIELD", help="Field holding the score, e.g. metadata.score (score_field).")]
+ScoreOption = Annotated[str | None, typer.Option(
+    "--score", metavar="EXPR", help="Score expression over fields (score).")]
+SelectOption = Annotated[list[str] | None, typer.Option(
+    "--select", metavar="METHOD:VALUE", help="Keep a subset first, e.g. top-r:0.6 or tokens:10B; repeat to chain "
+    "(select).")]
+TokenFieldOption = Annotated[str | None, typer.Option(
+    "--token-field", metavar="FIELD", help="Field holding each row's token count (select.token_field).")]
+ShardSizeOption = Annotated[str | None, typer.Option(
+    "--shard-size", metavar="SIZE", help="Output shard size, e.g. 512MB (shard_size).")]
+FormatOption = Annotated[str | None, typer.Option(
+    "--format", metavar="FORMAT", help="Output format: auto, parquet, jsonl.zst or jsonl (format).")]
 OutputArgument = Annotated[str, typer.Argument(metavar="OUTPUT", help="An output folder (or URL) or its "
                                                ".manifest.json.")]
 WorkDirOption = Annotated[str | None, typer.Option(
@@ -107,11 +123,10 @@ RUN_EPILOG = (
 
 @app.command(epilog=RUN_EPILOG)
 def run(
-    config_file: ConfigArgument,
+    config_file: ConfigArgument = None,
     method: MethodOption = None,
     inputs: InputOption = None,
-    output: Annotated[str | None, typer.Option("--output", "-o", metavar="PATH", help="Output folder (or URL).")]
-    = None,
+    output: OutputOption = None,
     sets: SetOption = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a previous reorder output there.")] = False,
     memory_limit: Annotated[str | None, typer.Option(
@@ -137,6 +152,12 @@ def run(
     wait_timeout: Annotated[str | None, typer.Option(
         "--wait-timeout", metavar="DURATION",
         help="--wait: give up after this long (90, 30m, 2h; exit 2), the jobs going on.")] = None,
+    score_field: ScoreFieldOption = None,
+    score: ScoreOption = None,
+    select: SelectOption = None,
+    token_field: TokenFieldOption = None,
+    shard_size: ShardSizeOption = None,
+    out_format: FormatOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
@@ -150,6 +171,9 @@ def run(
 
     extra = [f"memory_limit={memory_limit}"] * (memory_limit is not None) + [f"workers={workers}"] * (
         workers is not None)
+    sets = config.flag_sets({"--score-field": score_field, "--score": score, "--select": select,
+                             "--token-field": token_field, "--shard-size": shard_size, "--format": out_format}) + (
+        sets or [])
     with _command("run", as_json, quiet, verbose):
         if executor not in ("local", "slurm", "ray"):
             raise ReorderError(f"--executor: expected local, slurm or ray, got {executor!r}")
@@ -296,7 +320,7 @@ PREVIEW_EPILOG = (
 
 @app.command("preview", epilog=PREVIEW_EPILOG)
 def preview_cmd(
-    config_file: ConfigArgument,
+    config_file: ConfigArgument = None,
     method: MethodOption = None,
     inputs: InputOption = None,
     sets: SetOption = None,
@@ -314,15 +338,21 @@ def preview_cmd(
     plot_file: PlotFile = None,
     plot_size: PlotSize = None,
     plot_title: PlotTitle = None,
+    score_field: ScoreFieldOption = None,
+    score: ScoreOption = None,
+    select: SelectOption = None,
+    token_field: TokenFieldOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Show the order a run would give (profile and guidance metrics) from the scores alone; writes no shards."""
-    from reorder_cli import render
+    from reorder_cli import config, render
     from reorder_cli.inspect import plot, preview
     from reorder_cli.metrics import guidance as metrics
 
+    sets = config.flag_sets({"--score-field": score_field, "--score": score, "--select": select,
+                             "--token-field": token_field}) + (sets or [])
     with _command("preview", as_json, quiet, verbose):
         params = metrics.Params(window=window, boundary_pct=boundary_pct)
         size = plot.parse_size(plot_size) if plot_size else None
@@ -411,6 +441,51 @@ def audit_cmd(
         render.audit(report, global_batch is not None, plot_file)
         if not report.held:
             raise typer.Exit(1)
+
+
+config_app = typer.Typer(cls=cli_help.Group, help="Show, check or describe a run's config.", no_args_is_help=True,
+                         context_settings={"help_option_names": ["-h", "--help"]})
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show_cmd(
+    config_file: ConfigArgument = None, method: MethodOption = None, inputs: InputOption = None,
+    output: OutputOption = None, sets: SetOption = None, score_field: ScoreFieldOption = None,
+    score: ScoreOption = None, select: SelectOption = None, token_field: TokenFieldOption = None,
+    shard_size: ShardSizeOption = None, out_format: FormatOption = None,
+    as_json: JsonOption = False, quiet: QuietOption = False, verbose: VerboseOption = False,
+) -> None:
+    """The config `reorder run` would use with these arguments, and where each value comes from."""
+    from reorder_cli import config_show, render
+
+    flags = {"--score-field": score_field, "--score": score, "--select": select, "--token-field": token_field,
+             "--shard-size": shard_size, "--format": out_format}
+    with _command("config show", as_json, quiet, verbose):
+        render.config_shown(config_show.resolve(config_file, sets or [], flags, method=method, inputs=inputs,
+                                                output=output))
+
+
+@config_app.command("validate")
+def config_validate_cmd(
+    config_file: ConfigArgument = None, method: MethodOption = None, sets: SetOption = None,
+    as_json: JsonOption = False, quiet: QuietOption = False, verbose: VerboseOption = False,
+) -> None:
+    """Check a config's keys and values without running (exit 0, or a one-line error and exit 2)."""
+    from reorder_cli import config_show, render
+
+    with _command("config validate", as_json, quiet, verbose):
+        render.config_valid(config_file, config_show.resolve(config_file, sets or [], {}, method=method, inputs=None,
+                                                             output=None))
+
+
+@config_app.command("schema")
+def config_schema_cmd(as_json: JsonOption = False, quiet: QuietOption = False, verbose: VerboseOption = False) -> None:
+    """Print the JSON Schema of a config file (for editors and CI), generated from the key registry."""
+    from reorder_cli import config_show, render
+
+    with _command("config schema", as_json, quiet, verbose):
+        render.config_schema(config_show.json_schema())
 
 
 @app.command()

@@ -8,6 +8,8 @@ errors that name the key; nothing silently falls back to a default.
 
 from __future__ import annotations
 
+import difflib
+import json
 import math
 import os
 import re
@@ -27,6 +29,12 @@ from reorder_cli.util.units import parse_size
 # ------------------------------------------------------------------ the key table
 
 
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``; did you mean X?`` for the closest of ``known`` to ``name`` (difflib), else nothing."""
+    close = difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
 @dataclass(frozen=True)
 class Key:
     name: str
@@ -40,6 +48,15 @@ class Key:
         return tuple(m.name for m in registry.METHODS.values() if self.name in m.keys)
 
 
+def _typed(schema: dict[str, Any]) -> Callable:
+    """Attach the JSON Schema of the values a check accepts (``reorder config schema`` reads it)."""
+    def mark(check: Callable) -> Callable:
+        check.schema = schema
+        return check
+    return mark
+
+
+@_typed({"type": "boolean"})
 def _bool(key: str, v: Any) -> bool:
     if isinstance(v, bool):
         return v
@@ -54,7 +71,7 @@ def _int(lo: int) -> Callable[[str, Any], int]:
             raise ReorderError(f"config key '{key}': must be >= {lo}, got {v!r}")
         return int(v)
 
-    return check
+    return _typed({"type": "integer", "minimum": lo})(check)
 
 
 def _float(lo: float, hi: float | None = None) -> Callable[[str, Any], float]:
@@ -66,9 +83,11 @@ def _float(lo: float, hi: float | None = None) -> Callable[[str, Any], float]:
             raise ReorderError(f"config key '{key}': must be {bounds}, got {v!r}")
         return float(v)
 
-    return check
+    bounds = {"minimum": lo} if math.isfinite(lo) else {}
+    return _typed({"type": "number", **bounds, **({"maximum": hi} if hi is not None else {})})(check)
 
 
+@_typed({"type": "string", "minLength": 1})
 def _str(key: str, v: Any) -> str:
     if not isinstance(v, str) or not v:
         raise ReorderError(f"config key '{key}': expected a non-empty string, got {v!r}")
@@ -78,12 +97,17 @@ def _str(key: str, v: Any) -> str:
 def _choice(*options: str) -> Callable[[str, Any], str]:
     def check(key: str, v: Any) -> str:
         if v not in options:
-            raise ReorderError(f"config key '{key}': expected one of {', '.join(options)}, got {v!r}")
+            raise ReorderError(f"config key '{key}': expected one of {', '.join(options)}, got {v!r}"
+                               f"{did_you_mean(v, options)}")
         return v
 
-    return check
+    return _typed({"enum": list(options)})(check)
 
 
+_PATHS = {"anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "items": {"type": "string"}}]}
+
+
+@_typed(_PATHS)
 def _inputs(key: str, v: Any) -> list[str]:
     items = [v] if isinstance(v, str) else v
     if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
@@ -91,10 +115,12 @@ def _inputs(key: str, v: Any) -> list[str]:
     return list(items)
 
 
+@_typed({"type": ["integer", "string"], "examples": ["256MB", "1GiB", 0]})
 def _size(key: str, v: Any) -> int:
     return parse_size(v, key)
 
 
+@_typed({"type": "string", "minLength": 1})
 def _expression(key: str, v: Any) -> str:
     """A score expression: parsed (and refused with the position at fault) by ``formats.score_expr``."""
     if isinstance(v, int | float) and not isinstance(v, bool):
@@ -114,6 +140,7 @@ SELECT_IGNORED = ("name", "version", "description")
 _COUNT = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12}
 
 
+@_typed({"type": ["integer", "string"], "examples": [5000000, "10B"]})
 def _count(key: str, v: Any) -> int:
     """A token count: an integer, or a number with K, M, B (or G) or T (10B: ten billion)."""
     if isinstance(v, str):
@@ -133,6 +160,7 @@ SELECT_CHECKS_ALL = {"method", "score_field", *_SELECT_CHECKS}
 # ------------------------------------------------------------------ the slurm: section
 
 
+@_typed(_PATHS)
 def _lines(key: str, v: Any) -> list[str]:
     """A line or a list of lines (extra #SBATCH options, setup commands)."""
     items = [v] if isinstance(v, str) else v
@@ -144,6 +172,7 @@ def _lines(key: str, v: Any) -> list[str]:
 _SLURM_TIME = re.compile(r"\d+(:\d+){0,2}|\d+-\d+(:\d+){0,2}|UNLIMITED|INFINITE", re.IGNORECASE)
 
 
+@_typed({"type": ["integer", "string"], "examples": [30, "2:00:00", "1-12:00:00"]})
 def _slurm_time(key: str, v: Any) -> str:
     """A Slurm time limit: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS (or UNLIMITED)."""
     if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
@@ -177,15 +206,18 @@ def _section(name: str, checks: dict[str, Callable[[str, Any], Any]], example: s
             raise ReorderError(f"config key '{name}': expected a mapping such as {example}, got {v!r}")
         unknown = [k for k in v if k not in checks]
         if unknown:
-            raise ReorderError(f"unknown config key '{name}.{unknown[0]}' (known: {', '.join(checks)})")
+            raise ReorderError(f"unknown config key '{name}.{unknown[0]}'{did_you_mean(unknown[0], checks)} "
+                               f"(known: {', '.join(checks)})")
         return {k: checks[k](f"{name}.{k}", x) for k, x in v.items() if x is not None}
-    return check
+    return _typed({"type": "object", "additionalProperties": False,
+                   "properties": {k: getattr(c, "schema", {}) for k, c in checks.items()}})(check)
 
 
 _slurm = _section("slurm", SLURM_CHECKS, "{partition: cpu, time: '2:00:00'}")
 _ray = _section("ray", RAY_CHECKS, "{address: 'ray://head:10001', memory: 4GB}")
 
 
+@_typed({"type": "object"})
 def _storage(key: str, v: Any) -> dict[str, Any]:
     """The ``storage_options:`` section: passed as it is to the fsspec filesystem of every URL (its values
     are never echoed: they may be credentials)."""
@@ -195,51 +227,126 @@ def _storage(key: str, v: Any) -> dict[str, Any]:
     return dict(v)
 
 
+#: ``METHOD:VALUE``, the compact form of one selection (``top-r:0.6``, ``tokens:10B``): VALUE is the
+#: method's first key (k, r, threshold, budget).
+_COMPACT = re.compile(r"\s*([A-Za-z_-]+)\s*:\s*(\S.*?)\s*")
+
+
 def select_section(v: Any) -> dict[str, Any]:
-    """The ``select:`` section as a mapping: a path names a YAML file (e.g. the reference's
-    ``data_selection/config/top-r.yaml``), read relative to the current directory."""
+    """One selection as a mapping: a mapping, ``METHOD:VALUE`` (``top-r:0.6``) or a path naming a YAML file
+    (e.g. the reference's ``data_selection/config/top-r.yaml``); a path written in a config file was made
+    relative to that file's folder by :func:`load`."""
     if isinstance(v, str):
+        compact = _COMPACT.fullmatch(v)
+        if compact and compact.group(1) in SELECT_METHODS:
+            value = yaml.safe_load(compact.group(2))
+            return {"method": compact.group(1), SELECT_METHODS[compact.group(1)][0]: value}
+        if compact and not Path(v).exists() and "/" not in v:
+            raise ReorderError(f"config key 'select': unknown selection method {compact.group(1)!r}"
+                               f"{did_you_mean(compact.group(1), SELECT_METHODS)} (one of "
+                               f"{', '.join(SELECT_METHODS)}, e.g. top-r:0.6 or tokens:10B)")
         return read_yaml(Path(v))
     if not isinstance(v, dict):
-        raise ReorderError(f"config key 'select': expected a mapping such as {{method: top-r, r: 0.5}} or a path to "
-                           f"a selection config, got {v!r}")
+        raise ReorderError(f"config key 'select': expected a mapping such as {{method: top-r, r: 0.5}}, "
+                           f"METHOD:VALUE such as top-r:0.6, a list of them (a chain) or a path to a selection "
+                           f"config, got {v!r}")
     return dict(v)
 
 
-def _select(key: str, v: Any) -> dict[str, Any]:
-    """The validated ``select:`` section: {method, its keys}; ``method`` may be left out when one method's
-    key is given (as in the reference's configs, which name the method on its command line)."""
+def _select(key: str, v: Any) -> dict[str, Any] | list[dict[str, Any]]:
+    """The validated ``select:`` value: one selection {method, its keys}, or a chain (a list of two or more,
+    each applied to the rows the one before kept). A list of one is that selection."""
+    if not isinstance(v, list):
+        return _one_selection(v, "select")
+    if not v:
+        raise ReorderError("config key 'select': an empty list; give a selection, or remove the key")
+    steps = [_one_selection(step, f"select[{i}]") for i, step in enumerate(v)]
+    if any(not step for step in steps):
+        raise ReorderError("config key 'select': a chain cannot hold method none; remove that step")
+    fields = {step["token_field"] for step in steps if "token_field" in step}
+    if len(fields) > 1:
+        raise ReorderError(f"config key 'select': the chain's token budgets read different token fields "
+                           f"({', '.join(sorted(fields))}); a run reads one token_field")
+    return steps[0] if len(steps) == 1 else steps
+
+
+def _one_selection(v: Any, where: str) -> dict[str, Any]:
+    """One validated selection: {method, its keys}; ``method`` may be left out when one method's key is
+    given (as in the reference's configs, which name the method on its command line)."""
     section = select_section(v)
     unknown = [k for k in section if k not in SELECT_CHECKS_ALL and k not in SELECT_IGNORED]
     if unknown:
-        raise ReorderError(f"unknown config key 'select.{unknown[0]}' (known: method, "
-                           f"{', '.join(sorted(_SELECT_CHECKS))}, score_field)")
+        raise ReorderError(f"unknown config key '{where}.{unknown[0]}'{did_you_mean(unknown[0], SELECT_CHECKS_ALL)} "
+                           f"(known: method, {', '.join(sorted(_SELECT_CHECKS))}, score_field)")
     method = section.get("method")
     if method == "none":  # --set select.method=none: no selection, whatever the file says
         return {}
     if method is None:
         implied = [m for m, keys in SELECT_METHODS.items() if keys[0] in section]
         if len(implied) != 1:
-            raise ReorderError("config key 'select.method': expected one of " + ", ".join(SELECT_METHODS)
+            raise ReorderError(f"config key '{where}.method': expected one of " + ", ".join(SELECT_METHODS)
                                + " (or exactly one of the keys k, r, threshold, budget)")
         method = implied[0]
     if method not in SELECT_METHODS:
-        raise ReorderError(f"config key 'select.method': expected one of {', '.join(SELECT_METHODS)} (or none), "
-                           f"got {method!r}")
+        raise ReorderError(f"config key '{where}.method': expected one of {', '.join(SELECT_METHODS)} (or none), "
+                           f"got {method!r}{did_you_mean(method, SELECT_METHODS)}")
     out: dict[str, Any] = {"method": method}
     for name in SELECT_METHODS[method]:
         if name not in section or section[name] is None:
-            need = ("a token budget needs the field holding each row's token count, e.g. token_field: token_count"
-                    if name == "token_field" else f"{method} needs it")
-            raise ReorderError(f"config key 'select.{name}': missing; {need}")
-        out[name] = _SELECT_CHECKS[name](f"select.{name}", section[name])
+            need = ("a token budget needs the field holding each row's token count, e.g. token_field: token_count "
+                    "(--token-field)" if name == "token_field" else f"{method} needs it")
+            raise ReorderError(f"config key '{where}.{name}': missing; {need}")
+        out[name] = _SELECT_CHECKS[name](f"{where}.{name}", section[name])
     others = [k for k in section if k in _SELECT_CHECKS and k not in SELECT_METHODS[method]]
     if others:
-        raise ReorderError(f"config key 'select.{others[0]}': not read by select method {method} (it reads "
+        raise ReorderError(f"config key '{where}.{others[0]}': not read by select method {method} (it reads "
                            f"{', '.join(SELECT_METHODS[method])})")
     if section.get("score_field") is not None:
-        out["score_field"] = _str("select.score_field", section["score_field"])
+        out["score_field"] = _str(f"{where}.score_field", section["score_field"])
     return out
+
+
+def selection_token_field(select: Mapping[str, Any] | list | None) -> str | None:
+    """The token field a validated ``select:`` value (a selection or a chain) reads; None without a token budget."""
+    steps = select if isinstance(select, list) else [select or {}]
+    return next((s["token_field"] for s in steps if s.get("token_field")), None)
+
+
+def patch_select(value: Any, subs: Mapping[str, Any]) -> Any:
+    """``select:`` with ``--set select.KEY=value`` overrides applied: to the one selection, or to each
+    step of a chain whose method reads KEY (``score_field``: every step). ``method=none``: no selection."""
+    if subs.get("method") == "none":
+        return {"method": "none"}
+    if not isinstance(value, list):
+        return {**select_section(value), **subs}
+    steps = [select_section(step) for step in value]
+    if "method" in subs:
+        raise ReorderError("--set select.method: the selection is a chain; give the whole chain (--select, "
+                           "repeated) or select.method=none")
+    for key, x in subs.items():
+        readers = [s for s in steps if key == "score_field"
+                   or key in SELECT_METHODS.get(s.get("method") or _implied(s), ())]
+        if not readers:
+            raise ReorderError(f"--set select.{key}: no selection of the chain reads {key}")
+        for step in readers:
+            step[key] = x
+    return steps
+
+
+def _implied(section: Mapping[str, Any]) -> str:
+    return next((m for m, keys in SELECT_METHODS.items() if keys[0] in section), "")
+
+
+def _select_schema() -> dict[str, Any]:
+    """The JSON Schema of ``select:``: one selection per method, METHOD:VALUE or a path, or a list (a chain)."""
+    one = {"anyOf": [
+        *({"type": "object", "required": [keys[0]] + (["token_field"] if "token_field" in keys else []),
+           "properties": {"method": {"const": m}, **{k: getattr(_SELECT_CHECKS[k], "schema", {}) for k in keys},
+                          "score_field": {"type": "string"}, **{k: {} for k in SELECT_IGNORED}},
+           "additionalProperties": False} for m, keys in SELECT_METHODS.items()),
+        {"type": "string", "description": "METHOD:VALUE (top-r:0.6, tokens:10B) or the path of a selection file"},
+    ]}
+    return {"anyOf": [*one["anyOf"], {"type": "array", "minItems": 1, "items": one}]}
 
 
 def resolve_method(name: str) -> str:
@@ -247,10 +354,12 @@ def resolve_method(name: str) -> str:
     return _method("method", name)
 
 
+@_typed({"enum": registry.names()})
 def _method(key: str, v: Any) -> str:
     name = registry.canonical(v) if isinstance(v, str) else None
     if name is None:
-        raise ReorderError(f"unknown method {v!r}; choose one of {', '.join(registry.names())}")
+        raise ReorderError(f"unknown method {v!r}; choose one of {', '.join(registry.names())}"
+                           f"{did_you_mean(v, registry.names())}")
     return name
 
 
@@ -278,8 +387,10 @@ TOOL_KEYS = [
     Key("score", None, "score expression over fields instead of score_field, e.g. \"0.5 * a + 0.5 * meta.b\" "
         "(see Scores and selection)", _expression),
     Key("select", None, "keep a subset before ordering: {method: top-k, k: N}, {method: top-r, r: 0.5}, "
-        "{method: threshold, threshold: X} or {method: tokens, budget: 10B, token_field: F}; or a path to "
-        "the reference's selection config", _select),
+        "{method: threshold, threshold: X} or {method: tokens, budget: 10B, token_field: F}, or METHOD:VALUE "
+        "(top-r:0.6, tokens:10B); or a path to the reference's selection config; a list of them is a chain, "
+        "each applied to the rows the one before kept",
+        _select),
     Key("slurm", None, "--executor slurm: {partition, account, qos, time, time_STAGE, cpus_per_task, mem, "
         "max_parallel, extra_sbatch, setup} (see Running on a cluster); --set slurm.partition=cpu sets one", _slurm),
     Key("ray", None, "--executor ray: {address, num_cpus, memory, max_in_flight, max_retries} (see Running on a "
@@ -322,6 +433,7 @@ IGNORED_KEYS = {
 }
 
 KEYS: dict[str, Key] = {k.name: k for k in ORDERING_KEYS + TOOL_KEYS}
+_select.schema = _select_schema()
 
 
 def shape_keys(method: str) -> list[str]:
@@ -457,8 +569,10 @@ SECTIONS = ("select", "slurm", "ray", "storage_options")
 
 def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
     """``--set key=value`` pairs; values are read as YAML scalars (``true``, ``3``, ``0.1``).
-    ``select.KEY=value`` (``slurm.KEY=value``) sets one key of the ``select:`` (``slurm:``) section."""
+    ``select.KEY=value`` (``slurm.KEY=value``) sets one key of the ``select:`` (``slurm:``) section;
+    ``select=...`` given more than once is a chain of selections, in the order given."""
     out: dict[str, Any] = {}
+    subs: dict[str, dict[str, Any]] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         key = key.strip()
@@ -471,11 +585,37 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
             value = raw
         section, dot, sub = key.partition(".")
         if dot and section in SECTIONS and sub:
-            if not isinstance(out.get(section), dict):
-                out[section] = {}
-            out[section][sub] = value
+            subs.setdefault(section, {})[sub] = value
+        elif key == "select" and "select" in out:
+            previous = out["select"]
+            out["select"] = [*(previous if isinstance(previous, list) else [previous]), value]
         else:
             out[key] = value
+    for section, values in subs.items():
+        if section not in out:
+            out[section] = values
+        elif section == "select":
+            out[section] = patch_select(out[section], values)
+        elif isinstance(out[section], dict):
+            out[section] = {**out[section], **values}
+        else:
+            out[section] = values
+    return out
+
+
+#: The command line's flags for common keys: each is sugar for ``--set KEY=VALUE`` (flag -> key).
+FLAG_KEYS = {"--score-field": "score_field", "--score": "score", "--select": "select",
+             "--token-field": "select.token_field", "--shard-size": "shard_size", "--format": "format"}
+
+
+def flag_sets(flags: Mapping[str, Any]) -> list[str]:
+    """The ``--set`` pairs of the flags given (``{flag: value or None}``; a repeated flag, ``--select``,
+    a list): each value is taken as a string, as written."""
+    out = []
+    for flag, value in flags.items():
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if item is not None:
+                out.append(f"{FLAG_KEYS[flag]}={json.dumps(str(item))}")
     return out
 
 
@@ -488,7 +628,7 @@ def merge(raw: dict[str, Any], sets: Mapping[str, Any]) -> dict[str, Any]:
             out.pop(other, None)  # --set score=... replaces the file's score_field, and the other way round
     for key, value in sets.items():
         if key == "select" and isinstance(value, dict) and out.get("select") is not None:
-            out["select"] = {**select_section(out["select"]), **value}
+            out["select"] = patch_select(out["select"], value)
         elif key in ("slurm", "ray", "storage_options") and isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = {**out[key], **value}
         else:
@@ -501,7 +641,8 @@ def _checked(raw: Mapping[str, Any]) -> dict[str, Any]:
     unknown = [k for k in raw if k not in KEYS and k not in IGNORED_KEYS]
     if unknown:
         known = ", ".join(sorted(KEYS))
-        raise ReorderError(f"unknown config key '{unknown[0]}' (known keys: {known})")
+        raise ReorderError(f"unknown config key '{unknown[0]}'{did_you_mean(unknown[0], [*KEYS, *IGNORED_KEYS])} "
+                           f"(known keys: {known})")
     empty = [k for k, v in raw.items() if k in KEYS and v is None]
     if empty:
         raise ReorderError(f"config key '{empty[0]}': no value (null); give a value, or remove the key to use its "
@@ -512,17 +653,23 @@ def _checked(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {k: KEYS[k].check(k, v) for k, v in raw.items() if k in KEYS}
 
 
-def _selection(values: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The ``select:`` section; a ``score_field`` it carries (a reference selection file) must be the run's."""
+def _selection(values: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any] | list | None:
+    """The ``select:`` section (a selection or a chain); a ``score_field`` one carries (a reference selection
+    file) must be the run's."""
     select = values.get("select")
-    if select and "score_field" in select:
-        mine = params.get("score_field")
-        if select["score_field"] != mine:
-            scored = f"score_field '{mine}'" if mine else f"the score expression {values['score']!r}"
-            raise ReorderError(f"config key 'select.score_field': '{select['score_field']}' differs from the run's "
-                               f"{scored}; selection and ordering read one score (remove select.score_field)")
-        select = {k: v for k, v in select.items() if k != "score_field"}
-    return select or None
+    if not select:
+        return None
+    out = []
+    for step in select if isinstance(select, list) else [select]:
+        if "score_field" in step:
+            mine = params.get("score_field")
+            if step["score_field"] != mine:
+                scored = f"score_field '{mine}'" if mine else f"the score expression {values['score']!r}"
+                raise ReorderError(f"config key 'select.score_field': '{step['score_field']}' differs from the "
+                                   f"run's {scored}; selection and ordering read one score (remove "
+                                   "select.score_field)")
+        out.append({k: v for k, v in step.items() if k != "score_field"})
+    return out if isinstance(select, list) else out[0]
 
 
 def resolve(    raw: Mapping[str, Any],
@@ -533,8 +680,8 @@ def resolve(    raw: Mapping[str, Any],
 ) -> RunConfig:
     """Validate ``raw`` (config file merged with --set) and apply command-line values.
 
-    Relative ``input``/``output`` paths in a config file are taken relative to the
-    current directory, like paths given on the command line.
+    Relative paths of the config file were made relative to its folder by :func:`load`; paths given on
+    the command line (and by ``--set``) stay relative to the current directory.
     """
     values = _checked(raw)
     chosen = _method("method", method) if method else values.get("method")
@@ -588,13 +735,34 @@ def resolve(    raw: Mapping[str, Any],
     )
 
 
+#: Keys holding paths: written in a config file, a relative one is relative to the file's folder.
+PATH_KEYS = ("input", "output", "work_dir", "select")
+
+
+def relative_to_file(raw: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """``raw`` (a config file's keys) with its relative paths (:data:`PATH_KEYS`; a selection named by the
+    path of its YAML file) joined to the file's folder; URLs, absolute paths and ``METHOD:VALUE`` kept."""
+    base = Path(path).parent
+
+    def fix(v: Any, key: str) -> Any:
+        if isinstance(v, list) and key in ("input", "select"):
+            return [fix(x, key) for x in v]
+        if not isinstance(v, str) or not v or store.is_url(v) or os.path.isabs(v) or v.startswith("~"):
+            return v
+        if key == "select" and _COMPACT.fullmatch(v) and "/" not in v:
+            return v
+        return os.path.join(base, v) if str(base) not in ("", ".") else v
+
+    return {k: fix(v, k) if k in PATH_KEYS else v for k, v in raw.items()}
+
+
 def unused_keys(raw: Mapping[str, Any], method: str) -> dict[str, tuple[str, ...]]:
     """Ordering keys set in ``raw`` that ``method`` does not read, with the methods that read each."""
     return {k: KEYS[k].methods for k in raw if k in KEYS and KEYS[k].methods and method not in KEYS[k].methods}
 
 
 def load(
-    path: Path,
+    path: Path | None,
     overrides: Iterable[str] = (),
     *,
     method: str | None = None,
@@ -602,13 +770,19 @@ def load(
     output: str | None = None,
     skip_file_keys: Iterable[str] = (),
 ) -> RunConfig:
-    """The config file, then ``--set`` overrides, then the command line's values; keys of the file in
-    ``skip_file_keys`` are left out (``--set`` still sets them)."""
-    raw = {k: v for k, v in read_yaml(path).items() if k not in set(skip_file_keys)}
+    """The config file (optional: without one, every key takes the method's default), then ``--set``
+    overrides, then the command line's values; keys of the file in ``skip_file_keys`` are left out
+    (``--set`` still sets them)."""
+    raw = {k: v for k, v in file_keys(path).items() if k not in set(skip_file_keys)}
     sets = parse_overrides(overrides)
     raw = merge(raw, sets)
     cfg = resolve(raw, method=method, inputs=inputs, output=output)
     return replace(cfg, output_from_config=not output and "output" not in sets)
+
+
+def file_keys(path: Path | None) -> dict[str, Any]:
+    """The keys of config file ``path`` with its relative paths made relative to its folder; none without a file."""
+    return {} if path is None else relative_to_file(read_yaml(path), path)
 
 
 def with_format(cfg: RunConfig, input_formats: list[tuple[str, str | None]]) -> RunConfig:

@@ -243,11 +243,15 @@ def detail(message: str) -> None:
 
 
 def unused_keys(cfgs: list[RunConfig]) -> None:
-    """A warning a config key that none of the chosen methods reads."""
-    for key, users in cfgs[0].unused.items():
-        if all(key in c.unused for c in cfgs):
-            chosen = ", ".join(c.method for c in cfgs)
-            warning(f"config key '{key}' is not used by method {chosen}; it is read by: {', '.join(users)}")
+    """One warning line for the config keys that none of the chosen methods reads."""
+    unused = {key: users for key, users in cfgs[0].unused.items() if all(key in c.unused for c in cfgs)}
+    chosen = ", ".join(c.method for c in cfgs)
+    if len(unused) == 1:
+        (key, users), = unused.items()
+        warning(f"config key '{key}' is not used by method {chosen}; it is read by: {', '.join(users)}")
+    elif unused:
+        keys = ", ".join(f"'{key}' (read by {', '.join(users)})" for key, users in unused.items())
+        warning(f"config keys {keys} are not used by method {chosen}")
 
 
 def ignored_keys(cfg: RunConfig) -> None:
@@ -293,9 +297,9 @@ def run_result(result: RunResult, cfg: RunConfig) -> None:
 
 def selection_text(sel: dict[str, Any]) -> str:
     """What a selection kept, in one phrase: rows (and tokens) kept of those with a valid score, the rule."""
-    p = sel["params"]
-    what = ", ".join(f"{k}={v}" for k, v in p.items() if k != "method")
-    text = f"select {p['method']} ({what}) kept {sel['rows_after']:,} of {sel['rows_before']:,} rows"
+    what = " then ".join(f"{p['method']} (" + ", ".join(f"{k}={v}" for k, v in p.items() if k != "method") + ")"
+                         for p in (sel["params"] if isinstance(sel["params"], list) else [sel["params"]]))
+    text = f"select {what} kept {sel['rows_after']:,} of {sel['rows_before']:,} rows"
     if sel.get("tokens_before") is not None:
         text += f", {sel['tokens_after']:,} of {sel['tokens_before']:,} tokens"
     return text + f"; {sel['rule']}"
@@ -351,6 +355,39 @@ def task_done(stage: str, index: int, record: dict[str, Any]) -> None:
 def metrics(rows: list[tuple[str, dict]]) -> None:
     out.print(metrics_table(rows))
     out.print(Text(metrics_legend(rows[0][1]), style="dim"), soft_wrap=False)
+
+
+def config_shown(shown: Any) -> None:
+    """``reorder config show``: each key, its value and where it came from (YAML a run can read back)."""
+    import yaml
+
+    if mode.json:
+        return emit({k: {"value": v, "source": shown.sources[k]} for k, v in shown.values.items()})
+    for key, value in shown.values.items():
+        if value is None or value == {}:
+            continue
+        text = yaml.safe_dump({key: value}, default_flow_style=True, width=10**6, sort_keys=False).strip()[1:-1]
+        sys.stdout.write(f"{text}  # {shown.sources[key]}\n")
+    if shown.missing:
+        note(f"not set: {', '.join(shown.missing)} (a run needs them: --method, --input, --output or the config's "
+             "keys)")
+
+
+def config_valid(path: Path | None, shown: Any) -> None:
+    """``reorder config validate``: the one line of a config that passed."""
+    need = f"; a run still needs {', '.join(shown.missing)}" if shown.missing else ""
+    method = "not set" if "method" in shown.missing else shown.cfg.method
+    if mode.json:
+        return emit({"config": None if path is None else str(path), "method": None if "method" in shown.missing
+                     else shown.cfg.method, "missing": list(shown.missing)})
+    done(f"{path or 'the command line'}: a valid config (method {method}){need}", label="valid")
+
+
+def config_schema(schema: dict[str, Any]) -> None:
+    """``reorder config schema``: the JSON Schema itself (what editors and CI read), or in the envelope."""
+    if mode.json:
+        return emit(schema)
+    sys.stdout.write(json.dumps(schema, indent=2) + "\n")
 
 
 def stats(view: Stats, plot_file: Path | None, deep: bool, problem: str | None) -> None:

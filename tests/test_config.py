@@ -222,11 +222,11 @@ def test_input_and_output_flags_win_over_the_file(tmp_path, small):
     assert read_manifest(tmp_path / "cfg-out")["totals"]["rows"] == 40
 
 
-def test_config_paths_are_relative_to_the_working_directory(tmp_path, small, monkeypatch):
+def test_config_paths_are_relative_to_the_config_file(tmp_path, small, monkeypatch):
     f, rows, _ = small
     (tmp_path / "conf").mkdir()
     cfg = tmp_path / "conf" / "c.yaml"
-    cfg.write_text("method: str\ninput:\n  - in/s.jsonl\noutput: results/str\n")
+    cfg.write_text("method: str\ninput:\n  - ../in/s.jsonl\noutput: ../results/str\n")
     monkeypatch.chdir(tmp_path)
     result = invoke("run", "conf/c.yaml", "-q")
     assert result.exit_code == 0, result.output

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "reorder_cli"
 LAYERS = [
     ["__init__", "errors", "util"],
     ["methods"],
-    ["config"],
+    ["config", "config_show"],
     ["formats"],
     ["metrics"],
     ["workdir", "work_store", "task_outputs"],  # the work folder; its traffic with a store; what tasks wrote

@@ -170,7 +170,8 @@ def test_method_input_keeps_the_selected_rows_in_input_order(tmp_path, config_fi
 
 @pytest.mark.parametrize("sets", [["select.method=top-r", "select.r=0.37"],
                                   ["select.method=tokens", "select.budget=2000", "select.token_field=tok"],
-                                  ["select.method=threshold", "select.threshold=2"]])
+                                  ["select.method=threshold", "select.threshold=2"],
+                                  ["select=top-r:0.6", "select=tokens:2000", "select.token_field=tok"]])
 @pytest.mark.parametrize("method", ["saw", "input", "segment", "shuffle"])
 def test_in_memory_and_out_of_core_give_the_same_bytes(tmp_path, config_file, sets, method):
     path, _ = scored_corpus(tmp_path, 500, seed=3)

@@ -72,13 +72,13 @@ def reorder_command() -> list[str]:
     return [sys.executable, "-m", "reorder_cli.cli"]
 
 
-def run_arguments(config_file: Path, *, method: str | None, inputs: list[str] | None, output: str | None,
+def run_arguments(config_file: Path | None, *, method: str | None, inputs: list[str] | None, output: str | None,
                   sets: list[str] | None, memory_limit: str | None, workers: int | None,
                   keep_work: bool = False) -> list[str]:
     """The arguments of ``reorder run`` that the publish job repeats (the executor's own left out); a
     credential among ``sets`` is refused (:func:`credentials.check_sets`): the scripts would hold it."""
     credentials.check_sets(sets, "slurm")
-    args = ["run", str(Path(config_file).absolute())]
+    args = ["run", *([str(Path(config_file).absolute())] if config_file else [])]
     args += ["--method", method] if method else []
     for item in inputs or []:
         args += ["--input", item]

@@ -24,7 +24,7 @@ from reorder_cli.errors import ReorderError
 from reorder_cli.formats import score_expr
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.formats.score_expr import Scoring
-from reorder_cli.formats.scores import lookup, python_score, strings_to_float, token_problem
+from reorder_cli.formats.scores import field_hint, lookup, numeric_paths, python_score, strings_to_float, token_problem
 from reorder_cli.formats.source import Scanned
 from reorder_cli.util import store
 
@@ -176,7 +176,8 @@ def scan(
             line_no = lines_before + int(rows[i]) + 1
             if fail_on_invalid:
                 where = "" if scoring.is_expression else f" in field '{scoring.text}'"
-                raise ReorderError(f"{inp.path}: line {line_no}: invalid score{where}: {bad[int(i)]}")
+                hint = _missing_hint(data, local, int(rows[i]), scoring) if bad[int(i)] == "missing" else ""
+                raise ReorderError(f"{inp.path}: line {line_no}: invalid score{where}: {bad[int(i)]}{hint}")
             if len(invalid) < keep_invalid:
                 invalid.append((f"line {line_no}", bad[int(i)]))
         offsets.append(base + local[1:])
@@ -195,6 +196,15 @@ def scan(
         tokens=(np.concatenate(tokens) if tokens else np.zeros(0, dtype=np.int64))
         if scoring.token_field else None,
     )
+
+
+def _missing_hint(data: bytes, local: np.ndarray, line: int, scoring: Scoring) -> str:
+    """The field the user may have meant when a record has no score field (the error path only)."""
+    try:
+        record = json.loads(bytes(data[local[line]:local[line + 1]]))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return ""
+    return field_hint(scoring.text, numeric_paths(record))
 
 
 def lines_array(data: bytes, local: np.ndarray) -> pa.LargeBinaryArray:

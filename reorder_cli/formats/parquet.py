@@ -17,7 +17,7 @@ from reorder_cli.formats import score_expr
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.formats.jsonl import split_lines
 from reorder_cli.formats.score_expr import Scoring
-from reorder_cli.formats.scores import check_score_type, column_tokens, series_scores
+from reorder_cli.formats.scores import check_score_type, column_tokens, field_hint, series_scores
 from reorder_cli.formats.source import Scanned
 from reorder_cli.util import store
 
@@ -72,9 +72,19 @@ def _check_column(pf: pq.ParquetFile, inp: InputFile, score_field: str) -> None:
                 break
             field_type = field_type.field(part).type
     if field_type is None:
-        raise ReorderError(
-            f"{inp.path}: no column '{score_field}' (columns: {', '.join(schema.names)})"
-        )
+        raise ReorderError(f"{inp.path}: no column '{score_field}' (columns: {', '.join(schema.names)})"
+                           f"{field_hint(score_field, _numeric_paths(schema))}")
+
+
+def _numeric_paths(fields: pa.Schema | pa.StructType, prefix: str = "") -> list[str]:
+    """The dotted paths of the numeric columns of an Arrow schema, struct fields included."""
+    out = []
+    for f in fields:
+        if pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_decimal(f.type):
+            out.append(f"{prefix}{f.name}")
+        elif pa.types.is_struct(f.type):
+            out += _numeric_paths(f.type, f"{prefix}{f.name}.")
+    return out
 
 
 def nested_column(data: pa.Table | pa.RecordBatch, dotted: str):

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from reorder_cli.config import selection_token_field
 from reorder_cli.errors import ReorderError
 
 #: name -> (fewest, most) arguments (None: any number).
@@ -95,7 +96,7 @@ def scoring(field: str | None = None, expression: str | None = None, token_field
 def for_config(cfg: Any) -> Scoring:
     """The scoring of a run's config (:class:`config.RunConfig`): its expression or field, and the token
     field of a token-budget selection."""
-    return scoring(cfg.score_field, cfg.score, (cfg.select or {}).get("token_field"))
+    return scoring(cfg.score_field, cfg.score, selection_token_field(cfg.select))
 
 
 def of(spec: str | Scoring) -> Scoring:
@@ -105,8 +106,7 @@ def of(spec: str | Scoring) -> Scoring:
 
 def from_manifest(doc: dict[str, Any], tokens: bool = True) -> Scoring:
     """The scoring a finished run used, from its manifest (with its token field unless ``tokens`` is False)."""
-    select = doc.get("selection") or {}
-    token_field = (select.get("params") or {}).get("token_field") if tokens else None
+    token_field = selection_token_field((doc.get("selection") or {}).get("params")) if tokens else None
     if doc.get("score"):
         return scoring(expression=doc["score"], token_field=token_field)
     return scoring(field=doc.get("score_field") or "score", token_field=token_field)

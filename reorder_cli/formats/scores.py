@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from reorder_cli.config import did_you_mean
+
 _MISSING = object()
 
 
@@ -23,6 +25,29 @@ def lookup(record: Any, dotted: str) -> Any:
             return _MISSING
         node = node[part]
     return node
+
+
+def numeric_paths(record: Any, prefix: str = "") -> list[str]:
+    """The dotted paths of the numbers in a JSON record (``metadata.score``), in the record's order."""
+    if not isinstance(record, dict):
+        return []
+    out = []
+    for key, value in record.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out.append(path)
+        elif isinstance(value, dict):
+            out += numeric_paths(value, f"{path}.")
+    return out
+
+
+def field_hint(name: str, numeric: list[str]) -> str:
+    """``; did you mean --score-field X?`` for a score field absent from a file: a numeric field of the
+    same name nested in a struct (``metadata.score`` for ``score``), else the closest by spelling."""
+    leaf = name.split(".")[-1]
+    nested = [p for p in numeric if p != name and p.split(".")[-1] == leaf]
+    hint = f"; did you mean {nested[0]}?" if nested else did_you_mean(name, [p for p in numeric if p != name])
+    return hint.replace("did you mean ", "did you mean --score-field ") if hint else ""
 
 
 def python_score(value: Any) -> tuple[float, str | None]:

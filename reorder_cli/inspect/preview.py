@@ -52,7 +52,7 @@ class Preview:
 
 
 def configs(
-    config_file: Path, sets: list[str], *, method: str | None, compare: str | None, inputs: list[str] | None
+    config_file: Path | None, sets: list[str], *, method: str | None, compare: str | None, inputs: list[str] | None
 ) -> list[RunConfig]:
     """One resolved config a method: the config's values where it sets them, else the method's defaults."""
     if method and compare:
@@ -68,7 +68,7 @@ def configs(
     cfgs = [config.load(config_file, sets, method=m, inputs=inputs, output=os.devnull,
                         skip_file_keys=config.shape_keys(config.resolve_method(m))) for m in names]
     given = set(config.parse_overrides(sets))
-    in_file = config.read_yaml(config_file)
+    in_file = config.file_keys(config_file)
     skipped = sorted({k for k, v in in_file.items() if k not in given
                       and any(k in config.shape_keys(c.method) and c.params[k] != v for c in cfgs)})
     if skipped:
@@ -91,7 +91,7 @@ def run(cfgs: list[RunConfig], params: metrics.Params, progress: Progress | None
     store.configure(first.storage_options)
     files = discover(first.inputs)
     with progress.task("Reading scores", total=sum(f.size for f in files), unit="bytes") as advance:
-        scoring = score_expr.for_config(next((c for c in cfgs if (c.select or {}).get("token_field")), first))
+        scoring = score_expr.for_config(next((c for c in cfgs if select.token_field(c.select)), first))
         sources = plan.read_keys(files, scoring, first.invalid_scores == "error", first.workers, advance)
     orders = []
     for cfg in cfgs:  # a loop over methods
@@ -114,8 +114,8 @@ def run(cfgs: list[RunConfig], params: metrics.Params, progress: Progress | None
 def _kept_and_dropped(sources: list, cfg: RunConfig) -> tuple[np.ndarray, np.ndarray]:
     """The valid scores a config's selection keeps, and those it drops."""
     scores = np.concatenate([s.scores() for s in sources])
-    tokens = np.concatenate([s.tokens() for s in sources]) if cfg.select.get("token_field") else None
-    keep = select.select(cfg.select, len(scores), select.in_memory(scores, tokens), max(1, len(scores))).cut.keep(
+    tokens = np.concatenate([s.tokens() for s in sources]) if select.token_field(cfg.select) else None
+    keep = select.choose(cfg.select, len(scores), select.in_memory(scores, tokens), max(1, len(scores))).cut.keep(
         0, scores)
     return scores[keep], scores[~keep & ~np.isnan(scores)]
 

@@ -348,9 +348,9 @@ def _selected(report: Report, doc, files: list[InputFile], workers: int) -> list
     sel = doc["selection"]
     sources = read_keys(files, score_expr.from_manifest(doc), False, max(1, workers))
     scores = np.concatenate([s.scores() for s in sources]) if sources else np.zeros(0)
-    tokens = np.concatenate([s.tokens() for s in sources]) if sel["params"].get("token_field") and sources else None
+    tokens = np.concatenate([s.tokens() for s in sources]) if select.token_field(sel["params"]) and sources else None
     try:
-        chosen = select.select(sel["params"], len(scores), select.in_memory(scores, tokens), max(1, len(scores)))
+        chosen = select.choose(sel["params"], len(scores), select.in_memory(scores, tokens), max(1, len(scores)))
     except ReorderError as exc:
         report.problems.append(Problem("inputs", "selection", str(exc)))
         chosen = None

@@ -164,8 +164,8 @@ def build(files: list[InputFile], sources: list, cfg: RunConfig) -> Plan:
     valid = ~np.isnan(scores)
     chosen = None
     if cfg.select:
-        tokens = np.concatenate([s.tokens() for s in sources]) if cfg.select["method"] == "tokens" else None
-        chosen = selection.select(cfg.select, len(scores), selection.in_memory(scores, tokens), len(scores) or 1)
+        tokens = np.concatenate([s.tokens() for s in sources]) if selection.token_field(cfg.select) else None
+        chosen = selection.choose(cfg.select, len(scores), selection.in_memory(scores, tokens), len(scores) or 1)
         valid_rows = np.flatnonzero(chosen.cut.keep(0, scores))
     else:
         valid_rows = np.flatnonzero(valid)

@@ -251,8 +251,8 @@ def split(keys: Path, order: Path, plan: Path, rows: list[int], valid: list[int]
     m = n_valid
     if select:
         scores = _Columns(keys, "scores", row_starts, "<f8")
-        tokens = _Columns(keys, "tokens", row_starts, "<i8") if select["method"] == "tokens" else None
-        chosen = selection.select(select, n, lambda s, c: (scores.read(s, c), None if tokens is None
+        tokens = _Columns(keys, "tokens", row_starts, "<i8") if selection.token_field(select) else None
+        chosen = selection.choose(select, n, lambda s, c: (scores.read(s, c), None if tokens is None
                                                           else tokens.read(s, c)),
                                   min(selection.CHUNK_ROWS, max(1 << 16, memory // 64)))
         meta["cut"], meta["selection"] = [chosen.cut.score, chosen.cut.from_row], chosen.to_json()

@@ -15,6 +15,11 @@ histograms, each a chunk at a time) and one backward pass over the tied rows, so
 same code gives the same cut in memory (one chunk) and out of core (many), within a
 bounded amount of memory. Invalid rows (NaN) are never selected: ``invalid_scores``
 places or drops them as without selection.
+
+A **chain** (``select:`` a list) applies each selection to the rows the one before kept, in order.
+Every rule keeps a suffix of the rows ordered by (score, input row), so the chain keeps the
+shortest of its steps' suffixes: one :class:`Cut` again, found by :func:`choose` with the same
+code in memory and out of core.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from reorder_cli.config import selection_token_field as token_field
 from reorder_cli.errors import ReorderError
 from reorder_cli.util.npy import CHUNK_ROWS
 
@@ -62,8 +68,18 @@ class Selected:
     rows_after: int
     tokens_before: int | None
     tokens_after: int | None
+    steps: list[Selected] | None = None  # a chain's selections, each on the rows the one before kept
 
     def to_json(self) -> dict[str, Any]:
+        if self.steps is not None:
+            lowest = None if self.rows_after == 0 or not math.isfinite(self.cut.score) else self.cut.score
+            return {
+                "params": self.params, "rows_before": self.rows_before, "rows_after": self.rows_after,
+                "dropped": self.rows_before - self.rows_after, "tokens_before": self.tokens_before,
+                "tokens_after": self.tokens_after, "cutoff": lowest,
+                "rule": "; then ".join(rule(s.params, s.cut) for s in self.steps),
+                "steps": [s.to_json() for s in self.steps],
+            }
         lowest = None if self.rows_after == 0 or not math.isfinite(self.cut.score) else self.cut.score
         return {
             "params": self.params, "rows_before": self.rows_before, "rows_after": self.rows_after,
@@ -85,6 +101,35 @@ def rule(params: Mapping[str, Any], cut: Cut) -> str:
 
 def in_memory(scores: np.ndarray, tokens: np.ndarray | None) -> Reader:
     return lambda start, count: (scores[start:start + count], None if tokens is None else tokens[start:start + count])
+
+
+def choose(params: Mapping[str, Any] | list, rows: int, read: Reader, chunk: int = CHUNK_ROWS) -> Selected:
+    """The cut of a validated ``select:`` value: :func:`select` for one selection; for a chain, each
+    selection on the rows the one before kept (the others read as invalid), the last cut kept."""
+    if not isinstance(params, list):
+        return select(params, rows, read, chunk)
+    done: list[Selected] = []
+    cut = Cut(-math.inf, 0)
+    for p in params:  # a loop over the chain's selections
+        step = select(p, rows, _within(read, cut), chunk)
+        done.append(step)
+        cut = max(cut, step.cut, key=lambda c: (c.score, c.from_row))
+    by_tokens = token_field(params) is not None
+    tokens_before = tokens_after = None
+    if by_tokens:
+        tokens_before = tokens_after = 0
+        for start, scores, tokens in _chunks(read, rows, chunk):  # a loop over chunks
+            tokens_before += int(tokens[~np.isnan(scores)].sum())
+            tokens_after += int(tokens[cut.keep(start, scores)].sum())
+    return Selected(list(params), cut, done[0].rows_before, done[-1].rows_after, tokens_before, tokens_after, done)
+
+
+def _within(read: Reader, cut: Cut) -> Reader:
+    """``read`` with the scores of the rows ``cut`` does not keep read as NaN (not selectable)."""
+    def masked(start: int, count: int) -> tuple[np.ndarray, np.ndarray | None]:
+        scores, tokens = read(start, count)
+        return np.where(cut.keep(start, scores), scores, np.nan), tokens
+    return masked
 
 
 def select(params: Mapping[str, Any], rows: int, read: Reader, chunk: int = CHUNK_ROWS) -> Selected:

@@ -1,0 +1,82 @@
+"""``reorder config show | validate | schema``: a run's resolved config and where each value came from,
+a config checked without running, and the JSON Schema of the config (from the key table of
+:mod:`reorder_cli.config`, the one list of keys)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reorder_cli import config
+from reorder_cli import methods as registry
+from reorder_cli.config import RunConfig
+
+
+@dataclass
+class Shown:
+    """A resolved config: each key's value and where it came from (default, method default, file, a flag)."""
+
+    cfg: RunConfig
+    values: dict[str, Any]
+    sources: dict[str, str]
+    missing: list[str]  # what a run still needs (input, output), not given
+
+
+def resolve(path: Path | None, sets: list[str], flags: Mapping[str, Any], *, method: str | None,
+            inputs: list[str] | None, output: str | None) -> Shown:
+    """The config a run with these arguments would use. ``flags``: the first-class flags given
+    ({"--score-field": value or None, ...}); their values and ``sets`` are applied as ``--set``."""
+    from_flags = config.parse_overrides(config.flag_sets(flags))
+    from_sets = config.parse_overrides(sets)
+    in_file = config.file_keys(path)
+    chosen = method or in_file.get("method") or from_sets.get("method")
+    missing = [name for name, given in (("method", chosen), ("input", inputs or in_file.get("input")
+                                        or from_sets.get("input")), ("output", output or in_file.get("output")
+                                        or from_sets.get("output"))) if not given]
+    cfg = config.load(path, [*config.flag_sets(flags), *sets], method=chosen or "sorting",
+                      inputs=inputs or (["(not set)"] if "input" in missing else None),
+                      output=output or (os.devnull if "output" in missing else None))
+    values: dict[str, Any] = {"method": cfg.method, **cfg.params}
+    for key in config.TOOL_KEYS:
+        if key.name not in values:
+            values[key.name] = getattr(cfg, key.name, None)
+    values["output"] = None if "output" in missing else str(cfg.output)
+    values["input"] = None if "input" in missing else cfg.inputs
+    if cfg.storage_options:  # may hold credentials: the keys only
+        values["storage_options"] = dict.fromkeys(cfg.storage_options, "***")
+    flag_of = {key.split(".")[0]: flag for flag, key in config.FLAG_KEYS.items() if flags.get(flag)}
+    on_command_line = {"method": bool(method), "input": bool(inputs), "output": bool(output)}
+    sources = {}
+    for key in values:
+        if on_command_line.get(key):
+            sources[key] = "command line"
+        elif key in from_sets:
+            sources[key] = "--set"
+        elif key in from_flags:
+            sources[key] = flag_of.get(key, "flag")
+        elif key in in_file:
+            sources[key] = f"file {path}"
+        elif key in registry.METHODS[cfg.method].defaults:
+            sources[key] = f"default of {cfg.method}"
+        else:
+            sources[key] = "default"
+    return Shown(cfg, values, sources, [m for m in missing if m != "method" or not chosen])
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a config file: every key of :data:`config.KEYS` with its help and default,
+    the descriptive keys the reference's configs carry, nothing else."""
+    props: dict[str, Any] = {}
+    for key in config.KEYS.values():
+        entry = dict(getattr(key.check, "schema", {}))
+        entry["description"] = key.help + (f" (read by: {', '.join(key.methods)})" if key.methods else "")
+        if key.default is not None:
+            entry["default"] = key.default
+        props[key.name] = entry
+    for name, why in config.IGNORED_KEYS.items():
+        props[name] = {"description": f"ignored: {why}"}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "reorder config",
+            "type": "object", "properties": props, "additionalProperties": False}
