@@ -149,7 +149,7 @@ def test_config_show_says_where_each_value_comes_from(tmp_path):
     assert shown["input"]["value"] == [str(tmp_path / "data" / "in.jsonl")]  # relative to the config file
     text = ok(invoke("config", "show", cfg)).stdout
     hidden = ok(invoke("config", "show", cfg, "--set", "storage_options.secret=abc123", "--json")).stdout
-    assert json.loads(hidden)["storage_options"]["value"] == {"secret": "***"} and "abc123" not in hidden
+    assert json.loads(hidden)["data"]["storage_options"]["value"] == {"secret": "***"} and "abc123" not in hidden
     assert "seed: 7  # file" in text and "method: saw  # file" in text
 
 
