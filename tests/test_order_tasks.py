@@ -17,7 +17,7 @@ from reorder_cli.errors import ReorderError
 from reorder_cli.methods import orderings
 from reorder_cli.plan import order_tasks as ot
 from reorder_cli.plan import select as selection
-from reorder_cli.util.npy import save_npy
+from reorder_cli.util.npy import ROW, save_npy
 
 from .conftest import params
 
@@ -42,9 +42,12 @@ def in_memory(scores, sizes, method, p, policy, select=None):
     return order, scores[order], sizes[order]
 
 
-def as_tasks(folder: Path, scores, sizes, method, p, policy, memory, files=3, select=None, seed=0):
+def as_tasks(folder: Path, scores, sizes, method, p, policy, memory, files=3, select=None, seed=0,
+             after_sort=None, after_place=None):
     """Cut the rows into ``files`` inputs, run every keys, split, sort and place task (sorts and places
-    in a shuffled order), and return the plan's arrays and the positions the scatter tasks would read."""
+    in a shuffled order), and return the plan's arrays and the positions the scatter tasks would read.
+    ``after_sort`` / ``after_place`` (negative controls): called with ``(folder, meta)`` once the sort
+    tasks / place tasks are done, to damage their files."""
     keys, order, plan = folder / "keys", folder / "order", folder / "plan"
     keys.mkdir(parents=True)
     rng = np.random.default_rng(seed)
@@ -60,26 +63,31 @@ def as_tasks(folder: Path, scores, sizes, method, p, policy, memory, files=3, se
     meta = ot.split(keys, order, plan, rows, valid, method, p, policy, select, memory)
     for k in rng.permutation(ot.sort_tasks(meta)):
         ot.sort_task(keys, order, meta, int(k), memory)
+    if after_sort:
+        after_sort(folder, meta)
     for a in rng.permutation(ot.place_tasks(meta)):
         ot.place_task(keys, order, plan, meta, int(a))
+    if after_place:
+        after_place(folder, meta)
     ot.assemble(plan, meta)
     got = [np.load(plan / f"{name}.npy") for name, _ in ot.PLAN_ARRAYS]
     return got, ot.positions(plan, 0, len(scores)), meta
 
 
-def assert_same(folder, scores, sizes, method, p, policy, memory, files=3, select=None, seed=0):
+def assert_same(folder, scores, sizes, method, p, policy, memory, files=3, select=None, seed=0, **damage):
+    """The tasks' plan arrays and positions are plan.build's; ``damage``: :func:`as_tasks`'s hooks."""
     scores, sizes = np.asarray(scores, dtype=np.float64), np.asarray(sizes, dtype=np.int64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         expected = in_memory(scores, sizes, method, p, policy, select)
         (order, got_scores, got_sizes), pos, meta = as_tasks(folder, scores, sizes, method, p, policy, memory,
-                                                             files, select, seed)
-    assert np.array_equal(order, expected[0])
-    assert np.array_equal(got_scores, expected[1], equal_nan=True)
-    assert np.array_equal(got_sizes, expected[2])
+                                                             files, select, seed, **damage)
+    assert np.array_equal(order, expected[0]), "order"
+    assert np.array_equal(got_scores, expected[1], equal_nan=True), "scores"
+    assert np.array_equal(got_sizes, expected[2]), "sizes"
     inverse = np.full(len(scores), -1, dtype=np.int64)
     inverse[expected[0]] = np.arange(len(expected[0]))
-    assert np.array_equal(pos, inverse)
+    assert np.array_equal(pos, inverse), "positions"
     return meta
 
 
@@ -170,25 +178,44 @@ def test_with_a_selection(tmp_path, method, select):
     assert_same(tmp_path, scores, rng.integers(1, 999, 2000), method, p, "last", 30_000, files=4, select=select)
 
 
-def test_a_range_sorted_in_the_wrong_place_is_caught(tmp_path):
-    """Negative control: swapping two sort tasks' outputs changes the order, and the comparison fails."""
-    rng = np.random.default_rng(1)
-    scores, sizes = rng.random(3000), rng.integers(1, 99, 3000)
-    p = params("saw")
-    meta = assert_same(tmp_path / "a", scores, sizes, "saw", p, "drop", 40_000)
+def _swap_two_sorts(folder, meta):
     assert ot.sort_tasks(meta) > 1
-    order_dir = tmp_path / "a" / "order"
-    first, second = ot.sort_path(order_dir, 0), ot.sort_path(order_dir, 1)
+    first, second = ot.sort_path(folder / "order", 0), ot.sort_path(folder / "order", 1)
     a, b = first.read_bytes(), second.read_bytes()
     first.write_bytes(b)
     second.write_bytes(a)
-    for t in range(ot.place_tasks(meta)):
-        ot.place_task(tmp_path / "a" / "keys", order_dir, tmp_path / "a" / "plan", meta, t)
-    for name, _ in ot.PLAN_ARRAYS:  # assembled again from the new placed records
-        (tmp_path / "a" / "plan" / f"{name}.npy").unlink()
-    ot.assemble(tmp_path / "a" / "plan", meta)
-    expected = in_memory(scores, sizes, "saw", p, "drop")[0]
-    assert not np.array_equal(np.load(tmp_path / "a" / "plan" / "order.npy"), expected)
+
+
+def _damage_placed(field):
+    def damage(folder, meta):
+        path = ot.placed_path(folder / "plan", 0)
+        rows = np.fromfile(path, dtype=ROW)
+        rows[field][0] += 1
+        rows.tofile(path)
+    return damage
+
+
+def _swap_two_positions(folder, meta):
+    path = ot.pairs_path(folder / "plan", 0)
+    pairs = np.fromfile(path, dtype=ot.PAIR)
+    pairs["pos"][[0, 1]] = pairs["pos"][[1, 0]]
+    pairs.tofile(path)
+
+
+@pytest.mark.parametrize(("damage", "caught"), [
+    ({"after_sort": _swap_two_sorts}, "order"),  # two ranges in each other's place: every array differs
+    ({"after_place": _damage_placed("score")}, "scores"),  # one score off: only the scores differ
+    ({"after_place": _damage_placed("size")}, "sizes"),
+    ({"after_place": _swap_two_positions}, "positions"),  # the scatter tasks' pairs alone
+])
+def test_damaged_task_outputs_are_caught(tmp_path, damage, caught):
+    """Negative controls of :func:`assert_same`: the same run with one task output damaged fails the
+    comparison that owns it (assert_same comparing the outputs with themselves would pass them all)."""
+    rng = np.random.default_rng(1)
+    scores, sizes = rng.random(3000), rng.integers(1, 99, 3000)
+    assert_same(tmp_path / "intact", scores, sizes, "saw", params("saw"), "drop", 40_000)
+    with pytest.raises(AssertionError, match=f"^{caught}"):
+        assert_same(tmp_path / "damaged", scores, sizes, "saw", params("saw"), "drop", 40_000, **damage)
 
 
 @pytest.mark.parametrize("method", METHODS)
