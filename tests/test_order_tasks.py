@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from reorder_cli import methods
@@ -151,6 +151,108 @@ def test_same_as_in_memory(scores, method, policy, memory, files, data):
                 as_tasks(Path(tmp), scores, sizes, method, p, policy, memory, files)
         else:
             assert_same(Path(tmp), scores, sizes, method, p, policy, memory, files, seed=len(scores))
+
+
+def _corpus(n, seed, levels, invalid):
+    """``n`` scores in ``levels`` tied values (a quarter apart), ``invalid`` of them NaN at random rows."""
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, levels, n) / 4
+    scores[rng.permutation(n)[:invalid]] = np.nan
+    return scores
+
+
+def _segment_three_parts(front_is_high, back_is_high):
+    """segment with a non-empty front, middle and back, from the given ends."""
+    return st.builds(lambda x, y: ("segment", {"x_pct": x, "y_pct": y, "front_is_high": front_is_high,
+                                               "back_is_high": back_is_high}),
+                     st.integers(3, 45), st.integers(3, 45))
+
+
+@st.composite
+def _segment_scaled(draw):
+    """x_pct + y_pct > 100: both resized, no middle; any ends."""
+    return "segment", {"x_pct": draw(st.integers(50, 100)), "y_pct": draw(st.integers(51, 100)),
+                       "front_is_high": draw(st.booleans()), "back_is_high": draw(st.booleans())}
+
+
+@st.composite
+def _cross_clipped(draw):
+    """STR / SAW whose regions are clipped by the cursor (radius over half a section) or by the ends."""
+    sections = draw(st.integers(2, 6))
+    ratio = draw(st.sampled_from([0.6, 1.0]) if sections == 2 else st.sampled_from([0.2, 0.25, 0.4, 1.0]))
+    return draw(st.sampled_from(["str", "saw"])), {"num_sections": sections, "folding_ratio": ratio,
+                                                   "folding_layer": draw(st.integers(2, 7))}
+
+
+@st.composite
+def _layered(draw):
+    """FO-L / ZIG-L, most lengths not a multiple of L (layers of two lengths)."""
+    layers = draw(st.integers(2, 7))
+    return draw(st.sampled_from(["folding", "zigzag"])), {"folding_layer": layers, "zigzag_layer": layers}
+
+
+@st.composite
+def _jit(draw):
+    """JIT windows shorter than a place chunk (not dividing it), about one chunk, and longer than n."""
+    method = draw(st.sampled_from(["sorting", "folding", "zigzag", "str", "saw"]))
+    return method, {"window_size": draw(st.sampled_from([2, 3, 5, 7, 13, 17, 40, 1000])), "folding_layer": 2,
+                    "zigzag_layer": 3, "num_sections": 3, "folding_ratio": 0.2}
+
+
+@st.composite
+def _gumbel(draw):
+    """sorting with Gumbel keys over many key ranges, with and without JIT."""
+    return "sorting", {"use_gumbel": True, "temperature": draw(st.sampled_from([0.5, 3.0, 50.0, 1e3])),
+                       "window_size": draw(st.sampled_from([0, 3]))}
+
+
+@st.composite
+def _selected(draw):
+    """Any method after a selection whose cut falls inside a run of tied scores."""
+    method = draw(st.sampled_from(METHODS))
+    select = draw(st.one_of(st.builds(lambda k: {"method": "top-k", "k": k}, st.integers(1, 150)),
+                            st.builds(lambda r: {"method": "top-r", "r": r}, st.sampled_from([0.1, 0.35, 0.5, 0.9])),
+                            st.builds(lambda t: {"method": "threshold", "threshold": t},
+                                      st.sampled_from([0.0, 0.25]))))
+    return method, {"window_size": draw(st.sampled_from([0, 3])), "x_pct": 20, "y_pct": 30, "select": select}
+
+
+#: The shapes where an offset of the order tasks could be off by one; each gets its own examples.
+SHAPES = {
+    "segment-low-low": _segment_three_parts(False, False),
+    "segment-low-high": _segment_three_parts(False, True),
+    "segment-high-low": _segment_three_parts(True, False),
+    "segment-high-high": _segment_three_parts(True, True),
+    "segment-scaled": _segment_scaled(),
+    "str-saw-clipped": _cross_clipped(),
+    "folding-zigzag": _layered(),
+    "jit": _jit(),
+    "gumbel": _gumbel(),
+    "selection": _selected(),
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(60, 300), corpus=st.integers(0, 2**16), levels=st.integers(3, 9), invalid=st.floats(0, 0.25),
+       policy=st.sampled_from(["first", "last", "drop"]), memory=st.sampled_from([4096, 16384]),
+       files=st.integers(1, 6), data=st.data())
+def test_shapes_same_as_in_memory(shape, n, corpus, levels, invalid, policy, memory, files, data):
+    """Each shape (above) against plan.build, every invalid-row policy, under budgets that cut many
+    key ranges and place chunks."""
+    method, over = data.draw(SHAPES[shape])
+    select = over.pop("select", None)
+    p = params(method, seed=data.draw(st.integers(0, 2**32)), ascending=data.draw(st.booleans()), **over)
+    scores = _corpus(n, corpus, levels, int(n * invalid))
+    m = int(np.count_nonzero(~np.isnan(scores)))
+    if method == "segment":  # the same-end picks fit in the budget
+        memory = max(memory, m * ot.PICK_BYTES)
+        if shape != "segment-scaled":  # the shape's three parts are all there
+            front, back = orderings.segment_sizes(m, p["x_pct"], p["y_pct"])
+            assert front and back and m - front - back
+    assume(not _expect_budget_error(method, p, m, memory))
+    with tempfile.TemporaryDirectory() as tmp:
+        assert_same(Path(tmp), scores, np.arange(n) * 7 % 1000, method, p, policy, memory, files, select, seed=corpus)
 
 
 @pytest.mark.parametrize("method", METHODS)
