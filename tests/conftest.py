@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import zstandard
+from hypothesis import Phase, settings
 from typer.testing import CliRunner
 
 from reorder_cli.cli import app
@@ -28,6 +29,10 @@ from reorder_cli.config import ORDERING_KEYS, default_for
 from . import oracle
 
 pytest_plugins = ["tests.ci_skips"]
+
+#: ``--hypothesis-profile=mutation`` (scripts/mutation_check.py): the first failing example fails the test
+#: (no shrinking), and no example is stored or replayed.
+settings.register_profile("mutation", phases=(Phase.explicit, Phase.generate), database=None)
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from reorder_cli import methods
@@ -17,7 +17,7 @@ from reorder_cli.errors import ReorderError
 from reorder_cli.methods import orderings
 from reorder_cli.plan import order_tasks as ot
 from reorder_cli.plan import select as selection
-from reorder_cli.util.npy import save_npy
+from reorder_cli.util.npy import ROW, save_npy
 
 from .conftest import params
 
@@ -42,9 +42,12 @@ def in_memory(scores, sizes, method, p, policy, select=None):
     return order, scores[order], sizes[order]
 
 
-def as_tasks(folder: Path, scores, sizes, method, p, policy, memory, files=3, select=None, seed=0):
+def as_tasks(folder: Path, scores, sizes, method, p, policy, memory, files=3, select=None, seed=0,
+             after_sort=None, after_place=None):
     """Cut the rows into ``files`` inputs, run every keys, split, sort and place task (sorts and places
-    in a shuffled order), and return the plan's arrays and the positions the scatter tasks would read."""
+    in a shuffled order), and return the plan's arrays and the positions the scatter tasks would read.
+    ``after_sort`` / ``after_place`` (negative controls): called with ``(folder, meta)`` once the sort
+    tasks / place tasks are done, to damage their files."""
     keys, order, plan = folder / "keys", folder / "order", folder / "plan"
     keys.mkdir(parents=True)
     rng = np.random.default_rng(seed)
@@ -60,26 +63,31 @@ def as_tasks(folder: Path, scores, sizes, method, p, policy, memory, files=3, se
     meta = ot.split(keys, order, plan, rows, valid, method, p, policy, select, memory)
     for k in rng.permutation(ot.sort_tasks(meta)):
         ot.sort_task(keys, order, meta, int(k), memory)
+    if after_sort:
+        after_sort(folder, meta)
     for a in rng.permutation(ot.place_tasks(meta)):
         ot.place_task(keys, order, plan, meta, int(a))
+    if after_place:
+        after_place(folder, meta)
     ot.assemble(plan, meta)
     got = [np.load(plan / f"{name}.npy") for name, _ in ot.PLAN_ARRAYS]
     return got, ot.positions(plan, 0, len(scores)), meta
 
 
-def assert_same(folder, scores, sizes, method, p, policy, memory, files=3, select=None, seed=0):
+def assert_same(folder, scores, sizes, method, p, policy, memory, files=3, select=None, seed=0, **damage):
+    """The tasks' plan arrays and positions are plan.build's; ``damage``: :func:`as_tasks`'s hooks."""
     scores, sizes = np.asarray(scores, dtype=np.float64), np.asarray(sizes, dtype=np.int64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         expected = in_memory(scores, sizes, method, p, policy, select)
         (order, got_scores, got_sizes), pos, meta = as_tasks(folder, scores, sizes, method, p, policy, memory,
-                                                             files, select, seed)
-    assert np.array_equal(order, expected[0])
-    assert np.array_equal(got_scores, expected[1], equal_nan=True)
-    assert np.array_equal(got_sizes, expected[2])
+                                                             files, select, seed, **damage)
+    assert np.array_equal(order, expected[0]), "order"
+    assert np.array_equal(got_scores, expected[1], equal_nan=True), "scores"
+    assert np.array_equal(got_sizes, expected[2]), "sizes"
     inverse = np.full(len(scores), -1, dtype=np.int64)
     inverse[expected[0]] = np.arange(len(expected[0]))
-    assert np.array_equal(pos, inverse)
+    assert np.array_equal(pos, inverse), "positions"
     return meta
 
 
@@ -145,6 +153,108 @@ def test_same_as_in_memory(scores, method, policy, memory, files, data):
             assert_same(Path(tmp), scores, sizes, method, p, policy, memory, files, seed=len(scores))
 
 
+def _corpus(n, seed, levels, invalid):
+    """``n`` scores in ``levels`` tied values (a quarter apart), ``invalid`` of them NaN at random rows."""
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, levels, n) / 4
+    scores[rng.permutation(n)[:invalid]] = np.nan
+    return scores
+
+
+def _segment_three_parts(front_is_high, back_is_high):
+    """segment with a non-empty front, middle and back, from the given ends."""
+    return st.builds(lambda x, y: ("segment", {"x_pct": x, "y_pct": y, "front_is_high": front_is_high,
+                                               "back_is_high": back_is_high}),
+                     st.integers(3, 45), st.integers(3, 45))
+
+
+@st.composite
+def _segment_scaled(draw):
+    """x_pct + y_pct > 100: both resized, no middle; any ends."""
+    return "segment", {"x_pct": draw(st.integers(50, 100)), "y_pct": draw(st.integers(51, 100)),
+                       "front_is_high": draw(st.booleans()), "back_is_high": draw(st.booleans())}
+
+
+@st.composite
+def _cross_clipped(draw):
+    """STR / SAW whose regions are clipped by the cursor (radius over half a section) or by the ends."""
+    sections = draw(st.integers(2, 6))
+    ratio = draw(st.sampled_from([0.6, 1.0]) if sections == 2 else st.sampled_from([0.2, 0.25, 0.4, 1.0]))
+    return draw(st.sampled_from(["str", "saw"])), {"num_sections": sections, "folding_ratio": ratio,
+                                                   "folding_layer": draw(st.integers(2, 7))}
+
+
+@st.composite
+def _layered(draw):
+    """FO-L / ZIG-L, most lengths not a multiple of L (layers of two lengths)."""
+    layers = draw(st.integers(2, 7))
+    return draw(st.sampled_from(["folding", "zigzag"])), {"folding_layer": layers, "zigzag_layer": layers}
+
+
+@st.composite
+def _jit(draw):
+    """JIT windows shorter than a place chunk (not dividing it), about one chunk, and longer than n."""
+    method = draw(st.sampled_from(["sorting", "folding", "zigzag", "str", "saw"]))
+    return method, {"window_size": draw(st.sampled_from([2, 3, 5, 7, 13, 17, 40, 1000])), "folding_layer": 2,
+                    "zigzag_layer": 3, "num_sections": 3, "folding_ratio": 0.2}
+
+
+@st.composite
+def _gumbel(draw):
+    """sorting with Gumbel keys over many key ranges, with and without JIT."""
+    return "sorting", {"use_gumbel": True, "temperature": draw(st.sampled_from([0.5, 3.0, 50.0, 1e3])),
+                       "window_size": draw(st.sampled_from([0, 3]))}
+
+
+@st.composite
+def _selected(draw):
+    """Any method after a selection whose cut falls inside a run of tied scores."""
+    method = draw(st.sampled_from(METHODS))
+    select = draw(st.one_of(st.builds(lambda k: {"method": "top-k", "k": k}, st.integers(1, 150)),
+                            st.builds(lambda r: {"method": "top-r", "r": r}, st.sampled_from([0.1, 0.35, 0.5, 0.9])),
+                            st.builds(lambda t: {"method": "threshold", "threshold": t},
+                                      st.sampled_from([0.0, 0.25]))))
+    return method, {"window_size": draw(st.sampled_from([0, 3])), "x_pct": 20, "y_pct": 30, "select": select}
+
+
+#: The shapes where an offset of the order tasks could be off by one; each gets its own examples.
+SHAPES = {
+    "segment-low-low": _segment_three_parts(False, False),
+    "segment-low-high": _segment_three_parts(False, True),
+    "segment-high-low": _segment_three_parts(True, False),
+    "segment-high-high": _segment_three_parts(True, True),
+    "segment-scaled": _segment_scaled(),
+    "str-saw-clipped": _cross_clipped(),
+    "folding-zigzag": _layered(),
+    "jit": _jit(),
+    "gumbel": _gumbel(),
+    "selection": _selected(),
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(60, 300), corpus=st.integers(0, 2**16), levels=st.integers(3, 9), invalid=st.floats(0, 0.25),
+       policy=st.sampled_from(["first", "last", "drop"]), memory=st.sampled_from([4096, 16384]),
+       files=st.integers(1, 6), data=st.data())
+def test_shapes_same_as_in_memory(shape, n, corpus, levels, invalid, policy, memory, files, data):
+    """Each shape (above) against plan.build, every invalid-row policy, under budgets that cut many
+    key ranges and place chunks."""
+    method, over = data.draw(SHAPES[shape])
+    select = over.pop("select", None)
+    p = params(method, seed=data.draw(st.integers(0, 2**32)), ascending=data.draw(st.booleans()), **over)
+    scores = _corpus(n, corpus, levels, int(n * invalid))
+    m = int(np.count_nonzero(~np.isnan(scores)))
+    if method == "segment":  # the same-end picks fit in the budget
+        memory = max(memory, m * ot.PICK_BYTES)
+        if shape != "segment-scaled":  # the shape's three parts are all there
+            front, back = orderings.segment_sizes(m, p["x_pct"], p["y_pct"])
+            assert front and back and m - front - back
+    assume(not _expect_budget_error(method, p, m, memory))
+    with tempfile.TemporaryDirectory() as tmp:
+        assert_same(Path(tmp), scores, np.arange(n) * 7 % 1000, method, p, policy, memory, files, select, seed=corpus)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_many_ranges_and_chunks(tmp_path, method):
     """3000 rows in 5 inputs with a budget that cuts every sort into many ranges and the positions into
@@ -170,25 +280,44 @@ def test_with_a_selection(tmp_path, method, select):
     assert_same(tmp_path, scores, rng.integers(1, 999, 2000), method, p, "last", 30_000, files=4, select=select)
 
 
-def test_a_range_sorted_in_the_wrong_place_is_caught(tmp_path):
-    """Negative control: swapping two sort tasks' outputs changes the order, and the comparison fails."""
-    rng = np.random.default_rng(1)
-    scores, sizes = rng.random(3000), rng.integers(1, 99, 3000)
-    p = params("saw")
-    meta = assert_same(tmp_path / "a", scores, sizes, "saw", p, "drop", 40_000)
+def _swap_two_sorts(folder, meta):
     assert ot.sort_tasks(meta) > 1
-    order_dir = tmp_path / "a" / "order"
-    first, second = ot.sort_path(order_dir, 0), ot.sort_path(order_dir, 1)
+    first, second = ot.sort_path(folder / "order", 0), ot.sort_path(folder / "order", 1)
     a, b = first.read_bytes(), second.read_bytes()
     first.write_bytes(b)
     second.write_bytes(a)
-    for t in range(ot.place_tasks(meta)):
-        ot.place_task(tmp_path / "a" / "keys", order_dir, tmp_path / "a" / "plan", meta, t)
-    for name, _ in ot.PLAN_ARRAYS:  # assembled again from the new placed records
-        (tmp_path / "a" / "plan" / f"{name}.npy").unlink()
-    ot.assemble(tmp_path / "a" / "plan", meta)
-    expected = in_memory(scores, sizes, "saw", p, "drop")[0]
-    assert not np.array_equal(np.load(tmp_path / "a" / "plan" / "order.npy"), expected)
+
+
+def _damage_placed(field):
+    def damage(folder, meta):
+        path = ot.placed_path(folder / "plan", 0)
+        rows = np.fromfile(path, dtype=ROW)
+        rows[field][0] += 1
+        rows.tofile(path)
+    return damage
+
+
+def _swap_two_positions(folder, meta):
+    path = ot.pairs_path(folder / "plan", 0)
+    pairs = np.fromfile(path, dtype=ot.PAIR)
+    pairs["pos"][[0, 1]] = pairs["pos"][[1, 0]]
+    pairs.tofile(path)
+
+
+@pytest.mark.parametrize(("damage", "caught"), [
+    ({"after_sort": _swap_two_sorts}, "order"),  # two ranges in each other's place: every array differs
+    ({"after_place": _damage_placed("score")}, "scores"),  # one score off: only the scores differ
+    ({"after_place": _damage_placed("size")}, "sizes"),
+    ({"after_place": _swap_two_positions}, "positions"),  # the scatter tasks' pairs alone
+])
+def test_damaged_task_outputs_are_caught(tmp_path, damage, caught):
+    """Negative controls of :func:`assert_same`: the same run with one task output damaged fails the
+    comparison that owns it (assert_same comparing the outputs with themselves would pass them all)."""
+    rng = np.random.default_rng(1)
+    scores, sizes = rng.random(3000), rng.integers(1, 99, 3000)
+    assert_same(tmp_path / "intact", scores, sizes, "saw", params("saw"), "drop", 40_000)
+    with pytest.raises(AssertionError, match=f"^{caught}"):
+        assert_same(tmp_path / "damaged", scores, sizes, "saw", params("saw"), "drop", 40_000, **damage)
 
 
 @pytest.mark.parametrize("method", METHODS)
