@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from reorder_cli.errors import ReorderError
+
 # ---------------------------------------------------------------- building blocks
 
 
@@ -58,8 +60,9 @@ def jitter(m: int, window_size: int, seed: int) -> np.ndarray:
     if not window_size or window_size <= 1 or m == 0:
         return positions
     rng = np.random.default_rng(seed)
-    full = m // window_size
-    head = rng.permuted(positions[: full * window_size].reshape(full, window_size), axis=1).ravel()
+    full = m // window_size  # 0 when the window is longer than the rows: one short window, whatever its size
+    head = rng.permuted(positions[: full * window_size].reshape(full, window_size), axis=1).ravel() if full else \
+        positions[:0]
     tail = positions[full * window_size :]
     if len(tail):
         tail = tail[rng.permutation(len(tail))]
@@ -81,8 +84,11 @@ def transition_spans(n: int, num_sections: int, folding_ratio: float) -> list[tu
     """
     if n == 0 or num_sections == 1 or folding_ratio == 0:
         return []
+    if num_sections > n:
+        raise ReorderError(f"config key 'num_sections': {num_sections:,} sections for the {n:,} rows being ordered; "
+                           f"a section needs at least one row (at most {n:,} here): lower num_sections")
     splits = [round(n * s / num_sections) for s in range(1, num_sections)]
-    radius = round(n * folding_ratio)
+    radius = n if folding_ratio >= 1 else round(n * folding_ratio)  # a region never reaches past the rows
     spans, cursor = [], 0
     for split in splits:  # a loop over sections, never over rows
         start, end = max(cursor, split - radius), min(n, split + radius)
