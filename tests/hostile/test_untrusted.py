@@ -234,8 +234,8 @@ def tiny(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("key", NUMERIC)
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(value=st.sampled_from(HUGE))
-def test_every_numeric_key_takes_a_huge_value_or_refuses_it(tmp_path, tiny, key, value):
+@given(value=st.sampled_from(HUGE), rewrite=st.sampled_from(["in-memory", "out-of-core"]))
+def test_every_numeric_key_takes_a_huge_value_or_refuses_it(tmp_path, tiny, key, value, rewrite):
     section, _, name = key.rpartition(".")
     if section == "select":
         body = {"k": f"select: {{k: {value}}}", "budget": f"select: {{method: tokens, budget: {value}, token_field: "
@@ -247,7 +247,8 @@ def test_every_numeric_key_takes_a_huge_value_or_refuses_it(tmp_path, tiny, key,
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(f"score_field: score\nformat: jsonl\n{body}\n")
     out = tmp_path / f"out-{abs(hash(value))}"
-    result = reorder(cfg, [tiny], out, method=_method_for(key), extra=["--memory-limit", "300MB"], ok=False)
+    result = reorder(cfg, [tiny], out, method=_method_for(key), sets=[f"rewrite={rewrite}"],
+                    extra=["--memory-limit", "300MB"], ok=False)
     if result.exit_code == 0:
         check = invoke("verify", out, "--with-inputs", "-q")
         assert check.exit_code == 0, check.output
