@@ -12,14 +12,13 @@ No function here loops over rows in Python, except the one documented case in
 
 from __future__ import annotations
 
+import bisect
 import random
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-
-from reorder_cli.errors import ReorderError
 
 # ---------------------------------------------------------------- building blocks
 
@@ -76,6 +75,28 @@ def gumbel_jitter(m: int, temperature: float, seed: int) -> np.ndarray:
     return np.argsort(noisy, kind="stable").astype(np.int64)
 
 
+def split_points(n: int, num_sections: int) -> list[int]:
+    """The distinct values of ``round(n*s/S)`` for s = 1..S-1, in order: a repeated split point adds no
+    region, so at most n + 1 of them are computed, whatever S is. The points never decrease in s, so the
+    first s of the next point is a binary search, started around its estimate (k + 1/2)·S/n."""
+    out, s, big = [], 1, num_sections
+
+    def point(t: int) -> int:
+        return round(n * t / big)
+
+    while s < big:  # a loop over distinct split points, at most n + 1
+        k = point(s)
+        out.append(k)
+        guess = (2 * k + 1) * big // (2 * n) if n else big
+        lo, hi = max(s + 1, guess - 4096), min(big, max(s + 1, guess + 4096))
+        if lo > s + 1 and point(lo - 1) > k:
+            lo = s + 1
+        if hi < big and point(hi) <= k:
+            hi = big
+        s = bisect.bisect_right(range(lo, hi), k, key=point) + lo  # the first s in [lo, hi) past k
+    return out
+
+
 def transition_spans(n: int, num_sections: int, folding_ratio: float) -> list[tuple[int, int]]:
     """The STR/SAW transition regions ``[start, end)`` on ranks 0..n-1, in order, never overlapping.
 
@@ -84,10 +105,7 @@ def transition_spans(n: int, num_sections: int, folding_ratio: float) -> list[tu
     """
     if n == 0 or num_sections == 1 or folding_ratio == 0:
         return []
-    if num_sections > n:
-        raise ReorderError(f"config key 'num_sections': {num_sections:,} sections for the {n:,} rows being ordered; "
-                           f"a section needs at least one row (at most {n:,} here): lower num_sections")
-    splits = [round(n * s / num_sections) for s in range(1, num_sections)]
+    splits = split_points(n, num_sections)
     radius = n if folding_ratio >= 1 else round(n * folding_ratio)  # a region never reaches past the rows
     spans, cursor = [], 0
     for split in splits:  # a loop over sections, never over rows
