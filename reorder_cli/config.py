@@ -63,12 +63,18 @@ def _bool(key: str, v: Any) -> bool:
     raise ReorderError(f"config key '{key}': expected true or false, got {v!r}")
 
 
-def _int(lo: int) -> Callable[[str, Any], int]:
+#: The largest value of an integer key (int64's): a value past it cannot be stored or computed with.
+INT_MAX = 2**63 - 1
+
+
+def _int(lo: int, hi: int = INT_MAX) -> Callable[[str, Any], int]:
     def check(key: str, v: Any) -> int:
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or int(v) != v:
             raise ReorderError(f"config key '{key}': expected an integer, got {v!r}")
         if v < lo:
             raise ReorderError(f"config key '{key}': must be >= {lo}, got {v!r}")
+        if v > hi:
+            raise ReorderError(f"config key '{key}': must be <= {hi:,}, got {v!r}")
         return int(v)
 
     return _typed({"type": "integer", "minimum": lo})(check)
@@ -406,7 +412,7 @@ TOOL_KEYS = [
     Key("format", "auto", "output format: parquet (zstd), jsonl.zst or jsonl; auto: the inputs' format when they "
         "all share one (.jsonl -> jsonl, .jsonl.zst or .jsonl.gz -> jsonl.zst, .parquet -> parquet), else parquet",
         _choice("auto", "parquet", "jsonl.zst", "jsonl")),
-    Key("compression_level", 3, "zstd level of the output (1-22)", _int(1)),
+    Key("compression_level", 3, "zstd level of the output (1-22)", _int(1, 22)),
     Key("shard_size", "256MB", "close an output shard at about this size on disk, compressed (0: no limit)", _size),
     Key("shard_rows", 0, "close an output shard at this many rows (0: no limit)", _int(0)),
     Key("row_group_size", "64MB", "parquet: row groups of about this many uncompressed bytes", _size),

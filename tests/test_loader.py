@@ -104,7 +104,7 @@ def test_layout_worked_example():
     assert layout.global_batch == 8 and layout.end == 16 and layout.steps == 2
     assert layout.positions(0).tolist() == [0, 1, 4, 5, 8, 9, 12, 13]
     assert layout.positions(1, worker=1, workers=2).tolist() == [6, 7, 14, 15]
-    with pytest.raises(ValueError):
+    with pytest.raises(ReorderError):
         Layout(10, 0)
 
 

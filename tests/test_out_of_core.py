@@ -161,7 +161,7 @@ def test_keep_work_keeps_the_working_state(tmp_path, config_file, mixed_inputs):
 def test_the_disk_check_fails_early(tmp_path, config_file, mixed_inputs, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda path: type("U", (), {"free": 1000})())
     msg = one_line_error(reorder(config_file, mixed_inputs, tmp_path / "o", method="str", sets=OOC, ok=False))
-    assert "temporary space" in msg and "0.00 GB is free" in msg, msg
+    assert "temporary space" in msg and "1.0 KB is free" in msg, msg
     assert not (tmp_path / "o").exists()
 
 

@@ -11,7 +11,6 @@ finished, *running* when one runs (:mod:`reorder_cli.execute.running` says which
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +49,19 @@ def _running(work: WorkDir, now: dict[str, dict[int, str | None]], stage: str, f
     return out
 
 
+def _read_state(work: WorkDir) -> tuple[dict[str, dict[int, str | None]], dict[str, tuple]]:
+    """The running tasks and each stage's progress, read from the run's files (``run.json``, the plan,
+    the markers, ``slurm/jobs.json``): untrusted, so a malformed one is one line, not a traceback."""
+    try:
+        return run_state.running(work), graph.progress(work)
+    except ReorderError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
+        raise ReorderError(f"{work.where}: a file of the run's state (run.json, the plan, the task markers or "
+                           f"slurm/jobs.json) is malformed ({type(exc).__name__}: {str(exc)[:120]}); "
+                           "re-run with --restart to start the run again") from None
+
+
 def status(output: str | Path, work_dir: str | Path | None = None) -> dict[str, Any]:
     """``{"output", "finished", "stages": {stage: {state, tasks, done, running, pending, failed}}}``; ``running``
     and ``failed`` list tasks as ``{index, log}`` (``host`` too for a task running on another host)."""
@@ -60,7 +72,7 @@ def status(output: str | Path, work_dir: str | Path | None = None) -> dict[str, 
     # the manifest is written last, after the old one is removed: with the publishing marker (a run kept
     # with --keep-work) or without a run in progress, it is this run's
     if published is not None and (work.is_publishing() or work.saved_identity() is None):
-        shards = len(json.loads(store.read_bytes(published)).get("shards", []))
+        shards = len(manifest.read(published)[0]["shards"])  # checked like every reader's manifest
         stages = {s: _stage(None, None, []) for s in STAGES}
         stages["gather"], stages["publish"] = _stage(shards, shards, []), _stage(1, 1, [])
         for stage in stages.values():
@@ -69,9 +81,9 @@ def status(output: str | Path, work_dir: str | Path | None = None) -> dict[str, 
     if not work.exists():
         where = f"{work.root.name}/ folder" if work.base is None else f"work folder {work.where}"
         raise ReorderError(f"{output}: no run here (no {manifest.MANIFEST_NAME} and no {where})")
-    now = run_state.running(work)
+    now, progress = _read_state(work)
     stages = {}
-    for stage, (n, done, planned) in graph.progress(work).items():  # n None: not known yet
+    for stage, (n, done, planned) in progress.items():  # n None: not known yet
         failed = _failed(work, stage)
         if planned:  # before the first stage the run needs: planned in one process
             stages[stage] = _stage(None, None, failed)

@@ -26,8 +26,8 @@ score (``invalid_scores`` applies).
 
 from __future__ import annotations
 
-import math
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,10 @@ FUNCTIONS: dict[str, tuple[int, int | None]] = {
     "min": (2, None), "max": (2, None), "abs": (1, 1), "log": (1, 1), "exp": (1, 1), "clip": (3, 3),
     "where": (3, 3),
 }
+#: The stated limits of an expression: its length, and how deeply its parts nest (parentheses, function
+#: calls, signs and powers each add a level). Within them every expression evaluates.
+MAX_LENGTH = 10_000
+MAX_DEPTH = 64
 COMPARISONS = ("<=", ">=", "==", "!=", "<", ">")
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
@@ -71,12 +75,8 @@ class Scoring:
         if self.expr is None:
             out = np.asarray(columns[self.fields[0]], dtype=np.float64)
         else:
-            frame = pl.DataFrame({f: columns[f] for f in self.fields})
-            out = frame.select(compile_expr(self.expr).alias("s")).to_series().to_numpy().astype(np.float64)
-            bad = np.zeros(len(out), dtype=bool)
-            for f in self.fields:
-                bad |= np.isnan(columns[f])
-            out[bad] = np.nan
+            rows = len(columns[self.fields[0]])
+            out = _nan_where(evaluate(self.expr, columns, rows), *(columns[f] for f in self.fields))
         return np.where(np.isfinite(out), out, np.nan)
 
 
@@ -131,9 +131,13 @@ class _Parser:
             self.tokens.append((kind, m.group(kind), m.start(kind)))
             pos = m.end()
         self.i = 0
+        self.depth = 0  # how deeply the operand being read nests
 
     def fail(self, pos: int, message: str):
-        shown = f"{self.text[:pos]} >>> {self.text[pos:]}".strip()
+        before, after = self.text[:pos], self.text[pos:]
+        before, after = ("…" + before[-40:] if len(before) > 40 else before), (
+            after[:40] + "…" if len(after) > 40 else after)
+        shown = f"{before} >>> {after}".strip()
         raise ReorderError(f"config key 'score': position {pos + 1}: {message} (here: {shown})")
 
     def peek(self) -> tuple[str, str, int]:
@@ -184,13 +188,21 @@ class _Parser:
         return left
 
     def unary(self) -> Node:
-        if self.is_op("-"):
-            self.take()
-            return ("neg", self.unary())
-        if self.is_op("+"):
-            self.take()
-            return self.unary()
-        return self.power()
+        """Every nesting passes here (a parenthesis, a call's argument, a sign, a power's exponent)."""
+        if self.depth >= MAX_DEPTH:
+            self.fail(self.peek()[2], f"nested more than {MAX_DEPTH} levels deep (parentheses, function calls, "
+                                      "signs and powers each add one); that is the limit: simplify the expression")
+        self.depth += 1
+        try:
+            if self.is_op("-"):
+                self.take()
+                return ("neg", self.unary())
+            if self.is_op("+"):
+                self.take()
+                return self.unary()
+            return self.power()
+        finally:
+            self.depth -= 1
 
     def power(self) -> Node:
         base = self.atom()
@@ -254,70 +266,105 @@ class _Parser:
 def parse(text: str) -> Node:
     if not isinstance(text, str):
         raise ReorderError(f"config key 'score': expected an expression (a string), got {text!r}")
+    if len(text) > MAX_LENGTH:
+        raise ReorderError(f"config key 'score': the expression is {len(text):,} characters long; the limit is "
+                           f"{MAX_LENGTH:,} (score long formulas in a field of their own)")
     return _Parser(text).parse()
 
 
 def fields_of(node: Node) -> tuple[str, ...]:
-    found: dict[str, None] = {}
-
-    def walk(n: Node) -> None:
-        if n[0] == "field":
-            found[n[1]] = None
-        elif n[0] == "neg":
-            walk(n[1])
-        elif n[0] == "op":
-            walk(n[2])
-            walk(n[3])
-        elif n[0] == "call":
-            for a in n[2]:
-                walk(a)
-
-    walk(node)
-    return tuple(found)
+    """The fields ``node`` reads, in order of first use."""
+    return tuple(dict.fromkeys(n[1] for n in _walk(node) if n[0] == "field"))
 
 
-# ------------------------------------------------------------------ compiling
-
-_NAN = pl.lit(math.nan, dtype=pl.Float64)
+# ------------------------------------------------------------------ evaluating
 
 
-def _nan_if(cond: pl.Expr, value: pl.Expr) -> pl.Expr:
-    return pl.when(cond).then(_NAN).otherwise(value)
-
-
-def _pick(a: pl.Expr, b: pl.Expr, smaller: bool) -> pl.Expr:
-    pick = pl.when(a <= b if smaller else a >= b).then(a).otherwise(b)
-    return _nan_if(a.is_nan() | b.is_nan(), pick)
-
-
-def compile_expr(node: Node) -> pl.Expr:
-    """One Polars expression (Float64) computing ``node`` over columns named by the fields' dotted paths."""
+def _children(node: Node) -> tuple:
     kind = node[0]
-    if kind == "num":
-        return pl.lit(node[1], dtype=pl.Float64)
-    if kind == "field":
-        return pl.col(node[1]).cast(pl.Float64)
+    return (node[1],) if kind == "neg" else (node[2], node[3]) if kind == "op" else node[2] if kind == "call" else ()
+
+
+def _walk(node: Node) -> Iterator[Node]:
+    """The nodes of ``node``, parents first, children left to right: iteratively, however deep the tree."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        stack.extend(reversed(_children(n)))
+
+
+def _polars(fn: Callable[..., pl.Expr], *arrays: np.ndarray) -> np.ndarray:
+    """``fn`` of Polars columns ``x0, x1, ...`` (names of its own: a field's name is never a column
+    selector here) over ``arrays``: Polars' own kernels for log, exp and pow."""
+    frame = pl.DataFrame({f"x{i}": a for i, a in enumerate(arrays)})
+    return frame.select(fn(*(pl.col(f"x{i}") for i in range(len(arrays)))).alias("s")).to_series().to_numpy()
+
+
+def _nan_where(out: np.ndarray, *operands: np.ndarray) -> np.ndarray:
+    out = np.array(out, dtype=np.float64)
+    bad = np.zeros(len(out), dtype=bool)
+    for x in operands:
+        bad |= np.isnan(x)
+    out[bad] = np.nan
+    return out
+
+
+def _pick(a: np.ndarray, b: np.ndarray, smaller: bool) -> np.ndarray:
+    return _nan_where(np.where(a <= b if smaller else a >= b, a, b), a, b)
+
+
+_ARITHMETIC = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide}
+_COMPARE = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal, "==": np.equal,
+            "!=": np.not_equal}
+
+
+def _apply(node: Node, args: list[np.ndarray]) -> np.ndarray:
+    """One node of the tree on its operands' float64 columns."""
+    kind = node[0]
     if kind == "neg":
-        return -compile_expr(node[1])
+        return -args[0]
     if kind == "op":
-        op, a, b = node[1], compile_expr(node[2]), compile_expr(node[3])
-        if op in COMPARISONS:
-            result = {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b, "!=": a != b}[op]
-            return _nan_if(a.is_nan() | b.is_nan(), result.cast(pl.Float64))
-        return {"+": a + b, "-": a - b, "*": a * b, "/": a / b, "**": a.pow(b)}[op]
-    name, args = node[1], [compile_expr(a) for a in node[2]]
+        op, (a, b) = node[1], args
+        if op in _COMPARE:
+            return _nan_where(_COMPARE[op](a, b).astype(np.float64), a, b)
+        if op == "**":
+            return _polars(lambda x, y: x.pow(y), a, b)
+        with np.errstate(all="ignore"):
+            return _ARITHMETIC[op](a, b)
+    name = node[1]
     if name in ("min", "max"):
         out = args[0]
-        for arg in args[1:]:
+        for arg in args[1:]:  # a loop over the arguments, never over rows
             out = _pick(out, arg, name == "min")
         return out
     if name == "abs":
-        return args[0].abs()
-    if name == "log":
-        return args[0].log()
-    if name == "exp":
-        return args[0].exp()
+        return np.abs(args[0])
+    if name in ("log", "exp"):
+        return _polars(lambda x: x.log() if name == "log" else x.exp(), args[0])
     if name == "clip":
         return _pick(_pick(args[0], args[1], False), args[2], True)
     cond, a, b = args  # where
-    return _nan_if(cond.is_nan(), pl.when(cond != 0).then(a).otherwise(b))
+    return _nan_where(np.where(cond != 0, a, b), cond)
+
+
+def evaluate(node: Node, columns: dict[str, np.ndarray], rows: int) -> np.ndarray:
+    """``node`` over the fields' float64 columns (looked up by their literal dotted path), node by node
+    without recursion: every node is computed once, in time linear in the tree's size."""
+    stack: list[tuple[Node, bool]] = [(node, False)]
+    values: list[np.ndarray] = []
+    while stack:  # a loop over the tree's nodes, never over rows
+        n, ready = stack.pop()
+        if n[0] == "num":
+            values.append(np.full(rows, n[1], dtype=np.float64))
+        elif n[0] == "field":
+            values.append(np.asarray(columns[n[1]], dtype=np.float64))
+        elif not ready:
+            stack.append((n, True))
+            stack.extend((c, False) for c in reversed(_children(n)))
+        else:
+            k = len(_children(n))
+            args = values[-k:]
+            del values[-k:]
+            values.append(np.asarray(_apply(n, args), dtype=np.float64))
+    return values[0]

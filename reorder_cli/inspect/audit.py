@@ -74,9 +74,19 @@ class Report:
         return {"held": self.held, **d}
 
 
+#: The largest step number a log may hold (step arithmetic stays within int64).
+MAX_STEP = 2**62
+_ID_KINDS = {str: "strings", int: "integers"}
+
+
+def _kinds(ids: list) -> str:
+    return ", ".join(sorted({type(i).__name__ for i in ids}))
+
+
 def read_log(paths: list[Path]) -> tuple[list[int], list[list], list[int]]:
     """(step numbers, ids of each step, lines of each step) from JSONL logs; a line per step or (step, rank)."""
     steps: dict[int, list] = {}
+    kind = None  # the kind of the log's ids: "strings" or "integers"
     for path in paths:
         try:
             fh = open(path, encoding="utf-8")  # noqa: SIM115 - closed below
@@ -89,10 +99,17 @@ def read_log(paths: list[Path]) -> tuple[list[int], list[list], list[int]]:
                 try:
                     rec = json.loads(line)
                     step, ids = rec["step"], rec["ids"]
-                except (json.JSONDecodeError, KeyError, TypeError):
+                except (ValueError, KeyError, TypeError, IndexError, RecursionError):
                     raise ReorderError(f"{path}: line {n}: expected {{\"step\": S, \"ids\": [...]}}") from None
-                if not isinstance(step, int) or not isinstance(ids, list):
-                    raise ReorderError(f"{path}: line {n}: 'step' must be an integer and 'ids' a list")
+                if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= MAX_STEP \
+                        or not isinstance(ids, list):
+                    raise ReorderError(f"{path}: line {n}: 'step' must be an integer in [0, 2**62] and 'ids' a list")
+                kinds = {_ID_KINDS.get(type(i)) for i in ids}  # a set built in C, not a loop of ours
+                if None in kinds or len(kinds | {kind} - {None}) > 1:
+                    raise ReorderError(f"{path}: line {n}: the ids must be all strings or all integers, in every "
+                                       f"line of the log; found {_kinds(ids)}"
+                                       + (f" (earlier lines hold {kind})" if kind else ""))
+                kind = kind or next(iter(kinds), None)
                 steps.setdefault(step, []).append(ids)
     if not steps:
         raise ReorderError(f"{paths[0]}: the log holds no step")
@@ -124,17 +141,27 @@ def output_ids(source: Source, id_field: str) -> pa.Array:
 def audit(output: Path, logs: list[Path], id_field: str = "id", positions: bool = False,
           global_batch: int | None = None, start_sample: int = 0) -> Report:
     source = Source(output)
+    _bounded("--start-sample", start_sample, 0, source.rows, source)
+    if global_batch is not None:
+        _bounded("--global-batch", global_batch, 1, max(1, source.rows), source)
     step_numbers, step_ids, lines = read_log(logs)
     counts = np.array([len(ids) for ids in step_ids], dtype=np.int64)
     flat = [i for ids in step_ids for i in ids]
     if positions:
         try:
-            pos = np.array(flat, dtype=np.int64)
-        except (TypeError, ValueError):
-            raise ReorderError(f"{logs[0]}: --positions: the ids must be integers") from None
+            pos = np.array(flat, dtype=np.int64) if not flat or type(flat[0]) is int else None  # one kind a log
+        except (TypeError, ValueError, OverflowError):
+            pos = None
+        if pos is None:
+            raise ReorderError(f"{logs[0]}: --positions: the ids must be integer positions (below 2**63), "
+                               f"found {_kinds(flat)}")
         pos[(pos < 0) | (pos >= source.rows)] = -1
     else:
-        index = pc.index_in(pa.array(flat).cast(pa.string()), value_set=output_ids(source, id_field).cast(pa.string()))
+        try:
+            logged = pa.array(flat).cast(pa.string())
+        except (pa.ArrowException, OverflowError):
+            raise ReorderError(f"{logs[0]}: the ids are not all strings or all integers of at most 64 bits") from None
+        index = pc.index_in(logged, value_set=output_ids(source, id_field).cast(pa.string()))
         pos = index.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     g = int(global_batch) if global_batch else int(np.bincount(counts[:-1] if len(counts) > 1 else counts).argmax())
     if g < 1:
@@ -169,8 +196,8 @@ def audit(output: Path, logs: list[Path], id_field: str = "id", positions: bool 
     first_bad = min(bad_steps) + step_numbers[0] if bad_steps else None
     flat_arr = np.array(flat, dtype=object)
     examples = {
-        "outside_window": [{"id": flat_arr[i], "step": int(actual[i] + step_numbers[0]),
-                            "intended_step": int(intended[i] + step_numbers[0])}
+        "outside_window": [{"id": flat_arr[i], "step": int(actual[i]) + step_numbers[0],
+                            "intended_step": int(intended[i]) + step_numbers[0]}
                            for i in np.flatnonzero(known & ~inside)[:SAMPLES]],
         "never_seen": missing[:SAMPLES].tolist(),
         "seen_twice": [flat_arr[i] for i in np.flatnonzero(dup)[:SAMPLES]],
@@ -185,6 +212,13 @@ def audit(output: Path, logs: list[Path], id_field: str = "id", positions: bool 
         short_steps=int(short.sum()), tail_samples=tail, examples=examples,
         trace=Trace(pos, actual, bad, np.array(sorted(bad_steps), dtype=np.int64)),
     )
+
+
+def _bounded(option: str, value, lo: int, hi: int, source: Source) -> None:
+    """An integer option checked against what the output allows (its rows)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ReorderError(f"{option} {value!r}: must be an integer in [{lo:,}, {hi:,}] (the output {source.folder} "
+                           f"holds {source.rows:,} rows)")
 
 
 ZOOM_STEPS = 8  # steps the close-up shows around the first broken one

@@ -3,6 +3,7 @@ and list where they disagree with the manifest."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -40,8 +41,20 @@ def concat(per_shard: list[np.ndarray]) -> np.ndarray:
 
 def metric_params(doc: dict[str, Any]) -> metrics.Params:
     """The metric parameters the manifest recorded (the defaults for a manifest without metrics)."""
-    recorded = doc.get("metrics", {}).get("params", {})
-    return metrics.Params(**{k: v for k, v in recorded.items() if k in metrics.Params.__dataclass_fields__})
+    recorded = (doc.get("metrics") or {}).get("params") or {}
+    if not isinstance(recorded, dict):
+        raise ReorderError(f"the manifest: 'metrics.params' is {recorded!r}, expected a mapping")
+    known = {k: v for k, v in recorded.items() if k in metrics.Params.__dataclass_fields__}
+    for key, value in known.items():  # window and bins count rows: integers; the others any number
+        whole = key in ("window", "bins")
+        if isinstance(value, bool) or not isinstance(value, int if whole else int | float) or \
+                (not whole and not math.isfinite(value)):
+            raise ReorderError(f"the manifest: 'metrics.params.{key}' is {value!r}, expected "
+                               f"{'an integer' if whole else 'a finite number'}")
+    try:
+        return metrics.Params(**known)
+    except ReorderError as exc:
+        raise ReorderError(f"the manifest: 'metrics.params': {exc}") from None
 
 
 def recompute(doc: dict[str, Any], per_shard: list[np.ndarray]) -> dict[str, Any]:

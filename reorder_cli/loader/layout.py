@@ -20,9 +20,26 @@ Trainer on its own takes one step more over the M mod k micro-batches per rank l
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from reorder_cli.errors import ReorderError
+
+#: The largest count the layout computes with: every product of its numbers stays within int64.
+MAX_COUNT = 2**31
+
+
+def integer(name: str, value: Any, lo: int = 0, hi: int = MAX_COUNT) -> int:
+    """``value`` as an int when it is an integer (Python's or NumPy's, not a bool) in [lo, hi]; refused,
+    never truncated (2.5, "3" and True are not batch sizes)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ReorderError(f"{name} must be an integer, not {value!r} ({type(value).__name__})")
+    if not lo <= value <= hi:
+        raise ReorderError(f"{name} must be in [{lo:,}, {hi:,}], not {value!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -36,10 +53,10 @@ class Layout:
 
     def __post_init__(self) -> None:
         for name in ("micro_batch", "grad_accum", "world"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
-        if not self.start >= 0:
-            raise ValueError(f"samples consumed must be >= 0, not {self.start!r}")
+            integer(name, getattr(self, name), 1)
+        integer("rows", self.rows, 0, 2**62)
+        integer("samples consumed", self.start, 0, 2**62)
+        integer("the global batch world_size * micro_batch * grad_accum", self.global_batch, 1, 2**62)
 
     @property
     def global_batch(self) -> int:
@@ -88,15 +105,18 @@ class Layout:
     def positions(self, rank: int, worker: int = 0, workers: int = 1, lo: int = 0, hi: int | None = None
                   ) -> np.ndarray:
         """Sorted positions in [lo, hi) that (rank, worker of ``workers``) yields, in the order it yields them."""
-        if not (0 <= rank < self.world and 0 <= worker < workers):
+        workers = integer("workers", workers, 1)
+        if not (0 <= integer("rank", rank) < self.world and 0 <= integer("worker", worker) < workers):
             raise ValueError(f"rank {rank} of {self.world}, worker {worker} of {workers}: out of range")
         lo, hi = max(lo, self.begin), min(self.end if hi is None else hi, self.end)
         if hi <= lo:
             return np.empty(0, dtype=np.int64)
-        period = self.micro_span * workers
+        period = integer("world_size * micro_batch * workers", self.micro_span * workers, 1, 2**62)
         offset = worker * self.micro_span + rank * self.micro_batch
         c0, c1 = (lo - self.begin) // period, -(-(hi - self.begin) // period)
-        block = self.begin + offset + np.arange(self.micro_batch, dtype=np.int64)
+        # the block's positions past ``hi`` are never read: it holds at most the rows, whatever b is
+        block = self.begin + offset + np.arange(min(self.micro_batch, max(0, hi - self.begin - offset)),
+                                                dtype=np.int64)
         pos = (np.arange(c0, c1, dtype=np.int64)[:, None] * period + block[None, :]).ravel()
         return pos[(pos >= lo) & (pos < hi)]
 

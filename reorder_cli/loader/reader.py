@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from reorder_cli.loader.layout import Layout
+from reorder_cli.loader.layout import Layout, integer
 from reorder_cli.loader.source import Source
 
 
@@ -23,10 +23,13 @@ class OrderedReader:
                  drop_last: bool = True, start_sample: int | None = None, check_sha256: bool = False):
         self.path = Path(path)
         self.source = Source(path, columns=columns, check_sha256=check_sha256)
-        self.micro_batch_size, self.grad_accum_steps = int(micro_batch_size), int(grad_accum_steps)
-        self.rank, self.world_size, self.drop_last = int(rank), int(world_size), drop_last
+        self.micro_batch_size = integer("micro_batch_size", micro_batch_size, 1)
+        self.grad_accum_steps = integer("grad_accum_steps", grad_accum_steps, 1)
+        self.rank, self.world_size = integer("rank", rank), integer("world_size", world_size, 1)
+        self.drop_last = drop_last
         g = self.micro_batch_size * self.grad_accum_steps * self.world_size
-        self.start_sample = int(start_sample) if start_sample is not None else int(start_step) * g
+        self.start_sample = integer("start_sample", start_sample, 0, 2**62) if start_sample is not None else \
+            integer("start_step", start_step) * g
         self._rows_yielded = 0
         self.layout  # validates the numbers now, not in a worker  # noqa: B018
         if not 0 <= self.rank < self.world_size:
@@ -78,11 +81,11 @@ class OrderedReader:
         reader has yielded in this process)."""
         if steps is None:
             steps = self._rows_yielded // (self.micro_batch_size * self.grad_accum_steps)
-        return min(self.start_sample + int(steps) * self.global_batch, self.source.rows)
+        return min(self.start_sample + integer("steps", steps, 0, 2**62) * self.global_batch, self.source.rows)
 
     def state_dict(self, steps: int | None = None) -> dict:
         return {"samples_consumed": self.samples_consumed(steps)}
 
     def load_state_dict(self, state: dict) -> None:
-        self.start_sample = int(state["samples_consumed"])
+        self.start_sample = integer("state_dict's samples_consumed", state.get("samples_consumed"), 0, 2**62)
         self._rows_yielded = 0

@@ -12,6 +12,7 @@ No function here loops over rows in Python, except the one documented case in
 
 from __future__ import annotations
 
+import bisect
 import random
 import warnings
 from collections.abc import Mapping
@@ -58,8 +59,9 @@ def jitter(m: int, window_size: int, seed: int) -> np.ndarray:
     if not window_size or window_size <= 1 or m == 0:
         return positions
     rng = np.random.default_rng(seed)
-    full = m // window_size
-    head = rng.permuted(positions[: full * window_size].reshape(full, window_size), axis=1).ravel()
+    full = m // window_size  # 0 when the window is longer than the rows: one short window, whatever its size
+    head = rng.permuted(positions[: full * window_size].reshape(full, window_size), axis=1).ravel() if full else \
+        positions[:0]
     tail = positions[full * window_size :]
     if len(tail):
         tail = tail[rng.permutation(len(tail))]
@@ -74,8 +76,25 @@ def gumbel_jitter(m: int, temperature: float, seed: int) -> np.ndarray:
 
 
 def split_points(n: int, num_sections: int) -> list[int]:
-    """The STR/SAW section splits on ranks 0..n-1: ``p_s = round(n * s / S)`` for s = 1..S-1."""
-    return [round(n * s / num_sections) for s in range(1, num_sections)]
+    """The distinct values of ``round(n*s/S)`` for s = 1..S-1, in order: a repeated split point adds no
+    region, so at most n + 1 of them are computed, whatever S is. The points never decrease in s, so the
+    first s of the next point is a binary search, started around its estimate (k + 1/2)·S/n."""
+    out, s, big = [], 1, num_sections
+
+    def point(t: int) -> int:
+        return round(n * t / big)
+
+    while s < big:  # a loop over distinct split points, at most n + 1
+        k = point(s)
+        out.append(k)
+        guess = (2 * k + 1) * big // (2 * n) if n else big
+        lo, hi = max(s + 1, guess - 4096), min(big, max(s + 1, guess + 4096))
+        if lo > s + 1 and point(lo - 1) > k:
+            lo = s + 1
+        if hi < big and point(hi) <= k:
+            hi = big
+        s = bisect.bisect_right(range(lo, hi), k, key=point) + lo  # the first s in [lo, hi) past k
+    return out
 
 
 def transition_spans(n: int, num_sections: int, folding_ratio: float) -> list[tuple[int, int]]:
@@ -87,7 +106,7 @@ def transition_spans(n: int, num_sections: int, folding_ratio: float) -> list[tu
     if n == 0 or num_sections == 1 or folding_ratio == 0:
         return []
     splits = split_points(n, num_sections)
-    radius = round(n * folding_ratio)
+    radius = n if folding_ratio >= 1 else round(n * folding_ratio)  # a region never reaches past the rows
     spans, cursor = [], 0
     for split in splits:  # a loop over sections, never over rows
         start, end = max(cursor, split - radius), min(n, split + radius)

@@ -69,8 +69,9 @@ def window_shuffle(rng: np.random.Generator, count: int, window: int) -> np.ndar
     ``rng.permutation``: the draws of :func:`reorder_cli.orderings.jitter`, which only
     the last chunk of a sequence may end with.
     """
-    full = count // window
-    head = rng.permuted(np.arange(full * window, dtype=np.int64).reshape(full, window), axis=1).ravel()
+    full = count // window  # 0 when the window is longer than the rows: no array shaped by its size
+    head = rng.permuted(np.arange(full * window, dtype=np.int64).reshape(full, window), axis=1).ravel() if full \
+        else np.empty(0, dtype=np.int64)
     if count == full * window:
         return head
     return np.concatenate([head, full * window + rng.permutation(count - full * window)])

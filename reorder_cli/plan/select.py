@@ -37,6 +37,9 @@ from reorder_cli.util.npy import CHUNK_ROWS
 
 _SIGN = np.uint64(1 << 63)
 _DIGITS = 1 << 16
+#: The most tokens a token budget counts: every partial sum up to it is exact in the float64 weights of
+#: the cut's histograms (and far from int64's end).
+MAX_TOKENS = 2**53
 
 #: (start, count) -> (float64 scores, NaN invalid; int64 tokens or None) of those global rows.
 Reader = Callable[[int, int], tuple[np.ndarray, np.ndarray | None]]
@@ -141,7 +144,11 @@ def select(params: Mapping[str, Any], rows: int, read: Reader, chunk: int = CHUN
         valid = ~np.isnan(scores)
         n_valid += int(valid.sum())
         if by_tokens:
-            total += int(tokens[valid].sum())
+            total += exact_sum(tokens[valid])
+    if by_tokens and total > MAX_TOKENS:
+        raise ReorderError(f"select: the token counts ('{params['token_field']}') of the {n_valid:,} rows with a "
+                           f"valid score sum to {total:,}, over {MAX_TOKENS:,} (2**53), the most a token budget "
+                           "counts exactly; check the token field")
     if n_valid == 0:
         return Selected(dict(params), Cut(math.inf, rows), 0, 0, 0 if by_tokens else None, 0 if by_tokens else None)
     if method == "threshold":
@@ -161,12 +168,19 @@ def select(params: Mapping[str, Any], rows: int, read: Reader, chunk: int = CHUN
         mask = cut.keep(start, scores)
         kept += int(mask.sum())
         if by_tokens:
-            kept_tokens += int(tokens[mask].sum())
+            kept_tokens += exact_sum(tokens[mask])
     out = Selected(dict(params), cut, n_valid, kept, total if by_tokens else None, kept_tokens if by_tokens else None)
     if kept == 0:
         raise ReorderError(f"select: {rule(params, cut)} keeps none of the {n_valid:,} rows with a valid score; "
                            "nothing to write (lower select.threshold)")
     return out
+
+
+def exact_sum(values: np.ndarray) -> int:
+    """The exact sum of non-negative int64 values (NumPy's int64 sum wraps around silently): the high and
+    the low 32 bits summed apart, each within int64 for any chunk shorter than 2**31."""
+    v = np.asarray(values, dtype=np.int64)
+    return (int((v >> 32).sum()) << 32) + int((v & 0xFFFFFFFF).sum())
 
 
 def _chunks(read: Reader, rows: int, chunk: int, backward: bool = False) -> Iterator[tuple[int, np.ndarray, Any]]:

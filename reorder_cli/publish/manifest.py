@@ -115,9 +115,80 @@ def read(path: str | Path | store.URL) -> tuple[dict[str, Any], Path | store.URL
         data = json.loads(store.read_bytes(file).decode("utf-8"))
     except ReorderError:
         raise
-    except (OSError, ValueError) as exc:
-        raise ReorderError(f"{file}: not a readable manifest: {exc}") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ReorderError(f"{file}: not a readable manifest: {str(exc)[:200]}") from None
     version = data.get("manifest_version") if isinstance(data, dict) else None
     if version != MANIFEST_VERSION:
         raise ReorderError(f"{file}: manifest_version {version!r} is not supported (expected {MANIFEST_VERSION})")
+    check(data, file)
     return data, file.parent
+
+
+# ------------------------------------------------------------------ the shape every reader relies on
+
+_INT64 = 2**63 - 1
+_TOP: dict[str, type | tuple[type, ...]] = {
+    "method": str, "params": dict, "invalid_scores": dict, "output": dict, "inputs": list, "shards": list,
+    "totals": dict, "profile": dict,
+}
+_OPTIONAL: dict[str, type | tuple[type, ...]] = {
+    "score_field": (str, type(None)), "score": str, "selection": dict, "metrics": dict, "tool": dict,
+}
+_SHARD: dict[str, type] = {"file": str, "format": str, "rows": int, "bytes": int, "sha256": str, "positions": list,
+                           "score": dict}
+
+
+def _count(value: Any) -> bool:
+    """A JSON integer a reader can compute with: not a bool, in [0, 2**63)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _INT64
+
+
+def shard_file_problem(name: str) -> str | None:
+    """Why a shard's ``file`` is not a plain file name inside the output folder (None when it is)."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        return "is not a plain file name inside the output folder (no folders, '..' or absolute paths)"
+    return None
+
+
+def check(doc: dict[str, Any], file: Any) -> None:
+    """Refuse (one line naming ``file`` and the field) a manifest whose shape a reader would trip on:
+    the keys every reader uses and their types, shard entries (counts, ``[first, end)`` positions) and
+    shard files that would leave the output folder. Consistency between the values is ``verify``'s."""
+    def bad(where: str, what: str) -> ReorderError:
+        return ReorderError(f"{file}: {where} {what}; not a manifest reorder wrote (rewrite the output)")
+
+    for key, kind in (*_TOP.items(), *_OPTIONAL.items()):
+        if (key in _TOP or key in doc) and not isinstance(doc.get(key), kind):
+            raise bad(f"'{key}'", f"is {_type(doc.get(key))}, expected {_names(kind)}")
+    if not isinstance(doc["output"].get("format"), str):
+        raise bad("'output.format'", f"is {_type(doc['output'].get('format'))}, expected a string")
+    for i, entry in enumerate(doc["inputs"]):
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            raise bad(f"input {i}", "has no valid 'path'")
+    for key, value in doc["totals"].items():
+        if key != "score" and value is not None and not _count(value):
+            raise bad(f"'totals.{key}'", f"is {value!r}, expected an integer in [0, 2**63)")
+    if "selection" in doc and not isinstance(doc["selection"].get("params"), dict):
+        raise bad("'selection.params'", "is missing or not a mapping")
+    for i, e in enumerate(doc["shards"]):
+        if not isinstance(e, dict):
+            raise bad(f"shard {i}", f"is {_type(e)}, expected a mapping")
+        for key, kind in _SHARD.items():
+            value = e.get(key)
+            if not isinstance(value, kind) or (kind is int and not _count(value)):
+                raise bad(f"shard {i}", f"has no valid '{key}' ({value!r})")
+        if len(e["positions"]) != 2 or not all(_count(p) for p in e["positions"]):
+            raise bad(f"shard {i}", f"has no valid 'positions' ({e['positions']!r}: expected [first, end))")
+        problem = shard_file_problem(e["file"])
+        if problem:
+            raise bad(f"shard {i}", f"file {e['file']!r} {problem}")
+
+
+def _type(value: Any) -> str:
+    return "missing" if value is None else f"a {type(value).__name__} ({str(value)[:40]!r})"
+
+
+def _names(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join({"str": "a string", "dict": "a mapping", "list": "a list", "NoneType": "null"}.get(
+        k.__name__, k.__name__) for k in kinds)

@@ -41,7 +41,7 @@ from reorder_cli.plan.layout import LINE_BATCH_BYTES
 from reorder_cli.plan.stored import ROW_OVERHEAD
 from reorder_cli.util import faults, store
 from reorder_cli.util.npy import CHUNK_ROWS, DiskArray
-from reorder_cli.util.units import fmt_mb
+from reorder_cli.util.units import fmt_bytes, fmt_mb
 
 BASE_BYTES = 256 << 20
 MIN_PIECE = 16 << 10
@@ -238,8 +238,9 @@ def check_disk(root: Path, plan: Plan, cfg: RunConfig, path: str, held: int = 0)
     free = shutil.disk_usage(root).free
     if need - held > free:
         raise ReorderError(
-            f"{root}: the rewrite needs about {need / 1e9:.2f} GB of temporary space, "
-            f"but only {free / 1e9:.2f} GB is free there"
+            f"{root}: the rewrite needs about {fmt_bytes(need - held)} more of temporary space ({fmt_bytes(need)} in "
+            f"all), but only {fmt_bytes(free)} is free there: free {fmt_bytes(need - held - free)} more, or set "
+            "work_dir to a folder on a larger disk"
         )
     return need
 

@@ -13,8 +13,19 @@ _UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "KIB": 2**10, "M": 10**6, "MB"
           "G": 10**9, "GB": 10**9, "GIB": 2**30, "T": 10**12, "TB": 10**12, "TIB": 2**40}
 
 
+#: The largest size a key takes (int64's largest value, about 9.2 EB).
+MAX_SIZE = 2**63 - 1
+
+
 def parse_size(value: Any, key: str = "size") -> int:
     """``256MB`` / ``1.5GiB`` / ``1000000`` -> bytes (int). 0 means "no limit"."""
+    size = _parse_size(value, key)
+    if size > MAX_SIZE:
+        raise ReorderError(f"config key '{key}': {value!r} is over the largest size, {MAX_SIZE:,} bytes")
+    return size
+
+
+def _parse_size(value: Any, key: str) -> int:
     if isinstance(value, bool):
         raise ReorderError(f"config key '{key}': expected a size like 256MB, got {value!r}")
     if isinstance(value, int | float):
