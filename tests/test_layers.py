@@ -32,6 +32,7 @@ LAYERS = [
     ["pipeline"],
     ["execute"],
     ["render"],
+    ["cli_help"],  # the help text and completion of the command line (typer only)
     ["cli", "__main__"],
     ["reference"],  # the docs' reference pages, rendered from every registry (and the CLI's help)
 ]

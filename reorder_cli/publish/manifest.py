@@ -168,8 +168,10 @@ def check(doc: dict[str, Any], file: Any) -> None:
     for key, value in doc["totals"].items():
         if key != "score" and value is not None and not _count(value):
             raise bad(f"'totals.{key}'", f"is {value!r}, expected an integer in [0, 2**63)")
-    if "selection" in doc and not isinstance(doc["selection"].get("params"), dict):
-        raise bad("'selection.params'", "is missing or not a mapping")
+    params = doc["selection"].get("params") if "selection" in doc else {}
+    if not (isinstance(params, dict) or (isinstance(params, list) and params
+                                         and all(isinstance(p, dict) for p in params))):
+        raise bad("'selection.params'", "is missing or not a mapping (or, for a chain, a list of them)")
     for i, e in enumerate(doc["shards"]):
         if not isinstance(e, dict):
             raise bad(f"shard {i}", f"is {_type(e)}, expected a mapping")
