@@ -176,6 +176,29 @@ def task_cmd(
     render.task_done(phase, index, record)
 
 
+@app.command("publish")
+def publish_cmd(
+    output: Annotated[str, typer.Argument(help="The output folder (or URL) of a run planned with --plan-only.")],
+    work_dir: WorkDirOption = None,
+    keep_work: Annotated[bool, typer.Option("--keep-work", help="Keep the work folder after success.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")] = False,
+) -> None:
+    """Publish a run planned with --plan-only once `reorder task` has run all its tasks.
+
+    The config and inputs are the run's own (kept in its work folder): nothing else to repeat.
+    """
+    from reorder_cli import pipeline, render
+    from reorder_cli.util.progress import Progress
+
+    try:
+        result = pipeline.publish(output, work_dir, Progress(enabled=not quiet, console=render.err),
+                                  keep_work=keep_work)
+    except ReorderError as exc:
+        _fail(str(exc))
+        return
+    render.run_result(result, result.cfg, quiet)
+
+
 @app.command("status")
 def status_cmd(
     output: Annotated[str, typer.Argument(help="The output folder (or URL) of a run (any executor).")],

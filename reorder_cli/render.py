@@ -192,7 +192,7 @@ def run_result(result: RunResult, cfg: RunConfig, quiet: bool) -> None:
     if result.status == "planned":
         where = f" --work-dir {cfg.work_dir}" if cfg.work_dir else ""
         done(f"{result.notes[-1]}; run each with `reorder task {cfg.output} scatter I{where}`, then `gather J`, then "
-             "this command again to publish", label="planned")
+             f"`reorder publish {cfg.output}{where}`", label="planned")
         return
     if quiet:
         return
@@ -220,6 +220,8 @@ def summary_line(result: RunResult, cfg: RunConfig) -> str:
     dropped = f"; dropped {t['dropped_rows']:,} invalid" if t["dropped_rows"] else ""
     if result.manifest.get("selection"):
         dropped += f"; {selection_text(result.manifest['selection'])}"
+    if result.planned and result.reused_shards >= t["shards"]:
+        return f"{cfg.method}: {what}{dropped}; published the shards its tasks made ({result.seconds:.1f} s)"
     if result.reused_shards >= t["shards"]:
         how = (f"published the shards an earlier, interrupted run had finished ({result.seconds:.1f} s, "
                "moved into place, nothing rewritten)")
