@@ -204,7 +204,7 @@ def _order_as_tasks(files: list[InputFile], sources: list, cfg: RunConfig, work:
     """The plan of an out-of-core run: the keys read here are recorded as the keys tasks would have
     (spilled, or written now), then the order's tasks (split, sort, place, layout) run through the
     local pool, as a cluster runs them. ``sources`` is emptied as it goes (the keys leave memory)."""
-    stages.write_spec(work, cfg, files)
+    stages.write_spec(work, cfg, files, first_stage="split")
     for i in range(len(sources)):  # a loop over files
         work.finish("keys", i, stages.keys_record(work, cfg, i, sources[i]))
         sources[i] = None

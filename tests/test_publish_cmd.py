@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,28 @@ def test_publish_names_the_unfinished_tasks_and_writes_nothing(tmp_path, config_
 def test_publish_refuses_a_folder_without_a_planned_run(tmp_path):
     msg = one_line_error(invoke("publish", tmp_path / "nothing"))
     assert "no run to publish" in msg, msg
+
+
+def _stages(out) -> list[str]:
+    result = invoke("status", out, "--json")
+    assert result.exit_code == 0, result.output
+    return list(json.loads(result.stdout)["stages"])
+
+
+def test_task_and_status_show_only_the_stages_that_run_as_tasks(tmp_path, config_file, inputs, monkeypatch):
+    from reorder_cli.publish import output
+
+    planned = tmp_path / "planned"  # planned here: its order was worked out while planning
+    reorder(config_file, inputs, planned, method="saw", sets=SETS, extra=["--plan-only"])
+    assert _stages(planned) == ["scatter", "gather", "publish"]
+    assert [line.split(":")[0] for line in invoke("task", planned).stdout.splitlines()] == ["scatter", "gather"]
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(output, "publish", interrupted)  # a run planned in memory, stopped before publishing
+    in_memory = tmp_path / "in-memory"
+    assert reorder(config_file, inputs, in_memory, method="saw", sets=SETS, ok=False).exit_code == 130
+    assert (in_memory / ".reorder").is_dir()
+    assert _stages(in_memory) == ["gather", "publish"]  # no keys, split, sort, place, layout or scatter tasks
+    assert [line.split(":")[0] for line in invoke("task", in_memory).stdout.splitlines()] == ["gather"]
