@@ -22,7 +22,7 @@ from reorder_cli.inspect.stats import Stats
 from reorder_cli.inspect.verify import Report
 from reorder_cli.methods import METHODS
 from reorder_cli.pipeline import RunResult
-from reorder_cli.util.units import fmt_bytes
+from reorder_cli.util.units import fmt_bytes, fmt_mb
 
 _BLOCKS = " ▁▂▃▄▅▆▇█"
 
@@ -291,6 +291,12 @@ def preview(result: Preview, plot_file: Path | None) -> None:
         if o.selection:
             out.print(Text(f"{title(o.method, o.params)}: {selection_text(o.selection)}"), highlight=False,
                       soft_wrap=True)
+    floors = {(o.floor.text(), o.floor.setting()): o.floor.total for o in result.orders if o.floor}
+    for (text, setting), total in floors.items():
+        lower = f"; or set {setting}" if setting else ""
+        out.print(Text(f"memory floor: the least --memory-limit of a run is {fmt_mb(total)} (out of core, 1 worker: "
+                       f"{text}){lower}"),
+                  highlight=False, soft_wrap=True)
     for o in result.orders:
         out.print(f"\n[bold]{title(o.method, o.params)}[/]: mean score by output position", highlight=False)
         out.print(profile_chart(o.profile, width=width), highlight=False)
