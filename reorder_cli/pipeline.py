@@ -96,6 +96,9 @@ def prepare(cfg: RunConfig, overwrite: bool = False, restart: bool = False) -> R
     write ``run.json``; the tasks (:mod:`reorder_cli.stages`) do the rest, and :func:`run` publishes.
     Status "already done", or "prepared"."""
     started = time.perf_counter()
+    if store.is_url(cfg.output) and cfg.work_dir is None:
+        raise ReorderError(f"{cfg.output}: a cluster executor needs a work folder every node shares for an output on "
+                           "an object store: set work_dir to a shared folder or a URL (--set work_dir=s3://.../work)")
     store.configure(cfg.storage_options)  # how URLs reach their object store (util/store.py)
     cfg, files = _inputs(cfg, [])
     out, work, ident = cfg.output, for_output(cfg.output, cfg), identity(cfg, files)
@@ -129,6 +132,10 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
         return done
     output.check(out, files, cfg.inputs, overwrite, publishing)
     result = RunResult("done", {}, out, 0.0, cfg=cfg)
+    if store.is_url(out) and cfg.work_dir is None:
+        result.notes.append(f"work folder: {work.root}, a local scratch ($REORDER_SCRATCH or the system's temporary "
+                            "folder) as no work_dir is set; `reorder status`/`task`/`publish` find it on this machine")
+        progress.note(result.notes[-1])
     with output.claimed(out, work, ident, restart) as resumed:
         with store.reading("keys"):
             planned = _plan(files, cfg, work, resumed, plan_only, progress, result, timings)

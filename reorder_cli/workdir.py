@@ -131,13 +131,18 @@ def run_folder(output: Path | store.URL) -> str:
     return f"{name}-{hashlib.sha256(where.encode()).hexdigest()[:12]}"
 
 
+#: The ``work_dir`` of a run writing to an object store that set none, under :func:`scratch`: a local
+#: folder, fine for ``--executor local`` (cluster executors refuse it: :func:`reorder_cli.pipeline.prepare`).
+DEFAULT_WORK = "work"
+
+
 def locate(output: str | Path | store.URL, work_dir: str | Path | None = None) -> WorkDir:
-    """The work folder of the run writing ``output``: ``OUTPUT/.reorder/``, or its folder in ``work_dir``."""
+    """The work folder of the run writing ``output``: ``OUTPUT/.reorder/``, or its folder in ``work_dir``;
+    for an output on an object store without a ``work_dir``, its folder in ``scratch()/work``."""
     out = store.location(output) if isinstance(output, str) else output
     if isinstance(out, store.URL):
         if work_dir is None:
-            raise ReorderError(f"{out}: the working state of an output on an object store is in its work_dir: "
-                               "pass --work-dir (the run's work_dir)")
+            work_dir = scratch() / DEFAULT_WORK
     else:
         out = Path(out).absolute()
     if work_dir is None:
