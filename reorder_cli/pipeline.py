@@ -39,8 +39,8 @@ __all__ = ["WORK_DIR", "RunResult", "publish", "run"]
 STORE_STAGES = ("sample", *stages.STAGES, "rewrite", "publish")
 #: Names of skipped input files kept in run_log.json (all are counted).
 SKIPPED_LOGGED = 100
-#: Written in the work folder by ``--plan-only``: the run's tasks are run by ``reorder task`` (or a
-#: cluster), so a run that later finds them finished was planned, not interrupted.
+#: Written in the work folder by ``--plan-only``: the run's tasks are run by ``reorder task``, so a run
+#: that later finds them finished was planned, not interrupted (as a run prepared for a cluster).
 PLANNED = "planned.json"
 
 
@@ -146,7 +146,9 @@ def run(cfg: RunConfig, overwrite: bool = False, progress: Progress | None = Non
                                 f"tasks in {work.root}")
             result.status, result.seconds = "planned", time.perf_counter() - started
             return result
-        result.cfg, result.planned = planned.cfg, work.get(PLANNED) is not None
+        spec = stages.load_spec(work) if resumed else None  # prepared for a cluster: its tasks ran elsewhere
+        result.cfg = planned.cfg
+        result.planned = work.get(PLANNED) is not None or (spec is not None and spec.first_stage == "keys")
         with store.reading("rewrite"):
             shards = _rewrite(planned, work, resumed, progress, result, timings)
         with store.reading("publish"):
@@ -269,8 +271,9 @@ def publish(output: str | Path, work_dir: str | Path | None = None, progress: Pr
         if planned:  # planned in one process: no tasks
             continue
         if n is None:
-            pending.append(f"{stage} (not known yet)")
-        elif done < n:
+            pending.append(f"{stage} onwards (not known yet)")
+            break
+        if done < n:
             left = stages.todo(work, stage) or []
             shown = ", ".join(map(str, left[:5])) + (", ..." if len(left) > 5 else "")
             pending.append(f"{stage} {shown} ({n - done} of {n})")

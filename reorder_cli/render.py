@@ -221,7 +221,8 @@ def summary_line(result: RunResult, cfg: RunConfig) -> str:
     if result.manifest.get("selection"):
         dropped += f"; {selection_text(result.manifest['selection'])}"
     if result.planned and result.reused_shards >= t["shards"]:
-        return f"{cfg.method}: {what}{dropped}; published the shards its tasks made ({result.seconds:.1f} s)"
+        return (f"{cfg.method}: {what}{dropped}; published the shards its tasks made ({result.seconds:.1f} s, moved "
+                "into place, nothing rewritten)")
     if result.reused_shards >= t["shards"]:
         how = (f"published the shards an earlier, interrupted run had finished ({result.seconds:.1f} s, "
                "moved into place, nothing rewritten)")

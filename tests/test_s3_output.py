@@ -339,8 +339,10 @@ def test_killed_while_uploading_the_same_command_finishes(tmp_path, s3_server, b
     from_the_environment(monkeypatch, s3_server)
     status = invoke("status", url, "--json", "--work-dir", tmp_path / "w")
     assert json.loads(status.stdout)["finished"] is True
-    err = one_line_error(invoke("status", url))
-    assert "--work-dir" in err
+    status = invoke("status", url, "--json")  # without --work-dir: the manifest says it is published
+    assert json.loads(status.stdout)["finished"] is True
+    err = one_line_error(invoke("status", f"s3://{bucket}/elsewhere"))  # no run there, nor in the local scratch
+    assert "no run here" in err and "pass --work-dir when the run set work_dir" in err, err
 
 
 # ------------------------------------------------------------------ stats and verify read the store

@@ -66,7 +66,8 @@ def status(output: str | Path, work_dir: str | Path | None = None) -> dict[str, 
         return {"output": str(output), "finished": True, "stages": stages}
     if not work.exists():
         where = f"{work.root.name}/ folder" if work.base is None else f"work folder {work.where}"
-        raise ReorderError(f"{output}: no run here (no {manifest.MANIFEST_NAME} and no {where})")
+        hint = "; pass --work-dir when the run set work_dir" if work_dir is None else ""
+        raise ReorderError(f"{output}: no run here (no {manifest.MANIFEST_NAME} and no {where}){hint}")
     now = run_state.running(work)
     stages = {}
     for stage, (n, done, planned) in graph.progress(work).items():  # n None: not known yet
