@@ -1,7 +1,8 @@
 """A run's working state: what makes a run resumable. It lives in ``OUTPUT/.reorder/``, or, with the
 ``work_dir`` config key, in ``WORK_DIR/NAME-HASH/`` (NAME the output folder's name, HASH the start of
 the sha256 of the output's absolute path or URL: two runs share one work_dir). An output on an object
-store always needs ``work_dir`` (:func:`locate`); :func:`for_output` is the one way to the folder.
+store without ``work_dir`` has its folder in a local scratch, ``scratch()/work`` (:func:`locate`; cluster
+executors refuse it); :func:`for_output` is the one way to the folder.
 
 ``work_dir`` may be a URL (``s3://bucket/reorder-work``): the store then holds the working state, and
 each process works in a local mirror of it (``root``: ``$REORDER_SCRATCH/NAME-HASH/CLAIM``, by default
