@@ -70,7 +70,7 @@ OutputArgument = Annotated[str, typer.Argument(metavar="OUTPUT", help="An output
                                                ".manifest.json.")]
 WorkDirOption = Annotated[str | None, typer.Option(
     "--work-dir", metavar="PATH",
-    help="The run's work_dir, when it set one (always, for an output on an object store).")]
+    help="The run's work_dir, when it set one (a cluster run of an output on an object store always does).")]
 PlotFile = Annotated[Path | None, typer.Option(
     "--plot", metavar="FILE",
     help="Draw the score by output position here: .png, .svg or .pdf, by the file's suffix (needs matplotlib).")]
@@ -239,7 +239,7 @@ def task_cmd(
     keys (one task an input), split, sort, place (the order), layout,
     scatter (one task an input slice), gather (one task an output shard).
     A run planned with --plan-only starts at scatter.
-    Then `reorder run` with the same arguments publishes the shards and the manifest.
+    Then `reorder publish OUTPUT` publishes the shards and the manifest.
     """
     from reorder_cli import render, stages
 
@@ -253,9 +253,30 @@ def task_cmd(
         render.task_done(stage, index, record)
 
 
+@app.command("publish")
+def publish_cmd(
+    output: Annotated[str, typer.Argument(
+        metavar="OUTPUT", help="The output folder (or URL) of a run planned with --plan-only.")],
+    work_dir: WorkDirOption = None,
+    keep_work: Annotated[bool, typer.Option("--keep-work", help="Keep the work folder after success.")] = False,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Publish a run planned with --plan-only once `reorder task` has run all its tasks.
+
+    The config and inputs are the run's own (kept in its work folder): nothing else to repeat.
+    """
+    from reorder_cli import pipeline, render
+
+    with _command("publish", as_json, quiet, verbose):
+        result = pipeline.publish(output, work_dir, render.progress(), keep_work=keep_work)
+        render.run_result(result, result.cfg)
+
+
 STATUS_HELP = (
-    f"Each stage of a run ({', '.join(TASK_STAGES)}; {SLURM_JOBS[0]}, the job of --executor slurm that submits the "
-    f"next stages; then {SLURM_JOBS[1]}): done / pending counts, failed tasks with their logs."
+    f"Each stage of a run that ran as tasks ({', '.join(TASK_STAGES)}; {SLURM_JOBS[0]}, the job of --executor slurm "
+    f"that submits the next stages; then {SLURM_JOBS[1]}): done / pending counts, failed tasks with their logs."
 )
 
 

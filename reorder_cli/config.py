@@ -407,7 +407,8 @@ TOOL_KEYS = [
     Key("input", None, "input shards: a path, folder or glob, or a list of them (--input wins)", _inputs),
     Key("output", None, "output folder (--output wins), local or an s3:// / gs:// URL", _str),
     Key("work_dir", None, "where the working state lives instead of OUTPUT/.reorder/ (a local or shared folder, "
-        "or an s3:// / gs:// URL; each run gets its own subfolder): required when the output is on an object store",
+        "or an s3:// / gs:// URL; each run gets its own subfolder); an output on an object store without it: a local "
+        "scratch ($REORDER_SCRATCH or the temp folder), --executor local only",
         _str),
     Key("format", "auto", "output format: parquet (zstd), jsonl.zst or jsonl; auto: the inputs' format when they "
         "all share one (.jsonl -> jsonl, .jsonl.zst or .jsonl.gz -> jsonl.zst, .parquet -> parquet), else parquet",
@@ -699,10 +700,7 @@ def resolve(    raw: Mapping[str, Any],
     out = output or values.get("output")
     if not out:
         raise ReorderError("no output folder: pass --output or set 'output' in the config")
-    work_dir = values.get("work_dir")
-    if store.is_url(out) and work_dir is None:
-        raise ReorderError(f"{out}: an output on an object store needs a work folder: set work_dir to a local or "
-                           "shared scratch folder, or a URL (--set work_dir=/scratch/reorder-work)")
+    work_dir = values.get("work_dir")  # None with an output on a store: a local scratch (workdir.locate)
 
     params = {k.name: values.get(k.name, default_for(chosen, k)) for k in method_params(chosen)
               if not (k.name == "score_field" and values.get("score"))}

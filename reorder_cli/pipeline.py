@@ -18,6 +18,7 @@ from pathlib import Path
 
 from reorder_cli import run_lock, stages, work_store
 from reorder_cli.config import RunConfig, with_format
+from reorder_cli.errors import ReorderError
 from reorder_cli.formats import score_expr, unchanged
 from reorder_cli.formats.discover import InputFile, discover
 from reorder_cli.plan import build, read_keys, shard_bytes
@@ -30,9 +31,9 @@ from reorder_cli.rewrite import in_memory as rewrite
 from reorder_cli.util import faults, store
 from reorder_cli.util.progress import Progress
 from reorder_cli.util.units import fmt_bytes
-from reorder_cli.workdir import WORK_DIR, WorkDir, for_output, identity
+from reorder_cli.workdir import WORK_DIR, WorkDir, for_output, identity, locate
 
-__all__ = ["WORK_DIR", "RunResult", "run"]
+__all__ = ["WORK_DIR", "RunResult", "publish", "run"]
 
 #: The stages of ``store_bytes_read`` in run_log.json: the size sample, the keys pass, the order's and the
 #: rewrite's tasks (``rewrite``: the rewrite in memory), and publishing (with a work folder on a store,
@@ -40,6 +41,9 @@ __all__ = ["WORK_DIR", "RunResult", "run"]
 STORE_STAGES = ("sample", *stages.STAGES, "rewrite", "publish")
 #: Names of skipped input files kept in run_log.json (all are counted).
 SKIPPED_LOGGED = 100
+#: Written in the work folder by ``--plan-only``: the run's tasks are run by ``reorder task``, so a run
+#: that later finds them finished was planned, not interrupted (as a run prepared for a cluster).
+PLANNED = "planned.json"
 
 
 @dataclass
@@ -54,6 +58,7 @@ class RunResult:
     path: str = ""  # the rewrite path: "in-memory" or "out-of-core"
     cfg: RunConfig | None = None  # the config the run used (format decided, workers as the budget allows)
     reused_shards: int = 0  # shards an earlier, interrupted run of the same command had finished
+    planned: bool = False  # planned with --plan-only: the shards were made by its tasks, not by an interrupted run
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -97,6 +102,9 @@ def preparing(cfg: RunConfig, overwrite: bool = False, restart: bool = False, co
     (:mod:`reorder_cli.stages`) do the rest, and :func:`run` publishes. Yields status "already done"
     (no lock taken), or "prepared" with the lock held until the block ends."""
     started = time.perf_counter()
+    if store.is_url(cfg.output) and cfg.work_dir is None:
+        raise ReorderError(f"{cfg.output}: a cluster executor needs a work folder every node shares for an output on "
+                           "an object store: set work_dir to a shared folder or a URL (--set work_dir=s3://.../work)")
     store.configure(cfg.storage_options)  # how URLs reach their object store (util/store.py)
     cfg, files = _inputs(cfg, [])
     out, work, ident = cfg.output, for_output(cfg.output, cfg), identity(cfg, files)
@@ -150,16 +158,23 @@ def _run_locked(cfg: RunConfig, files: list[InputFile], skipped: list[str], work
     """:func:`run` once the run's lock is held; ``flags``: restart, plan_only, keep_work."""
     (restart, plan_only, keep_work), out, timings = flags, cfg.output, {}
     result = RunResult("done", {}, out, 0.0, cfg=cfg)
+    if store.is_url(out) and cfg.work_dir is None:
+        result.notes.append(f"work folder: {work.root}, a local scratch ($REORDER_SCRATCH or the system's temporary "
+                            "folder) as no work_dir is set; `reorder status`/`task`/`publish` find it on this machine")
+        progress.note(result.notes[-1])
     with output.claimed(out, work, ident, restart, locked) as resumed:
         with store.reading("keys"):
             planned = _plan(files, cfg, work, resumed, plan_only, progress, result, timings)
         if plan_only:
+            work.put(PLANNED, b"{}\n")
             counts = tasks.status(work)
             result.notes.append(f"{counts['scatter']['tasks']} scatter and {counts['gather']['tasks']} gather "
                                 f"tasks in {work.root}")
             result.status, result.seconds = "planned", time.perf_counter() - started
             return result
+        spec = stages.load_spec(work) if resumed else None  # prepared for a cluster: its tasks ran elsewhere
         result.cfg = planned.cfg
+        result.planned = work.get(PLANNED) is not None or (spec is not None and spec.first_stage == "keys")
         with store.reading("rewrite"):
             shards = _rewrite(planned, work, resumed, progress, result, timings)
         with store.reading("publish"):
@@ -224,7 +239,7 @@ def _order_as_tasks(files: list[InputFile], sources: list, cfg: RunConfig, work:
     """The plan of an out-of-core run: the keys read here are recorded as the keys tasks would have
     (spilled, or written now), then the order's tasks (split, sort, place, layout) run through the
     local pool, as a cluster runs them. ``sources`` is emptied as it goes (the keys leave memory)."""
-    stages.write_spec(work, cfg, files)
+    stages.write_spec(work, cfg, files, first_stage="split")
     for i in range(len(sources)):  # a loop over files
         work.finish("keys", i, stages.keys_record(work, cfg, i, sources[i]))
         sources[i] = None
@@ -236,10 +251,15 @@ def _rewrite(planned: _Planned, work: WorkDir, resumed: bool, progress: Progress
              timings: dict[str, float]) -> list[dict]:
     """Every output shard, staged in the work folder: in memory, or by the scatter and gather tasks."""
     cfg = planned.cfg
+    n_shards = len(planned.plan.shards)
     if resumed:
-        result.reused_shards = sum(tasks.finished_shard(work, j) is not None for j in range(len(planned.plan.shards)))
-        result.notes.append(f"resuming: {work.count_finished('scatter')} scatter and "
-                            f"{result.reused_shards} gather tasks were already finished")
+        result.reused_shards = sum(tasks.finished_shard(work, j) is not None for j in range(n_shards))
+        if not result.planned:
+            result.notes.append(f"resuming: {work.count_finished('scatter')} scatter and "
+                                f"{result.reused_shards} gather tasks were already finished")
+    if result.reused_shards == n_shards and n_shards:  # every shard made: no progress bars for work not done
+        timings["rewrite_seconds"] = 0.0
+        return [work.finished("gather", j) for j in range(n_shards)]
     temp = budget.check_disk(work.root, planned.plan, cfg, planned.path, work.size())
     if result.reused_shards < len(planned.plan.shards):
         result.notes.append(f"rewrite path: {planned.path} ({planned.reason}); temporary space needed: about "
@@ -256,3 +276,34 @@ def _rewrite(planned: _Planned, work: WorkDir, resumed: bool, progress: Progress
                 lambda record: work.finish("gather", record["index"], record))
     timings["rewrite_seconds"] = time.perf_counter() - t0
     return shards
+
+
+def publish(output: str | Path, work_dir: str | Path | None = None, progress: Progress | None = None, *,
+            keep_work: bool = False) -> RunResult:
+    """``reorder publish OUTPUT``: publish a run planned as tasks whose tasks have all finished; its config
+    and inputs are the ones in its work folder (``run.json``). Unfinished tasks: one line naming them."""
+    work = locate(output, work_dir)
+    where = f" --work-dir {work_dir}" if work_dir else ""
+    if not work.exists():
+        raise ReorderError(f"{output}: no run to publish here (no {work.where}); a run planned with "
+                           "`reorder run --plan-only` keeps its work there until it is published")
+    spec = stages.load_spec(work)
+    if spec is None or not work.fetch(work.plan_file("plan.json")):
+        raise ReorderError(f"{work.where}: no planned run here (no stored plan); plan it with `reorder run "
+                           "--plan-only`, or finish an interrupted run with the `reorder run` command that started it")
+    store.configure(spec.cfg.storage_options)
+    pending = []
+    for stage, (n, done, planned) in stages.progress(work).items():  # a loop over stages
+        if planned:  # planned in one process: no tasks
+            continue
+        if n is None:
+            pending.append(f"{stage} onwards (not known yet)")
+            break
+        if done < n:
+            left = stages.todo(work, stage) or []
+            shown = ", ".join(map(str, left[:5])) + (", ..." if len(left) > 5 else "")
+            pending.append(f"{stage} {shown} ({n - done} of {n})")
+    if pending:
+        raise ReorderError(f"{output}: tasks not finished: {'; '.join(pending)}; run each with "
+                           f"`reorder task {output} STAGE INDEX{where}`, then publish again")
+    return run(spec.cfg, progress=progress, keep_work=keep_work)

@@ -27,7 +27,7 @@ from reorder_cli.inspect.verify import Report
 from reorder_cli.methods import METHODS
 from reorder_cli.pipeline import RunResult
 from reorder_cli.util.progress import Progress
-from reorder_cli.util.units import fmt_bytes
+from reorder_cli.util.units import fmt_bytes, fmt_mb
 
 _BLOCKS = " ▁▂▃▄▅▆▇█"
 
@@ -285,7 +285,7 @@ def run_result(result: RunResult, cfg: RunConfig) -> None:
     if result.status == "planned":
         where = f" --work-dir {cfg.work_dir}" if cfg.work_dir else ""
         done(f"{result.notes[-1]}; run each with `reorder task {cfg.output} scatter I{where}`, then `gather J`, then "
-             "this command again to publish", label="planned")
+             f"`reorder publish {cfg.output}{where}`", label="planned")
         return
     if mode.level < 0:
         return
@@ -313,6 +313,9 @@ def summary_line(result: RunResult, cfg: RunConfig) -> str:
     dropped = f"; dropped {t['dropped_rows']:,} invalid" if t["dropped_rows"] else ""
     if result.manifest.get("selection"):
         dropped += f"; {selection_text(result.manifest['selection'])}"
+    if result.planned and result.reused_shards >= t["shards"]:
+        return (f"{cfg.method}: {what}{dropped}; published the shards its tasks made ({result.seconds:.1f} s, moved "
+                "into place, nothing rewritten)")
     if result.reused_shards >= t["shards"]:
         how = (f"published the shards an earlier, interrupted run had finished ({result.seconds:.1f} s, "
                "moved into place, nothing rewritten)")
@@ -430,6 +433,12 @@ def preview(result: Preview, plot_file: Path | None) -> None:
         if o.selection:
             out.print(Text(f"{title(o.method, o.params)}: {selection_text(o.selection)}"), highlight=False,
                       soft_wrap=True)
+    floors = {(o.floor.text(), o.floor.setting()): o.floor.total for o in result.orders if o.floor}
+    for (text, setting), total in floors.items():
+        lower = f"; or set {setting}" if setting else ""
+        out.print(Text(f"memory floor: the least --memory-limit of a run is {fmt_mb(total)} (out of core, 1 worker: "
+                       f"{text}){lower}"),
+                  highlight=False, soft_wrap=True)
     for o in result.orders:
         out.print(f"\n[bold]{title(o.method, o.params)}[/]: mean score by output position", highlight=False)
         out.print(profile_chart(o.profile, width=width), highlight=False)

@@ -53,14 +53,15 @@ class Spec:
     cfg: RunConfig
     files: list[InputFile]
     memory: int  # a task's budget for its keys and order work, bytes
+    first_stage: str = "keys"  # the first stage run as tasks: "keys" (a cluster run), "split" (planned here)
 
 
-def write_spec(work: WorkDir, cfg: RunConfig, files: list[InputFile]) -> Spec:
+def write_spec(work: WorkDir, cfg: RunConfig, files: list[InputFile], first_stage: str = "keys") -> Spec:
     # storage_options may hold credentials: only where the store is goes to tasks elsewhere; they get
     # their credentials from the store's own chain (environment, profile, role)
     config = dataclasses.asdict(cfg) | {"output": str(cfg.output.absolute()),
                                         "storage_options": store.shareable(cfg.storage_options)}
-    data = {"config": config, "memory": budget.keys_budget(cfg),
+    data = {"config": config, "memory": budget.keys_budget(cfg), "first_stage": first_stage,
             "files": [{"path": str(f.path.absolute()), "format": f.format, "compression": f.compression,
                        "size": f.size, "stamp": f.stamp} for f in files]}
     work.root.mkdir(parents=True, exist_ok=True)
@@ -77,7 +78,7 @@ def load_spec(work: WorkDir) -> Spec | None:
     config = data["config"] | {"output": store.location(data["config"]["output"])}
     files = [InputFile(store.location(f["path"]), f["format"], f["compression"], f["size"], f.get("stamp"))
              for f in data["files"]]
-    return Spec(RunConfig(**config), files, data["memory"])
+    return Spec(RunConfig(**config), files, data["memory"], data.get("first_stage", "keys"))
 
 
 def _spec(work: WorkDir) -> Spec:
@@ -117,11 +118,17 @@ def finished(work: WorkDir, stage: str, index: int) -> bool:
 
 
 def start(work: WorkDir) -> str:
-    """The first stage the run has to go through: a plan made in one process (in memory, or stored by
-    ``--plan-only``) has no keys or order tasks; the stages before this one count as finished."""
-    if work.fetch(work.plan_file("plan.json")):
-        return "scatter"
-    return "sort" if work.fetch(work.order / "split.json") else "keys"
+    """The first stage the run goes through as tasks; the stages before it were planned in one process
+    and count as finished. A run prepared for a cluster (``run.json`` says so) starts at keys; a run planned
+    here (out of core, or stored by ``--plan-only``) at scatter once its plan is stored (its order was
+    worked out while planning), else at split; a run planned in memory (no ``run.json``) records only
+    its shards (gather)."""
+    spec = load_spec(work)
+    if spec is None:
+        return "gather"
+    if spec.first_stage == "keys":
+        return "keys"
+    return "scatter" if work.fetch(work.plan_file("plan.json")) else "split"
 
 
 def todo(work: WorkDir, stage: str) -> list[int] | None:
@@ -310,12 +317,12 @@ def run_local(work: WorkDir, stages: tuple[str, ...], workers: int, progress: Pr
 
 
 def describe(output: str | Path, work_dir: str | Path | None = None) -> dict[str, Any]:
-    """Each stage's tasks in ``output``: ``{stage: {"tasks": n or None, "done": k}}`` (``reorder task``)."""
+    """Each task stage of the run in ``output``: ``{stage: {"tasks": n or None, "done": k}}`` (``reorder task``);
+    the stages planned in one process (:func:`progress`) have no tasks and are left out, as in ``reorder status``."""
     work = locate(output, work_dir)
     if not work.exists():
         raise ReorderError(f"{output}: no run here (no {work.where})")
-    return {stage: {"tasks": 0 if planned else n, "done": 0 if planned else done}
-            for stage, (n, done, planned) in progress(work).items()}
+    return {stage: {"tasks": n, "done": done} for stage, (n, done, planned) in progress(work).items() if not planned}
 
 
 def progress(work: WorkDir) -> dict[str, tuple[int | None, int | None, bool]]:

@@ -1,7 +1,8 @@
 """A run's working state: what makes a run resumable. It lives in ``OUTPUT/.reorder/``, or, with the
 ``work_dir`` config key, in ``WORK_DIR/NAME-HASH/`` (NAME the output folder's name, HASH the start of
 the sha256 of the output's absolute path or URL: two runs share one work_dir). An output on an object
-store always needs ``work_dir`` (:func:`locate`); :func:`for_output` is the one way to the folder.
+store without ``work_dir`` has its folder in a local scratch, ``scratch()/work`` (:func:`locate`; cluster
+executors refuse it); :func:`for_output` is the one way to the folder.
 
 ``work_dir`` may be a URL (``s3://bucket/reorder-work``): the store then holds the working state, and
 each process works in a local mirror of it (``root``: ``$REORDER_SCRATCH/NAME-HASH/CLAIM``, by default
@@ -135,13 +136,18 @@ def run_folder(output: Path | store.URL) -> str:
     return f"{name}-{hashlib.sha256(where.encode()).hexdigest()[:12]}"
 
 
+#: The ``work_dir`` of a run writing to an object store that set none, under :func:`scratch`: a local
+#: folder, fine for ``--executor local`` (cluster executors refuse it: :func:`reorder_cli.pipeline.prepare`).
+DEFAULT_WORK = "work"
+
+
 def locate(output: str | Path | store.URL, work_dir: str | Path | None = None) -> WorkDir:
-    """The work folder of the run writing ``output``: ``OUTPUT/.reorder/``, or its folder in ``work_dir``."""
+    """The work folder of the run writing ``output``: ``OUTPUT/.reorder/``, or its folder in ``work_dir``;
+    for an output on an object store without a ``work_dir``, its folder in ``scratch()/work``."""
     out = store.location(output) if isinstance(output, str) else output
     if isinstance(out, store.URL):
         if work_dir is None:
-            raise ReorderError(f"{out}: the working state of an output on an object store is in its work_dir: "
-                               "pass --work-dir (the run's work_dir)")
+            work_dir = scratch() / DEFAULT_WORK
     else:
         out = Path(out).absolute()
     if work_dir is None:

@@ -110,13 +110,33 @@ def test_s3_inputs_to_an_s3_output_give_the_local_bytes(tmp_path, s3_server, buc
     assert log["store_bytes_read"]["keys"] > 0 and s3_server.secret not in json.dumps(log)
 
 
-def test_an_s3_output_needs_a_work_dir(tmp_path, s3_server, bucket, parquet_corpus):
+def test_an_s3_output_on_one_machine_needs_no_work_dir(tmp_path, s3_server, bucket, parquet_corpus, config_file,
+                                                        monkeypatch):
+    """The local executor keeps the working state in a local scratch ($REORDER_SCRATCH) and says so;
+    `reorder status`, `task` and `publish` find it there with no --work-dir; a cluster executor refuses."""
+    monkeypatch.setenv("REORDER_SCRATCH", str(tmp_path / "scratch"))
     cfg = s3_config(tmp_path, s3_server.options())
-    err = one_line_error(reorder(cfg, parquet_corpus.files, f"s3://{bucket}/o", method="str", ok=False))
-    assert f"s3://{bucket}/o" in err and "work_dir" in err and "local or shared" in err
-    assert objects(s3_server, bucket, "o") == {}
-    reorder(cfg, parquet_corpus.files, f"s3://{bucket}/o", method="str", sets=[f"work_dir={tmp_path / 'w'}"])  # twin
-    assert ".manifest.json" in objects(s3_server, bucket, "o")
+    url = f"s3://{bucket}/o"
+    err = one_line_error(invoke(*run_args(cfg, parquet_corpus.files, url, SETS), "--executor", "slurm", "--dry-run"))
+    assert url in err and "work_dir" in err and "every node shares" in err, err
+    assert objects(s3_server, bucket, "o") == {} and not (tmp_path / "scratch").exists()
+    planned = invoke(*[a for a in run_args(cfg, parquet_corpus.files, url, SETS) if a != "-q"], "--plan-only")
+    assert planned.exit_code == 0, (planned.output, planned.exception)
+    work = tmp_path / "scratch" / "work"
+    assert "local scratch" in planned.stderr and str(work) in " ".join(planned.stderr.split()), planned.stderr
+    assert len(list(work.iterdir())) == 1  # the run's folder
+    report = json.loads(invoke("status", url, "--json").stdout)["data"]["stages"]
+    for stage in ("scatter", "gather"):
+        for i in range(report[stage]["tasks"]):
+            assert invoke("task", url, stage, i).exit_code == 0, (stage, i)
+    # run.json holds no credentials: publish, like a task, takes them from the store's own chain
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret)
+    published = invoke("publish", url, "-q")
+    assert published.exit_code == 0, (published.output, published.exception)
+    reorder(config_file, parquet_corpus.files, tmp_path / "local", method="str", sets=SETS)
+    assert_same_as_local(objects(s3_server, bucket, "o"), tmp_path / "local")
+    assert list(work.iterdir()) == []  # removed after success
 
 
 # ------------------------------------------------------------------ a local output with work_dir
@@ -319,8 +339,10 @@ def test_killed_while_uploading_the_same_command_finishes(tmp_path, s3_server, b
     from_the_environment(monkeypatch, s3_server)
     status = invoke("status", url, "--json", "--work-dir", tmp_path / "w")
     assert json.loads(status.stdout)["data"]["finished"] is True
-    err = one_line_error(invoke("status", url))
-    assert "--work-dir" in err
+    status = invoke("status", url, "--json")  # without --work-dir: the manifest says it is published
+    assert json.loads(status.stdout)["data"]["finished"] is True
+    err = one_line_error(invoke("status", f"s3://{bucket}/elsewhere"))  # no run there, nor in the local scratch
+    assert "no run here" in err and "pass --work-dir when the run set work_dir" in err, err
 
 
 # ------------------------------------------------------------------ stats and verify read the store

@@ -47,9 +47,9 @@ def run_as_tasks(out) -> int:
     """Every task of every stage, in order, by `reorder task`; returns how many ran."""
     ran = 0
     for stage in STAGES:
-        report = json.loads(invoke("status", out, "--json").stdout)["data"]["stages"][stage]
-        if report["tasks"] is None and report["state"] == "done":
-            continue  # planned in one process
+        report = json.loads(invoke("status", out, "--json").stdout)["data"]["stages"].get(stage)
+        if report is None:
+            continue  # planned in one process: no tasks
         for i in range(report["tasks"]):
             result = invoke("task", out, stage, i)
             assert result.exit_code == 0, (stage, i, result.output)

@@ -23,8 +23,10 @@ def test_status_follows_a_planned_run_task_by_task_to_the_end(tmp_path, config_f
     args = (config_file, jsonl_corpus.files, out)
     reorder(*args, method="saw", sets=OOC, extra=["--plan-only"])
     st = _status(out)["stages"]
-    for stage in ("keys", "split", "sort", "place", "layout"):  # planned in one process: nothing to run
-        assert st[stage]["state"] == "done" and st[stage]["tasks"] is None, stage
+    # planned in one process: no tasks, not shown (as `reorder task` lists them); no Slurm submit job
+    assert list(st) == ["scatter", "gather", "publish"], list(st)
+    listing = invoke("task", out).stdout
+    assert [line.split(":")[0] for line in listing.splitlines()] == ["scatter", "gather"], listing
     scatters, gathers = st["scatter"]["tasks"], st["gather"]["tasks"]
     assert scatters == 3 and gathers == 8
     assert st["scatter"]["pending"] == 3 and st["gather"]["state"] == "pending" and st["publish"]["done"] == 0

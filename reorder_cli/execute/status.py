@@ -1,8 +1,10 @@
 """``reorder status OUTPUT``: each stage's tasks, done, running, pending or failed (with their logs).
 
 The stages are the task stages of :mod:`reorder_cli.stages` (keys; split, sort, place and layout, the
-order; scatter; gather), then ``submit`` (``--executor slurm``'s job that submits the next stages once
-their sizes are known) and ``publish``. A stage whose size is not known yet shows ``tasks: null``.
+order; scatter; gather) that run as tasks, the names ``reorder task`` lists (a stage planned in one
+process, e.g. the order of a run planned with ``--plan-only``, has no tasks and is left out), then
+``submit`` (only for ``--executor slurm``: its job that submits the next stages once their sizes are
+known) and ``publish``. A stage whose size is not known yet shows ``tasks: null``.
 
 A stage is *failed* when one of its tasks failed (and has not finished since), *done* when all its tasks
 finished, *running* when one runs (:mod:`reorder_cli.execute.running` says which), else *pending*.
@@ -21,8 +23,6 @@ from reorder_cli.publish import manifest
 from reorder_cli.util import store
 from reorder_cli.util.stage_names import SLURM_JOBS, TASK_STAGES
 from reorder_cli.workdir import WorkDir, locate
-
-STAGES = (*TASK_STAGES, *SLURM_JOBS)
 
 
 def _stage(total: int | None, done: int | None, failed: list[dict], running: list[dict] | None = None
@@ -73,24 +73,20 @@ def status(output: str | Path, work_dir: str | Path | None = None) -> dict[str, 
     # with --keep-work) or without a run in progress, it is this run's
     if published is not None and (work.is_publishing() or work.saved_identity() is None):
         shards = len(manifest.read(published)[0]["shards"])  # checked like every reader's manifest
-        stages = {s: _stage(None, None, []) for s in STAGES}
-        stages["gather"], stages["publish"] = _stage(shards, shards, []), _stage(1, 1, [])
-        for stage in stages.values():
-            stage["state"] = "done"
+        # the work folder is gone: what the manifest tells, its shards (the gather tasks) and the publish
+        stages = {"gather": _stage(shards, shards, []), "publish": _stage(1, 1, [])}
         return {"output": str(output), "finished": True, "stages": stages}
     if not work.exists():
         where = f"{work.root.name}/ folder" if work.base is None else f"work folder {work.where}"
-        raise ReorderError(f"{output}: no run here (no {manifest.MANIFEST_NAME} and no {where})")
+        hint = "; pass --work-dir when the run set work_dir" if work_dir is None else ""
+        raise ReorderError(f"{output}: no run here (no {manifest.MANIFEST_NAME} and no {where}){hint}")
     now, progress = _read_state(work)
     stages = {}
     for stage, (n, done, planned) in progress.items():  # n None: not known yet
-        failed = _failed(work, stage)
-        if planned:  # before the first stage the run needs: planned in one process
-            stages[stage] = _stage(None, None, failed)
-            stages[stage]["state"] = "done" if not failed else "failed"
-        else:
+        if not planned:  # a stage planned in one process has no tasks: not shown
+            failed = _failed(work, stage)
             stages[stage] = _stage(n, done, failed, _running(work, now, stage, failed))
-    for job in SLURM_JOBS:
+    for job in SLURM_JOBS if work.slurm.is_dir() else SLURM_JOBS[1:]:  # submit: --executor slurm's job
         failed = _failed(work, job)
         stages[job] = _stage(1, 0, failed, _running(work, now, job, failed))
     return {"output": str(output), "finished": False, "stages": stages}
@@ -98,4 +94,4 @@ def status(output: str | Path, work_dir: str | Path | None = None) -> dict[str, 
 
 def first_failure(report: dict[str, Any]) -> tuple[str, dict] | None:
     """The first failed task of a status report: (stage, {index, log})."""
-    return next(((s, report["stages"][s]["failed"][0]) for s in STAGES if report["stages"][s]["failed"]), None)
+    return next(((s, v["failed"][0]) for s, v in report["stages"].items() if v["failed"]), None)

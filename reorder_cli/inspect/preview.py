@@ -25,6 +25,7 @@ from reorder_cli.metrics import guidance as metrics
 from reorder_cli.metrics.summary import profile
 from reorder_cli.plan import build as plan
 from reorder_cli.plan import select
+from reorder_cli.rewrite import budget
 from reorder_cli.util import store
 from reorder_cli.util.progress import Progress
 
@@ -40,6 +41,7 @@ class Ordered:
     metrics: dict[str, Any]
     profile: dict[str, Any]
     selection: dict[str, Any] | None = None  # what a select: section kept (Selected.to_json)
+    floor: budget.Floor | None = None  # the least memory_limit of a run of this order out of core
 
 
 @dataclass
@@ -96,8 +98,9 @@ def run(cfgs: list[RunConfig], params: metrics.Params, progress: Progress | None
     orders = []
     for cfg in cfgs:  # a loop over methods
         p = plan.build(files, sources, cfg)
+        low = budget.floor(p, config.with_format(cfg, [(f.format, f.compression) for f in files]))
         orders.append(Ordered(cfg.method, cfg.params, p.scores, p.dropped,
-                              metrics.compute(p.scores, params), profile(p.scores), p.selection))
+                              metrics.compute(p.scores, params), profile(p.scores), p.selection, low))
     input_rows = int(sum(s.rows for s in sources))
     selection_plot = None
     if plot_file:
@@ -126,7 +129,8 @@ def summary(result: Preview) -> dict[str, Any]:
         "inputs": {"files": len(result.files), "rows": result.input_rows, "bytes": sum(f.size for f in result.files)},
         "orders": [
             {"method": o.method, "params": o.params, "rows": len(o.scores), "dropped_rows": o.dropped,
-             "metrics": o.metrics, "profile": o.profile, **({"selection": o.selection} if o.selection else {})}
+             "metrics": o.metrics, "profile": o.profile, "memory_floor": o.floor.total,
+             **({"selection": o.selection} if o.selection else {})}
             for o in result.orders
         ],
     }

@@ -26,6 +26,7 @@ once it refuses. The factors were calibrated with ``scripts/calibrate_budget.py`
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,17 +139,82 @@ class _Worker:
     group: int
     read_copies: int
 
+    def gather(self) -> int:
+        return PIECE_COPIES * max(MIN_PIECE, self.batch)
+
+    def scatter(self) -> int:
+        return self.read_copies * MIN_PIECE + GROUP_COPIES * self.group
+
     def least(self) -> int:
-        gather = PIECE_COPIES * max(MIN_PIECE, self.batch)
-        scatter = self.read_copies * MIN_PIECE + GROUP_COPIES * self.group
-        return max(gather, scatter)
+        return max(self.gather(), self.scatter())
 
     def why(self, cfg: RunConfig) -> str:
-        if PIECE_COPIES * self.batch >= GROUP_COPIES * self.group:
+        if self.gather() >= self.scatter():
             what = f"output row groups of up to {fmt_mb(self.batch)}" if cfg.format == "parquet" \
                 else f"write blocks of {fmt_mb(self.batch)}"
             return what + (" (lower row_group_size to need less)" if cfg.format == "parquet" else "")
         return f"input row groups of up to {fmt_mb(self.group)} (inputs written with smaller row groups need less)"
+
+
+def _worker(plan: Plan, cfg: RunConfig) -> _Worker:
+    lines = cfg.format != "parquet" and any(f.format == "parquet" for f in plan.files)
+    return _Worker(largest_batch(plan, cfg), largest_input_group(plan), LINES_COPIES if lines else PIECE_COPIES)
+
+
+#: The row_group_size values a refusal tries, largest first, for the one that fits the budget.
+ROW_GROUP_STEPS = tuple(n * 10**6 for n in (32, 16, 8, 4, 2, 1))
+
+
+@dataclass(frozen=True)
+class Floor:
+    """The least ``memory_limit`` of an out-of-core run (one worker): the runtime plus the larger of
+    what a gather holds (output row groups, or write blocks) and what a scatter holds (input row groups);
+    ``row_group_size`` and ``with_it``: a smaller row_group_size and the floor with it, when it is lower."""
+
+    total: int
+    gather: int
+    scatter: int
+    batch: int
+    group: int
+    parquet_out: bool
+    row_group_size: int | None = None
+    with_it: int | None = None
+
+    def text(self) -> str:
+        """Every floor in one phrase."""
+        out = (f"output row groups of up to {fmt_mb(self.batch)} (row_group_size sets them)" if self.parquet_out
+               else f"write blocks of up to {fmt_mb(self.batch)}")
+        parts = [f"{fmt_mb(self.gather)} for {out}"]
+        if self.group:
+            parts.append(f"{fmt_mb(self.scatter)} for input row groups of up to {fmt_mb(self.group)} (fixed by "
+                         "the inputs: files written with smaller row groups need less)")
+        text = f"{fmt_mb(BASE_BYTES)} for the runtime plus " + (
+            f"the larger of {' and '.join(parts)}" if len(parts) > 1 else parts[0])
+        return text
+
+    def setting(self) -> str | None:
+        """The smaller row_group_size that lowers the floor, and the floor with it."""
+        if self.row_group_size is None:
+            return None
+        return f"row_group_size={self.row_group_size // 10**6}MB and at least {fmt_mb(self.with_it)}"
+
+
+def floor(plan: Plan, cfg: RunConfig) -> Floor:
+    """The least budget an out-of-core run of ``plan`` needs, every part of it named (:class:`Floor`)."""
+    worker = _worker(plan, cfg)
+    total = BASE_BYTES + worker.least()
+    best = None
+    # over the budget: the largest smaller row_group_size that fits it, else the one of the lowest floor
+    if cfg.format == "parquet" and total > cfg.memory_limit:
+        for step in (r for r in ROW_GROUP_STEPS if r < cfg.row_group_size):  # a loop over a few settings
+            batch = largest_batch(plan, dataclasses.replace(cfg, row_group_size=step))
+            need = BASE_BYTES + dataclasses.replace(worker, batch=batch).least()
+            if need < (total if best is None else best[1]):
+                best = (step, need)
+            if need <= cfg.memory_limit:
+                break
+    return Floor(total, worker.gather(), worker.scatter(), worker.batch, worker.group, cfg.format == "parquet",
+                 *(best or (None, None)))
 
 
 def out_of_core_pieces(plan: Plan, cfg: RunConfig) -> tuple[int, int, int, str | None]:
@@ -156,19 +222,19 @@ def out_of_core_pieces(plan: Plan, cfg: RunConfig) -> tuple[int, int, int, str |
 
     The plan leaves memory before the rewrite (it is stored, then memory-mapped), so the
     pieces share all of the budget but the interpreter and libraries. Refuses (ReorderError)
-    when even one worker does not fit."""
-    lines = cfg.format != "parquet" and any(f.format == "parquet" for f in plan.files)
-    worker = _Worker(largest_batch(plan, cfg), largest_input_group(plan), LINES_COPIES if lines else PIECE_COPIES)
+    when even one worker does not fit, naming every floor at once (:func:`floor`)."""
+    worker = _worker(plan, cfg)
     spare = cfg.memory_limit - BASE_BYTES
     least = worker.least()
     fit = spare // least if spare > 0 else 0
     warning = None
     if fit < 1:
         if not faults.below_floor_allowed():
+            low = floor(plan, cfg)
             raise ReorderError(
-                f"memory_limit {fmt_mb(cfg.memory_limit)} is below the {fmt_mb(BASE_BYTES + least)} this run needs "
-                f"with 1 worker ({fmt_mb(BASE_BYTES)} for the runtime, {fmt_mb(least)} for {worker.why(cfg)}); "
-                f"raise --memory-limit to at least {fmt_mb(BASE_BYTES + least)}")
+                f"memory_limit {fmt_mb(cfg.memory_limit)} is below the {fmt_mb(low.total)} this run needs with 1 "
+                f"worker ({low.text()}); raise --memory-limit to at least {fmt_mb(low.total)}"
+                + (f", or set {low.setting()}" if low.setting() else ""))
         fit = cfg.workers  # tests of the out-of-core mechanics: the smallest pieces, whatever the budget
     workers = max(1, min(cfg.workers, fit))
     if workers < cfg.workers:
