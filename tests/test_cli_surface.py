@@ -23,7 +23,8 @@ from reorder_cli.util.stage_names import SLURM_JOBS, TASK_STAGES
 
 from .conftest import invoke, make_rows, one_line_error, read_manifest, reorder, to_lines, write_jsonl
 
-COMMANDS = ("run", "task", "status", "stats", "preview", "verify", "audit", "methods")
+COMMANDS = ("run", "publish", "task", "status", "stats", "preview", "verify", "audit", "methods")
+CONFIG_COMMANDS = ("show", "validate", "schema")  # `reorder config ...`
 SCHEMA = json.loads((Path(reorder_cli.__file__).parent / "envelope.schema.json").read_text())
 PYTHON_TYPE = re.compile(r"<(bool|str|int|float|path|list\[[^>]*\]|[a-z]+\|[a-z|]+)>")
 
@@ -66,8 +67,12 @@ def test_values_show_a_meaningful_metavar_and_flags_none():
 
 def test_every_command_takes_json_quiet_verbose_and_h():
     group = typer.main.get_command(app)
-    assert sorted(group.commands) == sorted(COMMANDS)
-    for name, command in group.commands.items():
+    assert sorted(group.commands) == sorted((*COMMANDS, "config"))
+    config = group.commands["config"]
+    assert sorted(config.commands) == sorted(CONFIG_COMMANDS)
+    commands = {**{n: c for n, c in group.commands.items() if n != "config"},
+                **{f"config {n}": c for n, c in config.commands.items()}}
+    for name, command in commands.items():
         opts = {o for p in command.params for o in p.opts}
         assert {"--json", "--quiet", "-q", "--verbose", "-v"} <= opts, name
 
