@@ -308,11 +308,11 @@ def wait(output: Path, poll: float = 1.0, work_dir: str | None = None, timeout: 
                 return True, f"{output}: published"
             return False, (f"{output}: the Slurm jobs ({', '.join(ids)}) ended without publishing (cancelled?); "
                            "`reorder status` shows what is left, the same command resubmits it")
-        if deadline is not None and time.monotonic() + poll > deadline:
+        if deadline is not None and time.monotonic() >= deadline:  # the whole time waited, never less
             raise ReorderError(f"{output}: not published within --wait-timeout ({timeout:g} s); its Slurm jobs "
                                f"({', '.join(sorted(alive, key=ids.index))}) go on: `reorder status {output}` "
                                "follows them, the same command with --wait waits again")
-        time.sleep(poll)
+        time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))
 
 
 def _refuse_if_queued(work: WorkDir, lock: run_lock.Lock) -> None:
