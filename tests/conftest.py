@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -124,6 +125,19 @@ RICH_SCHEMA = pa.schema([
     ("meta", pa.struct([("lang", pa.string()), ("quality", pa.float64())])),
     ("tags", pa.list_(pa.string())),
 ])
+
+
+def wide_parquet(folder: Path, files: int, seed: int, row_group_size: int, n: int = 1200) -> list[Path]:
+    """``files`` Parquet files of ``n`` rows of about 1 kB each (id, text of 120 numbers, score), in ``folder``."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k in range(files):
+        text = [" ".join(w) for w in rng.integers(0, 10**6, size=(n, 120)).astype(str)]
+        table = pa.table({"id": [f"f{k}-{i}" for i in range(n)], "text": text, "score": np.round(rng.random(n) * 5, 3)})
+        pq.write_table(table, folder / f"part-{k}.parquet", row_group_size=row_group_size)
+        paths.append(folder / f"part-{k}.parquet")
+    return paths
 
 
 def rich_rows(n: int, seed: int = 0, prefix: str = "p") -> list[dict]:

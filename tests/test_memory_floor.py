@@ -7,12 +7,9 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from .conftest import invoke, one_line_error, reorder
+from .conftest import invoke, one_line_error, reorder, wide_parquet
 
 
 @pytest.fixture(autouse=True)
@@ -23,17 +20,7 @@ def _real_floor(monkeypatch):
 @pytest.fixture
 def inputs(tmp_path) -> list[Path]:
     """2 Parquet files of about 1.2 MB of rows each (rows of about 1 kB), row groups of 600 rows."""
-    rng = np.random.default_rng(3)
-    files = []
-    for k in range(2):
-        n = 1200
-        text = [" ".join(w) for w in rng.integers(0, 10**6, size=(n, 120)).astype(str)]
-        path = tmp_path / "in" / f"part-{k}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.table({"id": [f"f{k}-{i}" for i in range(n)], "text": text,
-                                 "score": np.round(rng.random(n) * 5, 3)}), path, row_group_size=600)
-        files.append(path)
-    return files
+    return wide_parquet(tmp_path / "in", 2, seed=3, row_group_size=600)
 
 
 def test_the_refusal_names_every_floor_and_the_setting_that_fits(tmp_path, config_file, inputs):

@@ -15,15 +15,13 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from reorder_cli import pipeline
 from reorder_cli.config import load as load_config
 from reorder_cli.rewrite import budget
 
-from ..conftest import make_rows, one_line_error, reorder, shard_files, to_lines, write_jsonl
+from ..conftest import make_rows, one_line_error, reorder, shard_files, to_lines, wide_parquet, write_jsonl
 
 ROW_GROUP = "1MB"
 
@@ -37,19 +35,7 @@ def _real_floor(monkeypatch):
 @pytest.fixture
 def parquet_inputs(tmp_path) -> list[Path]:
     """3 Parquet files, about 3.6 MB of rows in all (rows of about 1 kB)."""
-    rng = np.random.default_rng(7)
-    files = []
-    for k in range(3):
-        n = 1200
-        words = rng.integers(0, 10**6, size=(n, 120)).astype(str)
-        text = [" ".join(w) for w in words]
-        table = pa.table({"id": [f"f{k}-{i}" for i in range(n)], "text": text,
-                          "score": np.round(rng.random(n) * 5, 3)})
-        path = tmp_path / "in" / f"part-{k}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, path, row_group_size=300)
-        files.append(path)
-    return files
+    return wide_parquet(tmp_path / "in", 3, seed=7, row_group_size=300)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
