@@ -21,6 +21,8 @@ LAYERS = [
     ["config", "config_show"],
     ["formats"],
     ["metrics"],
+    ["tokens"],  # documents as token ids, a piece a shard
+    ["export"],  # token pieces and rows assembled into what a trainer reads (megatron, olmo, mds)
     ["workdir", "work_store", "task_outputs"],  # the work folder; its traffic with a store; what tasks wrote
     ["run_lock"],  # one run of an output at a time
     ["plan"],
