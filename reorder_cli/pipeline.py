@@ -52,7 +52,7 @@ class RunResult:
     user's attention (shown as warnings), ``notes`` are information."""
 
     status: str
-    manifest: dict
+    manifest: manifest.Manifest | None
     output: Path
     seconds: float
     path: str = ""  # the rewrite path: "in-memory" or "out-of-core"
@@ -88,7 +88,7 @@ def _already_done(out: Path, ident: dict, cfg: RunConfig, started: float) -> Run
     done = output.already_done(out, ident, cfg.workers)
     if done is None:
         return None
-    note = (f"nothing to do: {out} already holds the output of this run ({len(done['shards'])} shard(s); "
+    note = (f"nothing to do: {out} already holds the output of this run ({len(done.shards)} shard(s); "
             "sizes and sha256 match its manifest)")
     return RunResult("already done", done, out, time.perf_counter() - started, notes=[note])
 
@@ -121,7 +121,7 @@ def preparing(cfg: RunConfig, overwrite: bool = False, restart: bool = False, co
             if stages.load_spec(work) is None and not work.plan_file("plan.json").exists():
                 cfg = shard_bytes.for_layout(cfg, files)
                 stages.write_spec(work, cfg, files)
-        yield RunResult("prepared", {}, out, time.perf_counter() - started, cfg=cfg)
+        yield RunResult("prepared", None, out, time.perf_counter() - started, cfg=cfg)
 
 
 def prepare(cfg: RunConfig, overwrite: bool = False, restart: bool = False) -> RunResult:
@@ -157,7 +157,7 @@ def _run_locked(cfg: RunConfig, files: list[InputFile], skipped: list[str], work
                 read_before: dict[str, int]) -> RunResult:
     """:func:`run` once the run's lock is held; ``flags``: restart, plan_only, keep_work."""
     (restart, plan_only, keep_work), out, timings = flags, cfg.output, {}
-    result = RunResult("done", {}, out, 0.0, cfg=cfg)
+    result = RunResult("done", None, out, 0.0, cfg=cfg)
     if store.is_url(out) and cfg.work_dir is None:
         result.notes.append(f"work folder: {work.root}, a local scratch ($REORDER_SCRATCH or the system's temporary "
                             "folder) as no work_dir is set; `reorder status`/`task`/`publish` find it on this machine")

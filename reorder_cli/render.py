@@ -26,6 +26,7 @@ from reorder_cli.inspect.stats import Stats
 from reorder_cli.inspect.verify import Report
 from reorder_cli.methods import METHODS
 from reorder_cli.pipeline import RunResult
+from reorder_cli.publish.manifest import Manifest
 from reorder_cli.util.progress import Progress
 from reorder_cli.util.units import fmt_bytes, fmt_mb
 
@@ -109,8 +110,8 @@ def metrics_legend(metrics: dict[str, Any]) -> str:
     return METRIC_LEGEND.format(**metrics["params"])
 
 
-def shard_table(manifest: dict[str, Any], limit: int = 20) -> Table:
-    shards = manifest["shards"]
+def shard_table(manifest: Manifest, limit: int = 20) -> Table:
+    shards = manifest.shards
     table = Table(title=f"{len(shards)} shard(s)", title_justify="left")
     for col in ("file", "rows", "bytes", "positions", "score min", "mean", "max"):
         table.add_column(col, justify="left" if col == "file" else "right")
@@ -119,29 +120,28 @@ def shard_table(manifest: dict[str, Any], limit: int = 20) -> Table:
         if s is None:
             table.add_row("…", "", "", "", "", "", "")
             continue
-        sc = s["score"]
-        first, end = s["positions"]
-        table.add_row(s["file"], f"{s['rows']:,}", fmt_bytes(s["bytes"]), f"{first:,}–{end:,}",
+        sc = s.score
+        table.add_row(s.file, f"{s.rows:,}", fmt_bytes(s.bytes), f"{s.first:,}–{s.end:,}",
                       _fmt(sc["min"]), _fmt(sc["mean"]), _fmt(sc["max"]))
-    t = manifest["totals"]
+    t = manifest.totals
     table.add_section()
     table.add_row("total", f"{t['rows']:,}", fmt_bytes(t["bytes"]), "", _fmt(t["score"]["min"]),
                   _fmt(t["score"]["mean"]), _fmt(t["score"]["max"]))
     return table
 
 
-def header(manifest: dict[str, Any]) -> Text:
-    params = ", ".join(f"{k}={v}" for k, v in manifest["params"].items())
-    t, inv = manifest["totals"], manifest["invalid_scores"]
+def header(manifest: Manifest) -> Text:
+    params = ", ".join(f"{k}={v}" for k, v in manifest.params.items())
+    t, inv = manifest.totals, manifest.invalid_scores
     text = Text()
-    text.append(f"method {manifest['method']}", style="bold")
+    text.append(f"method {manifest.method}", style="bold")
     text.append(f"  ({params})\n")
-    text.append(f"{t['input_rows']:,} input rows from {len(manifest['inputs'])} file(s) -> {t['rows']:,} rows in "
-                f"{t['shards']} {manifest['output']['format']} shard(s), {fmt_bytes(t['bytes'])}\n")
-    if manifest.get("score"):
-        text.append(f"score: {manifest['score']}\n")
-    if manifest.get("selection"):
-        text.append(selection_text(manifest["selection"]) + "\n")
+    text.append(f"{t['input_rows']:,} input rows from {len(manifest.inputs)} file(s) -> {t['rows']:,} rows in "
+                f"{t['shards']} {manifest.format} shard(s), {fmt_bytes(t['bytes'])}\n")
+    if manifest.score:
+        text.append(f"score: {manifest.score}\n")
+    if manifest.selection:
+        text.append(selection_text(manifest.selection) + "\n")
     if inv["count"]:
         text.append(f"invalid scores: {inv['count']:,} ({inv['policy']}; dropped {inv['dropped']:,})\n")
     return text
@@ -265,7 +265,7 @@ def run_data(result: RunResult, cfg: RunConfig) -> dict[str, Any]:
     used = result.cfg or cfg
     return {"status": result.status, "output": str(result.output), "method": used.method, "path": result.path,
             "seconds": round(result.seconds, 3), "reused_shards": result.reused_shards,
-            "totals": result.manifest.get("totals"), "notes": result.notes}
+            "totals": result.manifest.totals if result.manifest else None, "notes": result.notes}
 
 
 def run_result(result: RunResult, cfg: RunConfig) -> None:
@@ -275,9 +275,9 @@ def run_result(result: RunResult, cfg: RunConfig) -> None:
         return emit(run_data(result, cfg)) if mode.json else None
     for text in result.warnings:
         warning(text)
-    if result.status != "planned" and result.manifest.get("params") is not None:
+    if result.status != "planned" and result.manifest is not None:
         used = result.cfg or cfg
-        params = ", ".join(f"{k}={v}" for k, v in result.manifest["params"].items())
+        params = ", ".join(f"{k}={v}" for k, v in result.manifest.params.items())
         detail(f"settings: {used.method} ({params}); {used.workers} worker(s), memory limit "
                f"{fmt_bytes(used.memory_limit)}, {result.path or 'no rewrite'}")
     if mode.json:
@@ -307,12 +307,12 @@ def selection_text(sel: dict[str, Any]) -> str:
 
 def summary_line(result: RunResult, cfg: RunConfig) -> str:
     """The last line of a run: what was written where, and how it happened."""
-    t = result.manifest["totals"]
+    t = result.manifest.totals
     fmt = cfg.format + (f" ({cfg.format_note})" if cfg.format_note else "")
     what = f"{t['rows']:,} rows -> {t['shards']} {fmt} shard(s), {fmt_bytes(t['bytes'])} in {result.output}"
     dropped = f"; dropped {t['dropped_rows']:,} invalid" if t["dropped_rows"] else ""
-    if result.manifest.get("selection"):
-        dropped += f"; {selection_text(result.manifest['selection'])}"
+    if result.manifest.selection:
+        dropped += f"; {selection_text(result.manifest.selection)}"
     if result.planned and result.reused_shards >= t["shards"]:
         return (f"{cfg.method}: {what}{dropped}; published the shards its tasks made ({result.seconds:.1f} s, moved "
                 "into place, nothing rewritten)")
@@ -406,18 +406,18 @@ def stats(view: Stats, plot_file: Path | None, deep: bool, problem: str | None) 
     out.print(header(doc))
     out.print(shard_table(doc))
     if view.metrics:
-        metrics([(doc["method"], view.metrics)])
+        metrics([(doc.method, view.metrics)])
     else:
         out.print("guidance metrics: not recorded in this manifest (reorder stats --deep computes them)")
     width = min(out.width, 140)
     out.print("\n[bold]mean score by output position[/]")
-    out.print(profile_chart(doc["profile"], width=width), highlight=False)
+    out.print(profile_chart(doc.profile, width=width), highlight=False)
     if plot_file:
         info(f"picture: {plot_file}")
     if problem:
         error(problem)
     elif deep:
-        info(f"deep check: {len(doc['shards'])} shard(s) re-read; scores, profile and metrics match the manifest")
+        info(f"deep check: {len(doc.shards)} shard(s) re-read; scores, profile and metrics match the manifest")
 
 
 def preview(result: Preview, plot_file: Path | None) -> None:

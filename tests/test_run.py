@@ -456,7 +456,7 @@ def test_workers_do_not_change_the_bytes(tmp_path, jsonl_corpus, fmt):
         cfg = config.resolve(raw, method="saw", inputs=[str(p) for p in jsonl_corpus.files], output=str(out))
         assert cfg.workers == workers
         result = pipeline.run(cfg)
-        assert result.manifest["totals"]["rows"] == len(jsonl_corpus.rows)
+        assert result.manifest.totals["rows"] == len(jsonl_corpus.rows)
         docs[workers] = ([p.read_bytes() for p in shard_files(out)], (out / ".manifest.json").read_bytes())
     assert len(docs[1][0]) == 12
     assert docs[1] == docs[2]

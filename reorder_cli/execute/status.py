@@ -72,7 +72,7 @@ def status(output: str | Path, work_dir: str | Path | None = None) -> dict[str, 
     # the manifest is written last, after the old one is removed: with the publishing marker (a run kept
     # with --keep-work) or without a run in progress, it is this run's
     if published is not None and (work.is_publishing() or work.saved_identity() is None):
-        shards = len(manifest.read(published)[0]["shards"])  # checked like every reader's manifest
+        shards = len(manifest.read(published)[0].shards)  # checked like every reader's manifest
         # the work folder is gone: what the manifest tells, its shards (the gather tasks) and the publish
         stages = {"gather": _stage(shards, shards, []), "publish": _stage(1, 1, [])}
         return {"output": str(output), "finished": True, "stages": stages}

@@ -104,14 +104,6 @@ def of(spec: str | Scoring) -> Scoring:
     return spec if isinstance(spec, Scoring) else scoring(field=spec)
 
 
-def from_manifest(doc: dict[str, Any], tokens: bool = True) -> Scoring:
-    """The scoring a finished run used, from its manifest (with its token field unless ``tokens`` is False)."""
-    token_field = selection_token_field((doc.get("selection") or {}).get("params")) if tokens else None
-    if doc.get("score"):
-        return scoring(expression=doc["score"], token_field=token_field)
-    return scoring(field=doc.get("score_field") or "score", token_field=token_field)
-
-
 # ------------------------------------------------------------------ parsing
 
 

@@ -7,7 +7,6 @@ import hashlib
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -121,13 +120,14 @@ class ShardWriter:
         self.tmp.unlink(missing_ok=True)
 
 
-def shard_differs(folder: Path | store.URL, entry: dict[str, Any], what: str = "the manifest") -> str | None:
-    """How the shard ``entry`` (``file``, ``bytes``, ``sha256``: a manifest's entry or a gather record) in
-    ``folder`` differs from it; None when its bytes are the ones recorded."""
-    path = folder / entry["file"]
-    size = store.size(path)
-    if size != entry["bytes"]:
-        return f"{entry['file']} has {size:,} bytes, {what} says {entry['bytes']:,}"
-    if file_sha256(path) != entry["sha256"]:
-        return f"{entry['file']} was altered (its sha256 differs from {what}'s)"
+def shard_differs(folder: Path | store.URL, file: str, size: int, sha256: str,
+                  what: str = "the manifest") -> str | None:
+    """How the shard ``file`` in ``folder`` differs from the ``size`` and ``sha256`` recorded (in a manifest's
+    entry or a gather record); None when its bytes are the ones recorded."""
+    path = folder / file
+    found = store.size(path)
+    if found != size:
+        return f"{file} has {found:,} bytes, {what} says {size:,}"
+    if file_sha256(path) != sha256:
+        return f"{file} was altered (its sha256 differs from {what}'s)"
     return None

@@ -12,26 +12,26 @@ from typing import Any
 import numpy as np
 
 from reorder_cli.errors import ReorderError
-from reorder_cli.formats import score_expr
 from reorder_cli.formats.discover import InputFile, classify
 from reorder_cli.metrics import guidance as metrics
 from reorder_cli.metrics import summary
 from reorder_cli.plan.build import read_keys
+from reorder_cli.publish.manifest import Manifest
 from reorder_cli.util import store
 
 TOLERANCE = 1e-6
 
 
-def shard_scores(doc: dict[str, Any], folder: Path, workers: int = 0) -> list[np.ndarray]:
+def shard_scores(doc: Manifest, folder: Path, workers: int = 0) -> list[np.ndarray]:
     """The scores of each shard listed in the manifest, in training order, read from the files."""
     files = []
-    for s in doc["shards"]:
-        path = folder / s["file"]
+    for s in doc.shards:
+        path = folder / s.file
         kind = classify(path)
         if kind is None or not store.is_file(path):
             raise ReorderError(f"{path}: a shard listed in the manifest is missing")
         files.append(InputFile(path, kind[0], kind[1], store.size(path)))
-    sources = read_keys(files, score_expr.from_manifest(doc, tokens=False), False, workers or os.cpu_count() or 1)
+    sources = read_keys(files, doc.scoring(tokens=False), False, workers or os.cpu_count() or 1)
     return [src.scores() for src in sources]
 
 
@@ -39,9 +39,9 @@ def concat(per_shard: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(per_shard) if per_shard else np.empty(0, dtype=np.float64)
 
 
-def metric_params(doc: dict[str, Any]) -> metrics.Params:
+def metric_params(doc: Manifest) -> metrics.Params:
     """The metric parameters the manifest recorded (the defaults for a manifest without metrics)."""
-    recorded = (doc.get("metrics") or {}).get("params") or {}
+    recorded = (doc.metrics or {}).get("params") or {}
     if not isinstance(recorded, dict):
         raise ReorderError(f"the manifest: 'metrics.params' is {recorded!r}, expected a mapping")
     known = {k: v for k, v in recorded.items() if k in metrics.Params.__dataclass_fields__}
@@ -57,7 +57,7 @@ def metric_params(doc: dict[str, Any]) -> metrics.Params:
         raise ReorderError(f"the manifest: 'metrics.params': {exc}") from None
 
 
-def recompute(doc: dict[str, Any], per_shard: list[np.ndarray]) -> dict[str, Any]:
+def recompute(doc: Manifest, per_shard: list[np.ndarray]) -> dict[str, Any]:
     """What the manifest says about the scores, computed again from each shard's scores."""
     scores = concat(per_shard)
     return {
@@ -69,16 +69,16 @@ def recompute(doc: dict[str, Any], per_shard: list[np.ndarray]) -> dict[str, Any
     }
 
 
-def recorded(doc: dict[str, Any]) -> dict[str, Any]:
+def recorded(doc: Manifest) -> dict[str, Any]:
     """The same fields as :func:`recompute`, from the manifest."""
     out = {
-        "rows": doc["totals"]["rows"],
-        "shards": [{"rows": s["rows"], "score": s["score"]} for s in doc["shards"]],
-        "score": doc["totals"]["score"],
-        "profile": doc["profile"],
+        "rows": doc.totals["rows"],
+        "shards": [{"rows": s.rows, "score": s.score} for s in doc.shards],
+        "score": doc.totals["score"],
+        "profile": doc.profile,
     }
-    if "metrics" in doc:
-        out["metrics"] = doc["metrics"]
+    if doc.metrics is not None:
+        out["metrics"] = doc.metrics
     return out
 
 
@@ -98,7 +98,7 @@ def differences(expected: Any, actual: Any, path: str = "") -> list[str]:
     return [] if expected == actual else [path]
 
 
-def check(doc: dict[str, Any], per_shard: list[np.ndarray]) -> tuple[dict[str, Any], list[str]]:
+def check(doc: Manifest, per_shard: list[np.ndarray]) -> tuple[dict[str, Any], list[str]]:
     """(the values recomputed from the shards, the paths where the manifest disagrees)."""
     again = recompute(doc, per_shard)
     mine = recorded(doc)  # an older manifest without metrics is checked for the rest

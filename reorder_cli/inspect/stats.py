@@ -14,7 +14,7 @@ from reorder_cli.publish import manifest
 class Stats:
     """A finished run as ``reorder stats`` shows it; ``differences`` are what ``--deep`` found."""
 
-    doc: dict[str, Any]
+    doc: manifest.Manifest
     metrics: dict[str, Any] | None  # recorded in the manifest, or recomputed by --deep
     deep: bool = False
     differences: list[str] = field(default_factory=list)
@@ -30,26 +30,25 @@ def read(path: Path, deep_check: bool = False, plot_file: Path | None = None,
     per_shard = deep.shard_scores(doc, folder) if deep_check or plot_file else []
     recomputed, differences = deep.check(doc, per_shard) if deep_check else (None, [])
     if plot_file:
-        panel = plot.Panel(doc["method"], doc["params"], deep.concat(per_shard),
-                           doc.get("score") or doc.get("score_field"), doc.get("selection"))
-        plot.write(plot_file, [panel], plot.describe_inputs(len(doc.get("inputs", [])), doc["totals"]["input_rows"]),
+        panel = plot.Panel(doc.method, doc.params, deep.concat(per_shard), doc.score or doc.score_field,
+                           doc.selection)
+        plot.write(plot_file, [panel], plot.describe_inputs(len(doc.inputs), doc.totals["input_rows"]),
                    plot_size, plot_title)
-    found = doc.get("metrics") or (recomputed or {}).get("metrics")
+    found = doc.metrics or (recomputed or {}).get("metrics")
     return Stats(doc, found, deep_check, differences)
 
 
-def summary(manifest: dict[str, Any]) -> dict[str, Any]:
+def summary(doc: manifest.Manifest) -> dict[str, Any]:
     """The machine-readable stats (``reorder stats --json``)."""
-    totals = manifest["totals"]
     return {
-        "method": manifest["method"],
-        "params": manifest["params"],
-        "totals": totals,
-        "invalid_scores": manifest["invalid_scores"],
-        **{k: manifest[k] for k in ("score", "selection") if manifest.get(k)},
-        "shards": [
-            {k: s[k] for k in ("file", "rows", "bytes", "positions", "score")} for s in manifest["shards"]
-        ],
-        "profile": manifest["profile"],
-        "metrics": manifest.get("metrics"),
+        "method": doc.method,
+        "params": doc.params,
+        "totals": doc.totals,
+        "invalid_scores": doc.invalid_scores,
+        **({"score": doc.score} if doc.score else {}),
+        **({"selection": doc.selection} if doc.selection else {}),
+        "shards": [{"file": s.file, "rows": s.rows, "bytes": s.bytes, "positions": [s.first, s.end], "score": s.score}
+                   for s in doc.shards],
+        "profile": doc.profile,
+        "metrics": doc.metrics,
     }

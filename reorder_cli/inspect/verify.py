@@ -18,12 +18,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from reorder_cli.errors import ReorderError
-from reorder_cli.formats import score_expr
 from reorder_cli.formats.discover import InputFile, discover
 from reorder_cli.formats.writers import COMPRESSION, EXTENSIONS, shard_name
 from reorder_cli.inspect import digest
@@ -32,6 +30,7 @@ from reorder_cli.metrics.summary import ScoreStats
 from reorder_cli.plan import select
 from reorder_cli.plan.build import read_keys
 from reorder_cli.publish import manifest
+from reorder_cli.publish.manifest import Manifest, ShardEntry
 from reorder_cli.util import store
 from reorder_cli.util.hashing import fingerprint
 from reorder_cli.util.progress import Progress
@@ -89,10 +88,10 @@ def verify(
     fmt, entries = _layout(doc)
     files = _input_files(doc, folder, inputs, manifest_inputs)
     workers = max(1, workers or (os.cpu_count() or 1))
-    score_field = score_expr.from_manifest(doc, tokens=False)
+    score_field = doc.scoring(tokens=False)
 
     names = set(store.names(folder))  # the files of a folder, or the objects under a URL
-    paths = [folder / e["file"] if _plain_name(e["file"]) else None for e in entries]
+    paths = [folder / e.file if _plain_name(e.file) else None for e in entries]
     present = [p if p is not None and p.name in names else None for p in paths]
     sizes = {p.name: store.size(p) for p in present if p is not None}
     total = sum(sizes.values()) + sum(f.size for f in files or [])
@@ -125,24 +124,23 @@ def _parallel(workers: int, items: list, advance: Callable[[int], None], fn: Cal
 # ------------------------------------------------------------------ the manifest's own consistency
 
 
-def _layout(doc: dict[str, Any]) -> tuple[str, list[dict]]:
+def _layout(doc: Manifest) -> tuple[str, list[ShardEntry]]:
     """The output format and the shard entries; a manifest without them cannot be checked."""
-    fmt = (doc.get("output") or {}).get("format")
-    if fmt not in EXTENSIONS:
-        raise ReorderError(f"the manifest: output format {fmt!r} is not one of {', '.join(EXTENSIONS)}")
-    return fmt, doc["shards"]  # its entries' shape checked by manifest.read
+    if doc.format not in EXTENSIONS:
+        raise ReorderError(f"the manifest: output format {doc.format!r} is not one of {', '.join(EXTENSIONS)}")
+    return doc.format, doc.shards  # their shape checked by manifest.read
 
 
 def _plain_name(name: str) -> bool:
     return name == Path(name).name and not name.startswith(".")
 
 
-def _entry_problems(fmt: str, entries: list[dict]) -> list[Problem]:
+def _entry_problems(fmt: str, entries: list[ShardEntry]) -> list[Problem]:
     problems: list[Problem] = []
     seen: set[str] = set()
     end = 0  # where the previous shard ends
     for i, e in enumerate(entries):
-        name = e["file"]
+        name = e.file
         if not _plain_name(name):
             problems.append(Problem(name, "name", "not a file name inside the output folder"))
         elif name in seen:
@@ -151,26 +149,18 @@ def _entry_problems(fmt: str, entries: list[dict]) -> list[Problem]:
             problems.append(Problem(name, "name", f"shard {i} should be {shard_name(i, fmt)} (file-name order "
                                                   "is the training order)"))
         seen.add(name)
-        if e.get("format") != fmt or e.get("compression") != COMPRESSION[fmt]:
-            problems.append(Problem(name, "format", f"{e.get('format')}/{e.get('compression')} in an output of "
+        if e.format != fmt or e.compression != COMPRESSION[fmt]:
+            problems.append(Problem(name, "format", f"{e.format}/{e.compression} in an output of "
                                                     f"{fmt}/{COMPRESSION[fmt]}"))
-        problem = _positions_problem(e["positions"], e["rows"], end)
+        problem = _positions_problem(e.first, e.end, e.rows, end)
         if problem:
             problems.append(Problem(name, "positions", problem))
-        if _is_range(e["positions"]):
-            end = e["positions"][1]
+        end = e.end
     return problems
 
 
-def _is_range(positions: list) -> bool:
-    return len(positions) == 2 and all(isinstance(p, int) for p in positions)
-
-
-def _positions_problem(positions: list, rows: int, prev_end: int) -> str | None:
+def _positions_problem(first: int, end: int, rows: int, prev_end: int) -> str | None:
     """Positions must be [first, first + rows), starting where the previous shard ends."""
-    if not _is_range(positions):
-        return f"{positions!r} is not a [first, end) pair of positions"
-    first, end = positions
     if first != prev_end:
         how = "starts" if prev_end == 0 else "leaves a gap" if first > prev_end else "overlaps the shard before"
         return f"[{first:,}, {end:,}) {how}: it should start at {prev_end:,}"
@@ -179,22 +169,16 @@ def _positions_problem(positions: list, rows: int, prev_end: int) -> str | None:
     return None
 
 
-def _end_of(entries: list[dict]) -> int | None:
-    last = entries[-1]["positions"] if entries else [0, 0]
-    return last[1] if _is_range(last) else None
-
-
-def _total_problems(doc: dict[str, Any], entries: list[dict], digests: list) -> list[Problem]:
-    t = doc.get("totals") or {}
-    inv = doc.get("invalid_scores") or {}
-    inputs = doc.get("inputs") or []
+def _total_problems(doc: Manifest, entries: list[ShardEntry], digests: list) -> list[Problem]:
+    t = doc.totals
+    inv = doc.invalid_scores
     checks = [
         ("shards", len(entries), "the shards listed"),
-        ("rows", sum(e["rows"] for e in entries), "the sum of the shards' rows"),
-        ("rows", _end_of(entries), "the last shard's end position"),
-        ("bytes", sum(e["bytes"] for e in entries), "the sum of the shards' bytes"),
-        ("input_rows", sum(i.get("rows", 0) for i in inputs), "the sum of the inputs' rows"),
-        ("input_bytes", sum(i.get("bytes", 0) for i in inputs), "the sum of the inputs' bytes"),
+        ("rows", sum(e.rows for e in entries), "the sum of the shards' rows"),
+        ("rows", entries[-1].end if entries else 0, "the last shard's end position"),
+        ("bytes", sum(e.bytes for e in entries), "the sum of the shards' bytes"),
+        ("input_rows", sum(i.rows or 0 for i in doc.inputs), "the sum of the inputs' rows"),
+        ("input_bytes", sum(i.bytes or 0 for i in doc.inputs), "the sum of the inputs' bytes"),
         ("dropped_rows", inv.get("dropped"), "invalid_scores.dropped"),
         ("input_rows", (t.get("rows") or 0) + (t.get("dropped_rows") or 0) + (t.get("unselected_rows") or 0),
          "rows + dropped_rows + unselected_rows"),
@@ -218,33 +202,33 @@ def _total_problems(doc: dict[str, Any], entries: list[dict], digests: list) -> 
 # ------------------------------------------------------------------ the files against their entries
 
 
-def _file_problems(entries: list[dict], paths: list, digests: list) -> list[Problem]:
+def _file_problems(entries: list[ShardEntry], paths: list, digests: list) -> list[Problem]:
     problems: list[Problem] = []
     schema = next((d.schema for d in digests if d is not None and d.schema is not None), None)
     for e, path, d in zip(entries, paths, digests, strict=True):
-        name = e["file"]
+        name = e.file
         if path is None:
             continue  # already reported as a bad name
         if d is None:
             problems.append(Problem(name, "missing", "the manifest lists it but there is no such file"))
             continue
-        if d.size != e["bytes"]:
-            problems.append(Problem(name, "size", f"{d.size:,} bytes, the manifest says {e['bytes']:,}"))
-        if d.sha256 != e["sha256"]:
+        if d.size != e.bytes:
+            problems.append(Problem(name, "size", f"{d.size:,} bytes, the manifest says {e.bytes:,}"))
+        if d.sha256 != e.sha256:
             problems.append(Problem(name, "sha256", f"{d.sha256[:16]}… differs from the manifest's "
-                                                    f"{e['sha256'][:16]}… (content changed)"))
+                                                    f"{e.sha256[:16]}… (content changed)"))
         if d.error is not None:
             problems.append(Problem(name, "unreadable", d.error))
             continue
-        if d.rows != e["rows"]:
-            problems.append(Problem(name, "rows", f"the file holds {d.rows:,} rows, the manifest says {e['rows']:,}"))
+        if d.rows != e.rows:
+            problems.append(Problem(name, "rows", f"the file holds {d.rows:,} rows, the manifest says {e.rows:,}"))
         if d.meta_rows is not None and d.meta_rows != d.rows:
             problems.append(Problem(name, "rows", f"the Parquet footer says {d.meta_rows:,} rows, {d.rows:,} read"))
         if d.unterminated:
             problems.append(Problem(name, "truncated", "the last record has no newline"))
-        if not _same_scores(d.scores.summary(), e["score"]):
+        if not _same_scores(d.scores.summary(), e.score):
             problems.append(Problem(name, "score", f"the file holds {_scores(d.scores.summary())}, the manifest "
-                                                   f"says {_scores(e['score'])}"))
+                                                   f"says {_scores(e.score)}"))
         if d.schema is not None and schema is not None and not d.schema.remove_metadata().equals(
                 schema.remove_metadata()):
             problems.append(Problem(name, "schema", "differs from the first shard's schema"))
@@ -269,8 +253,8 @@ def _scores(s) -> str:
     return "min/mean/max " + "/".join("-" if s.get(k) is None else f"{s[k]:.6g}" for k in ("min", "mean", "max"))
 
 
-def _extra_files(names: set[str], entries: list[dict]) -> list[Problem]:
-    listed = {e["file"] for e in entries}
+def _extra_files(names: set[str], entries: list[ShardEntry]) -> list[Problem]:
+    listed = {e.file for e in entries}
     return [Problem(name, "unexpected file", "a shard-like file that the manifest does not list")
             for name in sorted(names) if SHARD_LIKE.match(name) and name not in listed]
 
@@ -278,18 +262,19 @@ def _extra_files(names: set[str], entries: list[dict]) -> list[Problem]:
 # ------------------------------------------------------------------ the permutation proof
 
 
-def _input_files(doc, folder: Path, inputs: list[str] | None, manifest_inputs: bool) -> list[InputFile] | None:
+def _input_files(doc: Manifest, folder: Path, inputs: list[str] | None,
+                 manifest_inputs: bool) -> list[InputFile] | None:
     if inputs:
         return discover(inputs)
     if manifest_inputs:
-        paths = [i.get("path") for i in doc.get("inputs") or []]
-        if not paths or not all(isinstance(p, str) for p in paths):
+        paths = [i.path for i in doc.inputs]
+        if not paths:
             raise ReorderError("the manifest: no input paths to check against")
         return discover([str(store.beside(folder, p)) for p in paths])
     return None
 
 
-def _check_permutation(report: Report, doc, folder: Path, fmt: str, files: list[InputFile], digests: list,
+def _check_permutation(report: Report, doc: Manifest, folder: Path, fmt: str, files: list[InputFile], digests: list,
                        workers: int, advance: Callable[[int], None]) -> None:
     schema = None
     if fmt == "parquet":  # rows compare by value, in the output's schema
@@ -298,10 +283,10 @@ def _check_permutation(report: Report, doc, folder: Path, fmt: str, files: list[
             report.problems.append(Problem("output", "not a permutation", "no readable shard to compare rows with"))
             return
         schema = arrow
-    inv = doc.get("invalid_scores") or {}
-    score_field = score_expr.from_manifest(doc, tokens=False)
+    inv = doc.invalid_scores
+    score_field = doc.scoring(tokens=False)
     drop = inv.get("policy") == "drop"
-    includes = _selected(report, doc, files, workers) if doc.get("selection") else [None] * len(files)
+    includes = _selected(report, doc, files, workers) if doc.selection else [None] * len(files)
     include = {id(f): mask for f, mask in zip(files, includes, strict=True)}
     found = _parallel(workers, files, advance,
                       lambda f: digest.input_file(f, score_field, drop, schema, include[id(f)]))
@@ -318,27 +303,27 @@ def _check_permutation(report: Report, doc, folder: Path, fmt: str, files: list[
         report.problems.append(Problem("inputs", "invalid scores", f"{invalid:,} input rows have an invalid score, "
                                                                    f"the manifest counted {inv.get('count')!r}"))
     dropped = invalid if drop else 0
-    unselected = (doc.get("selection") or {}).get("dropped") or 0
+    unselected = (doc.selection or {}).get("dropped") or 0
     read = (f"{ins.rows + dropped + unselected:,} input rows" + (f", {dropped:,} dropped as invalid" if drop else "")
             + (f", {unselected:,} not selected (recomputed from the inputs' scores)" if unselected else ""))
     if ins != outs:
         how = "the rows differ" if ins.rows == outs.rows else "the row counts differ"
         incomplete = any(d is None or d.error is not None for d in digests)
-        kind = "not the selected rows" if doc.get("selection") else "not a permutation"
+        kind = "not the selected rows" if doc.selection else "not a permutation"
         report.problems.append(Problem("output", kind, (
             f"{outs.rows:,} output rows vs {read}: {how} (row multiset hash {outs.digest()} vs {ins.digest()})"
             + ("; some shards could not be read" if incomplete else ""))))
     else:
-        what = "exactly the selected rows" if doc.get("selection") else "a permutation"
+        what = "exactly the selected rows" if doc.selection else "a permutation"
         report.permutation = f"the output is {what} of the inputs ({read}; row multiset hash {ins.digest()})"
 
 
-def _selected(report: Report, doc, files: list[InputFile], workers: int) -> list[np.ndarray]:
+def _selected(report: Report, doc: Manifest, files: list[InputFile], workers: int) -> list[np.ndarray]:
     """The rows the run must have written, a mask a file: the selection recomputed from the inputs'
     scores (and tokens), plus the invalid rows unless dropped. A recomputed selection that differs
     from the manifest's is a problem."""
-    sel = doc["selection"]
-    sources = read_keys(files, score_expr.from_manifest(doc), False, max(1, workers))
+    sel = doc.selection
+    sources = read_keys(files, doc.scoring(), False, max(1, workers))
     scores = np.concatenate([s.scores() for s in sources]) if sources else np.zeros(0)
     tokens = np.concatenate([s.tokens() for s in sources]) if select.token_field(sel["params"]) and sources else None
     try:
@@ -354,15 +339,15 @@ def _selected(report: Report, doc, files: list[InputFile], workers: int) -> list
                 f"recomputed from the inputs, the selection gives {key} {again[key]!r}; the manifest says "
                 f"{sel.get(key)!r} (rows that should have been kept or dropped differ)")))
     keep = cut.keep(0, scores)
-    if (doc.get("invalid_scores") or {}).get("policy") != "drop":
+    if doc.invalid_scores.get("policy") != "drop":
         keep |= np.isnan(scores)
     bounds = np.cumsum([0] + [s.rows for s in sources])
     return [keep[bounds[i]:bounds[i + 1]] for i in range(len(sources))]
 
 
-def _input_warnings(doc, folder: Path, files: list[InputFile], found: list) -> list[str]:
+def _input_warnings(doc: Manifest, folder: Path, files: list[InputFile], found: list) -> list[str]:
     """Inputs that are not those of the run, or changed since (fingerprint, rows)."""
-    recorded = {store.beside(folder, i["path"]): i for i in doc.get("inputs") or [] if isinstance(i.get("path"), str)}
+    recorded = {store.beside(folder, i.path): i for i in doc.inputs}
     warnings, seen = [], set()
     for f, d in zip(files, found, strict=True):
         entry = recorded.get(f.path.resolve())
@@ -370,11 +355,11 @@ def _input_warnings(doc, folder: Path, files: list[InputFile], found: list) -> l
             warnings.append(f"{f.path}: not an input of this run (the manifest does not list it)")
             continue
         seen.add(f.path.resolve())
-        if entry.get("fingerprint") != fingerprint(f.path):
+        if entry.fingerprint != fingerprint(f.path):
             warnings.append(f"{f.path}: changed since the run (its fingerprint differs from the manifest's)")
-        if entry.get("rows") != d.rows:
-            warnings.append(f"{f.path}: {d.rows:,} rows, the manifest says {entry.get('rows')!r}")
+        if entry.rows != d.rows:
+            warnings.append(f"{f.path}: {d.rows:,} rows, the manifest says {entry.rows!r}")
     for path, entry in recorded.items():
         if path not in seen:
-            warnings.append(f"{entry['path']}: an input of the run that was not given")
+            warnings.append(f"{entry.path}: an input of the run that was not given")
     return warnings

@@ -50,20 +50,13 @@ class Source:
 
     def __init__(self, path: str | Path, columns: list[str] | None = None, check_sha256: bool = False):
         doc, folder = manifest.read(Path(path))
-        entries = doc.get("shards")
-        if not isinstance(entries, list):
-            raise ReorderError(f"{manifest.find(folder)}: no 'shards' list")
+        self.manifest = doc
         self.folder = folder
         self.columns = list(columns) if columns is not None else None
         self.shards: list[Shard] = []
         at = 0
-        for i, e in enumerate(entries):
-            try:
-                file, fmt, rows, size, (first, end) = e["file"], e["format"], int(e["rows"]), int(e["bytes"]), \
-                    e["positions"]
-            except (KeyError, TypeError, ValueError):
-                raise ReorderError(f"{manifest.find(folder)}: shard {i} lacks file/format/rows/bytes/positions") \
-                    from None
+        for i, e in enumerate(doc.shards):  # their shape checked by manifest.read
+            file, fmt, rows, size, first, end = e.file, e.format, e.rows, e.bytes, e.first, e.end
             if first != at or end - first != rows:
                 raise ReorderError(f"{manifest.find(folder)}: shard {i} ({file}) positions {[first, end]} do not "
                                    f"continue from {at} with {rows} rows")
@@ -72,7 +65,7 @@ class Source:
                 raise ReorderError(f"{p}: missing: the manifest lists this shard but there is no such file")
             if p.stat().st_size != size:
                 raise _problem(p, f"size {p.stat().st_size:,} bytes, the manifest says {size:,}")
-            if check_sha256 and file_sha256(p) != e.get("sha256"):
+            if check_sha256 and file_sha256(p) != e.sha256:
                 raise _problem(p, "sha256 differs from the manifest's")
             shard = Shard(p, fmt, first, rows)
             if fmt == "parquet":

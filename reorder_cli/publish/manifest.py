@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reorder_cli import __version__
 from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
+from reorder_cli.formats import score_expr
 from reorder_cli.formats.writers import COMPRESSION
 from reorder_cli.metrics import guidance as metrics
 from reorder_cli.metrics.summary import profile, score_summary
@@ -27,7 +29,8 @@ from reorder_cli.plan.build import Plan
 from reorder_cli.util import store
 from reorder_cli.util.hashing import fingerprint
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 1  # optional sections (tokens, export) added since are read as absent by older readers
+READABLE_VERSIONS = (1,)
 MANIFEST_NAME = ".manifest.json"
 RUN_LOG_NAME = ".run_log.json"
 LEGACY_MANIFEST_NAME = "manifest.json"
@@ -37,7 +40,148 @@ RUN_LOG_NAMES = (RUN_LOG_NAME, LEGACY_RUN_LOG_NAME)
 BOOKKEEPING = (*MANIFEST_NAMES, *RUN_LOG_NAMES)  # every file of an output folder that is not a shard
 
 
-def build(plan: Plan, cfg: RunConfig, shards: list[dict], out_dir: Path | store.URL) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ShardEntry:
+    """One output shard: its file (relative to the manifest's folder), its rows and their positions
+    ``[first, end)`` in the order, its bytes and sha256, the score summary of its rows."""
+
+    file: str
+    format: str
+    rows: int
+    bytes: int
+    sha256: str
+    first: int
+    end: int
+    score: dict[str, Any]
+    compression: str | None = None
+
+    @property
+    def positions(self) -> tuple[int, int]:
+        return self.first, self.end
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "format": self.format, "compression": self.compression, "rows": self.rows,
+                "bytes": self.bytes, "sha256": self.sha256, "positions": [self.first, self.end], "score": self.score}
+
+    @classmethod
+    def from_json(cls, e: dict[str, Any]) -> ShardEntry:
+        first, end = e["positions"]
+        return cls(e["file"], e["format"], e["rows"], e["bytes"], e["sha256"], first, end, e["score"],
+                   e.get("compression"))
+
+
+@dataclass(frozen=True)
+class InputEntry:
+    """One input file as the run read it: ``path`` relative to the manifest's folder (a URL as it is)."""
+
+    path: str
+    format: str | None = None
+    compression: str | None = None
+    rows: int | None = None
+    bytes: int | None = None
+    fingerprint: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "format": self.format, "compression": self.compression, "rows": self.rows,
+                "bytes": self.bytes, "fingerprint": self.fingerprint}
+
+    @classmethod
+    def from_json(cls, e: dict[str, Any]) -> InputEntry:
+        return cls(e["path"], e.get("format"), e.get("compression"), e.get("rows"), e.get("bytes"),
+                   e.get("fingerprint"))
+
+
+#: The top-level keys in the order a manifest is written; ``None`` values of the optional ones are left out.
+_ORDER = ("manifest_version", "tool", "method", "params", "score_field", "score", "seed", "invalid_scores",
+          "selection", "output", "inputs", "shards", "totals", "profile", "metrics", "tokens", "export")
+_LEFT_OUT_WHEN_NONE = ("score", "selection", "tokens", "export")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The manifest of a finished output: one typed, versioned record (``to_json``/``from_json``).
+
+    ``totals``, ``invalid_scores``, ``output``, ``selection``, ``profile``, ``metrics``, ``tokens`` and
+    ``export`` are JSON mappings whose shape ``check`` guarantees for the keys readers use; keys this version
+    does not know are kept in ``extra``, so an older or newer manifest is written back as it was read.
+    """
+
+    method: str
+    params: dict[str, Any]
+    invalid_scores: dict[str, Any]
+    output: dict[str, Any]
+    inputs: list[InputEntry]
+    shards: list[ShardEntry]
+    totals: dict[str, Any]
+    profile: dict[str, Any]
+    score_field: str | None = "score"
+    score: str | None = None
+    seed: int | None = None
+    selection: dict[str, Any] | None = None
+    metrics: dict[str, Any] | None = None
+    tool: dict[str, Any] | None = None
+    tokens: dict[str, Any] | None = None  # the token pieces (tokenizer, dtype, per-shard counts and offsets)
+    export: dict[str, Any] | None = None  # the trainer-native export (its format and files)
+    version: int = MANIFEST_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)  # top-level keys this version does not know
+    read_keys: tuple[str, ...] | None = None  # the known keys the file had (None: a manifest built by this run)
+
+    @property
+    def format(self) -> str:
+        """The shards' format."""
+        return self.output["format"]
+
+    @property
+    def rows(self) -> int:
+        return self.shards[-1].end if self.shards else 0
+
+    def scoring(self, tokens: bool = True) -> score_expr.Scoring:
+        """The scoring the run used (with its selection's token field unless ``tokens`` is False)."""
+        token_field = score_expr.selection_token_field((self.selection or {}).get("params")) if tokens else None
+        if self.score:
+            return score_expr.scoring(expression=self.score, token_field=token_field)
+        return score_expr.scoring(field=self.score_field or "score", token_field=token_field)
+
+    def to_json(self) -> dict[str, Any]:
+        values = {
+            "manifest_version": self.version, "tool": self.tool, "method": self.method, "params": self.params,
+            "score_field": self.score_field, "score": self.score, "seed": self.seed,
+            "invalid_scores": self.invalid_scores, "selection": self.selection, "output": self.output,
+            "inputs": [i.to_json() for i in self.inputs], "shards": [s.to_json() for s in self.shards],
+            "totals": self.totals, "profile": self.profile, "metrics": self.metrics, "tokens": self.tokens,
+            "export": self.export,
+        }
+        if self.read_keys is not None:  # written back as it was read
+            return {k: values[k] for k in _ORDER if k in self.read_keys} | self.extra
+        return {k: v for k, v in values.items() if not (k in _LEFT_OUT_WHEN_NONE and v is None)} | self.extra
+
+    def dumps(self) -> str:
+        return dumps(self.to_json())
+
+    @classmethod
+    def from_json(cls, data: Any, file: Any = "the manifest") -> Manifest:
+        """The record of a manifest's JSON (``file`` names it in errors): its version and shape checked."""
+        version = data.get("manifest_version") if isinstance(data, dict) else None
+        if version not in READABLE_VERSIONS:
+            raise ReorderError(f"{file}: manifest_version {version!r} is not supported "
+                               f"(expected {' or '.join(map(str, READABLE_VERSIONS))})")
+        check(data, file)
+        known = set(_ORDER)
+        return cls(
+            method=data["method"], params=data["params"], invalid_scores=data["invalid_scores"],
+            output=data["output"], inputs=[InputEntry.from_json(i) for i in data["inputs"]],
+            shards=[ShardEntry.from_json(e) for e in data["shards"]], totals=data["totals"],
+            profile=data["profile"], score_field=data.get("score_field"), score=data.get("score"),
+            seed=data.get("seed"), selection=data.get("selection"), metrics=data.get("metrics"),
+            tool=data.get("tool"), tokens=data.get("tokens"), export=data.get("export"), version=version,
+            extra={k: v for k, v in data.items() if k not in known}, read_keys=tuple(k for k in _ORDER if k in data),
+        )
+
+
+def build(plan: Plan, cfg: RunConfig, shards: list[dict], out_dir: Path | store.URL,
+          tokens: dict[str, Any] | None = None, export: dict[str, Any] | None = None) -> Manifest:
+    """The manifest of a run: ``shards`` are the gather records in order; ``tokens`` and ``export`` the
+    token sections when the run tokenized its documents."""
     def rel(p) -> str:  # a URL is recorded as it is; a local input of an output on a store, absolute
         if store.is_url(p):
             return str(p)
@@ -45,51 +189,43 @@ def build(plan: Plan, cfg: RunConfig, shards: list[dict], out_dir: Path | store.
             return str(Path(p).resolve())
         return os.path.relpath(Path(p).resolve(), out_dir.resolve())
 
-    shard_entries = []
-    for s in shards:
-        start, end = s["first"], s["first"] + s["rows"]
-        shard_entries.append({
-            "file": s["file"], "format": cfg.format, "compression": s["compression"], "rows": s["rows"],
-            "bytes": s["bytes"], "sha256": s["sha256"], "positions": [start, end],
-            "score": score_summary(plan.scores[start:end]),
-        })
-    inputs = []
-    for f, source in zip(plan.files, plan.sources, strict=True):
-        inputs.append({
-            "path": rel(f.path), "format": f.format, "compression": f.compression, "rows": int(source.rows),
-            "bytes": f.size, "fingerprint": fingerprint(f.path),
-        })
-    return {
-        "manifest_version": MANIFEST_VERSION,
-        "tool": {"name": "reorder", "version": __version__},
-        "method": cfg.method,
-        "params": cfg.params,
-        "score_field": cfg.score_field,
-        **({"score": cfg.score} if cfg.score else {}),
-        "seed": cfg.seed,
-        "invalid_scores": {
+    entries = [ShardEntry(s["file"], cfg.format, s["rows"], s["bytes"], s["sha256"], s["first"],
+                          s["first"] + s["rows"], score_summary(plan.scores[s["first"]:s["first"] + s["rows"]]),
+                          s["compression"]) for s in shards]
+    inputs = [InputEntry(rel(f.path), f.format, f.compression, int(source.rows), f.size, fingerprint(f.path))
+              for f, source in zip(plan.files, plan.sources, strict=True)]
+    return Manifest(
+        tool={"name": "reorder", "version": __version__},
+        method=cfg.method,
+        params=cfg.params,
+        score_field=cfg.score_field,
+        score=cfg.score or None,
+        seed=cfg.seed,
+        invalid_scores={
             "policy": cfg.invalid_scores, "count": plan.invalid_count, "dropped": plan.dropped,
             "samples": [{"file": rel(s["file"]), "where": s["where"], "value": s["value"]}
                         for s in plan.invalid_samples],
         },
-        **({"selection": plan.selection} if plan.selection else {}),
-        "output": {
+        selection=plan.selection or None,
+        output={
             "format": cfg.format, "compression": COMPRESSION[cfg.format], "compression_level": cfg.compression_level,
             "shard_size": cfg.shard_size, "shard_rows": cfg.shard_rows,
             **({"row_group_size": cfg.row_group_size, "row_group_rows": cfg.row_group_rows}
                if cfg.format == "parquet" else {}),
         },
-        "inputs": inputs,
-        "shards": shard_entries,
-        "totals": {
+        inputs=inputs,
+        shards=entries,
+        totals={
             "input_rows": plan.input_rows, "rows": plan.rows, "dropped_rows": plan.dropped,
             **({"unselected_rows": plan.selection["dropped"]} if plan.selection else {}),
-            "shards": len(shard_entries), "bytes": sum(s["bytes"] for s in shard_entries),
+            "shards": len(entries), "bytes": sum(s.bytes for s in entries),
             "input_bytes": sum(f.size for f in plan.files), "score": score_summary(plan.scores),
         },
-        "profile": profile(plan.scores),
-        "metrics": metrics.compute(plan.scores),
-    }
+        profile=profile(plan.scores),
+        metrics=metrics.compute(plan.scores),
+        tokens=tokens,
+        export=export,
+    )
 
 
 def dumps(manifest: dict[str, Any]) -> str:
@@ -104,7 +240,7 @@ def find(folder: Path | store.URL) -> Path | store.URL:
     return folder / next((name for name in MANIFEST_NAMES if name in present), MANIFEST_NAME)
 
 
-def read(path: str | Path | store.URL) -> tuple[dict[str, Any], Path | store.URL]:
+def read(path: str | Path | store.URL) -> tuple[Manifest, Path | store.URL]:
     """Load a manifest from its file or its folder (local, or on a store); returns (manifest, its folder)."""
     path = store.location(path) if isinstance(path, str) else path
     named = path.name in MANIFEST_NAMES or (isinstance(path, Path) and path.is_file())
@@ -117,11 +253,7 @@ def read(path: str | Path | store.URL) -> tuple[dict[str, Any], Path | store.URL
         raise
     except (OSError, ValueError, RecursionError) as exc:
         raise ReorderError(f"{file}: not a readable manifest: {str(exc)[:200]}") from None
-    version = data.get("manifest_version") if isinstance(data, dict) else None
-    if version != MANIFEST_VERSION:
-        raise ReorderError(f"{file}: manifest_version {version!r} is not supported (expected {MANIFEST_VERSION})")
-    check(data, file)
-    return data, file.parent
+    return Manifest.from_json(data, file), file.parent
 
 
 # ------------------------------------------------------------------ the shape every reader relies on
@@ -133,6 +265,7 @@ _TOP: dict[str, type | tuple[type, ...]] = {
 }
 _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "score_field": (str, type(None)), "score": str, "selection": dict, "metrics": dict, "tool": dict,
+    "tokens": dict, "export": dict,
 }
 _SHARD: dict[str, type] = {"file": str, "format": str, "rows": int, "bytes": int, "sha256": str, "positions": list,
                            "score": dict}

@@ -62,7 +62,7 @@ def is_publishing(work: WorkDir, ident: dict, restart: bool) -> bool:
     return not restart and work.is_publishing() and work.saved_identity() == ident
 
 
-def already_done(out: Path | store.URL, ident: dict, workers: int) -> dict[str, Any] | None:
+def already_done(out: Path | store.URL, ident: dict, workers: int) -> manifest.Manifest | None:
     """The manifest of this very run when ``out`` already holds it intact (a re-run has nothing to do);
     None when ``out`` holds no finished run. A changed output or another run's output is an error."""
     done = rerun.finished(out, ident, workers)
@@ -133,7 +133,7 @@ def claimed(out: Path, work: WorkDir, ident: dict, restart: bool, locked: Path |
         raise
 
 
-def publish(out: Path | store.URL, work: WorkDir, shards: list[dict], doc: dict, workers: int = 1) -> None:
+def publish(out: Path | store.URL, work: WorkDir, shards: list[dict], doc: manifest.Manifest, workers: int = 1) -> None:
     """Move the staged shards into place (upload them, to a store) and write the manifest; safe to repeat
     after a kill."""
     if isinstance(out, store.URL):
@@ -154,10 +154,11 @@ def publish(out: Path | store.URL, work: WorkDir, shards: list[dict], doc: dict,
             faults.pause("publish")
         elif not (out / s["file"]).is_file():
             raise ReorderError(f"{work.root}: shard {s['file']} is missing; re-run with --restart")
-        elif (why := rerun.shard_differs(out, s, "its record")) is not None:  # not this run's bytes
+        elif (why := rerun.shard_differs(out, s["file"], s["bytes"], s["sha256"], "its record")) is not None:
+            # not this run's bytes
             raise ReorderError(f"{out / s['file']}: not the shard this run made ({why}) and its staged copy is "
                                "gone; re-run the same command to make it again")
-    atomic.write_text(out / manifest.MANIFEST_NAME, manifest.dumps(doc))
+    atomic.write_text(out / manifest.MANIFEST_NAME, doc.dumps())
 
 
 def _move(staged: Path, target: Path) -> None:

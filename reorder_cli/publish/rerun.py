@@ -29,7 +29,7 @@ _ROW_GROUP = ("row_group_size", "row_group_rows")
 class Finished:
     """The finished run in an output folder, compared with the run about to start."""
 
-    doc: dict[str, Any]
+    doc: manifest.Manifest
     other_run: list[str] = field(default_factory=list)  # how its identity differs (empty: the same run)
     changes: list[str] = field(default_factory=list)  # how its shards differ from its manifest
 
@@ -44,33 +44,34 @@ def _comparable(ident: dict[str, Any]) -> dict[str, Any]:
     return {**ident, "config": config, "inputs": inputs}
 
 
-def recorded_identity(doc: dict[str, Any], folder: Path) -> dict[str, Any]:
+def recorded_identity(doc: manifest.Manifest, folder: Path) -> dict[str, Any]:
     """The identity of the run that wrote the manifest ``doc`` in ``folder``."""
-    out = doc["output"]
-    config = {"method": doc["method"], "params": doc["params"], "format": out["format"],
+    out = doc.output
+    config = {"method": doc.method, "params": doc.params, "format": out["format"],
               "compression_level": out["compression_level"], "shard_size": out["shard_size"],
-              "shard_rows": out["shard_rows"], "invalid_scores": doc["invalid_scores"]["policy"],
-              "score": doc.get("score"), "select": (doc.get("selection") or {}).get("params"),
+              "shard_rows": out["shard_rows"], "invalid_scores": doc.invalid_scores["policy"],
+              "score": doc.score, "select": (doc.selection or {}).get("params"),
               **{k: out.get(k) for k in _ROW_GROUP}}
     base = folder.resolve()
-    inputs = [{"path": i["path"] if store.is_url(i["path"]) or os.path.isabs(i["path"]) else
-               os.path.normpath(base / i["path"]),
-               "bytes": i["bytes"], "fingerprint": i["fingerprint"]} for i in doc["inputs"]]
-    return _comparable({"tool_version": doc["tool"]["version"], "config": config, "inputs": inputs})
+    inputs = [{"path": i.path if store.is_url(i.path) or os.path.isabs(i.path) else os.path.normpath(base / i.path),
+               "bytes": i.bytes, "fingerprint": i.fingerprint} for i in doc.inputs]
+    return _comparable({"tool_version": doc.tool["version"], "config": config, "inputs": inputs})
 
 
-def shard_changes(doc: dict[str, Any], folder: Path | store.URL, workers: int = 1) -> list[str]:
+def shard_changes(doc: manifest.Manifest, folder: Path | store.URL, workers: int = 1) -> list[str]:
     """How the shards in ``folder`` (local, or on a store) differ from the manifest: missing, resized,
     altered or unlisted."""
-    entries = doc["shards"]
+    entries = doc.shards
     present = set(store.names(folder))
 
-    def check(entry: dict[str, Any]) -> str | None:
-        return f"{entry['file']} is missing" if entry["file"] not in present else shard_differs(folder, entry)
+    def check(entry: manifest.ShardEntry) -> str | None:
+        if entry.file not in present:
+            return f"{entry.file} is missing"
+        return shard_differs(folder, entry.file, entry.bytes, entry.sha256)
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         changes = [c for c in pool.map(check, entries) if c]
-    listed = {e["file"] for e in entries}
+    listed = {e.file for e in entries}
     changes += [f"{name} is not in the manifest" for name in sorted(present)
                 if is_shard_name(name) and name not in listed]
     return changes

@@ -44,7 +44,7 @@ def check(out: store.URL, overwrite: bool, publishing: bool) -> None:
                            f"{foreign[0]!r}")
 
 
-def publish(out: store.URL, work: WorkDir, shards: list[dict], doc: dict, workers: int) -> None:
+def publish(out: store.URL, work: WorkDir, shards: list[dict], doc: manifest.Manifest, workers: int) -> None:
     """Upload the staged shards, each read back and checked, then write the manifest; safe to repeat."""
     work.mark_publishing()
     present = store.names(out)
@@ -67,7 +67,7 @@ def publish(out: store.URL, work: WorkDir, shards: list[dict], doc: dict, worker
             raise
 
     run_parallel(one, list(range(len(shards))), workers)
-    store.write_bytes(out / manifest.MANIFEST_NAME, manifest.dumps(doc).encode("utf-8"))
+    store.write_bytes(out / manifest.MANIFEST_NAME, doc.dumps().encode("utf-8"))
     for s in shards:  # published: the staged copies were kept until now, in case an object was replaced
         Path(work.shards / s["file"]).unlink(missing_ok=True)
 

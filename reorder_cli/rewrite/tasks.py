@@ -74,8 +74,9 @@ def finished_shard(work: WorkDir, shard: int) -> dict | None:
         return record  # staged on the store (uploaded before the marker)
     if store.is_url(work.output):  # published to a store: uploaded and read back intact
         return record if work.finished("upload", shard) is not None else None
-    published = work.output / record["file"]
-    return record if published.is_file() and shard_differs(work.output, record, "its record") is None else None
+    if not (work.output / record["file"]).is_file():
+        return None
+    return record if shard_differs(work.output, record["file"], record["bytes"], record["sha256"]) is None else None
 
 
 def run_all(stored: StoredPlan, work: WorkDir, workers: int, progress: Progress,
