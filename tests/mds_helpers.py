@@ -26,10 +26,13 @@ def import_streaming():
 
 
 def tiny_tokenizer(path: Path) -> Path:
-    """A WordLevel ``tokenizer.json`` over a tiny vocabulary (whitespace words, ``[UNK]`` else), built here."""
+    """A WordLevel ``tokenizer.json`` over a tiny vocabulary (whitespace words, ``[UNK]`` else), built here:
+    most of the test rows' words (the last few of ``conftest.WORDS`` become ``[UNK]``)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    words = ["[UNK]", "[EOS]"] + [f"w{i}" for i in range(40)] + ["hello", "world", "the", "order"]
+    from .conftest import WORDS
+
+    words = ["[UNK]", "[EOS]", *WORDS[:-3]]
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.save(str(path))
