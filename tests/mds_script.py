@@ -4,9 +4,10 @@ global batches gathered over the ranks (gloo).
 
     torchrun --nproc_per_node 2 tests/mds_script.py EXPORT LOG MODE B WORKDIR
 
-MODE: ``recipe`` (``ordered_streaming_dataset``), ``defaults`` (the library's defaults), ``shuffle``
-(``shuffle=True``, the rest as the recipe), ``nodes`` (``num_canonical_nodes=2``, what an unset value gives on
-two nodes, the rest as the recipe).
+MODE: ``recipe`` (``ordered_streaming_dataset``), ``shuffle`` (``shuffle=True``, the rest as the recipe),
+``nodes`` (``num_canonical_nodes=2``, what the library's default, unset, becomes on two physical nodes; the
+rest as the recipe). The library's defaults cannot run here at all: under torch.distributed it refuses an
+unset ``batch_size``.
 """
 
 import json
@@ -32,7 +33,7 @@ def dataset(export: str, mode: str, b: int):
     import_streaming()
     from reorder_cli.loader.mds import PositionedStreamingDataset
 
-    settings = {"defaults": {}, "shuffle": {"shuffle": True, "num_canonical_nodes": 1, "batch_size": b},
+    settings = {"shuffle": {"shuffle": True, "num_canonical_nodes": 1, "batch_size": b},
                 "nodes": {"num_canonical_nodes": 2, "batch_size": b}}[mode]
     return PositionedStreamingDataset(local=export, **settings)
 

@@ -1,8 +1,8 @@
 """``export: mds`` read by MosaicML streaming's own ``StreamingDataset`` (the real library, see
 ``mds_helpers.import_streaming``): the shards are byte for byte those of the library's ``MDSWriter``; every row's
 values and tokens read back; under torchrun (2 ranks, gloo, 2 DataLoader workers each) the recipe's global
-batches are exactly the windows of the manifest's order and the audit passes, while the library's defaults,
-``shuffle=True`` or two canonical nodes break the order and fail the audit."""
+batches are exactly the windows of the manifest's order and the audit passes, while ``shuffle=True`` or two
+canonical nodes (the default on two physical nodes) break the order and fail the audit."""
 
 from __future__ import annotations
 
@@ -197,11 +197,11 @@ def torchrun(dest: Path, tmp: Path, mode: str) -> tuple[list[Path], list[list[di
     return sorted(tmp.glob("audit.rank*.jsonl")), json.loads((tmp / "global.json").read_text())
 
 
-@pytest.mark.parametrize("mode", ["recipe", "defaults", "shuffle", "nodes"])
+@pytest.mark.parametrize("mode", ["recipe", "shuffle", "nodes"])
 def test_streaming_dataset_under_torchrun(tokens_export, tmp_path, mode):
     """2 ranks x 2 workers, b = 3: global batch t must be positions [6t, 6t + 6). The recipe's are, with each
-    sample's text and tokens those of its position; the library's defaults (batch_size unset), shuffle=True and
-    two canonical nodes are not, and the audit fails their logs."""
+    sample's text and tokens those of its position; with shuffle=True, or two canonical nodes (what an unset
+    num_canonical_nodes becomes on two physical nodes), they are not, and the audit fails their logs."""
     out, dest, _, tok = tokens_export
     logs, batches = torchrun(dest, tmp_path, mode)
     assert len(logs) == W

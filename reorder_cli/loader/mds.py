@@ -36,7 +36,7 @@ def _positioned() -> type:
         class PositionedStreamingDataset(StreamingDataset):
             def get_item(self, sample_id: int, retry: int = 7):
                 sample = super().get_item(sample_id, retry)
-                sample[POSITION] = sample_id
+                sample[POSITION] = int(sample_id)
                 return sample
 
         PositionedStreamingDataset.__module__ = __name__
@@ -73,4 +73,4 @@ def ordered_streaming_dataset(local: str | Path, batch_size: int, positions: boo
 def log_step(log: AuditLog, step: int, batch) -> None:
     """Write the positions of one step's batch (a dataset built with ``positions=True``): a collated batch
     (a dict holding ``POSITION``) or the list of its samples."""
-    log.log(step, batch[POSITION] if isinstance(batch, dict) else [s[POSITION] for s in batch])
+    log.log(step, batch[POSITION] if isinstance(batch, dict) else [int(s[POSITION]) for s in batch])
