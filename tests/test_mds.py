@@ -218,3 +218,17 @@ def test_streaming_dataset_under_torchrun(tokens_export, tmp_path, mode):
         assert s["text"] == rows[s["position"]]["text"]
         assert s["tokens"] == tokenize(tok, [s["text"]])[0].tolist()  # an independent tokenization
     assert result.exit_code == 0 and report["held"] and report["global_batch"] == W * B, report
+
+
+def test_the_recipe_sets_the_order_settings_and_refuses_others(tokens_export):
+    from reorder_cli.loader.mds import POSITION, ordered_streaming_dataset
+
+    _, dest, _, _ = tokens_export
+    ds = ordered_streaming_dataset(dest, 3, positions=True)
+    assert (ds.shuffle, ds.num_canonical_nodes, ds.batch_size) == (False, 1, 3)
+    assert [ds[i][POSITION] for i in (0, 7, 47)] == [0, 7, 47]
+    for bad in ({"shuffle": True}, {"num_canonical_nodes": 2}):
+        with pytest.raises(ReorderError, match="breaks the order of the MDS export"):
+            ordered_streaming_dataset(dest, 3, **bad)
+    with pytest.raises(ReorderError, match="batch_size must be the DataLoader's per-rank batch size"):
+        ordered_streaming_dataset(dest, 0)
