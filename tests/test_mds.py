@@ -176,6 +176,22 @@ def test_refusals_name_the_file_and_leave_nothing(tmp_path):
     msg = refusal(tmp_path / "c", [{"id": "x", "at": 0}] * 4, when)
     assert "00000.parquet: column 'at' is timestamp[ms], which the MDS export does not encode" in msg
     assert "00001.lengths.npy: 2 lengths for 3 rows" in refusal(tmp_path / "d", rows, tokens=ok[:5])
+    shards = shard_files(tmp_path / "d" / "out")
+    with pytest.raises(ReorderError, match="1 token files and 2 lengths files for 2 row shards"):
+        mds.assemble(ExportInput(shards, "parquet", [shards[0].with_suffix(".tokens")],
+                                 [p.with_name(p.stem + ".lengths.npy") for p in shards], np.dtype("uint16")),
+                     tmp_path / "d" / "mds")
+
+
+def test_a_dictionary_column_is_its_values(tmp_path):
+    table = pa.table({"id": ["a", "b", "a"], "n": [1, 2, 3]}).cast(
+        pa.schema([("id", pa.dictionary(pa.int32(), pa.string())), ("n", pa.int64())]))
+    pq.write_table(table, tmp_path / "00000.parquet")
+    (tmp_path / "mds").mkdir()
+    entry = mds.assemble(ExportInput([tmp_path / "00000.parquet"], "parquet"), tmp_path / "mds")
+    assert entry["columns"] == {"id": "str", "n": "int64"}
+    ds = streaming.StreamingDataset(local=str(tmp_path / "mds"), batch_size=1)
+    assert [ds[i] for i in range(3)] == [{"id": "a", "n": 1}, {"id": "b", "n": 2}, {"id": "a", "n": 3}]
 
 
 # ------------------------------------------------------------------ under torchrun

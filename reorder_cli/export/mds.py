@@ -40,6 +40,8 @@ _SCALAR = ("str", "bytes", "int64", "uint64", "float64")
 
 def column_encoding(t: pa.DataType) -> str | None:
     """The MDS encoding of an Arrow type when the column has no null (None: none fits)."""
+    if pa.types.is_dictionary(t):
+        return column_encoding(t.value_type)
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
         return "str"
     if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t) or \
@@ -102,7 +104,7 @@ def _schema_and_nulls(src: ExportInput) -> tuple[pa.Schema, set[str]]:
                                    "output share one schema (re-run the output)")
         return schemas[0], nulls
     try:
-        unified = pa.unify_schemas([s for s in schemas if len(s)], promote_options="permissive")
+        unified = pa.unify_schemas([s for s in schemas if len(s)] or [pa.schema([])], promote_options="permissive")
     except pa.ArrowException as exc:
         raise ReorderError(f"{src.shards[0].parent}: the JSONL shards' fields have conflicting types "
                            f"({str(exc).splitlines()[0]}); give each field one type in every row") from None
@@ -155,6 +157,8 @@ def _sizes(arr: pa.Array) -> np.ndarray:
 
 
 def _encode(column: pa.ChunkedArray, encoding: str, name: str, where: Path) -> pa.Array:
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
     if encoding in ("str", "bytes"):
         return column.cast(pa.large_binary()).combine_chunks()
     if encoding in _FIXED:
@@ -237,8 +241,12 @@ def assemble(src: ExportInput, dest: Path) -> dict:
 
 
 def _assemble(src: ExportInput, dest: Path, written: list[Path]) -> dict:
-    schema, nulls = _schema_and_nulls(src)
     tokens = src.token_files is not None
+    if tokens and not len(src.token_files) == len(src.lengths or []) == len(src.shards):
+        raise ReorderError(f"{src.shards[0].parent if src.shards else '.'}: {len(src.token_files)} token files and "
+                           f"{len(src.lengths or [])} lengths files for {len(src.shards)} row shards; the token "
+                           "pieces do not match the output (re-run it)")
+    schema, nulls = _schema_and_nulls(src)
     encodings: dict[str, str] = {}
     for f in schema:
         enc = column_encoding(f.type)
