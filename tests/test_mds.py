@@ -134,14 +134,15 @@ def test_columns_only_round_trip_parquet_and_jsonl(tmp_path):
         if i % 5 == 1:
             r["extra"] = {"flag": i % 2 == 0, "list": [i, 0.5]}
     lines = [json.dumps(r).encode() + b"\n" for r in recs]
-    js_out = run(tmp_path / "j", "jsonl", [write_jsonl(tmp_path / "j" / "in.jsonl", lines)], 20)
-    dest, entry = export(js_out, None, "jsonl")
-    assert entry["columns"]["url"] == "json" and entry["columns"]["extra"] == "json"
-    expected = [json.loads(x) for x in read_jsonl_out(js_out)]
-    ds = streaming.StreamingDataset(local=str(dest), batch_size=1)
-    assert len(ds) == len(expected)
-    for i, r in enumerate(expected):
-        assert ds[i] == {k: r.get(k) for k in entry["columns"]}
+    for fmt in ("jsonl", "jsonl.zst"):
+        js_out = run(tmp_path / fmt, fmt, [write_jsonl(tmp_path / fmt / "in.jsonl", lines)], 20)
+        dest, entry = export(js_out, None, fmt)
+        assert entry["columns"]["url"] == "json" and entry["columns"]["extra"] == "json"
+        expected = [json.loads(x) for x in read_jsonl_out(js_out)]
+        ds = streaming.StreamingDataset(local=str(dest), batch_size=1)
+        assert len(ds) == len(expected) == 50
+        for i, r in enumerate(expected):
+            assert ds[i] == {k: r.get(k) for k in entry["columns"]}
 
 
 def refusal(tmp_path: Path, rows: list[dict], schema=None, tokens: list[np.ndarray] | None = None) -> str:
