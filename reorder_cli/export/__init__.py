@@ -6,6 +6,7 @@ One module a format (``megatron``, ``olmo``, ``mds``), each with ``NAME``, ``NEE
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,3 +27,4 @@ class ExportInput:
 
 #: name -> module (NAME, NEEDS_TOKENS, assemble); filled as the formats land.
 EXPORTS: dict = {}
+EXPORTS["mds"] = importlib.import_module("reorder_cli.export.mds")
