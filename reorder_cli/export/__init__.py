@@ -24,5 +24,9 @@ class ExportInput:
     settings: dict = field(default_factory=dict)  # the run's export settings
 
 
+from reorder_cli.export import olmo  # noqa: E402 - after ExportInput, which the exporters import
+
 #: name -> module (NAME, NEEDS_TOKENS, assemble); filled as the formats land.
-EXPORTS: dict = {}
+EXPORTS: dict = {
+    olmo.NAME: olmo,
+}
