@@ -214,6 +214,21 @@ def test_the_recipe_yields_global_batch_b_as_instances_bB_to_b1B(out, tmp_path, 
         assert sorted(np.concatenate([rk[b] for rk in ranks]).tolist()) == list(range(b * B, (b + 1) * B))
 
 
+def test_a_resume_continues_at_the_next_global_batch_even_with_another_world_size(out, tmp_path):
+    """OLMo-core's loader state is the tokens processed: a restart (here 2 ranks -> 1) goes on at batch 3."""
+    first = recipe.olmo_loader(out, sequence_length=L, global_batch_size=B * L, work_dir=tmp_path / "w",
+                               dp_world_size=2, dp_rank=0, fs_local_rank=0, num_threads=0)
+    first.reshuffle(epoch=1)
+    it = iter(first)
+    assert [next(it)["index"].tolist() for _ in range(3)] == [[0, 2], [4, 6], [8, 10]]
+    state = first.state_dict()
+    again = recipe.olmo_loader(out, sequence_length=L, global_batch_size=B * L, work_dir=tmp_path / "w",
+                               dp_world_size=1, dp_rank=0, fs_local_rank=0, num_threads=0)
+    again.load_state_dict(state)
+    again.reshuffle(epoch=state["epoch"])
+    assert next(iter(again))["index"].tolist() == list(range(3 * B, 4 * B))
+
+
 def test_the_loaders_default_configuration_does_not(out, tmp_path):
     """Negative control: ``NumpyDataLoaderConfig`` (no shuffle field) builds a loader that shuffles by seed."""
     ds = recipe.olmo_dataset(out, sequence_length=L, work_dir=tmp_path / "w")
