@@ -113,6 +113,14 @@ def test_the_export_is_the_stream_in_one_file_with_its_document_boundaries(out, 
     assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["tokens.csv.gz", "tokens.npy"]
 
 
+@pytest.mark.parametrize(("lengths", "first"), [([0, 5, 0, 123456789], 0), ([7], 0), ([3, 0, 10], 10**15), ([], 4)])
+def test_the_boundary_lines_are_decimal_start_end(lengths, first):
+    lengths = np.array(lengths, dtype=np.int64)
+    ends = first + np.cumsum(lengths, dtype=np.int64)
+    want = "".join(f"{s},{e}\n" for s, e in zip(ends - lengths, ends, strict=True))
+    assert olmo_export._boundaries(lengths, first).decode() == want
+
+
 def _input(tokens, lengths, **over) -> ExportInput:
     kw = {"shards": [Path(f"{i:05d}.parquet") for i in range(len(tokens))], "row_format": "parquet",
           "token_files": tokens, "lengths": lengths, "dtype": np.dtype("uint16"), **over}
@@ -125,6 +133,8 @@ def test_export_refusals_name_the_file_and_leave_nothing(tmp_path):
     dest.mkdir()
     with pytest.raises(ReorderError, match="set tokenizer: PATH"):
         olmo_export.assemble(_input(tokens, lengths, token_files=None), dest)
+    with pytest.raises(ReorderError, match="token dtype int16 is not an unsigned"):
+        olmo_export.assemble(_input(tokens, lengths, dtype=np.dtype("int16")), dest)
     with pytest.raises(ReorderError, match="2 shards but 1 token files"):
         olmo_export.assemble(_input(tokens[:1], lengths[:1], shards=[Path("a"), Path("b")]), dest)
     # a token piece shorter than its lengths say (a truncated or changed piece)
@@ -280,6 +290,11 @@ def test_the_trainer_callback_logs_step_s_as_batch_s_minus_1(tmp_path):
         cb.pre_step({"index": np.array([2 * step, 2 * step + 1])})
     cb.close()
     assert read_log(tmp_path / "cb.jsonl") == [{"step": 0, "ids": [0, 1]}, {"step": 1, "ids": [2, 3]}]
+
+
+def test_without_a_process_group_the_loader_is_one_rank(out, tmp_path):
+    loader = recipe.olmo_loader(out, sequence_length=L, global_batch_size=B * L, work_dir=tmp_path / "w")
+    assert (loader.dp_world_size, loader.dp_rank, loader.fs_local_rank, loader.shuffle) == (1, 0, 0, False)
 
 
 def test_recipe_refusals(out, tmp_path):
