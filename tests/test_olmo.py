@@ -10,7 +10,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -27,6 +30,7 @@ from reorder_cli.loader.audit_log import AuditLog
 from reorder_cli.publish import manifest
 
 from .conftest import make_rows, reorder, write_parquet
+from .test_trainers import SIGNALLED
 
 pytestmark = pytest.mark.trainer
 
@@ -312,3 +316,43 @@ def test_recipe_refusals(out, tmp_path):
     manifest.find(plain).write_text(manifest.dumps(doc))
     with pytest.raises(ReorderError, match=r"\.manifest\.json: not an 'export: olmo' output"):
         recipe.olmo_dataset(plain, sequence_length=L, work_dir=tmp_path / "w")
+
+
+# ------------------------------------------------------------------ OLMo-core's own Trainer, 2 ranks (gloo)
+
+
+def olmo_torchrun(out: Path, tmp: Path, mode: str) -> tuple[list[dict], list[Path]]:
+    """tests/olmo_trainer_script.py under torchrun, 2 CPU ranks (a rank killed by a signal runs again, as in
+    tests/test_trainers.py); each rank's batches and the audit logs."""
+    script = Path(__file__).with_name("olmo_trainer_script.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(script.parent.parent)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+           str(out), str(tmp / "audit.jsonl"), str(tmp / "work"), mode]
+    for _attempt in range(3):
+        for stale in tmp.glob("audit.rank*.jsonl"):
+            stale.unlink()
+        shutil.rmtree(tmp / "work", ignore_errors=True)
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+        if done.returncode == 0 or not SIGNALLED.search(done.stderr):
+            break
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = sorted((json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")),
+                   key=lambda r: r["rank"])
+    return ranks, sorted(tmp.glob("audit.rank*.jsonl"))
+
+
+@pytest.mark.parametrize("mode", ["recipe", "default"])
+def test_olmo_cores_trainer_on_two_ranks(out, tmp_path, mode):
+    """The real ``Trainer.fit`` (a train module that trains nothing) with the recipe's loader: step s trains
+    global batch s = instances [sB, (s+1)B), rank r the instances sB + r, sB + r + 2, ...; the recipe's
+    callback logs exactly that. With the loader's default config (negative control) the steps are shuffled."""
+    ranks, logs = olmo_torchrun(out, tmp_path, mode)
+    assert [r["rank"] for r in ranks] == [0, 1] and [p.name for p in logs] == ["audit.rank0.jsonl",
+                                                                               "audit.rank1.jsonl"]
+    n = stream_of(pieces_of(out)[0]).size // L // B  # whole global batches
+    for r, p in zip(ranks, logs, strict=True):
+        assert [e["ids"] for e in read_log(p)] == r["batches"] and len(r["batches"]) == n
+        assert [e["step"] for e in read_log(p)] == list(range(n))
+    in_order = all(ranks[r]["batches"][s] == list(range(s * B + r, (s + 1) * B, 2)) for s in range(n) for r in (0, 1))
+    assert in_order == (mode == "recipe")
+    assert window_ok(logs, B, L) == (mode == "recipe")
