@@ -148,6 +148,9 @@ def test_export_refusals_name_the_file_and_leave_nothing(tmp_path):
     tokens[1].unlink()
     with pytest.raises(ReorderError, match=r"00001\.tokens: is missing"):
         olmo_export.assemble(_input(tokens, lengths), dest)
+    lengths[0].write_bytes(b"not an npy file")
+    with pytest.raises(ReorderError, match=r"00000\.lengths\.npy: not a readable lengths file"):
+        olmo_export.assemble(_input(tokens, lengths), dest)
     np.save(lengths[0], np.array([[1, 2]]))
     with pytest.raises(ReorderError, match=r"00000\.lengths\.npy: expected a 1-D array"):
         olmo_export.assemble(_input(tokens, lengths), dest)
