@@ -6,7 +6,6 @@ One module a format (``megatron``, ``olmo``, ``mds``), each with ``NAME``, ``NEE
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +24,7 @@ class ExportInput:
     settings: dict = field(default_factory=dict)  # the run's export settings
 
 
-#: name -> module (NAME, NEEDS_TOKENS, assemble); filled as the formats land.
-EXPORTS: dict = {}
-EXPORTS["mds"] = importlib.import_module("reorder_cli.export.mds")
+from reorder_cli.export import mds, olmo  # noqa: E402 - after ExportInput, which the exporters import
+
+#: name -> module (NAME, NEEDS_TOKENS, assemble).
+EXPORTS: dict = {m.NAME: m for m in (mds, olmo)}
