@@ -421,8 +421,9 @@ def verify_cmd(
 
 AUDIT_EPILOG = (
     "LOG: JSONL, one line per optimizer step or per (step, rank): {\"step\": S, \"ids\": [...]} (several files "
-    "are pooled). Exit code 0: the order held; 1: it did not; 2: a usage or read error. "
-    "Example: reorder audit data-str audit.rank*.jsonl"
+    "are pooled). With --tokens the ids are sample indices of sequences of --seq-length tokens of the exported "
+    "token stream (or, with --offsets, each sequence's first token). Exit code 0: the order held; 1: it did not; "
+    "2: a usage or read error. Example: reorder audit data-str audit.rank*.jsonl"
 )
 
 
@@ -430,10 +431,17 @@ AUDIT_EPILOG = (
 def audit_cmd(
     path: Annotated[Path, typer.Argument(metavar="OUTPUT", help="The output folder the trainer read.")],
     logs: Annotated[list[Path], typer.Argument(metavar="LOG", help="What the trainer consumed (JSONL; one or more).")],
-    id_field: Annotated[str, typer.Option(
-        "--id-field", metavar="FIELD", help="Field of the rows that the log's ids are.")] = "id",
+    id_field: Annotated[str | None, typer.Option(
+        "--id-field", metavar="FIELD", help="Field of the rows that the log's ids are (default: id).")] = None,
     positions: Annotated[bool, typer.Option("--positions", help="The log's ids are positions in the order.")]
     = False,
+    tokens: Annotated[bool, typer.Option(
+        "--tokens", help="The log's ids are sample indices of fixed-length sequences of the output's token stream "
+        "(a run with tokenizer:); needs --seq-length.")] = False,
+    seq_length: Annotated[int | None, typer.Option(
+        "--seq-length", metavar="L", help="Tokens a sample holds (the trainer's sequence length).")] = None,
+    offsets: Annotated[bool, typer.Option(
+        "--offsets", help="With --tokens: the ids are each sequence's first token offset in the stream.")] = False,
     global_batch: Annotated[int | None, typer.Option(
         "--global-batch", "-g", metavar="N",
         help="Samples a step consumes (default: inferred, the most common).")] = None,
@@ -456,7 +464,7 @@ def audit_cmd(
         if plot_file:
             plot.require(plot_file)
         report = audit.audit(path, logs, id_field=id_field, positions=positions, global_batch=global_batch,
-                             start_sample=start_sample)
+                             start_sample=start_sample, tokens=tokens, seq_length=seq_length, offsets=offsets)
         if plot_file:
             audit.write_plot(plot_file, report, plot_title)
         render.audit(report, global_batch is not None, plot_file)

@@ -488,6 +488,11 @@ def audit(report: AuditReport, batch_given: bool, plot_file: Path | None) -> Non
     verdict = "the order held" if r.held else f"the order broke, first at step {r.first_bad_step}"
     if mode.json:
         return emit(r.to_json(), error=None if r.held else verdict)
+    if r.tokens:
+        t = r.tokens
+        out.print(f"token stream: {t['total']:,} tokens; samples are sequences of {t['seq_length']:,} tokens, logged "
+                  f"as {'token offsets' if t['offsets'] else 'sample indices'}; tolerance one sequence "
+                  "(never_seen lists first token offsets)", highlight=False, soft_wrap=True)
     out.print(f"{r.steps:,} step(s), {r.samples:,} samples; global batch {r.global_batch:,} "
               f"({'given' if batch_given else 'inferred'}), {r.ranks_per_step} log line(s) a step", highlight=False)
     out.print(f"in their window: {r.in_window:.4%}; largest displacement: {r.max_displacement} step(s)",
