@@ -62,6 +62,9 @@ SelectOption = Annotated[list[str] | None, typer.Option(
     "(select).")]
 TokenFieldOption = Annotated[str | None, typer.Option(
     "--token-field", metavar="FIELD", help="Field holding each row's token count (select.token_field).")]
+ByOption = Annotated[str, typer.Option(
+    "--by", metavar="rows|tokens", help="The profile's and the picture's x axis: output rows, or training tokens "
+    "(token-weighted, from the token counts: a run's tokenizer: or, in preview, --token-field).")]
 ShardSizeOption = Annotated[str | None, typer.Option(
     "--shard-size", metavar="SIZE", help="Output shard size, e.g. 512MB (shard_size).")]
 FormatOption = Annotated[str | None, typer.Option(
@@ -312,6 +315,7 @@ def stats_cmd(
     plot_file: PlotFile = None,
     plot_size: PlotSize = None,
     plot_title: PlotTitle = None,
+    by: ByOption = "rows",
     as_json: JsonOption = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
@@ -323,7 +327,8 @@ def stats_cmd(
     from reorder_cli.inspect import deep, plot, stats
 
     with _command("stats", as_json, quiet, verbose):
-        view = stats.read(path, deep_check, plot_file, plot.parse_size(plot_size) if plot_size else None, plot_title)
+        view = stats.read(path, deep_check, plot_file, plot.parse_size(plot_size) if plot_size else None, plot_title,
+                          by)
         problem = (f"{path}: the shards disagree with the manifest: {deep.describe(view.differences)}"
                    if view.differences else None)
         render.stats(view, plot_file, deep_check, problem)
@@ -363,6 +368,7 @@ def preview_cmd(
     score: ScoreOption = None,
     select: SelectOption = None,
     token_field: TokenFieldOption = None,
+    by: ByOption = "rows",
     as_json: JsonOption = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
@@ -379,9 +385,10 @@ def preview_cmd(
         size = plot.parse_size(plot_size) if plot_size else None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            cfgs = preview.configs(config_file, sets or [], method=method, compare=compare, inputs=inputs or None)
+            sets, counts_field = preview.token_counts_field(config_file, sets or [], by)
+            cfgs = preview.configs(config_file, sets, method=method, compare=compare, inputs=inputs or None)
             render.unused_keys(cfgs)
-            result = preview.run(cfgs, params, render.progress(), plot_file, size, plot_title)
+            result = preview.run(cfgs, params, render.progress(), plot_file, size, plot_title, by, counts_field)
         _warn(caught)
         render.preview(result, plot_file)
 

@@ -18,7 +18,15 @@ from reorder_cli.errors import ReorderError
 from reorder_cli.publish import manifest
 from reorder_cli.util import store
 
+#: What ``--by`` puts on a profile's x axis: output rows, or training tokens.
+BY = ("rows", "tokens")
 NEEDS = "the run needs tokenizer: PATH (--set tokenizer=PATH) to record token counts"
+
+
+def check_by(by: str) -> str:
+    if by not in BY:
+        raise ReorderError(f"--by {by!r}: expected rows or tokens")
+    return by
 
 
 def _count(value: Any) -> bool:
