@@ -147,6 +147,18 @@ def test_a_token_audit_refuses_in_one_line(out, tmp_path, config_file, parquet_c
                                                   8, "--positions"))
     err = one_line_error(invoke("audit", out, tmp_path / "log.jsonl", "--tokens", "--seq-length", total(out) + 1))
     assert "--seq-length" in err and f"{total(out):,} tokens" in err
+    doc = json.loads(manifest.find(out).read_text())
+    doc["tokens"]["shards"][2]["offset"] += 1  # the offsets are where each shard's tokens begin in the stream
+    manifest.find(out).write_text(manifest.dumps(doc))
+    assert "tokens.shards[2] has 'offset'" in one_line_error(invoke("audit", out, tmp_path / "log.jsonl", "--tokens",
+                                                                     "--seq-length", 8))
+    doc["tokens"]["shards"][2]["offset"] -= 1
+    doc["tokens"]["shards"][2]["tokens"] += 1
+    manifest.find(out).write_text(manifest.dumps(doc))
+    assert "add up to 'tokens.total'" in one_line_error(invoke("audit", out, tmp_path / "log.jsonl", "--tokens",
+                                                               "--seq-length", 8))
+    doc["tokens"]["shards"][2]["tokens"] -= 1
+    manifest.find(out).write_text(manifest.dumps(doc))
     (tmp_path / "words.jsonl").write_text('{"step": 0, "ids": ["a"]}\n')
     assert "sample indices" in one_line_error(invoke("audit", out, tmp_path / "words.jsonl", "--tokens",
                                                      "--seq-length", 8))

@@ -46,6 +46,11 @@ def section(doc: dict[str, Any], file: Any) -> dict[str, Any]:
             or sum(s["tokens"] for s in shards) != tok["total"]:
         raise ReorderError(f"{file}: 'tokens.shards' must hold one entry a row shard ({len(doc['shards'])}) whose "
                            f"'tokens' add up to 'tokens.total' ({tok['total']}); rewrite the output")
+    starts = np.r_[0, np.cumsum([s["tokens"] for s in shards], dtype=np.int64)][:-1].tolist()
+    wrong = next((i for i, (s, at) in enumerate(zip(shards, starts, strict=True)) if s.get("offset") != at), None)
+    if wrong is not None:
+        raise ReorderError(f"{file}: tokens.shards[{wrong}] has 'offset' {shards[wrong].get('offset')!r}, but the "
+                           f"shards before it hold {starts[wrong]:,} tokens; rewrite the output")
     return tok
 
 
