@@ -14,6 +14,7 @@ from reorder_cli.loader.audit_log import AuditLog
 from reorder_cli.publish import manifest
 
 from .conftest import invoke, one_line_error, reorder
+from .test_cli_surface import envelope
 
 L, G = 16, 8  # tokens a sequence, sequences a step
 
@@ -60,7 +61,7 @@ def write_log(path, steps: list) -> None:
 
 def run(out, log, *extra):
     result = invoke("audit", out, log, "--json", "--tokens", "--seq-length", L, *extra)
-    return result.exit_code, (json.loads(result.stdout)["data"] if result.exit_code in (0, 1) else None)
+    return result.exit_code, (envelope(result, "audit")["data"] if result.exit_code in (0, 1) else None)
 
 
 def in_order(out) -> list[list[int]]:

@@ -16,6 +16,7 @@ from reorder_cli.metrics.summary import profile, token_profile
 
 from .conftest import expected_order, invoke, make_rows, one_line_error, read_manifest, reorder, to_lines, write_jsonl
 from .test_audit_tokens import add_token_section
+from .test_cli_surface import envelope
 
 
 def expanded_profile(scores: np.ndarray, lengths: np.ndarray, bins: int = 200) -> dict:
@@ -70,8 +71,8 @@ def test_stats_by_tokens_from_the_runs_token_counts(out, tmp_path):
     add_token_section(out, lengths)
     result = invoke("stats", out, "--by", "tokens", "--json")
     assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)["data"]
-    rows = json.loads(invoke("stats", out, "--json").stdout)["data"]
+    data = envelope(result, "stats")["data"]  # valid against the envelope's schema
+    rows = envelope(invoke("stats", out, "--json"), "stats")["data"]
     assert data["by"] == "tokens" and rows["by"] == "rows"
     scores = np.concatenate([pq.read_table(out / s["file"], columns=["score"])["score"].to_numpy()
                              for s in doc["shards"]])
@@ -105,11 +106,11 @@ def test_preview_by_tokens_from_a_token_field(tmp_path, config_file):
     args = ["preview", config_file, "--input", data, "--method", "str", "--json"]
     result = invoke(*args, "--by", "tokens", "--token-field", "token_count")
     assert result.exit_code == 0, result.output
-    got = json.loads(result.stdout)["data"]
+    got = envelope(result, "preview")["data"]
     order = np.array(expected_order("str", list(scores)))
     assert got["by"] == "tokens" and got["orders"][0]["rows"] == len(rows)
     same(got["orders"][0]["profile"], expanded_profile(scores[order], lengths[order]))
-    by_rows = json.loads(invoke(*args).stdout)["data"]
+    by_rows = envelope(invoke(*args), "preview")["data"]
     assert by_rows["by"] == "rows" and by_rows["orders"][0]["profile"]["mean"] != got["orders"][0]["profile"]["mean"]
     # the field a token budget reads is the token counts too
     budget = json.loads(invoke(*args, "--by", "tokens", "--select", "tokens:1000000", "--token-field",
