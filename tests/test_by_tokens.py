@@ -116,6 +116,13 @@ def test_preview_by_tokens_from_a_token_field(tmp_path, config_file):
     budget = json.loads(invoke(*args, "--by", "tokens", "--select", "tokens:1000000", "--token-field",
                                "token_count").stdout)["data"]
     assert budget["orders"][0]["profile"] == got["orders"][0]["profile"]
+    # with another selection, --token-field only names the token counts
+    top = envelope(invoke(*args, "--by", "tokens", "--select", "top-r:0.5", "--token-field", "token_count"),
+                   "preview")["data"]
+    kept = np.sort(np.argsort(scores, kind="stable")[300:])  # top-r: the upper half, in input order
+    chosen = kept[np.array(expected_order("str", list(scores[kept])))]
+    assert top["orders"][0]["rows"] == 300
+    same(top["orders"][0]["profile"], expanded_profile(scores[chosen], lengths[chosen]))
     err = one_line_error(invoke(*args, "--by", "tokens"))
     assert "--by tokens needs each row's token count" in err and "--token-field" in err
     pytest.importorskip("matplotlib")

@@ -57,13 +57,22 @@ class Preview:
 
 def token_counts_field(config_file: Path | None, sets: list[str], by: str) -> tuple[list[str], str | None]:
     """(the ``--set`` pairs to load the configs with, the field of each row's token count for ``--by tokens``).
-    A ``--token-field`` given without any selection names only that field: it is taken out of the pairs
-    (``select.token_field`` alone is no selection). Otherwise the field is the selection's, found once loaded."""
+    A ``--token-field`` (``select.token_field``) given when no token budget reads it only names that field: it is
+    taken out of the pairs. Otherwise the field is the token budget's, found once the configs are loaded."""
     given = config.parse_overrides(sets).get("select")
-    if token_counts.check_by(by) != "tokens" or not isinstance(given, dict) or given.keys() != {"token_field"} \
-            or "select" in config.file_keys(config_file):
+    field = given.get("token_field") if isinstance(given, dict) else None
+    if token_counts.check_by(by) != "tokens" or field is None or _token_budget(given) \
+            or _token_budget(config.file_keys(config_file).get("select")):
         return sets, None
-    return [p for p in sets if p.partition("=")[0].strip() != "select.token_field"], given["token_field"]
+    return [p for p in sets if p.partition("=")[0].strip() != "select.token_field"], field
+
+
+def _token_budget(select_value: Any) -> bool:
+    """Whether a ``select:`` value as written (a mapping, METHOD:VALUE, a path or a chain of them) holds a token
+    budget, the selection that reads ``token_field``."""
+    steps = select_value if isinstance(select_value, list) else [select_value]
+    sections = [config.select_section(step) for step in steps if step is not None]
+    return any(s.get("method") == "tokens" or "budget" in s for s in sections)
 
 
 def configs(
