@@ -9,7 +9,10 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from reorder_cli.inspect.audit import audit
 from reorder_cli.loader.audit_log import AuditLog
 from reorder_cli.publish import manifest
 
@@ -173,3 +176,30 @@ def test_the_picture_of_a_token_audit(out, tmp_path):
     png = tmp_path / "audit.png"
     result = invoke("audit", out, tmp_path / "log.jsonl", "--tokens", "--seq-length", L, "--plot", png)
     assert result.exit_code == 1 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(1, 6), st.integers(2, 30), st.lists(st.tuples(st.integers(0, 400), st.integers(-3, 3)),
+                                                         max_size=6))
+def test_sample_indices_and_their_offsets_give_one_verdict(out, tmp_path, g, steps, moves):
+    """A log of sample indices and the same log as token offsets (index·L) are one audit: the same verdict,
+    counts and broken step, whatever sequences were moved (by up to three steps, or past the stream)."""
+    n = total(out) // L
+    log = [list(range(s * g, min((s + 1) * g, n))) for s in range(min(steps, -(-n // g)))]
+    flat = [i for ids in log for i in ids]
+    for at, by in moves:  # a sequence moved by `by` windows
+        flat[at % len(flat)] += by * g
+    cut = np.cumsum([0] + [len(ids) for ids in log])
+    moved = [flat[a:b] for a, b in zip(cut[:-1], cut[1:], strict=True)]
+    for name, ids in (("idx.jsonl", moved), ("off.jsonl", [[i * L for i in s] for s in moved])):
+        (tmp_path / name).unlink(missing_ok=True)
+        write_log(tmp_path / name, ids)
+    by_index = audit(out, [tmp_path / "idx.jsonl"], tokens=True, seq_length=L, global_batch=g)
+    by_offset = audit(out, [tmp_path / "off.jsonl"], tokens=True, seq_length=L, offsets=True, global_batch=g)
+    keys = ("held", "in_window", "never_seen", "seen_twice", "max_displacement", "first_bad_step", "tail_samples",
+            "short_steps")
+    index_json, offset_json = by_index.to_json(), by_offset.to_json()
+    assert {k: index_json[k] for k in keys} == {k: offset_json[k] for k in keys}
+    negative = sum(i < 0 for i in flat)  # a negative offset is unknown; a negative index too
+    assert index_json["unknown"] == offset_json["unknown"] >= negative
+    assert by_index.held == (moved == log)

@@ -11,6 +11,8 @@ import warnings
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reorder_cli.metrics.summary import profile, token_profile
 
@@ -129,3 +131,12 @@ def test_preview_by_tokens_from_a_token_field(tmp_path, config_file):
     png = tmp_path / "preview.png"
     assert invoke(*args[:-1], "--by", "tokens", "--token-field", "token_count", "--plot", png, "-q").exit_code == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.floats(-5, 5), st.just(float("nan"))), st.integers(0, 60)), min_size=1,
+                max_size=60).filter(lambda docs: sum(n for _, n in docs) > 0), st.integers(1, 30))
+def test_token_profile_matches_the_expanded_stream_for_any_documents(docs, bins):
+    scores = np.array([s for s, _ in docs])
+    lengths = np.array([n for _, n in docs], dtype=np.int64)
+    same(token_profile(scores, lengths, bins), expanded_profile(scores, lengths, bins))
