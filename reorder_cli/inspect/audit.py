@@ -14,6 +14,12 @@ consume exactly the first positions of that window, [start + i·G, start + i·G 
 Hugging Face ``Trainer``'s last optimizer step when the micro-batches per rank are not a multiple of
 k (it steps on the remaining ones); the report gives its size as ``tail_samples``. Any other step of
 the wrong size is a ``short_steps``.
+
+In tokens (``tokens=True``, ``reorder audit --tokens``), the ids are sample indices of sequences of L tokens of
+the output's token stream (sample i: tokens [i·L, (i+1)·L)) or, with ``offsets``, each sequence's first token.
+The same checks run over token positions (:class:`Units`): step s must consume [start + s·G·L, start +
+(s+1)·G·L), with a tolerance of one sequence (L tokens) on each side, for packing; gaps and overlaps of
+fewer than L tokens between the sequences consumed are not counted.
 """
 
 from __future__ import annotations
