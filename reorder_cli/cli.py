@@ -62,6 +62,9 @@ SelectOption = Annotated[list[str] | None, typer.Option(
     "(select).")]
 TokenFieldOption = Annotated[str | None, typer.Option(
     "--token-field", metavar="FIELD", help="Field holding each row's token count (select.token_field).")]
+ByOption = Annotated[str, typer.Option(
+    "--by", metavar="rows|tokens", help="The profile's and the picture's x axis: output rows, or training tokens "
+    "(token-weighted, from the token counts: a run's tokenizer: or, in preview, --token-field).")]
 ShardSizeOption = Annotated[str | None, typer.Option(
     "--shard-size", metavar="SIZE", help="Output shard size, e.g. 512MB (shard_size).")]
 FormatOption = Annotated[str | None, typer.Option(
@@ -312,6 +315,7 @@ def stats_cmd(
     plot_file: PlotFile = None,
     plot_size: PlotSize = None,
     plot_title: PlotTitle = None,
+    by: ByOption = "rows",
     as_json: JsonOption = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
@@ -323,7 +327,8 @@ def stats_cmd(
     from reorder_cli.inspect import deep, plot, stats
 
     with _command("stats", as_json, quiet, verbose):
-        view = stats.read(path, deep_check, plot_file, plot.parse_size(plot_size) if plot_size else None, plot_title)
+        view = stats.read(path, deep_check, plot_file, plot.parse_size(plot_size) if plot_size else None, plot_title,
+                          by)
         problem = (f"{path}: the shards disagree with the manifest: {deep.describe(view.differences)}"
                    if view.differences else None)
         render.stats(view, plot_file, deep_check, problem)
@@ -363,6 +368,7 @@ def preview_cmd(
     score: ScoreOption = None,
     select: SelectOption = None,
     token_field: TokenFieldOption = None,
+    by: ByOption = "rows",
     as_json: JsonOption = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
@@ -379,9 +385,10 @@ def preview_cmd(
         size = plot.parse_size(plot_size) if plot_size else None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            cfgs = preview.configs(config_file, sets or [], method=method, compare=compare, inputs=inputs or None)
+            sets, counts_field = preview.token_counts_field(config_file, sets or [], by)
+            cfgs = preview.configs(config_file, sets, method=method, compare=compare, inputs=inputs or None)
             render.unused_keys(cfgs)
-            result = preview.run(cfgs, params, render.progress(), plot_file, size, plot_title)
+            result = preview.run(cfgs, params, render.progress(), plot_file, size, plot_title, by, counts_field)
         _warn(caught)
         render.preview(result, plot_file)
 
@@ -421,8 +428,9 @@ def verify_cmd(
 
 AUDIT_EPILOG = (
     "LOG: JSONL, one line per optimizer step or per (step, rank): {\"step\": S, \"ids\": [...]} (several files "
-    "are pooled). Exit code 0: the order held; 1: it did not; 2: a usage or read error. "
-    "Example: reorder audit data-str audit.rank*.jsonl"
+    "are pooled). With --tokens the ids are sample indices of sequences of --seq-length tokens of the exported "
+    "token stream (or, with --offsets, each sequence's first token). Exit code 0: the order held; 1: it did not; "
+    "2: a usage or read error. Example: reorder audit data-str audit.rank*.jsonl"
 )
 
 
@@ -430,10 +438,17 @@ AUDIT_EPILOG = (
 def audit_cmd(
     path: Annotated[Path, typer.Argument(metavar="OUTPUT", help="The output folder the trainer read.")],
     logs: Annotated[list[Path], typer.Argument(metavar="LOG", help="What the trainer consumed (JSONL; one or more).")],
-    id_field: Annotated[str, typer.Option(
-        "--id-field", metavar="FIELD", help="Field of the rows that the log's ids are.")] = "id",
+    id_field: Annotated[str | None, typer.Option(
+        "--id-field", metavar="FIELD", help="Field of the rows that the log's ids are (default: id).")] = None,
     positions: Annotated[bool, typer.Option("--positions", help="The log's ids are positions in the order.")]
     = False,
+    tokens: Annotated[bool, typer.Option(
+        "--tokens", help="The log's ids are sample indices of fixed-length sequences of the output's token stream "
+        "(a run with tokenizer:); needs --seq-length.")] = False,
+    seq_length: Annotated[int | None, typer.Option(
+        "--seq-length", metavar="L", help="Tokens a sample holds (the trainer's sequence length).")] = None,
+    offsets: Annotated[bool, typer.Option(
+        "--offsets", help="With --tokens: the ids are each sequence's first token offset in the stream.")] = False,
     global_batch: Annotated[int | None, typer.Option(
         "--global-batch", "-g", metavar="N",
         help="Samples a step consumes (default: inferred, the most common).")] = None,
@@ -456,7 +471,7 @@ def audit_cmd(
         if plot_file:
             plot.require(plot_file)
         report = audit.audit(path, logs, id_field=id_field, positions=positions, global_batch=global_batch,
-                             start_sample=start_sample)
+                             start_sample=start_sample, tokens=tokens, seq_length=seq_length, offsets=offsets)
         if plot_file:
             audit.write_plot(plot_file, report, plot_title)
         render.audit(report, global_batch is not None, plot_file)

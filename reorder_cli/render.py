@@ -401,7 +401,7 @@ def stats(view: Stats, plot_file: Path | None, deep: bool, problem: str | None) 
     doc = view.doc
     if mode.json:
         extra = {"deep": {"differences": view.differences}} if deep else {}
-        emit({**summary(doc), "metrics": view.metrics, **extra}, error=problem)
+        emit({**summary(doc, view.by, view.profile), "metrics": view.metrics, **extra}, error=problem)
         return error(problem) if problem else None
     out.print(header(doc))
     out.print(shard_table(doc))
@@ -410,8 +410,8 @@ def stats(view: Stats, plot_file: Path | None, deep: bool, problem: str | None) 
     else:
         out.print("guidance metrics: not recorded in this manifest (reorder stats --deep computes them)")
     width = min(out.width, 140)
-    out.print("\n[bold]mean score by output position[/]")
-    out.print(profile_chart(doc.profile, width=width), highlight=False)
+    out.print(f"\n[bold]mean score by {'training token' if view.by == 'tokens' else 'output position'}[/]")
+    out.print(profile_chart(view.profile or doc.profile, width=width), highlight=False)
     if plot_file:
         info(f"picture: {plot_file}")
     if problem:
@@ -440,7 +440,8 @@ def preview(result: Preview, plot_file: Path | None) -> None:
                        f"{text}){lower}"),
                   highlight=False, soft_wrap=True)
     for o in result.orders:
-        out.print(f"\n[bold]{title(o.method, o.params)}[/]: mean score by output position", highlight=False)
+        by = "training token (token-weighted)" if result.by == "tokens" else "output position"
+        out.print(f"\n[bold]{title(o.method, o.params)}[/]: mean score by {by}", highlight=False)
         out.print(profile_chart(o.profile, width=width), highlight=False)
     if plot_file:
         info(f"picture: {plot_file}")
@@ -488,6 +489,11 @@ def audit(report: AuditReport, batch_given: bool, plot_file: Path | None) -> Non
     verdict = "the order held" if r.held else f"the order broke, first at step {r.first_bad_step}"
     if mode.json:
         return emit(r.to_json(), error=None if r.held else verdict)
+    if r.tokens:
+        t = r.tokens
+        out.print(f"token stream: {t['total']:,} tokens; samples are sequences of {t['seq_length']:,} tokens, logged "
+                  f"as {'token offsets' if t['offsets'] else 'sample indices'}; tolerance one sequence "
+                  "(never_seen lists first token offsets)", highlight=False, soft_wrap=True)
     out.print(f"{r.steps:,} step(s), {r.samples:,} samples; global batch {r.global_batch:,} "
               f"({'given' if batch_given else 'inferred'}), {r.ranks_per_step} log line(s) a step", highlight=False)
     out.print(f"in their window: {r.in_window:.4%}; largest displacement: {r.max_displacement} step(s)",

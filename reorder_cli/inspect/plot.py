@@ -120,6 +120,16 @@ def binned_mean(scores: np.ndarray, rows_a_bin: int = 40, max_bins: int = 200) -
     return (edges[:-1] + edges[1:] - 1) / 2, means
 
 
+def _token_means(panel: Panel) -> tuple[np.ndarray, np.ndarray]:
+    """(slice centres, token-weighted mean score) over equal slices of the training tokens, as many as
+    :func:`binned_mean` would take over the rows."""
+    from reorder_cli.metrics.summary import token_profile
+
+    shape = token_profile(panel.scores, panel.tokens, int(np.clip(len(panel.scores) // 40, 1, 200)))
+    edges = np.asarray(shape["edges"], dtype=np.float64)
+    return (edges[:-1] + edges[1:]) / 2, np.array([np.nan if m is None else m for m in shape["mean"]])
+
+
 def thousands(*axes: Any) -> None:
     """Tick labels with thousands separators on these axes (``ax.xaxis``, ``ax.yaxis``)."""
     from matplotlib.ticker import FuncFormatter
@@ -149,6 +159,19 @@ class Panel:
     scores: np.ndarray
     score: str | None = None  # the score expression, else the score field
     selection: dict[str, Any] | None = None
+    tokens: np.ndarray | None = None  # each row's token count: the x axis is then training tokens (--by tokens)
+
+    def x(self, positions: Any) -> np.ndarray:
+        """Where output positions (a row's start; ``len(scores)``: the end) fall on the x axis: themselves,
+        or the training tokens before them."""
+        if self.tokens is None:
+            return np.asarray(positions)
+        return np.r_[0, np.cumsum(self.tokens)][np.asarray(positions, dtype=np.int64)]
+
+    @property
+    def extent(self) -> int:
+        """The end of the x axis: rows, or training tokens."""
+        return len(self.scores) if self.tokens is None else int(np.sum(self.tokens))
 
     @property
     def heading(self) -> str:
@@ -190,18 +213,21 @@ def figure(panels: list[Panel], subtitle: str = "", size: tuple[int, int] | None
     width, height = size or default_size(len(panels))
     fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
     axes = np.atleast_1d(fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0])
-    n_max = max((len(p.scores) for p in panels), default=1)
+    n_max = max((p.extent for p in panels), default=1)
     halo = [patheffects.withStroke(linewidth=2.8, foreground="white", alpha=0.8)]
     for ax, panel in zip(axes, panels, strict=True):
         positions = sample_positions(len(panel.scores))
         values = np.asarray(panel.scores[positions], dtype=np.float64)
         # one colour: the y axis gives the score, so a colour scale (and its bar) would encode nothing
-        ax.scatter(positions, values, color=POINTS, s=point_size(len(positions)), linewidths=0, alpha=0.6,
+        xs = positions if panel.tokens is None else (panel.x(positions) + panel.x(positions + 1)) / 2
+        ax.scatter(xs, values, color=POINTS, s=point_size(len(positions)), linewidths=0, alpha=0.6,
                    rasterized=True, zorder=1)
-        centres, means = binned_mean(panel.scores)
+        centres, means = binned_mean(panel.scores) if panel.tokens is None else _token_means(panel)
         ax.plot(centres, means, color="black", linewidth=1.3, alpha=0.85, zorder=3, path_effects=halo,
                 label="binned mean")
         splits, spans = marks(panel.method, panel.params, panel.scores)
+        if panel.tokens is not None:  # a few marks a panel, moved to the tokens before them
+            splits, spans = panel.x(splits).tolist(), [tuple(panel.x([a, b]).tolist()) for a, b in spans]
         for i, (a, b) in enumerate(spans):
             ax.axvspan(a, b, color=REGION, alpha=0.18, linewidth=0, zorder=0,
                        label="transition region" if i == 0 else None)
@@ -214,7 +240,8 @@ def figure(panels: list[Panel], subtitle: str = "", size: tuple[int, int] | None
         ax.tick_params(labelsize=9)
         ax.legend(loc="upper left", fontsize=8, frameon=True, framealpha=0.85)
     _position_ticks(axes[-1], max(1, n_max))
-    axes[-1].set_xlabel("position in training order")
+    by_tokens = any(p.tokens is not None for p in panels)
+    axes[-1].set_xlabel("training tokens (in training order)" if by_tokens else "position in training order")
     fig.suptitle(heading or "Score by position in training order", fontsize=13, fontweight="bold")
     if subtitle:
         axes[0].set_title(subtitle, loc="right", fontsize=9, color="dimgray")

@@ -20,9 +20,9 @@ from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats import score_expr
 from reorder_cli.formats.discover import InputFile, discover
-from reorder_cli.inspect import plot
+from reorder_cli.inspect import plot, token_counts
 from reorder_cli.metrics import guidance as metrics
-from reorder_cli.metrics.summary import profile
+from reorder_cli.metrics.summary import profile, token_profile
 from reorder_cli.plan import build as plan
 from reorder_cli.plan import select
 from reorder_cli.rewrite import budget
@@ -42,6 +42,7 @@ class Ordered:
     profile: dict[str, Any]
     selection: dict[str, Any] | None = None  # what a select: section kept (Selected.to_json)
     floor: budget.Floor | None = None  # the least memory_limit of a run of this order out of core
+    tokens: np.ndarray | None = None  # with --by tokens: each row's token count, in this order
 
 
 @dataclass
@@ -51,6 +52,27 @@ class Preview:
     seconds: float
     orders: list[Ordered]
     selection_plot: Path | None = None  # the kept / dropped score distributions, when a selection was drawn
+    by: str = "rows"  # the profile's x axis: rows, or training tokens (--by tokens)
+
+
+def token_counts_field(config_file: Path | None, sets: list[str], by: str) -> tuple[list[str], str | None]:
+    """(the ``--set`` pairs to load the configs with, the field of each row's token count for ``--by tokens``).
+    A ``--token-field`` (``select.token_field``) given when no token budget reads it only names that field: it is
+    taken out of the pairs. Otherwise the field is the token budget's, found once the configs are loaded."""
+    given = config.parse_overrides(sets).get("select")
+    field = given.get("token_field") if isinstance(given, dict) else None
+    if token_counts.check_by(by) != "tokens" or field is None or _token_budget(given) \
+            or _token_budget(config.file_keys(config_file).get("select")):
+        return sets, None
+    return [p for p in sets if p.partition("=")[0].strip() != "select.token_field"], field
+
+
+def _token_budget(select_value: Any) -> bool:
+    """Whether a ``select:`` value as written (a mapping, METHOD:VALUE, a path or a chain of them) holds a token
+    budget, the selection that reads ``token_field``."""
+    steps = select_value if isinstance(select_value, list) else [select_value]
+    sections = [config.select_section(step) for step in steps if step is not None]
+    return any(s.get("method") == "tokens" or "budget" in s for s in sections)
 
 
 def configs(
@@ -82,36 +104,51 @@ def configs(
 
 def run(cfgs: list[RunConfig], params: metrics.Params, progress: Progress | None = None,
         plot_file: Path | None = None, plot_size: tuple[int, int] | None = None,
-        plot_title: str | None = None) -> Preview:
+        plot_title: str | None = None, by: str = "rows", token_field: str | None = None) -> Preview:
     """Read the scores once, order them by every config's method and measure each order; with
-    ``plot_file``, draw one panel a method."""
+    ``plot_file``, draw one panel a method. ``by="tokens"``: the profile and the picture by training token,
+    the token counts read from ``token_field`` or, without it, from the field a selection reads."""
     if plot_file:
         plot.require(plot_file)
     progress = progress or Progress(enabled=False)
     started = time.perf_counter()
     first = cfgs[0]
+    with_field = next((c for c in cfgs if select.token_field(c.select)), first)
+    token_field = token_field or select.token_field(with_field.select)
+    if by == "tokens" and not token_field:
+        raise ReorderError("--by tokens needs each row's token count: name the field holding it with --token-field "
+                           "FIELD (select.token_field)")
     store.configure(first.storage_options)
     files = discover(first.inputs)
     with progress.task("Reading scores", total=sum(f.size for f in files), unit="bytes") as advance:
-        scoring = score_expr.for_config(next((c for c in cfgs if select.token_field(c.select)), first))
+        scoring = score_expr.scoring(with_field.score_field, with_field.score, token_field)
         sources = plan.read_keys(files, scoring, first.invalid_scores == "error", first.workers, advance)
+    counts = np.concatenate([s.tokens() for s in sources]) if by == "tokens" else None
     orders = []
     for cfg in cfgs:  # a loop over methods
         p = plan.build(files, sources, cfg)
         low = budget.floor(p, config.with_format(cfg, [(f.format, f.compression) for f in files]))
+        tokens = None if counts is None else counts[p.order]
+        shape = profile(p.scores) if tokens is None else _token_profile(p.scores, tokens, files)
         orders.append(Ordered(cfg.method, cfg.params, p.scores, p.dropped,
-                              metrics.compute(p.scores, params), profile(p.scores), p.selection, low))
+                              metrics.compute(p.scores, params), shape, p.selection, low, tokens))
     input_rows = int(sum(s.rows for s in sources))
     selection_plot = None
     if plot_file:
-        panels = [plot.Panel(o.method, o.params, o.scores, cfg.score or cfg.score_field, o.selection)
+        panels = [plot.Panel(o.method, o.params, o.scores, cfg.score or cfg.score_field, o.selection, o.tokens)
                   for cfg, o in zip(cfgs, orders, strict=True)]
         plot.write(plot_file, panels, plot.describe_inputs(len(files), input_rows), plot_size, plot_title)
         drawn = [(panel, *_kept_and_dropped(sources, cfg)) for cfg, panel in zip(cfgs, panels, strict=True)
                  if panel.selection]
         if drawn:
             selection_plot = plot.write_selection(plot.selection_path(plot_file), drawn, plot_size, plot_title)
-    return Preview(files, input_rows, time.perf_counter() - started, orders, selection_plot)
+    return Preview(files, input_rows, time.perf_counter() - started, orders, selection_plot, by)
+
+
+def _token_profile(scores: np.ndarray, tokens: np.ndarray, files: list[InputFile]) -> dict[str, Any]:
+    if not tokens.sum():
+        raise ReorderError(f"{files[0].path}: --by tokens: the rows hold no token at all (every token count is 0)")
+    return token_profile(scores, tokens)
 
 
 def _kept_and_dropped(sources: list, cfg: RunConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -126,6 +163,7 @@ def _kept_and_dropped(sources: list, cfg: RunConfig) -> tuple[np.ndarray, np.nda
 def summary(result: Preview) -> dict[str, Any]:
     """The machine-readable preview (``reorder preview --json``)."""
     return {
+        "by": result.by,
         "inputs": {"files": len(result.files), "rows": result.input_rows, "bytes": sum(f.size for f in result.files)},
         "orders": [
             {"method": o.method, "params": o.params, "rows": len(o.scores), "dropped_rows": o.dropped,

@@ -88,3 +88,42 @@ def profile(scores: Any, bins: int = PROFILE_BINS) -> dict[str, Any]:
         "min": [rounded(p.lo) if p.count else None for p in parts],
         "max": [rounded(p.hi) if p.count else None for p in parts],
     }
+
+
+def token_profile(scores: np.ndarray, lengths: np.ndarray, bins: int = PROFILE_BINS) -> dict[str, Any]:
+    """Score by training token in ``bins`` equal slices of the token stream (``lengths``: tokens of each
+    document, in order): in each slice, the mean weighted by the tokens each document has in it, and the
+    min and max of the documents with tokens in it. A long document weighs in every slice it spans."""
+    scores = np.asarray(scores, dtype=np.float64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    total = int(lengths.sum())
+    bins = max(1, min(bins, total))
+    edges = (np.arange(bins + 1, dtype=np.int64) * total) // bins
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    valid = ~np.isnan(scores) & (lengths > 0)
+    # the score mass and the valid tokens before each edge: whole documents before it, plus the part of the
+    # document it falls in (a piecewise-linear running sum, read at the edges)
+    mass = np.r_[0.0, np.cumsum(np.where(valid, scores * lengths, 0.0))]
+    weight = np.r_[0, np.cumsum(np.where(valid, lengths, 0))]
+    doc = np.minimum(np.searchsorted(ends, edges, side="right"), len(lengths) - 1)  # the document holding each edge
+    into = np.clip(edges - starts[doc], 0, lengths[doc])
+    at_mass = mass[doc] + np.where(valid[doc], scores[doc] * into, 0.0)
+    at_weight = weight[doc] + np.where(valid[doc], into, 0)
+    sums, counts = np.diff(at_mass), np.diff(at_weight)
+    # min and max over the documents overlapping each slice: [first, last) by index, reduced at once
+    first = np.searchsorted(ends, edges[:-1], side="right")
+    last = np.searchsorted(starts, edges[1:], side="left")
+    bounded = np.where(valid, scores, np.nan)
+    padded = np.r_[bounded, np.nan]  # reduceat needs every index inside the array
+    pairs = np.ravel(np.column_stack([first, last]))
+    lo, hi = np.fmin.reduceat(padded, pairs)[::2], np.fmax.reduceat(padded, pairs)[::2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return {
+        "bins": int(bins),
+        "edges": edges.tolist(),
+        "mean": [rounded(m) for m in means],
+        "min": [rounded(v) for v in lo],
+        "max": [rounded(v) for v in hi],
+    }
