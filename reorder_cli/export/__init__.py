@@ -24,5 +24,9 @@ class ExportInput:
     settings: dict = field(default_factory=dict)  # the run's export settings
 
 
+from reorder_cli.export import megatron  # noqa: E402 - the formats import nothing from here
+
 #: name -> module (NAME, NEEDS_TOKENS, assemble); filled as the formats land.
-EXPORTS: dict = {}
+EXPORTS: dict = {
+    megatron.NAME: megatron,
+}
