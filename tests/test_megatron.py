@@ -205,13 +205,20 @@ def test_an_export_without_tokens_is_refused(export, tmp_path):
 # ------------------------------------------------------------------ GPTDataset keeps the order
 
 
-@pytest.mark.parametrize("extra", [True, False], ids=["extra-token", "no-extra-token"])
-def test_gpt_dataset_pinned_yields_the_stream_in_order(export, tmp_path, extra):
-    config = gpt_config(export, tmp_path / "cache", add_extra_token_to_sequence=extra)
-    written = recipe.pin_order(config)
+PER_SPLIT = "per-split"
+
+
+@pytest.mark.parametrize("over", [{}, {"add_extra_token_to_sequence": False}, {"mmap_bin_files": False},
+                                  {"blend": None, "split": None, "blend_per_split": PER_SPLIT}],
+                         ids=["default", "no-extra-token", "no-mmap", "blend-per-split"])
+def test_gpt_dataset_pinned_yields_the_stream_in_order(export, tmp_path, over):
+    if over.get("blend_per_split") == PER_SPLIT:
+        over = {**over, "blend_per_split": [([str(export.prefix)], None), None, None]}
+    extra = over.get("add_extra_token_to_sequence", True)
+    written = recipe.pin_order(gpt_config(export, tmp_path / "cache", **over))
     assert [p.parent for p in written] == [tmp_path / "cache"] * 3
-    dataset = build(gpt_config(export, tmp_path / "cache", add_extra_token_to_sequence=extra), None)
-    assert recipe.is_pinned(dataset)
+    dataset = build(gpt_config(export, tmp_path / "cache", **over), None)
+    recipe.require_pinned(dataset)
     count = (len(export.stream) - extra) // L
     assert len(dataset) == count
     assert np.array_equal(samples(dataset, extra), expected(export.stream, count, extra))
@@ -230,7 +237,8 @@ def test_gpt_dataset_pinned_over_two_epochs_repeats_the_stream_in_order(export, 
 def test_megatrons_default_shuffle_does_not_keep_the_order(export, tmp_path):
     """The negative control: the same build without the pinned cache."""
     dataset = build(gpt_config(export, tmp_path / "cache"), None)
-    assert not recipe.is_pinned(dataset)
+    with pytest.raises(ReorderError, match="training split is shuffled"):
+        recipe.require_pinned(dataset)
     got = samples(dataset)
     want = expected(export.stream, len(got))
     assert len(got) == len(want)

@@ -74,6 +74,15 @@ def is_pinned(dataset) -> bool:
                 and np.array_equal(np.asarray(dataset.shuffle_index), np.arange(len(dataset.shuffle_index))))
 
 
+def require_pinned(dataset) -> None:
+    """Refuse a built ``GPTDataset`` that does not read in order: call it on the trainer's training split.
+    A config that differs from the pinned one in anything that names the cache (prefix string, seed,
+    sequence length, split, tokenizer, number of samples) makes Megatron build its own shuffled indices."""
+    if not is_pinned(dataset):
+        raise ReorderError(f"{dataset.dataset_path}: megatron's training split is shuffled: its config differs "
+                           "from the one given to pin_order (or pin_order was not run); run pin_order with this config")
+
+
 def stream_offsets(dataset, indices) -> np.ndarray:
     """The offset in the exported token stream of the first token of each sample ``dataset[i]``, ``i``
     in ``indices``, from the dataset's own indices (a later epoch counts from the stream's end)."""
