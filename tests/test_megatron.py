@@ -248,6 +248,7 @@ def test_megatrons_default_shuffle_does_not_keep_the_order(export, tmp_path):
 def test_a_changed_sequence_length_is_not_pinned(export, tmp_path):
     """The cache is per config: pinned for L, a run with another sequence length shuffles again."""
     recipe.pin_order(gpt_config(export, tmp_path / "cache"))
+    assert recipe.is_pinned(build(gpt_config(export, tmp_path / "cache"), None))
     assert not recipe.is_pinned(build(gpt_config(export, tmp_path / "cache", sequence_length=2 * L), None))
 
 
