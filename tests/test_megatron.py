@@ -11,6 +11,8 @@ The token pieces are made here from a reordered output with a tiny WordLevel tok
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +20,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
 from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
 from megatron.core.datasets.indexed_dataset import IndexedDataset
-from megatron.core.tokenizers import MegatronTokenizer
 from tokenizers import Tokenizer, models, pre_tokenizers
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
@@ -30,7 +30,9 @@ from reorder_cli.export import EXPORTS, ExportInput
 from reorder_cli.export import megatron as export_megatron
 from reorder_cli.loader import megatron as recipe
 
+from . import megatron_script
 from .conftest import WORDS, make_rows, reorder, shard_files, write_parquet
+from .loader_helpers import run_torchrun
 
 pytestmark = pytest.mark.trainer
 
@@ -101,17 +103,10 @@ def export(tmp_path_factory) -> Export:
 
 def gpt_config(ex: Export, cache: Path, **over) -> GPTDatasetConfig:
     """The settings the recipe gives (docs/guides/megatron.md)."""
-    tokenizer = MegatronTokenizer.from_pretrained(str(ex.tokenizer), metadata_path={"library": "huggingface"})
-    settings = dict(random_seed=1234, sequence_length=L, blend=([str(ex.prefix)], None), split="1,0,0",
-                    path_to_cache=str(cache), mmap_bin_files=True, add_extra_token_to_sequence=True,
-                    tokenizer=tokenizer,
-                    reset_position_ids=False, reset_attention_mask=False, eod_mask_loss=False)
-    settings.update(over)
-    return GPTDatasetConfig(**settings)
+    return megatron_script.gpt_config(str(ex.prefix), str(ex.tokenizer), str(cache), L, **over)
 
 
-def build(config: GPTDatasetConfig, num_samples: int | None) -> GPTDataset:
-    return BlendedMegatronDatasetBuilder(GPTDataset, [num_samples, 0, 0], lambda: True, config).build()[0]
+build = megatron_script.build
 
 
 def samples(dataset: GPTDataset, extra: bool = True) -> np.ndarray:
@@ -296,3 +291,37 @@ def test_the_step_log_of_the_recipe_is_in_order_and_the_default_shuffles(export,
     assert all(line["ids"] == [(line["step"] * G + j) * L for j in range(G)] for line in pinned)
     assert [line["step"] for line in shuffled] == list(range(steps))
     assert sum(line["ids"] != [(line["step"] * G + j) * L for j in range(G)] for line in shuffled) > steps * 0.9
+
+
+def test_the_recipe_under_torchrun_keeps_the_order_per_step(export, tmp_path):
+    """2 ranks (gloo), micro-batch 2, 2 micro-batches a step (G = 8): pin_order on every rank, Megatron-LM's
+    data-parallel cut; the ranks' logged offsets of step s are the samples [s*G, (s+1)*G) of the stream.
+    (The negative control, Megatron's default shuffle: test_the_step_log_..._and_the_default_shuffles.)"""
+    logs = torchrun_recipe(export, tmp_path)
+    steps = pooled_steps(logs)
+    assert len(steps) == (len(export.stream) - 1) // L // 8
+    assert all(ids == [(s * 8 + j) * L for j in range(8)] for s, ids in enumerate(steps))
+
+
+SCRIPT = Path(__file__).with_name("megatron_script.py")
+
+
+def torchrun_recipe(ex: Export, tmp: Path) -> list[Path]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PYTHONPATH": str(SCRIPT.parent.parent)}
+
+    def reset():
+        for stale in tmp.glob("steps.rank*.jsonl"):
+            stale.unlink()
+        shutil.rmtree(tmp / "cache", ignore_errors=True)
+
+    run_torchrun(SCRIPT, [ex.prefix, ex.tokenizer, tmp / "cache", tmp / "steps.jsonl", L, 2, 2], env, reset)
+    return sorted(tmp.glob("steps.rank*.jsonl"))
+
+
+def pooled_steps(logs: list[Path]) -> list[list[int]]:
+    """Each step's ids, the ranks' pooled and sorted."""
+    assert len(logs) == 2
+    per_rank = [read_log(p) for p in logs]
+    assert [line["step"] for line in per_rank[0]] == [line["step"] for line in per_rank[1]]
+    return [sorted(a["ids"] + b["ids"]) for a, b in zip(*per_rank, strict=True)]

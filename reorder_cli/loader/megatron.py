@@ -33,13 +33,30 @@ AFFIXES = ("document_index", "sample_index", "shuffle_index")
 def pin_order(config, num_samples: int | None = None) -> list[Path]:
     """Write the training split's index cache so that ``GPTDataset`` reads the export in order.
 
-    ``config`` is the ``GPTDatasetConfig`` the trainer builds (the same tokenizer, seed, sequence
-    length, split and ``path_to_cache``: they all enter the cache's name), ``num_samples`` the
-    training size the trainer gives ``BlendedMegatronDatasetBuilder`` (train iterations x global batch
-    size; ``None``: one epoch). Run it once, in one process, before training. Returns the files written.
+    ``config`` is the ``GPTDatasetConfig`` the trainer builds (the same prefix string, tokenizer, seed,
+    sequence length, split and ``path_to_cache``: they all name the cache), ``num_samples`` the training
+    size the trainer gives ``BlendedMegatronDatasetBuilder`` (train iterations x global batch size;
+    ``None``: one epoch). Call it before the trainer builds its datasets: in one process, or on every
+    rank of a ``torch.distributed`` job (rank 0 writes, all ranks check). Returns the files written.
     """
     prefix = _check(config)
-    dataset = _build(config, num_samples)
+    ordered = _ordered(_build(config, num_samples), config, prefix)
+    paths = ordered.pop("paths")
+    if _rank() == 0:
+        for affix in AFFIXES:
+            save_npy(paths[affix], ordered[affix])
+    _barrier()
+    pinned = _build(config, num_samples)
+    for affix in AFFIXES:
+        if not np.array_equal(np.asarray(getattr(pinned, affix)), ordered[affix]):
+            raise ReorderError(f"{paths[affix]}: megatron did not load the ordered {affix} written there; this "
+                               "megatron-core version names or reads its cache differently: pin megatron-core 0.16")
+    return [paths[a] for a in AFFIXES]
+
+
+def _ordered(dataset, config, prefix: str) -> dict:
+    """The three indices in order, the way megatron builds its own: the documents in order (once an
+    epoch), the sample index from megatron's C++ helper over them, the identity shuffle."""
     from megatron.core.datasets import helpers  # the C++ helper GPTDataset builds its sample index with
 
     indices = np.asarray(dataset.indices, dtype=np.int32)
@@ -55,15 +72,21 @@ def pin_order(config, num_samples: int | None = None) -> list[Path]:
         raise ReorderError(f"{prefix}: megatron's own sample index has {len(dataset.sample_index) - 1:,} samples, the "
                            f"ordered one {len(sample_index) - 1:,}; this megatron-core version is not supported")
     shuffle_index = np.arange(len(sample_index) - 1, dtype=np.asarray(dataset.shuffle_index).dtype)
-    paths = _cache_paths(dataset, config)
-    for affix, array in zip(AFFIXES, (documents, sample_index, shuffle_index), strict=True):
-        save_npy(paths[affix], array)
-    pinned = _build(config, num_samples)
-    for affix, array in zip(AFFIXES, (documents, sample_index, shuffle_index), strict=True):
-        if not np.array_equal(np.asarray(getattr(pinned, affix)), array):
-            raise ReorderError(f"{paths[affix]}: megatron did not load the ordered {affix} written there; this "
-                               "megatron-core version names or reads its cache differently: pin megatron-core 0.16")
-    return [paths[a] for a in AFFIXES]
+    return {"document_index": documents, "sample_index": sample_index, "shuffle_index": shuffle_index,
+            "paths": _cache_paths(dataset, config)}
+
+
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 def is_pinned(dataset) -> bool:
@@ -139,13 +162,11 @@ def _check(config) -> str:
 
 
 def _build(config, num_samples: int | None):
-    """The training split, built by megatron-core's own builder as a trainer builds it."""
-    import torch.distributed as dist
+    """The training split, built by megatron-core's own builder as a trainer builds it (under
+    ``torch.distributed``, a collective: rank 0 first, then the others, as megatron does)."""
     from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
     from megatron.core.datasets.gpt_dataset import GPTDataset
 
-    if dist.is_available() and dist.is_initialized():
-        raise ReorderError("pin_order runs in one process before training; torch.distributed is initialized here")
     train = BlendedMegatronDatasetBuilder(GPTDataset, [num_samples, 0, 0], lambda: True, config).build()[0]
     if not isinstance(train, GPTDataset):
         raise ReorderError(f"megatron built a {type(train).__name__} for the training split, not one GPTDataset: "
