@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
-from megatron.core.datasets.indexed_dataset import IndexedDataset
+from megatron.core.datasets.indexed_dataset import IndexedDataset, IndexedDatasetBuilder
 from tokenizers import Tokenizer, models, pre_tokenizers
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
@@ -136,6 +136,15 @@ def test_the_index_reads_back_with_megatrons_indexed_dataset(export):
         assert np.array_equal(index.get(i), doc), i
     assert export.entry["sequences"] == 305 and export.entry["tokens"] == len(export.stream)
     assert export.entry["prefix"] == "megatron/data" and export.entry["dtype_code"] == 8
+
+
+def test_the_files_are_byte_for_byte_what_megatrons_own_builder_writes(export, tmp_path):
+    builder = IndexedDatasetBuilder(str(tmp_path / "ref.bin"), dtype=np.uint16)
+    for doc in export.docs:
+        builder.add_document(torch.from_numpy(doc.astype(np.int64)), [len(doc)])
+    builder.finalize(str(tmp_path / "ref.idx"))
+    for suffix in ("bin", "idx"):
+        assert (export.prefix.parent / f"data.{suffix}").read_bytes() == (tmp_path / f"ref.{suffix}").read_bytes()
 
 
 def test_the_entry_names_every_file_and_the_bytes_are_deterministic(export, tmp_path):
