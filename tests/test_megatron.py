@@ -103,7 +103,8 @@ def export(tmp_path_factory) -> Export:
 
 def gpt_config(ex: Export, cache: Path, **over) -> GPTDatasetConfig:
     """The settings the recipe gives (docs/guides/megatron.md)."""
-    return megatron_script.gpt_config(str(ex.prefix), str(ex.tokenizer), str(cache), L, **over)
+    length = over.pop("sequence_length", L)
+    return megatron_script.gpt_config(str(ex.prefix), str(ex.tokenizer), str(cache), length, **over)
 
 
 build = megatron_script.build
