@@ -2,6 +2,31 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+#: torchrun's summary of a rank that died of a signal (``exitcode  : -6 (pid: ...)  (SIGABRT)``)
+SIGNALLED = re.compile(r"exitcode\s*:\s*-\d+ \(pid")
+
+
+def run_torchrun(script: Path, args: list, env: dict, reset: Callable[[], None] = lambda: None,
+                 nproc: int = 2, timeout: int = 240) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node nproc script args``, asserted to pass. A rank the runtime
+    killed by a signal (a gloo/thread abort at start-up) runs again, at most twice, after ``reset()``
+    (which removes what the failed attempt left); a rank that failed in Python never does."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           str(script), *map(str, args)]
+    for _attempt in range(3):
+        reset()
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        if done.returncode == 0 or not SIGNALLED.search(done.stderr):
+            break  # passed, or failed in Python (an assertion, an error): never retried
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
 
 def round_robin(streams: list[list[list[int]]]) -> list[list[int]]:
     """The torch DataLoader's order: batch i from worker i % nw, skipping workers that are exhausted."""

@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from .conftest import invoke, reorder
-from .loader_helpers import hf_trainer_steps
+from .loader_helpers import SIGNALLED, hf_trainer_steps, run_torchrun
 
 pytest.importorskip("transformers")
 pytestmark = pytest.mark.trainer
@@ -38,21 +35,14 @@ def out(tmp_path_factory):
 def torchrun(out: Path, tmp: Path, mode: str, *extra: str) -> list[Path]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "PYTHONPATH": str(SCRIPT.parent.parent)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(SCRIPT), str(out), str(tmp / "audit.jsonl"), mode, str(tmp / "work"), *extra]
-    for _attempt in range(3):  # a rank the runtime killed by a signal (a gloo/thread abort at start-up) runs again
+
+    def reset():
         for stale in tmp.glob("audit.rank*.jsonl"):
             stale.unlink()
         shutil.rmtree(tmp / "work", ignore_errors=True)
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-        if done.returncode == 0 or not SIGNALLED.search(done.stderr):
-            break  # passed, or failed in Python (an assertion, an error): never retried
-    assert done.returncode == 0, done.stderr[-3000:]
+
+    run_torchrun(SCRIPT, [out, tmp / "audit.jsonl", mode, tmp / "work", *extra], env, reset)
     return sorted(tmp.glob("audit.rank*.jsonl"))
-
-
-#: torchrun's summary of a rank that died of a signal (``exitcode  : -6 (pid: ...)  (SIGABRT)``)
-SIGNALLED = re.compile(r"exitcode\s*:\s*-\d+ \(pid")
 
 
 def test_only_a_rank_killed_by_a_signal_is_run_again():

@@ -24,7 +24,7 @@ class ExportInput:
     settings: dict = field(default_factory=dict)  # the run's export settings
 
 
-from reorder_cli.export import mds, olmo  # noqa: E402 - after ExportInput, which the exporters import
+from reorder_cli.export import mds, megatron, olmo  # noqa: E402 - after ExportInput, which the exporters import
 
 #: name -> module (NAME, NEEDS_TOKENS, assemble).
-EXPORTS: dict = {m.NAME: m for m in (mds, olmo)}
+EXPORTS: dict = {m.NAME: m for m in (megatron, mds, olmo)}
