@@ -49,7 +49,7 @@ def _olmo_core():
 def export_of(out: str | Path) -> tuple[dict, dict, Path]:
     """The manifest's ``tokens`` and ``export`` sections of an ``export: olmo`` output, and its folder."""
     doc, folder = manifest.read(Path(out))
-    tokens, export = doc.get("tokens"), doc.get("export")
+    tokens, export = doc.tokens, doc.export
     where = manifest.find(folder)
     if not isinstance(export, dict) or export.get("format") != "olmo" or not isinstance(tokens, dict):
         raise ReorderError(f"{where}: not an 'export: olmo' output (run with tokenizer: PATH and export: olmo)")
