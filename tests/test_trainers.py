@@ -35,11 +35,11 @@ def out(tmp_path_factory):
     return folder
 
 
-def torchrun(out: Path, tmp: Path, mode: str, *extra: str) -> list[Path]:
+def torchrun(out: Path, tmp: Path, mode: str, *extra: str, script: Path = SCRIPT) -> list[Path]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "PYTHONPATH": str(SCRIPT.parent.parent)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(SCRIPT), str(out), str(tmp / "audit.jsonl"), mode, str(tmp / "work"), *extra]
+           str(script), str(out), str(tmp / "audit.jsonl"), mode, str(tmp / "work"), *extra]
     for _attempt in range(3):  # a rank the runtime killed by a signal (a gloo/thread abort at start-up) runs again
         for stale in tmp.glob("audit.rank*.jsonl"):
             stale.unlink()
