@@ -15,7 +15,6 @@ import json
 import random
 from pathlib import Path
 
-import numpy as np
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
@@ -23,7 +22,7 @@ from transformers import PreTrainedTokenizerFast
 from reorder_cli.errors import ReorderError
 from reorder_cli.loader import trl_sft
 
-from .conftest import invoke, read_parquet_out, reorder, write_parquet
+from .conftest import invoke, read_jsonl_out, read_parquet_out, reorder, write_parquet
 from .test_trainers import logged_steps, torchrun
 
 pytestmark = pytest.mark.trainer
@@ -62,9 +61,23 @@ def sft(tmp_path_factory):
     return base / "out", base / "tok"
 
 
-def run(sft, tmp_path: Path, mode: str) -> list[Path]:
+MODES = ("epochs", "random", "wrapped", "bfd")
+
+
+@pytest.fixture(scope="module")
+def runs(sft, tmp_path_factory) -> Path:
+    """One torchrun trains every mode in turn (one start-up of torch, transformers and trl for all);
+    mode m leaves its logs (and packed.json) in runs / m."""
     out, tok = sft
-    return torchrun(out, tmp_path, mode, str(tok), script=SCRIPT)
+    tmp = tmp_path_factory.mktemp("runs")
+    torchrun(out, tmp, ",".join(MODES), str(tok), script=SCRIPT)
+    return tmp
+
+
+def logs_of(runs: Path, mode: str) -> list[Path]:
+    logs = sorted((runs / mode).glob("audit.rank*.jsonl"))
+    assert len(logs) == W, logs
+    return logs
 
 
 def audit_json(out: Path, logs: list[Path]) -> tuple[int, dict]:
@@ -92,9 +105,9 @@ def split_log(logs: list[Path], tmp: Path, steps_per_epoch: int) -> list[list[Pa
     return epochs
 
 
-def test_sft_without_packing_holds_each_epoch_and_repeats_the_order(sft, tmp_path):
+def test_sft_without_packing_holds_each_epoch_and_repeats_the_order(sft, runs, tmp_path):
     out, _ = sft
-    logs = run(sft, tmp_path, "epochs")
+    logs = logs_of(runs, "epochs")
     steps = logged_steps(logs)
     per_epoch = -(-(70 // (W * B)) // K)  # the Trainer's ceil(M / k) steps of M micro-batches per rank
     assert len(steps) == 2 * per_epoch == 18
@@ -107,38 +120,43 @@ def test_sft_without_packing_holds_each_epoch_and_repeats_the_order(sft, tmp_pat
         assert report["global_batch"] == G and report["steps"] == per_epoch and report["tail_samples"] == 4, report
 
 
-def test_sft_random_sampling_fails_the_audit(sft, tmp_path):
+def test_sft_random_sampling_fails_the_audit(sft, runs):
     out, _ = sft
-    code, report = audit_json(out, run(sft, tmp_path, "random"))
+    code, report = audit_json(out, logs_of(runs, "random"))
     assert code == 1 and report["in_window"] < 0.5 and report["first_bad_step"] == 0, report
 
 
-def packed_check(sft, tmp_path: Path, mode: str) -> tuple[bool, bool]:
-    """(the packed stream is the conversations in order, every step took its window of packed samples and the
-    conversations of consecutive steps follow each other)."""
+def packed_stream(sft, runs: Path, mode: str) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
+    """(TRL's packed samples, the conversations of the output tokenized on their own in its order, the packed
+    samples each optimizer step consumed, the ranks pooled)."""
     out, tok = sft
-    logs = run(sft, tmp_path, mode)
-    packed = json.loads((tmp_path / "packed.json").read_text())
-    docs = conversations_in_order(out, tok)
+    packed = json.loads((runs / mode / "packed.json").read_text())
+    return packed, conversations_in_order(out, tok), logged_steps(logs_of(runs, mode))
+
+
+def test_sft_wrapped_packing_keeps_the_order(sft, runs):
+    packed, docs, steps = packed_stream(sft, runs, "wrapped")
+    # the packed samples are the conversations concatenated in the output's order, cut every L tokens
     stream = [t for d in docs for t in d]
-    in_order = [t for s in packed for t in s] == stream and all(len(s) == L for s in packed[:-1])
-    steps = logged_steps(logs)
-    per_rank = len(packed) // (W * B)
-    assert len(steps) == -(-per_rank // K)
-    windows = all(sorted(s) == list(range(i * G, i * G + len(s))) for i, s in enumerate(steps))
+    assert [t for s in packed for t in s] == stream and all(len(s) == L for s in packed[:-1])
+    # step s consumes exactly packed samples [s·G, (s+1)·G) (the last step: the first of its window)
+    assert len(steps) == -(-(len(packed) // (W * B)) // K)
+    assert [sorted(s) for s in steps] == [list(range(i * G, i * G + len(s))) for i, s in enumerate(steps)]
+    assert all(len(s) == G for s in steps[:-1])
+    # so the conversations of consecutive steps follow each other: the next step starts with the conversation
+    # the last one ended with (cut by the sample boundary) or the one after it
     spans = trl_sft.packed_documents([len(d) for d in docs], L)
-    first = [int(spans[min(s), 0]) for s in steps]
-    last = [int(spans[max(s), 1]) for s in steps]
-    follow = first[0] == 0 and all(nxt in (prev, prev + 1) for prev, nxt in zip(last, first[1:], strict=False))
-    return in_order, windows and follow
+    first, last = [int(spans[min(s), 0]) for s in steps], [int(spans[max(s), 1]) for s in steps]
+    assert first[0] == 0 and all(nxt in (prev, prev + 1) for prev, nxt in zip(last, first[1:], strict=False))
 
 
-def test_sft_wrapped_packing_keeps_the_order(sft, tmp_path):
-    assert packed_check(sft, tmp_path, "wrapped") == (True, True)
-
-
-def test_sft_best_fit_packing_breaks_it(sft, tmp_path):
-    assert packed_check(sft, tmp_path, "bfd") == (False, False)
+def test_sft_best_fit_packing_breaks_it(sft, runs):
+    """TRL's default packing: the sampler still takes samples [s·G, (s+1)·G), but the samples are not the
+    conversations in order (best-fit decreasing sorts them by length inside each map batch)."""
+    packed, docs, steps = packed_stream(sft, runs, "bfd")
+    assert [sorted(s) for s in steps] == [list(range(i * G, i * G + len(s))) for i, s in enumerate(steps)]
+    assert [t for s in packed for t in s] != [t for d in docs for t in d[:L]]  # not even with each truncated to L
+    assert sorted(t for s in packed for t in s) == sorted(t for d in docs for t in d[:L])  # the same tokens
 
 
 # ------------------------------------------------------------------ the recipe's own parts (no torchrun)
@@ -168,3 +186,31 @@ def test_sft_dataset_is_the_manifest_order(sft, tmp_path):
     ds = trl_sft.sft_dataset(out, cache_dir=tmp_path)
     assert ds["id"] == read_parquet_out(out).column("id").to_pylist()
     assert ds["id"] != [f"s{i}" for i in range(70)]  # not the input order: the reorder is what is read
+    assert ds["messages"] == read_parquet_out(out).column("messages").to_pylist()
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "jsonl.zst"])
+def test_sft_dataset_of_a_jsonl_output(sft, tmp_path, fmt):
+    """A JSONL output is read in order too (the ``json`` builder over the shards' list); .jsonl.zst is refused."""
+    out, _ = sft
+    jsonl = tmp_path / "jsonl"
+    (tmp_path / "cfg.yaml").write_text("score_field: score\nseed: 42\n")
+    reorder(tmp_path / "cfg.yaml", [out], jsonl, method="saw", sets=[f"format={fmt}", "shard_rows=20"])
+    if fmt == "jsonl.zst":
+        with pytest.raises(ReorderError, match="reads Parquet or plain JSONL outputs"):
+            trl_sft.sft_dataset(jsonl, cache_dir=tmp_path / "cache")
+        return
+    ds = trl_sft.sft_dataset(jsonl, cache_dir=tmp_path / "cache")
+    rows = [json.loads(line) for line in read_jsonl_out(jsonl)]
+    assert ds["id"] == [r["id"] for r in rows] and ds["messages"] == [r["messages"] for r in rows]
+
+
+def test_audit_refuses_a_trainer_that_breaks_the_order(tmp_path):
+    from types import SimpleNamespace
+
+    args = SimpleNamespace(**{**trl_sft.order_settings(packing=True), "packing_strategy": "bfd"})
+    with pytest.raises(ReorderError, match="packing_strategy='bfd' breaks the order"):
+        trl_sft.audit(SimpleNamespace(args=args), tmp_path / "audit.jsonl")
+    args = SimpleNamespace(**{**trl_sft.order_settings(), "train_sampling_strategy": "random"})
+    with pytest.raises(ReorderError, match="train_sampling_strategy='random' breaks the order"):
+        trl_sft.audit(SimpleNamespace(args=args), tmp_path / "audit.jsonl")

@@ -1,18 +1,21 @@
 """Run under torchrun by test_trl_sft.py: TRL's SFTTrainer trains a tiny Llama (built from a config, no
 download) on a chat output, with reorder's audit callback recording what each rank's model received.
 
-    torchrun --nproc_per_node 2 tests/trl_sft_script.py OUTPUT LOG MODE WORKDIR TOKENIZER
+    torchrun --nproc_per_node 2 tests/trl_sft_script.py OUTPUT LOG MODES WORKDIR TOKENIZER
 
-b = 2, k = 2 (G = 8 with 2 ranks), max_length (L) = 16. MODE:
+MODES is a comma-separated list, trained one after the other in the same processes (one start-up of
+torch and the libraries for all); mode m logs to LOG's folder/m/ and works in WORKDIR/m.
+b = 2, k = 2 (G = 8 with 2 ranks), max_length (L) = 16. A mode:
 - ``sequential``: ``trl_sft.sft_config`` (no packing), ``trl_sft.audit`` (ids);
 - ``wrapped``: ``trl_sft.sft_config(packing=True)``, ``trl_sft.audit`` (packed-sample indices);
 - ``epochs``: ``sequential`` over 2 epochs;
 - ``random``, ``bfd``: the trainer's defaults (random sampling; best-fit packing), the same log written
   by hand (``trl_sft.audit`` refuses them).
-With packing, rank 0 also writes the packed dataset's input_ids to WORKDIR/../packed.json.
+With packing, rank 0 also writes the packed dataset's input_ids to LOG's folder/m/packed.json.
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -22,12 +25,25 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from trl import SFTConfig, SFTTrainer
 
 from reorder_cli.loader import trl_sft
+from reorder_cli.loader.audit_log import rank_path
 from reorder_cli.loader.hf_audit import AuditCallback
 
 B, K, L = 2, 2, 16
 
 
-def main(out: str, log: str, mode: str, workdir: str, tokenizer_dir: str) -> None:
+def main(out: str, log: str, modes: str, workdir: str, tokenizer_dir: str) -> None:
+    for mode in modes.split(","):
+        folder = Path(log).parent / mode
+        rank_path(folder / "audit.jsonl", rank()).unlink(missing_ok=True)  # a retried run starts afresh
+        train(out, folder, mode, str(Path(workdir) / mode), tokenizer_dir)
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def train(out: str, folder: Path, mode: str, workdir: str, tokenizer_dir: str) -> None:
+    log = folder / "audit.jsonl"
     torch.manual_seed(0)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(tokenizer_dir)
     model = LlamaForCausalLM(LlamaConfig(
@@ -43,11 +59,11 @@ def main(out: str, log: str, mode: str, workdir: str, tokenizer_dir: str) -> Non
     else:  # the trainer's defaults: random sampling (no packing), or best-fit packing (sequential sampling)
         args = SFTConfig(**common, remove_unused_columns=False, dataloader_drop_last=True,
                          **({"packing": True, "train_sampling_strategy": "sequential"} if mode == "bfd" else {}))
-    dataset = trl_sft.sft_dataset(out, cache_dir=Path(workdir).parent / "hf-cache")
+    dataset = trl_sft.sft_dataset(out, cache_dir=folder / "hf-cache")
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-    if args.packing and int(torch.distributed.get_rank() if torch.distributed.is_initialized() else 0) == 0:
+    if args.packing and rank() == 0:
         packed = [list(map(int, ids)) for ids in trainer.train_dataset["input_ids"]]
-        (Path(workdir).parent / "packed.json").write_text(json.dumps(packed))
+        (folder / "packed.json").write_text(json.dumps(packed))
     if mode in ("sequential", "epochs", "wrapped"):
         trl_sft.audit(trainer, log)
     else:  # what trl_sft.audit does, without its refusal
