@@ -58,17 +58,14 @@ def sft_config(packing: bool = False, **kwargs):
 
 def sft_dataset(path: str | Path, cache_dir: str | Path | None = None):
     """The output's rows as a ``datasets.Dataset``, in the manifest's order (its shards, checked against
-    the manifest, read in order; Parquet or JSONL)."""
+    the manifest, read in order: Parquet, JSONL or JSONL.zst). ``datasets`` writes its Arrow cache
+    into ``cache_dir`` (default: its own cache folder)."""
     import datasets
 
     source = Source(path)
-    kinds = {s.format for s in source.shards}
     if not source.shards:
         raise ReorderError(f"{source.folder}: the output has no shard: nothing to train on")
-    if len(kinds) > 1 or kinds == {"jsonl.zst"}:
-        raise ReorderError(f"{source.folder}: trl_sft.sft_dataset reads Parquet or plain JSONL outputs "
-                           f"(found {', '.join(sorted(kinds))}); write the output with --set format=parquet")
-    builder = "parquet" if kinds == {"parquet"} else "json"
+    builder = "parquet" if source.shards[0].format == "parquet" else "json"  # json reads .jsonl.zst too
     files = [str(s.path) for s in source.shards]  # a list keeps its order (a glob would sort)
     return datasets.load_dataset(builder, data_files=files, split="train",
                                  cache_dir=str(cache_dir) if cache_dir is not None else None)
