@@ -210,3 +210,22 @@ def test_audit_refuses_a_trainer_that_breaks_the_order(tmp_path):
     args = SimpleNamespace(**{**trl_sft.order_settings(), "train_sampling_strategy": "random"})
     with pytest.raises(ReorderError, match="train_sampling_strategy='random' breaks the order"):
         trl_sft.audit(SimpleNamespace(args=args), tmp_path / "audit.jsonl")
+
+
+def test_an_order_per_epoch_is_a_run_per_epoch_with_its_seed(sft, tmp_path):
+    """docs/guides/sft.md: STR with window_size 0 ignores the seed (one order); with window_size w > 1 the seed
+    shuffles each window of w (JIT), so one run per epoch with seed = e gives each epoch its own order, every
+    order the same rows, each read back in its own order by sft_dataset."""
+    out, _ = sft
+    (tmp_path / "cfg.yaml").write_text("score_field: score\nformat: parquet\n")
+    ids = {}
+    for window, seed in [(0, 0), (0, 1), (8, 0), (8, 1), (8, 0)]:
+        folder = tmp_path / f"w{window}-s{seed}"
+        if not folder.exists():
+            reorder(tmp_path / "cfg.yaml", [out], folder, method="str", sets=[f"seed={seed}", f"window_size={window}"])
+        ids[window, seed] = trl_sft.sft_dataset(folder, cache_dir=tmp_path / "cache")["id"]
+    assert ids[0, 0] == ids[0, 1]
+    assert ids[8, 0] != ids[8, 1] and sorted(ids[8, 0]) == sorted(ids[8, 1]) == sorted(ids[0, 0])
+    # the windows of 8 keep the curriculum: each holds the same rows whatever the seed
+    assert all(sorted(ids[8, 0][i:i + 8]) == sorted(ids[8, 1][i:i + 8]) == sorted(ids[0, 0][i:i + 8])
+               for i in range(0, 70, 8))
