@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from reorder_cli.loader import OrderedReader
 
-from .conftest import expected_order, read_jsonl_out, read_parquet_out, reorder, shard_files
+from .conftest import expected_order, invoke, read_jsonl_out, read_parquet_out, reorder, shard_files
 
 ROLES = ["system", "user", "assistant", "tool"]
 PATHS = [(src, fmt, rewrite) for src in ("jsonl", "parquet") for fmt in ("jsonl", "parquet")
@@ -31,7 +31,7 @@ OOC = ["rewrite=out-of-core", "memory_limit=1"]  # the smallest pieces (below th
 
 
 def chat_rows(n: int, seed: int) -> list[dict]:
-    """``n`` SFT records: id, score, messages (0 to 4 turns; some with ``name`` and ``tool_calls: null``)."""
+    """``n`` SFT records: id, score, messages (0 to 4 turns; some with ``name`` and ``tool_calls: null``), meta."""
     rng = random.Random(seed)
     rows = []
     for i in range(n):
@@ -44,7 +44,8 @@ def chat_rows(n: int, seed: int) -> list[dict]:
             if rng.random() < 0.3:
                 m["tool_calls"] = None
             messages.append(m)
-        rows.append({"id": f"c{i}", "score": rng.randint(0, 12) / 4, "messages": messages})
+        meta = {"source": rng.choice(["a", "b"]), "tools": None}  # a struct column with a null-typed field too
+        rows.append({"id": f"c{i}", "score": rng.randint(0, 12) / 4, "messages": messages, "meta": meta})
     rows[1]["messages"] = []  # an empty conversation
     rows[2]["messages"] = [{"role": "assistant", "content": "", "name": "bot", "tool_calls": None}]
     return rows
@@ -101,6 +102,8 @@ def test_chat_records_through_every_path(tmp_path, src, fmt, rewrite):
     assert {"role": "assistant", "content": "", "name": "bot", "tool_calls": None} in [m for r in got
                                                                                       for m in r["messages"]]
     assert [] in [r["messages"] for r in got]
+    result = invoke("verify", out, "--with-inputs")  # verify proves the same permutation
+    assert result.exit_code == 0, result.output
 
 
 @pytest.mark.parametrize(("src", "fmt"), [("jsonl", "parquet"), ("parquet", "parquet"), ("parquet", "jsonl")])
