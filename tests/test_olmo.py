@@ -29,7 +29,7 @@ from reorder_cli.loader import olmo as recipe
 from reorder_cli.loader.audit_log import AuditLog
 from reorder_cli.publish import manifest
 
-from .conftest import make_rows, reorder, write_parquet
+from .conftest import make_rows, read_manifest, reorder, write_parquet
 from .test_trainers import SIGNALLED
 
 pytestmark = pytest.mark.trainer
@@ -66,7 +66,7 @@ def out(tmp_path_factory) -> Path:
     (base / "cfg.yaml").write_text("score_field: score\nseed: 42\n")
     folder = base / "out"
     reorder(base / "cfg.yaml", [inp], folder, method="str", sets=["shard_rows=100", "row_group_rows=30"])
-    doc, _ = manifest.read(folder)
+    doc = read_manifest(folder)
     tokens, lengths = make_pieces(folder / "tokens", [s["rows"] for s in doc["shards"]])
     (folder / "olmo").mkdir()
     export = EXPORTS["olmo"].assemble(
@@ -102,7 +102,7 @@ def test_the_export_is_the_stream_in_one_file_with_its_document_boundaries(out, 
     lines = gzip.decompress(gz).decode().splitlines()
     assert lines == [f"{s},{e}" for s, e in zip(np.r_[0, ends[:-1]], ends, strict=True)]
     assert np.all(stream[ends - 1] == EOS)
-    export = manifest.read(out)[0]["export"]
+    export = read_manifest(out)["export"]
     assert export["format"] == "olmo" and export["dtype"] == "uint16" and export["tokens"] == stream.size
     assert export["documents"] == 305 == len(lines)
     for f in export["files"]:
@@ -310,7 +310,7 @@ def test_recipe_refusals(out, tmp_path):
                            dp_rank=0, fs_local_rank=0)
     plain = tmp_path / "plain"
     shutil.copytree(out, plain)
-    doc, _ = manifest.read(plain)
+    doc = read_manifest(plain)
     doc["tokens"]["eos"] = None
     manifest.find(plain).write_text(manifest.dumps(doc))
     with pytest.raises(ReorderError, match=r"\.manifest\.json: the documents have no EOS token"):

@@ -32,7 +32,7 @@ def out(tmp_path_factory):
     return folder
 
 
-def torchrun(out: Path, tmp: Path, mode: str, *extra: str) -> list[Path]:
+def torchrun(out: Path, tmp: Path, mode: str, *extra: str, script: Path = SCRIPT) -> list[Path]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "PYTHONPATH": str(SCRIPT.parent.parent)}
 
@@ -41,7 +41,7 @@ def torchrun(out: Path, tmp: Path, mode: str, *extra: str) -> list[Path]:
             stale.unlink()
         shutil.rmtree(tmp / "work", ignore_errors=True)
 
-    run_torchrun(SCRIPT, [out, tmp / "audit.jsonl", mode, tmp / "work", *extra], env, reset)
+    run_torchrun(script, [out, tmp / "audit.jsonl", mode, tmp / "work", *extra], env, reset)
     return sorted(tmp.glob("audit.rank*.jsonl"))
 
 

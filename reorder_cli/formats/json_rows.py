@@ -64,7 +64,25 @@ def infer_schema(data, where: Locate) -> pa.Schema | None:
         raise ReorderError(f"{where(0)}...: cannot convert to Parquet: {str(exc).splitlines()[0]}") from None
     # Integers beyond 64 bits have no Parquet type: an int64 column makes the strict parse name them.
     fields = {name: pl.Int64 if dtype in (pl.Int128, pl.UInt128) else dtype for name, dtype in schema.items()}
-    return pl.DataFrame(schema=fields).to_arrow().schema
+    return canonical(pl.DataFrame(schema=fields).to_arrow().schema)
+
+
+def canonical(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with the fields of every nested struct sorted by name (the columns keep their order).
+
+    Polars orders a struct's fields by how it met them, which depends on how the records were cut
+    into pieces (all at once in memory, piece by piece out of core): sorted, the inferred schema,
+    and so the output's bytes, are the same on every path."""
+    return pa.schema([f.with_type(_sorted_structs(f.type)) for f in schema])
+
+
+def _sorted_structs(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_struct(t):
+        return pa.struct(sorted((f.with_type(_sorted_structs(f.type)) for f in t), key=lambda f: f.name))
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        make = pa.large_list if pa.types.is_large_list(t) else pa.list_
+        return make(t.value_field.with_type(_sorted_structs(t.value_type)))
+    return t
 
 
 def _raise_conflict(data, where: Locate) -> None:

@@ -303,6 +303,47 @@ def to_arrow(frame: pl.DataFrame, schema: pa.Schema) -> pa.Table:
 def cast_to(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """The table's columns of ``schema``, cast to it; a one-line error when they do not fit."""
     try:
-        return table.select(schema.names).cast(schema)
+        table = table.select(schema.names)
+        bad = [i for i, f in enumerate(schema) if _struct_holds_null(f.type)]
+        if not bad:
+            return table.cast(schema)
+        plain = table.drop_columns([schema.names[i] for i in bad])
+        out = plain.cast(pa.schema([f for i, f in enumerate(schema) if i not in bad]))
+        for i in bad:  # a loop over columns
+            chunks = [_cast_nested(chunk, schema.field(i).type) for chunk in table.column(i).chunks]
+            out = out.add_column(i, schema.field(i), pa.chunked_array(chunks, schema.field(i).type))
+        return out
     except (pa.ArrowException, KeyError) as exc:
         raise ReorderError(f"rows do not fit the output Parquet schema: {exc}") from None
+
+
+def _struct_holds_null(t: pa.DataType, in_struct: bool = False) -> bool:
+    """A null-typed struct field somewhere in ``t`` (a chat message's ``"tool_calls": null`` in every record)."""
+    if pa.types.is_null(t):
+        return in_struct
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return _struct_holds_null(t.value_type, in_struct)
+    if pa.types.is_struct(t):
+        return any(_struct_holds_null(f.type, True) for f in t)
+    return False
+
+
+def _cast_nested(arr: pa.Array, t: pa.DataType) -> pa.Array:
+    """``arr`` cast to ``t`` level by level (lists and structs built afresh, their leaves cast).
+
+    Arrow 26's cast of a list of structs with a null-typed field makes that field as long as
+    the list, not as its values, and the result fails validation ("Struct child array #3 has
+    length smaller than expected"), even to the same type; building the levels avoids it."""
+    mask = arr.is_null() if arr.null_count else None
+    if pa.types.is_null(t):
+        return pa.nulls(len(arr))
+    if pa.types.is_struct(t) and pa.types.is_struct(arr.type):
+        children = [_cast_nested(arr.field(f.name), f.type) for f in t]
+        return pa.StructArray.from_arrays(children, fields=list(t), mask=mask)
+    if (pa.types.is_list(t) or pa.types.is_large_list(t)) and (
+            pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
+        large = pa.types.is_large_list(t)
+        offsets = arr.offsets.cast(pa.int64() if large else pa.int32())  # safe: refuses an overflow
+        make = pa.LargeListArray if large else pa.ListArray
+        return make.from_arrays(offsets, _cast_nested(arr.values, t.value_type), type=t, mask=mask)
+    return arr.cast(t)

@@ -199,12 +199,13 @@ def _infer(lines: pa.LargeBinaryArray, where: Callable[[int], str]) -> pa.Schema
 
 
 def merge_schemas(schemas: list[pa.Schema | None]) -> pa.Schema | None:
-    """One schema for all: fields in order of first appearance, types widened as Polars does."""
+    """One schema for all: fields in order of first appearance (a nested struct's sorted by name:
+    ``json_rows.canonical``), types widened as Polars does."""
     frames = [pl.from_arrow(s.empty_table()) for s in schemas if s is not None]
     if not frames:
         return None
     try:
-        return pl.concat(frames, how="diagonal_relaxed").head(0).to_arrow().schema
+        return json_rows.canonical(pl.concat(frames, how="diagonal_relaxed").head(0).to_arrow().schema)
     except pl.exceptions.PolarsError as exc:  # e.g. a field that is a number in one file and an object in another
         raise ReorderError(f"the JSONL inputs' fields have types that conflict between files: "
                            f"{str(exc).splitlines()[0]}") from None
