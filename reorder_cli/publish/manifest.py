@@ -24,6 +24,7 @@ from reorder_cli.formats.writers import COMPRESSION
 from reorder_cli.metrics import guidance as metrics
 from reorder_cli.metrics.summary import profile, score_summary
 from reorder_cli.plan.build import Plan
+from reorder_cli.tokens.sections import sections
 from reorder_cli.util import store
 from reorder_cli.util.hashing import fingerprint
 
@@ -37,7 +38,8 @@ RUN_LOG_NAMES = (RUN_LOG_NAME, LEGACY_RUN_LOG_NAME)
 BOOKKEEPING = (*MANIFEST_NAMES, *RUN_LOG_NAMES)  # every file of an output folder that is not a shard
 
 
-def build(plan: Plan, cfg: RunConfig, shards: list[dict], out_dir: Path | store.URL) -> dict[str, Any]:
+def build(plan: Plan, cfg: RunConfig, shards: list[dict], out_dir: Path | store.URL,
+          export: dict | None = None) -> dict[str, Any]:
     def rel(p) -> str:  # a URL is recorded as it is; a local input of an output on a store, absolute
         if store.is_url(p):
             return str(p)
@@ -89,6 +91,7 @@ def build(plan: Plan, cfg: RunConfig, shards: list[dict], out_dir: Path | store.
         },
         "profile": profile(plan.scores),
         "metrics": metrics.compute(plan.scores),
+        **sections(cfg.tokens, shards, export),  # tokens, export (issue 19)
     }
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats.writers import is_shard_name, shard_differs
 from reorder_cli.publish import manifest
+from reorder_cli.tokens import sections
 from reorder_cli.util import store
 from reorder_cli.workdir import differences
 
@@ -51,7 +52,7 @@ def recorded_identity(doc: dict[str, Any], folder: Path) -> dict[str, Any]:
               "compression_level": out["compression_level"], "shard_size": out["shard_size"],
               "shard_rows": out["shard_rows"], "invalid_scores": doc["invalid_scores"]["policy"],
               "score": doc.get("score"), "select": (doc.get("selection") or {}).get("params"),
-              **{k: out.get(k) for k in _ROW_GROUP}}
+              **{k: out.get(k) for k in _ROW_GROUP}} | sections.recorded_identity(doc)
     base = folder.resolve()
     inputs = [{"path": i["path"] if store.is_url(i["path"]) or os.path.isabs(i["path"]) else
                os.path.normpath(base / i["path"]),
