@@ -14,7 +14,7 @@ import numpy as np
 from reorder_cli.errors import ReorderError
 from reorder_cli.util.hashing import file_sha256
 
-#: The largest vocabulary whose ids all fit uint16.
+#: The largest vocabulary (its top id + 1) whose ids all fit uint16.
 UINT16_VOCAB = 1 << 16
 
 
@@ -78,7 +78,8 @@ def resolve(tokens: dict[str, Any]) -> dict[str, Any]:
     tokenizer's path and sha256, ``text_field``, the BOS/EOS ids (None: not added), the dtype and the
     vocabulary's size."""
     tok = load(tokens["tokenizer"], tokens["sha256"])
-    vocab = int(tok.get_vocab_size(with_added_tokens=True))
+    ids = tok.get_vocab(with_added_tokens=True).values()  # a WordLevel vocabulary may have gaps: its top id counts
+    vocab = max(int(tok.get_vocab_size(with_added_tokens=True)), max(ids, default=-1) + 1)
     dtype = tokens["token_dtype"] if tokens["token_dtype"] != "auto" else \
         ("uint16" if vocab <= UINT16_VOCAB else "uint32")
     out = {"tokenizer": tokens["tokenizer"], "sha256": tokens["sha256"], "text_field": tokens["text_field"],
