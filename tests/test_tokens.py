@@ -323,3 +323,17 @@ def test_an_output_without_tokens_still_reads(tmp_path, jsonl_corpus, config_fil
     assert "tokens" not in doc and "export" not in doc
     assert invoke("verify", out).exit_code == 0
     assert "nothing to do" in reorder(config_file, jsonl_corpus.files, out, method="str").stderr
+
+
+def test_without_the_tokenizers_library_the_error_names_the_extra(tmp_path, jsonl_corpus, tok, monkeypatch):
+    from reorder_cli.tokens import tokenizer
+
+    tokenizer.load.cache_clear()
+    monkeypatch.setitem(__import__("sys").modules, "tokenizers", None)  # import tokenizers: ImportError
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("score_field: score\n")
+    line = one_line_error(reorder(cfg, jsonl_corpus.files, tmp_path / "out", method="str",
+                                  sets=[f"tokenizer={tok}"], ok=False))
+    assert "reorder[tokens]" in line, line
+    assert not (tmp_path / "out").exists()
+    tokenizer.load.cache_clear()

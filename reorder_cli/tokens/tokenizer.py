@@ -23,7 +23,7 @@ def _library():
         import tokenizers
     except ImportError:
         raise ReorderError("tokenizer: the tokenizers library is not installed; install the extra: "
-                           "pip install 'reorder-cli[tokens]'") from None
+                           "pip install 'reorder[tokens]'") from None
     return tokenizers
 
 
