@@ -337,3 +337,22 @@ def test_without_the_tokenizers_library_the_error_names_the_extra(tmp_path, json
     assert "reorder[tokens]" in line, line
     assert not (tmp_path / "out").exists()
     tokenizer.load.cache_clear()
+
+
+def test_a_finished_gather_whose_staged_piece_changed_is_run_again(tmp_path, jsonl_corpus, tok):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("score_field: score\nformat: jsonl\nshard_rows: 400\n")
+    out = tmp_path / "out"
+    sets = [f"tokenizer={tok}", "rewrite=out-of-core", "memory_limit=1"]
+    reorder(cfg, jsonl_corpus.files, out, method="str", sets=sets, extra=["--plan-only"])
+    for i in range(3):
+        assert invoke("task", out, "scatter", i).exit_code == 0
+    assert invoke("task", out, "gather", 0).exit_code == 0
+    staged = out / ".reorder" / "shards" / "00000.tokens"
+    data = bytearray(staged.read_bytes())
+    data[:2] = b"\xff\xff"  # same size, other bytes: a stale piece
+    staged.write_bytes(bytes(data))
+    reorder(cfg, jsonl_corpus.files, out, method="str", sets=sets)
+    ids, _ = stream(out)
+    assert np.array_equal(ids.astype(np.int64), independent(_texts_jsonl(out), tok, None, 2))
+    assert invoke("verify", out).exit_code == 0
