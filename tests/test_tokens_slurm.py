@@ -22,7 +22,8 @@ def _needs_slurm():
 def test_slurm_gather_jobs_write_the_token_pieces_of_a_local_run(tmp_path, config_file, jsonl_corpus):
     tok = make_tokenizer(tmp_path / "tok")
     sets = [f"tokenizer={tok}", "add_bos=true"]
-    reorder(config_file, jsonl_corpus.files, tmp_path / "local", method="saw", sets=sets)
+    local = ["shard_rows=150", *sets]  # in memory
+    reorder(config_file, jsonl_corpus.files, tmp_path / "local", method="saw", sets=local)
     args = ["run", config_file, "--method", "saw", "--output", "out"]
     for f in jsonl_corpus.files:
         args += ["--input", f]
