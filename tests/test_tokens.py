@@ -356,3 +356,19 @@ def test_a_finished_gather_whose_staged_piece_changed_is_run_again(tmp_path, jso
     ids, _ = stream(out)
     assert np.array_equal(ids.astype(np.int64), independent(_texts_jsonl(out), tok, None, 2))
     assert invoke("verify", out).exit_code == 0
+
+
+def test_a_rerun_over_an_altered_piece_or_export_file_is_not_already_done(tmp_path, jsonl_corpus, tok, standin):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("score_field: score\nformat: parquet\n")
+    out = tmp_path / "out"
+    sets = [f"tokenizer={tok}", "export=standin"]
+    reorder(cfg, jsonl_corpus.files, out, method="str", sets=sets)
+    for name in ("tokens/00000.lengths.npy", "standin/all.bin"):
+        target = out / name
+        kept = target.read_bytes()
+        target.write_bytes(kept[:-1] + bytes([kept[-1] ^ 1]))
+        line = one_line_error(reorder(cfg, jsonl_corpus.files, out, method="str", sets=sets, ok=False))
+        assert name in line and "changed since" in line, line
+        target.write_bytes(kept)
+    assert "nothing to do" in reorder(cfg, jsonl_corpus.files, out, method="str", sets=sets).stderr

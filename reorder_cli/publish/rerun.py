@@ -71,6 +71,8 @@ def shard_changes(doc: dict[str, Any], folder: Path | store.URL, workers: int = 
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         changes = [c for c in pool.map(check, entries) if c]
+    if not store.is_url(folder):  # token pieces and exports: local outputs only
+        changes += sections.changes(doc, folder)
     listed = {e["file"] for e in entries}
     changes += [f"{name} is not in the manifest" for name in sorted(present)
                 if is_shard_name(name) and name not in listed]

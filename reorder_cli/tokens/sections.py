@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reorder_cli.tokens import tokenizer
+from reorder_cli.tokens import piece, tokenizer
+from reorder_cli.util.hashing import file_sha256
 
 #: The folder of the output holding the token pieces.
 FOLDER = "tokens"
@@ -49,3 +50,16 @@ def recorded_identity(doc: dict[str, Any]) -> dict[str, Any]:
     settings = (doc.get("tokens") or {}).get("settings")
     name = (doc.get("export") or {}).get("format")
     return ({"tokens": settings} if settings else {}) | ({"export": name} if name else {})
+
+
+def changes(doc: dict[str, Any], folder: Path) -> list[str]:
+    """How the token pieces and export files in output ``folder`` differ from manifest ``doc`` (a re-run
+    of a changed output is not "already done")."""
+    found = [piece.piece_differs(folder, entry) for entry in (doc.get("tokens") or {}).get("shards", [])]
+    for entry in (doc.get("export") or {}).get("files", []):  # a loop over the export's files
+        path = folder / entry["file"]
+        if not path.is_file():
+            found.append(f"{entry['file']} is missing")
+        elif path.stat().st_size != entry["bytes"] or file_sha256(path) != entry["sha256"]:
+            found.append(f"{entry['file']} was altered (its size or sha256 differs from the manifest's)")
+    return [c for c in found if c]
