@@ -103,7 +103,7 @@ def jsonl_batches(shard: Path, fmt: str, field: str, where: Locate) -> Iterator[
                                      parse_options=pj.ParseOptions(explicit_schema=schema,
                                                                    unexpected_field_behavior="ignore"))
             except pa.ArrowException:
-                bad = next(i for i in range(len(lines)) if _not_string(lines[i].as_py(), field))  # the error path
+                bad = next((i for i in range(len(lines)) if _not_string(lines[i].as_py(), field)), 0)  # error path
                 raise refuse(field, _describe(lines[bad].as_py(), field), first + bad, shard, where) from None
             column = nested_column(table, field)
             yield _checked(column, field, first, shard, where, value_of)
@@ -119,7 +119,8 @@ def _not_string(line: bytes, field: str) -> bool:
 
 def _describe(line: bytes, field: str) -> str:
     try:
-        return _why(_lookup(json.loads(line), field))
+        value = _lookup(json.loads(line), field)
+        return _why(value) if not isinstance(value, str) else "cannot be read by Arrow's JSON reader"
     except ValueError as exc:
         return f"cannot be read: the record is not valid JSON ({str(exc)[:60]})"
 
