@@ -176,15 +176,17 @@ TOKENS_FLOOR = "tokenize in input order (floor)"
 TOKENIZE = """
 import sys, itertools, numpy as np, pyarrow.parquet as pq
 from tokenizers import Tokenizer
-tok = Tokenizer.from_file(sys.argv[2]); eos = tok.token_to_id("</s>")
+tok = Tokenizer.from_file(sys.argv[2]); eos = tok.token_to_id("</s>"); total = 0
 with open(sys.argv[1], "wb") as out:
     for path in sys.argv[3:]:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=8192, columns=["text"]):
             enc = tok.encode_batch_fast(batch.column(0).to_pylist(), add_special_tokens=False)
-            n = np.fromiter((len(e.ids) + 1 for e in enc), dtype=np.int64, count=len(enc))
+            n = np.fromiter((len(e) + 1 for e in enc), dtype=np.int64, count=len(enc))
             ids = np.fromiter(itertools.chain.from_iterable(e.ids + [eos] for e in enc), dtype=np.uint16,
                               count=int(n.sum()))
             ids.astype("<u2").tofile(out)
+            total += len(ids)
+print("tokens", total)
 """
 
 

@@ -33,7 +33,7 @@ def encode(tok, docs: list[str], bos: int | None, eos: int | None) -> tuple[np.n
     """(the documents' tokens, concatenated, each [BOS] + ids + [EOS]; the tokens of each document),
     as ``uint32`` (checked against ``dtype`` by the caller)."""
     encodings = tok.encode_batch_fast(docs, add_special_tokens=False)
-    counts = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+    counts = np.fromiter((len(e) for e in encodings), dtype=np.int64, count=len(encodings))  # len: no id list
     flat = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), dtype=np.uint32,
                        count=int(counts.sum()))
     extra = (bos is not None) + (eos is not None)
