@@ -23,6 +23,7 @@ import yaml
 from reorder_cli import methods as registry
 from reorder_cli.errors import ReorderError
 from reorder_cli.util import store
+from reorder_cli.util.hashing import file_sha256
 from reorder_cli.util.stage_names import SLURM_JOBS, TASK_STAGES
 from reorder_cli.util.units import parse_size
 
@@ -369,6 +370,11 @@ def _method(key: str, v: Any) -> str:
     return name
 
 
+#: ``format:`` values that mean ``export: <that>`` with the rows in Parquet, as issue 19 writes them.
+EXPORT_FORMATS = ("megatron", "olmo", "mds")
+#: The keys of a run's tokenization (``RunConfig.tokens``); ``tokenizer`` turns it on.
+TOKEN_KEYS = ("tokenizer", "text_field", "add_bos", "add_eos", "bos_token", "eos_token", "token_dtype")
+
 ORDERING_KEYS = [
     Key("score_field", "score", "field holding the score; a dotted path reaches nested fields (metadata.score)",
         _str),
@@ -411,8 +417,9 @@ TOOL_KEYS = [
         "scratch ($REORDER_SCRATCH or the temp folder), --executor local only",
         _str),
     Key("format", "auto", "output format: parquet (zstd), jsonl.zst or jsonl; auto: the inputs' format when they "
-        "all share one (.jsonl -> jsonl, .jsonl.zst or .jsonl.gz -> jsonl.zst, .parquet -> parquet), else parquet",
-        _choice("auto", "parquet", "jsonl.zst", "jsonl")),
+        "all share one (.jsonl -> jsonl, .jsonl.zst or .jsonl.gz -> jsonl.zst, .parquet -> parquet), else parquet; "
+        "megatron, olmo or mds: export: <that>, with the rows in parquet",
+        _choice("auto", "parquet", "jsonl.zst", "jsonl", *EXPORT_FORMATS)),
     Key("compression_level", 3, "zstd level of the output (1-22)", _int(1, 22)),
     Key("shard_size", "256MB", "close an output shard at about this size on disk, compressed (0: no limit)", _size),
     Key("shard_rows", 0, "close an output shard at this many rows (0: no limit)", _int(0)),
@@ -425,6 +432,21 @@ TOOL_KEYS = [
         "data that does not fit is reordered out of core", _size),
     Key("rewrite", "auto", "auto: in memory when the data fits memory_limit, else out of core; "
         "or force in-memory / out-of-core", _choice("auto", "in-memory", "out-of-core")),
+    Key("tokenizer", None, "tokenize every output shard's documents into a token piece beside it (NNNNN.tokens, "
+        "NNNNN.lengths.npy; published in OUTPUT/tokens/): a local tokenizer.json, or a folder holding one (never a "
+        "download); needs the extra tokens (see Token exports)", _str),
+    Key("text_field", "text", "tokenizer: the field holding each document's text (a string; a dotted path reaches "
+        "nested fields)", _str),
+    Key("add_bos", False, "tokenizer: put bos_token before each document", _bool),
+    Key("add_eos", True, "tokenizer: put eos_token after each document", _bool),
+    Key("bos_token", None, "tokenizer: the BOS token (default: bos_token of tokenizer_config.json beside the "
+        "tokenizer)", _str),
+    Key("eos_token", None, "tokenizer: the EOS token (default: eos_token of tokenizer_config.json beside the "
+        "tokenizer)", _str),
+    Key("token_dtype", "auto", "tokenizer: the token pieces' dtype; auto: uint16 when the vocabulary has at most "
+        "65536 ids, else uint32", _choice("auto", "uint16", "uint32")),
+    Key("export", None, "assemble the output into a trainer's native files in OUTPUT/NAME/: megatron, olmo or mds "
+        "(see Token exports); null: none", _str),
     Key("work_compression", "none", "out of core: compression of the scatter files: none (fastest), lz4 (about "
         "30% less temporary space, more CPU) or zstd",
         _choice("lz4", "zstd", "none")),
@@ -498,6 +520,9 @@ class RunConfig:
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
     work_compression: str = "none"
     work_dir: str | None = None  # the work_dir key: the folder holding each run's working state (workdir.py)
+    #: the token keys (TOKEN_KEYS; tokenizer an absolute path, plus its file's sha256); None: no tokenizer
+    tokens: dict[str, Any] | None = None
+    export: str | None = None  # the export's name (reorder_cli.export.EXPORTS); None: none
     output_from_config: bool = False  # the output folder came from the config file, not the command line
     format_note: str = ""  # why this format, when the run chose it ("auto")
     layout_bytes: int = 0  # uncompressed bytes a shard is cut at (plan/shard_bytes); 0: not estimated yet
@@ -650,14 +675,14 @@ def _checked(raw: Mapping[str, Any]) -> dict[str, Any]:
         known = ", ".join(sorted(KEYS))
         raise ReorderError(f"unknown config key '{unknown[0]}'{did_you_mean(unknown[0], [*KEYS, *IGNORED_KEYS])} "
                            f"(known keys: {known})")
-    empty = [k for k, v in raw.items() if k in KEYS and v is None]
+    empty = [k for k, v in raw.items() if k in KEYS and v is None and k != "export"]  # export: null is none
     if empty:
         raise ReorderError(f"config key '{empty[0]}': no value (null); give a value, or remove the key to use its "
                            "default")
     if "score" in raw and "score_field" in raw:
         raise ReorderError("config keys 'score' and 'score_field' are exclusive: 'score' is an expression over "
                            "fields, 'score_field' one field; set one")
-    return {k: KEYS[k].check(k, v) for k, v in raw.items() if k in KEYS}
+    return {k: KEYS[k].check(k, v) for k, v in raw.items() if k in KEYS and v is not None}
 
 
 def _selection(values: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any] | list | None:
@@ -712,12 +737,14 @@ def resolve(    raw: Mapping[str, Any],
     if tool["compression_level"] > 22:
         raise ReorderError(f"config key 'compression_level': must be <= 22, got {tool['compression_level']}")
     workers = tool["workers"] or (os.cpu_count() or 1)
+    fmt, export = _export(tool["format"], values.get("export"))
+    tokens = _tokens(tool, values, out, work_dir, export)
     return RunConfig(
         method=chosen,
         params=params,
         inputs=list(ins),
         output=store.location(out),
-        format=tool["format"],
+        format=fmt,
         compression_level=tool["compression_level"],
         shard_size=tool["shard_size"],
         shard_rows=tool["shard_rows"],
@@ -734,13 +761,61 @@ def resolve(    raw: Mapping[str, Any],
         storage_options=values.get("storage_options") or {},
         work_compression=tool["work_compression"],
         work_dir=work_dir,
+        tokens=tokens,
+        export=export,
         ignored={k: IGNORED_KEYS[k] for k in raw if k in IGNORED_KEYS},
         unused=unused_keys(raw, chosen),
     )
 
 
+def _export(fmt: str, export: str | None) -> tuple[str, str | None]:
+    """(the rows' format, the export): ``format: megatron`` is ``export: megatron`` with Parquet rows."""
+    if fmt not in EXPORT_FORMATS:
+        return fmt, export
+    if export is not None and export != fmt:
+        raise ReorderError(f"config keys 'format' ({fmt}) and 'export' ({export}) disagree; format: {fmt} means "
+                           f"export: {fmt} with the rows in parquet: set one")
+    return "parquet", fmt
+
+
+def _tokens(tool: Mapping[str, Any], values: Mapping[str, Any], out: str, work_dir: str | None,
+            export: str | None) -> dict[str, Any] | None:
+    """The run's token keys (tokenizer made absolute, with its file's sha256), or None without a tokenizer;
+    a token key set without one is an error, as is a tokenizer or export with an output or work folder
+    on an object store."""
+    where = next((x for x in (out, work_dir) if x and store.is_url(x)), None)
+    if where is not None and (values.get("tokenizer") or export):
+        key = "tokenizer" if values.get("tokenizer") else "export"
+        raise ReorderError(f"config key '{key}': token pieces and exports are written to a local output and work "
+                           f"folder only, for now; {where} is on an object store: write locally, then copy")
+    if not values.get("tokenizer"):
+        extra = next((k for k in TOKEN_KEYS if k in values), None)
+        if extra is not None:
+            raise ReorderError(f"config key '{extra}': read only with a tokenizer; set tokenizer: PATH (a local "
+                               "tokenizer.json), or remove the key")
+        return None
+    path = tokenizer_file(values["tokenizer"])
+    return {**{k: tool[k] for k in TOKEN_KEYS}, "tokenizer": str(path), "sha256": file_sha256(path)}
+
+
+def tokenizer_file(given: str) -> Path:
+    """The ``tokenizer.json`` of the ``tokenizer`` key (a file, or a folder holding one), absolute; a
+    one-line error when there is none (a name on a hub is never downloaded)."""
+    path = Path(given).expanduser()
+    if store.is_url(given):
+        raise ReorderError(f"config key 'tokenizer': {given}: must be a local file or folder (never a download)")
+    if path.is_dir():
+        path = path / "tokenizer.json"
+    if not path.is_file():
+        hint = "" if "/" not in given or given.startswith((".", "/", "~")) else \
+            " (a hub name is never downloaded: save the tokenizer locally and give its folder)"
+        raise ReorderError(f"config key 'tokenizer': {path}: no such file; give a tokenizer.json, or a folder "
+                           f"holding one{hint}")
+    return path.resolve()
+
+
 #: Keys holding paths: written in a config file, a relative one is relative to the file's folder.
-PATH_KEYS = ("input", "output", "work_dir", "select")
+PATH_KEYS = ("input", "output", "work_dir", "select", "tokenizer")
 
 
 def relative_to_file(raw: Mapping[str, Any], path: Path) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from reorder_cli.plan import build, read_keys, shard_bytes
 from reorder_cli.plan import stored as stored_plan
 from reorder_cli.plan.build import Plan
 from reorder_cli.plan.stored import StoredPlan
-from reorder_cli.publish import manifest, output
+from reorder_cli.publish import manifest, output, token_output
 from reorder_cli.rewrite import budget, tasks
 from reorder_cli.rewrite import in_memory as rewrite
 from reorder_cli.util import faults, store
@@ -80,6 +80,7 @@ def work_root(cfg: RunConfig) -> Path:
 
 def _inputs(cfg: RunConfig, skipped: list[str]) -> tuple[RunConfig, list[InputFile]]:
     score_expr.for_config(cfg)  # a score expression that does not parse stops here, before anything is written
+    token_output.check(cfg)  # an unknown export, or token settings that cannot be made: before anything is written
     files = discover(cfg.inputs, skipped)  # files inside folders or globs not read for their extension: skipped
     return with_format(cfg, [(f.format, f.compression) for f in files]), files
 
@@ -181,7 +182,8 @@ def _run_locked(cfg: RunConfig, files: list[InputFile], skipped: list[str], work
             unchanged.check_all(files, "publish", planned.cfg.workers)  # the inputs the manifest describes
             work_store.pull(work, "publish")  # a work folder on a store: the shards made elsewhere
             work_bytes = work.size()
-            result.manifest = manifest.build(planned.plan, planned.cfg, shards, out)
+            export = token_output.stage_export(planned.cfg, work, out, shards)
+            result.manifest = manifest.build(planned.plan, planned.cfg, shards, out, export)
             elsewhere = stages.bytes_read_by_tasks(work)  # before publishing: a publish removes staged shards
             output.publish(out, work, shards, result.manifest, planned.cfg.workers)
     if not keep_work:

@@ -56,6 +56,7 @@ from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError, StateError
 from reorder_cli.formats import unchanged
 from reorder_cli.formats.discover import InputFile
+from reorder_cli.tokens import sections
 from reorder_cli.util import atomic, state_io, store
 from reorder_cli.util.hashing import fingerprint
 from reorder_cli.util.state_io import RESTART
@@ -80,6 +81,16 @@ def scratch() -> Path:
 _OUTPUT_FIELDS = ("method", "params", "format", "compression_level", "shard_size", "shard_rows",
                   "row_group_size", "row_group_rows", "invalid_scores", "score", "select")
 
+#: Identity fields present only when a run tokenizes or exports (earlier identities stay equal).
+_TOKEN_FIELDS = ("tokens", "export")
+
+
+def token_identity(tokens: dict[str, Any] | None, export: str | None) -> dict[str, Any]:
+    """The identity's token fields: the token keys with the tokenizer's sha256 in place of its path (what the
+    manifest records), and the export; nothing when the run neither tokenizes nor exports."""
+    out = {"tokens": sections.settings_identity(tokens)} if tokens else {}
+    return out | ({"export": export} if export else {})
+
 
 def read_json(path: Path, fix: str = RESTART) -> Any:
     """A state file's JSON object; unreadable or corrupt, one line naming it (:mod:`.util.state_io`)."""
@@ -92,7 +103,7 @@ def identity(cfg: RunConfig, files: list[InputFile]) -> dict[str, Any]:
     since the run started is another input)."""
     return {
         "tool_version": __version__,
-        "config": {name: getattr(cfg, name) for name in _OUTPUT_FIELDS},
+        "config": {name: getattr(cfg, name) for name in _OUTPUT_FIELDS} | token_identity(cfg.tokens, cfg.export),
         "inputs": [{"path": str(f.path.resolve()), "bytes": f.size, "fingerprint": fingerprint(f.path),
                     **unchanged.shared(f.stamp)} for f in files],
     }
@@ -109,8 +120,8 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     if old.get("tool_version") != new["tool_version"]:
         why.append(f"reorder version {old.get('tool_version')} -> {new['tool_version']}")
     old_cfg, new_cfg = old.get("config", {}), new["config"]
-    for name in _OUTPUT_FIELDS:
-        a, b = old_cfg.get(name), new_cfg[name]
+    for name in (*_OUTPUT_FIELDS, *_TOKEN_FIELDS):
+        a, b = old_cfg.get(name), new_cfg.get(name)
         if name == "params" and isinstance(a, dict):
             why += [f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
         elif a != b:

@@ -11,6 +11,7 @@ reorder jsonl cases also get a ratio to the reference run of the same method.
     python scripts/bench.py --docs 2000000 --shards 32 --formats parquet --memory-limit 1500MB --repeat 3
     python scripts/bench.py --docs 200000 --formats parquet --loaders --repeat 3
     python scripts/bench.py --docs 20000 --formats parquet --executors local,ray,slurm --repeat 3
+    python scripts/bench.py --docs 200000 --formats parquet --tokens --repeat 3 --workers 1
 
 With ``--loaders`` the cases instead read the STR output of the Parquet corpus row by row (rows as dicts, all
 columns): reorder's ``OrderedReader`` (one process) and ``OrderedDataset`` in a DataLoader with 2 workers, HF
@@ -167,6 +168,59 @@ for path in shards:
 report(n, t0)
 """,
 }
+
+TOKENS_FLOOR = "tokenize in input order (floor)"
+#: The floor of the token export: the same documents, encoded in batches with the same tokenizer and written
+#: as the same token bytes (uint16, EOS after each document), in input order. Run as
+#: ``python -c TOKENIZE OUT TOKENIZER FILE...``.
+TOKENIZE = """
+import sys, itertools, numpy as np, pyarrow.parquet as pq
+from tokenizers import Tokenizer
+tok = Tokenizer.from_file(sys.argv[2]); eos = tok.token_to_id("</s>"); total = 0
+with open(sys.argv[1], "wb") as out:
+    for path in sys.argv[3:]:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=8192, columns=["text"]):
+            enc = tok.encode_batch_fast(batch.column(0).to_pylist(), add_special_tokens=False)
+            n = np.fromiter((len(e) + 1 for e in enc), dtype=np.int64, count=len(enc))
+            ids = np.fromiter(itertools.chain.from_iterable(e.ids + [eos] for e in enc), dtype=np.uint16,
+                              count=int(n.sum()))
+            ids.astype("<u2").tofile(out)
+            total += len(ids)
+print("tokens", total)
+"""
+
+
+def ensure_tokenizer(data: Path) -> Path:
+    """A BPE tokenizer (8000 ids, <s> and </s>) trained once on the corpus's first Parquet shard; never a
+    download."""
+    folder = data / "tokenizer"
+    if not (folder / "tokenizer.json").exists():
+        import pyarrow.parquet as pq
+        from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+        tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+        tok.pre_tokenizer = pre_tokenizers.Whitespace()
+        texts = pq.read_table(shard_paths(data, "parquet")[0], columns=["text"]).column(0).to_pylist()
+        tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=8000, special_tokens=["[UNK]", "<s>", "</s>"]))
+        folder.mkdir(parents=True, exist_ok=True)
+        tok.save(str(folder / "tokenizer.json"))
+        (folder / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>", "eos_token": "</s>"}))
+    return folder
+
+
+def token_cases(args: argparse.Namespace) -> list[Case]:
+    """The STR order of the Parquet corpus with its token pieces against the floor: the same documents
+    tokenized and written in input order."""
+    folder = ensure_tokenizer(args.data)
+    case = reorder_case("str", "parquet", args.data, args.out, args.workers)
+    case.name, case.floor = "reorder str parquet + tokens", TOKENS_FLOOR
+    case.argv = [a.replace(slug("reorder str parquet->parquet"), slug(case.name)) for a in case.argv]
+    case.argv += ["--set", f"tokenizer={folder}"]
+    floor = Case(TOKENS_FLOOR, [sys.executable, "-c", TOKENIZE, str(args.out / slug(TOKENS_FLOOR) / "all.tokens"),
+                                str(folder / "tokenizer.json"), *map(str, shard_paths(args.data, "parquet"))],
+                 TOKENS_FLOOR)
+    plain = reorder_case("str", "parquet", args.data, args.out, args.workers)
+    return [plain, case, floor]
 
 
 @dataclass
@@ -393,6 +447,8 @@ def build_cases(args: argparse.Namespace, notes: list[str]) -> list[Case]:
         return select(loader_cases(data, notes), args.cases)
     if args.executors:
         return select(executor_cases(args, notes), args.cases)
+    if args.tokens:
+        return select(token_cases(args), args.cases)
     pq_files, js_files = shard_paths(data, "parquet"), shard_paths(data, "jsonl")
     formats = [f for f in ("parquet", "jsonl") if f in args.formats]
     cases = startup_cases()
@@ -649,6 +705,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "with each engine's overhead as a ratio to the local executor")
     parser.add_argument("--loaders", action="store_true",
                         help="instead: read the STR output with reorder's loader, HF datasets and pyarrow (rows/s)")
+    parser.add_argument("--tokens", action="store_true",
+                        help="instead: the STR order of the Parquet corpus with token pieces (a BPE tokenizer trained "
+                             "on the corpus) against tokenizing the same documents in input order")
     args = parser.parse_args(argv)
     args.formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     args.budget_workers = [int(w) for w in args.budget_workers.split(",")]

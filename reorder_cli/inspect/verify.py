@@ -32,7 +32,7 @@ from reorder_cli.plan.build import read_keys
 from reorder_cli.publish import manifest
 from reorder_cli.publish.manifest import Manifest, ShardEntry
 from reorder_cli.util import store
-from reorder_cli.util.hashing import fingerprint
+from reorder_cli.util.hashing import file_sha256, fingerprint
 from reorder_cli.util.progress import Progress
 
 SHARD_LIKE = re.compile(r"^\d+\.(parquet|jsonl|jsonl\.zst|jsonl\.gz)$")
@@ -103,6 +103,7 @@ def verify(
         report.problems += _file_problems(entries, paths, digests)
         report.problems += _total_problems(doc, entries, digests)
         report.problems += _extra_files(names, entries)
+        report.problems += _token_problems(doc, folder)
         if files is not None:
             _check_permutation(report, doc, folder, fmt, files, digests, workers, advance)
     return report
@@ -200,6 +201,23 @@ def _total_problems(doc: Manifest, entries: list[ShardEntry], digests: list) -> 
 
 
 # ------------------------------------------------------------------ the files against their entries
+
+
+def _token_problems(doc: Manifest, folder: Path) -> list[Problem]:
+    """The token pieces (``tokens.shards``) against the manifest: present, size, sha256 (their tokens file,
+    and their lengths file where recorded)."""
+    problems: list[Problem] = []
+    for e in (doc.tokens or {}).get("shards", []):  # a loop over shards
+        for name, size, sha in ((e["file"], e["bytes"], e["sha256"]),
+                                (e["lengths"], e.get("lengths_bytes"), e.get("lengths_sha256"))):
+            path = folder / name
+            if not store.is_file(path):
+                problems.append(Problem(name, "missing", "the manifest lists it but there is no such file"))
+            elif size is not None and store.size(path) != size:
+                problems.append(Problem(name, "size", f"{store.size(path):,} bytes, the manifest says {size:,}"))
+            elif sha is not None and file_sha256(path) != sha:
+                problems.append(Problem(name, "sha256", "differs from the manifest's (content changed)"))
+    return problems
 
 
 def _file_problems(entries: list[ShardEntry], paths: list, digests: list) -> list[Problem]:

@@ -35,6 +35,7 @@ from reorder_cli.formats.discover import InputFile
 from reorder_cli.plan import order_tasks
 from reorder_cli.plan.build import Plan
 from reorder_cli.plan.layout import layout, shard_batches
+from reorder_cli.tokens import tokenizer
 from reorder_cli.util import atomic
 from reorder_cli.util.npy import DiskArray, save_npy
 from reorder_cli.util.store import is_url
@@ -169,7 +170,8 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
         "buckets": buckets,
         "bucket_bytes": int(bucket_bytes),
         "output": {"format": cfg.format, "compression_level": cfg.compression_level, "read_bytes": int(read_bytes),
-                   "work_compression": cfg.work_compression},
+                   "work_compression": cfg.work_compression,
+                   **({"tokens": tokenizer.resolve(cfg.tokens)} if cfg.tokens else {})},
         "invalid_count": plan.invalid_count,
         "invalid_samples": plan.invalid_samples,
         "dropped": plan.dropped,

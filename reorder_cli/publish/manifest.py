@@ -26,6 +26,7 @@ from reorder_cli.formats.writers import COMPRESSION
 from reorder_cli.metrics import guidance as metrics
 from reorder_cli.metrics.summary import profile, score_summary
 from reorder_cli.plan.build import Plan
+from reorder_cli.tokens.sections import sections
 from reorder_cli.util import store
 from reorder_cli.util.hashing import fingerprint
 
@@ -179,9 +180,9 @@ class Manifest:
 
 
 def build(plan: Plan, cfg: RunConfig, shards: list[dict], out_dir: Path | store.URL,
-          tokens: dict[str, Any] | None = None, export: dict[str, Any] | None = None) -> Manifest:
-    """The manifest of a run: ``shards`` are the gather records in order; ``tokens`` and ``export`` the
-    token sections when the run tokenized its documents."""
+          export: dict[str, Any] | None = None) -> Manifest:
+    """The manifest of a run: ``shards`` are the gather records in order (with their token pieces' records
+    when the run tokenized its documents); ``export`` the exporter's entry."""
     def rel(p) -> str:  # a URL is recorded as it is; a local input of an output on a store, absolute
         if store.is_url(p):
             return str(p)
@@ -223,8 +224,7 @@ def build(plan: Plan, cfg: RunConfig, shards: list[dict], out_dir: Path | store.
         },
         profile=profile(plan.scores),
         metrics=metrics.compute(plan.scores),
-        tokens=tokens,
-        export=export,
+        **sections(cfg.tokens, shards, export),  # tokens, export (issue 19)
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from reorder_cli.errors import KeepsWork, ReorderError
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.formats.writers import is_shard_name
-from reorder_cli.publish import manifest, rerun, to_store
+from reorder_cli.publish import manifest, rerun, to_store, token_output
 from reorder_cli.util import atomic, faults, store
 from reorder_cli.workdir import WORK_DIR, WorkDir
 
@@ -50,7 +50,8 @@ def check(out: Path | store.URL, files: list[InputFile], inputs: list[str], over
         return
     if not overwrite and not publishing:
         raise ReorderError(f"{out}: the output folder already holds files; pass --overwrite to replace them")
-    foreign = [p.name for p in present if not (is_shard_name(p.name) or p.name in manifest.BOOKKEEPING)]
+    foreign = [p.name for p in present if not (is_shard_name(p.name) or p.name in manifest.BOOKKEEPING
+                                               or p.is_dir() and p.name in token_output.folders())]
     if foreign:
         raise ReorderError(
             f"{out}: --overwrite replaces only files reorder wrote, but the folder also holds {foreign[0]!r}"
@@ -158,6 +159,7 @@ def publish(out: Path | store.URL, work: WorkDir, shards: list[dict], doc: manif
             # not this run's bytes
             raise ReorderError(f"{out / s['file']}: not the shard this run made ({why}) and its staged copy is "
                                "gone; re-run the same command to make it again")
+    token_output.place(out, work, shards, (doc.export or {}).get("format"), _move)
     atomic.write_text(out / manifest.MANIFEST_NAME, doc.dumps())
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats.writers import is_shard_name, shard_differs
 from reorder_cli.publish import manifest
+from reorder_cli.tokens import sections
 from reorder_cli.util import store
 from reorder_cli.workdir import differences
 
@@ -51,7 +52,7 @@ def recorded_identity(doc: manifest.Manifest, folder: Path) -> dict[str, Any]:
               "compression_level": out["compression_level"], "shard_size": out["shard_size"],
               "shard_rows": out["shard_rows"], "invalid_scores": doc.invalid_scores["policy"],
               "score": doc.score, "select": (doc.selection or {}).get("params"),
-              **{k: out.get(k) for k in _ROW_GROUP}}
+              **{k: out.get(k) for k in _ROW_GROUP}} | sections.recorded_identity(doc.tokens, doc.export)
     base = folder.resolve()
     inputs = [{"path": i.path if store.is_url(i.path) or os.path.isabs(i.path) else os.path.normpath(base / i.path),
                "bytes": i.bytes, "fingerprint": i.fingerprint} for i in doc.inputs]
@@ -71,6 +72,8 @@ def shard_changes(doc: manifest.Manifest, folder: Path | store.URL, workers: int
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         changes = [c for c in pool.map(check, entries) if c]
+    if not store.is_url(folder):  # token pieces and exports: local outputs only
+        changes += sections.changes(doc.tokens, doc.export, folder)
     listed = {e.file for e in entries}
     changes += [f"{name} is not in the manifest" for name in sorted(present)
                 if is_shard_name(name) and name not in listed]

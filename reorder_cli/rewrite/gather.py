@@ -20,6 +20,7 @@ from reorder_cli.formats import json_rows, jsonl, parquet
 from reorder_cli.formats.writers import ShardWriter, shard_name
 from reorder_cli.plan.stored import StoredPlan
 from reorder_cli.rewrite import scatter
+from reorder_cli.tokens import piece as token_piece
 from reorder_cli.util import faults, store
 from reorder_cli.workdir import WorkDir
 
@@ -131,10 +132,23 @@ def run(stored: StoredPlan, work: WorkDir, settings: dict, shard: int,
                 advance(int(b - a))
                 faults.pause("gather")
             del rows
-        return writer.finish(shard, start, end - start)
+        record = writer.finish(shard, start, end - start)
     except BaseException:
         writer.abort()
         raise
+    return token_piece.beside(writer.path, fmt, record, settings.get("tokens"),
+                              lambda row: _input_row(stored, start + row))
+
+
+def _input_row(stored: StoredPlan, position: int) -> str:
+    """"FILE: line N" (JSONL) or "FILE: row N" (Parquet) of the input row at output ``position`` (the error path)."""
+    row = int(stored.array("order")[position])
+    starts = np.asarray(stored.meta["row_starts"], dtype=np.int64)
+    file = int(np.searchsorted(starts, row, side="right") - 1)
+    entry = stored.files[file]
+    if entry["format"] == "jsonl":
+        return scatter.line_of(stored, file, row - int(starts[file]))
+    return f"{entry['path']}: row {row - int(starts[file])}"
 
 
 def _bucket(stored: StoredPlan, scattered: _Scattered, k: int, lo: int, hi: int, fmt: str,

@@ -20,6 +20,7 @@ from reorder_cli.formats.writers import ShardWriter, shard_name
 from reorder_cli.plan.build import Plan
 from reorder_cli.plan.layout import shard_batches
 from reorder_cli.rewrite import table as parquet_output
+from reorder_cli.tokens import piece, tokenizer
 from reorder_cli.util import faults
 from reorder_cli.util.parallel import run_parallel
 
@@ -89,6 +90,8 @@ def write_shards(plan: Plan, cfg: RunConfig, folder: Path, advance: Callable[[in
     else:
         arrow_schema, prepare = None, LineGather(plan).bytes_at
 
+    token_settings = tokenizer.resolve(cfg.tokens) if todo and cfg.tokens else None
+
     def one(index: int) -> dict:
         start, end = plan.shards[index]
         writer = ShardWriter(folder / shard_name(index, cfg.format), cfg.format, cfg.compression_level, arrow_schema)
@@ -103,6 +106,8 @@ def write_shards(plan: Plan, cfg: RunConfig, folder: Path, advance: Callable[[in
         except BaseException:
             writer.abort()
             raise
+        record = piece.beside(writer.path, cfg.format, record, token_settings,
+                              lambda row: _input_row(plan, start + row))
         on_finish(record)
         faults.pause("gather-done")
         return record
@@ -112,6 +117,16 @@ def write_shards(plan: Plan, cfg: RunConfig, folder: Path, advance: Callable[[in
             advance(plan.shards[i][1] - plan.shards[i][0])
     written = dict(zip(todo, run_parallel(one, todo, cfg.workers), strict=True))
     return [written[i] if i in written else finished(i) for i in range(len(plan.shards))]
+
+
+def _input_row(plan: Plan, position: int) -> str:
+    """"FILE: line N" (JSONL) or "FILE: row N" (Parquet) of the input row at output ``position`` (the error path)."""
+    files, local = plan.locate(np.array([position]))
+    file, row = int(files[0]), int(local[0])
+    lines = getattr(getattr(plan.sources[file], "keys", None), "row_lines", None)
+    if lines is not None:
+        return f"{plan.files[file].path}: line {int(lines[row]) + 1}"
+    return f"{plan.files[file].path}: row {row}"
 
 
 def _prefetched(groups: list, prepare: Callable):

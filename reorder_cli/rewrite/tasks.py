@@ -16,6 +16,7 @@ from reorder_cli.formats.writers import shard_differs
 from reorder_cli.plan import stored as stored_plan
 from reorder_cli.plan.stored import StoredPlan
 from reorder_cli.rewrite import gather, scatter
+from reorder_cli.tokens import piece
 from reorder_cli.util import faults, store
 from reorder_cli.util.parallel import run_parallel
 from reorder_cli.util.progress import Progress
@@ -68,6 +69,9 @@ def finished_shard(work: WorkDir, shard: int) -> dict | None:
     record = work.finished("gather", shard)
     if record is None:
         return None
+    if "tokens" in record and piece.piece_differs(work.shards, record["tokens"]) is not None and \
+            (store.is_url(work.output) or piece.piece_differs(work.output / "tokens", record["tokens"]) is not None):
+        return None  # its token piece is neither staged nor published as recorded: made again
     if (work.shards / record["file"]).exists():
         return record
     if work.remote is not None and store.is_file(work.remote / "shards" / record["file"]):
