@@ -31,7 +31,7 @@ from reorder_cli.export import megatron as export_megatron
 from reorder_cli.loader import megatron as recipe
 
 from . import megatron_script
-from .conftest import WORDS, make_rows, reorder, shard_files, write_parquet
+from .conftest import WORDS, invoke, make_rows, read_manifest, reorder, write_parquet
 from .loader_helpers import run_torchrun
 
 pytestmark = pytest.mark.trainer
@@ -86,19 +86,34 @@ def assemble(src: ExportInput, dest: Path) -> dict:
     return EXPORTS["megatron"].assemble(src, dest)
 
 
+def independent_docs(out: Path, tokenizer: Path, dtype: np.dtype) -> list[np.ndarray]:
+    """Each output row's ``ids + [EOS]``, the ``tokenizers`` library called here on the texts of the
+    manifest's order (its row shards read with pyarrow): the independent tokenization of the order."""
+    tok = Tokenizer.from_file(str(tokenizer / "tokenizer.json"))
+    texts = [t for s in read_manifest(out)["shards"] for t in pq.read_table(out / s["file"]).column("text").to_pylist()]
+    return [np.array([*e.ids, EOS], dtype=dtype) for e in tok.encode_batch(texts)]
+
+
 @pytest.fixture(scope="module")
 def export(tmp_path_factory) -> Export:
+    """A real run: ``format: megatron`` (issue 19's spelling of ``export: megatron`` with Parquet rows) and
+    ``--set tokenizer=``: the token pieces (``OUT/tokens/``) and ``OUT/megatron/`` are the tool's."""
     base = tmp_path_factory.mktemp("megatron")
     inp = write_parquet(base / "in" / "a.parquet", make_rows(305, seed=3))
-    (base / "cfg.yaml").write_text("score_field: score\nseed: 42\nformat: parquet\n")
+    (base / "cfg.yaml").write_text("score_field: score\nseed: 42\nformat: megatron\n")
     out = base / "out"
-    reorder(base / "cfg.yaml", [inp], out, method="str", sets=["shard_rows=100", "row_group_rows=30"])
     tokenizer = make_tokenizer(base / "tokenizer")
-    shards = shard_files(out)
-    tokens, lengths, docs = token_pieces(shards, tokenizer, np.dtype("uint16"), out)
+    reorder(base / "cfg.yaml", [inp], out, method="str",
+            sets=["shard_rows=100", "row_group_rows=30", f"tokenizer={tokenizer}"])
+    doc = read_manifest(out)
+    assert doc["export"]["format"] == "megatron" and doc["tokens"]["dtype"] == "uint16"
+    assert (doc["tokens"]["eos"], doc["tokens"]["bos"]) == (EOS, None)
+    shards = [out / s["file"] for s in doc["shards"]]
+    tokens = [out / s["file"] for s in doc["tokens"]["shards"]]
+    lengths = [out / s["lengths"] for s in doc["tokens"]["shards"]]
     src = ExportInput(shards, "parquet", tokens, lengths, np.dtype("uint16"))
-    entry = assemble(src, base / "OUT" / "megatron")
-    return Export(base, tokenizer, src, entry, base / "OUT" / "megatron" / "data", docs, np.concatenate(docs))
+    docs = independent_docs(out, tokenizer, np.dtype("uint16"))
+    return Export(out, tokenizer, src, doc["export"], out / "megatron" / "data", docs, np.concatenate(docs))
 
 
 def gpt_config(ex: Export, cache: Path, **over) -> GPTDatasetConfig:
@@ -158,6 +173,15 @@ def test_the_entry_names_every_file_and_the_bytes_are_deterministic(export, tmp_
         assert (len(data), hashlib.sha256(data).hexdigest()) == (f["bytes"], f["sha256"])
     assert assemble(export.src, tmp_path / "again") == export.entry
     assert (folder / "data.bin").read_bytes() == export.stream.astype("<u2").tobytes()
+
+
+def test_the_runs_token_stream_is_an_independent_tokenization_of_the_manifest_order(export):
+    """Token for token: the run's pieces (in shard order), its lengths, and megatron-core's reading of the export."""
+    pieces = np.concatenate([np.fromfile(p, dtype="<u2") for p in export.src.token_files])
+    assert np.array_equal(pieces, export.stream)
+    assert np.array_equal(np.concatenate([np.load(p) for p in export.src.lengths]), [len(d) for d in export.docs])
+    index = IndexedDataset(str(export.prefix))
+    assert np.array_equal(np.concatenate([index.get(i) for i in range(len(index))]), export.stream)
 
 
 def test_uint32_tokens_are_written_as_megatrons_int32(export, tmp_path):
@@ -275,10 +299,11 @@ def read_log(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def log_steps(dataset: GPTDataset, path: Path, stream: np.ndarray) -> list[dict]:
+def log_steps(dataset: GPTDataset, path: Path, stream: np.ndarray, samples: bool = False) -> list[dict]:
     """Train-loop shape: micro-batches of 2 samples, 2 a step (G = 4); every sample's tokens checked
-    against the stream at the offset logged (up to the end of the document it starts in)."""
-    log = recipe.StepLog(path, rank=0, micro_batches=2)
+    against the stream at the offset logged (up to the end of the document it starts in). ``samples``:
+    the log holds sample indices (``StepLog(samples=True)``), not offsets."""
+    log = recipe.StepLog(path, rank=0, micro_batches=2, samples=samples)
     sampler = BatchSampler(SequentialSampler(dataset), batch_size=2, drop_last=True)
     doc_ends = np.cumsum(dataset.dataset.sequence_lengths)
     for indices, batch in zip(sampler, DataLoader(dataset, batch_sampler=sampler), strict=True):
@@ -291,11 +316,28 @@ def log_steps(dataset: GPTDataset, path: Path, stream: np.ndarray) -> list[dict]
     return read_log(path.with_name(f"{path.stem}.rank0{path.suffix}"))
 
 
+def audit(ex: Export, logs: list[Path], *options) -> tuple[int, dict]:
+    """``reorder audit OUT LOGS --tokens --seq-length L [options] --json``: its exit code and report."""
+    result = invoke("audit", ex.base, *logs, "--tokens", "--seq-length", L, *options, "--json")
+    assert result.exit_code in (0, 1), (result.exit_code, result.output, result.exception)
+    return result.exit_code, json.loads(result.stdout)["data"]
+
+
 def test_the_step_log_of_the_recipe_is_in_order_and_the_default_shuffles(export, tmp_path):
     recipe.pin_order(gpt_config(export, tmp_path / "pinned"))
-    pinned = log_steps(build(gpt_config(export, tmp_path / "pinned"), None), tmp_path / "in-order.jsonl", export.stream)
-    shuffled = log_steps(build(gpt_config(export, tmp_path / "default"), None), tmp_path / "shuffled.jsonl",
-                         export.stream)
+    in_order = build(gpt_config(export, tmp_path / "pinned"), None)
+    default = build(gpt_config(export, tmp_path / "default"), None)
+    pinned = log_steps(in_order, tmp_path / "in-order.jsonl", export.stream)
+    shuffled = log_steps(default, tmp_path / "shuffled.jsonl", export.stream)
+    # reorder audit --tokens on the recipe's logs: offsets (--offsets) and sample indices (StepLog(samples=True))
+    log_steps(in_order, tmp_path / "in-order-samples.jsonl", export.stream, samples=True)
+    log_steps(default, tmp_path / "shuffled-samples.jsonl", export.stream, samples=True)
+    for name, options in (("in-order", ["--offsets"]), ("in-order-samples", [])):
+        code, report = audit(export, [tmp_path / f"{name}.rank0.jsonl"], *options)
+        assert code == 0 and report["held"] and report["steps"] == len(pinned) and report["global_batch"] == G, report
+    for name, options in (("shuffled", ["--offsets"]), ("shuffled-samples", [])):
+        code, report = audit(export, [tmp_path / f"{name}.rank0.jsonl"], *options)
+        assert code == 1 and not report["held"], report
     steps = (len(export.stream) - 1) // L // G
     assert [line["step"] for line in pinned] == list(range(steps))
     assert all(line["ids"] == [(line["step"] * G + j) * L for j in range(G)] for line in pinned)
@@ -311,6 +353,8 @@ def test_the_recipe_under_torchrun_keeps_the_order_per_step(export, tmp_path):
     steps = pooled_steps(logs)
     assert len(steps) == (len(export.stream) - 1) // L // 8
     assert all(ids == [(s * 8 + j) * L for j in range(8)] for s, ids in enumerate(steps))
+    code, report = audit(export, logs, "--offsets")
+    assert code == 0 and report["held"] and report["steps"] == len(steps) and report["global_batch"] == 8, report
 
 
 SCRIPT = Path(__file__).with_name("megatron_script.py")
