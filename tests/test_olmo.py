@@ -1,8 +1,9 @@
 """``export: olmo`` and its recipe, under OLMo-core's own dataset and data loader (ai2-olmo-core, CPU).
 
-The output is a real run; its token pieces are made with numpy as the ``tokens`` spec lays them out
-(``tokens/NNNNN.tokens`` + ``NNNNN.lengths.npy``, EOS closing each document), and the manifest gets the
-``tokens`` and ``export`` sections publish writes. The stream = the pieces concatenated in shard order.
+The output is a real run with ``--set tokenizer=`` (a tiny tokenizer built in the test) and ``--set
+export=olmo``: the token pieces, ``OUT/olmo/`` and the manifest's sections are the tool's, and the stream
+equals the ``tokenizers`` library's own tokenization of the manifest's order. The exporter's refusals use
+pieces made with numpy (``make_pieces``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import olmo_core.data as od
+import pyarrow.parquet as pq
 import pytest
 from olmo_core.data.numpy_dataset import NumpyFSLDataset
 
@@ -29,12 +31,13 @@ from reorder_cli.loader import olmo as recipe
 from reorder_cli.loader.audit_log import AuditLog
 from reorder_cli.publish import manifest
 
-from .conftest import make_rows, read_manifest, reorder, write_parquet
+from .conftest import invoke, make_rows, read_manifest, reorder, write_parquet
+from .mds_helpers import tiny_tokenizer, tokenize
 from .test_trainers import SIGNALLED
 
 pytestmark = pytest.mark.trainer
 
-VOCAB, EOS = 500, 1
+VOCAB, EOS = 500, 1  # make_pieces' random pieces; the run's tokenizer (tiny_tokenizer) has EOS = 1 too
 L, B = 16, 4  # sequence length, instances per global batch
 
 
@@ -60,28 +63,33 @@ def stream_of(tokens: list[Path], dtype=np.uint16) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def out(tmp_path_factory) -> Path:
-    """A real STR output (4 shards) with its token pieces, its ``olmo/`` export and the manifest's sections."""
+    """A real STR run (4 shards) with ``--set tokenizer=`` (a tiny WordLevel tokenizer built here, EOS = 1)
+    and ``--set export=olmo``: the token pieces, ``OUT/olmo/`` and the manifest's sections are the tool's."""
     base = tmp_path_factory.mktemp("olmo")
     inp = write_parquet(base / "in" / "a.parquet", make_rows(305, seed=3))
     (base / "cfg.yaml").write_text("score_field: score\nseed: 42\n")
     folder = base / "out"
-    reorder(base / "cfg.yaml", [inp], folder, method="str", sets=["shard_rows=100", "row_group_rows=30"])
+    tok = tiny_tokenizer(base / "tokenizer.json")
+    sets = ["shard_rows=100", "row_group_rows=30", f"tokenizer={tok}", 'eos_token="[EOS]"', "export=olmo"]
+    reorder(base / "cfg.yaml", [inp], folder, method="str", sets=sets)
     doc = read_manifest(folder)
-    tokens, lengths = make_pieces(folder / "tokens", [s["rows"] for s in doc["shards"]])
-    (folder / "olmo").mkdir()
-    export = EXPORTS["olmo"].assemble(
-        ExportInput(shards=[folder / s["file"] for s in doc["shards"]], row_format="parquet", token_files=tokens,
-                    lengths=lengths, dtype=np.dtype("uint16")), folder / "olmo")
-    counts = [p.stat().st_size // 2 for p in tokens]
-    doc["tokens"] = {"tokenizer": {"file": "tokenizer.json", "sha256": "0" * 64, "vocab_size": VOCAB},
-                     "text_field": "text", "dtype": "uint16", "bos": None, "eos": EOS, "total": sum(counts),
-                     "shards": [{"tokens": c, "offset": int(sum(counts[:i])), "file": f"tokens/{t.name}",
-                                 "lengths": f"tokens/{n.name}", "bytes": t.stat().st_size,
-                                 "sha256": hashlib.sha256(t.read_bytes()).hexdigest()}
-                                for i, (c, t, n) in enumerate(zip(counts, tokens, lengths, strict=True))]}
-    doc["export"] = export
-    manifest.find(folder).write_text(manifest.dumps(doc))
+    assert doc["export"]["format"] == "olmo" and (doc["tokens"]["eos"], doc["tokens"]["bos"]) == (EOS, None)
+    np.save(base / "independent.npy", np.concatenate(tokenize(tok, texts_in_order(folder))))
     return folder
+
+
+def texts_in_order(out: Path) -> list[str]:
+    """The texts of the manifest's order (its row shards, read with pyarrow)."""
+    return [t for s in read_manifest(out)["shards"] for t in pq.read_table(out / s["file"]).column("text").to_pylist()]
+
+
+def independent(out: Path) -> np.ndarray:
+    """The ``tokenizers`` library's tokenization of the manifest's order (ids + EOS a document), made in the fixture."""
+    return np.load(out.parent / "independent.npy")
+
+
+def vocab(out: Path) -> int:
+    return read_manifest(out)["tokens"]["tokenizer"]["vocab_size"]
 
 
 def pieces_of(out: Path) -> tuple[list[Path], list[Path]]:
@@ -104,6 +112,7 @@ def test_the_export_is_the_stream_in_one_file_with_its_document_boundaries(out, 
     assert np.all(stream[ends - 1] == EOS)
     export = read_manifest(out)["export"]
     assert export["format"] == "olmo" and export["dtype"] == "uint16" and export["tokens"] == stream.size
+    assert EXPORTS["olmo"] is olmo_export
     assert export["documents"] == 305 == len(lines)
     for f in export["files"]:
         data = (out / f["file"]).read_bytes()
@@ -174,8 +183,17 @@ def test_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ OLMo-core's dataset and loader
 
 
+def test_the_runs_token_stream_is_an_independent_tokenization_of_the_manifest_order(out):
+    tokens, lengths = pieces_of(out)
+    stream = independent(out)
+    assert np.array_equal(stream_of(tokens), stream)
+    assert np.array_equal(np.fromfile(out / "olmo" / "tokens.npy", dtype=np.uint16), stream)
+    docs = tokenize(out.parent / "tokenizer.json", texts_in_order(out))
+    assert np.array_equal(np.concatenate([np.load(p) for p in lengths]), [len(d) for d in docs])
+
+
 def test_instance_i_is_tokens_i_L_of_the_stream(out, tmp_path):
-    stream = stream_of(pieces_of(out)[0])
+    stream = independent(out)
     ds = recipe.olmo_dataset(out, sequence_length=L, work_dir=tmp_path / "w")
     assert isinstance(ds, NumpyFSLDataset) and len(ds) == stream.size // L
     got = np.stack([ds[i]["input_ids"].numpy() for i in range(len(ds))])
@@ -186,7 +204,7 @@ def test_one_file_a_shard_would_not_keep_the_mapping(out):
     """Why the export is one file: OLMo-core drops each file's remainder, so per-shard files shift instances."""
     tokens = pieces_of(out)[0]
     stream = stream_of(tokens)
-    ds = NumpyFSLDataset(*tokens, sequence_length=L, pad_token_id=EOS, eos_token_id=EOS, vocab_size=VOCAB,
+    ds = NumpyFSLDataset(*tokens, sequence_length=L, pad_token_id=EOS, eos_token_id=EOS, vocab_size=vocab(out),
                          dtype=np.uint16)
     got = np.stack([ds[i]["input_ids"].numpy() for i in range(len(ds))])
     assert len(ds) < stream.size // L
@@ -279,12 +297,24 @@ def test_the_audit_logs_in_order_and_shuffled(out, tmp_path, offsets):
     first = read_log(logs[1])[0]
     assert first == {"step": 0, "ids": [L, 3 * L] if offsets else [1, 3]}
     assert window_ok(logs, B, 1 if offsets else L)
+    options = ["--offsets"] if offsets else []
+    code, report = audit(out, logs, *options)
+    assert code == 0 and report["held"] and report["global_batch"] == B, report
 
     ds = recipe.olmo_dataset(out, sequence_length=L, work_dir=tmp_path / "w2")
     loader = od.NumpyDataLoaderConfig(global_batch_size=B * L, seed=42, work_dir=str(tmp_path / "w2"),
                                       num_threads=0).build(ds)
     run_epoch(loader, None, offsets, tmp_path / "shuffled.jsonl")
     assert not window_ok([tmp_path / "shuffled.jsonl"], B, 1 if offsets else L)
+    code, report = audit(out, [tmp_path / "shuffled.jsonl"], *options)
+    assert code == 1 and not report["held"], report
+
+
+def audit(out: Path, logs: list[Path], *options) -> tuple[int, dict]:
+    """``reorder audit OUT LOGS --tokens --seq-length L [options] --json``: its exit code and report."""
+    result = invoke("audit", out, *logs, "--tokens", "--seq-length", L, *options, "--json")
+    assert result.exit_code in (0, 1), (result.exit_code, result.output, result.exception)
+    return result.exit_code, json.loads(result.stdout)["data"]
 
 
 def test_the_trainer_callback_logs_step_s_as_batch_s_minus_1(tmp_path):
@@ -359,3 +389,5 @@ def test_olmo_cores_trainer_on_two_ranks(out, tmp_path, mode):
     in_order = all(ranks[r]["batches"][s] == list(range(s * B + r, (s + 1) * B, 2)) for s in range(n) for r in (0, 1))
     assert in_order == (mode == "recipe")
     assert window_ok(logs, B, L) == (mode == "recipe")
+    code, report = audit(out, logs)  # the recipe's callback logs sample indices
+    assert (code, report["held"]) == ((0, True) if mode == "recipe" else (1, False)), report
