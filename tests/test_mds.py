@@ -26,6 +26,7 @@ from .conftest import (
     invoke,
     make_rows,
     read_jsonl_out,
+    read_manifest,
     read_parquet_out,
     reorder,
     rich_rows,
@@ -66,12 +67,15 @@ def export(out: Path, tokenizer: Path | None, fmt: str = "parquet") -> tuple[Pat
 
 @pytest.fixture(scope="module")
 def tokens_export(tmp_path_factory):
-    """48 rows in 3 shards (20, 20, 8) in STR order, with token pieces, exported."""
+    """48 rows in 3 shards (20, 20, 8) in STR order, a real run with ``--set tokenizer=`` (a tiny tokenizer
+    built here) and ``--set export=mds``: the token pieces and ``OUT/mds/`` are the tool's."""
     base = tmp_path_factory.mktemp("mds")
-    out = run(base, "parquet", [write_parquet(base / "in" / "a.parquet", make_rows(48, seed=5))], 20)
     tok = tiny_tokenizer(base / "tokenizer.json")
-    dest, entry = export(out, tok)
-    return out, dest, entry, tok
+    (base / "cfg.yaml").write_text("score_field: score\nseed: 42\nformat: parquet\n")
+    out = base / "out"
+    reorder(base / "cfg.yaml", [write_parquet(base / "in" / "a.parquet", make_rows(48, seed=5))], out, method="str",
+            sets=["shard_rows=20", f"tokenizer={tok}", 'eos_token="[EOS]"', "export=mds"])
+    return out, out / "mds", read_manifest(out)["export"], tok
 
 
 def test_registered_and_the_shards_are_the_library_writers_bytes(tokens_export, tmp_path):
@@ -97,10 +101,22 @@ def test_registered_and_the_shards_are_the_library_writers_bytes(tokens_export, 
     assert sorted(p.name for p in dest.iterdir()) == sorted(Path(f["file"]).name for f in entry["files"])
     again = tmp_path / "again"
     again.mkdir()
-    shards = shard_files(out)
-    src = ExportInput(shards, "parquet", [p.with_suffix(".tokens") for p in shards],
-                      [p.with_name(p.stem + ".lengths.npy") for p in shards], np.dtype("uint16"))
+    pieces = read_manifest(out)["tokens"]["shards"]
+    src = ExportInput(shard_files(out), "parquet", [out / p["file"] for p in pieces],
+                      [out / p["lengths"] for p in pieces], np.dtype("uint16"))
     assert mds.assemble(src, again) == entry  # deterministic: same inputs, same bytes
+
+
+def test_the_runs_token_stream_is_an_independent_tokenization_of_the_manifest_order(tokens_export):
+    out, _, _, tok = tokens_export
+    doc = read_manifest(out)
+    texts = [t for s in doc["shards"] for t in pq.read_table(out / s["file"]).column("text").to_pylist()]
+    docs = tokenize(tok, texts)
+    assert doc["tokens"]["dtype"] == "uint16" and (doc["tokens"]["eos"], doc["tokens"]["bos"]) == (1, None)
+    stream = np.concatenate([np.fromfile(out / p["file"], dtype="<u2") for p in doc["tokens"]["shards"]])
+    assert np.array_equal(stream, np.concatenate(docs))
+    lengths = np.concatenate([np.load(out / p["lengths"]) for p in doc["tokens"]["shards"]])
+    assert np.array_equal(lengths, [len(d) for d in docs])
 
 
 def test_every_row_and_its_tokens_read_back(tokens_export):
