@@ -4,8 +4,11 @@ sample i = tokens [i*L, (i+1)*L + 1) of the exported stream for every i (a torch
 sequential sampler is the loader: megatron-core has no sampler of its own; ``MegatronPretrainingSampler``
 is in Megatron-LM's ``megatron/training``). Megatron's default (no pinned cache) does not.
 
-The token pieces are made here from a reordered output with a tiny WordLevel tokenizer (the
-``tokenizers`` library), as the spec lays them out; they are the independent tokenization of the order.
+The export is a real run (``format: megatron``, ``--set tokenizer=`` a tiny WordLevel tokenizer built here):
+its token pieces and ``OUT/megatron/`` are the tool's; the ``tokenizers`` library called here on the texts of
+the manifest's order is the independent tokenization they must equal. ``reorder audit --tokens`` passes the
+recipe's ``StepLog`` of the pinned dataset and fails Megatron's default shuffle. ``token_pieces`` makes
+pieces by hand for the exporter's own cases (uint32).
 """
 
 from __future__ import annotations
