@@ -43,6 +43,22 @@ def test_a_ray_run_writes_the_bytes_of_a_local_run(tmp_path, config_file, jsonl_
     assert "nothing to do" in again.stderr
 
 
+def test_ray_gather_tasks_write_the_token_pieces_of_a_local_run(tmp_path, config_file, jsonl_corpus):
+    """With a tokenizer, the Ray gather tasks tokenize their shards: pieces, export and manifest are the
+    bytes of a local in-memory run's."""
+    from .test_tokens import _hashes, make_tokenizer
+
+    tok = make_tokenizer(tmp_path / "tok")
+    sets = [f"tokenizer={tok}", "export=olmo"]
+    reorder(config_file, jsonl_corpus.files, tmp_path / "local", method="saw", sets=["shard_rows=150", *sets])
+    out = tmp_path / "out"
+    reorder(config_file, jsonl_corpus.files, out, method="saw", sets=[*OOC, *sets], extra=["--executor", "ray"])
+    assert output_hashes(out) == output_hashes(tmp_path / "local")
+    assert _hashes(out) == _hashes(tmp_path / "local")
+    for name in ("tokens.npy", "tokens.csv.gz"):
+        assert (out / "olmo" / name).read_bytes() == (tmp_path / "local" / "olmo" / name).read_bytes()
+
+
 def test_a_task_that_raises_stops_the_run_and_the_same_command_finishes(tmp_path, config_file, jsonl_corpus,
                                                                         local):
     out = tmp_path / "out"
