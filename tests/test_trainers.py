@@ -35,20 +35,35 @@ def out(tmp_path_factory):
     return folder
 
 
-def torchrun(out: Path, tmp: Path, mode: str, *extra: str) -> list[Path]:
+def torchrun(out: Path, tmp: Path, runs: dict[str, tuple[str, ...]]) -> dict[str, list[Path]]:
+    """One torchrun of tests/trainer_script.py that trains each of ``runs`` (name: mode, then K and MAX_STEPS
+    if given) in turn, in the same 2 ranks; each run's audit logs (one per rank), by name."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "PYTHONPATH": str(SCRIPT.parent.parent)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(SCRIPT), str(out), str(tmp / "audit.jsonl"), mode, str(tmp / "work"), *extra]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT),
+           str(out)]
+    for k, (name, (mode, *extra)) in enumerate(runs.items()):
+        cmd += [*(["--"] if k else []), str(tmp / name / "audit.jsonl"), mode, str(tmp / name / "work"), *extra]
     for _attempt in range(3):  # a rank the runtime killed by a signal (a gloo/thread abort at start-up) runs again
-        for stale in tmp.glob("audit.rank*.jsonl"):
-            stale.unlink()
-        shutil.rmtree(tmp / "work", ignore_errors=True)
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+        for name in runs:
+            shutil.rmtree(tmp / name, ignore_errors=True)
+            (tmp / name).mkdir(parents=True)
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240 * len(runs))
         if done.returncode == 0 or not SIGNALLED.search(done.stderr):
             break  # passed, or failed in Python (an assertion, an error): never retried
     assert done.returncode == 0, done.stderr[-3000:]
-    return sorted(tmp.glob("audit.rank*.jsonl"))
+    return {name: sorted((tmp / name).glob("audit.rank*.jsonl")) for name in runs}
+
+
+#: Every training the tests below check, in one launch of torchrun (the launch and the imports of torch and
+#: transformers in each rank cost more than these small trainings): name -> mode, then K and MAX_STEPS.
+RUNS = {"sequential": ("sequential",), "random": ("random",), "epoch": ("sequential", "4", "epoch"),
+        "recipe": ("sequential", "4", "recipe")}
+
+
+@pytest.fixture(scope="module")
+def logs(out, tmp_path_factory) -> dict[str, list[Path]]:
+    return torchrun(out, tmp_path_factory.mktemp("runs"), RUNS)
 
 
 #: torchrun's summary of a rank that died of a signal (``exitcode  : -6 (pid: ...)  (SIGABRT)``)
@@ -62,8 +77,8 @@ def test_only_a_rank_killed_by_a_signal_is_run_again():
 
 
 @pytest.mark.parametrize("mode", ["sequential", "random"])
-def test_hf_trainer_under_torchrun(out, tmp_path, mode):
-    logs = torchrun(out, tmp_path, mode)
+def test_hf_trainer_under_torchrun(out, logs, mode):
+    logs = logs[mode]
     assert len(logs) == 2
     result = invoke("audit", out, *logs, "--json")
     report = json.loads(result.stdout)["data"]
@@ -85,7 +100,7 @@ def logged_steps(logs: list[Path]) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("max_steps", ["epoch", "recipe"])
-def test_hf_trainer_tail(out, tmp_path, max_steps):
+def test_hf_trainer_tail(out, logs, tmp_path, max_steps):
     """305 rows, W=2, b=3, k=4, G=24: 50 micro-batches per rank. On its own (one epoch) the Trainer takes 13 steps,
     the last over the 2 micro-batches per rank left, positions [288, 300), and drops 300..304; the audit takes that
     step as the tail. With the recipe's max_steps (OrderedMapDataset.optimizer_steps) it stops after 12 whole
@@ -94,7 +109,7 @@ def test_hf_trainer_tail(out, tmp_path, max_steps):
 
     from .test_loader import ids_in_order
 
-    logs = torchrun(out, tmp_path, "sequential", "4", max_steps)
+    logs = logs[max_steps]
     ids = ids_in_order(out)
     steps = logged_steps(logs)
     recipe = OrderedMapDataset(out).optimizer_steps(3, 4, 2)
