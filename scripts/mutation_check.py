@@ -1,15 +1,18 @@
 """Mutation check of the order tasks: deliberate off-by-ones the order-task tests must catch.
 
-Copies ``reorder_cli/``, ``tests/`` and ``pyproject.toml`` to a temporary folder (the working tree
-is never touched), runs the selected tests once on the unmutated copy (the control: they must
-pass), then, for each mutant, patches one file of the copy with an exact string replacement
-(which must match exactly once: a patch that no longer applies is an error, not a skip), runs the
-mutant's tests there (``PYTHONPATH`` = the copy, ``-x -q -p no:cacheprovider``,
-``--hypothesis-seed=0``) and requires them to fail. The file is restored before the next mutant.
+Copies ``reorder_cli/``, ``tests/`` and ``pyproject.toml`` to temporary folders (the working tree
+is never touched; one copy per job), runs the selected tests once on the unmutated copies (the
+control: they must pass), then, for each mutant, patches one file of a copy with an exact string
+replacement (which must match exactly once: a patch that no longer applies is an error, not a skip),
+runs the mutant's tests there (``PYTHONPATH`` = the copy, ``-x -q -p no:cacheprovider``,
+``--hypothesis-seed=0``) and requires them to fail. The file is restored before that copy serves the
+next mutant. ``--jobs N`` (default: the CPUs this process may use, at most 4) runs N pytest processes
+at once, each in its own copy; the outcome does not depend on N.
 
     python scripts/mutation_check.py            # control + every mutant
     python scripts/mutation_check.py --list     # the mutants
     python scripts/mutation_check.py NAME ...   # control + the named mutants
+    python scripts/mutation_check.py --jobs 1   # one pytest at a time
 
 Exit 0 when the control passes and every mutant is killed; 1 otherwise (each survivor named).
 ``tests/test_mutation.py`` (marker ``mutation``) runs it under pytest, so CI runs it.
@@ -19,11 +22,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,41 +135,69 @@ def imported_from(copy: Path) -> str:
     return out.stdout.strip()
 
 
-def check(names: list[str] | None = None, echo=print, mutants: tuple[Mutant, ...] = MUTANTS) -> list[str]:
-    """Run the control and the mutants (all, or ``names``); return the problems (empty: all killed)."""
+def default_jobs() -> int:
+    """The CPUs this process may use, at most 4 (each job is one pytest process, mostly one core)."""
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def split(items: list[str], parts: int) -> list[tuple[str, ...]]:
+    """``items`` dealt round-robin into at most ``parts`` non-empty groups."""
+    return [tuple(items[k::parts]) for k in range(min(parts, len(items)))]
+
+
+def check(names: list[str] | None = None, echo=print, mutants: tuple[Mutant, ...] = MUTANTS,
+          jobs: int | None = None) -> list[str]:
+    """Run the control and the mutants (all, or ``names``); return the problems (empty: all killed).
+    ``jobs`` pytest processes run at once (default :func:`default_jobs`), each in its own copy."""
     chosen = [m for m in mutants if not names or m.name in names]
     unknown = set(names or ()) - {m.name for m in mutants}
     if unknown:
         raise SystemExit(f"mutation_check: no mutant named {', '.join(sorted(unknown))} (see --list)")
-    problems = []
+    jobs = max(1, jobs or default_jobs())
     with tempfile.TemporaryDirectory(prefix="mutation-") as tmp:
-        copy = Path(tmp)
-        copy_project(copy)
-        where = imported_from(copy)
-        if not where.startswith(str(copy)):
-            return [f"the copy's tests import reorder_cli from {where}, not from the copy"]
+        copies = [Path(tmp) / f"copy-{k}" for k in range(jobs)]
+        for copy in copies:
+            copy_project(copy)
+        for copy in copies:
+            where = imported_from(copy)
+            if not where.startswith(str(copy)):
+                return [f"the copy's tests import reorder_cli from {where}, not from the copy"]
         for m in chosen:  # every patch must apply before anything runs
-            (copy / m.path).write_text(apply(copy, m))
-        control = sorted({t for m in chosen for t in m.tests})
-        started = time.monotonic()
-        code, tail = run_tests(copy, tuple(control))
-        echo(f"control (unmutated): exit {code} in {time.monotonic() - started:.0f}s")
-        if code != 0:
-            return [f"the unmutated copy fails its tests (exit {code}):\n{tail}"]
-        for m in chosen:
-            original = apply(copy, m)
-            started = time.monotonic()
+            (copies[0] / m.path).write_text(apply(copies[0], m))
+        free: queue.Queue[Path] = queue.Queue()
+        for copy in copies:
+            free.put(copy)
+
+        def in_a_copy(tests: tuple[str, ...], mutant: Mutant | None = None) -> tuple[int, str, float]:
+            copy = free.get()
             try:
-                code, tail = run_tests(copy, m.tests)
+                original = apply(copy, mutant) if mutant else None
+                started = time.monotonic()
+                try:
+                    code, tail = run_tests(copy, tests)
+                finally:
+                    if mutant:
+                        (copy / mutant.path).write_text(original)
+                return code, tail, time.monotonic() - started
             finally:
-                (copy / m.path).write_text(original)
-            killed = code == 1  # tests failed (2..5: interrupted, usage or collection errors: not a kill)
-            echo(f"{m.name}: {'killed by ' + tail if killed else 'SURVIVED'} (exit {code}) "
-                 f"in {time.monotonic() - started:.0f}s")
-            if not killed:
-                problems.append(f"mutant {m.name} ({m.path}: {m.old!r} -> {m.new!r}) "
-                                f"{'survived' if code == 0 else f'was not killed by a failing test (exit {code})'}"
-                                f":\n{tail}")
+                free.put(copy)
+
+        control = sorted({t for m in chosen for t in m.tests})
+        with ThreadPoolExecutor(jobs) as pool:
+            started = time.monotonic()
+            outcomes = list(pool.map(in_a_copy, split(control, jobs)))
+            failed = [(code, tail) for code, tail, _ in outcomes if code != 0]
+            echo(f"control (unmutated): exit {failed[0][0] if failed else 0} in {time.monotonic() - started:.0f}s")
+            if failed:
+                return [f"the unmutated copy fails its tests (exit {failed[0][0]}):\n{failed[0][1]}"]
+            problems = []
+            for m, (code, tail, took) in zip(chosen, pool.map(lambda m: in_a_copy(m.tests, m), chosen), strict=True):
+                killed = code == 1  # tests failed (2..5: interrupted, usage or collection errors: not a kill)
+                echo(f"{m.name}: {'killed by ' + tail if killed else 'SURVIVED'} (exit {code}) in {took:.0f}s")
+                if not killed:
+                    problems.append(f"mutant {m.name} ({m.path}: {m.old!r} -> {m.new!r}) "
+                                    f"{'survived' if code == 0 else f'was not killed by a failing test (exit {code})'}"
+                                    f":\n{tail}")
     return problems
 
 
@@ -172,12 +205,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="mutants to run (default: all)")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="pytest processes at once, each in its own copy (default: the CPUs, at most 4)")
     args = parser.parse_args(argv)
     if args.list:
         for m in MUTANTS:
             print(f"{m.name}: {m.path}: {m.old!r} -> {m.new!r}")
         return 0
-    problems = check(args.names or None)
+    problems = check(args.names or None, jobs=args.jobs)
     for p in problems:
         print(p, file=sys.stderr)
     return 1 if problems else 0

@@ -315,9 +315,10 @@ def local(request, tmp_path, config_file, jsonl_corpus) -> dict[str, str]:
     return output_hashes(out)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def s3_server():
-    """A moto S3 server for the module (tests/s3_server.py): a real S3 API on a free local port."""
+    """One moto S3 server for the whole session (tests/s3_server.py): a real S3 API on a free local port.
+    Shared by every module (its start-up costs seconds): each test works in a bucket of its own name."""
     pytest.importorskip("s3fs", reason="needs the extra 's3' (pip install -e '.[s3]')")
     pytest.importorskip("moto.server", reason="needs moto[server] (the extra 'test')")
     from .s3_server import S3Server

@@ -30,7 +30,7 @@ def test_a_mutant_that_changes_nothing_is_reported_as_surviving():
     test = "tests/test_order_tasks_review.py::test_a_single_row"
     blind = mutation_check.Mutant("a-comment", mutation_check.OT, "SAMPLE_STEP = 4096",
                                   "SAMPLE_STEP = 4096  # mutated", (test,))
-    problems = mutation_check.check(mutants=(blind,), echo=lambda line: None)
+    problems = mutation_check.check(mutants=(blind,), echo=lambda line: None, jobs=1)
     assert len(problems) == 1 and problems[0].startswith("mutant a-comment ") and "survived" in problems[0]
 
 

@@ -20,17 +20,28 @@ pytestmark = pytest.mark.ray
 OOC = ["rewrite=out-of-core", "memory_limit=1", "shard_rows=150"]
 
 
+def _start_ray():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
     before = os.environ.get("REORDER_TEST_BELOW_FLOOR")
     os.environ["REORDER_TEST_BELOW_FLOOR"] = "1"  # before the workers start: they inherit it
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    _start_ray()
     yield
     ray.shutdown()
     if before is None:
         os.environ.pop("REORDER_TEST_BELOW_FLOOR", None)
     else:
         os.environ["REORDER_TEST_BELOW_FLOOR"] = before
+
+
+@pytest.fixture(autouse=True)
+def ray_up(local_ray):
+    """The module's Ray, started again for a test that follows one that shut it down (the SIGKILL test)."""
+    if not ray.is_initialized():
+        _start_ray()
 
 
 def test_a_ray_run_writes_the_bytes_of_a_local_run(tmp_path, config_file, jsonl_corpus, local):
@@ -151,6 +162,5 @@ def test_a_sigkilled_worker_is_retried_and_the_bytes_are_those_of_a_local_run(tm
         assert outcome["result"].status == "done"
         assert not Path(f"/proc/{pid}").exists()  # the worker did die
     finally:
-        ray.shutdown()
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        ray.shutdown()  # the next test of the module starts the module's Ray again (ray_up)
     assert output_hashes(out) == local

@@ -45,6 +45,35 @@ def torchrun(out: Path, tmp: Path, mode: str, *extra: str, script: Path = SCRIPT
     return sorted(tmp.glob("audit.rank*.jsonl"))
 
 
+def torchrun_runs(out: Path, tmp: Path, runs: dict[str, tuple[str, ...]]) -> dict[str, list[Path]]:
+    """One torchrun of tests/trainer_script.py that trains each of ``runs`` (name: mode, then K and MAX_STEPS
+    if given) in turn, in the same 2 ranks; each run's audit logs (one per rank), by name."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PYTHONPATH": str(SCRIPT.parent.parent)}
+    args: list = [out]
+    for k, (name, (mode, *extra)) in enumerate(runs.items()):
+        args += [*(["--"] if k else []), tmp / name / "audit.jsonl", mode, tmp / name / "work", *extra]
+
+    def reset():
+        for name in runs:
+            shutil.rmtree(tmp / name, ignore_errors=True)
+            (tmp / name).mkdir(parents=True)
+
+    run_torchrun(SCRIPT, args, env, reset, timeout=240 * len(runs))
+    return {name: sorted((tmp / name).glob("audit.rank*.jsonl")) for name in runs}
+
+
+#: Every training the tests below check, in one launch of torchrun (the launch and the imports of torch and
+#: transformers in each rank cost more than these small trainings): name -> mode, then K and MAX_STEPS.
+RUNS = {"sequential": ("sequential",), "random": ("random",), "epoch": ("sequential", "4", "epoch"),
+        "recipe": ("sequential", "4", "recipe")}
+
+
+@pytest.fixture(scope="module")
+def logs(out, tmp_path_factory) -> dict[str, list[Path]]:
+    return torchrun_runs(out, tmp_path_factory.mktemp("runs"), RUNS)
+
+
 def test_only_a_rank_killed_by_a_signal_is_run_again():
     """The retry above covers the runtime's aborts only: a rank that failed in Python (exit code 1) is not."""
     assert SIGNALLED.search("    rank      : 0 (local_rank: 0)\n    exitcode  : -6 (pid: 15772)\n")
@@ -52,8 +81,8 @@ def test_only_a_rank_killed_by_a_signal_is_run_again():
 
 
 @pytest.mark.parametrize("mode", ["sequential", "random"])
-def test_hf_trainer_under_torchrun(out, tmp_path, mode):
-    logs = torchrun(out, tmp_path, mode)
+def test_hf_trainer_under_torchrun(out, logs, mode):
+    logs = logs[mode]
     assert len(logs) == 2
     result = invoke("audit", out, *logs, "--json")
     report = json.loads(result.stdout)["data"]
@@ -75,7 +104,7 @@ def logged_steps(logs: list[Path]) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("max_steps", ["epoch", "recipe"])
-def test_hf_trainer_tail(out, tmp_path, max_steps):
+def test_hf_trainer_tail(out, logs, tmp_path, max_steps):
     """305 rows, W=2, b=3, k=4, G=24: 50 micro-batches per rank. On its own (one epoch) the Trainer takes 13 steps,
     the last over the 2 micro-batches per rank left, positions [288, 300), and drops 300..304; the audit takes that
     step as the tail. With the recipe's max_steps (OrderedMapDataset.optimizer_steps) it stops after 12 whole
@@ -84,7 +113,7 @@ def test_hf_trainer_tail(out, tmp_path, max_steps):
 
     from .test_loader import ids_in_order
 
-    logs = torchrun(out, tmp_path, "sequential", "4", max_steps)
+    logs = logs[max_steps]
     ids = ids_in_order(out)
     steps = logged_steps(logs)
     recipe = OrderedMapDataset(out).optimizer_steps(3, 4, 2)

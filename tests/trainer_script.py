@@ -1,10 +1,13 @@
 """Run under torchrun by test_trainers.py: a toy model trained by the Hugging Face Trainer on an
 output, recording the ids it is fed with reorder's AuditCallback.
 
-    torchrun --nproc_per_node 2 tests/trainer_script.py OUTPUT LOG sequential|random WORKDIR [K] [MAX_STEPS]
+    torchrun --nproc_per_node 2 tests/trainer_script.py OUTPUT LOG sequential|random WORKDIR [K] [MAX_STEPS] \
+        [-- LOG sequential|random WORKDIR [K] [MAX_STEPS] ...]
 
 K is the gradient accumulation (default 2), b is 3; MAX_STEPS is a number, ``recipe`` (the README's
 recipe: ``OrderedMapDataset.optimizer_steps``) or ``epoch`` (one epoch, the Trainer's own count).
+Each run after a ``--`` trains a new model with a new Trainer, in the same ranks (one launch of
+torchrun, one import of torch and transformers, for several trainings), its log apart.
 """
 
 import os
@@ -50,5 +53,17 @@ def main(out: str, log: str, mode: str, workdir: str, k: str = "2", max_steps: s
     trainer.train()
 
 
+def runs(argv: list[str]) -> list[list[str]]:
+    """``OUTPUT RUN [-- RUN ...]`` as the arguments of :func:`main`, one list per run."""
+    found: list[list[str]] = [[argv[0]]]
+    for arg in argv[1:]:
+        if arg == "--":
+            found.append([argv[0]])
+        else:
+            found[-1].append(arg)
+    return found
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:7])
+    for args in runs(sys.argv[1:]):
+        main(*args)
