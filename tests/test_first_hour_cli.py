@@ -168,7 +168,9 @@ def test_config_schema_comes_from_the_key_table_and_accepts_the_repos_configs(tm
     for key in config.KEYS.values():
         assert schema["properties"][key.name]["description"].startswith(key.help)
     assert schema["properties"]["seed"]["type"] == "integer"
-    assert schema["properties"]["format"]["enum"] == ["auto", "parquet", "jsonl.zst", "jsonl"]
+    # the row formats, then the trainer-native exports `format:` is an alias for (rows in parquet)
+    assert schema["properties"]["format"]["enum"] == ["auto", "parquet", "jsonl.zst", "jsonl", *config.EXPORT_FORMATS]
+    assert set(config.EXPORT_FORMATS) == {"megatron", "olmo", "mds"}
     repo = Path(__file__).resolve().parents[1]
     for path in sorted((repo / "configs").glob("*.yaml")):
         jsonschema.validate(config.read_yaml(path), schema)
