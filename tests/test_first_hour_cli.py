@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from reorder_cli import config
+from reorder_cli.export import EXPORTS
 from tests.conftest import invoke, one_line_error, read_jsonl_out, read_manifest, shard_files
 from tests.test_select import ref_tokens, ref_top_r, scored_corpus
 
@@ -170,7 +171,7 @@ def test_config_schema_comes_from_the_key_table_and_accepts_the_repos_configs(tm
     assert schema["properties"]["seed"]["type"] == "integer"
     # the row formats, then the trainer-native exports `format:` is an alias for (rows in parquet)
     assert schema["properties"]["format"]["enum"] == ["auto", "parquet", "jsonl.zst", "jsonl", *config.EXPORT_FORMATS]
-    assert set(config.EXPORT_FORMATS) == {"megatron", "olmo", "mds"}
+    assert set(config.EXPORT_FORMATS) == set(EXPORTS)  # the config's names are the exporters' registry
     repo = Path(__file__).resolve().parents[1]
     for path in sorted((repo / "configs").glob("*.yaml")):
         jsonschema.validate(config.read_yaml(path), schema)
