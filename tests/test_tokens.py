@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 
@@ -372,3 +373,43 @@ def test_a_rerun_over_an_altered_piece_or_export_file_is_not_already_done(tmp_pa
         assert name in line and "changed since" in line, line
         target.write_bytes(kept)
     assert "nothing to do" in reorder(cfg, jsonl_corpus.files, out, method="str", sets=sets).stderr
+
+
+@pytest.mark.parametrize("path", ["in-memory", "out-of-core"])
+def test_the_piece_is_encoded_as_the_shard_is_written_never_read_back(tmp_path, tok, monkeypatch, path):
+    """Tokenizing costs no second read of the finished shard: the writer's batches are encoded as written."""
+    rows = make_rows(90, seed=8)
+    src = write_parquet(tmp_path / "in" / "a.parquet", rows)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("score_field: score\nformat: parquet\nshard_rows: 40\nrow_group_size: 1KB\n")
+    opened: list[str] = []
+    real = pq.ParquetFile.__init__
+
+    def spy(self, source, *args, **kwargs):
+        opened.append(Path(str(source)).name)
+        real(self, source, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "__init__", spy)
+    sets = [f"tokenizer={tok}", f"rewrite={path}", "workers=1"] + (["memory_limit=1"] if path == "out-of-core" else [])
+    out = tmp_path / "out"
+    reorder(cfg, [src], out, method="str", sets=sets)
+    monkeypatch.undo()
+    assert "a.parquet" in opened  # the spy sees the run's reads
+    assert not [name for name in opened if name[:5].isdigit()], opened  # never an output shard
+    ids, lengths = stream(out)
+    texts = read_parquet_out(out).column("text").to_pylist()
+    assert np.array_equal(ids.astype(np.int64), independent(texts, tok, None, 2)) and len(lengths) == 90
+
+
+@pytest.mark.parametrize("path", ["in-memory", "out-of-core"])
+def test_a_null_text_in_a_later_write_batch_names_its_input_row(tmp_path, tok, path):
+    rows = make_rows(60, seed=9)
+    rows[45]["text"] = None
+    src = write_parquet(tmp_path / "in" / "a.parquet", rows)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("score_field: score\nformat: parquet\nrow_group_size: 1KB\n")
+    out = tmp_path / "out"
+    sets = [f"tokenizer={tok}", f"rewrite={path}", "memory_limit=1" if path == "out-of-core" else "workers=1"]
+    line = one_line_error(reorder(cfg, [src], out, method="input", sets=sets, ok=False))
+    assert f"{src}: row 45" in line and "(output shard 00000.parquet, row 45)" in line and "is null" in line, line
+    assert not out.exists()

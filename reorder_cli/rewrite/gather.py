@@ -118,26 +118,28 @@ def run(stored: StoredPlan, work: WorkDir, settings: dict, shard: int,
     start, end = stored.shards[shard]
     writer = ShardWriter(work.shards / shard_name(shard, fmt), fmt, settings["compression_level"],
                          schema if fmt == "parquet" else None)
+    tokens: token_piece.PieceWriter | token_piece.NoPiece = token_piece.NoPiece()
     try:
+        tokens = token_piece.writer(writer.path, fmt, settings.get("tokens"),
+                                    lambda row: _input_row(stored, start + row))
         for k in stored.shard_buckets(shard):  # a loop over buckets, then over write batches
             lo, hi = stored.bucket_range(int(k))
             rows = _bucket(stored, scattered, int(k), lo, hi, fmt, schema)
             _, first, last = stored.buckets[k]
             for a, b in stored.batches[first:last]:
                 piece = rows.slice(int(a - lo), int(b - a))
-                if fmt == "parquet":
-                    writer.write_table(piece.combine_chunks())
-                else:
-                    writer.write_lines(jsonl.lines_to_bytes(piece.column(scatter.LINE).combine_chunks()))
+                batch = piece.combine_chunks() if fmt == "parquet" else \
+                    jsonl.lines_to_bytes(piece.column(scatter.LINE).combine_chunks())
+                (writer.write_table if fmt == "parquet" else writer.write_lines)(batch)
+                tokens.add(batch)
                 advance(int(b - a))
                 faults.pause("gather")
             del rows
-        record = writer.finish(shard, start, end - start)
+        return tokens.finish(writer.finish(shard, start, end - start))
     except BaseException:
         writer.abort()
+        tokens.abort()
         raise
-    return token_piece.beside(writer.path, fmt, record, settings.get("tokens"),
-                              lambda row: _input_row(stored, start + row))
 
 
 def _input_row(stored: StoredPlan, position: int) -> str:

@@ -97,17 +97,19 @@ def write_shards(plan: Plan, cfg: RunConfig, folder: Path, advance: Callable[[in
         writer = ShardWriter(folder / shard_name(index, cfg.format), cfg.format, cfg.compression_level, arrow_schema)
         put = writer.write_table if cfg.format == "parquet" else writer.write_lines
         batches = [np.arange(a, b) for a, b in shard_batches(plan.sizes, start, end, cfg)]
+        tokens: piece.PieceWriter | piece.NoPiece = piece.NoPiece()
         try:
+            tokens = piece.writer(writer.path, cfg.format, token_settings, lambda row: _input_row(plan, start + row))
             for positions, item in _prefetched(batches, prepare):
                 put(item)
+                tokens.add(item)
                 advance(len(positions))
                 faults.pause("gather")
-            record = writer.finish(index, start, end - start)
+            record = tokens.finish(writer.finish(index, start, end - start))
         except BaseException:
             writer.abort()
+            tokens.abort()
             raise
-        record = piece.beside(writer.path, cfg.format, record, token_settings,
-                              lambda row: _input_row(plan, start + row))
         on_finish(record)
         faults.pause("gather-done")
         return record

@@ -1,11 +1,13 @@
 """One shard's token piece: ``NNNNN.tokens`` (its documents' ids, in row order, raw little-endian in the
 run's dtype, each document ``[BOS] + ids + [EOS]``) and ``NNNNN.lengths.npy`` (tokens a document, int64),
-written beside the finished shard, atomically: both appear complete, or neither does."""
+written beside the shard as it is written (:class:`PieceWriter`), atomically: both appear complete, or
+neither does."""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -53,58 +55,100 @@ def encode(tok, docs: list[str], bos: int | None, eos: int | None) -> tuple[np.n
     return out, lengths
 
 
-def tokenize_shard(shard: Path, row_format: str, settings: dict[str, Any], where: texts.Locate) -> dict[str, Any]:
-    """Write the token piece of the finished ``shard`` beside it; returns its record: ``file``, ``lengths``
-    (names beside the shard), ``tokens``, ``bytes``, ``sha256`` (of the tokens file) and ``lengths_bytes``,
-    ``lengths_sha256``. ``where(row)`` names a shard row's input (the error path)."""
-    tok = tokenizer.load(settings["tokenizer"], settings["sha256"])
-    dtype = np.dtype(settings["dtype"]).newbyteorder("<")
-    top = np.iinfo(dtype).max
-    tokens_name, lengths_name = names(shard.name)
-    tokens_path, lengths_path = shard.with_name(tokens_name), shard.with_name(lengths_name)
-    tmp = atomic.temporary(tokens_path)
-    digest, size, counts, row = hashlib.sha256(), 0, [], 0
-    try:
-        with open(tmp, "wb") as fh:
-            for column in texts.batches(shard, row_format, settings["text_field"], where, BATCH_DOCS):
-                for lo in range(0, len(column), BATCH_DOCS):  # a loop over batches of documents
-                    docs = column.slice(lo, BATCH_DOCS).to_pylist()
-                    ids, lengths = encode(tok, docs, settings["bos"], settings["eos"])
-                    if len(ids) and int(ids.max()) > top:
-                        first = int(np.flatnonzero(ids > top)[0])
-                        doc = int(np.searchsorted(np.cumsum(lengths), first, side="right"))
-                        raise ReorderError(
-                            f"{where(row + lo + doc)} (output shard {shard.name}, row {row + lo + doc}): token id "
-                            f"{int(ids[first])} does not fit token_dtype {settings['dtype']}; set token_dtype: uint32")
-                    data = ids.astype(dtype, copy=False)
-                    digest.update(memoryview(np.ascontiguousarray(data)).cast("B"))
-                    write_array(fh, data, tokens_path)
-                    size += data.nbytes
-                    counts.append(lengths)
-                row += len(column)
-        lengths = np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
-        save_npy(lengths_path, lengths.astype(np.int64))
-        atomic.commit(tmp, tokens_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        lengths_path.unlink(missing_ok=True)
-        raise
-    return {"file": tokens_name, "lengths": lengths_name, "tokens": int(lengths.sum()), "bytes": size,
-            "sha256": digest.hexdigest(), "lengths_bytes": lengths_path.stat().st_size,
-            "lengths_sha256": file_sha256(lengths_path)}
+class PieceWriter:
+    """The token piece of a shard being written: each write batch's documents are encoded as the batch is
+    written (:meth:`add`), in a thread of the piece's own, so encoding (the library releases the GIL)
+    overlaps the shard's gathering and compression; the shard is never read back. ``finish`` moves both
+    files into place; ``abort`` removes them and the shard."""
+
+    def __init__(self, shard: Path, row_format: str, settings: dict[str, Any], where: texts.Locate):
+        self.shard, self.fmt, self.settings, self.where = shard, row_format, settings, where
+        self.tok = tokenizer.load(settings["tokenizer"], settings["sha256"])
+        self.dtype = np.dtype(settings["dtype"]).newbyteorder("<")
+        self.tokens_name, self.lengths_name = names(shard.name)
+        self.tokens_path, self.lengths_path = shard.with_name(self.tokens_name), shard.with_name(self.lengths_name)
+        self.tmp = atomic.temporary(self.tokens_path)
+        self._fh = open(self.tmp, "wb")  # noqa: SIM115 - open across add() calls, closed by finish/abort
+        self._digest, self._size, self._counts, self._rows = hashlib.sha256(), 0, [], 0
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"tokens-{self.tokens_name}")
+        self._pending: Future | None = None
+
+    def add(self, batch) -> None:
+        """Encode the next rows of the shard: ``batch`` is a Parquet table or the bytes of whole JSONL lines,
+        as written. At most one batch is encoding while the caller writes the next."""
+        self._wait()
+        top = self.settings["text_field"].split(".")[0]
+        if self.fmt == "parquet" and top in batch.schema.names:
+            batch = batch.select([top])  # the other columns are not held while encoding
+        self._pending = self._thread.submit(self._encode, batch)
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()  # an encoding error surfaces here, in the writing thread
+
+    def _encode(self, batch) -> None:
+        field, first, top = self.settings["text_field"], self._rows, np.iinfo(self.dtype).max
+        column = texts.table_column(batch, field, first, self.shard, self.where) if self.fmt == "parquet" \
+            else texts.lines_column(batch, field, first, self.shard, self.where)
+        for lo in range(0, len(column), BATCH_DOCS):  # a loop over batches of documents
+            ids, lengths = encode(self.tok, column.slice(lo, BATCH_DOCS).to_pylist(), self.settings["bos"],
+                                  self.settings["eos"])
+            if len(ids) and int(ids.max()) > top:
+                at = int(np.flatnonzero(ids > top)[0])
+                row = first + lo + int(np.searchsorted(np.cumsum(lengths), at, side="right"))
+                raise ReorderError(
+                    f"{self.where(row)} (output shard {self.shard.name}, row {row}): token id {int(ids[at])} does "
+                    f"not fit token_dtype {self.settings['dtype']}; set token_dtype: uint32")
+            data = np.ascontiguousarray(ids.astype(self.dtype, copy=False))
+            self._digest.update(memoryview(data).cast("B"))
+            write_array(self._fh, data, self.tokens_path)
+            self._size += data.nbytes
+            self._counts.append(lengths)
+        self._rows += len(column)
+
+    def finish(self, record: dict[str, Any]) -> dict[str, Any]:
+        """``record`` (the finished shard's) with its piece's: ``file``, ``lengths`` (names beside the shard),
+        ``tokens``, ``bytes``, ``sha256`` (of the tokens file), ``lengths_bytes``, ``lengths_sha256``."""
+        self._wait()
+        self._thread.shutdown()
+        self._fh.close()
+        lengths = np.concatenate(self._counts) if self._counts else np.zeros(0, dtype=np.int64)
+        save_npy(self.lengths_path, lengths.astype(np.int64))
+        atomic.commit(self.tmp, self.tokens_path)
+        return {**record, "tokens": {
+            "file": self.tokens_name, "lengths": self.lengths_name, "tokens": int(lengths.sum()),
+            "bytes": self._size, "sha256": self._digest.hexdigest(),
+            "lengths_bytes": self.lengths_path.stat().st_size, "lengths_sha256": file_sha256(self.lengths_path)}}
+
+    def abort(self) -> None:
+        """Remove the piece and the shard (finished or not): nothing of the task is left."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.cancel()
+        self._thread.shutdown(wait=True)  # the encoding under way ends before its file is removed
+        self._fh.close()
+        for path in (self.tmp, self.tokens_path, self.lengths_path, self.shard):
+            path.unlink(missing_ok=True)
 
 
-def beside(shard: Path, row_format: str, record: dict[str, Any], settings: dict[str, Any] | None,
-           where: texts.Locate) -> dict[str, Any]:
-    """``record`` (a finished shard's) with its token piece, made beside it when the run tokenizes
-    (``settings``); a failure removes the shard too, so nothing of the task is left."""
-    if settings is None:
+class NoPiece:
+    """The piece writer of a run without a tokenizer: nothing is made."""
+
+    def add(self, batch) -> None:
+        pass
+
+    def finish(self, record: dict[str, Any]) -> dict[str, Any]:
         return record
-    try:
-        return {**record, "tokens": tokenize_shard(shard, row_format, settings, where)}
-    except BaseException:
-        shard.unlink(missing_ok=True)
-        raise
+
+    def abort(self) -> None:
+        pass
+
+
+def writer(shard: Path, row_format: str, settings: dict[str, Any] | None, where: texts.Locate) -> PieceWriter | NoPiece:
+    """The writer of ``shard``'s token piece, fed every batch the shard is written with (``settings``: the
+    run's token settings, None when it does not tokenize)."""
+    return NoPiece() if settings is None else PieceWriter(shard, row_format, settings, where)
 
 
 def piece_differs(folder: Path, record: dict[str, Any]) -> str | None:

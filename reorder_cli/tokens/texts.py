@@ -1,21 +1,19 @@
-"""A finished row shard's documents, as batches of strings (the ``text_field`` column, in row order).
+"""A shard's documents as they are written, batch by batch: the ``text_field`` of the rows as one string array.
 
-Parquet: a projection of the column. JSONL (and .zst): the records parsed by Arrow's JSON reader against
-a schema holding only the field as a string, so a number, object or array there is refused, never
+Parquet rows: the column (or nested field) of the table. JSONL lines: the records parsed by Arrow's JSON
+reader against a schema holding only the field as a string, so a number, object or array there is refused, never
 turned into text. A missing or null field is an error too (the error path names the row)."""
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.json as pj
-import pyarrow.parquet as pq
-import zstandard
 
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats import jsonl
@@ -70,44 +68,35 @@ def _checked(column: pa.Array | pa.ChunkedArray, field: str, first: int, shard: 
     return column
 
 
-def parquet_batches(shard: Path, field: str, where: Locate, rows: int) -> Iterator[pa.Array]:
-    pf = pq.ParquetFile(shard)
-    top = field.split(".")[0]
-    if top not in pf.schema_arrow.names:
-        raise refuse(field, "is missing (no such column)", 0, shard, where)
-    first = 0
-    for batch in pf.iter_batches(batch_size=rows, columns=[top]):  # a loop over batches
-        try:
-            column = nested_column(batch, field)
-        except (KeyError, pa.ArrowException):
-            raise refuse(field, "is missing (no such field)", first, shard, where) from None
-        yield _checked(column, field, first, shard, where, lambda i: None)
-        first += batch.num_rows
+def table_column(table: pa.Table | pa.RecordBatch, field: str, first: int, shard: Path, where: Locate) -> pa.Array:
+    """The ``field`` of Parquet rows (``table``, the shard's rows from ``first`` on) as one string array."""
+    if field.split(".")[0] not in table.schema.names:
+        raise refuse(field, "is missing (no such column)", first, shard, where)
+    try:
+        column = nested_column(table, field)
+    except (KeyError, pa.ArrowException):
+        raise refuse(field, "is missing (no such field)", first, shard, where) from None
+    return _checked(column, field, first, shard, where, lambda i: None)
 
 
-def jsonl_batches(shard: Path, fmt: str, field: str, where: Locate) -> Iterator[pa.Array]:
-    schema = _schema(field)
-    with open(shard, "rb") as raw:
-        stream = zstandard.ZstdDecompressor().stream_reader(raw) if fmt == "jsonl.zst" else raw
-        first = 0
-        for block, _ in jsonl.stream_blocks(stream.read):  # a loop over blocks of whole lines
-            data = bytes(block)
-            lines = jsonl.split_lines(data if data.endswith(b"\n") else data + b"\n")
+def lines_column(block, field: str, first: int, shard: Path, where: Locate) -> pa.Array:
+    """The ``field`` of JSONL records (``block``: bytes of whole lines, the shard's from line ``first`` on)
+    as one string array, parsed by Arrow's JSON reader against a schema holding only the field."""
+    data = bytes(block)
+    lines = jsonl.split_lines(data if data.endswith(b"\n") else data + b"\n")
 
-            def value_of(i: int, lines=lines):
-                return _lookup(json.loads(lines[i].as_py()), field)
+    def value_of(i: int):
+        return _lookup(json.loads(lines[i].as_py()), field)
 
-            try:
-                table = pj.read_json(io.BytesIO(jsonl.lines_to_bytes(lines)),
-                                     read_options=pj.ReadOptions(block_size=max(1 << 22, 2 * len(data) + 2)),
-                                     parse_options=pj.ParseOptions(explicit_schema=schema,
-                                                                   unexpected_field_behavior="ignore"))
-            except pa.ArrowException:
-                bad = next((i for i in range(len(lines)) if _not_string(lines[i].as_py(), field)), 0)  # error path
-                raise refuse(field, _describe(lines[bad].as_py(), field), first + bad, shard, where) from None
-            column = nested_column(table, field)
-            yield _checked(column, field, first, shard, where, value_of)
-            first += len(lines)
+    try:
+        table = pj.read_json(io.BytesIO(jsonl.lines_to_bytes(lines)),
+                             read_options=pj.ReadOptions(block_size=max(1 << 22, 2 * len(data) + 2)),
+                             parse_options=pj.ParseOptions(explicit_schema=_schema(field),
+                                                           unexpected_field_behavior="ignore"))
+    except pa.ArrowException:
+        bad = next((i for i in range(len(lines)) if _not_string(lines[i].as_py(), field)), 0)  # error path
+        raise refuse(field, _describe(lines[bad].as_py(), field), first + bad, shard, where) from None
+    return _checked(nested_column(table, field), field, first, shard, where, value_of)
 
 
 def _not_string(line: bytes, field: str) -> bool:
@@ -123,12 +112,3 @@ def _describe(line: bytes, field: str) -> str:
         return _why(value) if not isinstance(value, str) else "cannot be read by Arrow's JSON reader"
     except ValueError as exc:
         return f"cannot be read: the record is not valid JSON ({str(exc)[:60]})"
-
-
-def batches(shard: Path, fmt: str, field: str, where: Locate, rows: int = 8192) -> Iterator[pa.Array]:
-    """The shard's ``field`` as string arrays, in row order (Parquet: ``rows`` at a time)."""
-    if fmt == "parquet":
-        yield from parquet_batches(shard, field, where, rows)
-    else:
-        yield from jsonl_batches(shard, fmt, field, where)
-
