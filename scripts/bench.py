@@ -181,11 +181,13 @@ with open(sys.argv[1], "wb") as out:
     for path in sys.argv[3:]:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=8192, columns=["text"]):
             enc = tok.encode_batch_fast(batch.column(0).to_pylist(), add_special_tokens=False)
-            n = np.fromiter((len(e) + 1 for e in enc), dtype=np.int64, count=len(enc))
-            ids = np.fromiter(itertools.chain.from_iterable(e.ids + [eos] for e in enc), dtype=np.uint16,
-                              count=int(n.sum()))
-            ids.astype("<u2").tofile(out)
-            total += len(ids)
+            n = np.fromiter((len(e) for e in enc), dtype=np.int64, count=len(enc))
+            ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in enc), dtype=np.uint32, count=int(n.sum()))
+            ends = np.cumsum(n + 1)
+            tokens = np.full(int(ends[-1]), eos, dtype="<u2")
+            tokens[np.delete(np.arange(len(tokens)), ends - 1)] = ids
+            tokens.tofile(out)
+            total += len(tokens)
 print("tokens", total)
 """
 
@@ -209,13 +211,14 @@ def ensure_tokenizer(data: Path) -> Path:
 
 
 def token_cases(args: argparse.Namespace) -> list[Case]:
-    """The STR order of the Parquet corpus with its token pieces against the floor: the same documents
+    """The STR order of the Parquet corpus exported for Megatron (token pieces made by the shard-writing
+    tasks, checked and assembled into one .bin/.idx at publish) against the floor: the same documents
     tokenized and written in input order."""
     folder = ensure_tokenizer(args.data)
     case = reorder_case("str", "parquet", args.data, args.out, args.workers)
-    case.name, case.floor = "reorder str parquet + tokens", TOKENS_FLOOR
+    case.name, case.floor = "reorder str parquet + megatron export", TOKENS_FLOOR
     case.argv = [a.replace(slug("reorder str parquet->parquet"), slug(case.name)) for a in case.argv]
-    case.argv += ["--set", f"tokenizer={folder}"]
+    case.argv += ["--set", f"tokenizer={folder}", "--set", "export=megatron"]
     floor = Case(TOKENS_FLOOR, [sys.executable, "-c", TOKENIZE, str(args.out / slug(TOKENS_FLOOR) / "all.tokens"),
                                 str(folder / "tokenizer.json"), *map(str, shard_paths(args.data, "parquet"))],
                  TOKENS_FLOOR)
@@ -706,8 +709,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--loaders", action="store_true",
                         help="instead: read the STR output with reorder's loader, HF datasets and pyarrow (rows/s)")
     parser.add_argument("--tokens", action="store_true",
-                        help="instead: the STR order of the Parquet corpus with token pieces (a BPE tokenizer trained "
-                             "on the corpus) against tokenizing the same documents in input order")
+                        help="instead: the STR order of the Parquet corpus exported for Megatron (a BPE tokenizer "
+                             "trained on the corpus) against tokenizing the same documents in input order")
     args = parser.parse_args(argv)
     args.formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     args.budget_workers = [int(w) for w in args.budget_workers.split(",")]
