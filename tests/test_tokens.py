@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -340,7 +345,7 @@ def test_without_the_tokenizers_library_the_error_names_the_extra(tmp_path, json
     tokenizer.load.cache_clear()
 
 
-def test_a_finished_gather_whose_staged_piece_changed_is_run_again(tmp_path, jsonl_corpus, tok):
+def test_a_finished_gather_whose_staged_piece_is_short_is_run_again(tmp_path, jsonl_corpus, tok):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("score_field: score\nformat: jsonl\nshard_rows: 400\n")
     out = tmp_path / "out"
@@ -350,9 +355,7 @@ def test_a_finished_gather_whose_staged_piece_changed_is_run_again(tmp_path, jso
         assert invoke("task", out, "scatter", i).exit_code == 0
     assert invoke("task", out, "gather", 0).exit_code == 0
     staged = out / ".reorder" / "shards" / "00000.tokens"
-    data = bytearray(staged.read_bytes())
-    data[:2] = b"\xff\xff"  # same size, other bytes: a stale piece
-    staged.write_bytes(bytes(data))
+    staged.write_bytes(staged.read_bytes()[:-2])  # a piece cut short (staged files are checked by size)
     reorder(cfg, jsonl_corpus.files, out, method="str", sets=sets)
     ids, _ = stream(out)
     assert np.array_equal(ids.astype(np.int64), independent(_texts_jsonl(out), tok, None, 2))
@@ -413,3 +416,46 @@ def test_a_null_text_in_a_later_write_batch_names_its_input_row(tmp_path, tok, p
     line = one_line_error(reorder(cfg, [src], out, method="input", sets=sets, ok=False))
     assert f"{src}: row 45" in line and "(output shard 00000.parquet, row 45)" in line and "is null" in line, line
     assert not out.exists()
+
+
+def _publish_killed_after_a_piece(tmp_path: Path, cfg: Path, files: list[Path], out: Path, sets: list[str]) -> None:
+    """``reorder run`` in a process of its own, SIGKILLed once publish has moved the first token piece."""
+    flag = tmp_path / "paused"
+    args = [sys.executable, "-m", "reorder_cli.cli", "run", str(cfg), "--method", "str", "--output", str(out), "-q",
+            *(a for f in files for a in ("--input", str(f))), *(a for s in sets for a in ("--set", s))]
+    env = {**os.environ, "REORDER_PAUSE_AT": "publish-tokens", "REORDER_PAUSE_FLAG": str(flag)}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not flag.exists():
+        assert proc.poll() is None, f"finished before publishing a piece: {proc.stderr.read().decode()}"
+        assert time.monotonic() < deadline, "never reached publish-tokens"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+
+
+def test_a_publish_killed_between_pieces_resumes_and_a_published_piece_is_checked_by_sha256(tmp_path, jsonl_corpus,
+                                                                                          tok):
+    """Publish moves a staged piece (checked by size, as a row shard is); a piece it finds already published by
+    an interrupted publish is kept only when its sha256 is the recorded one: the same bytes resume to the clean
+    output, and a published piece altered in place (same size) is made again, never published as found."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("score_field: score\nformat: jsonl\nshard_rows: 400\n")
+    sets = [f"tokenizer={tok}", "workers=1"]
+    reorder(cfg, jsonl_corpus.files, tmp_path / "clean", method="str", sets=sets)
+    clean = {p.name: p.read_bytes() for p in (tmp_path / "clean" / "tokens").iterdir()}
+    assert len(clean) >= 4  # two pieces or more: the kill falls between them
+    for altered in (False, True):
+        out = tmp_path / f"killed-{altered}"
+        _publish_killed_after_a_piece(tmp_path, cfg, jsonl_corpus.files, out, sets)
+        (tmp_path / "paused").unlink()
+        published = out / "tokens" / "00000.tokens"
+        assert published.read_bytes() == clean["00000.tokens"] and not (out / ".manifest.json").exists()
+        if altered:
+            data = bytearray(published.read_bytes())
+            data[:2] = b"\xff\xff"  # same size, other bytes
+            published.write_bytes(bytes(data))
+        reorder(cfg, jsonl_corpus.files, out, method="str", sets=sets)
+        assert {p.name: p.read_bytes() for p in (out / "tokens").iterdir()} == clean
+        assert invoke("verify", out).exit_code == 0

@@ -19,7 +19,7 @@ from reorder_cli.errors import ReorderError
 from reorder_cli.export import EXPORTS, ExportInput
 from reorder_cli.tokens import piece, tokenizer
 from reorder_cli.tokens.sections import FOLDER
-from reorder_cli.util import atomic
+from reorder_cli.util import atomic, faults
 from reorder_cli.workdir import WorkDir
 
 #: Where the work folder stages an export before it is moved into place.
@@ -46,10 +46,12 @@ def folders() -> set[str]:
 
 
 def _piece_folder(work: WorkDir, out: Path, record: dict[str, Any]) -> Path:
-    """Where shard ``record``'s token piece is now: staged, or already published (an interrupted publish)."""
-    for folder in (work.shards, out / FOLDER):
-        if piece.piece_differs(folder, record["tokens"]) is None:
-            return folder
+    """Where shard ``record``'s token piece is now: staged (checked by size, as the work folder checks a
+    task's files), or already published by an interrupted publish (checked by sha256, as a row shard is)."""
+    if piece.piece_differs(work.shards, record["tokens"], digest=False) is None:
+        return work.shards
+    if piece.piece_differs(out / FOLDER, record["tokens"]) is None:
+        return out / FOLDER
     raise ReorderError(f"{work.root}: the token piece {record['tokens']['file']} is missing or altered; re-run with "
                        "--restart")
 
@@ -94,13 +96,17 @@ def place(out: Path, work: WorkDir, shards: list[dict], export: str | None,
     if pieces:
         target.mkdir(exist_ok=True)
     for p in pieces:  # a loop over shards
-        for name in (p["file"], p["lengths"]):
-            staged = work.shards / name
-            if staged.exists():
-                move(staged, target / name)
-        if piece.piece_differs(target, p) is not None:
-            raise ReorderError(f"{target / p['file']}: not the token piece this run made "
-                               f"({piece.piece_differs(target, p)}); re-run with --restart")
+        staged = [work.shards / name for name in (p["file"], p["lengths"])]
+        # as a row shard: a staged piece is this run's (its size checked); one found already published (an
+        # interrupted publish) is checked by its sha256
+        digest = not all(path.exists() for path in staged)
+        for path in staged:
+            if path.exists():
+                move(path, target / path.name)
+        faults.pause("publish-tokens")
+        if (why := piece.piece_differs(target, p, digest=digest)) is not None:
+            raise ReorderError(f"{target / p['file']}: not the token piece this run made ({why}); "
+                               "re-run with --restart")
     if pieces:
         atomic.sync(target)
     elif target.is_dir():

@@ -65,11 +65,12 @@ def run_task(stored: StoredPlan, work: WorkDir, phase: str, index: int,
 def finished_shard(work: WorkDir, shard: int) -> dict | None:
     """A shard's record if its task finished and its file is still staged, or already published: a shard in
     the output folder (moved there by a publish that was interrupted, or left by an older output) only
-    when its size and sha256 are its record's; any other is made again."""
+    when its size and sha256 are its record's; any other is made again. Its token piece likewise: staged
+    with the sizes recorded (as the work folder checks every task's files), or published with the sha256s."""
     record = work.finished("gather", shard)
     if record is None:
         return None
-    if "tokens" in record and piece.piece_differs(work.shards, record["tokens"]) is not None and \
+    if "tokens" in record and piece.piece_differs(work.shards, record["tokens"], digest=False) is not None and \
             (store.is_url(work.output) or piece.piece_differs(work.output / "tokens", record["tokens"]) is not None):
         return None  # its token piece is neither staged nor published as recorded: made again
     if (work.shards / record["file"]).exists():

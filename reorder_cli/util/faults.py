@@ -15,7 +15,7 @@ import os
 import time
 from pathlib import Path
 
-POINTS = ("keys", "scatter", "scatter-done", "gather", "gather-done", "publish", "upload", "push")
+POINTS = ("keys", "scatter", "scatter-done", "gather", "gather-done", "publish", "publish-tokens", "upload", "push")
 FAIL_POINTS = ("upload", "push")
 
 
