@@ -166,7 +166,12 @@ def allot(schedule: Schedule, tokens: Sequence[np.ndarray], budget: int, seed: i
         when = np.array([schedule.invert(int(j), capacity[j] / budget)[0] for j in over])
         first = int(over[np.argmin(when)])  # the first to run out (ties to the earlier source)
         at = float(when.min())
-        schedule = schedule.stopped(first, at)
+        try:
+            schedule = schedule.stopped(first, at)
+        except ReorderError as err:  # no weight left somewhere after it ran out
+            raise ReorderError(f"config key 'budget': {budget:,} tokens cannot be met: source "
+                               f"'{schedule.names[first]}' runs out at u={at:g} (all its max_epochs), and "
+                               f"{str(err).split(': ', 1)[1]}") from None
         fixed[first] = capacity[first]
         stopped.append((schedule.names[first], at))
     contributions = tuple(contribute(name, t, int(q), seed, int(e)) for name, t, q, e
