@@ -120,3 +120,15 @@ def test_bad_weights_are_one_line_errors_naming_the_key(names, ws, key, words):
         sch.build(names, ws)
     msg = str(err.value)
     assert f"'{key}'" in msg and words in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("ws", [[4e-295, 1.0], [[[0, 1.0], [1, 4e-295]], 1e-300], [[[0, 1e-300], [1, 1.0]], 0.0],
+                                [[[0, 2.0], [0.5, 1e-200], [1, 3.0]], [[0, 1e-290], [1, 1e-290]]]])
+def test_tiny_weights_neither_overflow_nor_lose_the_total(ws):
+    s = sch.build(["a", "b"], ws)
+    u = np.linspace(0, 1, 9)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        cum = s.cumulative(u)
+        back = s.invert(0, cum[:, 0])
+    assert np.all(np.isfinite(cum)) and np.allclose(cum.sum(axis=1), u, atol=1e-12)
+    assert np.allclose(s.cumulative(back)[:, 0], cum[:, 0], atol=1e-12)

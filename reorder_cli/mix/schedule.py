@@ -75,14 +75,11 @@ def parse_weight(value: Any, key: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _phi(z: np.ndarray) -> np.ndarray:
-    """``(log1p(z) - z) / z**2`` for z > -1 (-1/2 at 0), accurate near 0."""
-    small = np.abs(z) < _SERIES
-    zs = np.where(small, 1.0, z)
-    direct = (np.log1p(zs) - zs) / (zs * zs)
+    """``(log1p(z) - z) / z**2`` for |z| < 0.01 (-1/2 at 0), from its series (truncated below 1e-18)."""
     series = np.zeros_like(z)
     for k in range(10, 1, -1):  # -1/2 + z/3 - z^2/4 + ... - z^8/10, Horner
         series = series * z + (-1.0) ** (k + 1) / k
-    return np.where(small, series, direct)
+    return series
 
 
 @dataclass(frozen=True)
@@ -127,15 +124,30 @@ class Schedule:
         return w / w.sum(axis=1, keepdims=True)
 
     def _integral(self, k: np.ndarray, x: np.ndarray, j: Any) -> np.ndarray:
-        """``S_j(grid[k] + x) - S_j(grid[k])`` for x in [0, width of piece k] (exact form, float64)."""
+        """``S_j(grid[k] + x) - S_j(grid[k])`` for x in [0, width of piece k] (exact form, float64).
+
+        With ``w_j = a_j + b_j x`` and the total ``A + B x`` on the piece (A > 0), the integral of the share
+        is ``(a_j/A) x + (a_j/A - b_j/B) (A/B) (log1p(z) - z)``, ``z = B x / A``; for |z| < 0.01 the same as
+        ``(a_j/A) x + (a_j B - b_j A) (x/A)**2 phi(z)`` (no cancellation). The piece's weights are first
+        scaled by their largest (shares do not change), so tiny weights neither overflow nor underflow."""
         h = self.grid[k + 1] - self.grid[k]
-        a_all, b_all = self.left[k], (self.right[k] - self.left[k]) / h[:, None]
-        big_a, big_b = a_all.sum(axis=1), b_all.sum(axis=1)
+        scale = np.maximum(self.left[k].max(axis=1), self.right[k].max(axis=1))[:, None]
+        left, right = self.left[k] / scale, self.right[k] / scale
+        a_all, b_all = left, (right - left) / h[:, None]
+        big_a, end = left.sum(axis=1), right.sum(axis=1)
+        big_b, h_ = (end - big_a) / h, h
         a, b = a_all[:, j], b_all[:, j]
         if a.ndim == 2:  # every source
-            big_a, big_b, x = big_a[:, None], big_b[:, None], x[:, None]
+            big_a, end, big_b, h_, x = big_a[:, None], end[:, None], big_b[:, None], h[:, None], x[:, None]
         z = big_b * x / big_a
-        return a * x / big_a + (a * big_b - b * big_a) * (x / big_a) ** 2 * _phi(z)
+        small = np.abs(z) < _SERIES
+        safe_b = np.where(small, 1.0, big_b)
+        t = x / h_
+        log_ratio = np.log(np.where(small, 1.0, (big_a * (1.0 - t) + end * t) / big_a))  # log1p(z), to the end
+        x_near = np.where(small, x, 0.0)  # np.where computes both forms: keep the unused one finite
+        near = (a * big_b - b * big_a) * (x_near / big_a) ** 2 * _phi(np.where(small, z, 0.0))
+        far = (a / big_a - b / safe_b) * (big_a / safe_b) * (log_ratio - np.where(small, 0.0, z))
+        return a / big_a * x + np.where(small, near, far)
 
     def cumulative(self, u: Any) -> np.ndarray:
         """(len(u), n) cumulative shares ``S_j(u)``; each row sums to u (up to rounding)."""
