@@ -64,7 +64,7 @@ def redistribute_example() -> str:
     name, at = a.stopped[0]
     sh_ = a.schedule.shares([0.2, 0.6])
     return "\n".join([f"'{name}' runs out at u={at:.4f}",
-                      f"quotas: " + ", ".join(f"{c.name} {c.quota}" for c in a.contributions),
+                      "quotas: " + ", ".join(f"{c.name} {c.quota}" for c in a.contributions),
                       f"shares at u=0.2: a {sh_[0, 0]:.2f}, b {sh_[0, 1]:.2f}; at u=0.6: a {sh_[1, 0]:.2f}, "
                       f"b {sh_[1, 1]:.2f}"])
 

@@ -225,23 +225,29 @@ def worst_gap(schedule, source, tokens) -> float:
 @settings(max_examples=60, deadline=None)
 @given(mixtures(max_sources=4, max_docs=25))
 def test_the_merge_tracks_the_schedule_as_closely_as_the_largest_deficit_rule(mixture):
+    """Never worse than the deficit rule by more than one document. (It can be worse by a fraction of a
+    token: three sources with documents of 1, 1, 11 / 2 / 1 tokens, budget 4, give 0.88 against 0.86.)"""
     allotment, order = run(mixture)
     streams = [c.tokens for c in allotment.contributions]
     src, idx = largest_deficit(allotment.schedule, streams)
     toks = np.concatenate(streams)[np.cumsum([0] + [len(s) for s in streams])[src] + idx]
     assert in_its_own_order(allotment, src, idx) and each_once(allotment, src, idx)  # the oracle is an order
-    largest = max(int(s.max()) for s in streams)
+    largest = max(int(s.max()) for s in streams if len(s))
     assert worst_gap(allotment.schedule, order.source, order.tokens) <= \
         worst_gap(allotment.schedule, src, toks) + largest + 1e-6
 
 
 @pytest.mark.parametrize("weights", [[1, 1], [3, 1], [1, 2, 3], [5, 1, 1, 1]])
-def test_with_rows_and_constant_weights_the_merge_is_the_largest_deficit_order(weights):
-    """Rows (1 token each), constant weights: the merge and the deficit rule give the same order."""
+def test_with_rows_and_constant_weights_the_merge_is_as_close_as_the_largest_deficit_rule(weights):
+    """Rows (1 token each), constant weights: the orders differ (the deficit rule is not a merge of
+    independent keys) but their worst window is the same."""
     n = len(weights)
     schedule = sch.build([f"s{i}" for i in range(n)], weights)
     allotment = qu.allot(schedule, [np.ones(300, np.int64)] * n, 300, redistribute=True)
     streams = [c.tokens for c in allotment.contributions]
     order = il.interleave(allotment.schedule, streams)
     src, idx = largest_deficit(allotment.schedule, streams)
-    assert np.array_equal(order.source, src) and np.array_equal(order.index, idx)
+    assert not np.array_equal(order.source, src) or weights == [1, 1]
+    ones = np.ones(len(src), np.int64)
+    assert abs(worst_gap(allotment.schedule, order.source, order.tokens)
+               - worst_gap(allotment.schedule, src, ones)) < 1e-9

@@ -127,9 +127,10 @@ class Schedule:
         """``S_j(grid[k] + x) - S_j(grid[k])`` for x in [0, width of piece k] (exact form, float64).
 
         With ``w_j = a_j + b_j x`` and the total ``A + B x`` on the piece (A > 0), the integral of the share
-        is ``(a_j/A) x + (a_j/A - b_j/B) (A/B) (log1p(z) - z)``, ``z = B x / A``; for |z| < 0.01 the same as
-        ``(a_j/A) x + (a_j B - b_j A) (x/A)**2 phi(z)`` (no cancellation). The piece's weights are first
-        scaled by their largest (shares do not change), so tiny weights neither overflow nor underflow."""
+        is ``(a_j/A) x + (a_j/A - b_j/B) ((A/B) log((A + B x) / A) - x)``; where ``|z| = |B x / A| < 0.01`` it
+        is computed as ``(a_j/A) x + (a_j B - b_j A) (x/A)**2 phi(z)`` (no cancellation). The piece's weights
+        are first scaled by their largest (shares do not change), and the log is a difference of logs of
+        the totals, so weights down to the smallest floats neither overflow nor turn into NaN."""
         h = self.grid[k + 1] - self.grid[k]
         scale = np.maximum(self.left[k].max(axis=1), self.right[k].max(axis=1))[:, None]
         left, right = self.left[k] / scale, self.right[k] / scale
@@ -139,14 +140,14 @@ class Schedule:
         a, b = a_all[:, j], b_all[:, j]
         if a.ndim == 2:  # every source
             big_a, end, big_b, h_, x = big_a[:, None], end[:, None], big_b[:, None], h[:, None], x[:, None]
-        z = big_b * x / big_a
-        small = np.abs(z) < _SERIES
+        small = np.abs(big_b * x) < _SERIES * big_a  # |z| < 0.01, z = B x / A (not formed: it may overflow)
+        x_near = np.where(small, x, 0.0)  # np.where computes both forms: keep the unused one finite
+        near = (a * big_b - b * big_a) * (x_near / big_a) ** 2 * _phi(big_b * x_near / big_a)
         safe_b = np.where(small, 1.0, big_b)
         t = x / h_
-        log_ratio = np.log(np.where(small, 1.0, (big_a * (1.0 - t) + end * t) / big_a))  # log1p(z), to the end
-        x_near = np.where(small, x, 0.0)  # np.where computes both forms: keep the unused one finite
-        near = (a * big_b - b * big_a) * (x_near / big_a) ** 2 * _phi(np.where(small, z, 0.0))
-        far = (a / big_a - b / safe_b) * (big_a / safe_b) * (log_ratio - np.where(small, 0.0, z))
+        total = np.where(small, 1.0, big_a * (1.0 - t) + end * t)  # A + B x, ending exactly at the end's total
+        log_ratio = np.where(small, 0.0, np.log(total) - np.log(np.where(small, 1.0, big_a)))  # log1p(z)
+        far = (a / big_a - b / safe_b) * ((big_a / safe_b) * log_ratio - np.where(small, 0.0, x))
         return a / big_a * x + np.where(small, near, far)
 
     def cumulative(self, u: Any) -> np.ndarray:
