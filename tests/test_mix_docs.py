@@ -17,6 +17,8 @@ from reorder_cli.mix import quota as qu
 from reorder_cli.mix import schedule as sch
 from reorder_cli.mix import shares as sh
 
+from .test_mix_interleave import cluster
+
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "guides" / "mixtures.md"
 BLOCK = re.compile(r"(<!-- example: (\w+) -->\n```text\n)(.*?)(```)", re.S)
 
@@ -94,18 +96,17 @@ def shares_example() -> str:
 
 
 def cluster_example() -> str:
-    names = ["big"] + [f"small{i}" for i in range(5)]
-    s = sch.build(names, [95, 1, 1, 1, 1, 1])
-    streams = [np.full(38_000, 10, np.int64)] + [np.full(2, 2000, np.int64)] * 5
+    s, streams = cluster()
     o = il.interleave(s, streams)
     m = sh.measure(s, o.source, o.tokens)
     gap = np.abs(m.realised - m.targeted)
     w = int(np.argmax(gap[:, 0]))
     return "\n".join([
         f"output {int(m.edges[-1]):,} tokens, windows of {int(m.width[0]):,}",
+        f"small sources' first documents at positions {np.flatnonzero(o.source > 0)[:5].tolist()}",
         f"worst window {w}: big realised {int(m.realised[w, 0]):,}, targeted {m.targeted[w, 0]:,.1f}",
         f"issue's bound {sh.issue_bound(m)[w, 0]:,.0f}; provable bound for big {m.bound[0]:,.0f}",
-        f"windows beyond the issue's bound: {len(np.unique(sh.beyond_issue_bound(m, 'targeted')[:, 0]))}; "
+        f"(window, source) pairs beyond the issue's bound: {len(sh.beyond_issue_bound(m, 'targeted'))}; "
         f"beyond the provable bound: {len(sh.beyond_bound(m))}"])
 
 

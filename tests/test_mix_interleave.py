@@ -222,19 +222,54 @@ def worst_gap(schedule, source, tokens) -> float:
     return float(np.abs(s.realised - s.targeted).max())
 
 
+def deficit_order(schedule, streams) -> il.Order:
+    src, idx = largest_deficit(schedule, streams)
+    toks = np.concatenate(streams)[np.cumsum([0] + [len(s) for s in streams])[src] + idx]
+    return il.Order(src, idx, np.zeros(len(src)), toks)
+
+
 @settings(max_examples=60, deadline=None)
 @given(mixtures(max_sources=4, max_docs=25))
-def test_the_merge_tracks_the_schedule_as_closely_as_the_largest_deficit_rule(mixture):
-    """Never worse than the deficit rule by more than one document. (It can be worse by a fraction of a
-    token: three sources with documents of 1, 1, 11 / 2 / 1 tokens, budget 4, give 0.88 against 0.86.)"""
+def test_the_oracle_is_an_order_of_the_same_rows(mixture):
+    allotment, _ = run(mixture)
+    o = deficit_order(allotment.schedule, [c.tokens for c in allotment.contributions])
+    assert in_its_own_order(allotment, o.source, o.index) and each_once(allotment, o.source, o.index)
+
+
+@settings(max_examples=60, deadline=None)
+@given(mixtures(max_sources=2, max_docs=25))
+def test_with_two_sources_the_merge_is_within_a_document_of_the_largest_deficit_rule(mixture):
+    """Two sources: the merge's worst window is at most the deficit rule's plus one document (the merge
+    is within one document of targeted; hypothesis has found it worse than the deficit rule by a
+    fraction of a token, e.g. documents of 1, 1, 11 / 2 / 1 tokens, 3 sources, budget 4: 0.88 against 0.86)."""
     allotment, order = run(mixture)
     streams = [c.tokens for c in allotment.contributions]
-    src, idx = largest_deficit(allotment.schedule, streams)
-    toks = np.concatenate(streams)[np.cumsum([0] + [len(s) for s in streams])[src] + idx]
-    assert in_its_own_order(allotment, src, idx) and each_once(allotment, src, idx)  # the oracle is an order
+    o = deficit_order(allotment.schedule, streams)
     largest = max(int(s.max()) for s in streams if len(s))
     assert worst_gap(allotment.schedule, order.source, order.tokens) <= \
-        worst_gap(allotment.schedule, src, toks) + largest + 1e-6
+        worst_gap(allotment.schedule, o.source, o.tokens) + largest + 1e-6
+
+
+def cluster():
+    """Five small sources with the same schedule (2 documents of 2,000 tokens each, weight 1) beside a
+    big one (950 documents of 400 tokens, weight 95): 400,000 tokens, windows of 4,000."""
+    s = sch.build(["big"] + [f"small{i}" for i in range(5)], [95, 1, 1, 1, 1, 1])
+    return s, [np.full(950, 400, np.int64)] + [np.full(2, 2000, np.int64)] * 5
+
+
+def test_where_the_deficit_rule_is_closer_documents_falling_due_together():
+    """The merge's limit: documents of several sources due at the same time come out back to back (10,000
+    tokens, more than a 4,000-token window); the sequential deficit rule spaces them out. The merge is
+    within its provable bound, not within the issue's; the deficit rule is within the issue's here."""
+    s, streams = cluster()
+    merge, deficit = il.interleave(s, streams), deficit_order(s, streams)
+    m, d = sh.measure(s, merge.source, merge.tokens), sh.measure(s, deficit.source, deficit.tokens)
+    assert np.flatnonzero(merge.source > 0)[:6].tolist() == [238, 239, 240, 241, 242, 718]  # back to back
+    assert np.flatnonzero(deficit.source > 0)[:6].tolist() == [1, 80, 159, 239, 318, 481]  # spaced out
+    assert sh.beyond_bound(m).size == 0 and sh.beyond_issue_bound(m, "targeted").size > 0
+    assert sh.beyond_issue_bound(d, "targeted").size == 0
+    assert np.abs(m.realised - m.targeted)[:, 0].max() == pytest.approx(3800)
+    assert np.abs(d.realised - d.targeted)[:, 0].max() == pytest.approx(1800)
 
 
 @pytest.mark.parametrize("weights", [[1, 1], [3, 1], [1, 2, 3], [5, 1, 1, 1]])
