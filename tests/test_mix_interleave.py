@@ -112,6 +112,11 @@ def test_a_every_window_is_within_the_bound(mixture):
     assert np.array_equal(shares.realised.sum(axis=0), [c.total for c in allotment.contributions])
     assert np.allclose(shares.targeted.sum(axis=0), shares.realised.sum(axis=0), rtol=1e-9)
     assert np.allclose(shares.realised.sum(axis=1), shares.width)
+    # what the sources give against the schedule over the whole run: the quotas' rounding (docs)
+    tau = np.array([c.tokens.max() if c.tokens.size else 0 for c in allotment.contributions], np.float64)
+    s1 = allotment.schedule.total / allotment.schedule.total.sum()
+    mismatch = np.abs(shares.realised.sum(axis=0) - shares.scheduled.sum(axis=0))
+    assert np.all(mismatch < 1 + np.maximum(tau, s1 * tau.sum()) + 1e-6 * shares.edges[-1])
 
 
 @settings(max_examples=200, deadline=None)
