@@ -11,7 +11,7 @@ source j is ``s_j(u) = w_j(u) / sum_i w_i(u)`` and its cumulative share ``S_j(u)
 u. On a piece, ``s_j`` is a ratio of two linear functions, so ``S_j`` is exact in closed form (a quadratic
 when the total weight is constant on the piece, with a logarithm otherwise), evaluated in float64 to
 about 1e-13 relative (the ``log1p`` form below; a series where the total weight barely changes). Its
-inverse (:meth:`Schedule.invert`) is a bisection on the piece, to float64 resolution.
+inverse (:meth:`Schedule.invert`) is a bisection on the piece, to within 1.4e-17 in u.
 
 A piece may also start at a value different from where the previous one ended (a jump): the schedule
 that :func:`reorder_cli.mix.quota.allot` builds when a source runs out and its weight goes to the others
@@ -29,8 +29,9 @@ import numpy as np
 
 from reorder_cli.errors import ReorderError
 
-#: Bisection steps of :meth:`Schedule.invert`: a piece's width / 2**64 is below float64's resolution.
-_BISECTIONS = 64
+#: Bisection steps of :meth:`Schedule.invert`: u to within a piece's width (<= 1) / 2**56, about 1.4e-17,
+#: below float64's spacing for u >= 1/8 (B * 1.4e-17 tokens: nothing for any real budget).
+_BISECTIONS = 56
 #: |z| below which ``(log1p(z) - z) / z**2`` is taken from its series (the direct form loses digits).
 _SERIES = 1e-2
 
@@ -124,7 +125,12 @@ class Schedule:
         return w / w.sum(axis=1, keepdims=True)
 
     def _integral(self, k: np.ndarray, x: np.ndarray, j: Any) -> np.ndarray:
-        """``S_j(grid[k] + x) - S_j(grid[k])`` for x in [0, width of piece k] (exact form, float64).
+        """``S_j(grid[k] + x) - S_j(grid[k])`` for x in [0, width of piece k] (exact form, float64)."""
+        return self._pieces(k, j)(x)
+
+    def _pieces(self, k: np.ndarray, j: Any):
+        """The integral on pieces ``k`` for source j (an int, or a slice for every source) as a function of
+        x, with everything that does not depend on x computed once (:meth:`invert` calls it 56 times).
 
         With ``w_j = a_j + b_j x`` and the total ``A + B x`` on the piece (A > 0), the integral of the share
         is ``(a_j/A) x + (a_j/A - b_j/B) ((A/B) log((A + B x) / A) - x)``; where ``|z| = |B x / A| < 0.01`` it
@@ -134,21 +140,28 @@ class Schedule:
         h = self.grid[k + 1] - self.grid[k]
         scale = np.maximum(self.left[k].max(axis=1), self.right[k].max(axis=1))[:, None]
         left, right = self.left[k] / scale, self.right[k] / scale
-        a_all, b_all = left, (right - left) / h[:, None]
         big_a, end = left.sum(axis=1), right.sum(axis=1)
-        big_b, h_ = (end - big_a) / h, h
-        a, b = a_all[:, j], b_all[:, j]
+        big_b = (end - big_a) / h
+        a, b = left[:, j], ((right - left) / h[:, None])[:, j]
         if a.ndim == 2:  # every source
-            big_a, end, big_b, h_, x = big_a[:, None], end[:, None], big_b[:, None], h[:, None], x[:, None]
-        small = np.abs(big_b * x) < _SERIES * big_a  # |z| < 0.01, z = B x / A (not formed: it may overflow)
-        x_near = np.where(small, x, 0.0)  # np.where computes both forms: keep the unused one finite
-        near = (a * big_b - b * big_a) * (x_near / big_a) ** 2 * _phi(big_b * x_near / big_a)
-        safe_b = np.where(small, 1.0, big_b)
-        t = x / h_
-        total = np.where(small, 1.0, big_a * (1.0 - t) + end * t)  # A + B x, ending exactly at the end's total
-        log_ratio = np.where(small, 0.0, np.log(total) - np.log(np.where(small, 1.0, big_a)))  # log1p(z)
-        far = (a / big_a - b / safe_b) * ((big_a / safe_b) * log_ratio - np.where(small, 0.0, x))
-        return a / big_a * x + np.where(small, near, far)
+            big_a, end, big_b, h = big_a[:, None], end[:, None], big_b[:, None], h[:, None]
+        flat = big_b == 0.0
+        safe_b = np.where(flat, 1.0, big_b)
+        a_share, near_coef = a / big_a, a * big_b - b * big_a  # not / A**2: A may be tiny (A**2 -> 0)
+        far_coef, a_over_b, log_a = a / big_a - b / safe_b, big_a / safe_b, np.log(big_a)
+
+        def integral(x: np.ndarray) -> np.ndarray:
+            if a.ndim == 2:
+                x = x[:, None]
+            small = np.abs(big_b * x) < _SERIES * big_a  # |z| < 0.01 (z not formed: it may overflow)
+            x_near = np.where(small, x, 0.0)  # np.where computes both forms: keep the unused one finite
+            near = near_coef * (x_near / big_a) ** 2 * _phi(big_b * x_near / big_a)
+            t = x / h
+            total = np.where(small, 1.0, big_a * (1.0 - t) + end * t)  # A + B x, exactly the end's total at h
+            far = far_coef * (a_over_b * np.where(small, 0.0, np.log(total) - log_a) - np.where(small, 0.0, x))
+            return a_share * x + np.where(small, near, far)
+
+        return integral
 
     def cumulative(self, u: Any) -> np.ndarray:
         """(len(u), n) cumulative shares ``S_j(u)``; each row sums to u (up to rounding)."""
@@ -159,16 +172,17 @@ class Schedule:
     def invert(self, j: int, target: Any) -> np.ndarray:
         """The least u with ``S_j(u) >= target``, for each target (clipped to [0, S_j(1)]); vectorised.
 
-        The piece comes from a binary search of ``S_j`` at the breakpoints, then 64 bisection steps on
-        the piece's exact form, so u is exact to float64 resolution (for the float64 ``S_j``)."""
+        The piece comes from a binary search of ``S_j`` at the breakpoints, then 56 bisection steps on
+        the piece's exact form, so u is within 2**-56 of the piece's width (about 1.4e-17) of the least u."""
         target = np.clip(np.atleast_1d(np.asarray(target, dtype=np.float64)), 0.0, self.cum[-1, j])
         col = self.cum[:, j]
         k = np.clip(np.searchsorted(col, target, side="left") - 1, 0, len(self.grid) - 2)
         rest = target - col[k]
         lo, hi = np.zeros_like(target), self.grid[k + 1] - self.grid[k]
+        integral = self._pieces(k, j)
         for _ in range(_BISECTIONS):
             mid = 0.5 * (lo + hi)
-            up = self._integral(k, mid, j) >= rest
+            up = integral(mid) >= rest
             hi, lo = np.where(up, mid, hi), np.where(up, lo, mid)
         return np.where(target <= 0.0, 0.0, np.minimum(self.grid[k] + hi, 1.0))
 
