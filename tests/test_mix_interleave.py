@@ -143,6 +143,9 @@ def test_b_each_source_comes_out_in_its_own_order(mixture):
 def test_c_every_source_document_epoch_comes_out_once(mixture):
     allotment, order = run(mixture)
     assert each_once(allotment, order.source, order.index)
+    for c in allotment.contributions:  # each gives its quota, and less than one document more
+        assert c.total >= c.quota and (c.quota == 0 or c.total - c.tokens.max() < c.quota)
+    assert sum(c.quota for c in allotment.contributions) == allotment.budget
 
 
 @settings(max_examples=100, deadline=None)
