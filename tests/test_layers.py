@@ -18,6 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "reorder_cli"
 LAYERS = [
     ["__init__", "errors", "util"],
     ["methods"],
+    ["mix"],  # mixtures: schedules, quotas, the merge by scheduled time, shares (errors/util/numpy only)
     ["config", "config_show"],
     ["formats"],
     ["metrics"],
