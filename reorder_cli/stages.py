@@ -36,11 +36,11 @@ from reorder_cli.plan import build, order_tasks
 from reorder_cli.plan import stored as stored_plan
 from reorder_cli.plan.build import SpilledSource
 from reorder_cli.rewrite import budget, tasks
-from reorder_cli.util import atomic, store
+from reorder_cli.util import atomic, state_io, store
 from reorder_cli.util.parallel import run_parallel
 from reorder_cli.util.progress import Progress
 from reorder_cli.util.stage_names import ORDER_STAGES, TASK_STAGES
-from reorder_cli.workdir import WorkDir, locate, read_json
+from reorder_cli.workdir import WorkDir, locate
 
 STAGES = TASK_STAGES
 ORDER = ORDER_STAGES
@@ -74,7 +74,7 @@ def write_spec(work: WorkDir, cfg: RunConfig, files: list[InputFile], first_stag
 def load_spec(work: WorkDir) -> Spec | None:
     if not work.fetch(work.spec):
         return None
-    data = read_json(work.spec)
+    data = state_io.read_json(work.spec)
     config = data["config"] | {"output": store.location(data["config"]["output"])}
     files = [InputFile(store.location(f["path"]), f["format"], f["compression"], f["size"], f.get("stamp"))
              for f in data["files"]]
