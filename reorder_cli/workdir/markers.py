@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from reorder_cli.util import atomic, state_io, store
+from reorder_cli.util import atomic, state_io, store, task_stats
 from reorder_cli.util.state_io import RESTART
 from reorder_cli.workdir.mirror import read_or_none
 
@@ -47,19 +47,25 @@ class Markers:
         fix = f"remove it to run that task again (`{self.task_command(phase, index)}`), or {RESTART}"
         return state_io.parse_json(data, where, fix)
 
-    def finish(self, phase: str, index: int, record: dict[str, Any]) -> None:
+    def finish(self, phase: str, index: int, record: dict[str, Any], started: float | None = None
+               ) -> dict[str, Any]:
         """Write the marker of task ``(phase, index)``, recording the bytes of each file the task wrote,
-        once they are durable (:func:`task_outputs.record`); on a store, after they were uploaded."""
+        once they are durable (:func:`task_outputs.record`); on a store, after they were uploaded. A task
+        that ``started`` (:func:`task_stats.clock`) records its statistics too (:mod:`.util.task_stats`:
+        ``record`` holds its ``rows`` and ``bytes_in``). Returns the record written."""
         from reorder_cli import task_outputs, work_store  # they know each stage's files
 
         record = {**record, "files": task_outputs.record(self, phase, index)} if phase in work_store.OUTPUTS \
             else record
         if self.remote is not None:
             work_store.push(self, phase, index, record)
+        if started is not None:
+            record = {**record, **task_stats.measured(started, sum((record.get("files") or {}).values()))}
         data = atomic.json_bytes(record)
         self.put(f"done/{self.marker(phase, index).name}", data)
         if self.remote is not None:
             self.keep(self.marker(phase, index), data)
+        return record
 
     def finished_indices(self, phase: str) -> set[int]:
         """The indices of the finished tasks of ``phase`` (one listing)."""
