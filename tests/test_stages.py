@@ -1,4 +1,4 @@
-"""A run as stages of tasks (reorder_cli/stages.py), end to end through the command line: prepared as
+"""A run as stages of tasks (reorder_cli/stages/), end to end through the command line: prepared as
 a cluster executor prepares it (a Slurm dry run), every task run by `reorder task` in stage order, then
 published; the shards and manifest equal a local in-memory run's, for every method and the options
 that touch the order (ties in both directions, JIT, Gumbel, segment from one end or two, selection,
