@@ -32,5 +32,6 @@ SCATTER = Stage("scatter", "Scattering rows", "one task an input slice",
                 after="layout")
 GATHER = Stage("gather", "Writing shards", "one task an output shard",
                "the record batches of its buckets in the scatter files (a run rewritten in memory: its rows' "
-               "bytes in the inputs)", _count("gather"), _run("gather"), after="scatter",
+               "sizes in the inputs: JSONL lines, or Parquet's uncompressed estimate)", _count("gather"),
+               _run("gather"), after="scatter",
                done=lambda work, index: tasks.finished_shard(work, index) is not None)
