@@ -74,7 +74,8 @@ def _places(work: WorkDir) -> int | None:
     return None if meta is None else order_tasks.place_tasks(meta)
 
 
-_EARLIER = "the files of earlier stages it reads, as their markers recorded them"
+_EARLIER = ("the files of earlier stages it reads (`task_outputs.READS`), whole, as their markers recorded them: "
+            "an upper bound where it reads part of a file")
 
 SPLIT = Stage("split", "Splitting the order",
               "one task: the cut of the sorts into key ranges and of the positions into chunks", _EARLIER,
@@ -84,7 +85,7 @@ SORT = Stage("sort", "Sorting key ranges", "one task a key range (of the scores,
              _sorts, in_work_folder("sort", _sort), after="split", order=True)
 PLACE = Stage("place", "Placing rows",
               "one task a chunk of output positions: the plan's arrays and the scatter's positions",
-              f"{_EARLIER}, whole (a place task reads only its rows of the sorted ranges: an upper bound)",
+              f"{_EARLIER} (a place task reads its rows of the sorted ranges)",
               _places, in_work_folder("place", _place), after="sort", order=True)
 LAYOUT = Stage("layout", "Laying out shards",
                "one task: shards, write batches and buckets: the stored plan (`plan/plan.json`)", _EARLIER,
