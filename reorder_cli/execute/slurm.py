@@ -291,7 +291,7 @@ def wait(output: Path, poll: float = 1.0, work_dir: str | None = None, timeout: 
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         ids = submitted(work)["jobs"]  # a submit job adds some
-        report = run_status.status(output, work_dir)
+        report = run_status.status(output, work_dir, stats=False)
         if report["finished"]:
             return True, f"{output}: published"
         failure = run_status.first_failure(report)
@@ -304,7 +304,7 @@ def wait(output: Path, poll: float = 1.0, work_dir: str | None = None, timeout: 
             raise ReorderError(f"{output}: --wait stopped: {exc}; `reorder status {output}` shows the run") from None
         if not alive:
             time.sleep(poll)  # the last job may have published just now
-            if run_status.status(output, work_dir)["finished"]:
+            if run_status.status(output, work_dir, stats=False)["finished"]:
                 return True, f"{output}: published"
             return False, (f"{output}: the Slurm jobs ({', '.join(ids)}) ended without publishing (cancelled?); "
                            "`reorder status` shows what is left, the same command resubmits it")
