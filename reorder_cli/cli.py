@@ -279,7 +279,8 @@ def publish_cmd(
 
 STATUS_HELP = (
     f"Each stage of a run that ran as tasks ({', '.join(TASK_STAGES)}; {SLURM_JOBS[0]}, the job of --executor slurm "
-    f"that submits the next stages; then {SLURM_JOBS[1]}): done / pending counts, failed tasks with their logs."
+    f"that submits the next stages; then {SLURM_JOBS[1]}): done / pending counts, failed tasks with their logs, and "
+    "what the finished tasks cost (rows, bytes in and out, seconds, peak RSS), summed from their markers."
 )
 
 

@@ -519,7 +519,7 @@ class RunConfig:
     #: the storage_options: section, given to fsspec (util/store.py); may hold credentials: never shown
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
     work_compression: str = "none"
-    work_dir: str | None = None  # the work_dir key: the folder holding each run's working state (workdir.py)
+    work_dir: str | None = None  # the work_dir key: the folder holding each run's working state (workdir/)
     #: the token keys (TOKEN_KEYS; tokenizer an absolute path, plus its file's sha256); None: no tokenizer
     tokens: dict[str, Any] | None = None
     export: str | None = None  # the export's name (reorder_cli.export.EXPORTS); None: none

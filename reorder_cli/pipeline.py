@@ -275,7 +275,7 @@ def _rewrite(planned: _Planned, work: WorkDir, resumed: bool, progress: Progress
         with progress.task("Writing shards", total=planned.plan.rows, unit="rows") as advance:
             shards = rewrite.write_shards(
                 planned.plan, cfg, work.shards, advance, lambda i: tasks.finished_shard(work, i),
-                lambda record: work.finish("gather", record["index"], record))
+                lambda record, started: work.finish("gather", record["index"], record, started))
     timings["rewrite_seconds"] = time.perf_counter() - t0
     return shards
 

@@ -2,7 +2,7 @@
 
 The config keys come from :mod:`reorder_cli.config` (the key table the YAML is checked against), the
 methods from :mod:`reorder_cli.methods` (the registry ``reorder methods`` prints), the stages from
-:mod:`reorder_cli.util.stage_names` (described by :mod:`reorder_cli.stages`), the commands from the
+:mod:`reorder_cli.stages` (its registry), the commands from the
 Typer app itself, and the exit codes from :data:`EXIT_CODES` (``tests/test_docs.py`` checks that the CLI
 exits with no other code). ``scripts/gen_reference.py`` writes :data:`PAGES` to ``docs/reference/``;
 ``tests/test_docs.py`` fails when the committed pages differ from what this module renders, so the
@@ -11,7 +11,6 @@ help, the README and the docs cannot drift apart.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -90,21 +89,11 @@ def methods_page() -> str:
     ]) + "\n"
 
 
-def _stage_descriptions() -> dict[str, str]:
-    """What a task of each stage does, from :mod:`reorder_cli.stages`' own description of its stages."""
-    from reorder_cli import stages
-
-    found = {s: d.replace("``", "`") for s, d in re.findall(r"^    (\w+) {2,}(.+)$", stages.__doc__ or "", flags=re.M)}
-    missing = [s for s in stage_names.TASK_STAGES if s not in found]
-    if missing:
-        raise RuntimeError(f"reorder_cli/stages.py's docstring does not describe the stage(s) {', '.join(missing)}")
-    return found
-
-
 def stages_page() -> str:
-    said = _stage_descriptions()
-    rows = [[str(i + 1), f"`{s}`", "yes" if s in stage_names.ORDER_STAGES else "", said[s], f"`time_{s}`"]
-            for i, s in enumerate(stage_names.TASK_STAGES)]
+    from reorder_cli.stages import REGISTRY
+
+    rows = [[str(i + 1), f"`{s.name}`", "yes" if s.order else "", s.description, s.reads, f"`time_{s.name}`"]
+            for i, s in enumerate(REGISTRY.values())]
     jobs = [[f"`{j}`", f"`time_{j}`"] for j in stage_names.SLURM_JOBS]
     return "\n\n".join([
         "# Stages", GENERATED,
@@ -112,7 +101,7 @@ def stages_page() -> str:
         "each stage waits for every task of the one before. Then `reorder run` with the same arguments "
         "publishes. The stages that compute the order are marked. How they run: "
         "[Large data](../guides/large-data.md) and [Running on a cluster](../guides/clusters.md).",
-        _table(["#", "stage", "the order", "a task", "Slurm time key"], rows),
+        _table(["#", "stage", "the order", "a task", "its `bytes_in` (`reorder status`)", "Slurm time key"], rows),
         "Jobs of `--executor slurm` that are not tasks (`submit` submits the next wave once its size is "
         "known, `publish` publishes):",
         _table(["job", "Slurm time key"], jobs),

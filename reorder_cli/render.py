@@ -512,7 +512,8 @@ def audit(report: AuditReport, batch_given: bool, plot_file: Path | None) -> Non
 
 
 def run_status(report: dict[str, Any]) -> None:
-    """``reorder status``: one line a stage, then each running and each failed task with its log."""
+    """``reorder status``: one line a stage, then each running and each failed task with its log; then one
+    line a stage of what its finished tasks recorded (:func:`stats_line`)."""
     if mode.json:
         return emit(report)
     for stage, s in report["stages"].items():
@@ -528,8 +529,19 @@ def run_status(report: dict[str, Any]) -> None:
                       soft_wrap=True)
         for task in s["failed"]:
             out.print(f"  failed: {stage} {task['index']}  log: {task['log']}", highlight=False, soft_wrap=True)
+    if report.get("stats"):
+        out.print("finished tasks (their markers' statistics):", highlight=False, soft_wrap=True)
+    for stage, t in report.get("stats", {}).items():  # a loop over stages
+        out.print(f"  {stage:8}{stats_line(t)}", highlight=False, soft_wrap=True)
     if report["finished"]:
         out.print(f"finished: {report['output']} is published", highlight=False, soft_wrap=True)
+
+
+def stats_line(t: dict[str, Any]) -> str:
+    """One stage's task statistics (``reorder status``): ``3 tasks, 1,000 rows, 2.1 MB in, 1.0 MB out, 0.4 s,
+    peak RSS 180 MB``."""
+    return (f"{t['tasks']} task{'s' * (t['tasks'] != 1)}, {t['rows']:,} rows, {fmt_bytes(t['bytes_in'])} in, "
+            f"{fmt_bytes(t['bytes_out'])} out, {t['seconds']:.1f} s, peak RSS {fmt_bytes(t['peak_rss_max'])}")
 
 
 def _slurm_data(sub: Any) -> dict[str, Any]:

@@ -45,13 +45,21 @@ def record(work: WorkDir, stage: str, index: int) -> dict[str, int]:
     return {name: (work.root / name).stat().st_size for name in names}
 
 
+def recorded(work: WorkDir, stage: str, index: int, patterns: tuple[str, ...] = ("*",)) -> dict[str, int]:
+    """The files of finished task ``(stage, index)`` that match ``patterns`` and their bytes, as its marker
+    recorded them (nothing for a marker older than these records)."""
+    files = (work.finished(stage, index) or {}).get("files") or {}
+    return {name: want for name, want in files.items() if any(fnmatch.fnmatchcase(name, p) for p in patterns)}
+
+
 def problem(work: WorkDir, stage: str, index: int, patterns: tuple[str, ...] = ("*",)) -> str | None:
     """What is wrong with the files of finished task ``(stage, index)`` that match ``patterns``, compared
     with its marker (None: nothing, or a marker older than these records)."""
-    recorded = (work.finished(stage, index) or {}).get("files") or {}
-    for name, want in recorded.items():  # a loop over the task's files
-        if not any(fnmatch.fnmatchcase(name, p) for p in patterns):
-            continue
+    return _problem(work, stage, index, recorded(work, stage, index, patterns))
+
+
+def _problem(work: WorkDir, stage: str, index: int, files: dict[str, int]) -> str | None:
+    for name, want in files.items():  # a loop over the task's files
         local = work.root / name
         if work.remote is not None and not local.exists():
             continue  # on the store: checked by size when uploaded, read from there
@@ -65,17 +73,23 @@ def problem(work: WorkDir, stage: str, index: int, patterns: tuple[str, ...] = (
     return None
 
 
-def check(work: WorkDir, stage: str, index: int, patterns: tuple[str, ...] = ("*",)) -> None:
-    """Refuse the files of task ``(stage, index)`` matching ``patterns`` unless they are as it recorded."""
-    found = problem(work, stage, index, patterns)
+def check(work: WorkDir, stage: str, index: int, patterns: tuple[str, ...] = ("*",)) -> int:
+    """Refuse the files of task ``(stage, index)`` matching ``patterns`` unless they are as it recorded;
+    returns their bytes."""
+    files = recorded(work, stage, index, patterns)
+    found = _problem(work, stage, index, files)
     if found is not None:
         raise StateError(f"{found}; re-run that task (`{work.task_command(stage, index)}`), or {RESTART}")
+    return sum(files.values())
 
 
-def check_inputs(work: WorkDir, stage: str, only: dict[str, list[int]] | None = None) -> None:
+def check_inputs(work: WorkDir, stage: str, only: dict[str, list[int]] | None = None) -> int:
     """Check every file a task of ``stage`` reads against its producer's marker (:data:`READS`); ``only``:
-    the producers' tasks it reads, by stage, when not all of them (a scatter task: its input's keys)."""
+    the producers' tasks it reads, by stage, when not all of them (a scatter task: its input's keys).
+    Returns the bytes of those files, as recorded (all of each file, where a task reads part of one)."""
+    total = 0
     for producer, patterns in READS[stage].items():  # a loop over stages, then their tasks
         indices = (only or {}).get(producer)
         for index in sorted(work.finished_indices(producer)) if indices is None else indices:
-            check(work, producer, index, patterns)
+            total += check(work, producer, index, patterns)
+    return total

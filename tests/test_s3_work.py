@@ -22,6 +22,7 @@ import pytest
 from reorder_cli import config as run_config
 from reorder_cli import pipeline, stages, work_store
 from reorder_cli.stages import STAGES
+from reorder_cli.stages import order as order_stages
 from reorder_cli.workdir import CLAIM, SCRATCH_ENV, locate
 
 from .conftest import invoke, one_line_error, output_hashes, read_manifest, reorder
@@ -169,7 +170,7 @@ def test_jsonl_inputs_on_s3_through_tasks_give_the_local_bytes(tmp_path, s3_serv
     assert by_name(read_manifest(out)) == by_name(read_manifest(tmp_path / "mem"))
 
 
-@pytest.mark.parametrize("copy_below", [0, stages.RUN_COPY_BYTES], ids=["ranges", "copies"])
+@pytest.mark.parametrize("copy_below", [0, order_stages.RUN_COPY_BYTES], ids=["ranges", "copies"])
 def test_sort_tasks_read_the_runs_by_ranges_or_copy_small_ones(tmp_path, s3_server, bucket, config_file,
                                                                scored_with_invalid, monkeypatch, copy_below):  # noqa: F811
     """A sort task reads its key range of each input's sorted keys on the store (range requests), or
@@ -177,7 +178,7 @@ def test_sort_tasks_read_the_runs_by_ranges_or_copy_small_ones(tmp_path, s3_serv
     in the mirrors of the nodes that ran no keys task."""
     method, sets = "str", ["ascending=false", "invalid_scores=last"]
     reorder(config_file, scored_with_invalid, tmp_path / "mem", method=method, sets=[*sets, "shard_rows=150"])
-    monkeypatch.setattr(stages, "RUN_COPY_BYTES", copy_below)
+    monkeypatch.setattr(order_stages, "RUN_COPY_BYTES", copy_below)
     work_dir, out = f"s3://{bucket}/w", tmp_path / "out"
     from_the_environment(monkeypatch, s3_server)
     monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "driver"))

@@ -1,4 +1,4 @@
-"""A run as stages of tasks (reorder_cli/stages.py), end to end through the command line: prepared as
+"""A run as stages of tasks (reorder_cli/stages/), end to end through the command line: prepared as
 a cluster executor prepares it (a Slurm dry run), every task run by `reorder task` in stage order, then
 published; the shards and manifest equal a local in-memory run's, for every method and the options
 that touch the order (ties in both directions, JIT, Gumbel, segment from one end or two, selection,
@@ -101,3 +101,22 @@ def test_a_task_run_twice_at_once_writes_the_same_bytes(tmp_path, config_file, s
             run_task(work, stage, i)  # again, over its own finished output
     reorder(config_file, scored_with_invalid, out, method="str", sets=[*sets, *TASKS])
     assert output_hashes(out) == output_hashes(mem)
+
+
+def test_the_registry_holds_every_stage_in_order(monkeypatch):
+    """STAGES is the registry's order, each stage waiting for the one before; a registry that misses a stage,
+    or whose stage waits for another, fails when it is put together (the negative controls)."""
+    from reorder_cli.stages import ORDER, REGISTRY, registry
+    from reorder_cli.util.stage_names import TASK_STAGES
+
+    assert STAGES == tuple(REGISTRY) == TASK_STAGES and ORDER == ("split", "sort", "place", "layout")
+    assert [s.after for s in REGISTRY.values()] == [None, *STAGES[:-1]]
+    assert all(s.title and s.description and s.reads for s in REGISTRY.values())
+    monkeypatch.delitem(registry._RECORDS, "sort")
+    with pytest.raises(RuntimeError, match="stage registry holds"):
+        registry._in_order()
+    monkeypatch.undo()
+    gather = registry._RECORDS["gather"]
+    monkeypatch.setitem(registry._RECORDS, "gather", type(gather)(**{**gather.__dict__, "after": "layout"}))
+    with pytest.raises(RuntimeError, match="gather waits for layout, but follows scatter"):
+        registry._in_order()

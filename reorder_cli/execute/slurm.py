@@ -35,10 +35,10 @@ from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
 from reorder_cli.execute import credentials, resources
 from reorder_cli.execute import status as run_status
-from reorder_cli.util import atomic, squeue, store
+from reorder_cli.util import atomic, squeue, state_io, store
 from reorder_cli.util.progress import Progress
 from reorder_cli.util.stage_names import SLURM_JOBS
-from reorder_cli.workdir import WorkDir, locate, read_json
+from reorder_cli.workdir import WorkDir, locate
 
 #: MaxArraySize and MaxJobCount when ``scontrol`` cannot say (Slurm's defaults).
 DEFAULT_LIMITS = {"MaxArraySize": 1001, "MaxJobCount": 10000}
@@ -221,7 +221,7 @@ def _sbatch(job: Job, depends: list[str], hold: bool = False) -> str:
 def submitted(work: WorkDir) -> dict[str, Any]:
     """``slurm/jobs.json``: every job the run submitted (``jobs``) and each one's stage and indices (``arrays``)."""
     jobs_file = work.slurm / "jobs.json"
-    return read_json(jobs_file) if jobs_file.exists() else {"jobs": [], "arrays": []}
+    return state_io.read_json(jobs_file) if jobs_file.exists() else {"jobs": [], "arrays": []}
 
 
 def submit(jobs: list[Job], work: WorkDir, lock: run_lock.Lock) -> None:
@@ -291,7 +291,7 @@ def wait(output: Path, poll: float = 1.0, work_dir: str | None = None, timeout: 
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         ids = submitted(work)["jobs"]  # a submit job adds some
-        report = run_status.status(output, work_dir)
+        report = run_status.status(output, work_dir, stats=False)
         if report["finished"]:
             return True, f"{output}: published"
         failure = run_status.first_failure(report)
@@ -304,7 +304,7 @@ def wait(output: Path, poll: float = 1.0, work_dir: str | None = None, timeout: 
             raise ReorderError(f"{output}: --wait stopped: {exc}; `reorder status {output}` shows the run") from None
         if not alive:
             time.sleep(poll)  # the last job may have published just now
-            if run_status.status(output, work_dir)["finished"]:
+            if run_status.status(output, work_dir, stats=False)["finished"]:
                 return True, f"{output}: published"
             return False, (f"{output}: the Slurm jobs ({', '.join(ids)}) ended without publishing (cancelled?); "
                            "`reorder status` shows what is left, the same command resubmits it")

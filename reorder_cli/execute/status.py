@@ -9,6 +9,10 @@ known) and ``publish``. A stage whose size is not known yet shows ``tasks: null`
 A stage is *failed* when one of its tasks failed (and has not finished since), *done* when all its tasks
 finished, *running* when one runs (:mod:`reorder_cli.execute.running` says which), else *pending*.
 ``pending`` counts the tasks neither finished nor running (failed ones included).
+
+``stats`` adds up what each stage's finished tasks recorded in their markers (:mod:`reorder_cli.util.task_stats`):
+while the run is in progress, and after it when its work folder was kept (``--keep-work``); a published run
+whose work folder is gone has none.
 """
 
 from __future__ import annotations
@@ -49,11 +53,16 @@ def _running(work: WorkDir, now: dict[str, dict[int, str | None]], stage: str, f
     return out
 
 
-def _read_state(work: WorkDir) -> tuple[dict[str, dict[int, str | None]], dict[str, tuple]]:
-    """The running tasks and each stage's progress, read from the run's files (``run.json``, the plan,
-    the markers, ``slurm/jobs.json``): untrusted, so a malformed one is one line, not a traceback."""
+def _read_state(work: WorkDir, finished: bool = False, stats: bool = True
+                ) -> tuple[dict, dict[str, tuple], dict[str, dict]]:
+    """The running tasks, each stage's progress and, with ``stats``, statistics (only the statistics of a
+    ``finished`` run), read from the run's files (``run.json``, the plan, the markers, ``slurm/jobs.json``):
+    untrusted, so a malformed one is one line, not a traceback."""
     try:
-        return run_state.running(work), graph.progress(work)
+        sums = graph.stats(work) if stats else {}
+        if finished:
+            return {}, {}, sums
+        return run_state.running(work), graph.progress(work), sums
     except ReorderError:
         raise
     except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
@@ -62,9 +71,12 @@ def _read_state(work: WorkDir) -> tuple[dict[str, dict[int, str | None]], dict[s
                            "re-run with --restart to start the run again") from None
 
 
-def status(output: str | Path, work_dir: str | Path | None = None) -> dict[str, Any]:
-    """``{"output", "finished", "stages": {stage: {state, tasks, done, running, pending, failed}}}``; ``running``
-    and ``failed`` list tasks as ``{index, log}`` (``host`` too for a task running on another host)."""
+def status(output: str | Path, work_dir: str | Path | None = None, stats: bool = True) -> dict[str, Any]:
+    """``{"output", "finished", "stages": {stage: {state, tasks, done, running, pending, failed}}, "stats"}``;
+    ``running`` and ``failed`` list tasks as ``{index, log}`` (``host`` too for a task running on another host).
+    ``stats`` sums the statistics in the markers of each stage's finished tasks (:func:`graph.stats`:
+    ``{stage: {tasks, rows, bytes_in, bytes_out, seconds, peak_rss_max}}``; stages without any left out), or
+    nothing without ``stats`` (``--wait`` polls: it would read every marker each time)."""
     output = store.location(output) if isinstance(output, str) else output
     work = locate(output, work_dir)  # logs named by absolute paths: they are read from anywhere
     found = set(store.names(output))
@@ -75,12 +87,13 @@ def status(output: str | Path, work_dir: str | Path | None = None) -> dict[str, 
         shards = len(manifest.read(published)[0].shards)  # checked like every reader's manifest
         # the work folder is gone: what the manifest tells, its shards (the gather tasks) and the publish
         stages = {"gather": _stage(shards, shards, []), "publish": _stage(1, 1, [])}
-        return {"output": str(output), "finished": True, "stages": stages}
+        kept = _read_state(work, True, stats)[2] if work.exists() else {}  # kept with --keep-work: its markers
+        return {"output": str(output), "finished": True, "stages": stages, "stats": kept}
     if not work.exists():
         where = f"{work.root.name}/ folder" if work.base is None else f"work folder {work.where}"
         hint = "; pass --work-dir when the run set work_dir" if work_dir is None else ""
         raise ReorderError(f"{output}: no run here (no {manifest.MANIFEST_NAME} and no {where}){hint}")
-    now, progress = _read_state(work)
+    now, progress, sums = _read_state(work, stats=stats)
     stages = {}
     for stage, (n, done, planned) in progress.items():  # n None: not known yet
         if not planned:  # a stage planned in one process has no tasks: not shown
@@ -89,7 +102,7 @@ def status(output: str | Path, work_dir: str | Path | None = None) -> dict[str, 
     for job in SLURM_JOBS if work.slurm.is_dir() else SLURM_JOBS[1:]:  # submit: --executor slurm's job
         failed = _failed(work, job)
         stages[job] = _stage(1, 0, failed, _running(work, now, job, failed))
-    return {"output": str(output), "finished": False, "stages": stages}
+    return {"output": str(output), "finished": False, "stages": stages, "stats": sums}
 
 
 def first_failure(report: dict[str, Any]) -> tuple[str, dict] | None:

@@ -426,6 +426,11 @@ def _which_sort(meta: dict, task: int) -> tuple[dict, int, int]:
     raise ReorderError(f"sort task {task} does not exist; this run has sort tasks 0..{first - 1}")
 
 
+def sort_spec(meta: dict, task: int) -> dict:
+    """The sort (of the scores, ``name`` "score", or of generator draws) that sort task ``task`` belongs to."""
+    return _which_sort(meta, task)[0]
+
+
 def sort_path(order: Path, task: int) -> Path:
     return order / f"sort-{task:05d}.bin"
 

@@ -36,10 +36,10 @@ from reorder_cli.plan import order_tasks
 from reorder_cli.plan.build import Plan
 from reorder_cli.plan.layout import layout, shard_batches
 from reorder_cli.tokens import tokenizer
-from reorder_cli.util import atomic
+from reorder_cli.util import atomic, state_io
 from reorder_cli.util.npy import DiskArray, save_npy
 from reorder_cli.util.store import is_url
-from reorder_cli.workdir import WorkDir, read_json
+from reorder_cli.workdir import WorkDir
 
 #: A scatter task reads one input file, or a slice of about this many (uncompressed) bytes of a
 #: bigger one (whole row groups for Parquet), so that big files scatter in parallel too.
@@ -208,8 +208,8 @@ def load(work: WorkDir) -> StoredPlan | None:
     schema_file = work.plan_file("schema.arrow")
     schema = pa.ipc.read_schema(pa.py_buffer(schema_file.read_bytes())) if work.fetch(schema_file) else None
     work.fetch(work.plan_file("batches.npy"))
-    return StoredPlan(work.plan, read_json(work.plan_file("plan.json")), np.load(work.plan_file("batches.npy")),
-                      schema, work.keys)
+    return StoredPlan(work.plan, state_io.read_json(work.plan_file("plan.json")),
+                      np.load(work.plan_file("batches.npy")), schema, work.keys)
 
 
 def output_schema(plan: Plan) -> pa.Schema | None:

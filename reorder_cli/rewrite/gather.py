@@ -41,11 +41,13 @@ class _Scattered:
     def __init__(self, stored: StoredPlan, work: WorkDir, buckets: np.ndarray):
         self.stored, self.work, self.order = stored, work, [int(b) for b in buckets]
         self.index: list[dict[int, np.ndarray]] = []
+        self.nbytes = 0  # the bytes of the shard's record batches, in all the scatter files
         for t in range(stored.scatter_tasks):  # a loop over scatter files
             rows = np.load(work.scatter_buckets(t), mmap_mode="r").reshape(-1, INDEX_COLUMNS)
             lo, hi = np.searchsorted(rows[:, 0], [buckets.min(), buckets.max() + 1]) if len(buckets) else (0, 0)
             mine = np.array(rows[lo:hi])
             del rows
+            self.nbytes += int((mine[:, 3] - mine[:, 2]).sum())
             cuts = np.flatnonzero(np.diff(mine[:, 0])) + 1
             self.index.append({int(part[0, 0]): part for part in np.split(mine, cuts) if len(part)})
         self._readers: dict[int, pa.ipc.RecordBatchFileReader] = {}
@@ -108,7 +110,8 @@ class _Scattered:
 
 def run(stored: StoredPlan, work: WorkDir, settings: dict, shard: int,
         advance: Callable[[int], None] = lambda n: None) -> dict:
-    """Write output shard ``shard`` into ``work.shards``; returns its record for the manifest.
+    """Write output shard ``shard`` into ``work.shards``; returns its record for the manifest, with the bytes
+    of the record batches it read (``bytes_in``, for its marker only).
 
     ``settings``: the stored plan's output settings (format, compression_level).
     """
@@ -135,7 +138,7 @@ def run(stored: StoredPlan, work: WorkDir, settings: dict, shard: int,
                 advance(int(b - a))
                 faults.pause("gather")
             del rows
-        return tokens.finish(writer.finish(shard, start, end - start))
+        return tokens.finish(writer.finish(shard, start, end - start)) | {"bytes_in": scattered.nbytes}
     except BaseException:
         writer.abort()
         tokens.abort()

@@ -21,7 +21,7 @@ from reorder_cli.plan.build import Plan
 from reorder_cli.plan.layout import shard_batches
 from reorder_cli.rewrite import table as parquet_output
 from reorder_cli.tokens import piece, tokenizer
-from reorder_cli.util import faults
+from reorder_cli.util import faults, task_stats
 from reorder_cli.util.parallel import run_parallel
 
 
@@ -74,11 +74,12 @@ def _add_newlines(data, lines: pa.LargeBinaryArray, where: np.ndarray):
 
 def write_shards(plan: Plan, cfg: RunConfig, folder: Path, advance: Callable[[int], None],
                  finished: Callable[[int], dict | None] = lambda i: None,
-                 on_finish: Callable[[dict], None] = lambda record: None) -> list[dict]:
+                 on_finish: Callable[[dict, float], None] = lambda record, started: None) -> list[dict]:
     """Write every shard into ``folder``; returns one record a shard, in order.
 
     Shards ``finished`` already knows (from an earlier, interrupted run) are not
-    written again; ``on_finish`` hears of every shard as soon as it is complete.
+    written again; ``on_finish`` hears of every shard as soon as it is complete, with when its writing
+    started (:func:`task_stats.clock`), its record holding the bytes its rows had in the inputs (``bytes_in``).
     """
     todo = [i for i in range(len(plan.shards)) if finished(i) is None]
     if todo and cfg.format == "parquet":
@@ -93,6 +94,7 @@ def write_shards(plan: Plan, cfg: RunConfig, folder: Path, advance: Callable[[in
     token_settings = tokenizer.resolve(cfg.tokens) if todo and cfg.tokens else None
 
     def one(index: int) -> dict:
+        started = task_stats.clock()
         start, end = plan.shards[index]
         writer = ShardWriter(folder / shard_name(index, cfg.format), cfg.format, cfg.compression_level, arrow_schema)
         put = writer.write_table if cfg.format == "parquet" else writer.write_lines
@@ -110,7 +112,8 @@ def write_shards(plan: Plan, cfg: RunConfig, folder: Path, advance: Callable[[in
             writer.abort()
             tokens.abort()
             raise
-        on_finish(record)
+        record["bytes_in"] = int(np.asarray(plan.sizes[start:end]).sum())
+        on_finish(record, started)
         faults.pause("gather-done")
         return record
 

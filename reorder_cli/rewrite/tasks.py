@@ -17,7 +17,7 @@ from reorder_cli.plan import stored as stored_plan
 from reorder_cli.plan.stored import StoredPlan
 from reorder_cli.rewrite import gather, scatter
 from reorder_cli.tokens import piece
-from reorder_cli.util import faults, store
+from reorder_cli.util import faults, store, task_stats
 from reorder_cli.util.parallel import run_parallel
 from reorder_cli.util.progress import Progress
 from reorder_cli.workdir import WorkDir
@@ -30,36 +30,50 @@ def _settings(stored: StoredPlan):
 
 
 def scatter_one(stored: StoredPlan, work: WorkDir, task: int, advance: Callable[[int], None] = lambda n: None,
-                measured: Callable[[], dict] = dict) -> dict:
-    record = scatter.run(stored, work, task, _settings(stored), advance) | measured()
-    work.finish("scatter", task, record)
+                measured: Callable[[], dict] = dict, started: float | None = None) -> dict:
+    record = scatter.run(stored, work, task, _settings(stored), advance) | {"bytes_in": _slice_bytes(stored, task)}
+    record = work.finish("scatter", task, record | measured(), started)
     faults.pause("scatter-done")
     return record
 
 
+def _slice_bytes(stored: StoredPlan, task: int) -> int:
+    """What a scatter task reads: its slice's share (by rows) of its input file's bytes."""
+    file, first, end = stored.slices[task]
+    entry = stored.files[file]
+    size = (entry.get("stamp") or {}).get("bytes")
+    if size is None:
+        size = store.size(store.location(entry["path"]))
+    return int(size) * (end - first) // max(1, int(entry["rows"]))
+
+
 def gather_one(stored: StoredPlan, work: WorkDir, shard: int, advance: Callable[[int], None] = lambda n: None,
-               measured: Callable[[], dict] = dict) -> dict:
+               measured: Callable[[], dict] = dict, started: float | None = None) -> dict:
     done = work.finished_indices("scatter")  # one listing
     missing = [t for t in range(stored.scatter_tasks) if t not in done]
     if missing:
         raise ReorderError(f"gather {shard}: scatter task {missing[0]} has not finished ({len(missing)} pending)")
-    record = gather.run(stored, work, _settings(stored), shard, advance) | measured()
-    work.finish("gather", shard, record)
+    record = gather.run(stored, work, _settings(stored), shard, advance)
+    record = work.finish("gather", shard, record | measured(), started)
     faults.pause("gather-done")
     return record
 
 
 def run_task(stored: StoredPlan, work: WorkDir, phase: str, index: int,
-             advance: Callable[[int], None] = lambda n: None, measured: Callable[[], dict] = dict) -> dict:
+             advance: Callable[[int], None] = lambda n: None, measured: Callable[[], dict] = dict,
+             started: float | None = None) -> dict:
     """Run task ``(phase, index)``: the one entry, whoever calls it (the local pool, ``reorder task``),
     holding its ``.started`` marker meanwhile (``reorder status`` shows it running); ``measured()``: what
-    its marker records besides (:func:`reorder_cli.stages.run_task`)."""
+    its marker records besides (:func:`reorder_cli.stages.run_task`); ``started``: when the task started
+    (:func:`task_stats.clock`; now, by default), for its statistics."""
+    started = task_stats.clock() if started is None else started
     with store.reading(phase):
         work_store.pull(work, phase)
         # what the earlier stages wrote, as their markers recorded (a scatter task: its input's keys only)
         task_outputs.check_inputs(work, phase, {"keys": [stored.slices[index][0]]} if phase == "scatter" else None)
         with work.running(phase, index):
-            return (scatter_one if phase == "scatter" else gather_one)(stored, work, index, advance, measured)
+            return (scatter_one if phase == "scatter" else gather_one)(stored, work, index, advance, measured,
+                                                                         started)
 
 
 def finished_shard(work: WorkDir, shard: int) -> dict | None:
