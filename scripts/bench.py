@@ -58,13 +58,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus import make_frame, write_corpus  # noqa: E402
+from corpus import SHAPES, make_frame, write_corpus  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-SHARDS = 8  # default of --shards
+DEFAULT_SHARDS, DEFAULT_SHAPE = 8, "fineweb"
+SHARDS = DEFAULT_SHARDS  # --shards
+SHAPE = DEFAULT_SHAPE  # --shape: the kind of corpus (scripts/corpus.py)
 SEED = 0
 SAMPLE_SECONDS = 0.02
 STR_SETTINGS = {"num_sections": 2, "folding_layer": 3, "folding_ratio": 0.225}
@@ -98,13 +101,13 @@ with open(sys.argv[1], "wb") as out:
 DUCKDB_PARQUET = """
 import sys, duckdb
 files = ", ".join(repr(f) for f in sys.argv[2:])
-duckdb.sql(f"COPY (SELECT * FROM read_parquet([{files}]) ORDER BY score) TO {sys.argv[1]!r} "
+duckdb.sql(f"COPY (SELECT * FROM read_parquet([{files}]) ORDER BY __SCORE__) TO {sys.argv[1]!r} "
            "(FORMAT parquet, COMPRESSION zstd)")
 """
 DUCKDB_JSONL = """
 import sys, duckdb
 files = ", ".join(repr(f) for f in sys.argv[2:])
-duckdb.sql(f"COPY (SELECT * FROM read_json_auto([{files}]) ORDER BY score) TO {sys.argv[1]!r} (FORMAT json)")
+duckdb.sql(f"COPY (SELECT * FROM read_json_auto([{files}]) ORDER BY __SCORE__) TO {sys.argv[1]!r} (FORMAT json)")
 """
 
 # Loader cases: read the reorder output (sys.argv[1]) row by row as dicts, the way a DataLoader worker does;
@@ -170,6 +173,7 @@ report(n, t0)
 }
 
 TOKENS_FLOOR = "tokenize in input order (floor)"
+TOKENIZER_CHARS = 100_000_000  # of text to train the tokenizer on, at most (long documents would take minutes)
 #: The floor of the token export: the same documents, encoded in batches with the same tokenizer and written
 #: as the same token bytes (uint16, EOS after each document), in input order. Run as
 #: ``python -c TOKENIZE OUT TOKENIZER FILE...``.
@@ -193,7 +197,8 @@ print("tokens", total)
 
 
 def ensure_tokenizer(data: Path) -> Path:
-    """A BPE tokenizer (8000 ids, <s> and </s>) trained once on the corpus's first Parquet shard; never a
+    """A BPE tokenizer (8000 ids, <s> and </s>) trained once on the texts of the corpus's first Parquet shard,
+    at most its first ``TOKENIZER_CHARS`` characters (the whole shard at 200,000 fineweb documents); never a
     download."""
     folder = data / "tokenizer"
     if not (folder / "tokenizer.json").exists():
@@ -202,7 +207,11 @@ def ensure_tokenizer(data: Path) -> Path:
 
         tok = Tokenizer(models.BPE(unk_token="[UNK]"))
         tok.pre_tokenizer = pre_tokenizers.Whitespace()
-        texts = pq.read_table(shard_paths(data, "parquet")[0], columns=["text"]).column(0).to_pylist()
+        import pyarrow.compute as pc
+
+        column = pq.read_table(shard_paths(data, "parquet")[0], columns=["text"]).column(0)
+        chars = np.cumsum(pc.utf8_length(column).to_numpy(zero_copy_only=False))
+        texts = column.slice(0, max(1, int(np.searchsorted(chars, TOKENIZER_CHARS, side="right")))).to_pylist()
         tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=8000, special_tokens=["[UNK]", "<s>", "</s>"]))
         folder.mkdir(parents=True, exist_ok=True)
         tok.save(str(folder / "tokenizer.json"))
@@ -261,17 +270,22 @@ def shard_paths(data: Path, ext: str) -> list[Path]:
     return [data / f"part-{i:04d}.{ext}" for i in range(SHARDS)]
 
 
+def score_field() -> str:
+    """Where the corpus's score is (the reorder cases' ``score_field``): the shape's."""
+    return SHAPES[SHAPE].score_field
+
+
 def ensure_corpus(data: Path, docs: int, formats: list[str]) -> None:
-    """Write the corpus once; a marker file records that a previous run finished writing it."""
+    """Write the corpus once; a marker file records that a previous run finished writing it (and its shape)."""
     marker = data / "corpus.json"
-    wanted = {"docs": docs, "shards": SHARDS, "seed": SEED}
+    wanted = {"docs": docs, "shards": SHARDS, "seed": SEED, "shape": SHAPE}
     same = marker.exists() and json.loads(marker.read_text()) == wanted
     missing = [f for f in formats if not same or not all(p.exists() for p in shard_paths(data, f))]
     if not missing:
         return
-    print(f"writing corpus of {docs:,} docs ({', '.join(missing)}) to {data} ...", flush=True)
+    print(f"writing {SHAPE} corpus of {docs:,} docs ({', '.join(missing)}) to {data} ...", flush=True)
     marker.unlink(missing_ok=True)
-    write_corpus(make_frame(docs, SEED), data, SHARDS, missing)
+    write_corpus(make_frame(docs, SEED, shape=SHAPE), data, SHARDS, missing, SHAPES[SHAPE].row_group_size)
     marker.write_text(json.dumps(wanted))
 
 
@@ -317,6 +331,8 @@ def reorder_case(method: str, fmt: str, data: Path, out: Path, workers: int | No
     name += f" executor {executor}" if executor else ""
     name += " select " + " ".join(str(v) for v in select.values()) if select else ""
     extra = {"format": fmt, **(SAW_SETTINGS if method == "saw" else {})}
+    if score_field() != "score":  # configs/str.yaml's
+        extra["score_field"] = score_field()
     extra.update({f"select.{k}": v for k, v in (select or {}).items()})
     if rewrite:
         extra["rewrite"] = rewrite
@@ -347,6 +363,7 @@ def reorder_case(method: str, fmt: str, data: Path, out: Path, workers: int | No
 
 def snippet_case(name: str, snippet: str, files: list[Path], out: Path, suffix: str, floor: str) -> Case:
     target = out / slug(name) / f"out.{suffix}"
+    snippet = snippet.replace("__SCORE__", score_field())
     return Case(name, [sys.executable, "-c", snippet, str(target), *map(str, files)], floor)
 
 
@@ -355,7 +372,7 @@ def reference_case(method: str, ref_dir: Path, single: Path, out: Path) -> Case:
     settings = STR_SETTINGS if method == "str" else SAW_SETTINGS
     config = out / f"_reference-{method}.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
-    lines = {"score_field": "score", "ascending": "true", **settings, "window_size": 0, "seed": 42}
+    lines = {"score_field": score_field(), "ascending": "true", **settings, "window_size": 0, "seed": 42}
     config.write_text("".join(f"{key}: {value}\n" for key, value in lines.items()))
     argv = [
         sys.executable,
@@ -685,17 +702,20 @@ def print_table(table: list[dict[str, object]], corpus_line: str, notes: list[st
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    global SHARDS
+    global SHARDS, SHAPE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=200_000, help="documents in the corpus")
     parser.add_argument("--repeat", type=int, default=3, help="runs per case (the median is reported)")
-    parser.add_argument("--data", type=Path, help="corpus folder (default bench-out/data-DOCS)")
+    parser.add_argument("--shape", default=DEFAULT_SHAPE, choices=list(SHAPES),
+                        help="kind of corpus (scripts/corpus.py): fineweb, long (long texts), wide (40 columns), "
+                             "nested (structs and lists; the reorder cases read metadata.score)")
+    parser.add_argument("--data", type=Path, help="corpus folder (default bench-out/data-SHAPE-DOCS)")
     parser.add_argument("--out", type=Path, default=Path("bench-out/run"), help="output folder, cleaned per run")
     parser.add_argument("--cases", help="comma-separated substrings selecting cases")
     parser.add_argument("--workers", type=int, help="passed to reorder as --set workers=N")
     parser.add_argument("--reference", type=Path, help="the authors' data_ordering folder (with entry.py)")
     parser.add_argument("--json", type=Path, help="also save the results here")
-    parser.add_argument("--shards", type=int, default=SHARDS, help="shards a format in the corpus")
+    parser.add_argument("--shards", type=int, default=DEFAULT_SHARDS, help="shards a format in the corpus")
     parser.add_argument("--formats", default="jsonl,parquet", help="corpus formats to write and benchmark")
     parser.add_argument("--memory-limit", help="also run the reorder cases under this budget, e.g. 1500MB")
     parser.add_argument("--budget-workers", default="1,2", help="worker counts for the budget cases")
@@ -715,8 +735,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     args.budget_workers = [int(w) for w in args.budget_workers.split(",")]
     args.executors = [e.strip() for e in (args.executors or "").split(",") if e.strip()]
-    SHARDS = args.shards
-    args.data = (args.data or Path(f"bench-out/data-{args.docs}")).resolve()
+    SHARDS, SHAPE = args.shards, args.shape
+    args.data = (args.data or Path(f"bench-out/data-{args.shape}-{args.docs}")).resolve()
     args.out = args.out.resolve()
     args.reference = args.reference.resolve() if args.reference else None
     return args
@@ -734,12 +754,15 @@ def main(argv: list[str] | None = None) -> None:
     results = run_cases(cases, args.out, args.repeat)
     table = rows(cases, results)
     corpus = {
+        "shape": SHAPE,
+        "score_field": score_field(),
         "docs": args.docs,
         **{f"{f}_gb": corpus_gb(args.data, f) for f in args.formats},
         "cpus": os.cpu_count(),
     }
     sizes = ", ".join(f"{f} {corpus[f + '_gb']:.2f} GB" for f in args.formats)
-    corpus_line = f"corpus: {corpus['docs']:,} docs, {sizes}, {SHARDS} shards each; {corpus['cpus']} CPUs"
+    corpus_line = (f"corpus: {SHAPE} shape (score_field {score_field()}), {corpus['docs']:,} docs, {sizes}, "
+                   f"{SHARDS} shards each; {corpus['cpus']} CPUs")
     print_table(table, corpus_line, notes)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
