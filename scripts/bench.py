@@ -12,6 +12,14 @@ reorder jsonl cases also get a ratio to the reference run of the same method.
     python scripts/bench.py --docs 200000 --formats parquet --loaders --repeat 3
     python scripts/bench.py --docs 20000 --formats parquet --executors local,ray,slurm --repeat 3
     python scripts/bench.py --docs 200000 --formats parquet --tokens --repeat 3 --workers 1
+    python scripts/bench.py --docs 200000 --formats parquet --shape nested --repeat 3 --cases "reorder str parquet,sink"
+
+With ``--shape`` the corpus is another of ``scripts/corpus.py``'s shapes: ``fineweb`` (the default: 6 columns,
+median 2,500 characters), ``long`` (median 20,000 characters, 5 columns), ``wide`` (40 columns of ints, floats,
+short strings and bools beside a short text) or ``nested`` (a ``metadata`` struct of structs, a list of structs,
+a list of strings). The reorder, DuckDB and reference cases read the shape's score field (``metadata.score`` for
+``nested``, ``score`` otherwise); ``--tokens`` tokenizes the ``text`` column every shape has. The shape is in the
+table's corpus line and in ``--json`` (``corpus.shape``, ``corpus.score_field``).
 
 With ``--loaders`` the cases instead read the STR output of the Parquet corpus row by row (rows as dicts, all
 columns): reorder's ``OrderedReader`` (one process) and ``OrderedDataset`` in a DataLoader with 2 workers, HF
@@ -35,10 +43,12 @@ With ``--memory-limit`` the reorder cases also run under that budget (out of cor
 once per worker count of ``--budget-workers``; the table then shows which path ran and the temporary disk
 space the run used (``.run_log.json``).
 
-The corpus (``--shards`` JSONL and/or Parquet shards, made by ``scripts/corpus.py``) is cached in ``--data``;
-outputs go to ``--out`` and are removed before every repeat. DuckDB is optional (``pip install duckdb``); its cases are
-skipped when it is missing, and the reference cases are skipped without ``--reference DIR`` (the authors'
-``data_ordering`` folder with ``entry.py``). Logs of every run are kept in ``--out``/_logs.
+The corpus (``--shards`` JSONL and/or Parquet shards, made by ``scripts/corpus.py``) is cached in ``--data``
+(default ``bench-out/data-SHAPE-DOCS``; its ``corpus.json`` records docs, shards, seed and shape, and a corpus
+that differs is written again); outputs go to ``--out`` and are removed before every repeat. DuckDB is optional
+(``pip install duckdb``); its cases are skipped when it is missing, and the reference cases are skipped without
+``--reference DIR`` (the authors' ``data_ordering`` folder with ``entry.py``). Logs of every run are kept in
+``--out``/_logs.
 """
 
 from __future__ import annotations
