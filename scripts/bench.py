@@ -285,6 +285,11 @@ def score_field() -> str:
     return SHAPES[SHAPE].score_field
 
 
+#: What the bench makes from a corpus in its folder: the single JSONL of the reference, the STR output the loader
+#: cases read, the tokenizer of --tokens. Removed with the shards when the corpus changes.
+DERIVED = ("all.jsonl", "reordered-str", "tokenizer")
+
+
 def ensure_corpus(data: Path, docs: int, formats: list[str]) -> None:
     """Write the corpus once; a marker file records that a previous run finished writing it (and its shape)."""
     marker = data / "corpus.json"
@@ -295,6 +300,9 @@ def ensure_corpus(data: Path, docs: int, formats: list[str]) -> None:
         return
     print(f"writing {SHAPE} corpus of {docs:,} docs ({', '.join(missing)}) to {data} ...", flush=True)
     marker.unlink(missing_ok=True)
+    if not same:  # another corpus: none of its shards (there may be more of them) nor what was made from it
+        for path in [*data.glob("part-*.jsonl"), *data.glob("part-*.parquet"), *(data / d for d in DERIVED)]:
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     write_corpus(make_frame(docs, SEED, shape=SHAPE), data, SHARDS, missing, SHAPES[SHAPE].row_group_size)
     marker.write_text(json.dumps(wanted))
 
@@ -407,7 +415,8 @@ def ensure_loader_output(data: Path) -> Path:
     if not (target / manifest.MANIFEST_NAME).exists():
         print(f"writing the STR output the loader cases read to {target} ...", flush=True)
         subprocess.run([*reorder_exe(), "run", str(REPO / "configs" / "str.yaml"), "--input",
-                        str(data / "part-*.parquet"), "--output", str(target), "--overwrite", "-q"], check=True)
+                        str(data / "part-*.parquet"), "--output", str(target), "--set", f"score_field={score_field()}",
+                        "--overwrite", "-q"], check=True)
     return target
 
 

@@ -260,12 +260,20 @@ def test_bench_does_not_reuse_a_corpus_of_another_shape(tmp_path, bench_globals)
     bench.ensure_corpus(data, 100, ["parquet"])
     assert len(pq.read_schema(data / "part-0000.parquet").names) == 40
     written = (data / "part-0000.parquet").stat().st_mtime_ns
-    bench.ensure_corpus(data, 100, ["parquet"])  # same shape: kept
+    stale = [data / "part-0005.parquet", data / "part-0001.jsonl", data / "tokenizer" / "tokenizer.json",
+             data / "reordered-str" / ".manifest.json", data / "all.jsonl"]  # another corpus's, made from it
+    for path in stale:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("{}")
+    bench.ensure_corpus(data, 100, ["parquet"])  # same corpus: kept, with what was made from it
     assert (data / "part-0000.parquet").stat().st_mtime_ns == written
+    assert all(path.exists() for path in stale)
     bench.SHAPE = "nested"
     bench.ensure_corpus(data, 100, ["parquet"])
     assert "metadata" in pq.read_schema(data / "part-0000.parquet").names
     assert json.loads((data / "corpus.json").read_text())["shape"] == "nested"
+    assert not any(path.exists() for path in stale)
+    assert sorted(p.name for p in data.iterdir()) == ["corpus.json", "part-0000.parquet", "part-0001.parquet"]
 
 
 def _bench(tmp_path: Path, shape: str, *extra: str) -> dict:
