@@ -22,6 +22,7 @@ import yaml
 
 from reorder_cli import methods as registry
 from reorder_cli.errors import ReorderError
+from reorder_cli.mix import spec as mix_spec
 from reorder_cli.util import store
 from reorder_cli.util.hashing import file_sha256
 from reorder_cli.util.stage_names import SLURM_JOBS, TASK_STAGES
@@ -528,6 +529,8 @@ class RunConfig:
     layout_bytes: int = 0  # uncompressed bytes a shard is cut at (plan/shard_bytes); 0: not estimated yet
     ignored: dict[str, str] = field(default_factory=dict)
     unused: dict[str, tuple[str, ...]] = field(default_factory=dict)  # key -> the methods that read it
+    #: a mixture's normal ``sources:`` section (mix/spec.py; method "mixture"); None: one source
+    mixture: dict[str, Any] | None = None
 
     @property
     def score_field(self) -> str | None:
@@ -713,8 +716,11 @@ def resolve(    raw: Mapping[str, Any],
     """Validate ``raw`` (config file merged with --set) and apply command-line values.
 
     Relative paths of the config file were made relative to its folder by :func:`load`; paths given on
-    the command line (and by ``--set``) stay relative to the current directory.
+    the command line (and by ``--set``) stay relative to the current directory. A config with ``sources:``
+    is a mixture (:func:`resolve_mixture`).
     """
+    if mix_spec.is_mixture(raw):
+        return resolve_mixture(raw, method=method, inputs=inputs, output=output)
     values = _checked(raw)
     chosen = _method("method", method) if method else values.get("method")
     if not chosen:
@@ -766,6 +772,53 @@ def resolve(    raw: Mapping[str, Any],
         ignored={k: IGNORED_KEYS[k] for k in raw if k in IGNORED_KEYS},
         unused=unused_keys(raw, chosen),
     )
+
+
+#: Keys a mixture's source may set (beside name, weight and max_epochs); top-level ones apply to every source.
+SOURCE_KEYS = ("input", "method", "score", "select", "invalid_scores", *(k.name for k in ORDERING_KEYS))
+MIXTURE_METHOD = "mixture"
+
+
+def resolve_mixture(raw: Mapping[str, Any], *, method: str | None = None, inputs: list[str] | None = None,
+                    output: str | None = None) -> RunConfig:
+    """A mixture config (``sources:``, :mod:`reorder_cli.mix.spec`): the top-level keys as a run's (method
+    "mixture", its inputs every source's), the normal ``sources:`` section in ``mixture``. Each source's
+    config is checked here as a single-source run's (:func:`source_configs`)."""
+    if inputs:
+        raise ReorderError("--input: a mixture's inputs are its sources' (sources[i].input); remove --input")
+    if "input" in raw:
+        raise ReorderError("config key 'input': a mixture takes its inputs from its sources (sources[i].input); "
+                           "remove the top-level input")
+    shared = ("method", "score", "score_field", "select", "invalid_scores", *(k.name for k in ORDERING_KEYS))
+    top = {k: v for k, v in raw.items() if k not in mix_spec.TOP_KEYS}
+    if method:
+        top["method"] = method  # the command line's --method: the method of every source that sets none
+    mixture = mix_spec.normal({**raw, **top}, SOURCE_KEYS, shared, _count)
+    seed = _int(0)("seed", raw.get("seed", KEYS["seed"].default))
+    plain = {k: v for k, v in top.items() if k not in shared}
+    ins = [p for i, s in enumerate(mixture["sources"]) for p in _inputs(f"sources[{i}].input", s["config"]["input"])]
+    cfg = resolve(plain, method="input", inputs=ins, output=output)
+    cfg = replace(cfg, method=MIXTURE_METHOD, params={"seed": seed}, mixture=mixture, unused={}, select=None,
+                  score=None)
+    scorings = {(one.score_field, one.score) for one in source_configs(cfg)}  # one-line errors naming a source
+    if len(scorings) == 1:  # one scoring for every source: the output's scores read back by it (verify, stats)
+        field, expression = scorings.pop()
+        cfg = replace(cfg, params={"score_field": field, "seed": seed} if field else {"seed": seed}, score=expression)
+    return cfg
+
+
+def source_configs(cfg: RunConfig) -> list[RunConfig]:
+    """Each source of a mixture run as the single-source run whose order it takes (its inputs, method,
+    ordering keys and select; the mixture's output settings)."""
+    out = []
+    for i, src in enumerate(cfg.mixture["sources"]):  # a loop over sources
+        try:
+            one = resolve(src["config"], output=str(cfg.output))
+        except ReorderError as err:
+            raise ReorderError(f"sources[{i}] ({src['name']}): {err}") from None
+        out.append(replace(one, format=cfg.format, workers=cfg.workers, memory_limit=cfg.memory_limit,
+                           storage_options=cfg.storage_options, work_dir=cfg.work_dir))
+    return out
 
 
 def _export(fmt: str, export: str | None) -> tuple[str, str | None]:
@@ -832,7 +885,11 @@ def relative_to_file(raw: Mapping[str, Any], path: Path) -> dict[str, Any]:
             return v
         return os.path.join(base, v) if str(base) not in ("", ".") else v
 
-    return {k: fix(v, k) if k in PATH_KEYS else v for k, v in raw.items()}
+    out = {k: fix(v, k) if k in PATH_KEYS else v for k, v in raw.items()}
+    if isinstance(raw.get("sources"), list):  # a mixture's sources: their inputs and selections
+        out["sources"] = [{k: fix(v, k) if k in PATH_KEYS else v for k, v in s.items()} if isinstance(s, dict)
+                          else s for s in raw["sources"]]
+    return out
 
 
 def unused_keys(raw: Mapping[str, Any], method: str) -> dict[str, tuple[str, ...]]:

@@ -21,6 +21,7 @@ from reorder_cli.config import RunConfig, with_format
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats import score_expr, unchanged
 from reorder_cli.formats.discover import InputFile, discover
+from reorder_cli.mix import plan as mix_plan
 from reorder_cli.plan import build, read_keys, shard_bytes
 from reorder_cli.plan import stored as stored_plan
 from reorder_cli.plan.build import Plan
@@ -81,7 +82,10 @@ def work_root(cfg: RunConfig) -> Path:
 def _inputs(cfg: RunConfig, skipped: list[str]) -> tuple[RunConfig, list[InputFile]]:
     score_expr.for_config(cfg)  # a score expression that does not parse stops here, before anything is written
     token_output.check(cfg)  # an unknown export, or token settings that cannot be made: before anything is written
-    files = discover(cfg.inputs, skipped)  # files inside folders or globs not read for their extension: skipped
+    if cfg.mixture:  # every source's files, source by source (a file in two sources is refused)
+        files = [f for one in mix_plan.source_files(cfg, skipped) for f in one]
+    else:
+        files = discover(cfg.inputs, skipped)  # files inside folders or globs not read for their extension: skipped
     return with_format(cfg, [(f.format, f.compression) for f in files]), files
 
 
@@ -121,7 +125,11 @@ def preparing(cfg: RunConfig, overwrite: bool = False, restart: bool = False, co
         with output.claimed(out, work, ident, restart, lock.created):
             if stages.load_spec(work) is None and not work.plan_file("plan.json").exists():
                 cfg = shard_bytes.for_layout(cfg, files)
-                stages.write_spec(work, cfg, files)
+                if cfg.mixture:  # its order is planned here; the tasks start at scatter
+                    _store_mixture(mix_plan.plan(cfg, mix_plan.order_sources(cfg, work, Progress(enabled=False).task)),
+                                   cfg, files, work, "out-of-core")
+                else:
+                    stages.write_spec(work, cfg, files)
         yield RunResult("prepared", None, out, time.perf_counter() - started, cfg=cfg)
 
 
@@ -211,6 +219,17 @@ def _plan(files: list[InputFile], cfg: RunConfig, work: WorkDir, resumed: bool, 
         cfg = dataclasses.replace(cfg, workers=budget.resumed_workers(stored.meta["bucket_bytes"], cfg))
         keys_ooc = work.fetch(work.order / "split.json")
         planned = _Planned(stored.as_plan(files), stored, cfg, "out-of-core", "resumed from the stored plan", keys_ooc)
+    elif cfg.mixture:  # every source ordered as its own run, then merged, in this process (mix/plan.py)
+        cfg = shard_bytes.for_layout(cfg, files)
+        the_plan = mix_plan.plan(cfg, mix_plan.order_sources(cfg, work, progress.task))
+        faults.pause("keys")
+        choice = budget.choose(the_plan, cfg, force="out-of-core" if plan_only else None)
+        if choice.warning:
+            result.warnings.append(choice.warning)
+        cfg = dataclasses.replace(cfg, workers=choice.workers)
+        stored = _store_mixture(the_plan, cfg, files, work, choice) if choice.path == "out-of-core" else None
+        the_plan = stored.as_plan(files) if stored is not None else the_plan
+        planned = _Planned(the_plan, stored, cfg, choice.path, choice.reason, False)
     else:
         cfg = shard_bytes.for_layout(cfg, files)
         keys_budget = budget.keys_budget(cfg)
@@ -234,6 +253,15 @@ def _plan(files: list[InputFile], cfg: RunConfig, work: WorkDir, resumed: bool, 
         planned = _Planned(the_plan, stored, cfg, path, reason, spilled)
     timings["plan_seconds"] = time.perf_counter() - t0
     return planned
+
+
+def _store_mixture(the_plan: Plan, cfg: RunConfig, files: list[InputFile], work: WorkDir,
+                   choice: budget.Choice | str) -> StoredPlan:
+    """A mixture's plan, made here, stored for the scatter and gather tasks (run here or on a cluster)."""
+    if isinstance(choice, str):
+        choice = budget.choose(the_plan, cfg, force=choice)
+    stages.write_spec(work, cfg, files, first_stage="split")  # the order was planned here: tasks start at scatter
+    return stored_plan.store_planned(the_plan, cfg, work, choice.bucket_bytes, choice.read_bytes)
 
 
 def _order_as_tasks(files: list[InputFile], sources: list, cfg: RunConfig, work: WorkDir,

@@ -100,7 +100,7 @@ def verify(
             digest.output_shard(p, fmt, score_field, files is not None)), sizes)
         report = Report(len(entries), sum(d.rows or 0 for d in digests if d), sum(d.size for d in digests if d))
         report.problems += _entry_problems(fmt, entries)
-        report.problems += _file_problems(entries, paths, digests)
+        report.problems += _file_problems(entries, paths, digests, scores_comparable(doc))
         report.problems += _total_problems(doc, entries, digests)
         report.problems += _extra_files(names, entries)
         report.problems += _token_problems(doc, folder)
@@ -181,8 +181,9 @@ def _total_problems(doc: Manifest, entries: list[ShardEntry], digests: list) -> 
         ("input_rows", sum(i.rows or 0 for i in doc.inputs), "the sum of the inputs' rows"),
         ("input_bytes", sum(i.bytes or 0 for i in doc.inputs), "the sum of the inputs' bytes"),
         ("dropped_rows", inv.get("dropped"), "invalid_scores.dropped"),
-        ("input_rows", (t.get("rows") or 0) + (t.get("dropped_rows") or 0) + (t.get("unselected_rows") or 0),
-         "rows + dropped_rows + unselected_rows"),
+        ("input_rows", (t.get("rows") or 0) + (t.get("dropped_rows") or 0) + (t.get("unselected_rows") or 0)
+         + (t.get("unscheduled_rows") or 0) - (t.get("repeated_rows") or 0),
+         "rows + dropped_rows + unselected_rows" + (" + unscheduled_rows - repeated_rows" if doc.mixture else "")),
     ]
     problems = [Problem("manifest", "totals", f"{key} is {t.get(key)!r}, expected {want!r} ({what})")
                 for key, want, what in checks if t.get(key) != want]
@@ -190,7 +191,7 @@ def _total_problems(doc: Manifest, entries: list[ShardEntry], digests: list) -> 
     if inv.get("dropped") != dropped_ok:
         problems.append(Problem("manifest", "invalid_scores", f"dropped is {inv.get('dropped')!r} with policy "
                                                               f"{inv.get('policy')!r} and count {inv.get('count')!r}"))
-    if all(d is not None and d.error is None for d in digests):
+    if all(d is not None and d.error is None for d in digests) and scores_comparable(doc):
         stats = ScoreStats()
         for d in digests:
             stats.merge(d.scores)
@@ -220,7 +221,7 @@ def _token_problems(doc: Manifest, folder: Path) -> list[Problem]:
     return problems
 
 
-def _file_problems(entries: list[ShardEntry], paths: list, digests: list) -> list[Problem]:
+def _file_problems(entries: list[ShardEntry], paths: list, digests: list, compare_scores: bool = True) -> list[Problem]:
     problems: list[Problem] = []
     schema = next((d.schema for d in digests if d is not None and d.schema is not None), None)
     for e, path, d in zip(entries, paths, digests, strict=True):
@@ -244,7 +245,7 @@ def _file_problems(entries: list[ShardEntry], paths: list, digests: list) -> lis
             problems.append(Problem(name, "rows", f"the Parquet footer says {d.meta_rows:,} rows, {d.rows:,} read"))
         if d.unterminated:
             problems.append(Problem(name, "truncated", "the last record has no newline"))
-        if not _same_scores(d.scores.summary(), e.score):
+        if compare_scores and not _same_scores(d.scores.summary(), e.score):
             problems.append(Problem(name, "score", f"the file holds {_scores(d.scores.summary())}, the manifest "
                                                    f"says {_scores(e.score)}"))
         if d.schema is not None and schema is not None and not d.schema.remove_metadata().equals(
@@ -259,6 +260,12 @@ def _close(a, b) -> bool:
     if not isinstance(b, int | float):
         return False
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6)  # the manifest rounds to 6 decimals
+
+
+def scores_comparable(doc: Manifest) -> bool:
+    """Whether a shard's scores can be read back with one scoring: not for a mixture whose sources score by
+    different fields or expressions (its manifest then names no score field)."""
+    return not (doc.mixture and doc.score_field is None and doc.score is None)
 
 
 def _same_scores(got: dict, want) -> bool:

@@ -55,6 +55,7 @@ class Plan:
     invalid_samples: list[dict]  # {"file", "where", "value"}
     dropped: int  # invalid rows dropped (invalid_scores: drop)
     selection: dict | None = None  # what the select: section kept (Selected.to_json); None without one
+    mixture: dict | None = None  # a mixture's manifest section (mix/plan.py); its files are virtual (per epoch)
 
     @property
     def rows(self) -> int:
@@ -117,8 +118,11 @@ def spill(source: KeySource, index: int, folder: Path) -> SpilledSource:
 
 def read_keys(files: list[InputFile], score_field: str | Scoring, fail_on_invalid: bool, workers: int,
               advance: Callable[[int], None] = lambda n: None, work: WorkDir | None = None,
-              keys_budget: int = 0) -> list[KeySource]:
+              keys_budget: int = 0, first_index: int = 0) -> list[KeySource]:
     """Scan every input for its keys, ``workers`` files at a time; returns one source a file.
+
+    ``first_index``: the index of ``files[0]`` among the run's inputs (a mixture reads its sources' keys
+    source by source), which names its decompressed copy in the work folder.
 
     With a work folder, compressed JSONL is decompressed there once (so a rewrite can map it);
     without one (``preview``, ``stats --deep``) it is read as a stream and nothing is written.
@@ -133,7 +137,7 @@ def read_keys(files: list[InputFile], score_field: str | Scoring, fail_on_invali
     def one(item: tuple[int, InputFile]):
         i, inp = item
         copy = inp.compression or store.is_url(inp.path)  # a map needs local, uncompressed bytes
-        data = work.decompressed(i) if work is not None and inp.format == "jsonl" and copy else None
+        data = work.decompressed(first_index + i) if work is not None and inp.format == "jsonl" and copy else None
         if data is not None:
             work.root.mkdir(parents=True, exist_ok=True)
         source = open_keys(inp, score_field, fail_on_invalid, data, advance)

@@ -22,7 +22,7 @@ unit a gather task holds in memory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +32,12 @@ import pyarrow as pa
 from reorder_cli.config import RunConfig
 from reorder_cli.formats import parquet
 from reorder_cli.formats.discover import InputFile
-from reorder_cli.plan import order_tasks
+from reorder_cli.plan import build, order_tasks
 from reorder_cli.plan.build import Plan
 from reorder_cli.plan.layout import layout, shard_batches
 from reorder_cli.tokens import tokenizer
 from reorder_cli.util import atomic, state_io
-from reorder_cli.util.npy import DiskArray, save_npy
+from reorder_cli.util.npy import DiskArray, save_npy, write_array
 from reorder_cli.util.store import is_url
 from reorder_cli.workdir import WorkDir
 
@@ -115,14 +115,18 @@ class StoredPlan:
         return DiskArray(self.folder / f"{name}.npy", np.float64 if name == "scores" else np.int64)
 
     def as_plan(self, files: list[InputFile]) -> Plan:
-        """A :class:`Plan` for the manifest, its arrays read from disk on demand."""
+        """A :class:`Plan` for the manifest, its arrays read from disk on demand (``files``: the run's inputs; a
+        mixture's plan lists them once per epoch, as its stored files say)."""
         m = self.meta
+        if m.get("mixture"):
+            by_path = {str(f.path.absolute()): f for f in files}
+            files = [by_path[f["path"]] for f in m["files"]]
         return Plan(
             files=files, sources=[StoredSource(f["rows"]) for f in m["files"]],
             row_starts=np.asarray(m["row_starts"], dtype=np.int64), order=self.array("order"),
             scores=self.array("scores"), sizes=self.array("sizes"), shards=self.shards,
             invalid_count=m["invalid_count"], invalid_samples=m["invalid_samples"], dropped=m["dropped"],
-            selection=m.get("selection"),
+            selection=m.get("selection"), mixture=m.get("mixture"),
         )
 
 
@@ -176,9 +180,29 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
         "invalid_samples": plan.invalid_samples,
         "dropped": plan.dropped,
         "selection": plan.selection,
+        **({"mixture": plan.mixture} if plan.mixture else {}),
     }
     atomic.write_json(work.plan_file("plan.json"), meta)
     return load(work)
+
+
+def store_planned(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_bytes: int) -> StoredPlan:
+    """Store a plan made in one process (a mixture's, :mod:`reorder_cli.mix.plan`) as the order's tasks would
+    have left it: every input's keys in ``work.keys`` (as its keys task's), the plan's arrays, their running
+    total and one file of (input row, output position) pairs; then :func:`store`."""
+    spilled = [build.spill(source, i, work.keys) for i, source in enumerate(plan.sources)]  # a loop over files
+    folder = work.plan
+    folder.mkdir(parents=True, exist_ok=True)
+    for (name, dtype), values in zip(order_tasks.PLAN_ARRAYS, (plan.order, plan.scores, plan.sizes), strict=True):
+        save_npy(work.plan_file(f"{name}.npy"), np.asarray(values, dtype=dtype))
+    save_npy(folder / "plan-ends.npy", np.cumsum(np.asarray(plan.sizes, dtype=np.int64), dtype=np.int64))
+    pairs = np.empty(plan.rows, dtype=order_tasks.PAIR)
+    pairs["row"], pairs["pos"] = plan.order, np.arange(plan.rows, dtype=np.int64)
+    pairs = pairs[np.argsort(pairs["row"], kind="stable")]
+    with atomic.open_atomic(order_tasks.pairs_path(folder, 0), "wb") as fh:
+        write_array(fh, pairs, order_tasks.pairs_path(folder, 0))
+    schema = output_schema(plan)
+    return store(replace(plan, sources=spilled), cfg, work, bucket_bytes, read_bytes, schema)
 
 
 def _group_starts(inp: InputFile) -> np.ndarray:

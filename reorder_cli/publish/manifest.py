@@ -94,8 +94,8 @@ class InputEntry:
 
 #: The top-level keys in the order a manifest is written; ``None`` values of the optional ones are left out.
 _ORDER = ("manifest_version", "tool", "method", "params", "score_field", "score", "seed", "invalid_scores",
-          "selection", "output", "inputs", "shards", "totals", "profile", "metrics", "tokens", "export")
-_LEFT_OUT_WHEN_NONE = ("score", "selection", "tokens", "export")
+          "selection", "output", "inputs", "shards", "totals", "profile", "metrics", "tokens", "export", "mixture")
+_LEFT_OUT_WHEN_NONE = ("score", "selection", "tokens", "export", "mixture")
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,7 @@ class Manifest:
     tool: dict[str, Any] | None = None
     tokens: dict[str, Any] | None = None  # the token pieces (tokenizer, dtype, per-shard counts and offsets)
     export: dict[str, Any] | None = None  # the trainer-native export (its format and files)
+    mixture: dict[str, Any] | None = None  # a mixture's sources, their rows and tokens, the shares (mix/plan.py)
     version: int = MANIFEST_VERSION
     extra: dict[str, Any] = field(default_factory=dict)  # top-level keys this version does not know
     read_keys: tuple[str, ...] | None = None  # the known keys the file had (None: a manifest built by this run)
@@ -150,7 +151,7 @@ class Manifest:
             "invalid_scores": self.invalid_scores, "selection": self.selection, "output": self.output,
             "inputs": [i.to_json() for i in self.inputs], "shards": [s.to_json() for s in self.shards],
             "totals": self.totals, "profile": self.profile, "metrics": self.metrics, "tokens": self.tokens,
-            "export": self.export,
+            "export": self.export, "mixture": self.mixture,
         }
         if self.read_keys is not None:  # written back as it was read
             return {k: values[k] for k in _ORDER if k in self.read_keys} | self.extra
@@ -174,7 +175,8 @@ class Manifest:
             shards=[ShardEntry.from_json(e) for e in data["shards"]], totals=data["totals"],
             profile=data["profile"], score_field=data.get("score_field"), score=data.get("score"),
             seed=data.get("seed"), selection=data.get("selection"), metrics=data.get("metrics"),
-            tool=data.get("tool"), tokens=data.get("tokens"), export=data.get("export"), version=version,
+            tool=data.get("tool"), tokens=data.get("tokens"), export=data.get("export"),
+            mixture=data.get("mixture"), version=version,
             extra={k: v for k, v in data.items() if k not in known}, read_keys=tuple(k for k in _ORDER if k in data),
         )
 
@@ -194,7 +196,7 @@ def build(plan: Plan, cfg: RunConfig, shards: list[dict], out_dir: Path | store.
                           s["first"] + s["rows"], score_summary(plan.scores[s["first"]:s["first"] + s["rows"]]),
                           s["compression"]) for s in shards]
     inputs = [InputEntry(rel(f.path), f.format, f.compression, int(source.rows), f.size, fingerprint(f.path))
-              for f, source in zip(plan.files, plan.sources, strict=True)]
+              for f, source in _once(plan)]
     return Manifest(
         tool={"name": "reorder", "version": __version__},
         method=cfg.method,
@@ -217,15 +219,25 @@ def build(plan: Plan, cfg: RunConfig, shards: list[dict], out_dir: Path | store.
         inputs=inputs,
         shards=entries,
         totals={
-            "input_rows": plan.input_rows, "rows": plan.rows, "dropped_rows": plan.dropped,
+            "input_rows": sum(int(s.rows) for _, s in _once(plan)), "rows": plan.rows, "dropped_rows": plan.dropped,
             **({"unselected_rows": plan.selection["dropped"]} if plan.selection else {}),
+            **({k: plan.mixture["totals"][k] for k in ("unscheduled_rows", "repeated_rows")} if plan.mixture else {}),
             "shards": len(entries), "bytes": sum(s.bytes for s in entries),
-            "input_bytes": sum(f.size for f in plan.files), "score": score_summary(plan.scores),
+            "input_bytes": sum(f.size for f, _ in _once(plan)), "score": score_summary(plan.scores),
         },
         profile=profile(plan.scores),
         metrics=metrics.compute(plan.scores),
         **sections(cfg.tokens, shards, export),  # tokens, export (issue 19)
+        mixture=plan.mixture,
     )
+
+
+def _once(plan: Plan) -> list[tuple[Any, Any]]:
+    """(file, keys) of each input once: a mixture's plan lists a source's files once per epoch it gives."""
+    seen: dict[str, tuple[Any, Any]] = {}
+    for f, source in zip(plan.files, plan.sources, strict=True):  # a loop over files
+        seen.setdefault(str(f.path), (f, source))
+    return list(seen.values())
 
 
 def dumps(manifest: dict[str, Any]) -> str:
@@ -265,7 +277,7 @@ _TOP: dict[str, type | tuple[type, ...]] = {
 }
 _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "score_field": (str, type(None)), "score": str, "selection": dict, "metrics": dict, "tool": dict,
-    "tokens": dict, "export": dict,
+    "tokens": dict, "export": dict, "mixture": dict,
 }
 _SHARD: dict[str, type] = {"file": str, "format": str, "rows": int, "bytes": int, "sha256": str, "positions": list,
                            "score": dict}

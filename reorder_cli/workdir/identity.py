@@ -22,7 +22,7 @@ _OUTPUT_FIELDS = ("method", "params", "format", "compression_level", "shard_size
                   "row_group_size", "row_group_rows", "invalid_scores", "score", "select")
 
 #: Identity fields present only when a run tokenizes or exports (earlier identities stay equal).
-_TOKEN_FIELDS = ("tokens", "export")
+_TOKEN_FIELDS = ("tokens", "export", "mixture")
 
 
 def token_identity(tokens: dict[str, Any] | None, export: str | None) -> dict[str, Any]:
@@ -38,7 +38,8 @@ def identity(cfg: RunConfig, files: list[InputFile]) -> dict[str, Any]:
     since the run started is another input)."""
     return {
         "tool_version": __version__,
-        "config": {name: getattr(cfg, name) for name in _OUTPUT_FIELDS} | token_identity(cfg.tokens, cfg.export),
+        "config": {name: getattr(cfg, name) for name in _OUTPUT_FIELDS} | token_identity(cfg.tokens, cfg.export)
+        | ({"mixture": cfg.mixture} if cfg.mixture else {}),
         "inputs": [{"path": str(f.path.resolve()), "bytes": f.size, "fingerprint": fingerprint(f.path),
                     **unchanged.shared(f.stamp)} for f in files],
     }
