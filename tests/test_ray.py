@@ -164,3 +164,16 @@ def test_a_sigkilled_worker_is_retried_and_the_bytes_are_those_of_a_local_run(tm
     finally:
         ray.shutdown()  # the next test of the module starts the module's Ray again (ray_up)
     assert output_hashes(out) == local
+
+
+def test_a_mixture_as_ray_tasks_writes_the_bytes_of_a_local_run(tmp_path):
+    from .mixture_data import write_config, write_inputs
+
+    config = write_config(tmp_path, write_inputs(tmp_path / "in"))
+    local = invoke("run", config, "--output", tmp_path / "local", "-q", "--set", "shard_rows=150")
+    assert local.exit_code == 0, local.output
+    done = invoke("run", config, "--output", tmp_path / "out", "-q", "--executor", "ray", *[x for s in OOC
+                                                                                           for x in ("--set", s)])
+    assert done.exit_code == 0, done.output
+    assert output_hashes(tmp_path / "out") == output_hashes(tmp_path / "local")
+    assert json.loads((tmp_path / "out" / ".manifest.json").read_text())["mixture"]["sources"][1]["epochs"] == 2
