@@ -164,8 +164,11 @@ def test_the_repos_configs_run(tmp_path, monkeypatch):
         m = read_manifest(out)
         assert m["method"] == path.stem or "selection" in m  # the selection examples name what they select
         rows, unselected = m["totals"]["rows"], m["totals"].get("unselected_rows", 0)
+        if "mixture" in m:  # rows not scheduled, and rows given more than once (a source's epochs)
+            unselected += m["totals"]["unscheduled_rows"] - m["totals"]["repeated_rows"]
+            assert m["totals"]["repeated_rows"] > 0 and len(m["mixture"]["sources"]) == 3
         assert rows + unselected == sum(i["rows"] for i in m["inputs"]) and rows > 0
-        assert (unselected > 0) == ("selection" in m)
+        assert (unselected > 0) == ("selection" in m or "mixture" in m)
 
 
 # ------------------------------------------------------------------ precedence
