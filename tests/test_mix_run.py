@@ -197,3 +197,18 @@ def test_a_bad_mixture_is_one_line_naming_the_key_and_writes_nothing(tmp_path, m
 def test_a_mixture_takes_no_input_on_the_command_line(tmp_path, mixture):
     err = one_line_error(invoke("run", mixture[0], "--input", mixture[1]["web"], "--output", tmp_path / "o", "-q"))
     assert "--input" in err
+
+
+def test_verify_with_inputs_proves_the_scheduled_rows_and_finds_an_input_changed_since(tmp_path, mixture, in_memory):
+    good = invoke("verify", in_memory, "--with-inputs")
+    assert good.exit_code == 0, good.output
+    assert "exactly the scheduled rows" in good.output
+    code = mixture[1]["code"]  # every row of code is scheduled (it repeats): change one's text, keep its keys
+    lines = code.read_bytes().split(b"\n")
+    row = json.loads(lines[5])
+    row["text"] = row["text"] + " changed"
+    lines[5] = json.dumps(row).encode()
+    code.write_bytes(b"\n".join(lines))
+    bad = invoke("verify", in_memory, "--with-inputs")
+    assert bad.exit_code != 0
+    assert "not the scheduled rows" in bad.output

@@ -21,12 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
+from reorder_cli import config
 from reorder_cli.errors import ReorderError
+from reorder_cli.formats import score_expr
 from reorder_cli.formats.discover import InputFile, discover
 from reorder_cli.formats.writers import COMPRESSION, EXTENSIONS, shard_name
 from reorder_cli.inspect import digest
 from reorder_cli.inspect.rowhash import RowMultiset
 from reorder_cli.metrics.summary import ScoreStats
+from reorder_cli.mix import plan as mix_plan
 from reorder_cli.plan import select
 from reorder_cli.plan.build import read_keys
 from reorder_cli.publish import manifest
@@ -311,6 +314,9 @@ def _check_permutation(report: Report, doc: Manifest, folder: Path, fmt: str, fi
     inv = doc.invalid_scores
     score_field = doc.scoring(tokens=False)
     drop = inv.get("policy") == "drop"
+    if doc.mixture:
+        _check_mixture(report, doc, folder, files, digests, schema, workers, advance)
+        return
     includes = _selected(report, doc, files, workers) if doc.selection else [None] * len(files)
     include = {id(f): mask for f, mask in zip(files, includes, strict=True)}
     found = _parallel(workers, files, advance,
@@ -341,6 +347,61 @@ def _check_permutation(report: Report, doc: Manifest, folder: Path, fmt: str, fi
     else:
         what = "exactly the selected rows" if doc.selection else "a permutation"
         report.permutation = f"the output is {what} of the inputs ({read}; row multiset hash {ins.digest()})"
+
+
+def _check_mixture(report: Report, doc: Manifest, folder: Path, files: list[InputFile], digests: list, schema,
+                   workers: int, advance: Callable[[int], None]) -> None:
+    """A mixture's proof: its plan made again from the inputs and the manifest's mixture section (each
+    source's config, the weights, the budget), then the output's rows against the rows that plan schedules,
+    a source's rows once per epoch it gives. A plan whose quotas, rows or epochs differ is a problem."""
+    section = doc.mixture
+    counts = [len(s["inputs"]) for s in section["sources"]]
+    if len(files) != sum(counts):
+        raise ReorderError(f"the mixture's sources read {sum(counts)} file(s), {len(files)} given: give each "
+                           "source's inputs, source by source (or --with-inputs)")
+    bounds = np.cumsum([0, *counts])
+    raw = {"budget": section["budget"], "redistribute": section["redistribute"], "seed": section["seed"],
+           "format": doc.format, "sources": [
+               {"name": s["name"], "weight": s["weight"], "max_epochs": s["max_epochs"], **s["config"],
+                "input": [str(f.path) for f in files[bounds[j]:bounds[j + 1]]]}
+               for j, s in enumerate(section["sources"])]}
+    if section["token_field"]:
+        raw["token_field"] = section["token_field"]
+    cfg = config.resolve(raw, output=str(folder))
+    again = mix_plan.plan(cfg, mix_plan.order_sources(cfg, None, Progress(enabled=False).task))
+    facts = ("quota", "rows", "tokens", "epochs", "distinct_rows")
+    for mine, theirs in zip(again.mixture["sources"], section["sources"], strict=True):
+        differ = [f"{k} {mine[k]!r} (manifest: {theirs.get(k)!r})" for k in facts if mine[k] != theirs.get(k)]
+        if differ:
+            report.problems.append(Problem("inputs", "mixture", f"source '{mine['name']}': planned again from the "
+                                           f"inputs, it gives {', '.join(differ)}"))
+    taken = np.zeros(again.input_rows, dtype=bool)
+    taken[np.asarray(again.order)] = True
+    scorings = [score_expr.for_config(one) for one in config.source_configs(cfg)]
+    of_file = [scorings[j] for j, s in enumerate(again.mixture["sources"]) for _ in range(s["epochs"] * counts[j])]
+
+    def one(i: int) -> digest.InputDigest:  # a source's files once per epoch it gives
+        found = digest.input_file(again.files[i], of_file[i], False, schema,
+                                  taken[again.row_starts[i]:again.row_starts[i + 1]])
+        advance(again.files[i].size)
+        return found
+
+    with ThreadPoolExecutor(workers) as pool:
+        found = list(pool.map(one, range(len(again.files))))
+    ins, outs = RowMultiset(), RowMultiset()
+    for d in found:
+        ins.merge(d.multiset)
+    for d in digests:
+        if d is not None and d.multiset is not None:
+            outs.merge(d.multiset)
+    read = f"{ins.rows:,} rows scheduled from {len(section['sources'])} sources (planned again from the inputs)"
+    if ins != outs:
+        report.problems.append(Problem("output", "not the scheduled rows", (
+            f"{outs.rows:,} output rows vs {read}: the rows differ (row multiset hash {outs.digest()} vs "
+            f"{ins.digest()})")))
+    else:
+        report.permutation = f"the output is exactly the scheduled rows of its sources ({read}; row multiset hash " \
+                             f"{ins.digest()})"
 
 
 def _selected(report: Report, doc: Manifest, files: list[InputFile], workers: int) -> list[np.ndarray]:
