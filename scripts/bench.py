@@ -13,6 +13,7 @@ reorder jsonl cases also get a ratio to the reference run of the same method.
     python scripts/bench.py --docs 20000 --formats parquet --executors local,ray,slurm --repeat 3
     python scripts/bench.py --docs 200000 --formats parquet --tokens --repeat 3 --workers 1
     python scripts/bench.py --docs 200000 --formats parquet --shape nested --repeat 3 --cases "reorder str parquet,sink"
+    python scripts/bench.py --docs 200000 --formats parquet --mixture --repeat 3
 
 With ``--shape`` the corpus is another of ``scripts/corpus.py``'s shapes: ``fineweb`` (the default: 6 columns,
 median 2,500 characters), ``long`` (median 20,000 characters, 5 columns), ``wide`` (40 columns of ints, floats,
@@ -20,6 +21,10 @@ short strings and bools beside a short text) or ``nested`` (a ``metadata`` struc
 a list of strings). The reorder, DuckDB and reference cases read the shape's score field (``metadata.score`` for
 ``nested``, ``score`` otherwise); ``--tokens`` tokenizes the ``text`` column every shape has. The shape is in the
 table's corpus line and in ``--json`` (``corpus.shape``, ``corpus.score_field``).
+
+With ``--mixture`` the cases are a 3-source mixture of the Parquet corpus (its shards dealt into three sources:
+STR, SAW and sorting; a ramp, a constant and a rising weight; a budget of all its rows) against the single-source
+STR run over the same rows, the mixture's floor (issue 20 asks for at most 1.15x).
 
 With ``--loaders`` the cases instead read the STR output of the Parquet corpus row by row (rows as dicts, all
 columns): reorder's ``OrderedReader`` (one process) and ``OrderedDataset`` in a DataLoader with 2 workers, HF
@@ -243,6 +248,36 @@ def token_cases(args: argparse.Namespace) -> list[Case]:
                  TOKENS_FLOOR)
     plain = reorder_case("str", "parquet", args.data, args.out, args.workers)
     return [plain, case, floor]
+
+
+def mixture_cases(args: argparse.Namespace) -> list[Case]:
+    """A 3-source mixture of the Parquet corpus (its shards split in three: STR, SAW and sorting, weights a
+    ramp, a constant and a rise, a budget of all its rows) against the single-source STR run over the same
+    rows, its floor (issue 20: at most 1.15x)."""
+    import yaml
+
+    single = reorder_case("str", "parquet", args.data, args.out, args.workers)
+    files = shard_paths(args.data, "parquet")
+    groups = [files[0::3], files[1::3], files[2::3]]
+    rows = sum(pq_rows(f) for f in files)
+    methods = [("web", "str", [[0.0, 0.5], [1.0, 0.3]]), ("books", "saw", 0.3),
+               ("code", "sorting", [[0.0, 0.2], [1.0, 0.4]])]
+    cfg = {"format": "parquet", "seed": 42, "budget": rows, "score_field": score_field(),
+           "sources": [{"name": n, "input": [str(f) for f in g], "method": m, "weight": w, "max_epochs": 2,
+                        **(SAW_SETTINGS if m == "saw" else {})} for (n, m, w), g in zip(methods, groups, strict=True)]}
+    path = args.out.parent / "bench-mixture.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    name = "reorder mixture 3 sources parquet"
+    argv = [*reorder_exe(), "run", str(path), "--output", str(args.out / slug(name)), "--overwrite", "-q",
+            *sets({"workers": args.workers} if args.workers is not None else {})]
+    return [single, Case(name, argv, single.name)]
+
+
+def pq_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
 
 
 @dataclass
@@ -488,6 +523,8 @@ def build_cases(args: argparse.Namespace, notes: list[str]) -> list[Case]:
         return select(executor_cases(args, notes), args.cases)
     if args.tokens:
         return select(token_cases(args), args.cases)
+    if args.mixture:
+        return select(mixture_cases(args), args.cases)
     pq_files, js_files = shard_paths(data, "parquet"), shard_paths(data, "jsonl")
     formats = [f for f in ("parquet", "jsonl") if f in args.formats]
     cases = startup_cases()
@@ -750,6 +787,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tokens", action="store_true",
                         help="instead: the STR order of the Parquet corpus exported for Megatron (a BPE tokenizer "
                              "trained on the corpus) against tokenizing the same documents in input order")
+    parser.add_argument("--mixture", action="store_true",
+                        help="instead: a 3-source mixture of the Parquet corpus against the single-source STR run "
+                             "over the same rows")
     args = parser.parse_args(argv)
     args.formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     args.budget_workers = [int(w) for w in args.budget_workers.split(",")]
