@@ -21,7 +21,7 @@ from reorder_cli.config import RunConfig, with_format
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats import score_expr, unchanged
 from reorder_cli.formats.discover import InputFile, discover
-from reorder_cli.mix import plan as mix_plan
+from reorder_cli.plan import mixture as mix_plan
 from reorder_cli.plan import build, read_keys, shard_bytes
 from reorder_cli.plan import stored as stored_plan
 from reorder_cli.plan.build import Plan
@@ -219,7 +219,7 @@ def _plan(files: list[InputFile], cfg: RunConfig, work: WorkDir, resumed: bool, 
         cfg = dataclasses.replace(cfg, workers=budget.resumed_workers(stored.meta["bucket_bytes"], cfg))
         keys_ooc = work.fetch(work.order / "split.json")
         planned = _Planned(stored.as_plan(files), stored, cfg, "out-of-core", "resumed from the stored plan", keys_ooc)
-    elif cfg.mixture:  # every source ordered as its own run, then merged, in this process (mix/plan.py)
+    elif cfg.mixture:  # every source ordered as its own run, then merged, in this process (plan/mixture.py)
         cfg = shard_bytes.for_layout(cfg, files)
         the_plan = mix_plan.plan(cfg, mix_plan.order_sources(cfg, work, progress.task))
         faults.pause("keys")

@@ -21,7 +21,7 @@ from reorder_cli.mix import shares as sh
 
 from .test_mix_interleave import cluster
 
-PAGE = Path(__file__).resolve().parent.parent / "docs" / "_incoming" / "mixtures.md"  # to docs/guides/ when wired
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "guides" / "mixtures.md"
 BLOCK = re.compile(r"(<!-- example: (\w+) -->\n```text\n)(.*?)(```)", re.S)
 
 

@@ -29,7 +29,7 @@ from reorder_cli.formats.writers import COMPRESSION, EXTENSIONS, shard_name
 from reorder_cli.inspect import digest
 from reorder_cli.inspect.rowhash import RowMultiset
 from reorder_cli.metrics.summary import ScoreStats
-from reorder_cli.mix import plan as mix_plan
+from reorder_cli.plan import mixture as mix_plan
 from reorder_cli.plan import select
 from reorder_cli.plan.build import read_keys
 from reorder_cli.publish import manifest

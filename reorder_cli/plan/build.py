@@ -55,7 +55,7 @@ class Plan:
     invalid_samples: list[dict]  # {"file", "where", "value"}
     dropped: int  # invalid rows dropped (invalid_scores: drop)
     selection: dict | None = None  # what the select: section kept (Selected.to_json); None without one
-    mixture: dict | None = None  # a mixture's manifest section (mix/plan.py); its files are virtual (per epoch)
+    mixture: dict | None = None  # a mixture's manifest section (plan/mixture.py); its files are virtual (per epoch)
 
     @property
     def rows(self) -> int:

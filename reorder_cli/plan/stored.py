@@ -187,7 +187,7 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
 
 
 def store_planned(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_bytes: int) -> StoredPlan:
-    """Store a plan made in one process (a mixture's, :mod:`reorder_cli.mix.plan`) as the order's tasks would
+    """Store a plan made in one process (a mixture's, :mod:`reorder_cli.plan.mixture`) as the order's tasks would
     have left it: every input's keys in ``work.keys`` (as its keys task's), the plan's arrays, their running
     total and one file of (input row, output position) pairs; then :func:`store`."""
     spilled = [build.spill(source, i, work.keys) for i, source in enumerate(plan.sources)]  # a loop over files

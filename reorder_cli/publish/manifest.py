@@ -123,7 +123,7 @@ class Manifest:
     tool: dict[str, Any] | None = None
     tokens: dict[str, Any] | None = None  # the token pieces (tokenizer, dtype, per-shard counts and offsets)
     export: dict[str, Any] | None = None  # the trainer-native export (its format and files)
-    mixture: dict[str, Any] | None = None  # a mixture's sources, their rows and tokens, the shares (mix/plan.py)
+    mixture: dict[str, Any] | None = None  # a mixture's sources, their rows and tokens, the shares (plan/mixture.py)
     version: int = MANIFEST_VERSION
     extra: dict[str, Any] = field(default_factory=dict)  # top-level keys this version does not know
     read_keys: tuple[str, ...] | None = None  # the known keys the file had (None: a manifest built by this run)
