@@ -21,8 +21,8 @@ from reorder_cli.config import RunConfig, with_format
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats import score_expr, unchanged
 from reorder_cli.formats.discover import InputFile, discover
-from reorder_cli.plan import mixture as mix_plan
 from reorder_cli.plan import build, read_keys, shard_bytes
+from reorder_cli.plan import mixture as mix_plan
 from reorder_cli.plan import stored as stored_plan
 from reorder_cli.plan.build import Plan
 from reorder_cli.plan.stored import StoredPlan
