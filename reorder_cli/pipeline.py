@@ -126,7 +126,8 @@ def preparing(cfg: RunConfig, overwrite: bool = False, restart: bool = False, co
             if stages.load_spec(work) is None and not work.plan_file("plan.json").exists():
                 cfg = shard_bytes.for_layout(cfg, files)
                 if cfg.mixture:  # its order is planned here; the tasks start at scatter
-                    _store_mixture(mix_plan.plan(cfg, mix_plan.order_sources(cfg, work, Progress(enabled=False).task)),
+                    _store_mixture(mix_plan.plan(cfg, mix_plan.order_sources(cfg, work, Progress(enabled=False).task,
+                                                                           _mixture_keys_budget(cfg))),
                                    cfg, files, work, "out-of-core")
                 else:
                     stages.write_spec(work, cfg, files)
@@ -221,7 +222,7 @@ def _plan(files: list[InputFile], cfg: RunConfig, work: WorkDir, resumed: bool, 
         planned = _Planned(stored.as_plan(files), stored, cfg, "out-of-core", "resumed from the stored plan", keys_ooc)
     elif cfg.mixture:  # every source ordered as its own run, then merged, in this process (plan/mixture.py)
         cfg = shard_bytes.for_layout(cfg, files)
-        the_plan = mix_plan.plan(cfg, mix_plan.order_sources(cfg, work, progress.task))
+        the_plan = mix_plan.plan(cfg, mix_plan.order_sources(cfg, work, progress.task, _mixture_keys_budget(cfg)))
         faults.pause("keys")
         choice = budget.choose(the_plan, cfg, force="out-of-core" if plan_only else None)
         if choice.warning:
@@ -253,6 +254,12 @@ def _plan(files: list[InputFile], cfg: RunConfig, work: WorkDir, resumed: bool, 
         planned = _Planned(the_plan, stored, cfg, path, reason, spilled)
     timings["plan_seconds"] = time.perf_counter() - t0
     return planned
+
+
+def _mixture_keys_budget(cfg: RunConfig) -> int:
+    """What a mixture's keys may take in the process that plans it (0: unchecked, in the tests of the
+    out-of-core mechanics, whose memory_limit is below any real run's)."""
+    return 0 if faults.below_floor_allowed() else budget.keys_budget(cfg)
 
 
 def _store_mixture(the_plan: Plan, cfg: RunConfig, files: list[InputFile], work: WorkDir,

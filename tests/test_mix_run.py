@@ -212,3 +212,12 @@ def test_verify_with_inputs_proves_the_scheduled_rows_and_finds_an_input_changed
     bad = invoke("verify", in_memory, "--with-inputs")
     assert bad.exit_code != 0
     assert "not the scheduled rows" in bad.output
+
+
+def test_a_mixture_whose_keys_do_not_fit_memory_limit_is_refused_in_one_line(tmp_path, mixture, monkeypatch):
+    monkeypatch.delenv("REORDER_TEST_BELOW_FLOOR", raising=False)  # a real run's checks
+    out = tmp_path / "out"
+    err = one_line_error(run(mixture[0], out, "memory_limit=65MB"))
+    assert "memory_limit" in err and "'web'" in err
+    assert not out.exists()
+    assert run(mixture[0], tmp_path / "ok", "memory_limit=200MB").exit_code == 0  # negative control

@@ -34,6 +34,7 @@ from reorder_cli.mix.spec import schedule_of
 from reorder_cli.plan import build
 from reorder_cli.plan.build import Plan
 from reorder_cli.plan.layout import layout
+from reorder_cli.util.units import fmt_bytes
 from reorder_cli.workdir import WorkDir, identity
 
 #: Windows the manifest records the realised shares in (1% of the output's tokens each).
@@ -67,9 +68,10 @@ def source_files(cfg: RunConfig, skipped: list[str] | None = None) -> list[list[
     return out
 
 
-def order_sources(cfg: RunConfig, work: WorkDir | None, task: Callable) -> list[Source]:
-    """Every source's keys read and ordered as its own run (step 1); ``task``: ``Progress.task``."""
-    mixture, out, first = cfg.mixture, [], 0
+def order_sources(cfg: RunConfig, work: WorkDir | None, task: Callable, budget: int = 0) -> list[Source]:
+    """Every source's keys read and ordered as its own run (step 1); ``task``: ``Progress.task``. With
+    ``budget`` (bytes, the run's keys budget), keys that would not fit it are refused in one line."""
+    mixture, out, first, rows = cfg.mixture, [], 0, 0
     for one, files, spec in zip(source_configs(cfg), source_files(cfg), mixture["sources"], strict=True):
         scoring = score_expr.scoring(one.score_field, one.score,
                                      mixture["token_field"] or score_expr.selection_token_field(one.select))
@@ -77,6 +79,12 @@ def order_sources(cfg: RunConfig, work: WorkDir | None, task: Callable) -> list[
             keys = build.read_keys(files, scoring, one.invalid_scores == "error", cfg.workers, advance, work,
                                    first_index=first)
         first += len(files)
+        rows += sum(k.rows for k in keys)
+        if budget and not build.keys_fit(rows * 2, budget):  # the keys, and the mixture's own arrays beside them
+            raise ReorderError(f"memory_limit: a mixture's order is planned in one process for now, its keys in "
+                               f"memory; {rows:,} rows so far (through source '{spec['name']}') need about "
+                               f"{fmt_bytes(2 * rows * build.IN_MEMORY_BYTES_PER_ROW)}, over the budget of "
+                               f"{fmt_bytes(budget)}: raise memory_limit (docs/scale.md counts this limit)")
         try:
             plan = build.build(files, keys, one)
         except ReorderError as err:
