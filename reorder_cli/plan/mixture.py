@@ -81,10 +81,11 @@ def order_sources(cfg: RunConfig, work: WorkDir | None, task: Callable, budget: 
         first += len(files)
         rows += sum(k.rows for k in keys)
         if budget and not build.keys_fit(rows * 2, budget):  # the keys, and the mixture's own arrays beside them
+            need = 2 * rows * build.IN_MEMORY_BYTES_PER_ROW + build.IN_MEMORY_CONSTANT
             raise ReorderError(f"memory_limit: a mixture's order is planned in one process for now, its keys in "
                                f"memory; {rows:,} rows so far (through source '{spec['name']}') need about "
-                               f"{fmt_bytes(2 * rows * build.IN_MEMORY_BYTES_PER_ROW)}, over the budget of "
-                               f"{fmt_bytes(budget)}: raise memory_limit (docs/scale.md counts this limit)")
+                               f"{fmt_bytes(need)}, more than the {fmt_bytes(budget)} memory_limit leaves for keys: "
+                               "raise memory_limit (docs/scale.md counts this limit)")
         try:
             plan = build.build(files, keys, one)
         except ReorderError as err:
