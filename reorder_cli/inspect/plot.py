@@ -408,14 +408,16 @@ def mixture_figure(section: dict[str, Any], subtitle: str = "", size: tuple[int,
     if subtitle:
         top.set_title(subtitle, loc="right", fontsize=9, color="dimgray")
 
+    scorings = [s["score"] or s["score_field"] for s in sources]
+    one = len(set(scorings)) == 1  # else each source's score is named in the legend
     for j, (s, c) in enumerate(zip(sources, colours, strict=True)):  # a loop over sources
         known = ~np.isnan(mean[:, j])  # a window without a row of the source: the line goes on to the next
+        label = f"{s['name']}: {title(s['method'], s['params'])}" + ("" if one else f"\nof {scorings[j]}")
         bottom.plot(centres[known], mean[known, j], color=c, linewidth=1.6, marker="o" if known.sum() <= 30 else None,
-                    markersize=3, label=f"{s['name']}: {title(s['method'], s['params'])}", zorder=2)
-    bottom.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False, title="source: order",
-                  title_fontsize=9, alignment="left")
-    scorings = {s["score"] or s["score_field"] for s in sources}
-    bottom.set_ylabel(score_label(scorings.pop() if len(scorings) == 1 else None) + "\n(window mean)")
+                    markersize=3, label=label, zorder=2)
+    bottom.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False,
+                  title="source: order" if one else "source: order, score", title_fontsize=9, alignment="left")
+    bottom.set_ylabel(score_label(scorings[0] if one else None) + "\n(window mean)")
     bottom.set_title("Mean score of each source in every window (its score profile)", fontsize=11, loc="left",
                      fontweight="bold")
     for ax in (top, bottom):
