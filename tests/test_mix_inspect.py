@@ -8,13 +8,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 import yaml
 
+import reorder_cli
+
 from .conftest import invoke, one_line_error
 from .mixture_data import source_keys, write_config, write_inputs
 
+SCHEMA = json.loads((Path(reorder_cli.__file__).parent / "envelope.schema.json").read_text())
 #: The areas' colours as drawn (Tableau 10 at alpha 0.85 over white): web, code, math.
 AREAS = [np.array([0x4E, 0x79, 0xA7]), np.array([0xF2, 0x8E, 0x2B]), np.array([0x59, 0xA1, 0x4F])]
 
@@ -51,6 +55,7 @@ def _data(*args) -> dict:
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["ok"], doc
+    jsonschema.validate(doc, SCHEMA)
     return doc["data"]
 
 
@@ -114,6 +119,12 @@ def test_stats_json_carries_the_manifests_mixture_section(mixture):
     moved = json.loads(json.dumps(manifest))
     moved["mixture"]["shares"]["realised"][50][0] += 0.01
     assert not same_shares(data, moved)
+    # the envelope's schema requires the shares of a mixture (negative control: an envelope without them)
+    envelope = {"command": "stats", "ok": True, "data": json.loads(json.dumps(data)), "warnings": []}
+    jsonschema.validate(envelope, SCHEMA)
+    del envelope["data"]["mixture"]["shares"]["scheduled"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(envelope, SCHEMA)
 
 
 def test_stats_text_names_the_mixture_and_tables_its_sources(mixture):
