@@ -134,8 +134,12 @@ def header(manifest: Manifest) -> Text:
     params = ", ".join(f"{k}={v}" for k, v in manifest.params.items())
     t, inv = manifest.totals, manifest.invalid_scores
     text = Text()
-    text.append(f"method {manifest.method}", style="bold")
-    text.append(f"  ({params})\n")
+    if manifest.mixture is not None:
+        text.append(mixture_line(manifest.mixture), style="bold")
+        text.append("\n")
+    else:
+        text.append(f"method {manifest.method}", style="bold")
+        text.append(f"  ({params})\n")
     text.append(f"{t['input_rows']:,} input rows from {len(manifest.inputs)} file(s) -> {t['rows']:,} rows in "
                 f"{t['shards']} {manifest.format} shard(s), {fmt_bytes(t['bytes'])}\n")
     if manifest.score:
@@ -145,6 +149,71 @@ def header(manifest: Manifest) -> Text:
     if inv["count"]:
         text.append(f"invalid scores: {inv['count']:,} ({inv['policy']}; dropped {inv['dropped']:,})\n")
     return text
+
+
+def mixture_line(section: dict[str, Any]) -> str:
+    """A mixture in one line: "mixture of 3 sources (web, code, math): budget 9,000 tokens (token_field
+    token_count), seed 11"."""
+    sources = section["sources"]
+    unit = section["unit"]
+    counted = f" (token_field {section['token_field']})" if section.get("token_field") else ""
+    redistribute = ", redistributed" if section.get("redistribute") else ""
+    return (f"mixture of {len(sources)} source{'' if len(sources) == 1 else 's'} "
+            f"({', '.join(s['name'] for s in sources)}): budget {section['budget']:,} {unit}{counted}, "
+            f"seed {section['seed']}{redistribute}")
+
+
+def _weight(points: list[list[float]]) -> str:
+    """A source's weight: "0.3" (constant), "0.6 -> 0.3" (from start to end), "0.1 -> 0.3 -> 0.4 (at 0, 0.5,
+    1)"."""
+    ws = [w for _, w in points]
+    if len(set(ws)) == 1:
+        return f"{ws[0]:g}"
+    text = " -> ".join(f"{w:g}" for w in ws)
+    us = [u for u, _ in points]
+    return text if us == [0.0, 1.0] else f"{text} (at {', '.join(f'{u:g}' for u in us)})"
+
+
+def mixture_table(section: dict[str, Any]) -> Table:
+    """One row a source of a mixture: its order, weight, rows, tokens (a budget in rows: rows) and their share
+    of the output, its quota and what it held, the epochs it gave, and whether a surplus was cut."""
+    unit = section["unit"]
+    sources = section["sources"]
+    table = Table(title=f"{len(sources)} source(s)", title_justify="left")
+    columns = ["source", "order", "weight", "rows", *([unit] if unit != "rows" else []), "share",
+               f"quota ({unit})", f"available ({unit})", "epochs", "cut"]
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("source", "order", "weight", "cut") else "right")
+    total = sum(s["tokens"] for s in sources) or 1
+    for s in sources:
+        table.add_row(s["name"], title(s["method"], s["params"]), _weight(s["weight"]), f"{s['rows']:,}",
+                      *([f"{s['tokens']:,}"] if unit != "rows" else []), f"{s['tokens'] / total:.1%}",
+                      f"{s['quota']:,}", f"{s['available']:,}", f"{s['epochs']} of {s['max_epochs']}",
+                      "yes" if s["cut"] else "no")
+    table.add_section()
+    table.add_row("total", "", "", f"{sum(s['rows'] for s in sources):,}",
+                  *([f"{sum(s['tokens'] for s in sources):,}"] if unit != "rows" else []), "100.0%",
+                  f"{sum(s['quota'] for s in sources):,}", f"{sum(s['available'] for s in sources):,}", "", "")
+    return table
+
+
+def mixture_notes(section: dict[str, Any]) -> str:
+    """What the table does not say: the rows repeated and those left out, a source the schedule stopped, each
+    selection; the legend of ``cut``."""
+    t = section["totals"]
+    lines = [f"repeated rows: {t['repeated_rows']:,}; rows left out (a surplus cut, or a selection): "
+             f"{t['unscheduled_rows']:,}"]
+    lines += [f"{x['source']} ran out at u={x['u']:.3g} of the schedule" for x in section.get("stopped") or []]
+    lines += [f"{s['name']}: {selection_text(s['select'])}" for s in section["sources"] if s.get("select")]
+    lines.append("cut: the source held more than its quota and gave a seeded subset; epochs: how often its rows "
+                 "came round, of max_epochs")
+    return "\n".join(lines)
+
+
+def mixture(section: dict[str, Any]) -> None:
+    """A mixture's table of sources and its notes (``reorder stats`` and ``reorder preview``)."""
+    out.print(mixture_table(section))
+    out.print(Text(mixture_notes(section) + "\n", style="dim"), soft_wrap=True)
 
 
 # ------------------------------------------------------------------ the output mode of a command
@@ -404,6 +473,8 @@ def stats(view: Stats, plot_file: Path | None, deep: bool, problem: str | None) 
         emit({**summary(doc, view.by, view.profile), "metrics": view.metrics, **extra}, error=problem)
         return error(problem) if problem else None
     out.print(header(doc))
+    if doc.mixture is not None:
+        mixture(doc.mixture)
     out.print(shard_table(doc))
     if view.metrics:
         metrics([(doc.method, view.metrics)])
@@ -427,6 +498,9 @@ def preview(result: Preview, plot_file: Path | None) -> None:
         return emit(summary(result))
     out.print(f"[bold]preview[/]: {result.input_rows:,} rows from {len(result.files)} file(s), scores read and "
               f"ordered in {result.seconds:.1f} s; nothing written", highlight=False, soft_wrap=True)
+    if result.mixture is not None:
+        out.print(Text(mixture_line(result.mixture), style="bold"), highlight=False, soft_wrap=True)
+        mixture(result.mixture)
     metrics([(title(o.method, o.params), o.metrics) for o in result.orders])
     width = min(out.width, 140)
     for o in result.orders:

@@ -33,7 +33,8 @@ MISSING = "plotting needs the optional extra: pip install 'reorder[plot]' (in a 
 FORMATS = (".png", ".svg", ".pdf")
 POINTS, REGION, SPLIT = "#2a788e", "#f28e2b", "#c0392b"  # sampled rows, transition regions, section splits
 _PAPER = {"shuffle": "Random", "sorting": "Sorting (CL)", "folding": "Folding", "zigzag": "Zigzag",
-          "segment": "Segment (SEG)", "str": "STR", "saw": "SAW", "input": "Input order"}
+          "segment": "Segment (SEG)", "str": "STR", "saw": "SAW", "input": "Input order",
+          "mixture": "Mixture"}
 
 
 def title(method: str, params: dict[str, Any]) -> str:
@@ -334,3 +335,103 @@ def _metadata(path: Path) -> dict[str, Any]:
 def describe_inputs(files: int, rows: int) -> str:
     """The subtitle: "8 input files · 200,000 rows"; no path (a picture goes into a paper or a slide)."""
     return f"{files:,} input file{'' if files == 1 else 's'} · {rows:,} rows"
+
+
+# ------------------------------------------------------------------ a mixture's shares and score profiles
+
+#: One colour a source (Tableau 10, colour-blind safer than matplotlib's default cycle); more sources repeat it.
+SOURCE_COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
+                  "#9c755f", "#bab0ac")
+
+
+def _grid(rows: list[list[float | None]]) -> np.ndarray:
+    """A manifest's windows x sources list of lists (``None``: no value) as float64, NaN for ``None``."""
+    return np.array([[np.nan if v is None else float(v) for v in row] for row in rows], dtype=np.float64)
+
+
+def describe_mixture(section: dict[str, Any]) -> str:
+    """The subtitle of a mixture's picture: "3 sources · 670 rows · 9,037 tokens (budget 9,000)"."""
+    sources = section["sources"]
+    rows = sum(s["rows"] for s in sources)
+    unit = section["unit"]
+    text = f"{len(sources)} source{'' if len(sources) == 1 else 's'} · {rows:,} rows"
+    if unit != "rows":
+        text += f" · {sum(s['tokens'] for s in sources):,} {unit}"
+    return text + f" (budget {section['budget']:,} {unit})"
+
+
+def mixture_figure(section: dict[str, Any], subtitle: str = "", size: tuple[int, int] | None = None,
+                   heading: str | None = None) -> Any:
+    """A mixture (the manifest's ``mixture`` section, or a preview's plan's): on top, each source's realised
+    share of every window of the output as a stacked area, the schedule's shares as dashed lines on the
+    areas' boundaries (cumulative); below, each source's mean score in every window (its score profile; a
+    window without a row of the source is bridged). The x axis is the output's training tokens (or rows,
+    when the budget counts rows), from the windows' edges."""
+    from matplotlib import patheffects
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    sources = section["sources"]
+    shares = section["shares"]
+    names = [s["name"] for s in sources]
+    colours = [SOURCE_COLOURS[j % len(SOURCE_COLOURS)] for j in range(len(sources))]
+    edges = np.asarray(shares["edges"], dtype=np.float64)
+    realised, scheduled, mean = (_grid(shares[k]) for k in ("realised", "scheduled", "mean_score"))
+    centres = (edges[:-1] + edges[1:]) / 2
+    unit = section["unit"]
+    extent = max(1, int(edges[-1]))
+
+    width, height = size or (1200, 760)
+    fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
+    # realised: a window's shares hold over the whole window (a step from each edge to the next)
+    top.stackplot(edges, np.vstack([realised, realised[-1:]]).T, step="post", colors=colours, alpha=0.85,
+                  linewidth=0, zorder=1)
+    # scheduled: where each area's top would be, were the shares exactly the schedule's
+    halo = [patheffects.withStroke(linewidth=3.0, foreground="white", alpha=0.8)]
+    xs = np.r_[edges[0], centres, edges[-1]]
+    bounds = np.cumsum(scheduled, axis=1)
+    for j in range(len(sources) - 1):  # the last boundary is 1 everywhere
+        ys = np.r_[bounds[0, j], bounds[:, j], bounds[-1, j]]
+        top.plot(xs, ys, color="black", linestyle="--", linewidth=1.3, zorder=3, path_effects=halo)
+    total = sum(s["tokens"] for s in sources) or 1
+    handles = [Patch(facecolor=c, alpha=0.85, label=f"{s['name']} ({s['tokens'] / total:.0%} overall)")
+               for s, c in zip(sources, colours, strict=True)]
+    handles.append(Line2D([], [], color="black", linestyle="--", linewidth=1.3, label="scheduled"))
+    top.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False,
+               title="realised share", title_fontsize=9, alignment="left")
+    top.set_ylim(0, 1)
+    top.set_ylabel(f"share of the window's {unit}")
+    top.set_title(f"Share of each source in every 1% of the output's {unit}", fontsize=11, loc="left",
+                  fontweight="bold")
+    if subtitle:
+        top.set_title(subtitle, loc="right", fontsize=9, color="dimgray")
+
+    scorings = [s["score"] or s["score_field"] for s in sources]
+    one = len(set(scorings)) == 1  # else each source's score is named in the legend
+    for j, (s, c) in enumerate(zip(sources, colours, strict=True)):  # a loop over sources
+        known = ~np.isnan(mean[:, j])  # a window without a row of the source: the line goes on to the next
+        label = f"{s['name']}: {title(s['method'], s['params'])}" + ("" if one else f"\nof {scorings[j]}")
+        bottom.plot(centres[known], mean[known, j], color=c, linewidth=1.6, marker="o" if known.sum() <= 30 else None,
+                    markersize=3, label=label, zorder=2)
+    bottom.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False,
+                  title="source: order" if one else "source: order, score", title_fontsize=9, alignment="left")
+    bottom.set_ylabel(score_label(scorings[0] if one else None) + "\n(window mean)")
+    bottom.set_title("Mean score of each source in every window (its score profile)", fontsize=11, loc="left",
+                     fontweight="bold")
+    for ax in (top, bottom):
+        ax.grid(alpha=0.25, linewidth=0.5, zorder=0)
+        ax.tick_params(labelsize=9)
+    _position_ticks(bottom, extent)
+    bottom.set_xlabel(f"training {unit} (in training order)")
+    fig.suptitle(heading or f"Mixture of {', '.join(names)}: shares and score profiles", fontsize=13,
+                 fontweight="bold")
+    return fig
+
+
+def write_mixture(path: Path, section: dict[str, Any], size: tuple[int, int] | None = None,
+                  heading: str | None = None) -> Path:
+    """The mixture figure (:func:`mixture_figure`) into ``path`` (.png, .svg or .pdf)."""
+    require(path)
+    return save(mixture_figure(section, describe_mixture(section), size, heading), path)

@@ -2,6 +2,9 @@
 
 Runs only the keys pass (scores, never text) once, then orders the rows for every
 method and measures the result. Nothing is written: no shards, no output folder.
+A mixture config (``sources:``) is planned as its run plans it (every source ordered as its own run,
+cut to its quota, merged): the merged order is measured, and the plan's ``mixture`` section (the
+manifest's) is shown and drawn.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from reorder_cli.formats.discover import InputFile, discover
 from reorder_cli.inspect import plot, token_counts
 from reorder_cli.metrics import guidance as metrics
 from reorder_cli.metrics.summary import profile, token_profile
+from reorder_cli.mix import spec as mix_spec
 from reorder_cli.plan import build as plan
+from reorder_cli.plan import mixture as mix_plan
 from reorder_cli.plan import select
 from reorder_cli.rewrite import budget
 from reorder_cli.util import store
@@ -53,6 +58,7 @@ class Preview:
     orders: list[Ordered]
     selection_plot: Path | None = None  # the kept / dropped score distributions, when a selection was drawn
     by: str = "rows"  # the profile's x axis: rows, or training tokens (--by tokens)
+    mixture: dict[str, Any] | None = None  # a mixture's plan: the manifest's ``mixture`` section it would write
 
 
 def token_counts_field(config_file: Path | None, sets: list[str], by: str) -> tuple[list[str], str | None]:
@@ -81,6 +87,9 @@ def configs(
     """One resolved config a method: the config's values where it sets them, else the method's defaults."""
     if method and compare:
         raise ReorderError("give --method or --compare, not both")
+    if compare is not None and mix_spec.is_mixture(config.file_keys(config_file)):
+        raise ReorderError("--compare compares methods of one source; a mixture (sources:) is previewed as it "
+                           "is: give each source's method in its config")
     names = [m.strip() for m in compare.split(",") if m.strip()] if compare else [method]
     if compare is not None and not names:
         raise ReorderError("--compare expects a comma-separated list of methods, e.g. str,saw,sorting,shuffle")
@@ -111,6 +120,8 @@ def run(cfgs: list[RunConfig], params: metrics.Params, progress: Progress | None
     if plot_file:
         plot.require(plot_file)
     progress = progress or Progress(enabled=False)
+    if cfgs[0].mixture:
+        return mixture(cfgs[0], params, progress, plot_file, plot_size, plot_title, by)
     started = time.perf_counter()
     first = cfgs[0]
     with_field = next((c for c in cfgs if select.token_field(c.select)), first)
@@ -145,6 +156,28 @@ def run(cfgs: list[RunConfig], params: metrics.Params, progress: Progress | None
     return Preview(files, input_rows, time.perf_counter() - started, orders, selection_plot, by)
 
 
+def mixture(cfg: RunConfig, params: metrics.Params, progress: Progress, plot_file: Path | None = None,
+            plot_size: tuple[int, int] | None = None, plot_title: str | None = None, by: str = "rows") -> Preview:
+    """A mixture config's plan, in memory (:func:`reorder_cli.plan.mixture.order_sources`, then
+    :func:`~reorder_cli.plan.mixture.plan`): its merged order measured as one order, its ``mixture`` section
+    kept; with ``plot_file`` the sources' shares and score profiles drawn (:func:`plot.write_mixture`)."""
+    if token_counts.check_by(by) == "tokens":
+        raise ReorderError("--by tokens: a mixture's shares and profiles are already by its budget's unit (tokens "
+                           "with token_field); preview it without --by")
+    started = time.perf_counter()
+    store.configure(cfg.storage_options)
+    sources = mix_plan.order_sources(cfg, None, progress.task)
+    p = mix_plan.plan(cfg, sources)
+    files = [f for s in sources for f in s.files]
+    low = budget.floor(p, config.with_format(cfg, [(f.format, f.compression) for f in files]))
+    ordered = Ordered(cfg.method, cfg.params, p.scores, p.dropped, metrics.compute(p.scores, params),
+                      profile(p.scores), None, low)
+    if plot_file:
+        plot.write_mixture(plot_file, p.mixture, plot_size, plot_title)
+    return Preview(files, int(sum(s.plan.input_rows for s in sources)), time.perf_counter() - started, [ordered],
+                   by=by, mixture=p.mixture)
+
+
 def _token_profile(scores: np.ndarray, tokens: np.ndarray, files: list[InputFile]) -> dict[str, Any]:
     if not tokens.sum():
         raise ReorderError(f"{files[0].path}: --by tokens: the rows hold no token at all (every token count is 0)")
@@ -161,7 +194,9 @@ def _kept_and_dropped(sources: list, cfg: RunConfig) -> tuple[np.ndarray, np.nda
 
 
 def summary(result: Preview) -> dict[str, Any]:
-    """The machine-readable preview (``reorder preview --json``)."""
+    """The machine-readable preview (``reorder preview --json``); a mixture's adds its plan's ``mixture``
+    section (what its run's manifest would record: per source its rows, tokens, epochs, quota and cut; the
+    shares and mean scores per window)."""
     return {
         "by": result.by,
         "inputs": {"files": len(result.files), "rows": result.input_rows, "bytes": sum(f.size for f in result.files)},
@@ -171,4 +206,5 @@ def summary(result: Preview) -> dict[str, Any]:
              **({"selection": o.selection} if o.selection else {})}
             for o in result.orders
         ],
+        **({"mixture": result.mixture} if result.mixture is not None else {}),
     }

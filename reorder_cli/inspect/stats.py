@@ -27,18 +27,23 @@ class Stats:
 def read(path: Path, deep_check: bool = False, plot_file: Path | None = None,
          plot_size: tuple[int, int] | None = None, plot_title: str | None = None, by: str = "rows") -> Stats:
     """Read the manifest; with ``deep_check`` re-read the shards' scores and compare; with ``plot_file``
-    draw their score by position. ``by="tokens"``: the profile (and picture) by training token, from the
-    token counts a run with ``tokenizer:`` recorded."""
+    draw their score by position (a mixture: its sources' shares and score profiles, from the manifest
+    alone). ``by="tokens"``: the profile (and picture) by training token, from the token counts a run with
+    ``tokenizer:`` recorded."""
     if plot_file:
         plot.require(plot_file)
     doc, folder = manifest.read(path)
     tokens = token_counts.of_output(doc, folder) if token_counts.check_by(by) == "tokens" else None
     if tokens is not None and not tokens.sum():
         raise ReorderError(f"{manifest.find(folder)}: --by tokens: the output's token stream is empty")
-    per_shard = deep.shard_scores(doc, folder) if deep_check or plot_file or tokens is not None else []
+    mixture = doc.mixture is not None
+    per_shard = deep.shard_scores(doc, folder) if deep_check or (plot_file and not mixture) or tokens is not None \
+        else []
     recomputed, differences = deep.check(doc, per_shard) if deep_check else (None, [])
     shape = doc.profile if tokens is None else token_profile(deep.concat(per_shard), tokens)
-    if plot_file:
+    if plot_file and mixture:
+        plot.write_mixture(plot_file, doc.mixture, plot_size, plot_title)
+    elif plot_file:
         panel = plot.Panel(doc.method, doc.params, deep.concat(per_shard), doc.score or doc.score_field,
                            doc.selection, tokens)
         plot.write(plot_file, [panel], plot.describe_inputs(len(doc.inputs), doc.totals["input_rows"]),
@@ -48,7 +53,9 @@ def read(path: Path, deep_check: bool = False, plot_file: Path | None = None,
 
 
 def summary(doc: manifest.Manifest, by: str = "rows", profile: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The machine-readable stats (``reorder stats --json``); ``profile``: the one shown (``by`` tokens)."""
+    """The machine-readable stats (``reorder stats --json``); ``profile``: the one shown (``by`` tokens). A
+    mixture's adds the manifest's ``mixture`` section: per source its rows, tokens, epochs, quota and cut, and
+    the realised and scheduled shares and mean score of each source in each window."""
     return {
         "by": by,
         "method": doc.method,
@@ -61,4 +68,5 @@ def summary(doc: manifest.Manifest, by: str = "rows", profile: dict[str, Any] | 
                    for s in doc.shards],
         "profile": profile or doc.profile,
         "metrics": doc.metrics,
+        **({"mixture": doc.mixture} if doc.mixture is not None else {}),
     }
