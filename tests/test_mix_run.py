@@ -221,3 +221,22 @@ def test_a_mixture_whose_keys_do_not_fit_memory_limit_is_refused_in_one_line(tmp
     assert "memory_limit" in err and "'web'" in err
     assert not out.exists()
     assert run(mixture[0], tmp_path / "ok", "memory_limit=400MB").exit_code == 0  # negative control
+
+
+def test_parquet_sources_that_repeat_are_read_once_and_give_the_bytes_of_the_out_of_core_path(tmp_path, monkeypatch):
+    from .conftest import make_rows, write_parquet
+    from .mixture_data import SOURCES
+
+    monkeypatch.setenv("REORDER_TEST_BELOW_FLOOR", "1")
+    inputs = {name: write_parquet(tmp_path / "pq" / name / "part-0.parquet", make_rows(n, seed=k + 10, prefix=name))
+              for k, (name, n) in enumerate(SOURCES.items())}
+    config = write_config(tmp_path, inputs)
+    for name, sets in {"mem": ["shard_rows=150"], "ooc": OOC}.items():
+        assert run(config, tmp_path / name, *sets).exit_code == 0
+    assert output_hashes(tmp_path / "mem") == output_hashes(tmp_path / "ooc")
+    section = json.loads((tmp_path / "mem" / ".manifest.json").read_text())["mixture"]
+    assert next(s for s in section["sources"] if s["name"] == "code")["epochs"] == 2  # code's file listed twice
+    rows = output_rows(tmp_path / "mem")
+    code = [r for r in rows if _source(r) == "code"]
+    assert code[:120] == code[120:240] or len(code) < 240  # the second epoch repeats the first, row for row
+    assert code[120:] == code[:len(code) - 120]

@@ -11,7 +11,7 @@ read, so a dropped row can neither break the conversion nor shape the schema.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
@@ -35,6 +35,11 @@ class OutputTable:
 
 
 def build(plan: Plan) -> OutputTable:
+    repeated = _once(plan)
+    if repeated is not None:  # a mixture's source in several epochs: its files read once
+        view, rows = repeated
+        table = build(view)
+        return OutputTable(table.frame, table.schema, rows if table.index is None else table.index[rows])
     kept = np.zeros(plan.input_rows, dtype=bool)
     kept[plan.order] = True
     local_kept = [
@@ -55,6 +60,22 @@ def build(plan: Plan) -> OutputTable:
         frame = _assemble(plan, is_pq, local_kept, js, js_frame)
     index = None if kept.all() else (np.cumsum(kept) - 1).astype(np.int64)
     return OutputTable(frame, arrow_schema, index)
+
+
+def _once(plan: Plan) -> tuple[Plan, np.ndarray] | None:
+    """A plan listing a file more than once (a mixture's plan: a source's files once per epoch it gives) as
+    (the plan over each file once, the row of that plan of every row of this one); None when none repeats."""
+    first: dict[str, int] = {}
+    of = np.array([first.setdefault(str(f.path), len(first)) for f in plan.files], dtype=np.int64)  # per file
+    if len(first) == len(plan.files):
+        return None
+    keep = np.unique(of, return_index=True)[1].astype(np.int64)  # each file's first listing (ids in that order)
+    counts = np.diff(plan.row_starts)
+    starts = np.concatenate([[0], np.cumsum(counts[keep])]).astype(np.int64)
+    rows = np.repeat(starts[of] - plan.row_starts[:-1], counts) + np.arange(plan.input_rows, dtype=np.int64)
+    view = replace(plan, files=[plan.files[i] for i in keep], sources=[plan.sources[i] for i in keep],
+                   row_starts=starts, order=rows[np.asarray(plan.order)])
+    return view, rows
 
 
 def _read_parquet(inputs: list) -> pl.DataFrame:
