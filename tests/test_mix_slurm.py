@@ -9,16 +9,9 @@ import pytest
 
 from .conftest import output_hashes
 from .mixture_data import write_config, write_inputs
-from .test_slurm import OOC, _cli, _slurm_up
+from .test_slurm import OOC, _cli, _needs_slurm  # noqa: F401 - _needs_slurm: its autouse fixture, here too
 
 pytestmark = pytest.mark.slurm
-
-
-@pytest.fixture(autouse=True)
-def _needs_slurm():
-    why = _slurm_up()
-    if why:
-        pytest.skip(why)
 
 
 def test_a_mixture_as_slurm_jobs_writes_the_bytes_of_a_local_run(tmp_path):

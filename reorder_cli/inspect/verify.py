@@ -323,12 +323,7 @@ def _check_permutation(report: Report, doc: Manifest, folder: Path, fmt: str, fi
                       lambda f: digest.input_file(f, score_field, drop, schema, include[id(f)]))
     report.warnings += _input_warnings(doc, folder, files, found)
 
-    ins, outs = RowMultiset(), RowMultiset()
-    for d in found:
-        ins.merge(d.multiset)
-    for d in digests:
-        if d is not None and d.multiset is not None:
-            outs.merge(d.multiset)
+    ins, outs = _multisets(found, digests)
     invalid = sum(d.invalid for d in found)
     if invalid != inv.get("count"):
         report.problems.append(Problem("inputs", "invalid scores", f"{invalid:,} input rows have an invalid score, "
@@ -347,6 +342,17 @@ def _check_permutation(report: Report, doc: Manifest, folder: Path, fmt: str, fi
     else:
         what = "exactly the selected rows" if doc.selection else "a permutation"
         report.permutation = f"the output is {what} of the inputs ({read}; row multiset hash {ins.digest()})"
+
+
+def _multisets(found: list, digests: list) -> tuple[RowMultiset, RowMultiset]:
+    """The row multisets of the inputs' digests (``found``) and of the shards' (``digests``; None: unread)."""
+    ins, outs = RowMultiset(), RowMultiset()
+    for d in found:
+        ins.merge(d.multiset)
+    for d in digests:
+        if d is not None and d.multiset is not None:
+            outs.merge(d.multiset)
+    return ins, outs
 
 
 def _check_mixture(report: Report, doc: Manifest, folder: Path, files: list[InputFile], digests: list, schema,
@@ -388,12 +394,7 @@ def _check_mixture(report: Report, doc: Manifest, folder: Path, files: list[Inpu
 
     with ThreadPoolExecutor(workers) as pool:
         found = list(pool.map(one, range(len(again.files))))
-    ins, outs = RowMultiset(), RowMultiset()
-    for d in found:
-        ins.merge(d.multiset)
-    for d in digests:
-        if d is not None and d.multiset is not None:
-            outs.merge(d.multiset)
+    ins, outs = _multisets(found, digests)
     read = f"{ins.rows:,} rows scheduled from {len(section['sources'])} sources (planned again from the inputs)"
     if ins != outs:
         report.problems.append(Problem("output", "not the scheduled rows", (
