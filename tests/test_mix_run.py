@@ -240,3 +240,20 @@ def test_parquet_sources_that_repeat_are_read_once_and_give_the_bytes_of_the_out
     code = [r for r in rows if _source(r) == "code"]
     assert code[:120] == code[120:240] or len(code) < 240  # the second epoch repeats the first, row for row
     assert code[120:] == code[:len(code) - 120]
+
+
+@pytest.mark.parametrize(("path", "point"), [("out-of-core", "keys"), ("out-of-core", "scatter-done"),
+                                             ("out-of-core", "gather-done"), ("in-memory", "gather-done"),
+                                             ("out-of-core", "publish")])
+def test_a_mixture_killed_at_any_point_resumes_to_the_same_bytes(tmp_path, mixture, in_memory, path, point):
+    from .test_out_of_core import _run_until_killed
+
+    sets = OOC if path == "out-of-core" else ["shard_rows=150"]
+    args = ["run", str(mixture[0]), "--output", str(tmp_path / "out"), "-q"]
+    for s in sets:
+        args += ["--set", s]
+    _run_until_killed(args, point, tmp_path / "flag")
+    assert not (tmp_path / "out" / ".manifest.json").exists()  # nothing published yet
+    result = run(mixture[0], tmp_path / "out", *sets)
+    assert result.exit_code == 0, result.output
+    assert output_hashes(tmp_path / "out") == output_hashes(in_memory)
