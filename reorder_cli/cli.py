@@ -120,7 +120,9 @@ def main(
 RUN_EPILOG = (
     "Example: reorder run configs/str.yaml --input 'data/*.parquet' --output data-str --set shard_size=512MB. "
     "Tool keys (format, shard_size, shard_rows, invalid_scores, workers, ...) are listed in docs/reference/config.md; "
-    "method parameters with `reorder methods`."
+    "method parameters with `reorder methods`. A config with `sources:` is a mixture of several sources, each in "
+    "its own order, under weights over training (configs/mixture.yaml; docs/guides/mixtures.md): no --method or "
+    "--input."
 )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from reorder_cli import config
 from reorder_cli import methods as registry
+from reorder_cli.mix import spec as mix_spec
 from reorder_cli.util import stage_names
 
 #: Every exit code of ``reorder`` and when it is given. ``cli.py`` raises ``typer.Exit`` with these.
@@ -71,6 +72,9 @@ def config_page() -> str:
         "## The tool's own keys", _table(["key", "default", "meaning"], tool),
         "## Keys that are ignored\n\nThe reference's configs carry them; they change nothing here.",
         _table(["key", "why"], ignored),
+        "## Mixture keys\n\nA config with `sources:` is a mixture ([Mixtures](../guides/mixtures.md)): output keys "
+        "stay at the top level, ordering keys may be set per source.",
+        _table(["key", "meaning"], [[f"`{k}`", v] for k, v in mix_spec.KEY_HELP.items()]),
     ]) + "\n"
 
 

@@ -29,6 +29,23 @@ MIX_KEYS = ("name", "weight", "max_epochs")
 TOP_KEYS = ("sources", "budget", "token_field", "redistribute")
 
 
+#: The keys of a mixture and what each means (rendered in the config reference, docs/reference/config.md).
+KEY_HELP: dict[str, str] = {
+    "sources": "a list of sources; a config with it is a mixture (no top-level input or method; see Mixtures)",
+    "budget": "the output's size: tokens counted by token_field, or rows without one; 10B allowed",
+    "token_field": "the field holding each document's tokens (an integer >= 1), for a budget in tokens",
+    "redistribute": "true: a source short of its quota with all its max_epochs stops where it runs out and the "
+                    "others share its weight; false (default): the run refuses, naming the source",
+    "sources[i].name": "the source's name (unique)",
+    "sources[i].input": "its input files, folders or globs (a file belongs to one source)",
+    "sources[i].weight": "a constant, or points [[u, w], ...] over the fraction u of the training tokens "
+                         "(strictly increasing u in [0, 1], w >= 0, linear between points, flat beyond)",
+    "sources[i].max_epochs": "how often its rows may repeat to fill its quota (default 1)",
+    "sources[i].KEY": "its own ordering: method, score_field or score, select, invalid_scores and any ordering "
+                      "key; a top-level one applies to every source that does not set its own",
+}
+
+
 def is_mixture(raw: Mapping[str, Any]) -> bool:
     return "sources" in raw
 
