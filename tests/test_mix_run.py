@@ -57,6 +57,13 @@ def test_a_mixture_gives_the_same_bytes_in_memory_out_of_core_and_with_any_worke
         assert output_hashes(tmp_path / name) == want, name
     log = json.loads((tmp_path / "ooc" / ".run_log.json").read_text())
     assert log["path"] == "out-of-core"
+    again = run(mixture[0], tmp_path / "ooc", *OOC)  # the same command again: nothing to do
+    assert again.exit_code == 0 and "nothing to do" in again.stderr, again.output
+    changed = yaml.safe_load(mixture[0].read_text())
+    changed["sources"][0]["weight"] = 0.5  # negative control: another mixture is another run's output
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(changed, sort_keys=False))
+    assert "another run" in one_line_error(run(other, tmp_path / "ooc", *OOC))
 
 
 def _single(tmp_path: Path, name: str, inputs: dict[str, Path]) -> list[dict]:

@@ -139,6 +139,14 @@ def plan(cfg: RunConfig, sources: list[Source]) -> Plan:
     )
 
 
+def config_of(section: dict) -> dict:
+    """The mixture as the run's config holds it (``RunConfig.mixture``, in the run's identity), from the manifest's
+    ``mixture`` section, which records all of it."""
+    return {"budget": section["budget"], "unit": section["unit"], "token_field": section["token_field"],
+            "redistribute": section["redistribute"],
+            "sources": [{k: s[k] for k in ("name", "weight", "max_epochs", "config")} for s in section["sources"]]}
+
+
 def _source_identity(s: Source) -> str:
     """sha256 of what a source's rows depend on: its resolved config and its input files."""
     ident = identity(s.cfg, s.files)

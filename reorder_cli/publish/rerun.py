@@ -18,6 +18,7 @@ from typing import Any
 
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats.writers import is_shard_name, shard_differs
+from reorder_cli.plan import mixture
 from reorder_cli.publish import manifest
 from reorder_cli.tokens import sections
 from reorder_cli.util import store
@@ -52,7 +53,8 @@ def recorded_identity(doc: manifest.Manifest, folder: Path) -> dict[str, Any]:
               "compression_level": out["compression_level"], "shard_size": out["shard_size"],
               "shard_rows": out["shard_rows"], "invalid_scores": doc.invalid_scores["policy"],
               "score": doc.score, "select": (doc.selection or {}).get("params"),
-              **{k: out.get(k) for k in _ROW_GROUP}} | sections.recorded_identity(doc.tokens, doc.export)
+              **{k: out.get(k) for k in _ROW_GROUP}} | sections.recorded_identity(doc.tokens, doc.export) \
+        | ({"mixture": mixture.config_of(doc.mixture)} if doc.mixture else {})
     base = folder.resolve()
     inputs = [{"path": i.path if store.is_url(i.path) or os.path.isabs(i.path) else os.path.normpath(base / i.path),
                "bytes": i.bytes, "fingerprint": i.fingerprint} for i in doc.inputs]
