@@ -264,3 +264,29 @@ def test_a_mixture_killed_at_any_point_resumes_to_the_same_bytes(tmp_path, mixtu
     result = run(mixture[0], tmp_path / "out", *sets)
     assert result.exit_code == 0, result.output
     assert output_hashes(tmp_path / "out") == output_hashes(in_memory)
+
+
+def test_a_mixture_with_a_compressed_source_tokenized_and_exported_is_the_same_on_both_paths(tmp_path, monkeypatch):
+    pytest.importorskip("tokenizers")
+    from .conftest import compress
+    from .test_tokens import make_tokenizer
+
+    monkeypatch.setenv("REORDER_TEST_BELOW_FLOOR", "1")
+    inputs = write_inputs(tmp_path / "in")
+    zst = inputs["code"].with_suffix(".jsonl.zst")  # its decompressed copy is named by its index among all inputs
+    zst.write_bytes(compress(inputs["code"].read_bytes(), "zstd"))
+    inputs["code"].unlink()
+    inputs["code"] = zst
+    config = write_config(tmp_path, inputs, extra={"tokenizer": str(make_tokenizer(tmp_path / "tok")),
+                                                   "export": "megatron"})
+    hashes = {}
+    for name, sets in {"mem": ["shard_rows=150"], "ooc": OOC}.items():
+        result = run(config, tmp_path / name, *sets)
+        assert result.exit_code == 0, result.output
+        folder = tmp_path / name
+        hashes[name] = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+                        if p.is_file() and p.name != ".run_log.json"}
+    assert hashes["mem"] == hashes["ooc"]
+    assert any(k.startswith("megatron/") for k in hashes["mem"]) and any(k.startswith("tokens/") for k in hashes["mem"])
+    proof = invoke("verify", tmp_path / "mem", "--with-inputs")
+    assert proof.exit_code == 0, proof.output
