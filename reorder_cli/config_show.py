@@ -13,6 +13,7 @@ from typing import Any
 from reorder_cli import config
 from reorder_cli import methods as registry
 from reorder_cli.config import RunConfig
+from reorder_cli.mix import spec as mix_spec
 
 
 @dataclass
@@ -32,14 +33,20 @@ def resolve(path: Path | None, sets: list[str], flags: Mapping[str, Any], *, met
     from_flags = config.parse_overrides(config.flag_sets(flags))
     from_sets = config.parse_overrides(sets)
     in_file = config.file_keys(path)
+    mixture = "sources" in in_file or "sources" in from_sets  # each source has its own input and method
     chosen = method or in_file.get("method") or from_sets.get("method")
-    missing = [name for name, given in (("method", chosen), ("input", inputs or in_file.get("input")
-                                        or from_sets.get("input")), ("output", output or in_file.get("output")
-                                        or from_sets.get("output"))) if not given]
-    cfg = config.load(path, [*config.flag_sets(flags), *sets], method=chosen or "sorting",
+    missing = [name for name, given in (("method", chosen or mixture), ("input", inputs or in_file.get("input")
+                                        or from_sets.get("input") or mixture), ("output", output
+                                        or in_file.get("output") or from_sets.get("output"))) if not given]
+    cfg = config.load(path, [*config.flag_sets(flags), *sets], method=chosen or (None if mixture else "sorting"),
                       inputs=inputs or (["(not set)"] if "input" in missing else None),
                       output=output or (os.devnull if "output" in missing else None))
     values: dict[str, Any] = {"method": cfg.method, **cfg.params}
+    if cfg.mixture:  # the mixture's own keys, and each source's resolved method
+        values.update({k: cfg.mixture[k] for k in ("budget", "token_field", "redistribute")})
+        values["sources"] = [{"name": s["name"], "method": one.method, "weight": s["weight"],
+                              "max_epochs": s["max_epochs"], "input": one.inputs}
+                             for s, one in zip(cfg.mixture["sources"], config.source_configs(cfg), strict=True)]
     for key in config.TOOL_KEYS:
         if key.name not in values:
             values[key.name] = getattr(cfg, key.name, None)
@@ -51,7 +58,9 @@ def resolve(path: Path | None, sets: list[str], flags: Mapping[str, Any], *, met
     on_command_line = {"method": bool(method), "input": bool(inputs), "output": bool(output)}
     sources = {}
     for key in values:
-        if on_command_line.get(key):
+        if cfg.mixture and key in ("method", "input"):
+            sources[key] = "the sources"
+        elif on_command_line.get(key):
             sources[key] = "command line"
         elif key in from_sets:
             sources[key] = "--set"
@@ -59,7 +68,7 @@ def resolve(path: Path | None, sets: list[str], flags: Mapping[str, Any], *, met
             sources[key] = flag_of.get(key, "flag")
         elif key in in_file:
             sources[key] = f"file {path}"
-        elif key in registry.METHODS[cfg.method].defaults:
+        elif cfg.method in registry.METHODS and key in registry.METHODS[cfg.method].defaults:
             sources[key] = f"default of {cfg.method}"
         else:
             sources[key] = "default"
@@ -78,5 +87,8 @@ def json_schema() -> dict[str, Any]:
         props[key.name] = entry
     for name, why in config.IGNORED_KEYS.items():
         props[name] = {"description": f"ignored: {why}"}
+    for name, what in mix_spec.KEY_HELP.items():  # a mixture's top-level keys
+        if "[" not in name:
+            props[name] = {"description": f"mixture: {what}"}
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "reorder config",
             "type": "object", "properties": props, "additionalProperties": False}

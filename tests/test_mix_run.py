@@ -290,3 +290,16 @@ def test_a_mixture_with_a_compressed_source_tokenized_and_exported_is_the_same_o
     assert any(k.startswith("megatron/") for k in hashes["mem"]) and any(k.startswith("tokens/") for k in hashes["mem"])
     proof = invoke("verify", tmp_path / "mem", "--with-inputs")
     assert proof.exit_code == 0, proof.output
+
+
+def test_config_show_and_validate_describe_a_mixture(mixture):
+    shown = invoke("config", "show", mixture[0], "--json")
+    assert shown.exit_code == 0, shown.output
+    values = {k: v["value"] for k, v in json.loads(shown.stdout)["data"].items()}
+    assert [s["method"] for s in values["sources"]] == ["str", "saw", "sorting"]
+    assert values["budget"] == BUDGET and values["token_field"] == "token_count" and values["method"] == "mixture"
+    valid = invoke("config", "validate", mixture[0])
+    assert valid.exit_code == 0, valid.output
+    schema = json.loads(invoke("config", "schema").stdout)
+    props = schema["data"]["properties"] if "data" in schema else schema["properties"]
+    assert {"sources", "budget", "token_field", "redistribute"} <= set(props)
