@@ -15,6 +15,7 @@ import pytest
 
 from reorder_cli import config
 from reorder_cli.export import EXPORTS
+from reorder_cli.mix import spec as mix_spec
 from tests.conftest import invoke, one_line_error, read_jsonl_out, read_manifest, shard_files
 from tests.test_select import ref_tokens, ref_top_r, scored_corpus
 
@@ -165,7 +166,8 @@ def test_config_validate(tmp_path):
 
 def test_config_schema_comes_from_the_key_table_and_accepts_the_repos_configs(tmp_path):
     schema = json.loads(ok(invoke("config", "schema")).stdout)
-    assert set(schema["properties"]) == set(config.KEYS) | set(config.IGNORED_KEYS)
+    mixture = {k for k in mix_spec.KEY_HELP if "[" not in k}  # a mixture's top-level keys (configs/mixture.yaml)
+    assert set(schema["properties"]) == set(config.KEYS) | set(config.IGNORED_KEYS) | mixture
     for key in config.KEYS.values():
         assert schema["properties"][key.name]["description"].startswith(key.help)
     assert schema["properties"]["seed"]["type"] == "integer"
