@@ -32,7 +32,8 @@ SCATTER = Stage("scatter", "Scattering rows", "one task an input slice",
                 after="layout")
 COMBINE = Stage("combine", "Combining scatter files",
                 "one task K consecutive scatter files merged into one (the `combine` key; none when K is 1)",
-                "the record batches of its K scatter files", _count("combine"), _run("combine"), after="scatter")
+                "the record batches of its K scatter files", _count("combine"), _run("combine"), after="scatter",
+                optional=True)
 GATHER = Stage("gather", "Writing shards", "one task an output shard",
                "the record batches of its buckets in the scatter files, or the combine files (a run rewritten in "
                "memory: its rows' sizes in the inputs: JSONL lines, or Parquet's uncompressed estimate)",
