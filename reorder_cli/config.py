@@ -452,7 +452,7 @@ TOOL_KEYS = [
         "30% less temporary space, more CPU) or zstd",
         _choice("lz4", "zstd", "none")),
     Key("combine", 0, "out of core: scatter files a combine task merges into one, so that a gather opens "
-        "fewer files; 1: off; 0: off up to 4,096 scatter tasks, else enough that a gather opens at most 256 "
+        "fewer files; 1: off; 0: off up to 4,096 scatter tasks, else enough that a gather opens at most 192 "
         "files (the bytes do not depend on it)", _int(0)),
 ]
 

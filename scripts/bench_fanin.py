@@ -5,9 +5,11 @@ Writes ``--files`` scatter-like files in a temporary folder, in the scatter's fo
 an Arrow IPC file of small record batches (``line``, ``_pos``) grouped by bucket, and its ``.buckets.npy``
 index of (bucket, batch, start, end) rows sorted by bucket; ``--buckets`` buckets a file, ``--rows`` rows a
 batch. A gather of width W then does what ``rewrite/gather.py`` does for each of W files: memory-maps the
-index, finds its buckets by binary search, opens the IPC file and reads its buckets' batches. Each (W, file
-size) is timed ``--repeat`` times, page cache warm (the files just read) and cold (each file dropped from the
-page cache first with ``posix_fadvise(DONTNEED)``); the table gives the median seconds a (gather, file) pair.
+index, finds its buckets by binary search, opens the IPC file and reads its buckets' batches; and, first,
+what ``task_outputs.check_inputs`` does for each file's task (reads its JSON marker, stats the files it
+names: the ``check`` column). Each (W, file size) is timed ``--repeat`` times, page cache warm (the files
+just read) and cold (each file dropped from the page cache first with ``posix_fadvise(DONTNEED)``); the
+table gives the median microseconds a (gather, file) pair, without and with the marker check.
 
     python scripts/bench_fanin.py --repeat 5
     python scripts/bench_fanin.py --json
@@ -49,13 +51,28 @@ def write_files(folder: Path, files: int, buckets: int, rows: int, row_bytes: in
                     spans.append((start, sink.tell()))
         by_bucket = np.argsort(order, kind="stable")
         spans_at = np.asarray(spans, dtype=np.int64)[by_bucket]
-        save_npy(folder / f"{f:05d}.buckets.npy",
-                 np.column_stack([order[by_bucket], by_bucket, spans_at]).astype(np.int64))
+        index = folder / f"{f:05d}.buckets.npy"
+        save_npy(index, np.column_stack([order[by_bucket], by_bucket, spans_at]).astype(np.int64))
+        files = {f"scatter/{p.name}": p.stat().st_size for p in (path, index)}
+        (folder / f"{f:05d}.marker.json").write_text(json.dumps({"rows": buckets * rows, "files": files}))
 
 
-def gather(folder: Path, width: int, first: int, want: tuple[int, int]) -> int:
+def check(folder: Path, width: int, first: int) -> None:
+    """What ``task_outputs.check_inputs`` does for files [first, first + width): each task's marker read and
+    parsed, each file it names stat'ed and compared with its recorded size."""
+    for f in range(first, first + width):  # a loop over files
+        marker = json.loads((folder / f"{f:05d}.marker.json").read_bytes())
+        for name, size in marker["files"].items():
+            if (folder / name.partition("/")[2]).stat().st_size != size:
+                raise SystemExit(f"{name}: size changed")
+
+
+def gather(folder: Path, width: int, first: int, want: tuple[int, int], checked: bool = False) -> int:
     """One gather: files [first, first + width), the batches of buckets [want[0], want[1]) of each, as
-    ``gather.Scattered`` reads them (index by binary search on a memory map, then the IPC file); rows read."""
+    ``gather.Scattered`` reads them (index by binary search on a memory map, then the IPC file); rows read.
+    ``checked``: the markers checked first, as ``task_outputs.check_inputs`` does."""
+    if checked:
+        check(folder, width, first)
     got = 0
     for f in range(first, first + width):  # a loop over files
         rows = np.load(folder / f"{f:05d}.buckets.npy", mmap_mode="r").reshape(-1, 4)
@@ -98,34 +115,35 @@ def main() -> None:
             write_files(folder, args.files, buckets, args.rows, args.row_bytes)
             os.sync()
             size = sum(p.stat().st_size for p in folder.glob("*.arrow")) // args.files
-            for width in widths:  # a loop over gather widths, then runs
-                for cache in ("warm", "cold"):
-                    times = []
-                    for r in range(args.repeat):
-                        first = (r * width) % max(1, args.files - width + 1)
-                        lo = (r * 7) % (buckets - args.shard_buckets + 1)  # a different shard each run
-                        want = (lo, lo + args.shard_buckets)
-                        if cache == "cold":
-                            drop_cache(folder)
-                        else:
-                            gather(folder, width, first, want)
-                        t0 = time.perf_counter()
-                        got = gather(folder, width, first, want)
-                        times.append(time.perf_counter() - t0)
-                        assert got == width * args.shard_buckets * args.rows, got
-                    med = statistics.median(times)
-                    results.append({"file_bytes": size, "buckets": buckets, "width": width, "cache": cache,
-                                    "gather_s": med, "pair_us": med / width * 1e6,
-                                    "min_pair_us": min(times) / width * 1e6})
+            for width, cache, checked in ((w, c, k) for w in widths for c in ("warm", "cold")
+                                          for k in (False, True)):  # a loop over cases, then runs
+                times = []
+                for r in range(args.repeat):
+                    first = (r * width) % max(1, args.files - width + 1)
+                    lo = (r * 7) % (buckets - args.shard_buckets + 1)  # a different shard each run
+                    want = (lo, lo + args.shard_buckets)
+                    if cache == "cold":
+                        drop_cache(folder)
+                    else:
+                        gather(folder, width, first, want, checked)
+                    t0 = time.perf_counter()
+                    got = gather(folder, width, first, want, checked)
+                    times.append(time.perf_counter() - t0)
+                    assert got == width * args.shard_buckets * args.rows, got
+                med = statistics.median(times)
+                results.append({"file_bytes": size, "buckets": buckets, "width": width, "cache": cache,
+                                "marker_check": checked,
+                                "gather_s": med, "pair_us": med / width * 1e6,
+                                "min_pair_us": min(times) / width * 1e6})
     if args.json:
         print(json.dumps({"load": os.getloadavg(), "repeat": args.repeat, "results": results}, indent=1))
         return
     print(f"load average {os.getloadavg()[0]:.2f}; median of {args.repeat} runs; a gather reads "
           f"{args.shard_buckets} batches of {args.rows} rows from each file")
-    print(f"{'file bytes':>11} {'W':>5} {'cache':>5} {'gather s':>9} {'us a pair':>10} {'min us':>7}")
+    print(f"{'file bytes':>11} {'W':>5} {'cache':>5} {'check':>5} {'gather s':>9} {'us a pair':>10} {'min us':>7}")
     for r in results:
-        print(f"{r['file_bytes']:>11,} {r['width']:>5} {r['cache']:>5} {r['gather_s']:>9.4f} {r['pair_us']:>10.1f} "
-              f"{r['min_pair_us']:>7.1f}")
+        print(f"{r['file_bytes']:>11,} {r['width']:>5} {r['cache']:>5} {'yes' if r['marker_check'] else 'no':>5} "
+              f"{r['gather_s']:>9.4f} {r['pair_us']:>10.1f} {r['min_pair_us']:>7.1f}")
 
 
 if __name__ == "__main__":

@@ -121,5 +121,6 @@ def test_combine_by_the_task_count(tmp_path):
     from reorder_cli.plan.stored import COMBINE_FILES, COMBINE_FROM, combine_width
 
     assert combine_width(0, COMBINE_FROM) == 1  # few scatter tasks: off
-    assert combine_width(0, 156_250) == 611 and COMBINE_FILES >= -(-156_250 // 611)
+    assert combine_width(0, COMBINE_FROM + 1) == -(-(COMBINE_FROM + 1) // COMBINE_FILES)  # 22: 187 files
+    assert combine_width(0, 156_250) == 814 and COMBINE_FILES >= -(-156_250 // 814)
     assert combine_width(1, 156_250) == 1 and combine_width(7, 10) == 7

@@ -48,9 +48,11 @@ SCATTER_SLICE_BYTES = 1 << 30
 ROW_OVERHEAD = 32
 #: ``combine: 0`` (by the task count): no combine stage up to this many scatter tasks (a gather opens
 #: each scatter file: ~0.2-0.5 ms a file here, scripts/bench_fanin.py), else K scatter files merged a
-#: combine task, the fewest that leave a gather at most COMBINE_FILES files to open.
+#: combine task, the fewest that leave a gather at most COMBINE_FILES files (each: its marker, index and
+#: data opened). At 156,250 scatter and gather tasks: K = 814, 3 x 192 x 156,250 = 9.0e7 opens in all
+#: (docs/scale.md section 4); a combine task holds K files open (under the usual 1,024 descriptors).
 COMBINE_FROM = 4096
-COMBINE_FILES = 256
+COMBINE_FILES = 192
 
 
 def combine_width(combine: int, scatter_tasks: int) -> int:
