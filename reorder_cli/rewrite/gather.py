@@ -72,7 +72,9 @@ def sources(stored: StoredPlan, work: WorkDir) -> list[Source]:
 
 
 class Scattered:
-    """The scatter files, opened lazily; which record batches of each hold which bucket of one shard.
+    """The bucket files (:class:`Source`: the scatter tasks', or the combine tasks'), opened lazily; which
+    record batches of each hold which bucket of one shard (:meth:`select`: of other buckets later; a combine
+    task selects shard after shard, its indexes kept memory-mapped). ``opened`` counts the files opened.
 
     Each scatter file's index lists (bucket, batch, start, end) sorted by bucket; the shard's buckets
     are found in it by binary search, so a gather reads a few pages of each index, not the whole of it.
