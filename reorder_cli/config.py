@@ -451,6 +451,9 @@ TOOL_KEYS = [
     Key("work_compression", "none", "out of core: compression of the scatter files: none (fastest), lz4 (about "
         "30% less temporary space, more CPU) or zstd",
         _choice("lz4", "zstd", "none")),
+    Key("combine", 0, "out of core: scatter files a combine task merges into one, so that a gather opens "
+        "fewer files; 1: off; 0: off up to 4,096 scatter tasks, else enough that a gather opens at most 192 "
+        "files (the bytes do not depend on it)", _int(0)),
 ]
 
 #: Keys the reference's configs carry that change nothing here.
@@ -520,6 +523,7 @@ class RunConfig:
     #: the storage_options: section, given to fsspec (util/store.py); may hold credentials: never shown
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
     work_compression: str = "none"
+    combine: int = 0  # scatter files merged by a combine task (rewrite/combine.py); 0: by the task count; 1: off
     work_dir: str | None = None  # the work_dir key: the folder holding each run's working state (workdir/)
     #: the token keys (TOKEN_KEYS; tokenizer an absolute path, plus its file's sha256); None: no tokenizer
     tokens: dict[str, Any] | None = None
@@ -766,6 +770,7 @@ def resolve(    raw: Mapping[str, Any],
         ray=values.get("ray") or {},
         storage_options=values.get("storage_options") or {},
         work_compression=tool["work_compression"],
+        combine=tool["combine"],
         work_dir=work_dir,
         tokens=tokens,
         export=export,

@@ -31,7 +31,9 @@ READS: dict[str, dict[str, tuple[str, ...]]] = {
     "layout": {"keys": ("keys/records-*", "keys/schema-*", "keys/sizes-*"), "split": ("order/*",),
                "place": ("plan/placed-*",)},
     "scatter": {"keys": ("keys/records-*", "input-*"), "place": ("plan/pairs-*",), "layout": ("plan/*",)},
-    "gather": {"layout": ("plan/plan.json", "plan/batches.npy", "plan/schema.arrow"), "scatter": ("scatter/*",)},
+    "combine": {"layout": ("plan/plan.json", "plan/batches.npy", "plan/schema.arrow"), "scatter": ("scatter/*",)},
+    "gather": {"layout": ("plan/plan.json", "plan/batches.npy", "plan/schema.arrow"), "scatter": ("scatter/*",),
+               "combine": ("combine/*",)},
 }
 
 

@@ -40,7 +40,9 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "place": (*_KEYS_SMALL, "order/*"),
     "layout": (*_KEYS_SMALL, "order/split.json", "plan/placed-*"),
     "scatter": (*_PLAN, "plan/pairs-*"),
-    "gather": (*_PLAN, "scatter/*.buckets.npy", "scatter/*.schema.arrow"),
+    "combine": (*_PLAN, "scatter/*.buckets.npy", "scatter/*.schema.arrow"),
+    "gather": (*_PLAN, "scatter/*.buckets.npy", "scatter/*.schema.arrow", "combine/*.buckets.npy",
+               "combine/*.schema.arrow"),
     "manifest": (*_PLAN, "plan/order.npy", "plan/scores.npy", "plan/sizes.npy"),
     "publish": ("shards/*",),
 }
@@ -55,6 +57,7 @@ OUTPUTS: dict[str, tuple[str, ...]] = {
     "layout": ("plan/order.npy", "plan/scores.npy", "plan/sizes.npy", "plan/plan-ends.npy", "plan/schema.arrow",
                "plan/batches.npy", "plan/plan.json"),
     "scatter": ("scatter/{i}.*",),
+    "combine": ("combine/{i}.*",),
     "gather": ("shards/{i}.*",),
 }
 

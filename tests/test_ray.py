@@ -54,6 +54,15 @@ def test_a_ray_run_writes_the_bytes_of_a_local_run(tmp_path, config_file, jsonl_
     assert "nothing to do" in again.stderr
 
 
+def test_a_ray_run_with_a_combine_stage_writes_the_bytes_of_a_local_run(tmp_path, config_file, jsonl_corpus, local):
+    """combine=2: Ray runs the combine tasks (3 scatter files, 2 a task) between scatter and gather."""
+    out = tmp_path / "out"
+    reorder(config_file, jsonl_corpus.files, out, method="saw", sets=[*OOC, "combine=2"],
+            extra=["--executor", "ray", "--keep-work"])
+    assert output_hashes(out) == local
+    assert len(list((out / ".reorder" / "done").glob("combine-*.json"))) == 2
+
+
 def test_ray_gather_tasks_write_the_token_pieces_of_a_local_run(tmp_path, config_file, jsonl_corpus):
     """With a tokenizer, the Ray gather tasks tokenize their shards: pieces, export and manifest are the
     bytes of a local in-memory run's."""

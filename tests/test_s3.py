@@ -290,8 +290,8 @@ def test_tasks_elsewhere_get_the_endpoint_but_never_the_credentials(tmp_path, s3
     from reorder_cli.stages import STAGES
 
     for stage in STAGES:
-        n = json.loads(invoke("status", out, "--json").stdout)["data"]["stages"][stage]["tasks"]
-        for i in range(n):
+        report = json.loads(invoke("status", out, "--json").stdout)["data"]["stages"].get(stage)
+        for i in range(0 if report is None else report["tasks"]):  # None: a stage with no tasks (combine, K = 1)
             done = task(stage, i)
             assert done.returncode == 0, (stage, i, done.stderr)
     reorder(cfg, urls, out, method="str", sets=["rewrite=out-of-core", "memory_limit=1"])  # publishes

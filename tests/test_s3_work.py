@@ -141,22 +141,25 @@ def test_tasks_on_separate_nodes_exchange_their_files_through_s3(tmp_path, s3_se
     assert work_objects(s3_server, bucket) == {}
 
 
-@pytest.mark.parametrize("work", ["s3", "shared"])
+@pytest.mark.parametrize("work", ["s3", "shared", "s3-combine"])
 def test_jsonl_inputs_on_s3_through_tasks_give_the_local_bytes(tmp_path, s3_server, bucket, config_file,
                                                                scored_with_invalid, monkeypatch, work):  # noqa: F811
     """Plain and gzip JSONL objects, every task on a node of its own: a keys task reads a plain object in
     place (the scatter tasks read its records by ranges; the gzip one is decompressed into the work
-    folder); with the work folder on S3 and on a shared disk."""
+    folder); with the work folder on S3 and on a shared disk; and on S3 with a combine stage (K = 2: its tasks
+    read the scatter files by ranges, the gathers the combine files)."""
     urls = s3_server.upload(scored_with_invalid, bucket, "in")
-    sets = ["invalid_scores=last"]
+    sets = ["invalid_scores=last", *(["combine=2"] if work == "s3-combine" else [])]
     reorder(config_file, scored_with_invalid, tmp_path / "mem", method="saw", sets=[*sets, "shard_rows=150"])
-    work_dir, out = (f"s3://{bucket}/w" if work == "s3" else str(tmp_path / "shared")), tmp_path / "out"
+    work_dir, out = (f"s3://{bucket}/w" if work != "shared" else str(tmp_path / "shared")), tmp_path / "out"
     cfg = s3_config(tmp_path, s3_server.options())
     from_the_environment(monkeypatch, s3_server)
     monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "driver"))
     all_sets = [*sets, *TASKS, f"work_dir={work_dir}"]
     prepare(cfg, urls, out, "saw", all_sets)
     run_on_nodes(out, work_dir, tmp_path / "nodes", monkeypatch)
+    combined = stages.count(locate(out, work_dir), "combine")
+    assert combined == (2 if work == "s3-combine" else 0), combined  # 3 scatter tasks, 2 a combine task
     reorder(cfg, urls, out, method="saw", sets=all_sets)
     got, want = output_hashes(out), output_hashes(tmp_path / "mem")
     assert {n: h for n, h in got.items() if not n.startswith(".")} == {n: h for n, h in want.items()

@@ -88,6 +88,22 @@ def test_a_resubmit_covers_only_the_unfinished_tasks(tmp_path, config_file, json
     assert "INDICES=(1)\n" in jobs[0].text and "#SBATCH --array=0-0\n" in jobs[0].text
 
 
+def test_a_combine_stage_is_an_array_between_scatter_and_gather(tmp_path, config_file, jsonl_corpus):
+    """combine=2 (3 scatter tasks): a combine array of 2 after the scatter, the gather after it; the dry-run
+    waves run it and publish the bytes of a run without it (negative twin: combine=1 has no combine job)."""
+    out = tmp_path / "out"
+    reorder(config_file, jsonl_corpus.files, out, method="saw", sets=[*OOC, "combine=2"], extra=["--plan-only"])
+    jobs = slurm.plan_jobs(out, {}, ["run"], slurm.DEFAULT_LIMITS, tmp_path)
+    assert [(j.stage, j.indices, j.after) for j in jobs] == [
+        ("scatter", [0, 1, 2], []), ("combine", [0, 1], ["scatter"]), ("gather", list(range(8)), ["combine"]),
+        ("publish", [0], ["gather"])]
+    assert "task" in jobs[1].text and " combine " in jobs[1].text.replace('"', " ")
+    off = tmp_path / "off"
+    reorder(config_file, jsonl_corpus.files, off, method="saw", sets=[*OOC, "combine=1"], extra=["--plan-only"])
+    assert [j.stage for j in slurm.plan_jobs(off, {}, ["run"], slurm.DEFAULT_LIMITS, tmp_path)] == \
+        ["scatter", "gather", "publish"]
+
+
 def test_arrays_are_split_below_max_array_size(tmp_path, config_file, jsonl_corpus):
     out = tmp_path / "out"
     reorder(config_file, jsonl_corpus.files, out, method="saw", sets=OOC, extra=["--plan-only"])

@@ -91,15 +91,16 @@ def test_a_task_run_twice_at_once_writes_the_same_bytes(tmp_path, config_file, s
     sets = ["window_size=3", "invalid_scores=first"]
     mem, out = tmp_path / "mem", tmp_path / "out"
     reorder(config_file, scored_with_invalid, mem, method="str", sets=[*sets, "shard_rows=150"])
-    reorder(config_file, scored_with_invalid, out, method="str", sets=[*sets, *TASKS],
-            extra=["--executor", "slurm", "--dry-run"])
+    reorder(config_file, scored_with_invalid, out, method="str", sets=[*sets, *TASKS, "combine=2"],
+            extra=["--executor", "slurm", "--dry-run"])  # combine: 2 scatter files a task
     work = WorkDir(out.absolute())
     for stage in STAGES:
         report = json.loads(invoke("status", out, "--json").stdout)["data"]["stages"][stage]
         for i in range(report["tasks"]):
             run_task(work, stage, i)
             run_task(work, stage, i)  # again, over its own finished output
-    reorder(config_file, scored_with_invalid, out, method="str", sets=[*sets, *TASKS])
+    assert len(list(work.done.glob("combine-*.json"))) == 2
+    reorder(config_file, scored_with_invalid, out, method="str", sets=[*sets, *TASKS, "combine=2"])
     assert output_hashes(out) == output_hashes(mem)
 
 
@@ -118,5 +119,5 @@ def test_the_registry_holds_every_stage_in_order(monkeypatch):
     monkeypatch.undo()
     gather = registry._RECORDS["gather"]
     monkeypatch.setitem(registry._RECORDS, "gather", type(gather)(**{**gather.__dict__, "after": "layout"}))
-    with pytest.raises(RuntimeError, match="gather waits for layout, but follows scatter"):
+    with pytest.raises(RuntimeError, match="gather waits for layout, but follows combine"):
         registry._in_order()

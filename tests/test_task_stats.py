@@ -15,7 +15,7 @@ from .conftest import invoke, output_hashes, reorder
 from .test_stages import TASKS, run_as_tasks, scored_with_invalid  # noqa: F401 - a fixture
 
 INPUT_ROWS = 400 + 350 + 450  # scored_with_invalid
-SETS = ["window_size=3", "invalid_scores=last"]
+SETS = ["window_size=3", "invalid_scores=last", "combine=2"]  # combine: 2 scatter files a task
 
 
 def markers(out: Path, stage: str) -> list[dict]:
@@ -56,7 +56,7 @@ def check_plausible(out: Path, inputs: list[Path]) -> None:
             assert m["seconds"] >= 0 and m["rows"] >= 0 and m["bytes_out"] > 0, (stage, m)
             assert 10 << 20 < m["peak_rss"] < 1 << 40, (stage, m)  # a Python process's RSS, in bytes
             assert m["bytes_out"] == sum(m["files"].values()), (stage, m)
-    for stage in ("keys", "scatter", "gather"):  # every row passes once through each
+    for stage in ("keys", "scatter", "combine", "gather"):  # every row passes once through each
         assert sum(m["rows"] for m in markers(out, stage)) == INPUT_ROWS, stage
         assert all(m["bytes_in"] > 0 for m in markers(out, stage)), stage
     input_bytes = sum(p.stat().st_size for p in inputs)
@@ -119,7 +119,7 @@ def test_local_runs_record_them_and_the_output_holds_none(tmp_path, config_file,
     assert output_hashes(ooc1) == output_hashes(ooc2) == output_hashes(mem)
     for out in (ooc1, ooc2):
         stats = status_stats(out)
-        assert list(stats) == [s for s in STAGES if REGISTRY[s].order or s in ("scatter", "gather")], stats
+        assert list(stats) == [s for s in STAGES if REGISTRY[s].order or s in ("scatter", "combine", "gather")], stats
         assert stats["gather"]["rows"] == stats["scatter"]["rows"] == INPUT_ROWS
     gathers = markers(mem, "gather")
     assert gathers and all(task_stats.has_stats(m) and m["bytes_in"] > 0 for m in gathers)

@@ -46,6 +46,20 @@ from reorder_cli.workdir import WorkDir
 SCATTER_SLICE_BYTES = 1 << 30
 #: Bytes a row costs a gather beyond its estimated size: its position, sort index and offsets.
 ROW_OVERHEAD = 32
+#: ``combine: 0`` (by the task count): no combine stage up to this many scatter tasks (a gather opens
+#: each scatter file: ~0.2-0.5 ms a file here, scripts/bench_fanin.py), else K scatter files merged a
+#: combine task, the fewest that leave a gather at most COMBINE_FILES files (each: its marker, index and
+#: data opened). At 156,250 scatter and gather tasks: K = 814, 3 x 192 x 156,250 = 9.0e7 opens in all
+#: (docs/scale.md section 4); a combine task holds K files open (under the usual 1,024 descriptors).
+COMBINE_FROM = 4096
+COMBINE_FILES = 192
+
+
+def combine_width(combine: int, scatter_tasks: int) -> int:
+    """K, the scatter files a combine task merges (1: no combine stage), for the config's ``combine``."""
+    if combine > 0:
+        return combine
+    return 1 if scatter_tasks <= COMBINE_FROM else -(-scatter_tasks // COMBINE_FILES)
 
 
 @dataclass
@@ -104,6 +118,22 @@ class StoredPlan:
     @property
     def gather_tasks(self) -> int:
         return len(self.meta["shards"])
+
+    @property
+    def combine_width(self) -> int:
+        """K: the scatter files a combine task merges; 1: none (a gather reads the scatter files)."""
+        return int(self.meta.get("combine", 1))
+
+    @property
+    def combine_tasks(self) -> int:
+        """The combine tasks: one for every K consecutive scatter tasks; none when K is 1."""
+        k = self.combine_width
+        return 0 if k <= 1 else -(-self.scatter_tasks // k)
+
+    def combined(self, task: int) -> range:
+        """The scatter tasks that combine task ``task`` merges."""
+        k = self.combine_width
+        return range(task * k, min(self.scatter_tasks, (task + 1) * k))
 
     def positions_of(self, task: int) -> np.ndarray:
         """Output position of every row of scatter task ``task`` (-1: dropped)."""
@@ -173,6 +203,7 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
         "shards": [list(map(int, s)) for s in plan.shards],
         "buckets": buckets,
         "bucket_bytes": int(bucket_bytes),
+        "combine": combine_width(cfg.combine, len(slices)),
         "output": {"format": cfg.format, "compression_level": cfg.compression_level, "read_bytes": int(read_bytes),
                    "work_compression": cfg.work_compression,
                    **({"tokens": tokenizer.resolve(cfg.tokens)} if cfg.tokens else {})},

@@ -61,14 +61,15 @@ def check_ready(work: WorkDir, stage: str) -> None:
 
 
 def progress(work: WorkDir) -> dict[str, tuple[int | None, int | None, bool]]:
-    """Each stage's (tasks, finished tasks, planned in one process): the tasks are None while an
-    earlier stage has not decided them; a stage before the run's first (:func:`start`) was planned in
-    one process and has no tasks."""
+    """Each stage's (tasks, finished tasks, no tasks to show): the tasks are None while an earlier stage
+    has not decided them; a stage before the run's first (:func:`start`) was planned in one process and
+    has no tasks, and an optional stage with none (combine, when K is 1) is left out too."""
     first = STAGES.index(start(work))
     out = {}
     for k, stage in enumerate(STAGES):  # a loop over stages
         n = None if k < first else count(work, stage)
-        out[stage] = (n, None if n is None else n - len(todo(work, stage)), k < first)
+        out[stage] = (n, None if n is None else n - len(todo(work, stage)),
+                      k < first or (n == 0 and REGISTRY[stage].optional))
     return out
 
 

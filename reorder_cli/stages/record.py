@@ -31,7 +31,9 @@ class Stage:
     whose tasks must all have finished before one of its tasks runs (None: the first); ``run`` runs one
     task, writing its marker last, and returns the marker's record (with ``rows`` and ``bytes_in``:
     :mod:`reorder_cli.util.task_stats`); ``done`` says whether a task has finished, when a marker is not
-    enough (a gather task's shard must still be there); ``reads`` says what ``bytes_in`` counts."""
+    enough (a gather task's shard must still be there); ``reads`` says what ``bytes_in`` counts; an
+    ``optional`` stage may have no tasks (combine, when K is 1): then it is not shown, like a stage planned
+    in one process."""
 
     name: str
     title: str  # the local pool's progress bar
@@ -42,6 +44,7 @@ class Stage:
     after: str | None
     order: bool = False  # one of the order's steps (split, sort, place, layout)
     done: Callable[[WorkDir, int], bool] | None = None
+    optional: bool = False
 
 
 def in_work_folder(name: str, body: Callable[[WorkDir, Spec, int], dict[str, Any]]) -> Callable[[Task], dict]:

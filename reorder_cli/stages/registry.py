@@ -8,10 +8,10 @@ from __future__ import annotations
 from reorder_cli.stages.keys import KEYS
 from reorder_cli.stages.order import LAYOUT, PLACE, SORT, SPLIT
 from reorder_cli.stages.record import Stage
-from reorder_cli.stages.rewrite import GATHER, SCATTER
+from reorder_cli.stages.rewrite import COMBINE, GATHER, SCATTER
 from reorder_cli.util.stage_names import TASK_STAGES
 
-_RECORDS = {s.name: s for s in (KEYS, SPLIT, SORT, PLACE, LAYOUT, SCATTER, GATHER)}
+_RECORDS = {s.name: s for s in (KEYS, SPLIT, SORT, PLACE, LAYOUT, SCATTER, COMBINE, GATHER)}
 
 
 def _in_order() -> dict[str, Stage]:

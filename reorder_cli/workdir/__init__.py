@@ -16,6 +16,7 @@ markers, logs) is read and written on the store itself (:meth:`WorkDir.put`, :me
     order/            the order tasks' outputs: split.json, the sorted key ranges (plan/order_tasks.py)
     plan/             the stored plan (out-of-core runs): arrays and plan.json
     scatter/          one bucket file a scatter task (out-of-core runs)
+    combine/          one bucket file a combine task: K scatter files merged (``combine`` > 1)
     shards/           finished output shards, waiting to be published
     done/             one marker a finished task: ``keys-00000.json``, ``scatter-00003.json``, ...;
                       ``upload-00003.json`` once shard 3 was uploaded to a store and read back intact

@@ -59,6 +59,10 @@ class Paths:
         return self.root / "scatter"
 
     @property
+    def combine(self) -> Path:
+        return self.root / "combine"
+
+    @property
     def shards(self) -> Path:
         return self.root / "shards"
 
@@ -124,6 +128,16 @@ class Paths:
 
     def scatter_schema(self, task: int) -> Path:
         return self.scatter / f"{task:05d}.schema.arrow"
+
+    # the combine tasks' outputs (rewrite/combine.py): the same three files, for K scatter files merged
+    def combine_data(self, task: int) -> Path:
+        return self.combine / f"{task:05d}.arrow"
+
+    def combine_buckets(self, task: int) -> Path:
+        return self.combine / f"{task:05d}.buckets.npy"
+
+    def combine_schema(self, task: int) -> Path:
+        return self.combine / f"{task:05d}.schema.arrow"
 
     def task_args(self) -> list[str]:
         """What ``reorder task`` needs besides the output to find this folder."""
