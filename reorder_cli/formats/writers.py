@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
+from reorder_cli.formats import parquet_stitch
 from reorder_cli.util import store
 from reorder_cli.util.atomic import commit, temporary
 from reorder_cli.util.hashing import file_sha256
@@ -81,14 +83,24 @@ class ShardRecord:
 
 
 class ShardWriter:
-    """Write one shard; ``finish()`` renames it into place and returns its :class:`ShardRecord` (as a dict)."""
+    """Write one shard; ``finish()`` renames it into place and returns its :class:`ShardRecord` (as a dict).
+
+    A Parquet shard's row groups (one a ``write_table``) are encoded on the encoding threads
+    (:mod:`parquet_stitch`), up to ``ENCODING_AHEAD`` at once, and written in order: the bytes are
+    those of one ``pq.ParquetWriter`` given the same tables. Should the stitch not apply to the first
+    row group (a footer the codec does not give back), the shard is written serially instead."""
+
+    ENCODING_AHEAD = 2  # row groups encoding at once a shard (each holds its table till written)
 
     def __init__(self, path: Path, fmt: str, level: int, schema: pa.Schema | None = None):
         self.path, self.fmt = path, fmt
         self.tmp = temporary(path)
         self._file = _HashingFile(self.tmp)  # hashed as written: no second read of the shard
+        self._pq = None
         if fmt == "parquet":
-            self._pq = pq.ParquetWriter(self._file, schema, compression="zstd", compression_level=level)
+            self._schema, self._properties = schema, {"compression": "zstd", "compression_level": level}
+            self._pending: deque = deque()  # (table, future of its Part), in order
+            self._stitch: parquet_stitch.Stitcher | None = parquet_stitch.Stitcher(self._file)
         else:
             self._zstd = zstandard.ZstdCompressor(level=level).stream_writer(self._file, closefd=False) \
                 if fmt == "jsonl.zst" else None
@@ -97,12 +109,50 @@ class ShardWriter:
         (self._zstd or self._file).write(data)
 
     def write_table(self, table: pa.Table) -> None:
+        if self._stitch is None:
+            self._serial(table)
+            return
+        future = parquet_stitch.pool().submit(parquet_stitch.encode_part, table, self._schema, **self._properties)
+        self._pending.append((table, future))
+        while len(self._pending) >= self.ENCODING_AHEAD:
+            self._write_oldest()
+
+    def _write_oldest(self) -> None:
+        table, future = self._pending.popleft()
+        try:
+            part = future.result()
+        except parquet_stitch.StitchError:
+            if self._stitch is None or self._stitch.first is not None:
+                raise
+            self._stitch = None  # nothing written yet: this and every later table serially
+            self._serial(table)
+            while self._pending:
+                self._serial(self._pending.popleft()[0])
+            return
+        if self._stitch is None:  # an earlier part fell back: the rest are written serially too
+            self._serial(table)
+        else:
+            self._stitch.add(part)
+
+    def _serial(self, table: pa.Table) -> None:
+        if self._pq is None:
+            self._pq = pq.ParquetWriter(self._file, self._schema, **self._properties)
         self._pq.write_table(table, row_group_size=max(1, table.num_rows))
+
+    def _close_parquet(self) -> None:
+        while self._pending:
+            self._write_oldest()
+        if self._stitch is not None and self._stitch.first is not None:
+            self._stitch.finish()
+        else:  # no row group (an empty shard), or written serially
+            if self._pq is None:
+                self._pq = pq.ParquetWriter(self._file, self._schema, **self._properties)
+            self._pq.close()
 
     def finish(self, index: int, first: int, rows: int) -> dict:
         """Close the shard ``index`` (positions [first, first + rows)) and move it into place."""
         if self.fmt == "parquet":
-            self._pq.close()
+            self._close_parquet()
         elif self._zstd is not None:
             self._zstd.close()
         self._file.close()
@@ -113,7 +163,14 @@ class ShardWriter:
     def abort(self) -> None:
         try:
             if self.fmt == "parquet":
-                self._pq.close()
+                for _, future in self._pending:  # no encoding thread holds a table after this
+                    future.cancel()
+                for _, future in self._pending:
+                    if not future.cancelled():
+                        future.exception()
+                self._pending.clear()
+                if self._pq is not None:
+                    self._pq.close()
             self._file.close()
         except Exception:  # noqa: BLE001 - best effort before removing the partial file
             pass
