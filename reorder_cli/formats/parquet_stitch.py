@@ -233,7 +233,7 @@ def encode_part(table: pa.Table, schema: pa.Schema, **properties) -> Part:
 def _shift_row_group(group: list, shift: int, ordinal: int) -> list:
     out = []
     for fid, t, v in group:
-        if fid == _RG_FILE_OFFSET:
+        if fid == _RG_FILE_OFFSET and v:  # 0: no offset (an empty row group), kept as the writer has it
             v = v + shift
         elif fid == _RG_ORDINAL:
             if ordinal > 0x7FFF:
@@ -250,14 +250,14 @@ def _shift_chunk(chunk: list, shift: int) -> list:
     for fid, t, v in chunk:
         if fid in (_CC_OFFSET_INDEX, _CC_COLUMN_INDEX) or fid > _CC_COLUMN_INDEX:
             raise StitchError("page indexes or encrypted columns are not stitched")
-        if fid == _CC_FILE_OFFSET and v:  # Arrow writes 0 here (deprecated in the format): kept
+        if fid == _CC_FILE_OFFSET and v:  # Arrow writes 0 (the field is deprecated): kept
             v = v + shift
         elif fid == _CC_META:
             meta = []
             for mfid, mt, mv in v:
                 if mfid == _CMD_BLOOM:
                     raise StitchError("bloom filters are not stitched")
-                if mfid in (_CMD_DATA_PAGE, _CMD_INDEX_PAGE, _CMD_DICT_PAGE):
+                if mfid in (_CMD_DATA_PAGE, _CMD_INDEX_PAGE, _CMD_DICT_PAGE) and mv:  # 0: no page (no rows)
                     mv = mv + shift
                 meta.append([mfid, mt, mv])
             v = meta

@@ -1,0 +1,150 @@
+"""Parquet shards' row groups encoded in parallel and stitched (``formats/parquet_stitch.py``): the bytes
+are those of one serial ``pq.ParquetWriter`` given the same tables, for flat, wide and nested columns,
+any batch sizes, an empty shard; the digest is the file's sha256; a failing batch leaves no file; a
+footer the codec cannot give back falls back to the serial writer. Negative controls: offsets not
+shifted, or a part's bytes changed, give other bytes (the comparison can fail)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from reorder_cli.formats import parquet_stitch
+from reorder_cli.formats.writers import ShardWriter
+
+PROPS = {"compression": "zstd", "compression_level": 3}
+
+
+def _flat(rows: int, start: int = 0) -> pa.Table:
+    r = range(start, start + rows)
+    return pa.table({
+        "id": pa.array([f"doc-{i}" for i in r], pa.large_string()),
+        "text": pa.array([("word " * (i % 37)) or None for i in r], pa.large_string()),
+        "score": pa.array([i * 0.37 if i % 11 else None for i in r], pa.float64()),
+        **{f"int_{k}": pa.array([(i * (k + 3)) % (1 << (k + 3)) for i in r], t)
+           for k, t in enumerate([pa.int8(), pa.int16(), pa.int32(), pa.int64()])},
+        "flag": pa.array([i % 3 == 0 for i in r], pa.bool_()),
+        "f32": pa.array([float(i) / 7 for i in r], pa.float32()),
+    })
+
+
+NESTED_TYPE = pa.struct([
+    ("score", pa.float64()),
+    ("source", pa.struct([("url", pa.string()), ("dump", pa.int32())])),
+    ("tags", pa.list_(pa.string())),
+    ("spans", pa.list_(pa.struct([("start", pa.int64()), ("label", pa.string())]))),
+])
+
+
+def _nested(rows: int, start: int = 0) -> pa.Table:
+    meta = [None if i % 13 == 5 else {
+        "score": i / 3,
+        "source": None if i % 7 == 0 else {"url": f"https://x/{i}", "dump": i % 5},
+        "tags": [f"t{j}" for j in range(i % 4)] if i % 6 else None,
+        "spans": [{"start": j, "label": None if j % 2 else f"l{j}"} for j in range(i % 3)],
+    } for i in range(start, start + rows)]
+    return pa.table({"id": pa.array([str(i) for i in range(start, start + rows)], pa.string()),
+                     "metadata": pa.array(meta, NESTED_TYPE)})
+
+
+def _serial(tables: list[pa.Table], schema: pa.Schema) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pq.ParquetWriter(sink, schema, **PROPS) as writer:
+        for table in tables:
+            writer.write_table(table, row_group_size=max(1, table.num_rows))
+    return sink.getvalue().to_pybytes()
+
+
+def _stitched(tables: list[pa.Table], schema: pa.Schema) -> bytes:
+    out = io.BytesIO()
+    stitch = parquet_stitch.Stitcher(out)
+    for table in tables:
+        stitch.add(parquet_stitch.encode_part(table, schema, **PROPS))
+    stitch.finish()
+    return out.getvalue()
+
+
+def _batches(make, sizes: list[int]) -> list[pa.Table]:
+    out, start = [], 0
+    for n in sizes:
+        out.append(make(n, start))
+        start += n
+    return out
+
+
+@pytest.mark.parametrize("make", [_flat, _nested], ids=["flat", "nested"])
+@pytest.mark.parametrize("sizes", [[500], [1000, 3000, 7], [1, 1, 1], [20] * 20, [300, 0, 300]])
+def test_stitched_bytes_are_the_serial_writers(make, sizes):
+    tables = _batches(make, sizes)
+    expected = _serial(tables, tables[0].schema)
+    assert _stitched(tables, tables[0].schema) == expected
+    assert pq.read_table(io.BytesIO(expected)).equals(pa.concat_tables(tables))
+
+
+def test_many_columns_and_row_groups():  # lists of more than 14 elements in the footer (long list headers)
+    wide = pa.table({f"c{k}": pa.array(range(k, k + 400), pa.int64()) for k in range(40)})
+    tables = [wide.slice(i, 20) for i in range(0, 400, 20)]
+    assert _stitched(tables, wide.schema) == _serial(tables, wide.schema)
+
+
+def test_footer_round_trips_through_the_codec():
+    data = _serial(_batches(_nested, [100, 50]), _nested(1).schema)
+    size = int.from_bytes(data[-8:-4], "little")
+    footer = data[len(data) - 8 - size : -8]
+    assert parquet_stitch.encode(parquet_stitch.decode(footer)) == footer
+
+
+def test_negative_controls_offsets_and_bytes(monkeypatch):
+    tables = _batches(_flat, [400, 400])
+    expected = _serial(tables, tables[0].schema)
+    with monkeypatch.context() as m:  # offsets left as in each part's own file
+        m.setattr(parquet_stitch, "_shift_row_group", lambda group, shift, ordinal: group)
+        assert _stitched(tables, tables[0].schema) != expected
+    other = _batches(_flat, [400, 400])
+    other[1] = _flat(400, 401)  # one row's values differ
+    assert _stitched(other, tables[0].schema) != expected
+
+
+def _shard(tmp_path, tables, schema, name="00000.parquet") -> tuple[dict, bytes]:
+    writer = ShardWriter(tmp_path / name, "parquet", 3, schema)
+    try:
+        for table in tables:
+            writer.write_table(table)
+        record = writer.finish(0, 0, sum(t.num_rows for t in tables))
+    except BaseException:
+        writer.abort()
+        raise
+    return record, (tmp_path / name).read_bytes()
+
+
+@pytest.mark.parametrize("sizes", [[700, 900, 5, 300], [], [1]])
+def test_shard_writer_bytes_and_digest(tmp_path, sizes):
+    tables = _batches(_nested, sizes) if sizes else []
+    schema = _nested(1).schema
+    record, data = _shard(tmp_path, tables, schema)
+    assert data == _serial(tables, schema)
+    assert record["sha256"] == hashlib.sha256(data).hexdigest() and record["bytes"] == len(data)
+    assert [p.name for p in tmp_path.iterdir()] == ["00000.parquet"]  # no temporary left
+
+
+def test_a_failing_batch_aborts_and_leaves_no_file(tmp_path):
+    schema = _flat(1).schema
+    bad = _flat(50).drop_columns(["score"])  # does not fit the schema: its encoding fails
+    with pytest.raises((pa.ArrowException, ValueError)):
+        _shard(tmp_path, [_flat(100), bad, _flat(100, 150)], schema)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_footer_the_codec_cannot_give_back_falls_back_to_the_serial_writer(tmp_path, monkeypatch):
+    def refuse(data):
+        raise parquet_stitch.StitchError("no")
+
+    monkeypatch.setattr(parquet_stitch, "Part", refuse)
+    tables = _batches(_flat, [300, 200, 100])
+    record, data = _shard(tmp_path, tables, tables[0].schema)
+    assert data == _serial(tables, tables[0].schema)
+    assert record["sha256"] == hashlib.sha256(data).hexdigest()
