@@ -148,3 +148,45 @@ def test_a_footer_the_codec_cannot_give_back_falls_back_to_the_serial_writer(tmp
     record, data = _shard(tmp_path, tables, tables[0].schema)
     assert data == _serial(tables, tables[0].schema)
     assert record["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+# ------------------------------------------------------------------ the in-memory path's Arrow read (rewrite/table.py)
+
+
+def _run_hashes(tmp_path, config_file, inputs, name, sets=()) -> dict[str, str]:
+    from .conftest import output_hashes, reorder
+
+    out = tmp_path / name
+    reorder(config_file, inputs, out, method="str", sets=("rewrite=in-memory", *sets))
+    return output_hashes(out)
+
+
+@pytest.mark.parametrize("sets", [(), ("row_group_size=20KB", "shard_size=40KB", "workers=2"),
+                                  ("select.method=top-r", "select.r=0.6")], ids=["one-shard", "shards", "dropped"])
+def test_arrow_read_gives_the_polars_reads_bytes(tmp_path, config_file, parquet_corpus, monkeypatch, sets):
+    """Plain types (strings, numbers, a struct with a null, lists with nulls) read by pyarrow and taken a
+    batch at a time write the bytes of the Polars read (the path of before), shards and manifest alike."""
+    from reorder_cli.rewrite import table
+
+    calls = []
+    read = table._read_arrow
+    monkeypatch.setattr(table, "_read_arrow", lambda *a: calls.append(1) or read(*a))
+    arrow = _run_hashes(tmp_path, config_file, parquet_corpus.files, "arrow", sets)
+    assert calls, "the Arrow read did not run"
+    monkeypatch.setattr(table, "_plain", lambda t: False)
+    polars = _run_hashes(tmp_path, config_file, parquet_corpus.files, "polars", sets)
+    assert arrow == polars and any(n.endswith(".parquet") for n in arrow)
+
+
+def test_arrow_read_refuses_a_string_that_is_not_utf8(tmp_path, config_file):
+    from .conftest import one_line_error, reorder
+
+    text = pa.array([f"t{i}".encode() for i in range(40)], pa.binary()).to_pylist()
+    text[7] = b"bad \xff\xfe"
+    table = pa.table({"id": pa.array([str(i) for i in range(40)]), "score": pa.array([i / 3 for i in range(40)]),
+                      "text": pa.array(text, pa.binary()).view(pa.string())})
+    (tmp_path / "in").mkdir()
+    pq.write_table(table, tmp_path / "in" / "bad.parquet", row_group_size=16)
+    msg = one_line_error(reorder(config_file, [tmp_path / "in" / "bad.parquet"], tmp_path / "out", method="str",
+                                 sets=("rewrite=in-memory",), ok=False))
+    assert "bad.parquet" in msg and "row 7" in msg and "UTF-8" in msg, msg
