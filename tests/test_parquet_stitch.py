@@ -150,35 +150,37 @@ def test_a_footer_the_codec_cannot_give_back_falls_back_to_the_serial_writer(tmp
     assert record["sha256"] == hashlib.sha256(data).hexdigest()
 
 
-# ------------------------------------------------------------------ the in-memory path's Arrow read (rewrite/table.py)
+# ------------------------------------------------------------------ the in-memory path (rewrite/table.py)
 
 
 def _run_hashes(tmp_path, config_file, inputs, name, sets=()) -> dict[str, str]:
     from .conftest import output_hashes, reorder
 
     out = tmp_path / name
-    reorder(config_file, inputs, out, method="str", sets=("rewrite=in-memory", *sets))
+    reorder(config_file, inputs, out, method="str", sets=sets)
     return output_hashes(out)
 
 
-@pytest.mark.parametrize("sets", [(), ("row_group_size=20KB", "shard_size=40KB", "workers=2"),
-                                  ("select.method=top-r", "select.r=0.6")], ids=["one-shard", "shards", "dropped"])
-def test_arrow_read_gives_the_polars_reads_bytes(tmp_path, config_file, parquet_corpus, monkeypatch, sets):
-    """Plain types (strings, numbers, a struct with a null, lists with nulls) read by pyarrow and taken a
-    batch at a time write the bytes of the Polars read (the path of before), shards and manifest alike."""
-    from reorder_cli.rewrite import table
+@pytest.mark.parametrize("sets", [("workers=1",), ("row_group_size=20KB", "shard_size=40KB", "workers=2"),
+                                  ("row_group_size=20KB", "rewrite=out-of-core", "workers=2")],
+                         ids=["one-shard", "shards", "out-of-core"])
+def test_runs_write_the_serial_writers_bytes(tmp_path, config_file, parquet_corpus, monkeypatch, sets):
+    """A run's shards and manifest, stitched, with 1 to 3 row groups encoding at once, are the bytes of
+    the serial writer (every part refused: the code of before)."""
+    runs = []
+    for ahead in (1, 2, 3):
+        monkeypatch.setattr(ShardWriter, "ENCODING_AHEAD", ahead)
+        runs.append(_run_hashes(tmp_path, config_file, parquet_corpus.files, f"ahead{ahead}", sets))
 
-    calls = []
-    read = table._read_arrow
-    monkeypatch.setattr(table, "_read_arrow", lambda *a: calls.append(1) or read(*a))
-    arrow = _run_hashes(tmp_path, config_file, parquet_corpus.files, "arrow", sets)
-    assert calls, "the Arrow read did not run"
-    monkeypatch.setattr(table, "_plain", lambda t: False)
-    polars = _run_hashes(tmp_path, config_file, parquet_corpus.files, "polars", sets)
-    assert arrow == polars and any(n.endswith(".parquet") for n in arrow)
+    def refuse(data):
+        raise parquet_stitch.StitchError("no")
+
+    monkeypatch.setattr(parquet_stitch, "Part", refuse)
+    serial = _run_hashes(tmp_path, config_file, parquet_corpus.files, "serial", sets)
+    assert all(run == serial for run in runs) and any(n.endswith(".parquet") for n in serial)
 
 
-def test_arrow_read_refuses_a_string_that_is_not_utf8(tmp_path, config_file):
+def test_in_memory_path_refuses_a_string_that_is_not_utf8(tmp_path, config_file):
     from .conftest import one_line_error, reorder
 
     text = pa.array([f"t{i}".encode() for i in range(40)], pa.binary()).to_pylist()

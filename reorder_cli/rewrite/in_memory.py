@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from reorder_cli.config import RunConfig
-from reorder_cli.formats import jsonl
+from reorder_cli.formats import jsonl, parquet
 from reorder_cli.formats.writers import ShardWriter, shard_name
 from reorder_cli.plan.build import Plan
 from reorder_cli.plan.layout import shard_batches
@@ -87,7 +87,7 @@ def write_shards(plan: Plan, cfg: RunConfig, folder: Path, advance: Callable[[in
         arrow_schema = table.schema
 
         def prepare(positions: np.ndarray) -> pa.Table:
-            return table.batch(plan, positions)
+            return parquet.to_arrow(table.rows_at(plan, positions), arrow_schema)
     else:
         arrow_schema, prepare = None, LineGather(plan).bytes_at
 

@@ -7,23 +7,15 @@ read, so a dropped row can neither break the conversion nor shape the schema.
 - JSONL records are converted by ``shards.json_rows``, all files at once, so the
   inferred schema covers every record; every value must fit its column exactly.
 - Mixed inputs use the Parquet schema; a JSONL field it lacks is an error.
-
-Parquet inputs whose columns are all of plain types (numbers, booleans, strings, binary, and
-structs and lists of them) are read by pyarrow straight into Arrow columns of the output schema,
-checked as Polars checks them (strings must be UTF-8), and a write batch is an Arrow ``take`` of
-them: the same values as Polars' rows converted to Arrow, without a conversion a batch (which
-costs most on nested and wide tables). Other types keep the Polars read.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats import json_rows, jsonl, parquet
@@ -33,68 +25,16 @@ from reorder_cli.util import store
 
 @dataclass
 class OutputTable:
-    frame: pl.DataFrame | None  # the written rows, in global input order (None: read as ``arrow``)
+    frame: pl.DataFrame  # the written rows, in global input order
     schema: pa.Schema  # the Arrow schema of the output files
     index: np.ndarray | None  # global input row -> row of ``frame`` (None: the same)
-    arrow: pa.Table | None = None  # every input row, one chunk a column, of ``schema`` (plain Parquet inputs)
 
     def rows_at(self, plan: Plan, positions: np.ndarray) -> pl.DataFrame:
         rows = plan.order[positions]
         return self.frame[rows if self.index is None else self.index[rows]]
 
-    def batch(self, plan: Plan, positions: np.ndarray) -> pa.Table:
-        """The rows at output ``positions`` as one-chunk Arrow columns of the output schema."""
-        if self.arrow is not None:
-            return self.arrow.take(pa.array(plan.order[positions])).combine_chunks()
-        return parquet.to_arrow(self.rows_at(plan, positions), self.schema)
-
 
 def build(plan: Plan) -> OutputTable:
-    is_pq = [f.format == "parquet" for f in plan.files]
-    if all(is_pq) and plan.sources:
-        schema = _parquet_schema(plan.sources)
-        if schema is not None and all(_plain(f.type) for f in schema):
-            return OutputTable(None, schema, None, _read_arrow([s.inp for s in plan.sources], schema))
-    return _build_polars(plan)
-
-
-def _plain(t: pa.DataType) -> bool:
-    """Whether Arrow's and Polars' reads of a Parquet column of type ``t`` hold the same values."""
-    if pa.types.is_integer(t) or pa.types.is_boolean(t) or t in (pa.float32(), pa.float64()):
-        return True
-    if t in (pa.string(), pa.large_string(), pa.binary(), pa.large_binary()):
-        return True
-    if pa.types.is_struct(t):
-        return all(_plain(f.type) for f in t)
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
-        return _plain(t.value_type)
-    return False
-
-
-def _read_arrow(inputs: list, schema: pa.Schema) -> pa.Table:
-    """Every row of ``inputs`` as one-chunk columns of ``schema``; a one-line error naming the file
-    and row of a value Polars would refuse (a string that is not UTF-8)."""
-
-    def one(inp) -> pa.Table:
-        try:
-            table = pq.read_table(store.source(inp.path), schema=schema)
-            table.validate(full=True)
-            return table
-        except (OSError, pa.ArrowException) as exc:
-            parquet.check_readable(inp)  # the error path: name the file and the row at fault
-            raise ReorderError(f"{inp.path}: cannot read: {str(exc).splitlines()[0]}") from None
-
-    with ThreadPoolExecutor(2) as pool:
-        tables = list(pool.map(one, inputs))
-    table = pa.concat_tables(tables)
-    del tables
-    for i in range(table.num_columns):  # one column at a time: at most one column held twice
-        if table.column(i).num_chunks != 1:
-            table = table.set_column(i, schema.field(i), table.column(i).combine_chunks())
-    return table
-
-
-def _build_polars(plan: Plan) -> OutputTable:
     kept = np.zeros(plan.input_rows, dtype=bool)
     kept[plan.order] = True
     local_kept = [
@@ -161,8 +101,8 @@ def _parse_jsonl(sources: list[tuple[jsonl.JsonlSource, np.ndarray, object]],
 def _assemble(plan: Plan, is_pq: list[bool], local_kept: list[np.ndarray], js, js_frame) -> pl.DataFrame:
     """Concatenate the kept rows of every source, in input order."""
     parts, js_offset = [], 0
-    for source, rows, is_parquet in zip(plan.sources, local_kept, is_pq, strict=True):
-        if is_parquet:
+    for source, rows, pq in zip(plan.sources, local_kept, is_pq, strict=True):
+        if pq:
             frame = source.frame()
             parts.append(frame if len(rows) == source.rows else frame[rows])
         else:
