@@ -109,8 +109,8 @@ def test_negative_controls_offsets_and_bytes(monkeypatch):
     assert _stitched(other, tables[0].schema) != expected
 
 
-def _shard(tmp_path, tables, schema, name="00000.parquet") -> tuple[dict, bytes]:
-    writer = ShardWriter(tmp_path / name, "parquet", 3, schema)
+def _shard(tmp_path, tables, schema, name="00000.parquet", ahead=2) -> tuple[dict, bytes]:
+    writer = ShardWriter(tmp_path / name, "parquet", 3, schema, ahead)
     try:
         for table in tables:
             writer.write_table(table)
@@ -121,14 +121,24 @@ def _shard(tmp_path, tables, schema, name="00000.parquet") -> tuple[dict, bytes]
     return record, (tmp_path / name).read_bytes()
 
 
+@pytest.mark.parametrize("ahead", [1, 2, 4])
 @pytest.mark.parametrize("sizes", [[700, 900, 5, 300], [], [1]])
-def test_shard_writer_bytes_and_digest(tmp_path, sizes):
+def test_shard_writer_bytes_and_digest(tmp_path, sizes, ahead):
     tables = _batches(_nested, sizes) if sizes else []
     schema = _nested(1).schema
-    record, data = _shard(tmp_path, tables, schema)
+    record, data = _shard(tmp_path, tables, schema, ahead=ahead)
     assert data == _serial(tables, schema)
     assert record["sha256"] == hashlib.sha256(data).hexdigest() and record["bytes"] == len(data)
     assert [p.name for p in tmp_path.iterdir()] == ["00000.parquet"]  # no temporary left
+
+
+def test_encoding_ahead():
+    from reorder_cli.formats import writers
+
+    cores = writers.os.cpu_count() or 1
+    assert writers.encoding_ahead(1, 1) == 1  # the budget allowed one worker: one batch at a time
+    assert writers.encoding_ahead(2, 1) == min(2, cores)  # one shard, two workers allowed: both encode it
+    assert writers.encoding_ahead(2, 8) == 1  # shards fill the workers already
 
 
 def test_a_failing_batch_aborts_and_leaves_no_file(tmp_path):
@@ -167,9 +177,11 @@ def _run_hashes(tmp_path, config_file, inputs, name, sets=()) -> dict[str, str]:
 def test_runs_write_the_serial_writers_bytes(tmp_path, config_file, parquet_corpus, monkeypatch, sets):
     """A run's shards and manifest, stitched, with 1 to 3 row groups encoding at once, are the bytes of
     the serial writer (every part refused: the code of before)."""
+    from reorder_cli.rewrite import in_memory
+
     runs = []
     for ahead in (1, 2, 3):
-        monkeypatch.setattr(ShardWriter, "ENCODING_AHEAD", ahead)
+        monkeypatch.setattr(in_memory, "encoding_ahead", lambda workers, shards, n=ahead: n)
         runs.append(_run_hashes(tmp_path, config_file, parquet_corpus.files, f"ahead{ahead}", sets))
 
     def refuse(data):

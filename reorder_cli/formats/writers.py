@@ -4,6 +4,7 @@ so a shard file either exists complete or not at all."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -82,18 +83,25 @@ class ShardRecord:
         return asdict(self)
 
 
+def encoding_ahead(workers: int, shards: int) -> int:
+    """Row groups a shard encodes at once when ``shards`` shards are written ``workers`` at a time: the
+    cores the workers may use that the shards being written leave idle (one shard on two cores: 2).
+    Never more than the workers the memory budget allowed, as each holds a write batch."""
+    busy = max(1, min(workers, shards))
+    return max(1, min(workers, os.cpu_count() or 1) // busy)
+
+
 class ShardWriter:
     """Write one shard; ``finish()`` renames it into place and returns its :class:`ShardRecord` (as a dict).
 
     A Parquet shard's row groups (one a ``write_table``) are encoded on the encoding threads
-    (:mod:`parquet_stitch`), up to ``ENCODING_AHEAD`` at once, and written in order: the bytes are
-    those of one ``pq.ParquetWriter`` given the same tables. Should the stitch not apply to the first
-    row group (a footer the codec does not give back), the shard is written serially instead."""
+    (:mod:`parquet_stitch`), up to ``ahead`` at once (each holds its table till written; see
+    :func:`encoding_ahead`), and written in order: the bytes are those of one ``pq.ParquetWriter``
+    given the same tables, whatever ``ahead``. Should the stitch not apply to the first row group (a
+    footer the codec does not give back), the shard is written serially instead."""
 
-    ENCODING_AHEAD = 2  # row groups encoding at once a shard (each holds its table till written)
-
-    def __init__(self, path: Path, fmt: str, level: int, schema: pa.Schema | None = None):
-        self.path, self.fmt = path, fmt
+    def __init__(self, path: Path, fmt: str, level: int, schema: pa.Schema | None = None, ahead: int = 1):
+        self.path, self.fmt, self._ahead = path, fmt, max(1, ahead)
         self.tmp = temporary(path)
         self._file = _HashingFile(self.tmp)  # hashed as written: no second read of the shard
         self._pq = None
@@ -114,7 +122,7 @@ class ShardWriter:
             return
         future = parquet_stitch.pool().submit(parquet_stitch.encode_part, table, self._schema, **self._properties)
         self._pending.append((table, future))
-        while len(self._pending) >= self.ENCODING_AHEAD:
+        while len(self._pending) >= self._ahead:
             self._write_oldest()
 
     def _write_oldest(self) -> None:
