@@ -204,3 +204,21 @@ def test_in_memory_path_refuses_a_string_that_is_not_utf8(tmp_path, config_file)
     msg = one_line_error(reorder(config_file, [tmp_path / "in" / "bad.parquet"], tmp_path / "out", method="str",
                                  sets=("rewrite=in-memory",), ok=False))
     assert "bad.parquet" in msg and "row 7" in msg and "UTF-8" in msg, msg
+
+
+def test_shard_bytes_samples_encoded_at_once_give_the_loops_ratio(parquet_corpus, jsonl_corpus, monkeypatch):
+    """plan/shard_bytes.py encodes its samples on the encoding threads: the ratio (and so the cut points)
+    is the one of a loop over the files in order."""
+    from reorder_cli.formats.discover import InputFile
+    from reorder_cli.plan import shard_bytes
+
+    files = [InputFile(p, "parquet", None, p.stat().st_size) for p in parquet_corpus.files]
+    files += [InputFile(p, "jsonl", None, p.stat().st_size) for p in jsonl_corpus.files]
+    threaded = [shard_bytes.compression_ratio(files, fmt, 3) for fmt in ("parquet", "jsonl.zst")]
+
+    class Loop:
+        map = staticmethod(lambda fn, items: [fn(i) for i in items])
+
+    monkeypatch.setattr(parquet_stitch, "pool", lambda: Loop)
+    assert threaded == [shard_bytes.compression_ratio(files, fmt, 3) for fmt in ("parquet", "jsonl.zst")]
+    assert all(r != 1.0 for r in threaded)
