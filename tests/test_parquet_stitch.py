@@ -222,3 +222,36 @@ def test_shard_bytes_samples_encoded_at_once_give_the_loops_ratio(parquet_corpus
     monkeypatch.setattr(parquet_stitch, "pool", lambda: Loop)
     assert threaded == [shard_bytes.compression_ratio(files, fmt, 3) for fmt in ("parquet", "jsonl.zst")]
     assert all(r != 1.0 for r in threaded)
+
+
+@pytest.mark.parametrize("make", [_flat, _nested], ids=["flat", "nested"])
+@pytest.mark.parametrize("n", [2, 3, 20])
+def test_row_groups_encoded_in_runs_of_columns(tmp_path, monkeypatch, make, n):
+    """A row group cut into runs of columns, encoded apart and joined, is the serial writer's bytes."""
+    tables = _batches(make, [900, 400, 1])
+    schema = tables[0].schema
+    groups = parquet_stitch.column_groups(tables[0], n)
+    assert [i for g in groups for i in g] == list(range(schema.__len__())) and all(groups)
+    head = parquet_stitch.encode_part(tables[0].slice(0, 0), schema, **PROPS)
+    out = io.BytesIO()
+    stitch = parquet_stitch.Stitcher(out)
+    for table in tables:
+        parts = [parquet_stitch.encode_columns(table, schema, g, **PROPS) for g in groups]
+        stitch.add(parquet_stitch.join_columns(head, parts))
+    stitch.finish()
+    assert out.getvalue() == _serial(tables, schema)
+    monkeypatch.setattr(ShardWriter, "SPLIT_BYTES", 0)  # and through the shard writer
+    assert _shard(tmp_path, tables, schema, ahead=n)[1] == _serial(tables, schema)
+
+
+def test_runs_of_columns_negative_control():
+    tables = _batches(_flat, [500])
+    schema = tables[0].schema
+    head = parquet_stitch.encode_part(tables[0].slice(0, 0), schema, **PROPS)
+    groups = parquet_stitch.column_groups(tables[0], 2)
+    parts = [parquet_stitch.encode_columns(tables[0], schema, g, **PROPS) for g in groups]
+    out = io.BytesIO()
+    stitch = parquet_stitch.Stitcher(out)
+    stitch.add(parquet_stitch.join_columns(head, parts[::-1]))  # runs in the wrong order
+    stitch.finish()
+    assert out.getvalue() != _serial(tables, schema)

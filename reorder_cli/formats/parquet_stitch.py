@@ -215,8 +215,9 @@ class Part:
         self.meta = decode(footer)
         if encode(self.meta) != footer:  # the codec must give back the writer's very bytes
             raise StitchError("the footer does not round-trip through the Thrift codec")
-        self.body = view[4 : len(view) - 8 - size]
-        self._data = data  # keeps the buffer alive for ``body``
+        self.bodies = [view[4 : len(view) - 8 - size]]
+        self.size = len(self.bodies[0])
+        self._data = data  # keeps the buffer alive for ``bodies``
         groups = _field(self.meta, _FMD_ROW_GROUPS)
         self.row_groups = groups[2][1] if groups else []
         self.common = encode([f for f in self.meta if f[0] not in (_FMD_NUM_ROWS, _FMD_ROW_GROUPS)])
@@ -228,6 +229,64 @@ def encode_part(table: pa.Table, schema: pa.Schema, **properties) -> Part:
     with pq.ParquetWriter(sink, schema, **properties) as writer:
         writer.write_table(table, row_group_size=max(1, table.num_rows))
     return Part(sink.getvalue())
+
+
+# A row group's column chunks follow one another and hold no offsets either: a row group can be encoded
+# as several parts of contiguous columns at once, and joined (:func:`join_columns`).
+
+
+def column_groups(table: pa.Table, n: int) -> list[list[int]]:
+    """The columns of ``table`` cut into at most ``n`` runs of contiguous columns of about equal bytes."""
+    sizes = [max(1, c.nbytes) for c in table.columns]
+    total, groups, current, done = sum(sizes), [], [], 0
+    for i, size in enumerate(sizes):
+        current.append(i)
+        done += size
+        if len(groups) < n - 1 and done >= total * (len(groups) + 1) / n and i < len(sizes) - 1:
+            groups.append(current)
+            current = []
+    return [*groups, current] if current else groups
+
+
+def encode_columns(table: pa.Table, schema: pa.Schema, columns: list[int], **properties) -> Part:
+    """The ``columns`` of ``table`` alone as one row group (a part of it for :func:`join_columns`)."""
+    return encode_part(table.select(columns), pa.schema([schema.field(i) for i in columns]), **properties)
+
+
+def join_columns(head: Part, parts: list[Part]) -> Part:
+    """One row group's parts (runs of its columns, in order) as the part encoding it whole would give:
+    ``head`` (the schema written with no rows) gives the file's metadata beyond the row groups."""
+    groups = [p.row_groups for p in parts]
+    if any(len(g) != 1 for g in groups):
+        raise StitchError("a column part holds other than one row group")
+    first = groups[0][0]
+    rows = _field(first, 3)
+    chunks, shift, sums = [], 0, {2: 0, 6: 0}
+    for part, (group,) in zip(parts, groups, strict=True):
+        if _field(group, 3) != rows or [f[0] for f in group] != [f[0] for f in first]:
+            raise StitchError("the column parts' row groups differ")
+        chunks += [_shift_chunk(c, shift) for c in _field(group, _RG_COLUMNS)[2][1]]
+        for fid in sums:
+            sums[fid] += _field(group, fid)[2]
+        shift += part.size
+    joined = []
+    for fid, t, v in first:
+        if fid == _RG_COLUMNS:
+            v = (v[0], chunks)
+        elif fid in sums:
+            v = sums[fid]
+        elif fid not in (3, _RG_FILE_OFFSET) and any(_field(g[0], fid) != [fid, t, v] for g in groups[1:]):
+            raise StitchError(f"the column parts' row groups differ in field {fid}")
+        joined.append([fid, t, v])
+    out = Part.__new__(Part)
+    out.bodies = [b for p in parts for b in p.bodies]
+    out.size = shift
+    out._data = [p._data for p in parts]
+    out.row_groups = [joined]
+    out.meta = [[fid, t, rows[2] if fid == _FMD_NUM_ROWS else (v[0], [joined]) if fid == _FMD_ROW_GROUPS else v]
+                for fid, t, v in head.meta]
+    out.common = head.common
+    return out
 
 
 def _shift_row_group(group: list, shift: int, ordinal: int) -> list:
@@ -286,8 +345,9 @@ class Stitcher:
         for group in part.row_groups:
             self.groups.append(_shift_row_group(group, shift, len(self.groups)))
         self.rows += _field(part.meta, _FMD_NUM_ROWS)[2]
-        self.sink.write(part.body)
-        self.pos += len(part.body)
+        for body in part.bodies:
+            self.sink.write(body)
+        self.pos += part.size
 
     def finish(self) -> None:
         meta = []

@@ -98,7 +98,11 @@ class ShardWriter:
     (:mod:`parquet_stitch`), up to ``ahead`` at once (each holds its table till written; see
     :func:`encoding_ahead`), and written in order: the bytes are those of one ``pq.ParquetWriter``
     given the same tables, whatever ``ahead``. Should the stitch not apply to the first row group (a
-    footer the codec does not give back), the shard is written serially instead."""
+    footer the codec does not give back), the shard is written serially instead. With ``ahead`` above 1
+    a large row group is also cut into ``ahead`` runs of columns encoded at once (a shard of one or two
+    row groups, as a 200k-row shard of 40 columns is, uses both cores too)."""
+
+    SPLIT_BYTES = 4 << 20  # a row group of this many Arrow bytes or more is encoded in runs of columns at once
 
     def __init__(self, path: Path, fmt: str, level: int, schema: pa.Schema | None = None, ahead: int = 1):
         self.path, self.fmt, self._ahead = path, fmt, max(1, ahead)
@@ -107,7 +111,8 @@ class ShardWriter:
         self._pq = None
         if fmt == "parquet":
             self._schema, self._properties = schema, {"compression": "zstd", "compression_level": level}
-            self._pending: deque = deque()  # (table, future of its Part), in order
+            self._pending: deque = deque()  # (table, its encoding futures, their Part), in order
+            self._head = None  # the future of the schema written with no rows (for joined column runs)
             self._stitch: parquet_stitch.Stitcher | None = parquet_stitch.Stitcher(self._file)
         else:
             self._zstd = zstandard.ZstdCompressor(level=level).stream_writer(self._file, closefd=False) \
@@ -120,15 +125,28 @@ class ShardWriter:
         if self._stitch is None:
             self._serial(table)
             return
-        future = parquet_stitch.pool().submit(parquet_stitch.encode_part, table, self._schema, **self._properties)
-        self._pending.append((table, future))
+        pool, props = parquet_stitch.pool(), self._properties
+        groups = parquet_stitch.column_groups(table, self._ahead) \
+            if self._ahead > 1 and table.num_rows and table.nbytes >= self.SPLIT_BYTES else []
+        if len(groups) > 1:  # the row group's columns in runs, encoded at once, joined when written
+            if self._head is None:
+                self._head = pool.submit(parquet_stitch.encode_part, table.slice(0, 0), self._schema, **props)
+            head = self._head
+            futures = [pool.submit(parquet_stitch.encode_columns, table, self._schema, g, **props) for g in groups]
+
+            def resolve() -> parquet_stitch.Part:
+                return parquet_stitch.join_columns(head.result(), [f.result() for f in futures])
+        else:
+            futures = [pool.submit(parquet_stitch.encode_part, table, self._schema, **props)]
+            resolve = futures[0].result
+        self._pending.append((table, futures, resolve))
         while len(self._pending) >= self._ahead:
             self._write_oldest()
 
     def _write_oldest(self) -> None:
-        table, future = self._pending.popleft()
+        table, _, resolve = self._pending.popleft()
         try:
-            part = future.result()
+            part = resolve()
         except parquet_stitch.StitchError:
             if self._stitch is None or self._stitch.first is not None:
                 raise
@@ -171,9 +189,10 @@ class ShardWriter:
     def abort(self) -> None:
         try:
             if self.fmt == "parquet":
-                for _, future in self._pending:  # no encoding thread holds a table after this
+                futures = [f for _, fs, _ in self._pending for f in fs]
+                for future in futures:  # no encoding thread holds a table after this
                     future.cancel()
-                for _, future in self._pending:
+                for future in futures:
                     if not future.cancelled():
                         future.exception()
                 self._pending.clear()
