@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import zstandard
 
 from reorder_cli.config import RunConfig
+from reorder_cli.formats import parquet_stitch
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.formats.writers import COMPRESSION
 from reorder_cli.util import store
@@ -47,17 +48,24 @@ def compression_ratio(files: list[InputFile], fmt: str, level: int,
     if all(f.format == "jsonl" for f in files) and COMPRESSION[fmt] is None:
         return 1.0  # lines are copied as they are: the sizes are the bytes
     picks = sorted({int(i) for i in np.linspace(0, len(files) - 1, min(SAMPLE_FILES, len(files)))})
-    encoded = units = 0
-    for i in picks:
+
+    def measured(i: int) -> tuple[int, int] | None:
         sample = _sample(files[i])
         if sample is None:
-            continue
+            return None
         table, lines, size_units = sample
         try:
-            size = _encoded_size(table, lines, fmt, level, _group_rows(table, lines, size_units, row_groups))
+            rows = _group_rows(table, lines, size_units, row_groups)
+            return _encoded_size(table, lines, fmt, level, rows), size_units
         except Exception:  # noqa: BLE001 - an estimate never fails a run: the rewrite reports bad rows
-            continue
-        encoded, units = encoded + size, units + size_units
+            return None
+
+    # the samples are read and encoded on the encoding threads (pyarrow and zstd release the GIL); the
+    # sums are taken in the files' order, so the ratio is the one a loop over them gives
+    encoded = units = 0
+    for got in parquet_stitch.pool().map(measured, picks):
+        if got is not None:
+            encoded, units = encoded + got[0], units + got[1]
     return encoded / units if units and encoded else 1.0
 
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from reorder_cli.config import RunConfig
 from reorder_cli.formats import jsonl, parquet
-from reorder_cli.formats.writers import ShardWriter, shard_name
+from reorder_cli.formats.writers import ShardWriter, encoding_ahead, shard_name
 from reorder_cli.plan.build import Plan
 from reorder_cli.plan.layout import shard_batches
 from reorder_cli.rewrite import table as parquet_output
@@ -92,11 +92,13 @@ def write_shards(plan: Plan, cfg: RunConfig, folder: Path, advance: Callable[[in
         arrow_schema, prepare = None, LineGather(plan).bytes_at
 
     token_settings = tokenizer.resolve(cfg.tokens) if todo and cfg.tokens else None
+    ahead = encoding_ahead(cfg.workers, len(todo))  # one shard of many: the idle cores encode its row groups
 
     def one(index: int) -> dict:
         started = task_stats.clock()
         start, end = plan.shards[index]
-        writer = ShardWriter(folder / shard_name(index, cfg.format), cfg.format, cfg.compression_level, arrow_schema)
+        writer = ShardWriter(folder / shard_name(index, cfg.format), cfg.format, cfg.compression_level, arrow_schema,
+                             ahead)
         put = writer.write_table if cfg.format == "parquet" else writer.write_lines
         batches = [np.arange(a, b) for a, b in shard_batches(plan.sizes, start, end, cfg)]
         tokens: piece.PieceWriter | piece.NoPiece = piece.NoPiece()
