@@ -255,3 +255,20 @@ def test_runs_of_columns_negative_control():
     stitch.add(parquet_stitch.join_columns(head, parts[::-1]))  # runs in the wrong order
     stitch.finish()
     assert out.getvalue() != _serial(tables, schema)
+
+
+def test_a_stitched_shard_that_does_not_read_back_as_written_is_refused_and_left_nowhere(tmp_path):
+    from reorder_cli.errors import ReorderError
+
+    table = pa.table({"id": list(range(100)), "text": [f"row {i}" for i in range(100)]})
+    good = ShardWriter(tmp_path / "00000.parquet", "parquet", 3, table.schema, ahead=2)
+    for part in (table.slice(0, 50), table.slice(50)):
+        good.write_table(part)
+    assert good.finish(0, 0, 100)["rows"] == 100  # read back: 100 rows, the schema written
+    bad = ShardWriter(tmp_path / "00001.parquet", "parquet", 3, table.schema, ahead=2)
+    for part in (table.slice(0, 50), table.slice(50)):
+        bad.write_table(part)
+    with pytest.raises(ReorderError, match="do not read back as written"):
+        bad.finish(1, 100, 101)  # told one row more than it holds: the footer read back disagrees
+    bad.abort()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["00000.parquet"]

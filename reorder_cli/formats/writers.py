@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
+from reorder_cli.errors import ReorderError
 from reorder_cli.formats import parquet_stitch
 from reorder_cli.util import store
 from reorder_cli.util.atomic import commit, temporary
@@ -182,9 +183,26 @@ class ShardWriter:
         elif self._zstd is not None:
             self._zstd.close()
         self._file.close()
+        if self.fmt == "parquet" and self._stitch is not None:
+            self._check_stitched(rows)
         size, sha = self._file.size, self._file.digest.hexdigest()
         commit(self.tmp, self.path)
         return ShardRecord(index, self.path.name, rows, size, sha, first, COMPRESSION[self.fmt]).to_dict()
+
+    def _check_stitched(self, rows: int) -> None:
+        """A stitched shard read back by pyarrow's own footer reader (a few KB): its rows and schema must be
+        what was written, or the shard is refused before it is moved into place (never a file that reads
+        otherwise than it was meant to)."""
+        try:
+            meta = pq.read_metadata(self.tmp)
+            ok = meta.num_rows == rows and meta.schema.to_arrow_schema().equals(self._schema)
+        except (OSError, pa.ArrowException) as exc:
+            ok, why = False, str(exc).splitlines()[0]
+        else:
+            why = f"{meta.num_rows:,} rows read back, {rows:,} written, or another schema"
+        if not ok:
+            raise ReorderError(f"{self.path.name}: the shard's row groups, encoded in parallel, do not read back as "
+                               f"written ({why}); nothing was published: please report it")
 
     def abort(self) -> None:
         try:
