@@ -122,7 +122,7 @@ def push(work: WorkDir, stage: str, index: int, record: dict[str, Any] | None = 
     proof, rest = ordered[-1:], ordered[:-1]
     tags = run_parallel(lambda n: _upload(work, n), rest, workers) + [_upload(work, n) for n in proof]
     if record is not None and any(tags):
-        record["stored"] = {n: t for n, t in zip(ordered[:-1] + proof, tags, strict=True) if t is not None}
+        record["stored"] = {n: t for n, t in zip(ordered, tags, strict=True) if t is not None}
     faults.pause("push")  # uploaded, the marker not yet written
     return len(ordered)
 

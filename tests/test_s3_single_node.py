@@ -155,6 +155,23 @@ def test_killed_while_copying_the_same_command_finishes(tmp_path, s3_server, buc
     assert pending_uploads(s3_server, bucket) == [] and sizes(s3_server, bucket, "w") == {}
 
 
+def test_a_failed_copy_leaves_no_manifest_and_the_same_command_finishes(tmp_path, s3_server, bucket,
+                                                                       parquet_corpus, config_file, scratch,
+                                                                       monkeypatch):
+    cfg = s3_config(tmp_path, s3_server.options())
+    out, sets = f"s3://{bucket}/o", [*SETS, *OUT_OF_CORE, f"work_dir=s3://{bucket}/w", "workers=1"]
+    monkeypatch.setenv("REORDER_FAIL_AT", "upload")
+    monkeypatch.setenv("REORDER_FAIL_SHARD", "2")
+    err = one_line_error(reorder(cfg, parquet_corpus.files, out, method="str", sets=sets, ok=False))
+    assert "injected failure" in err and "re-run the same command" in err, err
+    assert sorted(objects(s3_server, bucket, "o")) == ["00000.parquet", "00001.parquet"]  # no manifest
+    assert pending_uploads(s3_server, bucket) == []
+    monkeypatch.delenv("REORDER_FAIL_AT")
+    reorder(cfg, parquet_corpus.files, out, method="str", sets=sets)
+    reorder(config_file, parquet_corpus.files, tmp_path / "local", method="str", sets=SETS)
+    assert_same_as_local(objects(s3_server, bucket, "o"), tmp_path / "local")
+
+
 def test_a_staged_object_its_gather_did_not_upload_is_refused(tmp_path, s3_server, bucket, parquet_corpus,
                                                               config_file, monkeypatch):
     """A staged shard on the store replaced by other bytes of the same size (no local copy: its gather ran
