@@ -13,7 +13,10 @@ What each stage reads (``NEEDS``) and writes (``OUTPUTS``), as patterns relative
 batches of its buckets from the scatter files by range requests (:meth:`WorkDir.open_data`), a sort
 task its key range of each input's sorted keys, and a scatter a JSONL input's decompressed copy.
 ``manifest`` and ``publish`` are the driver's part: the plan's arrays for the manifest of a resumed
-run, and the shards finished elsewhere.
+run, and the shards finished elsewhere, for an output elsewhere than the work folder's store (on the
+same store, the store copies them itself: :mod:`reorder_cli.publish.to_store`). What a stage reads
+can depend on the run's config (:func:`needs`): the split reads the samples alone, unless the config
+makes it read more.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from __future__ import annotations
 import fnmatch
 from typing import TYPE_CHECKING, Any
 
+from reorder_cli.config import selection_token_field
 from reorder_cli.errors import ReorderError
-from reorder_cli.util import faults, store
+from reorder_cli.util import faults, state_io, store
 from reorder_cli.util.atomic import TMP_SUFFIX
 from reorder_cli.util.parallel import run_parallel
 
@@ -35,7 +39,7 @@ _PLAN = ("plan/plan.json", "plan/batches.npy", "plan/schema.arrow", "keys/record
 
 NEEDS: dict[str, tuple[str, ...]] = {
     "keys": (),
-    "split": _KEYS_SMALL,
+    "split": ("keys/sample-*",),  # and what the config asks for: _split_needs
     "sort": ("keys/sample-*", "order/split.json", "order/gumbel.json"),  # the runs: by range requests
     "place": (*_KEYS_SMALL, "order/*"),
     "layout": (*_KEYS_SMALL, "order/split.json", "plan/placed-*"),
@@ -62,14 +66,37 @@ OUTPUTS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _split_needs(config: dict[str, Any]) -> tuple[str, ...]:
+    """What the split reads besides the samples, by the run's config (``run.json``): every score for a
+    selection, whose cut is exact (a few passes over all of them: :mod:`reorder_cli.plan.select`), and
+    every token count for a token budget; the invalid rows' indices for ``shuffle`` and ``input``
+    (``order/kept.npy``: the rows that are not invalid); nothing more otherwise."""
+    if config.get("select"):
+        return ("keys/scores-*", *(("keys/tokens-*",) if selection_token_field(config["select"]) else ()))
+    return ("keys/invalid-*",) if config.get("method") in ("shuffle", "input") else ()
+
+
+def needs(work: WorkDir, stage: str) -> tuple[str, ...]:
+    """The files ``stage``'s tasks read (:data:`NEEDS`), with what the run's config adds (the split's), less
+    the shards when the output is on the work folder's store (copied there by the store itself)."""
+    if stage == "publish" and store.same_store(work.remote, work.output):
+        return ()
+    if stage == "split":
+        work.fetch(work.spec)
+        return (*NEEDS[stage], *_split_needs(state_io.read_json(work.spec)["config"]))
+    return NEEDS[stage]
+
+
 def pull(work: WorkDir, stage: str, workers: int = 4) -> int:
-    """Copy into the mirror the files ``stage``'s tasks read that it does not hold yet; returns how many."""
-    if work.remote is None or not NEEDS[stage]:
+    """Copy into the mirror the files ``stage``'s tasks read (:func:`needs`) that it does not hold yet;
+    returns how many."""
+    patterns = needs(work, stage) if work.remote is not None else ()
+    if not patterns:
         return 0
     wanted = []
-    for folder in sorted({p.partition("/")[0] for p in NEEDS[stage]}):  # one listing a folder
+    for folder in sorted({p.partition("/")[0] for p in patterns}):  # one listing a folder
         wanted += [f"{folder}/{n}" for n in store.find(work.remote / folder)
-                   if any(fnmatch.fnmatchcase(f"{folder}/{n}", p) for p in NEEDS[stage])
+                   if any(fnmatch.fnmatchcase(f"{folder}/{n}", p) for p in patterns)
                    and not (work.root / folder / n).exists()]
     run_parallel(lambda n: store.download(work.remote / n, work.root / n), wanted, workers)
     return len(wanted)
@@ -88,23 +115,29 @@ def task_files(work: WorkDir, stage: str, index: int) -> list[str]:
 
 def push(work: WorkDir, stage: str, index: int, record: dict[str, Any] | None = None, workers: int = 4) -> int:
     """Upload the files task ``(stage, index)`` wrote into the mirror, each checked by size, its stage's
-    proof last; returns how many. Nothing for the bookkeeping stages (``upload``)."""
+    proof last; returns how many. ``record`` (the task's marker, written next) gets the store's checksum
+    of each object (``stored``: :func:`store.content_tag`), when the store gives one: what a server-side
+    copy of it is checked against (a shard published to the same store). Nothing for the bookkeeping
+    stages (``upload``)."""
     ordered = task_files(work, stage, index)
     if not ordered:
         return 0
     proof, rest = ordered[-1:], ordered[:-1]
-    run_parallel(lambda n: _upload(work, n), rest, workers)
-    for name in proof:
-        _upload(work, name)
+    tags = run_parallel(lambda n: _upload(work, n), rest, workers) + [_upload(work, n) for n in proof]
+    if record is not None and any(tags):
+        record["stored"] = {n: t for n, t in zip(ordered, tags, strict=True) if t is not None}
     faults.pause("push")  # uploaded, the marker not yet written
     return len(ordered)
 
 
-def _upload(work: WorkDir, name: str) -> None:
+def _upload(work: WorkDir, name: str) -> str | None:
+    """Upload one file of the mirror, checked by size; returns the store's checksum of the object."""
     local, target = work.root / name, work.remote / name
     store.upload(local, target, lambda written: faults.fail("push"))
-    size, want = store.size(target), local.stat().st_size
+    size, tag = store.content_tag(target) or (0, None)
+    want = local.stat().st_size
     if size != want:
         store.remove(target)
         raise ReorderError(f"{target}: the uploaded object has {size:,} bytes, the file {want:,}; removed; re-run "
                            "the same command")
+    return tag

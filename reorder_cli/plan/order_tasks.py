@@ -383,16 +383,28 @@ def _segment(order: Path, params: Mapping[str, Any], m: int, memory: int) -> dic
 
 
 def _write_kept(keys: Path, order: Path, row_starts: np.ndarray, cut: list | None, m: int) -> None:
-    """``order/kept.npy``: the global rows that are ordered (valid, and selected), in input order."""
+    """``order/kept.npy``: the global rows that are ordered (valid, and selected), in input order. Without a
+    selection, the rows that are not invalid (``keys/invalid-*``: the keys task's NaN rows), so that the
+    split reads no score (:func:`reorder_cli.work_store.needs`); with one, the rows its cut keeps."""
     writer = NpyWriter(order / "kept.npy", np.int64, m)
     try:
         for f in range(len(row_starts) - 1):  # a loop over files, then chunks
+            rows = int(row_starts[f + 1] - row_starts[f])
+            if cut is None:
+                invalid = np.load(keys / key_name("invalid", f), mmap_mode="r")
+                for start in range(0, rows, CHUNK_ROWS):
+                    stop = min(rows, start + CHUNK_ROWS)
+                    lo, hi = np.searchsorted(invalid, [start, stop])
+                    keep = np.ones(stop - start, dtype=bool)
+                    keep[np.asarray(invalid[lo:hi]) - start] = False
+                    writer.write(int(row_starts[f]) + start + np.flatnonzero(keep))
+                del invalid
+                continue
             column = NpyColumn(keys / key_name("scores", f), np.float64)
             for start in range(0, len(column), CHUNK_ROWS):
                 scores = column.read(start, min(CHUNK_ROWS, len(column) - start))
                 first = int(row_starts[f]) + start
-                keep = ~np.isnan(scores) if cut is None else selection.Cut(*cut).keep(first, scores)
-                writer.write(first + np.flatnonzero(keep))
+                writer.write(first + np.flatnonzero(selection.Cut(*cut).keep(first, scores)))
         writer.close()
     except BaseException:
         writer.abort()

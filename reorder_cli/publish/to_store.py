@@ -1,19 +1,29 @@
-"""Publishing to an object store, which has no rename: the output folder is a URL, the work folder is on
-a local or shared disk (the ``work_dir`` key).
+"""Publishing to an object store, which has no rename: the output folder is a URL; the work folder is on a
+local or shared disk, or on a store (the ``work_dir`` key).
 
 The gather tasks stage the finished shards in the work folder, as for a local output. Publishing then:
 
 1. removes the manifest under the output (before anything else: an output never shows a manifest whose
    shards are not all there), the run log, and every shard-named object this run does not write;
-2. uploads each shard to its final name (:func:`store.upload`: a failed upload is aborted, never
-   completed), after deleting whatever object had that name: an object's existence proves nothing;
-3. reads each upload back and compares its size and sha256 with the shard's record; only then writes
-   the marker ``done/upload-NNNNN.json`` (with the object's size and ETag);
-4. writes the manifest last, once, in one request: the only proof that the output is complete; then
-   deletes the staged copies (kept until then, so that any shard can be uploaded again).
+2. puts each shard under its final name, after deleting whatever object had that name (an object's
+   existence proves nothing):
+
+   - a work folder on the output's store (:func:`store.same_store`): the store copies the staged object
+     itself (:func:`store.copy`: no byte passes through this process), checked by its size and by the
+     store's checksum of its bytes (:func:`store.content_tag`: S3's ETag, which the part-aligned copy
+     keeps), which must be the staged object's. The staged object is the gather task's file, uploaded
+     and checked by size before the task's marker (:mod:`reorder_cli.work_store`), whose sha256 the
+     task recorded as it wrote it. A store whose checksums do not match (a KMS-encrypted S3 bucket) has
+     the copy read back instead, as below: counted under ``store_bytes_read["publish"]``;
+   - else each staged file is uploaded (:func:`store.upload`: a failed upload is aborted, never
+     completed), then read back: its size and sha256 must be the shard's record;
+
+   only then is the marker ``done/upload-NNNNN.json`` written (with the object's size and ETag);
+3. writes the manifest last, once, in one request: the only proof that the output is complete; then
+   deletes the staged copies (kept until then, so that any shard can be put again).
 
 A publish that was killed or failed resumes with the same command: a shard whose upload marker matches
-the object now under its name (same size and ETag) is not uploaded again; any other is.
+the object now under its name (same size and ETag) is not put again; any other is.
 """
 
 from __future__ import annotations
@@ -76,19 +86,51 @@ def _upload(out: store.URL, work: WorkDir, index: int, shard: dict) -> None:
     target, staged = out / shard["file"], work.shards / shard["file"]
     done = work.finished("upload", index)
     if done is not None and done["sha256"] == shard["sha256"] and done["version"] == store.object_version(target):
-        return  # uploaded, read back intact, and the same object is still there
-    if not staged.exists():
+        return  # put, checked, and the same object is still there
+    source = _staged_object(out, work, index, shard)
+    if source is None and not staged.exists():
         raise ReorderError(f"{work.root}: shard {shard['file']} is no longer staged and its upload is not under "
                            f"{target}; re-run with --restart")
     store.remove(target)  # whatever has this name is not trusted: not from this upload
-    store.upload(staged, target, lambda written: faults.fail("upload", index))
-    size, digest = store.size(target), file_sha256(target)
-    if size != shard["bytes"] or digest != shard["sha256"]:
-        store.remove(target)
-        raise ReorderError(f"{target}: the uploaded object differs from the staged shard ({size:,} bytes, the shard "
-                           f"has {shard['bytes']:,}; or its sha256 differs); removed; re-run the same command")
-    work.finish("upload", index, {"file": shard["file"], "sha256": digest, "version": store.object_version(target)})
+    if source is not None:
+        faults.fail("upload", index)
+        store.copy(source[0], target)
+        same = source[1] is not None and store.content_tag(target) == (shard["bytes"], source[1])  # no byte read
+        checked = "store checksum" if same else None
+    else:
+        store.upload(staged, target, lambda written: faults.fail("upload", index))
+        checked = None
+    if checked is None:  # read back: the bytes under the name are the shard's
+        size, digest = store.size(target), file_sha256(target)
+        if size != shard["bytes"] or digest != shard["sha256"]:
+            store.remove(target)
+            raise ReorderError(f"{target}: the object put there differs from the staged shard ({size:,} bytes, "
+                               f"the shard has {shard['bytes']:,}; or its sha256 differs); removed; re-run the same "
+                               "command")
+        checked = "read back"
+    work.finish("upload", index, {"file": shard["file"], "sha256": shard["sha256"], "checked": checked,
+                                  "version": store.object_version(target)})
     faults.pause("upload")
+
+
+def _staged_object(out: store.URL, work: WorkDir, index: int, shard: dict) -> tuple[store.URL, str | None] | None:
+    """The shard's staged object, when the work folder is on the output's store (the store can copy it
+    itself), and the checksum its gather task's marker recorded of it (``stored``: what the copy must
+    have; None: the copy is read back). None: upload the local file. An object that is not the one its
+    task uploaded is one line naming it, unless the local file is there to upload."""
+    if not store.same_store(work.remote, out):
+        return None
+    source = work.remote / f"shards/{shard['file']}"
+    found = store.content_tag(source)
+    if found is None:
+        return None
+    recorded = ((work.finished("gather", index) or {}).get("stored") or {}).get(f"shards/{shard['file']}")
+    if found[0] == shard["bytes"] and (recorded is None or found[1] == recorded):
+        return source, recorded
+    if (work.shards / shard["file"]).exists():
+        return None
+    raise ReorderError(f"{source}: not the shard its gather task uploaded ({found[0]:,} bytes, the task recorded "
+                       f"{shard['bytes']:,}; or the store's checksum differs); re-run with --restart")
 
 
 def write_run_log(out: store.URL, text: str) -> None:

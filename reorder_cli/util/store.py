@@ -545,6 +545,67 @@ def upload(local_path: Path, url: URL, fault=lambda written: None) -> None:
             fs.invalidate_cache(path)
 
 
+# ------------------------------------------------------------------ server-side copies (publishing)
+
+
+def same_store(a: Path | URL | None, b: Path | URL | None) -> bool:
+    """Whether ``a`` and ``b`` are objects of one store, reached with the same options: an object of one
+    can be copied to the other by the store itself (:func:`copy`)."""
+    return isinstance(a, URL) and isinstance(b, URL) and filesystem(a)[0] is filesystem(b)[0]
+
+
+#: What a store says of an object's bytes, by the key of its metadata: S3's ETag is the MD5 of the object,
+#: or of its parts' MD5s ("...-N"); GCS's md5Hash and crc32c. An ETag that is not one of these (GCS's, a
+#: generation's) is left out: it says which version, not which bytes.
+CONTENT_KEYS = ("ETag", "md5Hash", "crc32c")
+
+
+def content_tag(url: URL) -> tuple[int, str | None] | None:
+    """(size, the store's checksum of the object's bytes or None) of an object, from its metadata (no byte
+    of it is read); None when there is no such object. Two objects with the same checksum hold the same
+    bytes (:data:`CONTENT_KEYS`); S3 objects encrypted with KMS keys have ETags that are not checksums."""
+    fs, path = filesystem(url)
+    with errors(url):
+        fs.invalidate_cache(path)
+        try:
+            meta = fs.info(path)
+        except FileNotFoundError:
+            return None
+    tag = next((f"{k}:{str(meta[k]).strip(chr(34))}" for k in CONTENT_KEYS if meta.get(k) not in (None, "")), None)
+    return int(meta.get("size") or 0), tag
+
+
+def copy(src: URL, dst: URL) -> None:
+    """Copy the object ``src`` to ``dst`` on the same store (:func:`same_store`), by the store itself: no
+    byte passes through this process. On S3, parts are copied at the source's own part boundaries
+    (UploadPartCopy, s3fs's ``preserve_etag``), so the copy has the source's ETag (a whole-object
+    CopyObject would get the MD5 of the whole: another ETag for a multipart source); other stores copy
+    their way (GCS: a rewrite). A copy that fails is never completed, and its multipart upload is aborted."""
+    fs, source = filesystem(src)
+    _, path = filesystem(dst)
+    with errors(dst):
+        try:
+            protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+            fs.cp_file(source, path, **({"preserve_etag": True} if "s3" in protocols else {}))
+        except BaseException:
+            _abort_uploads(fs, path)
+            raise
+        finally:
+            fs.invalidate_cache(path)
+
+
+def _abort_uploads(fs: Any, path: str) -> None:
+    """Abort the multipart uploads pending under the key ``path`` (an S3 copy that failed half way: s3fs
+    leaves its upload open); nothing on a store without them."""
+    if not hasattr(fs, "call_s3"):
+        return
+    bucket, _, key = path.partition("/")
+    with suppress(Exception):  # the copy's own error is the one to report
+        pending = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=key).get("Uploads") or []
+        for upload in (u for u in pending if u["Key"] == key):  # a loop over the few uploads of one key
+            fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload["UploadId"])
+
+
 # ------------------------------------------------------------------ a work folder on a store
 
 
