@@ -38,7 +38,8 @@ __all__ = ["WORK_DIR", "RunResult", "publish", "run"]
 
 #: The stages of ``store_bytes_read`` in run_log.json: the size sample, the keys pass, the order's and the
 #: rewrite's tasks (``rewrite``: the rewrite in memory), and publishing (with a work folder on a store,
-#: the shards made elsewhere are read back to be moved or uploaded).
+#: a local output gets the shards made elsewhere; an output on the work folder's store copies them server-side and
+#: reads none).
 STORE_STAGES = ("sample", *stages.STAGES, "rewrite", "publish")
 #: Names of skipped input files kept in run_log.json (all are counted).
 SKIPPED_LOGGED = 100
