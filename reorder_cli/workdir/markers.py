@@ -2,7 +2,8 @@
 
     done/STAGE-NNNNN.json     task (STAGE, NNNNN) finished: its record, with the bytes of each file it wrote
                               (``files``), written after they are durable (on a store: uploaded); also
-                              ``upload-NNNNN.json`` once shard NNNNN was on the output's store and checked (read back, or a server-side copy checked by the store's checksum)
+                              ``upload-NNNNN.json`` once shard NNNNN was on the output's store and checked
+                              (read back, or copied by the store and checked by its checksum)
     logs/STAGE-NNNNN.started  the task runs now (its host and pid); removed when it ends, either way
     logs/STAGE-NNNNN.failed   the task failed under a cluster executor (``.log`` beside it says why)
     publishing                the run has started moving its shards into place
