@@ -154,6 +154,11 @@ class Schedule:
             if a.ndim == 2:
                 x = x[:, None]
             small = np.abs(big_b * x) < _SERIES * big_a  # |z| < 0.01 (z not formed: it may overflow)
+            if small.all():  # the series only (every piece where the total weight is flat): the same values
+                return a_share * x + near_coef * (x / big_a) ** 2 * _phi(big_b * x / big_a)
+            if not small.any():  # the log only
+                t = x / h
+                return a_share * x + far_coef * (a_over_b * (np.log(big_a * (1.0 - t) + end * t) - log_a) - x)
             x_near = np.where(small, x, 0.0)  # np.where computes both forms: keep the unused one finite
             near = near_coef * (x_near / big_a) ** 2 * _phi(big_b * x_near / big_a)
             t = x / h
