@@ -481,14 +481,19 @@ def read_bytes(p: Path | URL) -> bytes:
 
 def object_version(url: URL) -> str | None:
     """The version of an object now (its ETag ...), None when there is no such object."""
+    meta = _fresh_info(url)
+    return None if meta is None else f"{meta.get('size')}:{version(meta)}"
+
+
+def _fresh_info(url: URL) -> dict | None:
+    """An object's metadata as the store holds it now (the listing cache dropped); None when there is none."""
     fs, path = filesystem(url)
     with errors(url):
         fs.invalidate_cache(path)
         try:
-            meta = fs.info(path)
+            return fs.info(path)
         except FileNotFoundError:
             return None
-    return f"{meta.get('size')}:{version(meta)}"
 
 
 def remove(url: URL) -> None:
@@ -564,13 +569,9 @@ def content_tag(url: URL) -> tuple[int, str | None] | None:
     """(size, the store's checksum of the object's bytes or None) of an object, from its metadata (no byte
     of it is read); None when there is no such object. Two objects with the same checksum hold the same
     bytes (:data:`CONTENT_KEYS`); S3 objects encrypted with KMS keys have ETags that are not checksums."""
-    fs, path = filesystem(url)
-    with errors(url):
-        fs.invalidate_cache(path)
-        try:
-            meta = fs.info(path)
-        except FileNotFoundError:
-            return None
+    meta = _fresh_info(url)
+    if meta is None:
+        return None
     tag = next((f"{k}:{str(meta[k]).strip(chr(34))}" for k in CONTENT_KEYS if meta.get(k) not in (None, "")), None)
     return int(meta.get("size") or 0), tag
 
