@@ -22,7 +22,6 @@ from reorder_cli.errors import ReorderError
 from reorder_cli.plan.stored import StoredPlan
 from reorder_cli.rewrite import gather, scatter
 from reorder_cli.util import atomic
-from reorder_cli.util.atomic import temporary
 from reorder_cli.util.npy import save_npy
 from reorder_cli.workdir import WorkDir
 
@@ -43,9 +42,8 @@ def run(stored: StoredPlan, work: WorkDir, task: int, settings: dict) -> dict:
         atomic.write_bytes(work.combine_schema(task), merged.serialize().to_pybytes() if merged is not None else b"")
     nothing = np.zeros(0, dtype=np.int64)
     scattered = gather.Scattered(stored, work, nothing, files, keep_maps=True)
-    final = work.combine_data(task)
-    tmp = temporary(final)
-    writer, sink, index, rows = None, None, [], 0
+    out = scatter.IpcOut(work.combine_data(task), options)
+    index, rows = [], 0
     try:
         for shard in range(stored.gather_tasks):  # a loop over shards, then over their buckets
             buckets = stored.shard_buckets(shard)
@@ -59,23 +57,12 @@ def run(stored: StoredPlan, work: WorkDir, task: int, settings: dict) -> dict:
                 if not parts:
                     continue
                 batch = pa.concat_tables(parts).combine_chunks().to_batches()[0]
-                if writer is None:
-                    sink = pa.OSFile(str(tmp), "wb")
-                    writer = pa.ipc.new_file(sink, batch.schema, options=options)
-                start = sink.tell()
-                writer.write_batch(batch)
-                index.append((int(k), len(index), start, sink.tell()))
+                index.append((int(k), len(index), *out.write(batch)))
                 rows += batch.num_rows
     except BaseException:
-        if writer is not None:
-            writer.close()
-            sink.close()
-        tmp.unlink(missing_ok=True)
+        out.abort()
         raise
-    if writer is not None:
-        writer.close()
-        sink.close()
-        atomic.commit(tmp, final)
+    wrote = out.commit()
     save_npy(work.combine_buckets(task), np.asarray(index, dtype=np.int64).reshape(-1, gather.INDEX_COLUMNS))
-    return {"rows": rows, "bytes_in": scattered.nbytes, "bytes": final.stat().st_size if writer is not None else 0,
+    return {"rows": rows, "bytes_in": scattered.nbytes, "bytes": out.final.stat().st_size if wrote else 0,
             "files_opened": scattered.opened, "scatter_tasks": [files[0].task, files[-1].task + 1] if files else []}

@@ -62,9 +62,8 @@ def run(stored: StoredPlan, work: WorkDir, task: int, settings: dict,
     pieces = _jsonl_pieces(stored, file, first_row, end_row, read_bytes, work.readable(entry["data_path"])) \
         if entry["format"] == "jsonl" \
         else _parquet_pieces(entry, first_row, end_row, read_bytes, as_lines)
-    final = work.scatter_data(task)
-    tmp = temporary(final)
-    writer, sink, buckets, spans, schemas, rows = None, None, [], [], [], 0
+    out = IpcOut(work.scatter_data(task), options)
+    buckets, spans, schemas, rows = [], [], [], 0
     try:
         for first, table in pieces:
             pos = positions[first : first + table.num_rows]
@@ -81,26 +80,15 @@ def run(stored: StoredPlan, work: WorkDir, task: int, settings: dict,
             batch = table.append_column(POS, pa.array(pos)).to_batches()[0]
             bucket = np.searchsorted(starts, pos, side="right") - 1
             cuts = np.concatenate([[0], np.flatnonzero(np.diff(bucket)) + 1, [len(pos)]])
-            if writer is None:
-                sink = pa.OSFile(str(tmp), "wb")
-                writer = pa.ipc.new_file(sink, batch.schema, options=options)
             for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):  # a loop over buckets
-                start = sink.tell()
-                writer.write_batch(batch.slice(int(lo), int(hi - lo)))
-                spans.append((start, sink.tell()))  # the batch's message: written through at once
+                spans.append(out.write(batch.slice(int(lo), int(hi - lo))))  # its message: written through at once
                 buckets.append(int(bucket[lo]))
             rows += len(pos)
             faults.pause("scatter")
     except BaseException:
-        if writer is not None:
-            writer.close()
-            sink.close()
-        tmp.unlink(missing_ok=True)
+        out.abort()
         raise
-    if writer is not None:
-        writer.close()
-        sink.close()
-        atomic.commit(tmp, final)
+    wrote = out.commit()
     if infer:
         merged = merge_schemas(schemas)
         atomic.write_bytes(work.scatter_schema(task), merged.serialize().to_pybytes() if merged is not None else b"")
@@ -108,7 +96,40 @@ def run(stored: StoredPlan, work: WorkDir, task: int, settings: dict,
     by_bucket = np.argsort(batches, kind="stable")  # file order within a bucket
     spans_at = np.asarray(spans, dtype=np.int64).reshape(-1, 2)[by_bucket]
     save_npy(work.scatter_buckets(task), np.column_stack([batches[by_bucket], by_bucket, spans_at]).astype(np.int64))
-    return {"rows": rows, "bytes": final.stat().st_size if writer is not None else 0}
+    return {"rows": rows, "bytes": out.final.stat().st_size if wrote else 0}
+
+
+class IpcOut:
+    """An Arrow IPC file written under a temporary name: opened with its first batch, moved into place whole by
+    :meth:`commit` (False: no batch, no file), removed by :meth:`abort`."""
+
+    def __init__(self, final: Path, options: pa.ipc.IpcWriteOptions):
+        self.final, self.tmp, self.options = final, temporary(final), options
+        self.writer, self.sink = None, None
+
+    def write(self, batch: pa.RecordBatch) -> tuple[int, int]:
+        """Write ``batch``; returns the [start, end) bytes of its message in the file."""
+        if self.writer is None:
+            self.sink = pa.OSFile(str(self.tmp), "wb")
+            self.writer = pa.ipc.new_file(self.sink, batch.schema, options=self.options)
+        start = self.sink.tell()
+        self.writer.write_batch(batch)
+        return start, self.sink.tell()
+
+    def _close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.sink.close()
+
+    def abort(self) -> None:
+        self._close()
+        self.tmp.unlink(missing_ok=True)
+
+    def commit(self) -> bool:
+        self._close()
+        if self.writer is not None:
+            atomic.commit(self.tmp, self.final)
+        return self.writer is not None
 
 
 # ------------------------------------------------------------------ reading an input in pieces
