@@ -186,11 +186,17 @@ def _mutate(cfg: dict, how: str) -> tuple[dict, str]:
     if how == "top-input":
         cfg["input"] = s[0]["input"]
         return cfg, "input"
+    if how == "shared-file":  # a row would belong to two sources
+        s[2]["input"] = s[0]["input"]
+        return cfg, "sources[2].input"
+    if how == "no-match":
+        s[1]["input"] = s[1]["input"].replace("part-0", "part-9")
+        return cfg, "part-9"
     raise AssertionError(how)
 
 
 @pytest.mark.parametrize("how", ["duplicate", "negative", "decreasing", "outside", "all-zero", "no-rows", "budget",
-                                 "output-key", "unknown", "no-budget", "top-input"])
+                                 "output-key", "unknown", "no-budget", "top-input", "shared-file", "no-match"])
 def test_a_bad_mixture_is_one_line_naming_the_key_and_writes_nothing(tmp_path, mixture, how):
     cfg, key = _mutate(yaml.safe_load(mixture[0].read_text()), how)
     path = tmp_path / "bad.yaml"
