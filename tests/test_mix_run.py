@@ -191,7 +191,7 @@ def _mutate(cfg: dict, how: str) -> tuple[dict, str]:
         return cfg, "sources[2].input"
     if how == "no-match":
         s[1]["input"] = s[1]["input"].replace("part-0", "part-9")
-        return cfg, "part-9"
+        return cfg, "sources[1].input"
     raise AssertionError(how)
 
 

@@ -57,7 +57,10 @@ def source_files(cfg: RunConfig, skipped: list[str] | None = None) -> list[list[
     """Each source's input files; a file in two sources is refused (a row would belong to both)."""
     out, seen = [], {}
     for i, one in enumerate(source_configs(cfg)):  # a loop over sources
-        files = discover(one.inputs, skipped if skipped is not None else [])
+        try:
+            files = discover(one.inputs, skipped if skipped is not None else [])
+        except ReorderError as err:
+            raise ReorderError(f"config key 'sources[{i}].input': {err}") from None
         for f in files:
             key = str(f.path.absolute()) if hasattr(f.path, "absolute") else str(f.path)
             if key in seen:
