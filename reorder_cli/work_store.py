@@ -78,12 +78,16 @@ def _split_needs(config: dict[str, Any]) -> tuple[str, ...]:
 
 def needs(work: WorkDir, stage: str) -> tuple[str, ...]:
     """The files ``stage``'s tasks read (:data:`NEEDS`), with what the run's config adds (the split's), less
-    the shards when the output is on the work folder's store (copied there by the store itself)."""
+    the shards when the output is on the work folder's store (copied there by the store itself), and less
+    the scatter indexes for a gather that reads the combine stage's files."""
     if stage == "publish" and store.same_store(work.remote, work.output):
         return ()
     if stage == "split":
         work.fetch(work.spec)
         return (*NEEDS[stage], *_split_needs(state_io.read_json(work.spec)["config"]))
+    if stage == "gather" and work.fetch(work.plan_file("plan.json")) \
+            and int(state_io.read_json(work.plan_file("plan.json")).get("combine", 1)) > 1:
+        return tuple(p for p in NEEDS[stage] if not p.startswith("scatter/"))  # the combine files only
     return NEEDS[stage]
 
 

@@ -160,6 +160,10 @@ def test_jsonl_inputs_on_s3_through_tasks_give_the_local_bytes(tmp_path, s3_serv
     run_on_nodes(out, work_dir, tmp_path / "nodes", monkeypatch)
     combined = stages.count(locate(out, work_dir), "combine")
     assert combined == (2 if work == "s3-combine" else 0), combined  # 3 scatter tasks, 2 a combine task
+    if work != "shared":  # with combine, a gather's node copies no scatter index (without it, every one)
+        nodes = [n for n in (tmp_path / "nodes").iterdir() if any(p.parent.name == "shards" for p in n.rglob("*"))]
+        indexes = [p for n in nodes for p in n.rglob("scatter/*.buckets.npy")]  # what the gathers' nodes copied
+        assert nodes and bool(indexes) == (work == "s3"), (work, len(nodes), indexes[:3])
     reorder(cfg, urls, out, method="saw", sets=all_sets)
     got, want = output_hashes(out), output_hashes(tmp_path / "mem")
     assert {n: h for n, h in got.items() if not n.startswith(".")} == {n: h for n, h in want.items()
