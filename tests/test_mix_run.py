@@ -115,11 +115,14 @@ def test_the_manifest_counts_and_shares_are_the_outputs(in_memory):
     assert section["shares"]["edges"] == [int(x) for x in measured.edges]
     got = np.array(section["shares"]["realised"])
     assert np.allclose(got, measured.share(measured.realised), atol=1e-6)
-    # the provable bound holds window by window (docs/guides/mixtures.md)
+    # the provable bound holds window by window (docs/guides/mixtures.md), and on this mixture the issue's
+    # bound too: within 0.5 points of the window or one document of the schedule, in every 1% of the tokens
     assert not shares.beyond_bound(measured).any()
+    assert not shares.beyond_issue_bound(measured).any() and not shares.beyond_issue_bound(measured, "targeted").any()
     # negative control: the shares of the output reversed are not what the manifest records
     back = shares.measure(schedule_of(section), source[::-1], tokens[::-1], 100)
     assert not np.allclose(got, back.share(back.realised), atol=1e-6)
+    assert shares.beyond_issue_bound(back).any()  # and it breaks the issue's bound: the check can fail
 
 
 def test_verify_proves_a_mixture_and_finds_a_changed_shard(in_memory):
