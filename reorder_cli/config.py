@@ -794,7 +794,7 @@ def resolve_mixture(raw: Mapping[str, Any], *, method: str | None = None, inputs
     if "input" in raw:
         raise ReorderError("config key 'input': a mixture takes its inputs from its sources (sources[i].input); "
                            "remove the top-level input")
-    shared = ("method", "score", "score_field", "select", "invalid_scores", *(k.name for k in ORDERING_KEYS))
+    shared = tuple(k for k in SOURCE_KEYS if k != "input")  # top-level ordering keys: every source's default
     top = {k: v for k, v in raw.items() if k not in mix_spec.TOP_KEYS}
     if method:
         top["method"] = method  # the command line's --method: the method of every source that sets none

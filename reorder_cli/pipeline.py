@@ -127,9 +127,9 @@ def preparing(cfg: RunConfig, overwrite: bool = False, restart: bool = False, co
             if stages.load_spec(work) is None and not work.plan_file("plan.json").exists():
                 cfg = shard_bytes.for_layout(cfg, files)
                 if cfg.mixture:  # its order is planned here; the tasks start at scatter
-                    _store_mixture(mix_plan.plan(cfg, mix_plan.order_sources(cfg, work, Progress(enabled=False).task,
-                                                                           _mixture_keys_budget(cfg))),
-                                   cfg, files, work, "out-of-core")
+                    the_plan = mix_plan.plan(cfg, mix_plan.order_sources(cfg, work, Progress(enabled=False).task,
+                                                                         _mixture_keys_budget(cfg)))
+                    _store_mixture(the_plan, cfg, files, work, budget.choose(the_plan, cfg, force="out-of-core"))
                 else:
                     stages.write_spec(work, cfg, files)
         yield RunResult("prepared", None, out, time.perf_counter() - started, cfg=cfg)
@@ -264,10 +264,8 @@ def _mixture_keys_budget(cfg: RunConfig) -> int:
 
 
 def _store_mixture(the_plan: Plan, cfg: RunConfig, files: list[InputFile], work: WorkDir,
-                   choice: budget.Choice | str) -> StoredPlan:
+                   choice: budget.Choice) -> StoredPlan:
     """A mixture's plan, made here, stored for the scatter and gather tasks (run here or on a cluster)."""
-    if isinstance(choice, str):
-        choice = budget.choose(the_plan, cfg, force=choice)
     stages.write_spec(work, cfg, files, first_stage="split")  # the order was planned here: tasks start at scatter
     return stored_plan.store_planned(the_plan, cfg, work, choice.bucket_bytes, choice.read_bytes)
 

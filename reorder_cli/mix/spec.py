@@ -90,7 +90,8 @@ def normal(raw: Mapping[str, Any], source_keys: tuple[str, ...], ordering_keys: 
         if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
             raise ReorderError(f"config key '{where}.max_epochs': expected an integer >= 1, got {max_epochs!r}")
         own = {k: v for k, v in src.items() if k not in MIX_KEYS}
-        config = {k: v for k, v in shared.items() if not ({k, *own} >= {"score", "score_field"})} | own
+        exclusive = {"score", "score_field"}  # a source's own score or score_field replaces the top-level either
+        config = {k: v for k, v in shared.items() if not (own.keys() & exclusive and k in exclusive)} | own
         out.append({"name": src["name"], "weight": src["weight"], "max_epochs": max_epochs, "config": config})
     schedule.build([s["name"] for s in out], [s["weight"] for s in out])  # names and weights: one-line errors
     for i, s in enumerate(out):  # the points as floats: one form whatever the YAML spelled

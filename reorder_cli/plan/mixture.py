@@ -53,10 +53,12 @@ class Source:
     tokens: np.ndarray  # int64 tokens of each document of ``plan.order``, in that order
 
 
-def source_files(cfg: RunConfig, skipped: list[str] | None = None) -> list[list[InputFile]]:
-    """Each source's input files; a file in two sources is refused (a row would belong to both)."""
+def source_files(cfg: RunConfig, skipped: list[str] | None = None,
+                 configs: list[RunConfig] | None = None) -> list[list[InputFile]]:
+    """Each source's input files (``configs``: its :func:`source_configs`, when already resolved); a file in
+    two sources is refused (a row would belong to both)."""
     out, seen = [], {}
-    for i, one in enumerate(source_configs(cfg)):  # a loop over sources
+    for i, one in enumerate(configs or source_configs(cfg)):  # a loop over sources
         try:
             files = discover(one.inputs, skipped if skipped is not None else [])
         except ReorderError as err:
@@ -74,8 +76,8 @@ def source_files(cfg: RunConfig, skipped: list[str] | None = None) -> list[list[
 def order_sources(cfg: RunConfig, work: WorkDir | None, task: Callable, budget: int = 0) -> list[Source]:
     """Every source's keys read and ordered as its own run (step 1); ``task``: ``Progress.task``. With
     ``budget`` (bytes, the run's keys budget), keys that would not fit it are refused in one line."""
-    mixture, out, first, rows = cfg.mixture, [], 0, 0
-    for one, files, spec in zip(source_configs(cfg), source_files(cfg), mixture["sources"], strict=True):
+    mixture, out, first, rows, configs = cfg.mixture, [], 0, 0, source_configs(cfg)
+    for one, files, spec in zip(configs, source_files(cfg, configs=configs), mixture["sources"], strict=True):
         scoring = score_expr.scoring(one.score_field, one.score,
                                      mixture["token_field"] or score_expr.selection_token_field(one.select))
         with task(f"Reading scores of {spec['name']}", total=sum(f.size for f in files), unit="bytes") as advance:
@@ -127,7 +129,7 @@ def plan(cfg: RunConfig, sources: list[Source]) -> Plan:
         at = np.flatnonzero(merged.source == j)  # output positions of source j, in its stream's order
         docs = c.index[merged.index[at]]  # positions in the source's own order
         epoch = c.epoch[merged.index[at]]
-        order[at] = np.asarray(bases[j], dtype=np.int64)[epoch] + s.plan.order[docs] if len(at) else 0
+        order[at] = np.asarray(bases[j], dtype=np.int64)[epoch] + s.plan.order[docs]
         scores[at] = s.plan.scores[docs]
         sizes[at] = s.plan.sizes[docs]
     if not len(order):
