@@ -801,8 +801,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def compile_bytecode() -> None:
+    """Compile the package's bytecode first, as ``pip install`` does: with ``PYTHONDONTWRITEBYTECODE`` set
+    (as on some machines and CI images), an editable install would otherwise compile every module of
+    ``reorder_cli`` from source on every run, a cost no installed tool pays (0.2-0.3 s a run here)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "reorder_cli")], check=True, env=env)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    compile_bytecode()
     ensure_corpus(args.data, args.docs, args.formats)
     notes: list[str] = []
     cases = build_cases(args, notes)
