@@ -11,16 +11,19 @@ of the per-stage file table. Each gives the bytes of a local run.
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from reorder_cli import config as run_config
 from reorder_cli import pipeline, stages, work_store
+from reorder_cli.rewrite import combine as combine_stage
 from reorder_cli.stages import STAGES
 from reorder_cli.stages import order as order_stages
 from reorder_cli.workdir import CLAIM, SCRATCH_ENV, locate
@@ -175,6 +178,48 @@ def test_jsonl_inputs_on_s3_through_tasks_give_the_local_bytes(tmp_path, s3_serv
         return without_inputs(doc)
 
     assert by_name(read_manifest(out)) == by_name(read_manifest(tmp_path / "mem"))
+
+
+@pytest.mark.parametrize("select_rows", [combine_stage.SELECT_ROWS, 1], ids=["runs-of-buckets", "control-per-bucket"])
+def test_a_combine_task_on_s3_reads_a_window_of_buckets_by_one_request_a_file(
+        tmp_path, s3_server, bucket, config_file, scored_with_invalid, monkeypatch, select_rows):  # noqa: F811
+    """A combine task looks its K files' buckets up a run of many shards at a time, so each window of
+    ``bucket_bytes`` is one range request a file, not one a shard (at 10^10 rows: ~10^8 requests in all, not
+    ~10^10; docs/scale.md section 4). Counted from the combine markers; the negative control looks the buckets
+    up one at a time (a bucket a request or more, at least a file)."""
+    monkeypatch.setattr(combine_stage, "SELECT_ROWS", select_rows)
+    urls = s3_server.upload(scored_with_invalid, bucket, "in")
+    sets = ["invalid_scores=last", "combine=2"]
+    reorder(config_file, scored_with_invalid, tmp_path / "mem", method="str", sets=[*sets, "shard_rows=10"])
+    work_dir, out = f"s3://{bucket}/w", tmp_path / "out"
+    cfg = s3_config(tmp_path, s3_server.options())
+    from_the_environment(monkeypatch, s3_server)
+    monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "driver"))
+    all_sets = [*sets, *TASKS, "shard_rows=10", f"work_dir={work_dir}"]
+    prepare(cfg, urls, out, "str", all_sets)
+    run_on_nodes(out, work_dir, tmp_path / "nodes", monkeypatch)
+    stored = work_objects(s3_server, bucket)
+    plan = json.loads(next(data for key, data in stored.items() if key.endswith("plan/plan.json")))
+    markers = [json.loads(data) for key, data in sorted(stored.items()) if "done/combine-" in key]
+    assert len(markers) == stages.count(locate(out, work_dir), "combine") == 2, sorted(stored)[:20]
+    def pieces(key: str) -> int:  # a scatter file's pieces: each holds its rows bucket by bucket
+        rows = np.load(io.BytesIO(stored[key])).reshape(-1, 4)
+        by_start = rows[np.argsort(rows[:, 2]), 0]
+        return 1 + int((np.diff(by_start) < 0).sum())
+
+    for m in markers:
+        first, end = m["scatter_tasks"]
+        bound = sum(pieces(next(k for k in stored if k.endswith(f"scatter/{t:05d}.buckets.npy")))
+                    for t in range(first, end)) * (2 * -(-m["bytes_in"] // plan["bucket_bytes"]) + 1)
+        # the bound: a request a piece of each file and a window; a window closes before the bucket that would
+        # take it over bucket_bytes, so two windows in a row hold more than bucket_bytes: at most 2B/b + 1
+        assert (0 < m["requests"] <= bound) if select_rows > 1 else m["requests"] > bound, (m["requests"], bound)
+    if select_rows == 1:
+        return  # the control's count is all it is for
+    reorder(cfg, urls, out, method="str", sets=all_sets)
+    got, want = output_hashes(out), output_hashes(tmp_path / "mem")
+    assert {n: h for n, h in got.items() if not n.startswith(".")} == {n: h for n, h in want.items()
+                                                                        if not n.startswith(".")}
 
 
 @pytest.mark.parametrize("copy_below", [0, order_stages.RUN_COPY_BYTES], ids=["ranges", "copies"])

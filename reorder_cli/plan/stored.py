@@ -104,7 +104,8 @@ class StoredPlan:
         return self.batches[self.buckets[:, 1], 0]
 
     def shard_buckets(self, shard: int) -> np.ndarray:
-        return np.flatnonzero(self.buckets[:, 0] == shard)
+        """The buckets of shard ``shard`` (the buckets are in shard order)."""
+        return np.arange(*np.searchsorted(self.buckets[:, 0], [shard, shard + 1]))
 
     @property
     def slices(self) -> list[tuple[int, int, int]]:

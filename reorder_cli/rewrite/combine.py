@@ -8,9 +8,11 @@ consecutive scatter tasks into one file of the same format (``rewrite/scatter.py
 
 so that a gather opens S / K files, not S (docs/scale.md section 4). For a Parquet output with a known schema
 the rows are stored as the gather will write them (JSONL lines parsed, a Parquet input's columns cast: what
-the gather did per scatter file), else as lines. A task reads its K files shard after shard, each index
-opened once (kept memory-mapped), each data file once; memory: about one bucket. The gather sorts every
-bucket by position, so the output's bytes are the same whatever K.
+the gather did per scatter file), else as lines. A task reads its K files a run of consecutive buckets at a
+time (:data:`SELECT_ROWS` index rows, of many shards: from a store, each window of ``bucket_bytes`` is one
+range request a file, not one a shard), each index opened once (kept memory-mapped), each data file once;
+memory: about one bucket. The gather sorts every bucket by position, so the output's bytes are the same
+whatever K.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from reorder_cli.rewrite import gather, scatter
 from reorder_cli.util import atomic
 from reorder_cli.util.npy import save_npy
 from reorder_cli.workdir import WorkDir
+
+#: The index rows (buckets x files) a combine task looks up at once: its runs of buckets hold about
+#: ``SELECT_ROWS / K`` buckets (32 MB of index rows in memory).
+SELECT_ROWS = 1 << 20
 
 
 def run(stored: StoredPlan, work: WorkDir, task: int, settings: dict) -> dict:
@@ -45,8 +51,9 @@ def run(stored: StoredPlan, work: WorkDir, task: int, settings: dict) -> dict:
     out = scatter.IpcOut(work.combine_data(task), options)
     index, rows = [], 0
     try:
-        for shard in range(stored.gather_tasks):  # a loop over shards, then over their buckets
-            buckets = stored.shard_buckets(shard)
+        per = max(1, SELECT_ROWS // max(1, len(files)))
+        for first in range(0, len(stored.buckets), per):  # a loop over runs of buckets, then over buckets
+            buckets = np.arange(first, min(len(stored.buckets), first + per))
             scattered.select(buckets)
             for k in buckets:
                 found = scattered.bucket(int(k))
@@ -65,4 +72,5 @@ def run(stored: StoredPlan, work: WorkDir, task: int, settings: dict) -> dict:
     wrote = out.commit()
     save_npy(work.combine_buckets(task), np.asarray(index, dtype=np.int64).reshape(-1, gather.INDEX_COLUMNS))
     return {"rows": rows, "bytes_in": scattered.nbytes, "bytes": out.final.stat().st_size if wrote else 0,
-            "files_opened": scattered.opened, "scatter_tasks": [files[0].task, files[-1].task + 1] if files else []}
+            "files_opened": scattered.opened, "requests": scattered.requests,
+            "scatter_tasks": [files[0].task, files[-1].task + 1] if files else []}

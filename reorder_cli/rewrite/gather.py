@@ -88,6 +88,7 @@ class Scattered:
         self.stored, self.work, self.files = stored, work, files
         self.opened = 0  # files opened: each index once, each data file once if it holds rows of the buckets
         self.nbytes = 0  # the bytes of the record batches selected, in all the files
+        self.requests = 0  # range requests made to the store
         #: the indexes' memory maps, kept (a combine task: its K files, shard after shard), or not (a gather)
         self._maps: dict[int, np.ndarray] | None = {} if keep_maps else None
         self._readers: dict[int, pa.ipc.RecordBatchFileReader] = {}
@@ -97,6 +98,7 @@ class Scattered:
     def select(self, buckets: np.ndarray) -> None:
         """Find the record batches of ``buckets`` (increasing) in every file's index."""
         self.order = [int(b) for b in buckets]
+        self._at = {b: i for i, b in enumerate(self.order)}  # a loop over buckets
         self.index: list[dict[int, np.ndarray]] = []
         self._fetched: dict[int, dict[int, list[pa.RecordBatch]]] = {}
         for t, source in enumerate(self.files):  # a loop over files
@@ -143,7 +145,7 @@ class Scattered:
         """The batches, from the store, of the shard's buckets from ``first`` on, as many as fit
         ``bucket_bytes`` (one at least): bucket -> file -> batches."""
         budget, window, size = self.stored.meta["bucket_bytes"], [], 0
-        for b in self.order[self.order.index(first):]:  # a loop over the shard's next buckets
+        for b in self.order[self._at[first]:]:  # a loop over the selected buckets from ``first`` on
             more = sum(int((rows[:, 3] - rows[:, 2]).sum()) for t in range(len(self.files))
                        if (rows := self.index[t].get(b)) is not None and self._by_ranges(t))
             if window and size + more > budget:
@@ -157,6 +159,7 @@ class Scattered:
                 rows = np.concatenate(parts)
                 wanted[t] = rows[np.argsort(rows[:, 2], kind="stable")]
         out: dict[int, dict[int, list]] = {b: {} for b in window}
+        self.requests += sum(len(_runs(rows)) for rows in wanted.values())
         for t, bucket, batch in _fetch(self.work, wanted, {t: self.files[t].data for t in wanted},
                                        {t: self._reader(t).schema for t in wanted}):
             out[bucket].setdefault(t, []).append(batch)
@@ -199,8 +202,8 @@ def run(stored: StoredPlan, work: WorkDir, settings: dict, shard: int,
                 advance(int(b - a))
                 faults.pause("gather")
             del rows
-        return tokens.finish(writer.finish(shard, start, end - start)) | {"bytes_in": scattered.nbytes,
-                                                                          "files_opened": scattered.opened}
+        return tokens.finish(writer.finish(shard, start, end - start)) | {
+            "bytes_in": scattered.nbytes, "files_opened": scattered.opened, "requests": scattered.requests}
     except BaseException:
         writer.abort()
         tokens.abort()
@@ -272,6 +275,11 @@ def _has_dictionary(kind: pa.DataType) -> bool:
     return any(_has_dictionary(kind.field(i).type) for i in range(kind.num_fields))
 
 
+def _runs(rows: np.ndarray) -> list[np.ndarray]:
+    """Index rows (in file order) cut where their byte ranges stop lying end to end: one request each."""
+    return np.split(rows, np.flatnonzero(rows[1:, 2] != rows[:-1, 3]) + 1)
+
+
 def _fetch(work: WorkDir, wanted: dict[int, np.ndarray], paths: dict[int, Path],
            schemas: dict[int, pa.Schema]) -> list[tuple[int, int, pa.RecordBatch]]:
     """(file, bucket, batch) of the index rows ``wanted`` (file -> rows of (bucket, batch, start, end) in
@@ -280,8 +288,7 @@ def _fetch(work: WorkDir, wanted: dict[int, np.ndarray], paths: dict[int, Path],
     schema)."""
     plan = []  # (file, rows, start, end) of each request
     for t, rows in wanted.items():  # a loop over files, then over runs of adjacent ranges
-        breaks = np.flatnonzero(rows[1:, 2] != rows[:-1, 3]) + 1
-        plan += [(t, part, int(part[0, 2]), int(part[-1, 3])) for part in np.split(rows, breaks)]
+        plan += [(t, part, int(part[0, 2]), int(part[-1, 3])) for part in _runs(rows)]
     urls = [work.remote / paths[t].relative_to(work.root).as_posix() for t, _, _, _ in plan]
     blocks = store.read_ranges(urls, [a for _, _, a, _ in plan], [b for _, _, _, b in plan])
     out = []
