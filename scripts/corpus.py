@@ -174,6 +174,11 @@ _LABELS = np.array(["person", "place", "date", "number", "code", "formula", "quo
 _TAGS = np.array([f"tag-{k:02d}" for k in range(50)])
 
 
+def _one_chunk(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One Arrow array (``pa.array`` of a large numpy string array gives chunks)."""
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
 def _lists(rng: np.random.Generator, docs: int, mean: float, most: int) -> tuple[np.ndarray, pa.Array]:
     """Lengths (Poisson, at most ``most``) of ``docs`` lists and their offsets, as an int32 Arrow array."""
     counts = np.minimum(rng.poisson(mean, docs), most)
@@ -187,9 +192,9 @@ def _nested(rng: np.random.Generator, docs: int, median_chars: int, sigma: float
     crawls = np.array([f"CC-MAIN-{y}-{w:02d}" for y in range(2013, 2025) for w in (5, 18, 30, 43)])
     language_score = np.round(rng.uniform(0.5, 1.0, docs), 3)
     source = pa.StructArray.from_arrays(
-        [_urls(rng, docs).to_arrow(),
-         pa.array(np.char.add("site-", rng.integers(0, 5000, docs).astype(str))),
-         pa.array(crawls[rng.integers(0, len(crawls), docs)]),
+        [_one_chunk(_urls(rng, docs).to_arrow()),
+         _one_chunk(pa.array(np.char.add("site-", rng.integers(0, 5000, docs).astype(str)))),
+         _one_chunk(pa.array(crawls[rng.integers(0, len(crawls), docs)])),
          pa.array(rng.integers(0, 100, docs).astype(np.int32))],
         names=["url", "domain", "crawl", "dump"])
     flags = pa.StructArray.from_arrays(
@@ -197,7 +202,7 @@ def _nested(rng: np.random.Generator, docs: int, median_chars: int, sigma: float
          pa.array(rng.random(docs).astype(np.float32))],
         names=["has_code", "has_math", "boilerplate"])
     quality = pa.StructArray.from_arrays(
-        [pa.array(_CODES[np.minimum(rng.geometric(0.5, docs) - 1, len(_CODES) - 1)]),
+        [_one_chunk(pa.array(_CODES[np.minimum(rng.geometric(0.5, docs) - 1, len(_CODES) - 1)])),
          pa.array(language_score, mask=rng.random(docs) < 0.03), flags],
         names=["language", "language_score", "flags"])
     metadata = pa.StructArray.from_arrays(
@@ -207,11 +212,11 @@ def _nested(rng: np.random.Generator, docs: int, median_chars: int, sigma: float
     total = int(counts.sum())
     start = rng.integers(0, np.repeat(lengths, counts))
     spans = pa.StructArray.from_arrays(
-        [pa.array(_LABELS[rng.integers(0, len(_LABELS), total)]), pa.array(start),
+        [_one_chunk(pa.array(_LABELS[rng.integers(0, len(_LABELS), total)])), pa.array(start),
          pa.array(start + rng.integers(1, 200, total)), pa.array(rng.random(total).astype(np.float32))],
         names=["label", "start", "end", "confidence"])
     _, tag_offsets = _lists(rng, docs, 3.0, 8)
-    tags = pa.array(_TAGS[rng.integers(0, len(_TAGS), int(tag_offsets[-1].as_py()))])
+    tags = _one_chunk(pa.array(_TAGS[rng.integers(0, len(_TAGS), int(tag_offsets[-1].as_py()))]))
     table = pa.table({
         "id": _ids(docs).to_arrow(),
         "text": text.to_arrow(),
