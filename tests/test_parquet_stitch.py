@@ -13,10 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from reorder_cli.formats import parquet_stitch
+from reorder_cli.formats import parquet_stitch, writers
 from reorder_cli.formats.writers import ShardWriter
 
-PROPS = {"compression": "zstd", "compression_level": 3}
+PROPS = writers.parquet_properties(3)
 
 
 def _flat(rows: int, start: int = 0) -> pa.Table:
