@@ -27,10 +27,13 @@ from reorder_cli.publish.manifest import Manifest
 from reorder_cli.util import store
 from reorder_cli.workdir import SCRATCH_ENV
 
-from .conftest import read_manifest, reorder
+from .conftest import invoke, make_rows, output_hashes, read_manifest, reorder, to_lines, write_jsonl
+from .mixture_data import SOURCES, output_rows, source_keys, write_config
 from .test_s3_output import SETS, assert_same_as_local, from_the_environment, objects, s3_config
 from .test_s3_single_node import is_state, sizes
 from .test_s3_work import OUT_OF_CORE, prepare, run_on_nodes
+
+OOC_MIX = ["rewrite=out-of-core", "memory_limit=1", "shard_rows=150"]
 
 # ------------------------------------------------------------------ the reference: numpy over the whole array
 
@@ -232,6 +235,35 @@ def test_the_valid_offsets_of_one_source_are_arithmetic(first):
     shards = list(zip(bounds[:-1], bounds[1:], strict=True))
     assert valid_prefix(shards, rows, kept, first) == counted_prefix(x, shards)
     assert valid_prefix(shards, rows, kept, not first) != counted_prefix(x, shards)
+
+
+def test_a_mixtures_invalid_scores_anywhere_are_counted_where_its_order_is_made(tmp_path):
+    """A mixture whose sources keep their invalid rows first or last: interleaved, the NaNs lie anywhere (the
+    valid counts before its shards are neither end's arithmetic), so its plan counts them; the manifest is the
+    same in memory and out of core, and is the merge of the output's own scores cut at its shards."""
+    inputs = {}
+    for k, (name, n) in enumerate(SOURCES.items()):
+        rows = make_rows(n, seed=k + 10, prefix=name)
+        for row in rows[k::7]:
+            row["score"] = None
+        inputs[name] = write_jsonl(tmp_path / "in" / name / "part-0.jsonl", to_lines(rows, seed=k))
+    keys = source_keys()
+    keys["web"]["invalid_scores"] = "first"
+    keys["code"]["invalid_scores"] = keys["math"]["invalid_scores"] = "last"
+    cfg = write_config(tmp_path, inputs, sources=keys)
+    for out, sets in ((tmp_path / "mem", ["shard_rows=150"]), (tmp_path / "ooc", OOC_MIX)):
+        done = invoke("run", cfg, "--output", out, "-q", *[a for s in sets for a in ("--set", s)])
+        assert done.exit_code == 0, done.output
+    assert output_hashes(tmp_path / "mem") == output_hashes(tmp_path / "ooc")
+    manifest = read_manifest(tmp_path / "mem")
+    scores = np.array([np.nan if r["score"] is None else r["score"] for r in output_rows(tmp_path / "mem")])
+    cuts = [tuple(s["positions"]) for s in manifest["shards"]]
+    counted, kept = counted_prefix(scores, cuts), int(np.isnan(scores).sum())
+    assert kept and all(counted != valid_prefix(cuts, len(scores), kept, first) for first in (True, False))
+    again = partial.of_array(scores, Params(), cuts)
+    assert (manifest["metrics"], manifest["profile"], manifest["totals"]["score"]) == \
+        (again.metrics, again.profile, again.score)
+    assert [s["score"] for s in manifest["shards"]] == again.shards
 
 
 # ------------------------------------------------------------------ the outputs: the manifest, deep, verify

@@ -22,6 +22,8 @@ unit a gather task holds in memory.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -149,27 +151,12 @@ class StoredPlan:
     def rows(self) -> int:
         return int(self.meta["shards"][-1][1]) if self.meta["shards"] else 0
 
-    def scores_of(self, work: WorkDir, start: int, end: int) -> np.ndarray:
-        """The scores of output positions [start, end): read in place (on a store, by one range request for
-        them and one for the file's header), never the whole array."""
+    @contextmanager
+    def scores_file(self, work: WorkDir) -> Iterator[ScoresFile]:
+        """The plan's scores, opened for reads of ranges (on a store: by range requests, never the whole array)."""
         path = work.plan_file("scores.npy")
         with work.open_data(path) as fh:
-            version = np.lib.format.read_magic(fh)
-            shape, _, dtype = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0(fh))
-            if dtype != np.float64 or shape != (self.rows,):
-                raise ReorderError(f"{path}: expected {self.rows:,} float64 scores, found {shape} {dtype}; the "
-                                   "working state is damaged: re-run with --restart")
-            out = np.empty(max(0, end - start), dtype=np.float64)
-            fh.seek(fh.tell() + start * out.itemsize)
-            view, done = memoryview(out.view(np.uint8)), 0
-            while done < len(view):  # a loop over partial reads
-                n = fh.readinto(view[done:])
-                if not n:
-                    raise ReorderError(f"{path}: short read of the scores [{start:,}, {end:,}); the working state "
-                                       "is damaged: re-run with --restart")
-                done += n
-            return out
+            yield ScoresFile(fh, path, self.rows)
 
     def as_plan(self, files: list[InputFile], work: WorkDir | None = None) -> Plan:
         """A :class:`Plan` for the manifest and the rewrite, its arrays read from disk on demand (``files``: the
@@ -191,6 +178,36 @@ class StoredPlan:
             invalid_count=m["invalid_count"], invalid_samples=m["invalid_samples"], dropped=m["dropped"],
             selection=m.get("selection"), mixture=m.get("mixture"), valid_prefix=m["valid_prefix"],
         )
+
+
+class ScoresFile:
+    """An open ``scores.npy`` (a local file, or an object read by range requests) sliced like an array:
+    ``scores[a:b]`` reads those scores alone."""
+
+    def __init__(self, fh, path: Path, rows: int) -> None:
+        version = np.lib.format.read_magic(fh)
+        shape, _, dtype = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0(fh))
+        if dtype != np.float64 or shape != (rows,):
+            raise ReorderError(f"{path}: expected {rows:,} float64 scores, found {shape} {dtype}; the working state "
+                               "is damaged: re-run with --restart")
+        self.fh, self.path, self.rows, self.header = fh, path, rows, fh.tell()
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        start, stop, _ = key.indices(self.rows)
+        out = np.empty(max(0, stop - start), dtype=np.float64)
+        self.fh.seek(self.header + start * out.itemsize)
+        view, done = memoryview(out.view(np.uint8)), 0
+        while done < len(view):  # a loop over partial reads
+            n = self.fh.readinto(view[done:])
+            if not n:
+                raise ReorderError(f"{self.path}: short read of the scores [{start:,}, {stop:,}); the working state "
+                                   "is damaged: re-run with --restart")
+            done += n
+        return out
 
 
 class _Fetched(DiskArray):

@@ -202,9 +202,8 @@ def run(stored: StoredPlan, work: WorkDir, settings: dict, shard: int,
                 faults.pause("gather")
             del rows
         record = tokens.finish(writer.finish(shard, start, end - start))
-        # the shard's score partial, for the manifest: from its slice of the plan's scores (8 bytes a row)
-        partial = score_shards.of_shard(stored.scores_of(work, start, end), stored.shards,
-                                        stored.meta["valid_prefix"], shard)
+        with stored.scores_file(work) as scores:  # the shard's score partial, for the manifest: 8 bytes a row
+            partial = score_shards.of_shard(scores, stored.shards, stored.meta["valid_prefix"], shard, start)
         return record | {score_shards.KEY: partial, "bytes_in": scattered.nbytes, "files_opened": scattered.opened}
     except BaseException:
         writer.abort()
