@@ -21,7 +21,7 @@ from reorder_cli.inspect.digest import output_shard
 from reorder_cli.metrics import partial
 from reorder_cli.metrics.guidance import Params
 from reorder_cli.metrics.partial import NOISE_FLOOR, Piece, ScorePartial
-from reorder_cli.metrics.summary import PROFILE_BINS
+from reorder_cli.metrics.summary import PROFILE_BINS, ChunkedStats, ScoreStats
 from reorder_cli.plan.layout import counted_prefix, valid_prefix
 from reorder_cli.publish.manifest import Manifest
 from reorder_cli.util import store
@@ -191,6 +191,24 @@ def test_blocks_of_any_size_and_a_json_round_trip_give_the_same_bits(scattered):
         assert partial.merge(again, p) == partial.merge(direct, p)
 
 
+def test_verify_adds_a_shards_scores_in_the_manifests_chunks(scattered):
+    """``verify`` reads a shard back in record batches of its own: its ChunkedStats adds them in the chunks a
+    partial adds them in, so the sums are the same bits (==). Negative control: added as they come, they
+    are not."""
+    x = scattered[0]
+    piece = partial.pieces(len(x), [(0, len(x))], partial.valid_counts(x, [(0, len(x))]))[0]
+    want = partial.partial(x, piece, scattered[2], chunk_rows=64).stats
+    chunked, as_they_come, at = ChunkedStats(chunk_rows=64), ScoreStats(), 0
+    rng = np.random.default_rng(3)
+    while at < len(x):
+        block = x[at : at + int(rng.integers(1, 200))]
+        chunked.add(block)
+        as_they_come.add(block)
+        at += len(block)
+    assert chunked.finish() == want
+    assert as_they_come.count == want.count and as_they_come.total != want.total
+
+
 def test_pieces_out_of_order_or_shifted_are_refused(scattered):
     """Negative controls: a partial whose valid offset is shifted by one, or partials merged out of order, are
     refused (the pieces must follow each other), never merged into other numbers."""
@@ -280,9 +298,12 @@ def test_deep_and_verify_compute_the_manifests_numbers_to_the_last_bit(tmp_path,
     per_shard = deep.shard_scores(doc, out)
     again = deep.recompute(doc, per_shard)
     assert {k: again[k] for k in deep.recorded(doc)} == deep.recorded(doc)
+    total = ScoreStats()
     for entry in doc.shards:
         digest = output_shard(out / entry.file, doc.format, doc.scoring(tokens=False), False)
         assert digest.scores.recorded() == entry.score
+        total.merge(digest.scores)
+    assert total.recorded() == doc.totals["score"]
     changed = [s.copy() for s in per_shard]
     changed[2][0] += 1.0
     assert deep.recompute(doc, changed)["shards"][2] != deep.recorded(doc)["shards"][2]
