@@ -12,9 +12,11 @@ What each stage reads (``NEEDS``) and writes (``OUTPUTS``), as patterns relative
 (``{i}``: the task's index, 5 digits). The bulk of a run is not copied: a gather reads the record
 batches of its buckets from the scatter files by range requests (:meth:`WorkDir.open_data`), a sort
 task its key range of each input's sorted keys, and a scatter a JSONL input's decompressed copy.
-``manifest`` and ``publish`` are the driver's part: the plan's arrays for the manifest of a resumed
-run, and the shards finished elsewhere, for an output elsewhere than the work folder's store (on the
-same store, the store copies them itself: :mod:`reorder_cli.publish.to_store`). What a stage reads
+``manifest`` and ``publish`` are the driver's part: the stored plan's small files for the manifest of a
+resumed run (its scores' summaries, profile and metrics are merged from the gathers' records, which hold
+each shard's partial: no array of the plan is read), and the shards finished elsewhere, for an output
+elsewhere than the work folder's store (on the same store, the store copies them itself:
+:mod:`reorder_cli.publish.to_store`). What a stage reads
 can depend on the run's config (:func:`needs`): the split reads the samples alone, unless the config
 makes it read more.
 """
@@ -47,7 +49,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "combine": (*_PLAN, "scatter/*.buckets.npy", "scatter/*.schema.arrow"),
     "gather": (*_PLAN, "scatter/*.buckets.npy", "scatter/*.schema.arrow", "combine/*.buckets.npy",
                "combine/*.schema.arrow"),
-    "manifest": (*_PLAN, "plan/order.npy", "plan/scores.npy", "plan/sizes.npy"),
+    "manifest": ("plan/plan.json", "plan/batches.npy", "plan/schema.arrow"),  # the gathers' records hold the rest
     "publish": ("shards/*",),
 }
 

@@ -14,7 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reorder_cli.metrics.summary import profile, token_profile
+from reorder_cli.metrics.guidance import Params
+from reorder_cli.metrics.partial import of_array
+from reorder_cli.metrics.summary import token_profile
 
 from .conftest import expected_order, invoke, make_rows, one_line_error, read_manifest, reorder, to_lines, write_jsonl
 from .test_audit_tokens import add_token_section
@@ -55,7 +57,7 @@ def test_token_profile_is_the_profile_of_the_token_stream(seed):
     lengths[3::41] = 0  # documents without a token weigh nothing
     got = token_profile(scores, lengths)
     same(got, expanded_profile(scores, lengths))
-    assert got["mean"] != profile(scores)["mean"]  # long documents stretch the curve
+    assert got["mean"] != of_array(scores, Params()).profile["mean"]  # long documents stretch the curve
     few = token_profile(scores[:4], np.array([1, 2, 1, 3]))  # fewer tokens than bins: a slice a token
     assert few["bins"] == 7 and few["mean"][1:3] == [pytest.approx(scores[1], abs=1e-6)] * 2
 

@@ -14,7 +14,7 @@ import numpy as np
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats.discover import InputFile, classify
 from reorder_cli.metrics import guidance as metrics
-from reorder_cli.metrics import summary
+from reorder_cli.metrics import partial
 from reorder_cli.plan.build import read_keys
 from reorder_cli.publish.manifest import Manifest
 from reorder_cli.util import store
@@ -58,14 +58,17 @@ def metric_params(doc: Manifest) -> metrics.Params:
 
 
 def recompute(doc: Manifest, per_shard: list[np.ndarray]) -> dict[str, Any]:
-    """What the manifest says about the scores, computed again from each shard's scores."""
+    """What the manifest says about the scores, computed again from each shard's scores: each shard's partial,
+    merged, as the run computed them (:mod:`reorder_cli.metrics.partial`)."""
     scores = concat(per_shard)
+    ends = np.cumsum([len(s) for s in per_shard], dtype=np.int64).tolist()
+    merged = partial.of_array(scores, metric_params(doc), list(zip([0, *ends[:-1]], ends, strict=True)))
     return {
         "rows": len(scores),
-        "shards": [{"rows": len(s), "score": summary.score_summary(s)} for s in per_shard],
-        "score": summary.score_summary(scores),
-        "profile": summary.profile(scores),
-        "metrics": metrics.compute(scores, metric_params(doc)),
+        "shards": [{"rows": len(s), "score": m} for s, m in zip(per_shard, merged.shards, strict=True)],
+        "score": merged.score,
+        "profile": merged.profile,
+        "metrics": merged.metrics,
     }
 
 

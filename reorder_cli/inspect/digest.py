@@ -26,7 +26,7 @@ from reorder_cli.formats.discover import InputFile
 from reorder_cli.formats.score_expr import Scoring
 from reorder_cli.formats.scores import check_score_type, series_scores
 from reorder_cli.inspect.rowhash import RowMultiset
-from reorder_cli.metrics.summary import ScoreStats
+from reorder_cli.metrics.summary import ChunkedStats, ScoreStats
 from reorder_cli.util import store
 from reorder_cli.util.hashing import file_sha256
 
@@ -151,7 +151,7 @@ def output_shard(path: Path, fmt: str, score_field: str | Scoring, with_rows: bo
 def _jsonl_shard(path: Path, fmt: str, score_field: str | Scoring, with_rows: bool) -> ShardDigest:
     reader = _HashingReader(path)
     inp = InputFile(path, "jsonl", "zstd" if fmt == "jsonl.zst" else None, 0)
-    stats, multiset = ScoreStats(), RowMultiset() if with_rows else None
+    stats, multiset = ChunkedStats(), RowMultiset() if with_rows else None
     rows = lines = 0
     unterminated = False
     try:
@@ -171,13 +171,14 @@ def _jsonl_shard(path: Path, fmt: str, score_field: str | Scoring, with_rows: bo
         return ShardDigest(store.size(path), file_sha256(path), error=f"cannot decompress: {_first_line(exc)}")
     finally:
         reader.close()
-    return ShardDigest(reader.size, reader.digest.hexdigest(), rows=rows, scores=stats, multiset=multiset,
+    return ShardDigest(reader.size, reader.digest.hexdigest(), rows=rows, scores=stats.finish(), multiset=multiset,
                        unterminated=unterminated)
 
 
 def _parquet_shard(path: Path, score_field: str | Scoring, with_rows: bool) -> ShardDigest:
     digest = ShardDigest(store.size(path), file_sha256(path))
     multiset = RowMultiset() if with_rows else None
+    stats = ChunkedStats()  # in the manifest's chunks: the same sums, to the last bit
     try:
         rows = 0
         with pq.ParquetFile(store.source(path)) as pf:
@@ -185,10 +186,10 @@ def _parquet_shard(path: Path, score_field: str | Scoring, with_rows: bool) -> S
             for batch in pf.iter_batches(batch_size=_batch_rows(pf.metadata)):
                 parquet.validate_batch(batch, path, rows)
                 rows += batch.num_rows
-                digest.scores.add(batch_scores(batch, score_field))
+                stats.add(batch_scores(batch, score_field))
                 if multiset is not None:
                     multiset.add_frame(pl.from_arrow(batch))
-        digest.rows, digest.multiset = rows, multiset
+        digest.rows, digest.multiset, digest.scores = rows, multiset, stats.finish()
     except KeyError as exc:
         digest.error = str(exc.args[0])
     except ReorderError as exc:

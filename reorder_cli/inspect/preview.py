@@ -25,11 +25,12 @@ from reorder_cli.formats import score_expr
 from reorder_cli.formats.discover import InputFile, discover
 from reorder_cli.inspect import plot, token_counts
 from reorder_cli.metrics import guidance as metrics
-from reorder_cli.metrics.summary import profile, token_profile
+from reorder_cli.metrics import partial
+from reorder_cli.metrics.summary import token_profile
 from reorder_cli.mix import spec as mix_spec
 from reorder_cli.plan import build as plan
 from reorder_cli.plan import mixture as mix_plan
-from reorder_cli.plan import select
+from reorder_cli.plan import select, shard_bytes
 from reorder_cli.rewrite import budget
 from reorder_cli.util import store
 from reorder_cli.util.progress import Progress
@@ -137,12 +138,14 @@ def run(cfgs: list[RunConfig], params: metrics.Params, progress: Progress | None
     counts = np.concatenate([s.tokens() for s in sources]) if by == "tokens" else None
     orders = []
     for cfg in cfgs:  # a loop over methods
-        p = plan.build(files, sources, cfg)
-        low = budget.floor(p, config.with_format(cfg, [(f.format, f.compression) for f in files]))
+        laid = shard_bytes.for_layout(config.with_format(cfg, [(f.format, f.compression) for f in files]), files)
+        p = plan.build(files, sources, laid)  # cut into the shards a run cuts: its metrics are merged from them
+        low = budget.floor(p, laid)
         tokens = None if counts is None else counts[p.order]
-        shape = profile(p.scores) if tokens is None else _token_profile(p.scores, tokens, files)
-        orders.append(Ordered(cfg.method, cfg.params, p.scores, p.dropped,
-                              metrics.compute(p.scores, params), shape, p.selection, low, tokens))
+        merged = partial.of_array(p.scores, params, p.shards)
+        shape = merged.profile if tokens is None else _token_profile(p.scores, tokens, files)
+        orders.append(Ordered(cfg.method, cfg.params, p.scores, p.dropped, merged.metrics, shape, p.selection, low,
+                              tokens))
     input_rows = int(sum(s.rows for s in sources))
     selection_plot = None
     if plot_file:
@@ -167,11 +170,12 @@ def mixture(cfg: RunConfig, params: metrics.Params, progress: Progress, plot_fil
     started = time.perf_counter()
     store.configure(cfg.storage_options)
     sources = mix_plan.order_sources(cfg, None, progress.task)
-    p = mix_plan.plan(cfg, sources)
     files = [f for s in sources for f in s.files]
-    low = budget.floor(p, config.with_format(cfg, [(f.format, f.compression) for f in files]))
-    ordered = Ordered(cfg.method, cfg.params, p.scores, p.dropped, metrics.compute(p.scores, params),
-                      profile(p.scores), None, low)
+    cfg = shard_bytes.for_layout(config.with_format(cfg, [(f.format, f.compression) for f in files]), files)
+    p = mix_plan.plan(cfg, sources)  # cut into the shards a run cuts: its metrics are merged from them
+    low = budget.floor(p, cfg)
+    merged = partial.of_array(p.scores, params, p.shards)
+    ordered = Ordered(cfg.method, cfg.params, p.scores, p.dropped, merged.metrics, merged.profile, None, low)
     if plot_file:
         plot.write_mixture(plot_file, p.mixture, plot_size, plot_title)
     return Preview(files, int(sum(s.plan.input_rows for s in sources)), time.perf_counter() - started, [ordered],

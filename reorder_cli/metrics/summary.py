@@ -1,13 +1,14 @@
 """Score summaries: min / mean / max of the valid scores, and the score-by-position profile.
 
-:class:`ScoreStats` is the one accumulator: the manifest summarises shards and the whole order
-with it, ``verify`` re-reads shards block by block into it, and ``stats --deep`` recomputes
-with it. Scores may be an array on disk of any size: they are read a chunk at a time.
+:class:`ScoreStats` is the one accumulator of min / mean / max: fed chunk by chunk, in the fixed chunks
+of :mod:`reorder_cli.metrics.partial` (the manifest, ``stats --deep``) or of :class:`ChunkedStats`
+(``verify``, reading shard files back), so every one of them adds the same sums in the same order.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,27 +34,23 @@ class ScoreStats:
     hi: float = -math.inf
 
     def add(self, scores: np.ndarray) -> ScoreStats:
-        valid = scores[~np.isnan(scores)]
+        self.add_valid(scores[~np.isnan(scores)])
+        return self
+
+    def add_valid(self, valid: np.ndarray) -> float:
+        """Add scores that are all valid; returns their sum (as added to ``total``)."""
+        total = float(valid.sum()) if len(valid) else 0.0
         if len(valid):
             self.count += len(valid)
-            self.total += float(valid.sum())
+            self.total += total
             self.lo = min(self.lo, float(valid.min()))
             self.hi = max(self.hi, float(valid.max()))
-        return self
+        return total
 
     def merge(self, other: ScoreStats) -> None:
         self.count += other.count
         self.total += other.total
         self.lo, self.hi = min(self.lo, other.lo), max(self.hi, other.hi)
-
-    @classmethod
-    def of(cls, scores: Any, start: int = 0, end: int | None = None) -> ScoreStats:
-        """The stats of ``scores[start:end]``, read ``CHUNK_ROWS`` at a time."""
-        end = len(scores) if end is None else end
-        stats = cls()
-        for a in range(start, end, CHUNK_ROWS):  # a loop over chunks
-            stats.add(np.asarray(scores[a : min(end, a + CHUNK_ROWS)]))
-        return stats
 
     @property
     def mean(self) -> float | None:
@@ -68,26 +65,6 @@ class ScoreStats:
     def recorded(self) -> dict[str, float | None]:
         """:meth:`summary` as the manifest records it (rounded)."""
         return {k: rounded(v) for k, v in self.summary().items()}
-
-
-def score_summary(scores: Any) -> dict[str, float | None]:
-    """The manifest's {"min", "mean", "max"} of ``scores``."""
-    return ScoreStats.of(scores).recorded()
-
-
-def profile(scores: Any, bins: int = PROFILE_BINS) -> dict[str, Any]:
-    """Score by output position in ``bins`` equal slices: mean, min and max of each."""
-    n = len(scores)
-    bins = max(1, min(bins, n))
-    edges = (np.arange(bins + 1, dtype=np.int64) * n) // bins
-    parts = [ScoreStats.of(scores, int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
-    return {
-        "bins": int(bins),
-        "edges": edges.tolist(),
-        "mean": [rounded(p.mean) for p in parts],
-        "min": [rounded(p.lo) if p.count else None for p in parts],
-        "max": [rounded(p.hi) if p.count else None for p in parts],
-    }
 
 
 def token_profile(scores: np.ndarray, lengths: np.ndarray, bins: int = PROFILE_BINS) -> dict[str, Any]:
@@ -127,3 +104,47 @@ def token_profile(scores: np.ndarray, lengths: np.ndarray, bins: int = PROFILE_B
         "min": [rounded(v) for v in lo],
         "max": [rounded(v) for v in hi],
     }
+
+
+class Rechunker:
+    """Blocks of any size in, chunks of exactly ``chunk_rows`` out (the last one shorter), to ``on_chunk``:
+    what is computed a chunk at a time then does not depend on how the values arrived."""
+
+    def __init__(self, on_chunk: Callable[[np.ndarray], None], chunk_rows: int = CHUNK_ROWS):
+        self.on_chunk, self.chunk_rows = on_chunk, chunk_rows
+        self.pending: list[np.ndarray] = []
+        self.pending_rows = 0
+
+    def add(self, block: Any) -> None:
+        block = np.asarray(block, dtype=np.float64)
+        while len(block):  # a loop over chunks
+            take = min(len(block), self.chunk_rows - self.pending_rows)
+            self.pending.append(block[:take])
+            self.pending_rows += take
+            block = block[take:]
+            if self.pending_rows == self.chunk_rows:
+                self.flush()
+
+    def flush(self) -> None:
+        """Pass on what is pending (the last, short chunk)."""
+        if self.pending_rows:
+            chunk = self.pending[0] if len(self.pending) == 1 else np.concatenate(self.pending)
+            self.pending, self.pending_rows = [], 0
+            self.on_chunk(chunk)
+
+
+class ChunkedStats:
+    """:class:`ScoreStats` of a piece's scores that arrive in blocks of any size, added in chunks of
+    ``chunk_rows`` from the piece's first row (as :class:`reorder_cli.metrics.partial.PartialBuilder` adds
+    them), so the sums are the manifest's to the last bit."""
+
+    def __init__(self, chunk_rows: int = CHUNK_ROWS):
+        self.stats = ScoreStats()
+        self.chunks = Rechunker(self.stats.add, chunk_rows)
+
+    def add(self, block: Any) -> None:
+        self.chunks.add(block)
+
+    def finish(self) -> ScoreStats:
+        self.chunks.flush()
+        return self.stats

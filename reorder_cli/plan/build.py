@@ -23,7 +23,7 @@ from reorder_cli.formats.score_expr import Scoring
 from reorder_cli.methods import order_rows
 from reorder_cli.plan import order_tasks
 from reorder_cli.plan import select as selection
-from reorder_cli.plan.layout import layout
+from reorder_cli.plan.layout import layout, valid_prefix
 from reorder_cli.util import store
 from reorder_cli.util.npy import CHUNK_ROWS, DiskArray, NpyWriter, save_npy
 from reorder_cli.workdir import WorkDir
@@ -56,6 +56,8 @@ class Plan:
     dropped: int  # invalid rows dropped (invalid_scores: drop)
     selection: dict | None = None  # what the select: section kept (Selected.to_json); None without one
     mixture: dict | None = None  # a mixture's manifest section (plan/mixture.py); its files are virtual (per epoch)
+    #: valid (non-NaN) scores before each shard, and in all (len(shards) + 1): where a shard's metrics start
+    valid_prefix: list[int] | None = None
 
     @property
     def rows(self) -> int:
@@ -191,6 +193,7 @@ def build(files: list[InputFile], sources: list, cfg: RunConfig) -> Plan:
         for where, what in s.invalid
     ][:20]
     out_sizes = sizes[order]
+    shards = layout(out_sizes, cfg.layout_shard_bytes, cfg.shard_rows)
     return Plan(
         files=files,
         sources=sources,
@@ -198,11 +201,12 @@ def build(files: list[InputFile], sources: list, cfg: RunConfig) -> Plan:
         order=order.astype(np.int64),
         scores=scores[order],
         sizes=out_sizes,
-        shards=layout(out_sizes, cfg.layout_shard_bytes, cfg.shard_rows),
+        shards=shards,
         invalid_count=int(len(invalid_rows)),
         invalid_samples=samples,
         dropped=dropped,
         selection=chosen.to_json() if chosen else None,
+        valid_prefix=valid_prefix(shards, len(order), len(invalid_rows) - dropped, cfg.invalid_scores == "first"),
     )
 
 
@@ -214,14 +218,15 @@ def from_placed(files: list[InputFile], sources: list, cfg: RunConfig, work: Wor
     memory-mapped from there and cut into shards."""
     order, scores, sizes = (DiskArray(work.plan_file(f"{name}.npy"), dtype) for name, dtype in order_tasks.PLAN_ARRAYS)
     ends = _running_total(sizes, work.plan_file("plan-ends.npy"))
+    shards = layout(sizes, cfg.layout_shard_bytes, cfg.shard_rows, ends)
+    dropped = meta["invalid"] if cfg.invalid_scores == "drop" else 0
     samples = [{"file": str(files[i].path), "where": where, "value": what}
                for i, s in enumerate(sources) for where, what in s.invalid][:20]
     return Plan(
         files=files, sources=sources, row_starts=np.asarray(meta["row_starts"], dtype=np.int64), order=order,
-        scores=scores, sizes=sizes, shards=layout(sizes, cfg.layout_shard_bytes, cfg.shard_rows, ends),
-        invalid_count=meta["invalid"], invalid_samples=samples,
-        dropped=meta["invalid"] if cfg.invalid_scores == "drop" else 0,
-        selection=meta["selection"],
+        scores=scores, sizes=sizes, shards=shards, invalid_count=meta["invalid"], invalid_samples=samples,
+        dropped=dropped, selection=meta["selection"],
+        valid_prefix=valid_prefix(shards, len(order), meta["invalid"] - dropped, cfg.invalid_scores == "first"),
     )
 
 

@@ -53,3 +53,19 @@ def shard_batches(sizes: np.ndarray, start: int, end: int, cfg: RunConfig,
     if ends is not None:
         return layout_between(ends, start, end, *batch_limits(cfg))
     return [(start + a, start + b) for a, b in layout(np.asarray(sizes[start:end]), *batch_limits(cfg))]
+
+
+def valid_prefix(shards: list[tuple[int, int]], rows: int, invalid_kept: int, invalid_first: bool) -> list[int]:
+    """The valid (non-NaN) scores before each shard, and in all (``len(shards) + 1`` counts), of an order whose
+    ``invalid_kept`` invalid rows are its first positions (``invalid_first``) or its last: arithmetic, no
+    score read."""
+    starts = np.asarray([a for a, _ in shards] + [rows], dtype=np.int64)
+    valid = starts - np.minimum(starts, invalid_kept) if invalid_first else np.minimum(starts, rows - invalid_kept)
+    return [int(v) for v in valid]
+
+
+def counted_prefix(scores: np.ndarray, shards: list[tuple[int, int]]) -> list[int]:
+    """:func:`valid_prefix` counted from the scores (in memory) of an order whose invalid rows may be anywhere
+    (a mixture's: each source keeps its own first or last, and the interleave scatters them)."""
+    valid = np.concatenate([[0], np.cumsum(~np.isnan(scores), dtype=np.int64)])
+    return [int(valid[a]) for a, _ in shards] + [int(valid[-1])]

@@ -33,7 +33,7 @@ from reorder_cli.mix import interleave, quota, shares
 from reorder_cli.mix.spec import schedule_of
 from reorder_cli.plan import build
 from reorder_cli.plan.build import Plan
-from reorder_cli.plan.layout import layout
+from reorder_cli.plan.layout import counted_prefix, layout
 from reorder_cli.util.units import fmt_bytes
 from reorder_cli.workdir import WorkDir, identity
 
@@ -135,9 +135,10 @@ def plan(cfg: RunConfig, sources: list[Source]) -> Plan:
     if not len(order):
         raise ReorderError("config key 'budget': the mixture gives no rows")
     section = _section(cfg, sources, allotment, merged, scores)
+    shards = layout(sizes, cfg.layout_shard_bytes, cfg.shard_rows)
     return Plan(
-        files=files, sources=keys, row_starts=row_starts, order=order, scores=scores, sizes=sizes,
-        shards=layout(sizes, cfg.layout_shard_bytes, cfg.shard_rows),
+        files=files, sources=keys, row_starts=row_starts, order=order, scores=scores, sizes=sizes, shards=shards,
+        valid_prefix=counted_prefix(scores, shards),  # each source's invalid rows, interleaved: anywhere
         invalid_count=sum(s.plan.invalid_count for s in sources),
         invalid_samples=[x for s in sources for x in s.plan.invalid_samples][:20],
         dropped=sum(s.plan.dropped for s in sources), selection=None, mixture=section,

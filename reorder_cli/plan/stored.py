@@ -22,6 +22,8 @@ unit a gather task holds in memory.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from reorder_cli.config import RunConfig
+from reorder_cli.errors import ReorderError
 from reorder_cli.formats import parquet
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.plan import build, order_tasks
@@ -37,7 +40,7 @@ from reorder_cli.plan.build import Plan
 from reorder_cli.plan.layout import layout, shard_batches
 from reorder_cli.tokens import tokenizer
 from reorder_cli.util import atomic, state_io
-from reorder_cli.util.npy import DiskArray, save_npy, write_array
+from reorder_cli.util.npy import DiskArray, NpyColumn, save_npy, write_array
 from reorder_cli.util.store import is_url
 from reorder_cli.workdir import WorkDir
 
@@ -145,20 +148,86 @@ class StoredPlan:
     def array(self, name: str) -> DiskArray:
         return DiskArray(self.folder / f"{name}.npy", np.float64 if name == "scores" else np.int64)
 
-    def as_plan(self, files: list[InputFile]) -> Plan:
-        """A :class:`Plan` for the manifest, its arrays read from disk on demand (``files``: the run's inputs; a
-        mixture's plan lists them once per epoch, as its stored files say)."""
+    @property
+    def rows(self) -> int:
+        return int(self.meta["shards"][-1][1]) if self.meta["shards"] else 0
+
+    @contextmanager
+    def scores_file(self, work: WorkDir) -> Iterator[ScoresFile]:
+        """The plan's scores, opened for reads of ranges (on a store: by range requests, never the whole array)."""
+        path = work.plan_file("scores.npy")
+        with work.open_data(path) as fh:
+            yield ScoresFile(fh, path, self.rows)
+
+    def as_plan(self, files: list[InputFile], work: WorkDir | None = None) -> Plan:
+        """A :class:`Plan` for the manifest and the rewrite, its arrays read from disk on demand (``files``: the
+        run's inputs; a mixture's plan lists them once per epoch, as its stored files say). With ``work`` on a
+        store, an array is copied into the mirror only when something reads it: the manifest reads none."""
         m = self.meta
         if m.get("mixture"):
             by_path = {str(f.path.absolute()): f for f in files}
             files = [by_path[f["path"]] for f in m["files"]]
+
+        def array(name: str) -> DiskArray:
+            path, dtype = self.folder / f"{name}.npy", np.float64 if name == "scores" else np.int64
+            return DiskArray(path, dtype) if work is None else _Fetched(path, dtype, self.rows, work.fetch)
+
         return Plan(
             files=files, sources=[StoredSource(f["rows"]) for f in m["files"]],
-            row_starts=np.asarray(m["row_starts"], dtype=np.int64), order=self.array("order"),
-            scores=self.array("scores"), sizes=self.array("sizes"), shards=self.shards,
+            row_starts=np.asarray(m["row_starts"], dtype=np.int64), order=array("order"),
+            scores=array("scores"), sizes=array("sizes"), shards=self.shards,
             invalid_count=m["invalid_count"], invalid_samples=m["invalid_samples"], dropped=m["dropped"],
-            selection=m.get("selection"), mixture=m.get("mixture"),
+            selection=m.get("selection"), mixture=m.get("mixture"), valid_prefix=m["valid_prefix"],
         )
+
+
+class ScoresFile:
+    """An open ``scores.npy`` (a local file, or an object read by range requests) sliced like an array:
+    ``scores[a:b]`` reads those scores alone."""
+
+    def __init__(self, fh, path: Path, rows: int) -> None:
+        version = np.lib.format.read_magic(fh)
+        shape, _, dtype = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0(fh))
+        if dtype != np.float64 or shape != (rows,):
+            raise ReorderError(f"{path}: expected {rows:,} float64 scores, found {shape} {dtype}; the working state "
+                               "is damaged: re-run with --restart")
+        self.fh, self.path, self.rows, self.header = fh, path, rows, fh.tell()
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        start, stop, _ = key.indices(self.rows)
+        out = np.empty(max(0, stop - start), dtype=np.float64)
+        self.fh.seek(self.header + start * out.itemsize)
+        view, done = memoryview(out.view(np.uint8)), 0
+        while done < len(view):  # a loop over partial reads
+            n = self.fh.readinto(view[done:])
+            if not n:
+                raise ReorderError(f"{self.path}: short read of the scores [{start:,}, {stop:,}); the working state "
+                                   "is damaged: re-run with --restart")
+            done += n
+        return out
+
+
+class _Fetched(DiskArray):
+    """A :class:`DiskArray` of a work folder's file, copied into the mirror (``fetch``) when first read; its
+    length is known without it."""
+
+    def __init__(self, path: Path, dtype: type, length: int, fetch) -> None:
+        self.path, self.dtype, self.length, self.fetch = path, np.dtype(dtype), length, fetch
+        self._column: NpyColumn | None = None
+
+    @property
+    def column(self) -> NpyColumn:  # type: ignore[override]
+        if self._column is None:
+            self.fetch(self.path)
+            self._column = NpyColumn(self.path, self.dtype)
+        return self._column
+
+    def __len__(self) -> int:
+        return self.length
 
 
 def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_bytes: int,
@@ -211,6 +280,7 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
         "invalid_count": plan.invalid_count,
         "invalid_samples": plan.invalid_samples,
         "dropped": plan.dropped,
+        "valid_prefix": plan.valid_prefix,
         "selection": plan.selection,
         **({"mixture": plan.mixture} if plan.mixture else {}),
     }

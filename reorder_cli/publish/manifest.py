@@ -23,8 +23,7 @@ from reorder_cli.config import RunConfig
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats import score_expr
 from reorder_cli.formats.writers import COMPRESSION
-from reorder_cli.metrics import guidance as metrics
-from reorder_cli.metrics.summary import profile, score_summary
+from reorder_cli.metrics import shards as score_shards
 from reorder_cli.plan.build import Plan
 from reorder_cli.tokens.sections import sections
 from reorder_cli.util import store
@@ -183,8 +182,9 @@ class Manifest:
 
 def build(plan: Plan, cfg: RunConfig, shards: list[dict], out_dir: Path | store.URL,
           export: dict[str, Any] | None = None) -> Manifest:
-    """The manifest of a run: ``shards`` are the gather records in order (with their token pieces' records
-    when the run tokenized its documents); ``export`` the exporter's entry."""
+    """The manifest of a run: ``shards`` are the gather records in order (with their score partials, merged
+    here into the score summaries, profile and metrics, and their token pieces' records when the run tokenized
+    its documents); ``export`` the exporter's entry. Reads none of the plan's arrays."""
     def rel(p) -> str:  # a URL is recorded as it is; a local input of an output on a store, absolute
         if store.is_url(p):
             return str(p)
@@ -192,9 +192,10 @@ def build(plan: Plan, cfg: RunConfig, shards: list[dict], out_dir: Path | store.
             return str(Path(p).resolve())
         return os.path.relpath(Path(p).resolve(), out_dir.resolve())
 
+    scores = score_shards.merged(shards)  # each gather's partial of its shard's scores: no row read here
     entries = [ShardEntry(s["file"], cfg.format, s["rows"], s["bytes"], s["sha256"], s["first"],
-                          s["first"] + s["rows"], score_summary(plan.scores[s["first"]:s["first"] + s["rows"]]),
-                          s["compression"]) for s in shards]
+                          s["first"] + s["rows"], summary, s["compression"])
+               for s, summary in zip(shards, scores.shards, strict=True)]
     inputs = [InputEntry(rel(f.path), f.format, f.compression, int(source.rows), f.size, fingerprint(f.path))
               for f, source in _once(plan)]
     return Manifest(
@@ -223,10 +224,10 @@ def build(plan: Plan, cfg: RunConfig, shards: list[dict], out_dir: Path | store.
             **({"unselected_rows": plan.selection["dropped"]} if plan.selection else {}),
             **({k: plan.mixture["totals"][k] for k in ("unscheduled_rows", "repeated_rows")} if plan.mixture else {}),
             "shards": len(entries), "bytes": sum(s.bytes for s in entries),
-            "input_bytes": sum(f.size for f, _ in _once(plan)), "score": score_summary(plan.scores),
+            "input_bytes": sum(f.size for f, _ in _once(plan)), "score": scores.score,
         },
-        profile=profile(plan.scores),
-        metrics=metrics.compute(plan.scores),
+        profile=scores.profile,
+        metrics=scores.metrics,
         **sections(cfg.tokens, shards, export),  # tokens, export (issue 19)
         mixture=plan.mixture,
     )

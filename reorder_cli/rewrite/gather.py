@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from reorder_cli.errors import ReorderError
 from reorder_cli.formats import json_rows, jsonl, parquet
 from reorder_cli.formats.writers import ShardWriter, shard_name
+from reorder_cli.metrics import shards as score_shards
 from reorder_cli.plan.stored import StoredPlan
 from reorder_cli.rewrite import scatter
 from reorder_cli.tokens import piece as token_piece
@@ -174,8 +175,9 @@ class Scattered:
 
 def run(stored: StoredPlan, work: WorkDir, settings: dict, shard: int,
         advance: Callable[[int], None] = lambda n: None) -> dict:
-    """Write output shard ``shard`` into ``work.shards``; returns its record for the manifest, with the bytes
-    of the record batches it read (``bytes_in``, for its marker only).
+    """Write output shard ``shard`` into ``work.shards``; returns its record for the manifest (with its score
+    partial: :mod:`reorder_cli.metrics.shards`), with the bytes of the record batches it read (``bytes_in``,
+    for its marker only).
 
     ``settings``: the stored plan's output settings (format, compression_level).
     """
@@ -202,8 +204,11 @@ def run(stored: StoredPlan, work: WorkDir, settings: dict, shard: int,
                 advance(int(b - a))
                 faults.pause("gather")
             del rows
-        return tokens.finish(writer.finish(shard, start, end - start)) | {
-            "bytes_in": scattered.nbytes, "files_opened": scattered.opened, "requests": scattered.requests}
+        record = tokens.finish(writer.finish(shard, start, end - start))
+        with stored.scores_file(work) as scores:  # the shard's score partial, for the manifest: 8 bytes a row
+            partial = score_shards.of_shard(scores, stored.shards, stored.meta["valid_prefix"], shard, start)
+        return record | {score_shards.KEY: partial, "bytes_in": scattered.nbytes, "files_opened": scattered.opened,
+                         "requests": scattered.requests}
     except BaseException:
         writer.abort()
         tokens.abort()

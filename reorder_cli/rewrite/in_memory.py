@@ -17,6 +17,7 @@ import pyarrow as pa
 from reorder_cli.config import RunConfig
 from reorder_cli.formats import jsonl, parquet
 from reorder_cli.formats.writers import ShardWriter, encoding_ahead, shard_name
+from reorder_cli.metrics import shards as score_shards
 from reorder_cli.plan.build import Plan
 from reorder_cli.plan.layout import shard_batches
 from reorder_cli.rewrite import table as parquet_output
@@ -114,6 +115,7 @@ def write_shards(plan: Plan, cfg: RunConfig, folder: Path, advance: Callable[[in
             writer.abort()
             tokens.abort()
             raise
+        record[score_shards.KEY] = score_shards.of_shard(plan.scores, plan.shards, plan.valid_prefix, index, start)
         record["bytes_in"] = int(np.asarray(plan.sizes[start:end]).sum())
         on_finish(record, started)
         faults.pause("gather-done")
