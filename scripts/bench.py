@@ -568,7 +568,8 @@ def select(cases: list[Case], wanted: str | None) -> list[Case]:
     if not wanted:
         return cases
     parts = [p.strip().lower() for p in wanted.split(",") if p.strip()]
-    return [c for c in cases if any(p in c.name.lower() for p in parts)]
+    return [c for c in cases if any(c.name.lower() == p[1:] if p.startswith("=") else p in c.name.lower()
+                                    for p in parts)]
 
 
 def slug(name: str) -> str:
@@ -767,7 +768,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "nested (structs and lists; the reorder cases read metadata.score)")
     parser.add_argument("--data", type=Path, help="corpus folder (default bench-out/data-SHAPE-DOCS)")
     parser.add_argument("--out", type=Path, default=Path("bench-out/run"), help="output folder, cleaned per run")
-    parser.add_argument("--cases", help="comma-separated substrings selecting cases")
+    parser.add_argument("--cases", help="comma-separated substrings selecting cases (=NAME: that case only)")
     parser.add_argument("--workers", type=int, help="passed to reorder as --set workers=N")
     parser.add_argument("--reference", type=Path, help="the authors' data_ordering folder (with entry.py)")
     parser.add_argument("--json", type=Path, help="also save the results here")
