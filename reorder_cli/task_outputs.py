@@ -29,7 +29,7 @@ READS: dict[str, dict[str, tuple[str, ...]]] = {
     "place": {"keys": ("keys/scores-*", "keys/sizes-*", "keys/invalid-*"), "split": ("order/*",),
               "sort": ("order/sort-*",)},
     "layout": {"keys": ("keys/records-*", "keys/schema-*", "keys/sizes-*"), "split": ("order/*",),
-               "place": ("plan/placed-*",)},
+               "place": ("plan/ends-*", "plan/sample-*")},
     "scatter": {"keys": ("keys/records-*", "input-*"), "place": ("plan/pairs-*",), "layout": ("plan/*",)},
     "combine": {"layout": ("plan/plan.json", "plan/batches.npy", "plan/schema.arrow"), "scatter": ("scatter/*",)},
     "gather": {"layout": ("plan/plan.json", "plan/batches.npy", "plan/schema.arrow"), "scatter": ("scatter/*",),

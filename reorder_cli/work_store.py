@@ -2,7 +2,7 @@
 uploads from it when it has finished (before its marker: the marker is the proof).
 
 A store has no rename and no positioned write, so every file of a work folder is one task's alone,
-written once, whole (the place tasks write their own records; layout assembles them). A task's files
+written once, whole (the place tasks write their pieces of the plan, which nothing assembles). A task's files
 are uploaded with :func:`store.upload` (a failed upload is aborted, never completed) and checked by
 size; then :meth:`WorkDir.finish` writes the marker. A file in a mirror is therefore always complete:
 it was written there whole, or downloaded whole from an object whose task had finished. Mirrors are
@@ -12,7 +12,7 @@ What each stage reads (``NEEDS``) and writes (``OUTPUTS``), as patterns relative
 (``{i}``: the task's index, 5 digits). The bulk of a run is not copied: a gather reads the record
 batches of its buckets from the scatter files by range requests (:meth:`WorkDir.open_data`), a sort
 task its key range of each input's sorted keys, and a scatter a JSONL input's decompressed copy.
-``manifest`` and ``publish`` are the driver's part: the plan's arrays for the manifest of a resumed
+``manifest`` and ``publish`` are the driver's part: the pieces' scores for the manifest of a resumed
 run, and the shards finished elsewhere, for an output elsewhere than the work folder's store (on the
 same store, the store copies them itself: :mod:`reorder_cli.publish.to_store`). What a stage reads
 can depend on the run's config (:func:`needs`): the split reads the samples alone, unless the config
@@ -42,12 +42,13 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "split": ("keys/sample-*",),  # and what the config asks for: _split_needs
     "sort": ("keys/sample-*", "order/split.json", "order/gumbel.json"),  # the runs: by range requests
     "place": (*_KEYS_SMALL, "order/*"),
-    "layout": (*_KEYS_SMALL, "order/split.json", "plan/placed-*"),
+    # the pieces' samples; the windows of their running totals that the cuts fall in: by range requests
+    "layout": ("keys/schema-*", "keys/sizes-*", "keys/records-*", "order/split.json", "plan/sample-*"),
     "scatter": (*_PLAN, "plan/pairs-*"),
     "combine": (*_PLAN, "scatter/*.buckets.npy", "scatter/*.schema.arrow"),
     "gather": (*_PLAN, "scatter/*.buckets.npy", "scatter/*.schema.arrow", "combine/*.buckets.npy",
                "combine/*.schema.arrow"),
-    "manifest": (*_PLAN, "plan/order.npy", "plan/scores.npy", "plan/sizes.npy"),
+    "manifest": (*_PLAN, "plan/scores-*"),
     "publish": ("shards/*",),
 }
 
@@ -57,9 +58,9 @@ OUTPUTS: dict[str, tuple[str, ...]] = {
     "keys": ("keys/*-{i}.*", "input-{i}.jsonl"),
     "split": ("order/jit.json", "order/gumbel.json", "order/picks.npy", "order/kept.npy", "order/split.json"),
     "sort": ("order/sort-{i}.bin",),
-    "place": ("plan/placed-{i}.bin", "plan/pairs-{i}.bin"),
-    "layout": ("plan/order.npy", "plan/scores.npy", "plan/sizes.npy", "plan/plan-ends.npy", "plan/schema.arrow",
-               "plan/batches.npy", "plan/plan.json"),
+    "place": ("plan/order-{i}.bin", "plan/scores-{i}.bin", "plan/ends-{i}.bin", "plan/sample-{i}.bin",
+              "plan/pairs-{i}.bin"),
+    "layout": ("plan/schema.arrow", "plan/batches.npy", "plan/plan.json"),
     "scatter": ("scatter/{i}.*",),
     "combine": ("combine/{i}.*",),
     "gather": ("shards/{i}.*",),

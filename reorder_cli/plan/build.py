@@ -21,11 +21,11 @@ from reorder_cli.formats import KeySource, jsonl, open_keys
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.formats.score_expr import Scoring
 from reorder_cli.methods import order_rows
-from reorder_cli.plan import order_tasks
 from reorder_cli.plan import select as selection
 from reorder_cli.plan.layout import layout
 from reorder_cli.util import store
-from reorder_cli.util.npy import CHUNK_ROWS, DiskArray, NpyWriter, save_npy
+from reorder_cli.util.chunked import Opener, Piece, open_local, plan_arrays
+from reorder_cli.util.npy import save_npy
 from reorder_cli.workdir import WorkDir
 
 #: Peak bytes a row of :func:`build`'s keys work in memory: the sources' scores and sizes (16),
@@ -209,29 +209,19 @@ def build(files: list[InputFile], sources: list, cfg: RunConfig) -> Plan:
 # ------------------------------------------------------------------ the plan of the order tasks
 
 
-def from_placed(files: list[InputFile], sources: list, cfg: RunConfig, work: WorkDir, meta: dict) -> Plan:
-    """The plan whose arrays the order tasks wrote in ``work.plan`` (``meta``: their ``split.json``),
-    memory-mapped from there and cut into shards."""
-    order, scores, sizes = (DiskArray(work.plan_file(f"{name}.npy"), dtype) for name, dtype in order_tasks.PLAN_ARRAYS)
-    ends = _running_total(sizes, work.plan_file("plan-ends.npy"))
+def from_placed(files: list[InputFile], sources: list, cfg: RunConfig, meta: dict, pieces: list[Piece],
+                opener: Opener = open_local) -> Plan:
+    """The plan whose pieces the place tasks wrote (``meta``: their ``split.json``; ``pieces``: theirs, in
+    the order of their positions), its arrays views over them (:mod:`reorder_cli.util.chunked`), cut into
+    shards by binary searches of their running total: nothing of the size of the plan is read or written."""
+    arrays = plan_arrays(pieces, opener)
     samples = [{"file": str(files[i].path), "where": where, "value": what}
                for i, s in enumerate(sources) for where, what in s.invalid][:20]
     return Plan(
-        files=files, sources=sources, row_starts=np.asarray(meta["row_starts"], dtype=np.int64), order=order,
-        scores=scores, sizes=sizes, shards=layout(sizes, cfg.layout_shard_bytes, cfg.shard_rows, ends),
+        files=files, sources=sources, row_starts=np.asarray(meta["row_starts"], dtype=np.int64), order=arrays.order,
+        scores=arrays.scores, sizes=arrays.sizes,
+        shards=layout(arrays.sizes, cfg.layout_shard_bytes, cfg.shard_rows, arrays.ends),
         invalid_count=meta["invalid"], invalid_samples=samples,
         dropped=meta["invalid"] if cfg.invalid_scores == "drop" else 0,
         selection=meta["selection"],
     )
-
-
-def _running_total(sizes: DiskArray, path: Path) -> np.ndarray:
-    """The cumulative sum of ``sizes``, written to ``path`` a chunk at a time and memory-mapped
-    (:func:`layout` only binary-searches it)."""
-    writer, total = NpyWriter(path, np.int64, len(sizes)), 0
-    for chunk in sizes.chunks(CHUNK_ROWS):
-        part = np.cumsum(chunk, dtype=np.int64) + total
-        writer.write(part)
-        total = int(part[-1])
-    writer.close()
-    return np.load(path, mmap_mode="r")

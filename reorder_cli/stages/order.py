@@ -49,17 +49,21 @@ def _sort(work: WorkDir, spec: Spec, index: int) -> dict:
 
 def _place(work: WorkDir, spec: Spec, index: int) -> dict:
     meta = order_tasks.load_split(work.order)
-    return {"rows": order_tasks.place_task(work.keys, work.order, work.plan, meta, index)}
+    return order_tasks.place_task(work.keys, work.order, work.plan, meta, index)  # rows, total, largest
 
 
 def _layout(work: WorkDir, spec: Spec, index: int) -> dict:
+    """The shards, write batches and buckets, cut on the place tasks' pieces where they are: their records
+    (markers) give each piece's rows and total, and the cuts read the windows of the running total they
+    fall in (by range requests on a store). Nothing is assembled."""
     cfg, meta = spec.cfg, order_tasks.load_split(work.order)
-    order_tasks.assemble(work.plan, meta, spec.memory)
-    the_plan = build.from_placed(spec.files, sources(work, spec), cfg, work, meta)
+    placed = [(t, work.finished("place", t)) for t in order_tasks.by_position(meta)]
+    pieces = [order_tasks.piece(work.plan, t, record) for t, record in placed]
+    the_plan = build.from_placed(spec.files, sources(work, spec), cfg, meta, pieces, work.open_data)
     choice = budget.choose(the_plan, cfg, force="out-of-core")
     cfg = dataclasses.replace(cfg, workers=choice.workers)
     stored = stored_plan.store(the_plan, cfg, work, choice.bucket_bytes, choice.read_bytes,
-                               stored_plan.output_schema(the_plan))
+                               stored_plan.output_schema(the_plan), placed)
     return {"rows": the_plan.rows, "scatter": stored.scatter_tasks, "gather": stored.gather_tasks,
             "warning": choice.warning, "workers": choice.workers}
 
