@@ -43,7 +43,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "sort": ("keys/sample-*", "order/split.json", "order/gumbel.json"),  # the runs: by range requests
     "place": (*_KEYS_SMALL, "order/*"),
     # the pieces' samples; the windows of their running totals that the cuts fall in: by range requests
-    "layout": ("keys/schema-*", "keys/sizes-*", "keys/records-*", "order/split.json", "plan/sample-*"),
+    "layout": ("keys/schema-*", "order/split.json", "plan/sample-*"),
     "scatter": (*_PLAN, "plan/pairs-*"),
     "combine": (*_PLAN, "scatter/*.buckets.npy", "scatter/*.schema.arrow"),
     "gather": (*_PLAN, "scatter/*.buckets.npy", "scatter/*.schema.arrow", "combine/*.buckets.npy",

@@ -86,6 +86,7 @@ class SpilledSource:
     schema: pa.Schema | None = None  # Parquet inputs
     data_path: Path | store.URL | None = None  # JSONL inputs: the bytes (the input, or its decompressed copy)
     unterminated: bool = False  # JSONL inputs: the last record has no newline
+    cuts: list[int] | None = None  # row boundaries of its scatter slices (stored.slice_cuts), once known
 
     def path(self, name: str) -> Path:
         return self.folder / f"{name}-{self.index:05d}.npy"

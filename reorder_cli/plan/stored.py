@@ -174,7 +174,8 @@ class StoredPlan:
 def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_bytes: int,
           schema: pa.Schema | None, placed: list[tuple[int, dict]]) -> StoredPlan:
     """Write the plan of an out-of-core run (the layout task: its pieces and (row, position) pairs are
-    already in the plan folder, written by the order's tasks, and its sources are the keys tasks' files);
+    already in the plan folder, written by the order's tasks, and its sources are the keys tasks' files
+    and records, the scatter slices of each input among them);
     ``placed``: (place task, its record) of every piece, in the order of their positions. The write
     batches are cut by binary searches of the pieces' running total (:class:`chunked.Ends`), reading the
     windows the cuts fall in. plan.json goes last and marks it complete."""
@@ -186,14 +187,11 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
         entry = {"path": str(inp.path.absolute()), "format": inp.format, "compression": inp.compression,
                  "rows": source.rows, "stamp": inp.stamp}
         if inp.format == "jsonl":
-            records = np.load(source.path("records"), mmap_mode="r")  # the keys task's file, read in place
             data = source.data_path
             entry.update(data_path=str(data) if is_url(data) else str(Path(data).absolute()),
                          unterminated=source.unterminated)
-            cuts = _cuts(records[:, 1] - records[:, 0], np.arange(source.rows + 1))
-        else:
-            cuts = _cuts(np.load(source.path("sizes"), mmap_mode="r"), _group_starts(inp))
         files.append(entry)
+        cuts = source.cuts  # its keys task's (slice_cuts): no input's sizes are read here
         slices += [[i, int(a), int(b)] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
     if schema is not None:
         atomic.write_bytes(work.plan_file("schema.arrow"), schema.serialize().to_pybytes())
@@ -237,6 +235,7 @@ def store_planned(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, 
     have left it: every input's keys in ``work.keys`` (as its keys task's), the plan as one piece (place task
     0's) and one file of (input row, output position) pairs; then :func:`store`."""
     spilled = [build.spill(source, i, work.keys) for i, source in enumerate(plan.sources)]  # a loop over files
+    spilled = [replace(source, cuts=slice_cuts(source)) for source in spilled]
     folder = work.plan
     folder.mkdir(parents=True, exist_ok=True)
     record = order_tasks.write_piece(folder, 0, plan.order, plan.scores, plan.sizes)
@@ -247,6 +246,15 @@ def store_planned(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, 
         write_array(fh, pairs, order_tasks.pairs_path(folder, 0))
     schema = output_schema(plan)
     return store(replace(plan, sources=spilled), cfg, work, bucket_bytes, read_bytes, schema, [(0, record)])
+
+
+def slice_cuts(source: build.SpilledSource) -> list[int]:
+    """Row boundaries of the scatter slices of one input, from its keys (a keys task records them, with
+    the sizes at hand, so that the layout reads no input's sizes)."""
+    if source.inp.format == "jsonl":
+        records = np.load(source.path("records"), mmap_mode="r")  # [start, end) bytes of each record
+        return _cuts(records[:, 1] - records[:, 0], np.arange(source.rows + 1))
+    return _cuts(np.load(source.path("sizes"), mmap_mode="r"), _group_starts(source.inp))
 
 
 def _group_starts(inp: InputFile) -> np.ndarray:
