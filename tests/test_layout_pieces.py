@@ -6,9 +6,11 @@
 - the layout task on a local work folder writes O(shards + batches + pieces) bytes and reads well
   under a byte a row of the pieces; the old assembly of the arrays (24 B a row read, 32 written),
   redone here, breaks both bounds;
-- on a store (a moto server), the layout's node copies the schemas, split.json and the pieces' samples
-  only and reads well under a byte a row; with the old table of what it pulls, it reads more than 24 B
-  a row. Every other task then on a node of its own: the bytes and manifest of a run in memory.
+- on a store (a moto server), reading the windows by range requests, the layout's node copies the
+  schemas, split.json and the pieces' samples only and reads well under a byte a row; copying the
+  pieces' running totals where that costs less than the requests, at most 8 B a row; with the old
+  table of what it pulls, more than 24 B a row. Every other task then on a node of its own: the bytes
+  and manifest of a run in memory.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from reorder_cli import work_store
 from reorder_cli.plan import order_tasks as ot
 from reorder_cli.plan.layout import layout
 from reorder_cli.stages import STAGES
+from reorder_cli.stages import order as order_stages
 from reorder_cli.util import chunked
 from reorder_cli.util.chunked import plan_arrays
 from reorder_cli.util.npy import save_npy
@@ -210,13 +213,18 @@ def mirrored(node: Path) -> list[str]:
     return sorted(found)
 
 
-@pytest.mark.parametrize("old", [False, True], ids=["pieces-in-place", "control-old-table"])
-def test_the_layouts_node_reads_under_a_byte_a_row_of_a_store(tmp_path, s3_server, config_file, many_rows,
-                                                               monkeypatch, old):
-    """Every task up to the place tasks on a node of its own, then the layout on a fresh one: it copies the
-    schemas, split.json and the samples only and reads under a byte a row from the store; with the old
-    table, more than 24 B a row. Then every other task on a node of its own: a run in memory's bytes."""
-    if old:
+@pytest.mark.parametrize("how", ["range-requests", "copies-when-cheaper", "control-old-table"])
+def test_the_layouts_node_reads_the_cuts_windows_from_a_store(tmp_path, s3_server, config_file, many_rows,
+                                                              monkeypatch, how):
+    """Every task up to the place tasks on a node of its own, then the layout on a fresh one. Reading the
+    windows by range requests (pieces whose cuts cost more requests than their bytes are copied instead:
+    forced off here), it copies the schemas, split.json and the samples only and reads under a byte a row
+    from the store; as it runs (these pieces are small: copied), the pieces' running totals too, at most 8 B
+    a row and no other piece; with the old table, more than 24 B a row. Then every other task on a node of
+    its own: a run in memory's bytes and manifest."""
+    if how == "range-requests":
+        monkeypatch.setattr(order_stages, "GET_BYTES", 0)
+    if how == "control-old-table":
         monkeypatch.setitem(work_store.NEEDS, "layout", OLD_LAYOUT_NEEDS)
     bucket = s3_server.bucket(f"lay-{uuid.uuid4().hex[:12]}")
     work_dir, out = f"s3://{bucket}/w", tmp_path / "out"
@@ -235,14 +243,17 @@ def test_the_layouts_node_reads_under_a_byte_a_row_of_a_store(tmp_path, s3_serve
             if stage == "layout":
                 layout_node = node
     work = locate(out, work_dir)
-    read, rows = work.finished("layout", 0)["store_bytes_read"], sum(ROWS)
-    pulled = mirrored(layout_node)
-    if old:
+    read, rows, pulled = work.finished("layout", 0)["store_bytes_read"], sum(ROWS), mirrored(layout_node)
+    if how == "control-old-table":
         assert read > 24 * rows, read
         return
-    assert read < rows, (read, rows)
-    assert all(n.startswith(("keys/schema-", "order/split.json", "plan/sample-", "plan/plan.json", "plan/batches",
-                             "plan/schema")) for n in pulled), pulled
+    allowed = ("keys/schema-", "order/split.json", "plan/sample-", "plan/plan.json", "plan/batches", "plan/schema")
+    if how == "range-requests":
+        assert read < rows, (read, rows)
+    else:
+        allowed += ("plan/ends-",)
+        assert any(n.startswith("plan/ends-") for n in pulled) and read < 8 * rows + (64 << 10), (read, rows)
+    assert all(n.startswith(allowed) for n in pulled), pulled
     monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "driver"))
     reorder(config_file, many_rows, out, method="saw", sets=[*SETS, f"work_dir={work_dir}"])
     reorder(config_file, many_rows, tmp_path / "mem", method="saw", sets=["shard_rows=5000", "invalid_scores=last"])

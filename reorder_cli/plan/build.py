@@ -86,6 +86,7 @@ class SpilledSource:
     schema: pa.Schema | None = None  # Parquet inputs
     data_path: Path | store.URL | None = None  # JSONL inputs: the bytes (the input, or its decompressed copy)
     unterminated: bool = False  # JSONL inputs: the last record has no newline
+    groups: np.ndarray | None = None  # Parquet inputs: the first row of every row group, the row count last
     cuts: list[int] | None = None  # row boundaries of its scatter slices (stored.slice_cuts), once known
 
     def path(self, name: str) -> Path:
@@ -104,7 +105,8 @@ class SpilledSource:
 def spill(source: KeySource, index: int, folder: Path) -> SpilledSource:
     """Write a source's keys to ``folder`` and return what is left of it in memory."""
     folder.mkdir(parents=True, exist_ok=True)
-    out = SpilledSource(source.inp, index, folder, source.rows, source.invalid, source.schema)
+    out = SpilledSource(source.inp, index, folder, source.rows, source.invalid, source.schema,
+                        groups=source.group_starts() if source.inp.format == "parquet" else None)
     save_npy(out.path("scores"), source.scores())
     save_npy(out.path("sizes"), source.row_sizes())
     if source.tokens() is not None:

@@ -172,13 +172,13 @@ class StoredPlan:
 
 
 def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_bytes: int,
-          schema: pa.Schema | None, placed: list[tuple[int, dict]]) -> StoredPlan:
+          schema: pa.Schema | None, placed: list[tuple[int, dict]], opener: Opener) -> StoredPlan:
     """Write the plan of an out-of-core run (the layout task: its pieces and (row, position) pairs are
     already in the plan folder, written by the order's tasks, and its sources are the keys tasks' files
     and records, the scatter slices of each input among them);
     ``placed``: (place task, its record) of every piece, in the order of their positions. The write
-    batches are cut by binary searches of the pieces' running total (:class:`chunked.Ends`), reading the
-    windows the cuts fall in. plan.json goes last and marks it complete."""
+    batches are cut by binary searches of the pieces' running total (:class:`chunked.Ends`), reading
+    (``opener``) the windows the cuts fall in. plan.json goes last and marks it complete."""
     folder = work.plan
     pieces = [order_tasks.piece(folder, t, record) for t, record in placed]
     files, slices = [], []
@@ -197,7 +197,7 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
         atomic.write_bytes(work.plan_file("schema.arrow"), schema.serialize().to_pybytes())
 
     batches, buckets = [], []
-    ends = plan_arrays(pieces, work.open_data).ends  # the running total of sizes, read where the cuts fall
+    ends = plan_arrays(pieces, opener).ends  # the running total of sizes, read where the cuts fall
     for s, (start, end) in enumerate(plan.shards):  # a loop over shards and buckets, never rows
         first = len(batches)
         shard = shard_batches(plan.sizes, start, end, cfg, ends)
@@ -245,7 +245,8 @@ def store_planned(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, 
     with atomic.open_atomic(order_tasks.pairs_path(folder, 0), "wb") as fh:
         write_array(fh, pairs, order_tasks.pairs_path(folder, 0))
     schema = output_schema(plan)
-    return store(replace(plan, sources=spilled), cfg, work, bucket_bytes, read_bytes, schema, [(0, record)])
+    return store(replace(plan, sources=spilled), cfg, work, bucket_bytes, read_bytes, schema, [(0, record)],
+                 open_local)
 
 
 def slice_cuts(source: build.SpilledSource) -> list[int]:
@@ -254,14 +255,7 @@ def slice_cuts(source: build.SpilledSource) -> list[int]:
     if source.inp.format == "jsonl":
         records = np.load(source.path("records"), mmap_mode="r")  # [start, end) bytes of each record
         return _cuts(records[:, 1] - records[:, 0], np.arange(source.rows + 1))
-    return _cuts(np.load(source.path("sizes"), mmap_mode="r"), _group_starts(source.inp))
-
-
-def _group_starts(inp: InputFile) -> np.ndarray:
-    """First row of every row group of a Parquet file, and its row count last."""
-    meta = parquet.open_file(inp).metadata
-    counts = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
-    return np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
+    return _cuts(np.load(source.path("sizes"), mmap_mode="r"), source.groups)  # at row-group starts
 
 
 def _cuts(row_sizes: np.ndarray, allowed: np.ndarray) -> list[int]:

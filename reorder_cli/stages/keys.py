@@ -45,7 +45,7 @@ def sources(work: WorkDir, spec: Spec) -> list[SpilledSource]:
         schema = pa.ipc.read_schema(pa.py_buffer(schema_file.read_bytes())) if schema_file.exists() else None
         out.append(SpilledSource(inp, i, work.keys, record["rows"], [tuple(x) for x in record["invalid"]], schema,
                                  None if record["data_path"] is None else store.location(record["data_path"]),
-                                 record["unterminated"], record["slices"]))
+                                 record["unterminated"], cuts=record["slices"]))
     return out
 
 
