@@ -220,7 +220,7 @@ def _plan(files: list[InputFile], cfg: RunConfig, work: WorkDir, resumed: bool, 
             work_store.pull(work, "manifest")
         cfg = dataclasses.replace(cfg, workers=budget.resumed_workers(stored.meta["bucket_bytes"], cfg))
         keys_ooc = work.fetch(work.order / "split.json")
-        planned = _Planned(stored.as_plan(files, work), stored, cfg, "out-of-core", "resumed from the stored plan",
+        planned = _Planned(stored.as_plan(files), stored, cfg, "out-of-core", "resumed from the stored plan",
                            keys_ooc)
     elif cfg.mixture:  # every source ordered as its own run, then merged, in this process (plan/mixture.py)
         cfg = shard_bytes.for_layout(cfg, files)
@@ -231,7 +231,7 @@ def _plan(files: list[InputFile], cfg: RunConfig, work: WorkDir, resumed: bool, 
             result.warnings.append(choice.warning)
         cfg = dataclasses.replace(cfg, workers=choice.workers)
         stored = _store_mixture(the_plan, cfg, files, work, choice) if choice.path == "out-of-core" else None
-        the_plan = stored.as_plan(files, work) if stored is not None else the_plan
+        the_plan = stored.as_plan(files) if stored is not None else the_plan
         planned = _Planned(the_plan, stored, cfg, choice.path, choice.reason, False)
     else:
         cfg = shard_bytes.for_layout(cfg, files)
@@ -247,7 +247,7 @@ def _plan(files: list[InputFile], cfg: RunConfig, work: WorkDir, resumed: bool, 
             laid_out = work.finished("layout", 0)
             warning, workers = laid_out["warning"], laid_out["workers"]
             reason = "the keys do not fit memory_limit" if spilled else choice.reason
-            the_plan, path = stored.as_plan(files, work), "out-of-core"
+            the_plan, path = stored.as_plan(files), "out-of-core"
         else:
             warning, workers, reason, path = choice.warning, choice.workers, choice.reason, "in-memory"
         if warning:

@@ -2,7 +2,7 @@
 uploads from it when it has finished (before its marker: the marker is the proof).
 
 A store has no rename and no positioned write, so every file of a work folder is one task's alone,
-written once, whole (the place tasks write their own records; layout assembles them). A task's files
+written once, whole (the place tasks write their pieces of the plan, which nothing assembles). A task's files
 are uploaded with :func:`store.upload` (a failed upload is aborted, never completed) and checked by
 size; then :meth:`WorkDir.finish` writes the marker. A file in a mirror is therefore always complete:
 it was written there whole, or downloaded whole from an object whose task had finished. Mirrors are
@@ -44,7 +44,8 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "split": ("keys/sample-*",),  # and what the config asks for: _split_needs
     "sort": ("keys/sample-*", "order/split.json", "order/gumbel.json"),  # the runs: by range requests
     "place": (*_KEYS_SMALL, "order/*"),
-    "layout": (*_KEYS_SMALL, "order/split.json", "plan/placed-*"),
+    # the pieces' samples; the windows of their running totals that the cuts fall in: by range requests
+    "layout": ("keys/schema-*", "order/split.json", "plan/sample-*"),
     "scatter": (*_PLAN, "plan/pairs-*"),
     "combine": (*_PLAN, "scatter/*.buckets.npy", "scatter/*.schema.arrow"),
     "gather": (*_PLAN, "scatter/*.buckets.npy", "scatter/*.schema.arrow", "combine/*.buckets.npy",
@@ -59,9 +60,9 @@ OUTPUTS: dict[str, tuple[str, ...]] = {
     "keys": ("keys/*-{i}.*", "input-{i}.jsonl"),
     "split": ("order/jit.json", "order/gumbel.json", "order/picks.npy", "order/kept.npy", "order/split.json"),
     "sort": ("order/sort-{i}.bin",),
-    "place": ("plan/placed-{i}.bin", "plan/pairs-{i}.bin"),
-    "layout": ("plan/order.npy", "plan/scores.npy", "plan/sizes.npy", "plan/plan-ends.npy", "plan/schema.arrow",
-               "plan/batches.npy", "plan/plan.json"),
+    "place": ("plan/order-{i}.bin", "plan/scores-{i}.bin", "plan/ends-{i}.bin", "plan/sample-{i}.bin",
+              "plan/pairs-{i}.bin"),
+    "layout": ("plan/schema.arrow", "plan/batches.npy", "plan/plan.json"),
     "scatter": ("scatter/{i}.*",),
     "combine": ("combine/{i}.*",),
     "gather": ("shards/{i}.*",),

@@ -3,7 +3,7 @@ checked before use (issue 23).
 
 - An unreadable or corrupt state file (state.json, run.json, a marker, jobs.json) is one line naming it,
   exit 2, and the work folder (its finished markers) is still there; a transient read error is retried.
-- A sort output, a placed file or a scatter file that is shorter or longer than its task's marker
+- A sort output, a piece of the plan or a scatter file that is shorter or longer than its task's marker
   recorded is one line naming the file and the task to re-run (never an IndexError), and that task,
   run again, mends it.
 - Layout reads the keys tasks' files where they are: each file of the work folder is one task's.
@@ -172,12 +172,12 @@ def test_a_damaged_sort_output_is_named_with_its_task(tmp_path, config_file, inp
     assert invoke("task", out, "place", 0).exit_code == 0
 
 
-def test_a_damaged_placed_file_is_named_with_its_task(tmp_path, config_file, inputs):
+def test_a_damaged_piece_of_the_plan_is_named_with_its_task(tmp_path, config_file, inputs):
     out = tmp_path / "out"
     work = prepare(config_file, inputs, out)
     run_through(work, "place")
-    target = work.plan / "placed-00001.bin"
-    _cut(target, "short", 24)
+    target = work.plan / "ends-00001.bin"
+    _cut(target, "short", 8)
     err = one_line_error(invoke("task", out, "layout", 0))
     assert f"{target}: " in err and "its task place 1 recorded" in err, err
 
@@ -241,7 +241,8 @@ def test_a_tasks_files_and_folder_are_synced_before_its_marker(tmp_path, config_
     marker = next(k for k, p in enumerate(synced) if f"done/{stage}-00000.json" in p)
     before = synced[:marker]
     folder = work.order if stage == "sort" else work.plan
-    outputs = ["sort-00000.bin"] if stage == "sort" else ["placed-00000.bin", "pairs-00000.bin"]
+    outputs = ["sort-00000.bin"] if stage == "sort" else ["order-00000.bin", "scores-00000.bin", "ends-00000.bin",
+                                                               "sample-00000.bin", "pairs-00000.bin"]
     for name in outputs:
         assert any(Path(p).parent == folder and Path(p).name.startswith(name) for p in before), (name, synced)
     assert str(folder) in before, synced

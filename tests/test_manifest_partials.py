@@ -6,6 +6,7 @@ on a store publishes its manifest without reading the plan's arrays."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 
@@ -312,16 +313,21 @@ def test_deep_and_verify_compute_the_manifests_numbers_to_the_last_bit(tmp_path,
 
 # ------------------------------------------------------------------ the manifest on a store reads no plan array
 
-PLAN_ARRAYS = ("plan/order.npy", "plan/scores.npy", "plan/sizes.npy")
+#: The plan's arrays: the place tasks' pieces of the order, the scores and the running total of the sizes.
+PLAN_ARRAYS = ("plan/order-*.bin", "plan/scores-*.bin", "plan/ends-*.bin")
 #: NEEDS["manifest"] before: the plan's arrays (and the JSONL records' byte ranges) for the manifest.
 OLD_MANIFEST_NEEDS = ("plan/plan.json", "plan/batches.npy", "plan/schema.arrow", "keys/records-*", *PLAN_ARRAYS)
+
+
+def is_array(name: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(name, "*/" + p) for p in PLAN_ARRAYS)
 
 
 @pytest.mark.parametrize("needs", ["now", "control-old-needs"])
 def test_the_manifest_of_a_run_on_a_store_downloads_no_plan_array(tmp_path, s3_server, parquet_corpus, config_file,
                                                                   monkeypatch, needs):
     """Every task on a node of its own, the output and the work folder on one store, then the publishing
-    process: it downloads none of plan/order.npy, scores.npy, sizes.npy (the gathers' records hold the
+    process: it downloads none of the plan's arrays (order, scores, sizes' running total; the gathers' records hold the
     partials), reads at most the bytes of the other state (markers, plan.json, ...: no shard, no array), and
     writes the manifest a local run writes. Negative control: with the old NEEDS entry it downloads all three
     and reads at least their bytes."""
@@ -338,16 +344,16 @@ def test_the_manifest_of_a_run_on_a_store_downloads_no_plan_array(tmp_path, s3_s
     prepare(cfg, parquet_corpus.files, out, "str", sets)
     run_on_nodes(out, work_dir, tmp_path / "nodes", monkeypatch)
     work = {k.partition("/")[2]: n for k, n in sizes(s3_server, bucket, "w").items()}  # relative to the run's folder
-    arrays = {k: n for k, n in work.items() if k in PLAN_ARRAYS}
-    state = sum(n for k, n in work.items() if is_state(k) and k not in PLAN_ARRAYS)  # markers, plan.json ...
-    assert sorted(arrays) == sorted(PLAN_ARRAYS), work
+    arrays = {k: n for k, n in work.items() if is_array(k)}
+    state = sum(n for k, n in work.items() if is_state(k) and not is_array(k))  # markers, plan.json ...
+    assert all(any(fnmatch.fnmatchcase(k, p) for k in arrays) for p in PLAN_ARRAYS), work
     downloaded = []
     real = store.download
     monkeypatch.setattr(store, "download", lambda src, dst, *a, **k: downloaded.append(str(src)) or real(src, dst,
                                                                                                        *a, **k))
     monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "driver"))
     reorder(cfg, parquet_corpus.files, out, method="str", sets=sets)  # publishes
-    fetched = [name for name in PLAN_ARRAYS if any(d.endswith(name) for d in downloaded)]
+    fetched = [p for p in PLAN_ARRAYS if any(fnmatch.fnmatchcase(d, "*/" + p) for d in downloaded)]
     read = json.loads(s3_server.s3.get_object(Bucket=bucket, Key="out/.run_log.json")["Body"].read())[
         "store_bytes_read"]["publish"]
     if needs == "now":

@@ -17,7 +17,8 @@ from reorder_cli.errors import ReorderError
 from reorder_cli.methods import orderings
 from reorder_cli.plan import order_tasks as ot
 from reorder_cli.plan import select as selection
-from reorder_cli.util.npy import ROW, save_npy
+from reorder_cli.util.chunked import plan_arrays
+from reorder_cli.util.npy import save_npy
 
 from .conftest import params
 
@@ -65,12 +66,12 @@ def as_tasks(folder: Path, scores, sizes, method, p, policy, memory, files=3, se
         ot.sort_task(keys, order, meta, int(k), memory)
     if after_sort:
         after_sort(folder, meta)
-    for a in rng.permutation(ot.place_tasks(meta)):
-        ot.place_task(keys, order, plan, meta, int(a))
+    records = {int(a): ot.place_task(keys, order, plan, meta, int(a)) for a in rng.permutation(ot.place_tasks(meta))}
     if after_place:
         after_place(folder, meta)
-    ot.assemble(plan, meta)
-    got = [np.load(plan / f"{name}.npy") for name, _ in ot.PLAN_ARRAYS]
+    arrays = plan_arrays([ot.piece(plan, t, records[t]) for t in ot.by_position(meta)])
+    got = [np.asarray(arrays.order), np.asarray(arrays.scores), np.asarray(arrays.sizes)]
+    assert np.array_equal(np.asarray(arrays.ends), np.cumsum(got[2], dtype=np.int64)), "running total"
     return got, ot.positions(plan, 0, len(scores)), meta
 
 
@@ -288,12 +289,13 @@ def _swap_two_sorts(folder, meta):
     second.write_bytes(a)
 
 
-def _damage_placed(field):
+def _damage_piece(name, dtype):
+    """One value of place task 0's ``name`` file off by one (``ends``: the size of its first row)."""
     def damage(folder, meta):
-        path = ot.placed_path(folder / "plan", 0)
-        rows = np.fromfile(path, dtype=ROW)
-        rows[field][0] += 1
-        rows.tofile(path)
+        path = ot.piece_path(folder / "plan", name, 0)
+        values = np.fromfile(path, dtype=dtype)
+        values[0] += 1
+        values.tofile(path)
     return damage
 
 
@@ -306,8 +308,8 @@ def _swap_two_positions(folder, meta):
 
 @pytest.mark.parametrize(("damage", "caught"), [
     ({"after_sort": _swap_two_sorts}, "order"),  # two ranges in each other's place: every array differs
-    ({"after_place": _damage_placed("score")}, "scores"),  # one score off: only the scores differ
-    ({"after_place": _damage_placed("size")}, "sizes"),
+    ({"after_place": _damage_piece("scores", "<f8")}, "scores"),  # one score off: only the scores differ
+    ({"after_place": _damage_piece("ends", "<i8")}, "sizes"),
     ({"after_place": _swap_two_positions}, "positions"),  # the scatter tasks' pairs alone
 ])
 def test_damaged_task_outputs_are_caught(tmp_path, damage, caught):
@@ -357,9 +359,8 @@ def test_budget_refusals_are_one_line(tmp_path):
 @pytest.mark.parametrize(("method", "over"), [("str", {"window_size": 100}), ("shuffle", {}),
                                               ("sorting", {"use_gumbel": True, "temperature": 5.0})])
 def test_a_task_stays_within_its_budget(tmp_path, method, over):
-    """Traced (NumPy + Python) allocations of each sort and place task, and of the layout's assembly of the
-    placed records, of a 1M-row run stay under an 8 MiB budget, for score ranges and for draw sorts (the
-    split task holds one chunk of keys and the samples)."""
+    """Traced (NumPy + Python) allocations of each sort and place task of a 1M-row run stay under an 8 MiB
+    budget, for score ranges and for draw sorts (the split task holds one chunk of keys and the samples)."""
     import tracemalloc
 
     rng = np.random.default_rng(5)
@@ -381,11 +382,10 @@ def test_a_task_stays_within_its_budget(tmp_path, method, over):
     del scores, sizes
     meta = ot.split(keys, order, plan, rows, valid, method, p, "last", None, budget)
     assert ot.sort_tasks(meta) >= 8 and ot.place_tasks(meta) >= 8
-    peaks = []
+    peaks, records = [], {}
     for stage, run in (("sort", lambda k: ot.sort_task(keys, order, meta, k, budget)),
-                       ("place", lambda k: ot.place_task(keys, order, plan, meta, k)),
-                       ("assemble", lambda k: ot.assemble(plan, meta, budget))):
-        for k in range({"sort": ot.sort_tasks(meta), "place": ot.place_tasks(meta), "assemble": 1}[stage]):
+                       ("place", lambda k: records.setdefault(k, ot.place_task(keys, order, plan, meta, k)))):
+        for k in range({"sort": ot.sort_tasks(meta), "place": ot.place_tasks(meta)}[stage]):
             tracemalloc.start()
             try:
                 run(k)
@@ -393,7 +393,7 @@ def test_a_task_stays_within_its_budget(tmp_path, method, over):
             finally:
                 tracemalloc.stop()
     assert max(peaks) < budget
-    assert len(np.load(plan / "order.npy", mmap_mode="r")) == n
+    assert len(plan_arrays([ot.piece(plan, t, records[t]) for t in ot.by_position(meta)]).order) == n
 
 
 @pytest.mark.parametrize("descending", [False, True])

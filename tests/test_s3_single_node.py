@@ -81,9 +81,10 @@ def run_log(server, bucket: str, prefix: str) -> dict:
 
 def is_state(name: str) -> bool:
     """Whether a work folder's file (relative to it) is what the publishing process may read besides the
-    shards: the bookkeeping (markers, run.json, the state) and the plan's arrays (for the manifest)."""
+    shards: the bookkeeping (markers, run.json, the state), the stored plan and the pieces' scores (for the
+    manifest)."""
     return "/" not in name or name.startswith(("done/", "logs/")) or fnmatch.fnmatchcase(name, "plan/*.npy") \
-        or name == "plan/plan.json"
+        or fnmatch.fnmatchcase(name, "plan/scores-*") or name == "plan/plan.json"
 
 
 # ------------------------------------------------------------------ publishing by server-side copies

@@ -92,7 +92,7 @@ def test_the_work_folder_on_s3_holds_the_tasks_files_and_markers(tmp_path, s3_se
     found = work_objects(s3_server, bucket)
     (run,) = {name.partition("/")[0] for name in found}
     names = {name.partition("/")[2] for name in found}
-    for prefix in ("keys/run-", "order/sort-", "plan/placed-", "plan/pairs-", "scatter/", "shards/",
+    for prefix in ("keys/run-", "order/sort-", "plan/ends-", "plan/scores-", "plan/pairs-", "scatter/", "shards/",
                    "done/keys-", "done/sort-", "done/place-", "done/layout-", "done/scatter-", "done/gather-"):
         assert any(n.startswith(prefix) for n in names), prefix
     assert {"state.json", "run.json", CLAIM, "order/split.json", "plan/plan.json"} <= names

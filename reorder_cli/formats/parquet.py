@@ -28,6 +28,7 @@ class ParquetKeys:
     sizes: np.ndarray  # int64 estimated uncompressed bytes a row (row-group average)
     invalid: list[tuple[str, str]]  # ("row N", what is wrong) of the first invalid rows
     schema: pa.Schema
+    group_starts: np.ndarray  # int64 first row of every row group, and the row count last
     tokens: np.ndarray | None = None  # int64 token counts (a token-budget selection's token_field)
 
     @property
@@ -120,13 +121,15 @@ def scan(
         where = "" if scoring.is_expression else f" in column '{scoring.text}'"
         raise ReorderError(f"{inp.path}: row {row}: invalid score{where}: {why}")
     invalid = [(f"row {row}", why) for row, why in list(bad.items())[:keep_invalid]]
+    counts = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
     sizes = np.repeat(
         np.array([max(1, meta.row_group(i).total_byte_size // max(1, meta.row_group(i).num_rows))
                   for i in range(meta.num_row_groups)], dtype=np.int64),
-        [meta.row_group(i).num_rows for i in range(meta.num_row_groups)],
+        counts,
     )
     advance(inp.size)
-    return ParquetKeys(scores, sizes, invalid, pf.schema_arrow, tokens)
+    starts = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
+    return ParquetKeys(scores, sizes, invalid, pf.schema_arrow, starts, tokens)
 
 
 def field_scores(scoring: Scoring, columns: dict[str, pl.Series], where: str) -> tuple[np.ndarray, dict[int, str]]:
@@ -222,6 +225,10 @@ class ParquetSource(Scanned):
 
     def row_sizes(self) -> np.ndarray:
         return self.keys.sizes
+
+    def group_starts(self) -> np.ndarray:
+        """First row of every row group, and the row count last (where a scatter slice may start)."""
+        return self.keys.group_starts
 
     def frame(self) -> pl.DataFrame:
         with self._lock:

@@ -216,7 +216,7 @@ class PartialBuilder:
         return self
 
     def add_from(self, scores: Any, start: int, end: int) -> PartialBuilder:
-        """Add ``scores[start:end]`` (an array, a memory map, a :class:`DiskArray`), a chunk at a time."""
+        """Add ``scores[start:end]`` (an array, a memory map, a view over the plan's pieces), a chunk at a time."""
         for a in range(start, end, self.chunk_rows):  # a loop over chunks
             self.add(scores[a : min(end, a + self.chunk_rows)])
         return self

@@ -21,11 +21,11 @@ from reorder_cli.formats import KeySource, jsonl, open_keys
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.formats.score_expr import Scoring
 from reorder_cli.methods import order_rows
-from reorder_cli.plan import order_tasks
 from reorder_cli.plan import select as selection
 from reorder_cli.plan.layout import layout, valid_prefix
 from reorder_cli.util import store
-from reorder_cli.util.npy import CHUNK_ROWS, DiskArray, NpyWriter, save_npy
+from reorder_cli.util.chunked import Opener, Piece, open_local, plan_arrays
+from reorder_cli.util.npy import save_npy
 from reorder_cli.workdir import WorkDir
 
 #: Peak bytes a row of :func:`build`'s keys work in memory: the sources' scores and sizes (16),
@@ -88,6 +88,8 @@ class SpilledSource:
     schema: pa.Schema | None = None  # Parquet inputs
     data_path: Path | store.URL | None = None  # JSONL inputs: the bytes (the input, or its decompressed copy)
     unterminated: bool = False  # JSONL inputs: the last record has no newline
+    groups: np.ndarray | None = None  # Parquet inputs: the first row of every row group, the row count last
+    cuts: list[int] | None = None  # row boundaries of its scatter slices (stored.slice_cuts), once known
 
     def path(self, name: str) -> Path:
         return self.folder / f"{name}-{self.index:05d}.npy"
@@ -105,7 +107,8 @@ class SpilledSource:
 def spill(source: KeySource, index: int, folder: Path) -> SpilledSource:
     """Write a source's keys to ``folder`` and return what is left of it in memory."""
     folder.mkdir(parents=True, exist_ok=True)
-    out = SpilledSource(source.inp, index, folder, source.rows, source.invalid, source.schema)
+    out = SpilledSource(source.inp, index, folder, source.rows, source.invalid, source.schema,
+                        groups=source.group_starts() if source.inp.format == "parquet" else None)
     save_npy(out.path("scores"), source.scores())
     save_npy(out.path("sizes"), source.row_sizes())
     if source.tokens() is not None:
@@ -213,30 +216,19 @@ def build(files: list[InputFile], sources: list, cfg: RunConfig) -> Plan:
 # ------------------------------------------------------------------ the plan of the order tasks
 
 
-def from_placed(files: list[InputFile], sources: list, cfg: RunConfig, work: WorkDir, meta: dict) -> Plan:
-    """The plan whose arrays the order tasks wrote in ``work.plan`` (``meta``: their ``split.json``),
-    memory-mapped from there and cut into shards."""
-    order, scores, sizes = (DiskArray(work.plan_file(f"{name}.npy"), dtype) for name, dtype in order_tasks.PLAN_ARRAYS)
-    ends = _running_total(sizes, work.plan_file("plan-ends.npy"))
-    shards = layout(sizes, cfg.layout_shard_bytes, cfg.shard_rows, ends)
+def from_placed(files: list[InputFile], sources: list, cfg: RunConfig, meta: dict, pieces: list[Piece],
+                opener: Opener = open_local) -> Plan:
+    """The plan whose pieces the place tasks wrote (``meta``: their ``split.json``; ``pieces``: theirs, in
+    the order of their positions), its arrays views over them (:mod:`reorder_cli.util.chunked`), cut into
+    shards by binary searches of their running total: nothing of the size of the plan is read or written."""
+    arrays = plan_arrays(pieces, opener)
+    shards = layout(arrays.sizes, cfg.layout_shard_bytes, cfg.shard_rows, arrays.ends)
     dropped = meta["invalid"] if cfg.invalid_scores == "drop" else 0
     samples = [{"file": str(files[i].path), "where": where, "value": what}
                for i, s in enumerate(sources) for where, what in s.invalid][:20]
     return Plan(
-        files=files, sources=sources, row_starts=np.asarray(meta["row_starts"], dtype=np.int64), order=order,
-        scores=scores, sizes=sizes, shards=shards, invalid_count=meta["invalid"], invalid_samples=samples,
-        dropped=dropped, selection=meta["selection"],
-        valid_prefix=valid_prefix(shards, len(order), meta["invalid"] - dropped, cfg.invalid_scores == "first"),
+        files=files, sources=sources, row_starts=np.asarray(meta["row_starts"], dtype=np.int64), order=arrays.order,
+        scores=arrays.scores, sizes=arrays.sizes, shards=shards, invalid_count=meta["invalid"],
+        invalid_samples=samples, dropped=dropped, selection=meta["selection"],
+        valid_prefix=valid_prefix(shards, len(arrays.order), meta["invalid"] - dropped, cfg.invalid_scores == "first"),
     )
-
-
-def _running_total(sizes: DiskArray, path: Path) -> np.ndarray:
-    """The cumulative sum of ``sizes``, written to ``path`` a chunk at a time and memory-mapped
-    (:func:`layout` only binary-searches it)."""
-    writer, total = NpyWriter(path, np.int64, len(sizes)), 0
-    for chunk in sizes.chunks(CHUNK_ROWS):
-        part = np.cumsum(chunk, dtype=np.int64) + total
-        writer.write(part)
-        total = int(part[-1])
-    writer.close()
-    return np.load(path, mmap_mode="r")

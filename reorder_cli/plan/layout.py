@@ -18,7 +18,8 @@ def layout(sizes: np.ndarray, max_bytes: int, max_rows: int, ends: np.ndarray | 
     """Cut positions 0..n into consecutive pieces of at most ``max_bytes`` (estimated) and
     ``max_rows`` rows; every piece holds at least one row. 0 means "no limit".
 
-    ``ends``: the running total of ``sizes``, when it is already at hand (on disk)."""
+    ``ends``: the running total of ``sizes``, when it is already at hand (the place tasks' pieces:
+    :class:`reorder_cli.util.chunked.Ends`)."""
     if len(sizes) == 0:
         return []
     return layout_between(np.cumsum(sizes, dtype=np.int64) if ends is None else ends, 0, len(sizes),
@@ -26,13 +27,14 @@ def layout(sizes: np.ndarray, max_bytes: int, max_rows: int, ends: np.ndarray | 
 
 
 def layout_between(ends: np.ndarray, start: int, stop: int, max_bytes: int, max_rows: int) -> list[tuple[int, int]]:
-    """:func:`layout` of positions [start, stop), given the running total ``ends`` of all sizes."""
+    """:func:`layout` of positions [start, stop), given the running total ``ends`` of all sizes (an array,
+    or a view with its ``searchsorted``: a binary search a piece, never a pass over the sizes)."""
     pieces = []
     while start < stop:  # a loop over pieces, never over rows
         end = stop
         if max_bytes:
             base = ends[start - 1] if start else 0
-            end = min(end, int(np.searchsorted(ends, base + max_bytes, side="right")))
+            end = min(end, int(ends.searchsorted(base + max_bytes, side="right")))
         if max_rows:
             end = min(end, start + max_rows)
         end = max(end, start + 1)

@@ -23,9 +23,14 @@ The files (``keys``: one input each, written by the keys task; ``order``: this m
     order/jit.json          JIT: the generator's state at the start of every place chunk
     order/picks.npy         segment, both segments from one end: Python's shuffle of the picks
     order/kept.npy          shuffle / input with invalid or unselected rows: the kept rows, in input order
-    plan/placed-AAAAA.bin   place task A's ROW records (input row, score, size) of its output positions
+    plan/order-AAAAA.bin    place task A's piece of the plan (:func:`write_piece`): the input row, the
+    plan/scores-AAAAA.bin   score and the running total of the sizes (from 0) at each of its output
+    plan/ends-AAAAA.bin     positions, and every few values of that total (the sample its searches
+    plan/sample-AAAAA.bin   start from); its record: rows, the total and the largest size
     plan/pairs-AAAAA.bin    place task A's (input row, output position) pairs, sorted by input row
-    plan/order.npy ...      the plan's arrays, the placed records end to end (:func:`assemble`, by layout)
+
+The plan's arrays are these pieces end to end (:mod:`reorder_cli.util.chunked`), never assembled: the
+layout reads the pieces' records and the windows its cuts fall in.
 
 Every file is one task's alone and written once, whole: no task writes into another's file, so the
 work folder can be an object store (no rename, no positioned writes).
@@ -57,6 +62,7 @@ from reorder_cli.methods.rank_maps import window_shuffle
 from reorder_cli.plan import select as selection
 from reorder_cli.plan.external_sort import KEYED, ExternalSort, choose_splitters, plain_rows
 from reorder_cli.util import atomic, state_io
+from reorder_cli.util.chunked import Piece, sample_step
 from reorder_cli.util.npy import (
     CHUNK_ROWS,
     ROW,
@@ -80,8 +86,9 @@ RANGE_BYTES = 128
 RUN_BYTES = 104
 #: Bytes a draw costs a draw sort: its key and index (16), the kept ones and their sort (32).
 DRAW_BYTES = 64
-#: Bytes a position costs a place task: ranks, the JIT permutation, the gathered rows, the three
-#: outputs and the (row, position) pairs, plus 24 a rank of reach (see keys_ooc.ARRANGE_BYTES).
+#: Bytes a position costs a place task: ranks, the JIT permutation, the gathered rows, its piece (order,
+#: scores, running total of sizes) and the (row, position) pairs, plus 24 a rank of reach (see
+#: keys_ooc.ARRANGE_BYTES).
 PLACE_BYTES = 192
 #: Bytes a pick costs the split task when both segments come from the same end (Python's shuffle list).
 PICK_BYTES = 120
@@ -97,7 +104,8 @@ def draw_chunk(memory: int) -> int:
 #: (input row, output position), as place tasks write them for the scatter tasks.
 PAIR = np.dtype([("row", "<i8"), ("pos", "<i8")])
 SORTED_METHODS = ("sorting", "folding", "zigzag", "str", "saw")
-PLAN_ARRAYS = (("order", "<i8"), ("scores", "<f8"), ("sizes", "<i8"))
+#: A place task's piece of the plan: its files by field (raw values, no header), and their dtypes.
+PIECE_FILES = (("order", "<i8"), ("scores", "<f8"), ("ends", "<i8"), ("sample", "<i8"))
 
 
 # ------------------------------------------------------------------ keys (one input)
@@ -664,8 +672,32 @@ class _Placer:
         return out
 
 
-def placed_path(plan: Path, task: int) -> Path:
-    return plan / f"placed-{task:05d}.bin"
+def piece_path(plan: Path, name: str, task: int) -> Path:
+    return plan / f"{name}-{task:05d}.bin"
+
+
+def write_piece(plan: Path, task: int, order: np.ndarray, scores: np.ndarray, sizes: np.ndarray) -> dict:
+    """Piece ``task`` of the plan: its order, scores and running total of sizes (from 0), and every
+    :func:`chunked.sample_step`-th value of that total; returns its record (rows, total, largest)."""
+    ends = np.cumsum(np.asarray(sizes, dtype=np.int64), dtype=np.int64)
+    values = {"order": order, "scores": scores, "ends": ends, "sample": ends[:: sample_step(len(ends))]}
+    for name, dtype in PIECE_FILES:  # a loop over the four files
+        path = piece_path(plan, name, task)
+        with atomic.open_atomic(path, "wb") as fh:
+            write_array(fh, np.asarray(values[name], dtype=dtype), path)
+    return {"rows": len(ends), "total": int(ends[-1]) if len(ends) else 0,
+            "largest": int(np.max(sizes, initial=0))}
+
+
+def piece(plan: Path, task: int, record: Mapping[str, Any]) -> Piece:
+    """Place task ``task``'s piece, from its record (:func:`write_piece`)."""
+    return Piece({name: piece_path(plan, name, task) for name, _ in PIECE_FILES}, int(record["rows"]),
+                 int(record["total"]), int(record["largest"]))
+
+
+def by_position(meta: dict) -> list[int]:
+    """The place tasks in the order of their output positions."""
+    return sorted(range(place_tasks(meta)), key=lambda t: _span(meta, t)[2])
 
 
 def _span(meta: dict, task: int) -> tuple[int, int, int]:
@@ -682,48 +714,20 @@ def _span(meta: dict, task: int) -> tuple[int, int, int]:
     raise ReorderError(f"place task {task} does not exist; this run has place tasks 0..{place_tasks(meta) - 1}")
 
 
-def place_task(keys: Path, order: Path, plan: Path, meta: dict, task: int) -> int:
-    """Place task ``task``: the ROW records at its output positions (``placed-AAAAA.bin``), and its
-    (input row, output position) pairs for the scatter tasks. Returns the positions placed."""
+def place_task(keys: Path, order: Path, plan: Path, meta: dict, task: int) -> dict:
+    """Place task ``task``: its piece of the plan at its output positions (:func:`write_piece`), and its
+    (input row, output position) pairs for the scatter tasks. Returns the piece's record."""
     plan.mkdir(parents=True, exist_ok=True)
     start, stop, at = _span(meta, task)
     placer = _Placer(keys, order, plan, meta)
     rows = placer.valid(start, stop, task) if task < meta["place"]["valid_tasks"] else placer.invalid(start, stop)
-    with atomic.open_atomic(placed_path(plan, task), "wb") as fh:
-        write_array(fh, rows, placed_path(plan, task))
+    record = write_piece(plan, task, rows["row"], rows["score"], rows["size"])
     pairs = np.empty(len(rows), dtype=PAIR)
     pairs["row"], pairs["pos"] = rows["row"], at + np.arange(len(rows), dtype=np.int64)
     pairs = take(pairs, np.argsort(pairs["row"], kind="stable"))
     with atomic.open_atomic(pairs_path(plan, task), "wb") as fh:
         write_array(fh, pairs, pairs_path(plan, task))
-    return len(rows)
-
-
-#: Bytes a record costs :func:`assemble`: the ROW record read (24) and the copies of its fields written.
-ASSEMBLE_BYTES = 64
-
-
-def assemble(plan: Path, meta: dict, memory: int = 0) -> None:
-    """The plan's arrays (``order.npy``, ``scores.npy``, ``sizes.npy``): every place task's records, in
-    the order of their output positions, a chunk at a time (within ``memory``, when given). Arrays
-    already assembled are kept."""
-    if all((plan / f"{name}.npy").exists() for name, _ in PLAN_ARRAYS):
-        return
-    written, chunk = meta["written"], min(CHUNK_ROWS, max(1 << 10, memory // ASSEMBLE_BYTES)) if memory else CHUNK_ROWS
-    writers = [NpyWriter(plan / f"{name}.npy", dtype, written) for name, dtype in PLAN_ARRAYS]
-    try:
-        for task in sorted(range(place_tasks(meta)), key=lambda t: _span(meta, t)[2]):  # a loop over tasks
-            start, stop, _ = _span(meta, task)
-            for first in range(0, stop - start, chunk):  # then over chunks
-                rows = read_records(placed_path(plan, task), ROW, first, min(chunk, stop - start - first))
-                for writer, field in zip(writers, ROW.names, strict=True):
-                    writer.write(rows[field])
-        for writer in writers:
-            writer.close()
-    except BaseException:
-        for writer in writers:
-            writer.abort()
-        raise
+    return record
 
 
 def positions(plan: Path, first: int, stop: int) -> np.ndarray:

@@ -6,10 +6,12 @@ folder is one task's), not in the memory of
 the process that planned the run, so any process (``reorder task``, a cluster job) can
 run any task by its index:
 
-    plan.json          inputs, shards, write batches, buckets, output settings
-    order.npy          input row (global index) at each output position
-    scores.npy         score at each output position
-    sizes.npy          estimated bytes at each output position
+    plan.json          inputs, shards, write batches, buckets, output settings, and the pieces of the plan
+                       (each place task's rows, total and largest size, in the order of their positions)
+    order-AAAAA.bin    place task A's piece of the plan (plan/order_tasks.py): the input row (global index),
+    scores-AAAAA.bin   score and running total of the estimated bytes at each of its output positions,
+    ends-AAAAA.bin     and a sample of that total; one piece for a plan made in memory. The plan's
+    sample-AAAAA.bin   arrays are views over them (:mod:`reorder_cli.util.chunked`), never assembled
     pairs-AAAAA.bin    (input row, output position) pairs sorted by input row: one file a place task
                        (plan/order_tasks.py), or one for a plan made in memory
     schema.arrow       the output's Arrow schema (Parquet outputs with Parquet inputs)
@@ -22,8 +24,6 @@ unit a gather task holds in memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,6 @@ import numpy as np
 import pyarrow as pa
 
 from reorder_cli.config import RunConfig
-from reorder_cli.errors import ReorderError
 from reorder_cli.formats import parquet
 from reorder_cli.formats.discover import InputFile
 from reorder_cli.plan import build, order_tasks
@@ -40,7 +39,8 @@ from reorder_cli.plan.build import Plan
 from reorder_cli.plan.layout import layout, shard_batches
 from reorder_cli.tokens import tokenizer
 from reorder_cli.util import atomic, state_io
-from reorder_cli.util.npy import DiskArray, NpyColumn, save_npy, write_array
+from reorder_cli.util.chunked import Chunked, Opener, Piece, open_local, plan_arrays
+from reorder_cli.util.npy import save_npy, write_array
 from reorder_cli.util.store import is_url
 from reorder_cli.workdir import WorkDir
 
@@ -79,6 +79,7 @@ class StoredPlan:
     batches: np.ndarray  # (B, 2) int64 [start, end) positions of every write batch, in order
     schema: pa.Schema | None = field(default=None)
     keys: Path | None = field(default=None)  # the keys tasks' folder (the JSONL inputs' records)
+    opener: Opener = field(default=open_local)  # how the pieces are read: here, or on the store by range requests
 
     def records(self, file: int) -> Path:
         """JSONL input ``file``'s ``records-NNNNN.npy``: the [start, end) bytes of each record (its keys task's)."""
@@ -145,123 +146,71 @@ class StoredPlan:
         base = self.meta["row_starts"][file]
         return order_tasks.positions(self.folder, base + first, base + end)
 
-    def array(self, name: str) -> DiskArray:
-        return DiskArray(self.folder / f"{name}.npy", np.float64 if name == "scores" else np.int64)
+    @property
+    def pieces(self) -> list[Piece]:
+        """The place tasks' pieces of the plan, in the order of their positions."""
+        return [order_tasks.piece(self.folder, t, {"rows": rows, "total": total, "largest": largest})
+                for t, rows, total, largest in self.meta["pieces"]]
+
+    def array(self, name: str) -> Chunked:
+        """The plan's ``order``, ``scores`` or ``sizes``: a view over the pieces, read on demand."""
+        return getattr(plan_arrays(self.pieces, self.opener), name)
 
     @property
     def rows(self) -> int:
         return int(self.meta["shards"][-1][1]) if self.meta["shards"] else 0
 
-    @contextmanager
-    def scores_file(self, work: WorkDir) -> Iterator[ScoresFile]:
-        """The plan's scores, opened for reads of ranges (on a store: by range requests, never the whole array)."""
-        path = work.plan_file("scores.npy")
-        with work.open_data(path) as fh:
-            yield ScoresFile(fh, path, self.rows)
-
-    def as_plan(self, files: list[InputFile], work: WorkDir | None = None) -> Plan:
-        """A :class:`Plan` for the manifest and the rewrite, its arrays read from disk on demand (``files``: the
-        run's inputs; a mixture's plan lists them once per epoch, as its stored files say). With ``work`` on a
-        store, an array is copied into the mirror only when something reads it: the manifest reads none."""
-        m = self.meta
+    def as_plan(self, files: list[InputFile]) -> Plan:
+        """A :class:`Plan` for the manifest and the rewrite, its arrays views over the pieces, read on demand
+        (``files``: the run's inputs; a mixture's plan lists them once per epoch, as its stored files say). On
+        a store a view reads by range requests what is read of it: the manifest reads none."""
+        m, arrays = self.meta, plan_arrays(self.pieces, self.opener)
         if m.get("mixture"):
             by_path = {str(f.path.absolute()): f for f in files}
             files = [by_path[f["path"]] for f in m["files"]]
 
-        def array(name: str) -> DiskArray:
-            path, dtype = self.folder / f"{name}.npy", np.float64 if name == "scores" else np.int64
-            return DiskArray(path, dtype) if work is None else _Fetched(path, dtype, self.rows, work.fetch)
-
         return Plan(
             files=files, sources=[StoredSource(f["rows"]) for f in m["files"]],
-            row_starts=np.asarray(m["row_starts"], dtype=np.int64), order=array("order"),
-            scores=array("scores"), sizes=array("sizes"), shards=self.shards,
+            row_starts=np.asarray(m["row_starts"], dtype=np.int64), order=arrays.order,
+            scores=arrays.scores, sizes=arrays.sizes, shards=self.shards,
             invalid_count=m["invalid_count"], invalid_samples=m["invalid_samples"], dropped=m["dropped"],
             selection=m.get("selection"), mixture=m.get("mixture"), valid_prefix=m["valid_prefix"],
         )
 
 
-class ScoresFile:
-    """An open ``scores.npy`` (a local file, or an object read by range requests) sliced like an array:
-    ``scores[a:b]`` reads those scores alone."""
-
-    def __init__(self, fh, path: Path, rows: int) -> None:
-        version = np.lib.format.read_magic(fh)
-        shape, _, dtype = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0(fh))
-        if dtype != np.float64 or shape != (rows,):
-            raise ReorderError(f"{path}: expected {rows:,} float64 scores, found {shape} {dtype}; the working state "
-                               "is damaged: re-run with --restart")
-        self.fh, self.path, self.rows, self.header = fh, path, rows, fh.tell()
-
-    def __len__(self) -> int:
-        return self.rows
-
-    def __getitem__(self, key: slice) -> np.ndarray:
-        start, stop, _ = key.indices(self.rows)
-        out = np.empty(max(0, stop - start), dtype=np.float64)
-        self.fh.seek(self.header + start * out.itemsize)
-        view, done = memoryview(out.view(np.uint8)), 0
-        while done < len(view):  # a loop over partial reads
-            n = self.fh.readinto(view[done:])
-            if not n:
-                raise ReorderError(f"{self.path}: short read of the scores [{start:,}, {stop:,}); the working state "
-                                   "is damaged: re-run with --restart")
-            done += n
-        return out
-
-
-class _Fetched(DiskArray):
-    """A :class:`DiskArray` of a work folder's file, copied into the mirror (``fetch``) when first read; its
-    length is known without it."""
-
-    def __init__(self, path: Path, dtype: type, length: int, fetch) -> None:
-        self.path, self.dtype, self.length, self.fetch = path, np.dtype(dtype), length, fetch
-        self._column: NpyColumn | None = None
-
-    @property
-    def column(self) -> NpyColumn:  # type: ignore[override]
-        if self._column is None:
-            self.fetch(self.path)
-            self._column = NpyColumn(self.path, self.dtype)
-        return self._column
-
-    def __len__(self) -> int:
-        return self.length
-
-
 def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_bytes: int,
-          schema: pa.Schema | None) -> StoredPlan:
-    """Write the plan of an out-of-core run (the layout task: its order, scores, sizes, running total
-    and (row, position) pairs are already in the plan folder, written by the order's tasks, and its
-    sources are the keys tasks' files); plan.json goes last and marks it complete."""
+          schema: pa.Schema | None, placed: list[tuple[int, dict]], opener: Opener) -> StoredPlan:
+    """Write the plan of an out-of-core run (the layout task: its pieces and (row, position) pairs are
+    already in the plan folder, written by the order's tasks, and its sources are the keys tasks' files
+    and records, the scatter slices of each input among them);
+    ``placed``: (place task, its record) of every piece, in the order of their positions. The write
+    batches are cut by binary searches of the pieces' running total (:class:`chunked.Ends`), reading
+    (``opener``) the windows the cuts fall in. plan.json goes last and marks it complete."""
     folder = work.plan
+    pieces = [order_tasks.piece(folder, t, record) for t, record in placed]
     files, slices = [], []
     for i, (inp, source) in enumerate(zip(plan.files, plan.sources, strict=True)):
         # Absolute paths, so that a task runs from any working directory (``reorder task``).
         entry = {"path": str(inp.path.absolute()), "format": inp.format, "compression": inp.compression,
                  "rows": source.rows, "stamp": inp.stamp}
         if inp.format == "jsonl":
-            records = np.load(source.path("records"), mmap_mode="r")  # the keys task's file, read in place
             data = source.data_path
             entry.update(data_path=str(data) if is_url(data) else str(Path(data).absolute()),
                          unterminated=source.unterminated)
-            cuts = _cuts(records[:, 1] - records[:, 0], np.arange(source.rows + 1))
-        else:
-            cuts = _cuts(np.load(source.path("sizes"), mmap_mode="r"), _group_starts(inp))
         files.append(entry)
+        cuts = source.cuts  # its keys task's (slice_cuts): no input's sizes are read here
         slices += [[i, int(a), int(b)] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
     if schema is not None:
         atomic.write_bytes(work.plan_file("schema.arrow"), schema.serialize().to_pybytes())
 
     batches, buckets = [], []
-    ends = np.load(folder / "plan-ends.npy", mmap_mode="r")  # the running total of sizes (build.from_placed)
+    ends = plan_arrays(pieces, opener).ends  # the running total of sizes, read where the cuts fall
     for s, (start, end) in enumerate(plan.shards):  # a loop over shards and buckets, never rows
         first = len(batches)
         shard = shard_batches(plan.sizes, start, end, cfg, ends)
         batches += shard
-        before = int(ends[start - 1]) if start else 0
-        batch_bytes = np.diff(np.concatenate([[before], ends[[b - 1 for _, b in shard]]]))
+        before = ends.at(start - 1) if start else 0
+        batch_bytes = np.diff(np.asarray([before] + [ends.at(b - 1) for _, b in shard], dtype=np.int64))
         batch_bytes += ROW_OVERHEAD * np.diff(np.asarray([start] + [b for _, b in shard]))
         for a, b in layout(batch_bytes, bucket_bytes, 0):
             buckets.append([s, first + a, first + b])
@@ -283,6 +232,7 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
         "valid_prefix": plan.valid_prefix,
         "selection": plan.selection,
         **({"mixture": plan.mixture} if plan.mixture else {}),
+        "pieces": [[t, p.rows, p.total, p.largest] for (t, _), p in zip(placed, pieces, strict=True)],
     }
     atomic.write_json(work.plan_file("plan.json"), meta)
     return load(work)
@@ -290,28 +240,30 @@ def store(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_byt
 
 def store_planned(plan: Plan, cfg: RunConfig, work: WorkDir, bucket_bytes: int, read_bytes: int) -> StoredPlan:
     """Store a plan made in one process (a mixture's, :mod:`reorder_cli.plan.mixture`) as the order's tasks would
-    have left it: every input's keys in ``work.keys`` (as its keys task's), the plan's arrays, their running
-    total and one file of (input row, output position) pairs; then :func:`store`."""
+    have left it: every input's keys in ``work.keys`` (as its keys task's), the plan as one piece (place task
+    0's) and one file of (input row, output position) pairs; then :func:`store`."""
     spilled = [build.spill(source, i, work.keys) for i, source in enumerate(plan.sources)]  # a loop over files
+    spilled = [replace(source, cuts=slice_cuts(source)) for source in spilled]
     folder = work.plan
     folder.mkdir(parents=True, exist_ok=True)
-    for (name, dtype), values in zip(order_tasks.PLAN_ARRAYS, (plan.order, plan.scores, plan.sizes), strict=True):
-        save_npy(work.plan_file(f"{name}.npy"), np.asarray(values, dtype=dtype))
-    save_npy(folder / "plan-ends.npy", np.cumsum(np.asarray(plan.sizes, dtype=np.int64), dtype=np.int64))
+    record = order_tasks.write_piece(folder, 0, plan.order, plan.scores, plan.sizes)
     pairs = np.empty(plan.rows, dtype=order_tasks.PAIR)
     pairs["row"], pairs["pos"] = plan.order, np.arange(plan.rows, dtype=np.int64)
     pairs = pairs[np.argsort(pairs["row"], kind="stable")]
     with atomic.open_atomic(order_tasks.pairs_path(folder, 0), "wb") as fh:
         write_array(fh, pairs, order_tasks.pairs_path(folder, 0))
     schema = output_schema(plan)
-    return store(replace(plan, sources=spilled), cfg, work, bucket_bytes, read_bytes, schema)
+    return store(replace(plan, sources=spilled), cfg, work, bucket_bytes, read_bytes, schema, [(0, record)],
+                 open_local)
 
 
-def _group_starts(inp: InputFile) -> np.ndarray:
-    """First row of every row group of a Parquet file, and its row count last."""
-    meta = parquet.open_file(inp).metadata
-    counts = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
-    return np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
+def slice_cuts(source: build.SpilledSource) -> list[int]:
+    """Row boundaries of the scatter slices of one input, from its keys (a keys task records them, with
+    the sizes at hand, so that the layout reads no input's sizes)."""
+    if source.inp.format == "jsonl":
+        records = np.load(source.path("records"), mmap_mode="r")  # [start, end) bytes of each record
+        return _cuts(records[:, 1] - records[:, 0], np.arange(source.rows + 1))
+    return _cuts(np.load(source.path("sizes"), mmap_mode="r"), source.groups)  # at row-group starts
 
 
 def _cuts(row_sizes: np.ndarray, allowed: np.ndarray) -> list[int]:
@@ -335,7 +287,7 @@ def load(work: WorkDir) -> StoredPlan | None:
     schema = pa.ipc.read_schema(pa.py_buffer(schema_file.read_bytes())) if work.fetch(schema_file) else None
     work.fetch(work.plan_file("batches.npy"))
     return StoredPlan(work.plan, state_io.read_json(work.plan_file("plan.json")),
-                      np.load(work.plan_file("batches.npy")), schema, work.keys)
+                      np.load(work.plan_file("batches.npy")), schema, work.keys, work.open_data)
 
 
 def output_schema(plan: Plan) -> pa.Schema | None:

@@ -41,7 +41,6 @@ from reorder_cli.plan.build import Plan
 from reorder_cli.plan.layout import LINE_BATCH_BYTES
 from reorder_cli.plan.stored import ROW_OVERHEAD
 from reorder_cli.util import faults, store
-from reorder_cli.util.npy import CHUNK_ROWS, DiskArray
 from reorder_cli.util.units import fmt_bytes, fmt_mb
 
 BASE_BYTES = 256 << 20
@@ -72,10 +71,7 @@ class Choice:
 
 
 def payload_bytes(plan: Plan) -> int:
-    sizes = plan.sizes
-    if isinstance(sizes, DiskArray):
-        return sum(int(np.sum(chunk, dtype=np.int64)) for chunk in sizes.chunks(CHUNK_ROWS))
-    return int(np.sum(sizes, dtype=np.int64))
+    return int(np.sum(plan.sizes, dtype=np.int64))  # an array, or the place tasks' totals (chunked.Sizes)
 
 
 def in_memory_bytes(plan: Plan, cfg: RunConfig) -> int:
@@ -120,15 +116,8 @@ def largest_input_group(plan: Plan) -> int:
 
 
 def _sizes_summary(plan: Plan) -> tuple[int, int]:
-    """(sum, max) of the rows' estimated sizes."""
-    sizes = plan.sizes
-    if isinstance(sizes, DiskArray):
-        total = largest = 0
-        for chunk in sizes.chunks(CHUNK_ROWS):
-            total += int(np.sum(chunk, dtype=np.int64))
-            largest = max(largest, int(np.max(chunk, initial=0)))
-        return total, largest
-    return int(np.sum(sizes, dtype=np.int64)), int(np.max(sizes, initial=0))
+    """(sum, max) of the rows' estimated sizes: of an array, or the place tasks' records (chunked.Sizes)."""
+    return int(np.sum(plan.sizes, dtype=np.int64)), int(np.max(plan.sizes, initial=0))
 
 
 @dataclass(frozen=True)
@@ -272,10 +261,10 @@ COMPRESSED_RATIO = 1.05
 #: A JSON line of a Parquet row is longer than the row's Arrow bytes (field names, quotes, escapes).
 JSON_RATIO = 1.5
 #: Bytes an input row costs the keys and the order's tasks: the keys tasks' scores, sizes, sorted run
-#: (32) and JSONL record offsets (16); the sorted key ranges (24); the place tasks' records (24); the
-#: plan's order, scores, sizes, running total and (row, position) pairs (48); the batches. 160 counted,
-#: rounded up.
-PLAN_BYTES_PER_ROW = 168
+#: (32) and JSONL record offsets (16); the sorted key ranges (24); the place tasks' pieces of the plan
+#: (order, scores, running total of sizes: 24; never assembled) and (row, position) pairs (16); the
+#: batches. 112 counted, rounded up.
+PLAN_BYTES_PER_ROW = 120
 #: Bytes a row costs a scatter file beyond its own: its position, offsets, the batches' headers, and
 #: the index's row of its batch (32 B, at most one batch a row).
 SCATTER_BYTES_PER_ROW = 56

@@ -205,8 +205,9 @@ def run(stored: StoredPlan, work: WorkDir, settings: dict, shard: int,
                 faults.pause("gather")
             del rows
         record = tokens.finish(writer.finish(shard, start, end - start))
-        with stored.scores_file(work) as scores:  # the shard's score partial, for the manifest: 8 bytes a row
-            partial = score_shards.of_shard(scores, stored.shards, stored.meta["valid_prefix"], shard, start)
+        # the shard's score partial, for the manifest: its 8 bytes a row of the plan's scores
+        partial = score_shards.of_shard(stored.array("scores"), stored.shards, stored.meta["valid_prefix"], shard,
+                                        start)
         return record | {score_shards.KEY: partial, "bytes_in": scattered.nbytes, "files_opened": scattered.opened,
                          "requests": scattered.requests}
     except BaseException:

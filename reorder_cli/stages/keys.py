@@ -7,6 +7,7 @@ import pyarrow as pa
 from reorder_cli.config import RunConfig
 from reorder_cli.formats import KeySource, open_keys, score_expr, unchanged
 from reorder_cli.plan import build, order_tasks
+from reorder_cli.plan import stored as stored_plan
 from reorder_cli.plan.build import SpilledSource
 from reorder_cli.rewrite import budget
 from reorder_cli.stages.record import Stage, in_work_folder
@@ -32,11 +33,11 @@ def keys_record(work: WorkDir, cfg: RunConfig, index: int, source: KeySource) ->
         atomic.write_bytes(work.keys / f"schema-{index:05d}.arrow", source.schema.serialize().to_pybytes())
     return {"rows": source.rows, "valid": valid, "invalid": [list(x) for x in source.invalid],
             "data_path": None if spilled.data_path is None else work.portable(spilled.data_path),
-            "unterminated": spilled.unterminated}
+            "unterminated": spilled.unterminated, "slices": stored_plan.slice_cuts(spilled)}
 
 
 def sources(work: WorkDir, spec: Spec) -> list[SpilledSource]:
-    """Every input's keys as the keys tasks left them."""
+    """Every input's keys as the keys tasks left them (their files, and their records: the scatter slices)."""
     out = []
     for i, inp in enumerate(spec.files):  # a loop over files
         record = work.finished("keys", i)
@@ -44,7 +45,7 @@ def sources(work: WorkDir, spec: Spec) -> list[SpilledSource]:
         schema = pa.ipc.read_schema(pa.py_buffer(schema_file.read_bytes())) if schema_file.exists() else None
         out.append(SpilledSource(inp, i, work.keys, record["rows"], [tuple(x) for x in record["invalid"]], schema,
                                  None if record["data_path"] is None else store.location(record["data_path"]),
-                                 record["unterminated"]))
+                                 record["unterminated"], cuts=record["slices"]))
     return out
 
 

@@ -165,37 +165,3 @@ def gather(path: Path, ranks: np.ndarray) -> np.ndarray:
     out = np.asarray(take(mapped, ranks - lo))  # a copy; the mapping is released with its last reference, here
     del mapped
     return out
-
-
-class DiskArray:
-    """A 1-D ``.npy`` file used like a read-only array: ``len()`` and contiguous slices, each
-    read on demand with an explicit read, so nothing of it stays resident (a memory map
-    would keep every page it touched in the process's resident memory)."""
-
-    def __init__(self, path: str | os.PathLike, dtype: np.dtype | str) -> None:
-        self.column = NpyColumn(path, dtype)
-        self.path, self.dtype = self.column.path, self.column.dtype
-
-    def __len__(self) -> int:
-        return len(self.column)
-
-    @property
-    def shape(self) -> tuple[int]:
-        return (len(self.column),)
-
-    def __getitem__(self, key):
-        if isinstance(key, slice):
-            start, stop, step = key.indices(len(self))
-            if step != 1:
-                raise IndexError("a DiskArray reads contiguous slices only")
-            return self.column.read(start, max(0, stop - start))
-        index = int(key) + (len(self) if int(key) < 0 else 0)
-        return self.column.read(index, 1)[0]
-
-    def __array__(self, dtype=None, copy=None):
-        whole = self.column.read(0, len(self))
-        return whole if dtype is None else whole.astype(dtype)
-
-    def chunks(self, rows: int):
-        for start in range(0, len(self), rows):
-            yield self[start : start + rows]
