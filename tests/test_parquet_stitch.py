@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -121,9 +122,13 @@ def _shard(tmp_path, tables, schema, name="00000.parquet", ahead=2) -> tuple[dic
     return record, (tmp_path / name).read_bytes()
 
 
-@pytest.mark.parametrize("ahead", [1, 2, 4])
+@pytest.mark.parametrize("ahead", [1, 2, 4, "changing"])
 @pytest.mark.parametrize("sizes", [[700, 900, 5, 300], [], [1]])
 def test_shard_writer_bytes_and_digest(tmp_path, sizes, ahead):
+    """The serial writer's bytes whatever the row groups encoded at once, and when that number changes from
+    one row group to the next (a shard left alone as the others finish takes their cores)."""
+    if ahead == "changing":
+        ahead = itertools.cycle([1, 3, 2, 1, 4]).__next__
     tables = _batches(_nested, sizes) if sizes else []
     schema = _nested(1).schema
     record, data = _shard(tmp_path, tables, schema, ahead=ahead)

@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -104,7 +105,8 @@ class ShardWriter:
 
     A Parquet shard's row groups (one a ``write_table``) are encoded on the encoding threads
     (:mod:`parquet_stitch`), up to ``ahead`` at once (each holds its table till written; see
-    :func:`encoding_ahead`), and written in order: the bytes are those of one ``pq.ParquetWriter``
+    :func:`encoding_ahead`; a callable is asked again at each row group, so a shard left alone takes the
+    cores the finished ones gave back), and written in order: the bytes are those of one ``pq.ParquetWriter``
     given the same tables, whatever ``ahead``. Should the stitch not apply to the first row group (a
     footer the codec does not give back), the shard is written serially instead. With ``ahead`` above 1
     a large row group is also cut into ``ahead`` runs of columns encoded at once (a shard of one or two
@@ -112,8 +114,10 @@ class ShardWriter:
 
     SPLIT_BYTES = 4 << 20  # a row group of this many Arrow bytes or more is encoded in runs of columns at once
 
-    def __init__(self, path: Path, fmt: str, level: int, schema: pa.Schema | None = None, ahead: int = 1):
-        self.path, self.fmt, self._ahead = path, fmt, max(1, ahead)
+    def __init__(self, path: Path, fmt: str, level: int, schema: pa.Schema | None = None,
+                 ahead: int | Callable[[], int] = 1):
+        self.path, self.fmt = path, fmt
+        self._ahead = ahead if callable(ahead) else (lambda n=ahead: n)  # asked again at each row group
         self.tmp = temporary(path)
         self._file = _HashingFile(self.tmp)  # hashed as written: no second read of the shard
         self._pq = None
@@ -133,9 +137,9 @@ class ShardWriter:
         if self._stitch is None:
             self._serial(table)
             return
-        pool, props = parquet_stitch.pool(), self._properties
-        groups = parquet_stitch.column_groups(table, self._ahead) \
-            if self._ahead > 1 and table.num_rows and table.nbytes >= self.SPLIT_BYTES else []
+        pool, props, ahead = parquet_stitch.pool(), self._properties, max(1, self._ahead())
+        groups = parquet_stitch.column_groups(table, ahead) \
+            if ahead > 1 and table.num_rows and table.nbytes >= self.SPLIT_BYTES else []
         if len(groups) > 1:  # the row group's columns in runs, encoded at once, joined when written
             if self._head is None:
                 self._head = pool.submit(parquet_stitch.encode_part, table.slice(0, 0), self._schema, **props)
@@ -148,7 +152,7 @@ class ShardWriter:
             futures = [pool.submit(parquet_stitch.encode_part, table, self._schema, **props)]
             resolve = futures[0].result
         self._pending.append((table, futures, resolve))
-        while len(self._pending) >= self._ahead:
+        while len(self._pending) >= ahead:
             self._write_oldest()
 
     def _write_oldest(self) -> None:

@@ -93,7 +93,10 @@ def write_shards(plan: Plan, cfg: RunConfig, folder: Path, advance: Callable[[in
         arrow_schema, prepare = None, LineGather(plan).bytes_at
 
     token_settings = tokenizer.resolve(cfg.tokens) if todo and cfg.tokens else None
-    ahead = encoding_ahead(cfg.workers, len(todo))  # one shard of many: the idle cores encode its row groups
+    unfinished = [len(todo)]  # shards not yet written: as they finish, the last ones encode on the idle cores
+
+    def ahead() -> int:  # one shard of many: the idle cores encode its row groups
+        return encoding_ahead(cfg.workers, unfinished[0])
 
     def one(index: int) -> dict:
         started = task_stats.clock()
@@ -117,6 +120,7 @@ def write_shards(plan: Plan, cfg: RunConfig, folder: Path, advance: Callable[[in
             raise
         record[score_shards.KEY] = score_shards.of_shard(plan.scores, plan.shards, plan.valid_prefix, index, start)
         record["bytes_in"] = int(np.asarray(plan.sizes[start:end]).sum())
+        unfinished[0] -= 1
         on_finish(record, started)
         faults.pause("gather-done")
         return record
