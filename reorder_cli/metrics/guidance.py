@@ -9,7 +9,7 @@ Every metric is scale-free: scores are measured against the global mean ``mu`` a
 units of the global standard deviation ``sigma`` (population, ddof=0). When all valid
 scores are equal (``sigma == 0``, a single row included) or there is no valid score,
 the ratios are undefined and reported as ``None``; counts are then 0. The formulas are
-in the README ("Metrics").
+in docs/guides/inspect.md ("Metrics").
 """
 
 from __future__ import annotations
