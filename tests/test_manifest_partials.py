@@ -30,9 +30,8 @@ from reorder_cli.workdir import SCRATCH_ENV
 
 from .conftest import invoke, make_rows, output_hashes, read_manifest, reorder, to_lines, write_jsonl
 from .mixture_data import SOURCES, output_rows, source_keys, write_config
-from .test_s3_output import SETS, assert_same_as_local, from_the_environment, objects, s3_config
-from .test_s3_single_node import is_state, sizes
-from .test_s3_work import OUT_OF_CORE, prepare, run_on_nodes
+from .test_s3_output import SETS, assert_same_as_local, objects
+from .test_s3_single_node import is_state, sizes, tasks_on_nodes
 
 OOC_MIX = ["rewrite=out-of-core", "memory_limit=1", "shard_rows=150"]
 
@@ -336,13 +335,7 @@ def test_the_manifest_of_a_run_on_a_store_downloads_no_plan_array(tmp_path, s3_s
     bucket = s3_server.bucket(f"mp-{uuid.uuid4().hex[:12]}")
     if needs != "now":
         monkeypatch.setitem(work_store.NEEDS, "manifest", OLD_MANIFEST_NEEDS)
-    cfg = s3_config(tmp_path, s3_server.options())
-    work_dir, out = f"s3://{bucket}/w", f"s3://{bucket}/out"
-    sets = [*SETS, *OUT_OF_CORE, f"work_dir={work_dir}"]
-    from_the_environment(monkeypatch, s3_server)
-    monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "driver"))
-    prepare(cfg, parquet_corpus.files, out, "str", sets)
-    run_on_nodes(out, work_dir, tmp_path / "nodes", monkeypatch)
+    cfg, out, sets = tasks_on_nodes(tmp_path, s3_server, bucket, parquet_corpus, monkeypatch)
     work = {k.partition("/")[2]: n for k, n in sizes(s3_server, bucket, "w").items()}  # relative to the run's folder
     arrays = {k: n for k, n in work.items() if is_array(k)}
     state = sum(n for k, n in work.items() if is_state(k) and not is_array(k))  # markers, plan.json ...

@@ -87,6 +87,20 @@ def is_state(name: str) -> bool:
         or fnmatch.fnmatchcase(name, "plan/scores-*") or name == "plan/plan.json"
 
 
+def tasks_on_nodes(tmp_path, s3_server, bucket: str, files, monkeypatch) -> tuple[Path, str, list[str]]:
+    """An STR run of ``files`` out of core, the work folder (``w``) and the output (``out``) on one store,
+    planned, then every task on a node of its own; returns (config, output URL, settings) for the
+    publishing run."""
+    cfg = s3_config(tmp_path, s3_server.options())
+    work_dir, out = f"s3://{bucket}/w", f"s3://{bucket}/out"
+    sets = [*SETS, *OUT_OF_CORE, f"work_dir={work_dir}"]
+    from_the_environment(monkeypatch, s3_server)
+    monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "driver"))
+    prepare(cfg, files.files, out, "str", sets)
+    run_on_nodes(out, work_dir, tmp_path / "nodes", monkeypatch)
+    return cfg, out, sets
+
+
 # ------------------------------------------------------------------ publishing by server-side copies
 
 
@@ -98,13 +112,7 @@ def test_publishing_to_the_work_folders_store_reads_no_shard(tmp_path, s3_server
     and reads each upload back: twice their bytes. The same bytes as a local run either way."""
     if not copies:
         monkeypatch.setattr(store, "same_store", lambda a, b: False)
-    cfg = s3_config(tmp_path, s3_server.options())
-    work_dir, out = f"s3://{bucket}/w", f"s3://{bucket}/out"
-    sets = [*SETS, *OUT_OF_CORE, f"work_dir={work_dir}"]
-    from_the_environment(monkeypatch, s3_server)
-    monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "driver"))
-    prepare(cfg, parquet_corpus.files, out, "str", sets)
-    run_on_nodes(out, work_dir, tmp_path / "nodes", monkeypatch)
+    cfg, out, sets = tasks_on_nodes(tmp_path, s3_server, bucket, parquet_corpus, monkeypatch)
     state = sum(n for k, n in sizes(s3_server, bucket, "w").items() if is_state(k.partition("/")[2]))
     monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "driver"))
     reorder(cfg, parquet_corpus.files, out, method="str", sets=sets)
@@ -178,13 +186,7 @@ def test_a_staged_object_its_gather_did_not_upload_is_refused(tmp_path, s3_serve
     """A staged shard on the store replaced by other bytes of the same size (no local copy: its gather ran
     on another node): the copy is refused by the checksum the gather task recorded, no manifest is
     written; --restart makes the run again, with the local bytes."""
-    cfg = s3_config(tmp_path, s3_server.options())
-    work_dir, out = f"s3://{bucket}/w", f"s3://{bucket}/out"
-    sets = [*SETS, *OUT_OF_CORE, f"work_dir={work_dir}"]
-    from_the_environment(monkeypatch, s3_server)
-    monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "driver"))
-    prepare(cfg, parquet_corpus.files, out, "str", sets)
-    run_on_nodes(out, work_dir, tmp_path / "nodes", monkeypatch)
+    cfg, out, sets = tasks_on_nodes(tmp_path, s3_server, bucket, parquet_corpus, monkeypatch)
     key = next(k for k in sizes(s3_server, bucket, "w") if k.endswith("shards/00001.parquet"))
     good = objects(s3_server, bucket, "w")[key]
     s3_server.put(bucket, f"w/{key}", bytes(reversed(good)))  # the same size, other bytes
